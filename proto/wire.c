@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * wire.c: the taskgrid.v1 codec on top of nanopb (see wire.h). Holds the
+ * single field callback that makes string/bytes fields zero copy.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "wire.h"
+
+/*
+ * Decoding: every tg_pbbuf field is length-delimited, so nanopb hands us a
+ * substream limited to the field. All decoding goes through tg_wire_decode,
+ * which reads from a memory buffer, so the stream's state is the current
+ * read pointer: we borrow the bytes instead of copying them, then skip them.
+ */
+bool tg_pb_field_callback(pb_istream_t *istream, pb_ostream_t *ostream,
+                          const pb_field_iter_t *field)
+{
+    tg_pbbuf *b = (tg_pbbuf *)field->pData;
+
+    if (istream != NULL) {
+        size_t n = istream->bytes_left;
+        b->ptr = (const uint8_t *)istream->state;
+        b->len = n;
+        return pb_read(istream, NULL, n);
+    }
+    if (ostream != NULL) {
+        if (b->len == 0)
+            return true; /* proto3: empty equals absent */
+        return pb_encode_tag_for_field(ostream, field) &&
+               pb_encode_string(ostream, b->ptr, b->len);
+    }
+    return true;
+}
+
+static void set_err(char *err, size_t errlen, const char *what,
+                    const char *why)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s: %s", what, why ? why : "unknown error");
+}
+
+int tg_wire_decode(const pb_msgdesc_t *fields, void *msg, const uint8_t *buf,
+                   size_t len, char *err, size_t errlen)
+{
+    pb_istream_t is = pb_istream_from_buffer(buf, len);
+
+    /* pb_decode zeroes the message (PB_DECODE_INIT) and, on failure,
+     * releases what it allocated. */
+    if (!pb_decode(&is, fields, msg)) {
+        set_err(err, errlen, "malformed message", PB_GET_ERROR(&is));
+        return -1;
+    }
+    return 0;
+}
+
+void tg_wire_release(const pb_msgdesc_t *fields, void *msg)
+{
+    if (msg != NULL)
+        pb_release(fields, msg);
+}
+
+size_t tg_wire_size(const pb_msgdesc_t *fields, const void *msg)
+{
+    size_t n = 0;
+
+    if (!pb_get_encoded_size(&n, fields, msg))
+        return SIZE_MAX;
+    return n;
+}
+
+int tg_wire_encode(const pb_msgdesc_t *fields, const void *msg, uint8_t **out,
+                   size_t *outlen, char *err, size_t errlen)
+{
+    size_t n = tg_wire_size(fields, msg);
+    uint8_t *buf;
+    pb_ostream_t os;
+
+    *out = NULL;
+    *outlen = 0;
+    if (n == SIZE_MAX) {
+        set_err(err, errlen, "cannot encode message", "sizing failed");
+        return -1;
+    }
+    /* malloc(0) may return NULL; an empty message is valid protobuf. */
+    buf = malloc(n ? n : 1);
+    if (buf == NULL) {
+        set_err(err, errlen, "cannot encode message", "out of memory");
+        return -1;
+    }
+    os = pb_ostream_from_buffer(buf, n);
+    if (!pb_encode(&os, fields, msg)) {
+        set_err(err, errlen, "cannot encode message", PB_GET_ERROR(&os));
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *outlen = os.bytes_written;
+    return 0;
+}
+
+int tg_wire_append(const pb_msgdesc_t *fields, const void *msg, uint8_t **buf,
+                   size_t *len, size_t *cap)
+{
+    size_t n = tg_wire_size(fields, msg);
+    pb_ostream_t os;
+
+    if (n == SIZE_MAX)
+        return -1;
+    if (*len + n > *cap) {
+        size_t ncap = *cap ? *cap : 4096;
+        uint8_t *nb;
+        while (ncap < *len + n)
+            ncap *= 2;
+        nb = realloc(*buf, ncap);
+        if (nb == NULL)
+            return -1;
+        *buf = nb;
+        *cap = ncap;
+    }
+    os = pb_ostream_from_buffer(*buf + *len, n);
+    if (!pb_encode(&os, fields, msg))
+        return -1;
+    *len += os.bytes_written;
+    return 0;
+}
+
+char *tg_pbbuf_strdup(tg_pbbuf b)
+{
+    char *s = malloc(b.len + 1);
+
+    if (s == NULL)
+        return NULL;
+    if (b.len)
+        memcpy(s, b.ptr, b.len);
+    s[b.len] = '\0';
+    return s;
+}

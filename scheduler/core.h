@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * core.h: the pure scheduling core of taskgrid-scheduler. A deterministic
+ * state machine: events in (submit, worker joined/left, task finished,
+ * cancel, release, tick), actions out (assign, cancel-on-worker, notify a
+ * watcher, close a worker). Time is injected as `now_ms`. It has no
+ * sockets, threads, gRPC or nanopb; its Bazel target (//scheduler:core)
+ * depends on libc only, so tests and fuzzers drive it directly.
+ *
+ * Data structures are sized for millions of tasks: keys in a hash map,
+ * ready tasks in priority heaps (one per function name), dependents in
+ * per-task arrays; no event scans all tasks.
+ *
+ * Ownership: the core copies everything it is given (keys, inputs, result
+ * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
+ * borrowed and stay valid until the next call of an event function
+ * (tgs_core_submit, _worker_*, _task_finished, _cancel, _release, _tick,
+ * _watch, _annotate): tasks are freed lazily, at the start of the next event.
+ */
+#ifndef TGS_CORE_H
+#define TGS_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Status codes of the core (mirror tg_status values; the core does not
+ * include the SDK headers to stay dependency-free). */
+enum {
+    TGS_OK = 0,
+    TGS_EINVAL = -1,
+    TGS_ENOMEM = -2,
+    TGS_ENOTFOUND = -5,
+    TGS_EEXIST = -6,
+    TGS_ESTATE = -16,
+};
+
+/* Task states; the numbers equal taskgrid.v1.TaskState. */
+typedef enum tgs_state {
+    TGS_WAITING = 1,
+    TGS_READY = 2,
+    TGS_PROCESSING = 3,
+    TGS_MEMORY = 4,
+    TGS_ERRED = 5,
+    TGS_CANCELLED = 6,
+    TGS_RELEASED = 7,
+} tgs_state;
+
+#define TGS_NSTATES 8
+
+/* A borrowed, not NUL-terminated string. */
+typedef struct tgs_str {
+    const char *ptr;
+    size_t len;
+} tgs_str;
+
+typedef struct tgs_resource {
+    tgs_str name;
+    double amount;
+} tgs_resource;
+
+/* One submitted task (all borrowed for the duration of the call). */
+typedef struct tgs_task_spec {
+    tgs_str key;
+    tgs_str func;
+    tgs_str codec;
+    const uint8_t *input;
+    size_t input_len;
+    const tgs_str *deps;
+    size_t ndeps;
+    int32_t priority;
+    const tgs_resource *resources;
+    size_t nresources;
+    uint32_t retries;
+    const tgs_str *workers; /* restrictions by worker name */
+    size_t nworkers;
+} tgs_task_spec;
+
+/* A worker joining (all borrowed for the duration of the call). */
+typedef struct tgs_worker_spec {
+    tgs_str name;
+    uint32_t nthreads;
+    const tgs_str *funcs;
+    size_t nfuncs;
+    const tgs_resource *resources;
+    size_t nresources;
+} tgs_worker_spec;
+
+/* Outcome of one run, reported by a worker (borrowed for the call). */
+typedef struct tgs_outcome {
+    bool ok;
+    const uint8_t *data; /* ok: result bytes */
+    size_t data_len;
+    tgs_str codec;
+    tgs_str err_type; /* !ok: error */
+    tgs_str err_message;
+    tgs_str err_traceback;
+} tgs_outcome;
+
+typedef struct tgs_core_opts {
+    /* Fail READY tasks no connected worker can run after this long
+     * (0: wait forever; Status explains why they wait). */
+    int64_t no_worker_timeout_ms;
+    /* A task whose runs were in progress on this many workers that were
+     * lost fails with "killed N workers" (0: default 3). */
+    uint32_t allowed_failures;
+    /* Upper bound of tasks queued on one worker beyond its threads; the
+     * actual depth adapts to the measured task duration (0: default 1024). */
+    uint32_t max_prefetch;
+} tgs_core_opts;
+
+typedef struct tgs_core tgs_core;
+typedef struct tgs_task tgs_task;
+
+typedef enum tgs_action_kind {
+    /* Send `task` to `worker`. */
+    TGS_ACT_ASSIGN = 1,
+    /* Tell `worker` to cancel `task` (running or queued there). */
+    TGS_ACT_CANCEL = 2,
+    /* `task` reached a final state (memory, erred, cancelled); tell
+     * `watcher`. */
+    TGS_ACT_NOTIFY = 3,
+    /* `worker` finished draining: tell it to stop. */
+    TGS_ACT_CLOSE_WORKER = 4,
+} tgs_action_kind;
+
+typedef struct tgs_action {
+    tgs_action_kind kind;
+    uint64_t worker;
+    uint64_t watcher;
+    const tgs_task *task;
+} tgs_action;
+
+/* Per-submit answer. */
+typedef struct tgs_submit_result {
+    uint32_t accepted; /* new tasks */
+    uint32_t existing; /* keys already known (not run again) */
+} tgs_submit_result;
+
+/* Worker summary for Status. */
+typedef struct tgs_worker_info {
+    uint64_t id;
+    tgs_str name;
+    uint32_t nthreads;
+    uint32_t processing;
+    bool draining;
+    size_t nfuncs;
+} tgs_worker_info;
+
+/* ---- life cycle ---- */
+
+/** New core; `opts` may be NULL for defaults. Free with tgs_core_free. */
+int tgs_core_new(tgs_core **out, const tgs_core_opts *opts);
+/** Free the core and every task; NULL is a no-op. */
+void tgs_core_free(tgs_core *c);
+
+/* ---- events ---- */
+
+/**
+ * Submit a batch (a graph). Validated as a whole before anything changes:
+ * empty key or function, a dependency on a key neither in the batch nor
+ * known, or a cycle → TGS_EINVAL with a message naming the key in `err`
+ * (`errlen` bytes, may be NULL). A key already known (or repeated in the
+ * batch) is the same task: not added twice, counted in `existing`.
+ * Each submitted key gains one client hold (see tgs_core_release).
+ */
+int tgs_core_submit(tgs_core *c, const tgs_task_spec *specs, size_t n,
+                    int64_t now_ms, tgs_submit_result *res, char *err,
+                    size_t errlen);
+
+/** A worker joined with id `wid` (chosen by the caller, unique). */
+int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *w,
+                        int64_t now_ms);
+
+/**
+ * Worker `wid` is gone. Tasks processing there go back to READY (and count
+ * towards "killed N workers"); results are held by the scheduler, so none
+ * is lost.
+ */
+int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms);
+
+/**
+ * Stop assigning to `wid`; once nothing is processing there, emit
+ * TGS_ACT_CLOSE_WORKER (possibly at once).
+ */
+int tgs_core_worker_drain(tgs_core *c, uint64_t wid, int64_t now_ms);
+
+/**
+ * Worker `wid` finished `key` with outcome `o`. Copies the result. A report
+ * for a task not processing on that worker (stale after a cancel or a
+ * reschedule) is ignored and returns TGS_ESTATE.
+ * An error with retries left sends the task back to READY; otherwise the
+ * task and, transitively, its dependents become ERRED (dependents carry the
+ * same error with origin_key set).
+ */
+int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
+                           const tgs_outcome *o, int64_t now_ms);
+
+/**
+ * Worker `wid` handed `key` back unstarted (e.g. it is draining): it goes
+ * back to READY without counting an attempt.
+ */
+int tgs_core_task_returned(tgs_core *c, uint64_t wid, tgs_str key,
+                           int64_t now_ms);
+
+/**
+ * Ask to be told (TGS_ACT_NOTIFY with `watcher`) when `key` reaches a final
+ * state. If it is final already, nothing is queued and *task is set so the
+ * caller answers at once. Unknown key → TGS_ENOTFOUND. `task` may be NULL.
+ */
+int tgs_core_watch(tgs_core *c, tgs_str key, uint64_t watcher,
+                   const tgs_task **task);
+
+/**
+ * Cancel `keys` and every task depending on them, transitively. Tasks
+ * already in memory or erred are not changed. Processing ones get a
+ * TGS_ACT_CANCEL for their worker. *count (may be NULL) = tasks cancelled.
+ * Unknown keys are skipped.
+ */
+int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n,
+                    int64_t now_ms, uint32_t *count);
+
+/**
+ * Drop one client hold of each key. A task with no holds whose result no
+ * pending dependent needs is forgotten (its memory returned); *count (may
+ * be NULL) = tasks forgotten.
+ */
+int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
+                     uint32_t *count);
+
+/** Change priority of tasks not yet processing (Annotate); *count changed. */
+int tgs_core_set_priority(tgs_core *c, const tgs_str *keys, size_t n,
+                          int32_t priority, uint32_t *count);
+
+/** Change retries of tasks not yet finished; *count changed. */
+int tgs_core_set_retries(tgs_core *c, const tgs_str *keys, size_t n,
+                         uint32_t retries, uint32_t *count);
+
+/** Time passes: applies the no-worker timeout. */
+void tgs_core_tick(tgs_core *c, int64_t now_ms);
+
+/* ---- actions ---- */
+
+/** Pop the next action; false when none is queued. */
+bool tgs_core_next_action(tgs_core *c, tgs_action *out);
+
+/* ---- queries (no state change) ---- */
+
+/** The task with `key`, or NULL. */
+const tgs_task *tgs_core_find(const tgs_core *c, tgs_str key);
+
+/** Number of tasks in each state (indexed by tgs_state). */
+void tgs_core_counts(const tgs_core *c, uint64_t counts[TGS_NSTATES]);
+
+/** READY tasks that no connected worker can run. */
+uint64_t tgs_core_unplaceable(const tgs_core *c);
+
+/** Number of connected workers. */
+size_t tgs_core_nworkers(const tgs_core *c);
+
+/** Info about the i-th worker (0 <= i < nworkers); false if out of range. */
+bool tgs_core_worker_at(const tgs_core *c, size_t i, tgs_worker_info *out);
+
+/**
+ * Why `t` is not running, in `buf` (e.g. "no worker provides function
+ * 'x.y'", "waiting for 3 dependencies"); empty if running or final.
+ */
+void tgs_core_why(const tgs_core *c, const tgs_task *t, char *buf,
+                  size_t len);
+
+/* ---- task accessors (borrowed results) ---- */
+
+tgs_str tgs_task_key(const tgs_task *t);
+tgs_str tgs_task_func(const tgs_task *t);
+tgs_str tgs_task_codec(const tgs_task *t);
+const uint8_t *tgs_task_input(const tgs_task *t, size_t *len);
+tgs_state tgs_task_state(const tgs_task *t);
+int32_t tgs_task_priority(const tgs_task *t);
+/* 1 for the first run; counts retries and reruns after worker loss. */
+uint32_t tgs_task_attempt(const tgs_task *t);
+size_t tgs_task_ndeps(const tgs_task *t);
+const tgs_task *tgs_task_dep(const tgs_task *t, size_t i);
+/* MEMORY: the result bytes and codec. */
+const uint8_t *tgs_task_result(const tgs_task *t, size_t *len);
+tgs_str tgs_task_result_codec(const tgs_task *t);
+/* ERRED/CANCELLED: the error (empty strings when none). origin is the key
+ * of the task that failed first when inherited from a dependency. */
+tgs_str tgs_task_err_type(const tgs_task *t);
+tgs_str tgs_task_err_message(const tgs_task *t);
+tgs_str tgs_task_err_traceback(const tgs_task *t);
+tgs_str tgs_task_err_origin(const tgs_task *t);
+
+#endif

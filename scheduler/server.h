@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * server.h: the scheduler daemon around the pure core: serves
+ * taskgrid.v1.Scheduler, taskgrid.v1.WorkerLink and grpc.health.v1.Health
+ * through the rpc layer, turns messages into core events and core actions
+ * into batched messages, and drives the local launcher for Scale.
+ */
+#ifndef TGS_SERVER_H
+#define TGS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tgs_server_opts {
+    const char *listen;          /* "tcp://0.0.0.0:8786" */
+    const char *launcher;        /* "local" or "none" */
+    const char *worker_bin;      /* NULL: next to this executable, or PATH */
+    uint32_t workers;            /* workers to start at once */
+    uint32_t worker_nthreads;    /* --nthreads of launched workers */
+    const char *worker_resources;
+    const char *const *worker_preload;
+    size_t nworker_preload;
+    const char *worker_log_level;
+    int64_t no_worker_timeout_ms;
+    uint32_t allowed_failures;
+    size_t max_message;
+    const char *ca_pem, *cert_pem, *key_pem; /* TLS (all or none) */
+} tgs_server_opts;
+
+/**
+ * Run the scheduler until SIGINT/SIGTERM (installed here). Prints
+ * "taskgrid-scheduler listening on tcp://HOST:PORT" on stdout once bound.
+ * Returns a process exit code.
+ */
+int tgs_server_main(const tgs_server_opts *opts);
+
+#endif

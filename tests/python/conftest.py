@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures for the stock-client tests: gRPC stubs generated from proto/
+with grpcio-tools (never hand-written), and a real taskgrid scheduler with
+local workers started for the test session and torn down after it."""
+from __future__ import annotations
+
+import os
+import pathlib
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import Iterator
+
+import grpc
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("TASKGRID_BIN_DIR", ROOT / "bazel-bin"))
+
+
+@pytest.fixture(scope="session")
+def pb(tmp_path_factory: pytest.TempPathFactory):
+    """Generate taskgrid.v1 and grpc.health.v1 stubs into a temp dir."""
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("stubs")
+    for proto in ("taskgrid/v1/taskgrid.proto", "grpc/health/v1/health.proto"):
+        rc = protoc.main([
+            "protoc", f"-I{ROOT / 'proto'}", f"--python_out={out}",
+            f"--grpc_python_out={out}", str(ROOT / "proto" / proto),
+        ])
+        assert rc == 0, f"protoc failed on {proto}"
+    sys.path.insert(0, str(out))
+    from taskgrid.v1 import taskgrid_pb2, taskgrid_pb2_grpc  # type: ignore
+    from grpc.health.v1 import health_pb2, health_pb2_grpc  # type: ignore
+
+    class Stubs:
+        pass
+
+    s = Stubs()
+    s.tg, s.tg_grpc = taskgrid_pb2, taskgrid_pb2_grpc
+    s.health, s.health_grpc = health_pb2, health_pb2_grpc
+    return s
+
+
+def _scheduler_bin() -> pathlib.Path:
+    exe = BIN / "scheduler" / "taskgrid-scheduler"
+    if not exe.exists():
+        pytest.fail(f"{exe} not found: run 'bazel build //scheduler //worker'")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def scheduler() -> Iterator[str]:
+    """A scheduler with 2 local workers of 1 thread; yields host:port."""
+    proc = subprocess.Popen(
+        [str(_scheduler_bin()), "--listen", "tcp://127.0.0.1:0",
+         "--workers", "2", "--nthreads", "1",
+         "--worker-bin", str(BIN / "worker" / "taskgrid-worker"),
+         "--max-message", "1048576"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        assert ready, "scheduler did not print its address within 10 s"
+        line = proc.stdout.readline().strip()
+        prefix = "taskgrid-scheduler listening on tcp://"
+        assert line.startswith(prefix), line
+        yield line[len(prefix):]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture()
+def channel(scheduler: str) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(scheduler) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        yield ch
+
+
+def wait_for_workers(pb, channel: grpc.Channel, n: int, timeout: float = 10.0) -> None:
+    stub = pb.tg_grpc.SchedulerStub(channel)
+    deadline = time.monotonic() + timeout
+    while True:
+        st = stub.Status(pb.tg.StatusRequest(), timeout=5)
+        if len(st.workers) >= n:
+            return
+        assert time.monotonic() < deadline, f"only {len(st.workers)} workers"
+        time.sleep(0.05)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Runs every taskgrid test after installing what is missing:
+#   1. bazel test //...           unit tests (pure core, codec, worker, SDK)
+#                                 and multi-process integration tests
+#   2. the same under AddressSanitizer + UBSan (--config=asan)
+#   3. a stock Python gRPC client (grpcio, stubs generated from proto/)
+#      against a real scheduler and workers
+#   4. an integration run under valgrind
+#   5. the benchmark smoke mode (tiny N, no timing claims)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/setup.sh
+
+echo "== bazel test //..."
+bazel test //... 
+
+echo "== bazel test --config=asan //..."
+bazel test --config=asan //...
+
+# Back to the plain build for the process-level checks below.
+bazel build //scheduler //worker //sdk/examples:diamond //tests:valgrind_driver >/dev/null
+
+echo "== stock gRPC client (Python grpcio)"
+python3 -m pytest -q tests/python
+
+echo "== valgrind"
+bash tests/valgrind.sh
+
+echo "== bench smoke"
+bash bench/run.sh --smoke

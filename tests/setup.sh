@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Installs what taskgrid needs on a Debian 12 machine, skipping what is
+# already there: the C toolchain and libraries (gRPC C core, nanopb,
+# OpenSSL, cmocka) and Bazel from Debian's packages, and the Python test
+# dependencies (grpcio, grpcio-tools, pytest) from PyPI.
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential pkg-config
+  libgrpc-dev protobuf-compiler protobuf-compiler-grpc
+  nanopb libnanopb-dev
+  libssl-dev libcmocka-dev
+  bazel-bootstrap valgrind
+)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import grpc, grpc_tools, pytest' 2>/dev/null; then
+  echo "setup: installing grpcio grpcio-tools pytest"
+  "$PY" -m pip install -q grpcio grpcio-tools pytest
+fi
