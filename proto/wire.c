@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <pb_common.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 
@@ -44,12 +45,34 @@ static void set_err(char *err, size_t errlen, const char *what,
         snprintf(err, errlen, "%s: %s", what, why ? why : "unknown error");
 }
 
+/*
+ * pb_decode sets every field to its default except callback fields, which
+ * it leaves alone (they normally hold user-set function pointers). Ours
+ * are tg_pbbuf, so an absent field would keep whatever the caller's stack
+ * held: clear them first, recursing into static submessages.
+ */
+static void clear_callbacks(const pb_msgdesc_t *fields, void *msg)
+{
+    pb_field_iter_t it;
+
+    if (!pb_field_iter_begin(&it, fields, msg))
+        return;
+    do {
+        if (PB_ATYPE(it.type) == PB_ATYPE_CALLBACK)
+            memset(it.pData, 0, sizeof(tg_pbbuf));
+        else if (PB_ATYPE(it.type) == PB_ATYPE_STATIC &&
+                 PB_LTYPE_IS_SUBMSG(it.type) && it.submsg_desc != NULL)
+            clear_callbacks(it.submsg_desc, it.pData);
+    } while (pb_field_iter_next(&it));
+}
+
 int tg_wire_decode(const pb_msgdesc_t *fields, void *msg, const uint8_t *buf,
                    size_t len, char *err, size_t errlen)
 {
     pb_istream_t is = pb_istream_from_buffer(buf, len);
 
-    /* pb_decode zeroes the message (PB_DECODE_INIT) and, on failure,
+    clear_callbacks(fields, msg);
+    /* pb_decode sets the other fields to defaults and, on failure,
      * releases what it allocated. */
     if (!pb_decode(&is, fields, msg)) {
         set_err(err, errlen, "malformed message", PB_GET_ERROR(&is));

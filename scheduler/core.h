@@ -16,6 +16,9 @@
  * borrowed and stay valid until the next call of an event function
  * (tgs_core_submit, _worker_*, _task_finished, _cancel, _release, _tick,
  * _watch, _annotate): tasks are freed lazily, at the start of the next event.
+ * (The core frees them only once the action queue has been emptied, so a
+ * caller that pops every action after each event can never see a freed
+ * task.)
  */
 #ifndef TGS_CORE_H
 #define TGS_CORE_H
@@ -74,6 +77,8 @@ typedef struct tgs_task_spec {
     uint32_t retries;
     const tgs_str *workers; /* restrictions by worker name */
     size_t nworkers;
+    /* resources and workers are stored (see tgs_task_resource and
+     * tgs_task_restriction) but not yet enforced when placing tasks. */
 } tgs_task_spec;
 
 /* A worker joining (all borrowed for the duration of the call). */
@@ -249,7 +254,11 @@ bool tgs_core_next_action(tgs_core *c, tgs_action *out);
 /** The task with `key`, or NULL. */
 const tgs_task *tgs_core_find(const tgs_core *c, tgs_str key);
 
-/** Number of tasks in each state (indexed by tgs_state). */
+/**
+ * Number of tasks in each state (indexed by tgs_state), kept up to date
+ * incrementally. counts[TGS_RELEASED] is the number of tasks forgotten so
+ * far (see tgs_core_release).
+ */
 void tgs_core_counts(const tgs_core *c, uint64_t counts[TGS_NSTATES]);
 
 /** READY tasks that no connected worker can run. */
@@ -278,7 +287,14 @@ tgs_state tgs_task_state(const tgs_task *t);
 int32_t tgs_task_priority(const tgs_task *t);
 /* 1 for the first run; counts retries and reruns after worker loss. */
 uint32_t tgs_task_attempt(const tgs_task *t);
+/* Retries left. */
+uint32_t tgs_task_retries(const tgs_task *t);
+/* PROCESSING: true and *wid = the worker running it; else false. */
+bool tgs_task_worker(const tgs_task *t, uint64_t *wid);
 size_t tgs_task_ndeps(const tgs_task *t);
+/* The i-th dependency, in submission order, while the task is not final
+ * (what an assignment needs). Once the task is final it lets go of its
+ * dependencies, which may then be forgotten, and this returns NULL. */
 const tgs_task *tgs_task_dep(const tgs_task *t, size_t i);
 /* MEMORY: the result bytes and codec. */
 const uint8_t *tgs_task_result(const tgs_task *t, size_t *len);
@@ -289,5 +305,12 @@ tgs_str tgs_task_err_type(const tgs_task *t);
 tgs_str tgs_task_err_message(const tgs_task *t);
 tgs_str tgs_task_err_traceback(const tgs_task *t);
 tgs_str tgs_task_err_origin(const tgs_task *t);
+/* Resources the task asked for (stored; not enforced yet). Out of range:
+ * an empty name and 0. */
+size_t tgs_task_nresources(const tgs_task *t);
+tgs_resource tgs_task_resource(const tgs_task *t, size_t i);
+/* Worker names the task is restricted to (stored; not enforced yet). */
+size_t tgs_task_nrestrictions(const tgs_task *t);
+tgs_str tgs_task_restriction(const tgs_task *t, size_t i);
 
 #endif

@@ -4,7 +4,7 @@
 # Installs what taskgrid needs on a Debian 12 machine, skipping what is
 # already there: the C toolchain and libraries (gRPC C core, nanopb,
 # OpenSSL, cmocka) and Bazel from Debian's packages, and the Python test
-# dependencies (grpcio, grpcio-tools, pytest) from PyPI.
+# dependencies (grpcio, grpcio-tools, grpcio-health-checking, pytest) from PyPI.
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -31,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import grpc, grpc_tools, pytest' 2>/dev/null; then
-  echo "setup: installing grpcio grpcio-tools pytest"
-  "$PY" -m pip install -q grpcio grpcio-tools pytest
+if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest' 2>/dev/null; then
+  echo "setup: installing grpcio grpcio-tools grpcio-health-checking pytest"
+  "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest
 fi

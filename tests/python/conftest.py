@@ -26,7 +26,9 @@ def pb(tmp_path_factory: pytest.TempPathFactory):
     from grpc_tools import protoc
 
     out = tmp_path_factory.mktemp("stubs")
-    for proto in ("taskgrid/v1/taskgrid.proto", "grpc/health/v1/health.proto"):
+    # grpc.health.v1 comes from grpcio-health-checking (the stock stubs);
+    # generating it here would be shadowed by the grpc package.
+    for proto in ("taskgrid/v1/taskgrid.proto",):
         rc = protoc.main([
             "protoc", f"-I{ROOT / 'proto'}", f"--python_out={out}",
             f"--grpc_python_out={out}", str(ROOT / "proto" / proto),
@@ -34,7 +36,7 @@ def pb(tmp_path_factory: pytest.TempPathFactory):
         assert rc == 0, f"protoc failed on {proto}"
     sys.path.insert(0, str(out))
     from taskgrid.v1 import taskgrid_pb2, taskgrid_pb2_grpc  # type: ignore
-    from grpc.health.v1 import health_pb2, health_pb2_grpc  # type: ignore
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     class Stubs:
         pass

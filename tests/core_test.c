@@ -1,0 +1,1255 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * core_test.c: unit tests of the pure scheduling core (scheduler/core.h),
+ * driven with a fake clock and fake workers: no network, no threads. Each
+ * test plays the part of the transport: it feeds events (submit, worker
+ * joined/left, results, ticks) and checks the actions that come out and
+ * the states users see. Depends on //scheduler:core and cmocka.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "scheduler/core.h"
+
+#define LIT(z) ((tgs_str){(z), sizeof(z) - 1})
+
+static tgs_str S(const char *z)
+{
+    return (tgs_str){z, strlen(z)};
+}
+
+/* An action with the task key copied out (task pointers are borrowed
+ * only until the next event). */
+typedef struct act {
+    tgs_action_kind kind;
+    uint64_t worker;
+    uint64_t watcher;
+    char key[64];
+} act;
+
+#define MAX_ACTS 64
+
+static size_t pop_all(tgs_core *c, act *out, size_t cap)
+{
+    tgs_action a;
+    size_t n = 0;
+    while (tgs_core_next_action(c, &a)) {
+        assert_true(n < cap);
+        out[n].kind = a.kind;
+        out[n].worker = a.worker;
+        out[n].watcher = a.watcher;
+        out[n].key[0] = '\0';
+        if (a.task != NULL) {
+            tgs_str k = tgs_task_key(a.task);
+            assert_true(k.len < sizeof out[n].key);
+            memcpy(out[n].key, k.ptr, k.len);
+            out[n].key[k.len] = '\0';
+        }
+        n++;
+    }
+    return n;
+}
+
+static void assert_no_actions(tgs_core *c)
+{
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 0);
+}
+
+static void assert_act(const act *a, tgs_action_kind kind, uint64_t worker,
+                       const char *key)
+{
+    assert_int_equal(a->kind, kind);
+    if (kind != TGS_ACT_NOTIFY)
+        assert_int_equal(a->worker, worker);
+    assert_string_equal(a->key, key);
+}
+
+static void assert_str_is(tgs_str s, const char *z)
+{
+    char buf[512];
+    assert_true(s.len < sizeof buf);
+    if (s.len)
+        memcpy(buf, s.ptr, s.len);
+    buf[s.len] = '\0';
+    assert_string_equal(buf, z);
+}
+
+static tgs_task_spec mk(const char *key, const char *func)
+{
+    tgs_task_spec s;
+    memset(&s, 0, sizeof s);
+    s.key = S(key);
+    s.func = S(func);
+    return s;
+}
+
+static tgs_core *core_new(const tgs_core_opts *opts)
+{
+    tgs_core *c = NULL;
+    assert_int_equal(tgs_core_new(&c, opts), TGS_OK);
+    assert_non_null(c);
+    return c;
+}
+
+static void add_worker(tgs_core *c, uint64_t wid, const char *name,
+                       uint32_t nthreads, const char *f1, const char *f2,
+                       int64_t now)
+{
+    tgs_str funcs[2];
+    size_t n = 0;
+    if (f1)
+        funcs[n++] = S(f1);
+    if (f2)
+        funcs[n++] = S(f2);
+    tgs_worker_spec w;
+    memset(&w, 0, sizeof w);
+    w.name = S(name);
+    w.nthreads = nthreads;
+    w.funcs = funcs;
+    w.nfuncs = n;
+    assert_int_equal(tgs_core_worker_add(c, wid, &w, now), TGS_OK);
+}
+
+static int submit(tgs_core *c, tgs_task_spec *specs, size_t n, int64_t now,
+                  tgs_submit_result *res)
+{
+    char err[256];
+    int rc = tgs_core_submit(c, specs, n, now, res, err, sizeof err);
+    if (rc != TGS_OK)
+        print_message("submit: %s\n", err);
+    return rc;
+}
+
+static int finish_ok(tgs_core *c, uint64_t wid, const char *key,
+                     const char *data, int64_t now)
+{
+    tgs_outcome o;
+    memset(&o, 0, sizeof o);
+    o.ok = true;
+    o.data = (const uint8_t *)data;
+    o.data_len = strlen(data);
+    o.codec = LIT("raw");
+    return tgs_core_task_finished(c, wid, S(key), &o, now);
+}
+
+static int finish_err(tgs_core *c, uint64_t wid, const char *key,
+                      const char *type, const char *msg, const char *tb,
+                      int64_t now)
+{
+    tgs_outcome o;
+    memset(&o, 0, sizeof o);
+    o.ok = false;
+    o.err_type = S(type);
+    o.err_message = S(msg);
+    o.err_traceback = S(tb);
+    return tgs_core_task_finished(c, wid, S(key), &o, now);
+}
+
+static tgs_state state_of(tgs_core *c, const char *key)
+{
+    const tgs_task *t = tgs_core_find(c, S(key));
+    assert_non_null(t);
+    return tgs_task_state(t);
+}
+
+static void assert_counts(tgs_core *c, uint64_t waiting, uint64_t ready,
+                          uint64_t processing, uint64_t memory,
+                          uint64_t erred, uint64_t cancelled)
+{
+    uint64_t n[TGS_NSTATES];
+    tgs_core_counts(c, n);
+    assert_int_equal(n[TGS_WAITING], waiting);
+    assert_int_equal(n[TGS_READY], ready);
+    assert_int_equal(n[TGS_PROCESSING], processing);
+    assert_int_equal(n[TGS_MEMORY], memory);
+    assert_int_equal(n[TGS_ERRED], erred);
+    assert_int_equal(n[TGS_CANCELLED], cancelled);
+}
+
+static void why_is(tgs_core *c, const char *key, const char *text)
+{
+    char buf[256];
+    tgs_core_why(c, tgs_core_find(c, S(key)), buf, sizeof buf);
+    assert_string_equal(buf, text);
+}
+
+/* ---- tests ---- */
+
+static void test_core__graph_in_order(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 4, "tg.f", NULL, 0);
+    assert_no_actions(c);
+
+    /* The dependent comes first in the batch: order inside a batch does
+     * not matter, dependency order does. */
+    tgs_str deps_c[] = {LIT("b"), LIT("a")};
+    tgs_task_spec specs[3] = {mk("c", "tg.f"), mk("a", "tg.f"),
+                              mk("b", "tg.f")};
+    specs[0].deps = deps_c;
+    specs[0].ndeps = 2;
+    specs[1].input = (const uint8_t *)"in-a";
+    specs[1].input_len = 4;
+    specs[1].codec = LIT("json");
+    tgs_submit_result res;
+    assert_int_equal(submit(c, specs, 3, 0, &res), TGS_OK);
+    assert_int_equal(res.accepted, 3);
+    assert_int_equal(res.existing, 0);
+
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 1, "b");
+    assert_counts(c, 1, 0, 2, 0, 0, 0);
+    why_is(c, "c", "waiting for 2 dependencies");
+
+    const tgs_task *ta = tgs_core_find(c, LIT("a"));
+    size_t len;
+    const uint8_t *in = tgs_task_input(ta, &len);
+    assert_int_equal(len, 4);
+    assert_memory_equal(in, "in-a", 4);
+    assert_str_is(tgs_task_codec(ta), "json");
+    assert_str_is(tgs_task_func(ta), "tg.f");
+    assert_int_equal(tgs_task_attempt(ta), 1);
+    uint64_t wid = 0;
+    assert_true(tgs_task_worker(ta, &wid));
+    assert_int_equal(wid, 1);
+
+    assert_int_equal(finish_ok(c, 1, "b", "B", 3), TGS_OK);
+    assert_no_actions(c);
+    why_is(c, "c", "waiting for 1 dependency");
+    assert_int_equal(finish_ok(c, 1, "a", "A", 4), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c");
+
+    /* The assignment carries the dependencies in submission order, with
+     * their results. */
+    const tgs_task *tc = tgs_core_find(c, LIT("c"));
+    assert_int_equal(tgs_task_ndeps(tc), 2);
+    assert_str_is(tgs_task_key(tgs_task_dep(tc, 0)), "b");
+    assert_str_is(tgs_task_key(tgs_task_dep(tc, 1)), "a");
+    assert_null(tgs_task_dep(tc, 2));
+    const uint8_t *r = tgs_task_result(tgs_task_dep(tc, 0), &len);
+    assert_int_equal(len, 1);
+    assert_memory_equal(r, "B", 1);
+    r = tgs_task_result(tgs_task_dep(tc, 1), &len);
+    assert_memory_equal(r, "A", 1);
+    assert_str_is(tgs_task_result_codec(tgs_task_dep(tc, 1)), "raw");
+
+    const tgs_task *w = NULL;
+    assert_int_equal(tgs_core_watch(c, LIT("c"), 7, &w), TGS_OK);
+    assert_ptr_equal(w, tc);
+    assert_int_equal(tgs_task_state(w), TGS_PROCESSING);
+    assert_int_equal(finish_ok(c, 1, "c", "AB", 5), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
+    assert_int_equal(a[0].watcher, 7);
+    assert_string_equal(a[0].key, "c");
+    assert_counts(c, 0, 0, 0, 3, 0, 0);
+
+    /* Final already: answered at once, nothing queued. */
+    assert_int_equal(tgs_core_watch(c, LIT("c"), 8, &w), TGS_OK);
+    assert_int_equal(tgs_task_state(w), TGS_MEMORY);
+    r = tgs_task_result(w, &len);
+    assert_int_equal(len, 2);
+    assert_memory_equal(r, "AB", 2);
+    assert_no_actions(c);
+    assert_int_equal(tgs_core_watch(c, LIT("nope"), 8, &w), TGS_ENOTFOUND);
+    assert_null(w);
+
+    /* A new task on a result in memory is ready at once. */
+    tgs_str deps_d[] = {LIT("c")};
+    tgs_task_spec d = mk("d", "tg.f");
+    d.deps = deps_d;
+    d.ndeps = 1;
+    assert_int_equal(submit(c, &d, 1, 6, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "d");
+    assert_str_is(tgs_task_key(tgs_task_dep(tgs_core_find(c, LIT("d")), 0)),
+                  "c");
+    tgs_core_free(c);
+}
+
+static void test_core__error_propagates(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 4, "tg.f", NULL, 0);
+    tgs_str da[] = {LIT("a")}, db[] = {LIT("b")}, dcx[] = {LIT("c"),
+                                                           LIT("x")};
+    tgs_task_spec s[5] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
+                          mk("d", "tg.f"), mk("x", "tg.f")};
+    s[1].deps = da, s[1].ndeps = 1;
+    s[2].deps = db, s[2].ndeps = 1;
+    s[3].deps = dcx, s[3].ndeps = 2;
+    assert_int_equal(submit(c, s, 5, 0, NULL), TGS_OK);
+    assert_int_equal(tgs_core_watch(c, LIT("c"), 8, NULL), TGS_OK);
+    assert_int_equal(tgs_core_watch(c, LIT("d"), 9, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 1, "x");
+
+    assert_int_equal(finish_err(c, 1, "a", "ValueError", "bad input",
+                                "Traceback: line 1", 10),
+                     TGS_OK);
+    size_t n = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(n, 2);
+    uint64_t seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(a[i].kind, TGS_ACT_NOTIFY);
+        seen |= 1u << a[i].watcher;
+    }
+    assert_int_equal(seen, (1u << 8) | (1u << 9));
+    const char *keys[] = {"a", "b", "c", "d"};
+    for (size_t i = 0; i < 4; i++) {
+        const tgs_task *t = tgs_core_find(c, S(keys[i]));
+        assert_int_equal(tgs_task_state(t), TGS_ERRED);
+        assert_str_is(tgs_task_err_type(t), "ValueError");
+        assert_str_is(tgs_task_err_message(t), "bad input");
+        assert_str_is(tgs_task_err_traceback(t), "Traceback: line 1");
+        assert_str_is(tgs_task_err_origin(t), i == 0 ? "" : "a");
+        /* Final tasks let go of their dependencies. */
+        assert_null(tgs_task_dep(t, 0));
+    }
+    assert_int_equal(state_of(c, "x"), TGS_PROCESSING);
+    assert_int_equal(finish_ok(c, 1, "x", "X", 11), TGS_OK);
+    assert_no_actions(c);
+    assert_counts(c, 0, 0, 0, 1, 4, 0);
+
+    /* Depending on an erred task fails at once, in the same batch too. */
+    tgs_str dc[] = {LIT("c")}, de[] = {LIT("e")};
+    tgs_task_spec s2[2] = {mk("f", "tg.f"), mk("e", "tg.f")};
+    s2[0].deps = de, s2[0].ndeps = 1;
+    s2[1].deps = dc, s2[1].ndeps = 1;
+    tgs_submit_result res;
+    assert_int_equal(submit(c, s2, 2, 12, &res), TGS_OK);
+    assert_int_equal(res.accepted, 2);
+    assert_no_actions(c);
+    for (size_t i = 0; i < 2; i++) {
+        const tgs_task *t = tgs_core_find(c, S(i ? "e" : "f"));
+        assert_int_equal(tgs_task_state(t), TGS_ERRED);
+        assert_str_is(tgs_task_err_origin(t), "a");
+        assert_str_is(tgs_task_err_message(t), "bad input");
+    }
+    assert_counts(c, 0, 0, 0, 1, 6, 0);
+    tgs_core_free(c);
+}
+
+static void test_core__worker_loss_reassigns(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_task_spec s = mk("t", "tg.f");
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
+
+    add_worker(c, 2, "w2", 1, "tg.f", NULL, 1);
+    assert_no_actions(c);
+    assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t");
+    const tgs_task *t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_attempt(t), 2);
+    assert_int_equal(tgs_core_nworkers(c), 1);
+    tgs_worker_info wi;
+    assert_true(tgs_core_worker_at(c, 0, &wi));
+    assert_int_equal(wi.id, 2);
+    assert_str_is(wi.name, "w2");
+    assert_int_equal(wi.processing, 1);
+    assert_false(tgs_core_worker_at(c, 1, &wi));
+
+    /* The lost worker's late answer is stale. */
+    assert_int_equal(finish_ok(c, 1, "t", "old", 3), TGS_ESTATE);
+    assert_int_equal(state_of(c, "t"), TGS_PROCESSING);
+    assert_int_equal(finish_ok(c, 2, "t", "new", 4), TGS_OK);
+    size_t len;
+    const uint8_t *r = tgs_task_result(tgs_core_find(c, LIT("t")), &len);
+    assert_memory_equal(r, "new", 3);
+    assert_int_equal(tgs_core_worker_remove(c, 1, 5), TGS_ENOTFOUND);
+    tgs_core_free(c);
+}
+
+static void test_core__killed_workers(void **state)
+{
+    (void)state;
+    tgs_core_opts o = {.allowed_failures = 2};
+    tgs_core *c = core_new(&o);
+    tgs_str dt[] = {LIT("t")};
+    tgs_task_spec s[2] = {mk("t", "tg.f"), mk("u", "tg.f")};
+    s[1].deps = dt, s[1].ndeps = 1;
+    assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
+    assert_int_equal(tgs_core_watch(c, LIT("u"), 5, NULL), TGS_OK);
+    act a[MAX_ACTS];
+
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 1);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
+    assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK);
+    assert_no_actions(c);
+    assert_int_equal(state_of(c, "t"), TGS_READY);
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+
+    add_worker(c, 2, "w2", 1, "tg.f", NULL, 3);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t");
+    assert_int_equal(tgs_core_worker_remove(c, 2, 4), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
+    assert_int_equal(a[0].watcher, 5);
+
+    const tgs_task *t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
+    assert_str_is(tgs_task_err_message(t),
+                  "task 't' was running on 2 workers that died "
+                  "(allowed_failures=2)");
+    const tgs_task *u = tgs_core_find(c, LIT("u"));
+    assert_int_equal(tgs_task_state(u), TGS_ERRED);
+    assert_str_is(tgs_task_err_type(u), "tg.KilledWorker");
+    assert_str_is(tgs_task_err_origin(u), "t");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    assert_counts(c, 0, 0, 0, 0, 2, 0);
+    tgs_core_free(c);
+}
+
+static void test_core__repeated_keys(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_task_spec s[3] = {mk("a", "tg.f"), mk("a", "tg.f"), mk("b", "tg.f")};
+    tgs_submit_result res;
+    assert_int_equal(submit(c, s, 3, 0, &res), TGS_OK);
+    assert_int_equal(res.accepted, 2);
+    assert_int_equal(res.existing, 1);
+    /* Known key, even with another function: the same task. */
+    tgs_task_spec again = mk("a", "tg.other");
+    assert_int_equal(submit(c, &again, 1, 1, &res), TGS_OK);
+    assert_int_equal(res.accepted, 0);
+    assert_int_equal(res.existing, 1);
+    assert_counts(c, 0, 2, 0, 0, 0, 0);
+    assert_str_is(tgs_task_func(tgs_core_find(c, LIT("a"))), "tg.f");
+
+    add_worker(c, 1, "w1", 2, "tg.f", NULL, 2);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_int_equal(finish_ok(c, 1, "a", "A", 3), TGS_OK);
+    assert_int_equal(finish_ok(c, 1, "b", "B", 3), TGS_OK);
+
+    /* Three submissions of `a`, three holds. */
+    uint32_t n = 99;
+    tgs_str ka = LIT("a");
+    assert_int_equal(tgs_core_release(c, &ka, 1, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(tgs_core_release(c, &ka, 1, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    assert_non_null(tgs_core_find(c, ka));
+    assert_int_equal(tgs_core_release(c, &ka, 1, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    assert_null(tgs_core_find(c, ka));
+    assert_int_equal(tgs_core_release(c, &ka, 1, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    uint64_t counts[TGS_NSTATES];
+    tgs_core_counts(c, counts);
+    assert_int_equal(counts[TGS_MEMORY], 1);
+    assert_int_equal(counts[TGS_RELEASED], 1);
+
+    /* Forgotten: a new submission is a new task. */
+    assert_int_equal(submit(c, s, 1, 4, &res), TGS_OK);
+    assert_int_equal(res.accepted, 1);
+    tgs_core_free(c);
+}
+
+static void test_core__unknown_dep_rejected(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_str db[] = {LIT("a"), LIT("zz")};
+    tgs_task_spec s[2] = {mk("a", "tg.f"), mk("b", "tg.f")};
+    s[1].deps = db, s[1].ndeps = 2;
+    char err[128];
+    tgs_submit_result res = {7, 7};
+    assert_int_equal(tgs_core_submit(c, s, 2, 0, &res, err, sizeof err),
+                     TGS_EINVAL);
+    assert_string_equal(err, "dependency 'zz' of task 'b' is unknown");
+    assert_int_equal(res.accepted, 0);
+    assert_null(tgs_core_find(c, LIT("a")));
+    assert_null(tgs_core_find(c, LIT("b")));
+    assert_counts(c, 0, 0, 0, 0, 0, 0);
+
+    /* A forgotten key is unknown too. */
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    assert_int_equal(submit(c, s, 1, 1, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(finish_ok(c, 1, "a", "A", 2), TGS_OK);
+    tgs_str ka = LIT("a");
+    uint32_t n;
+    assert_int_equal(tgs_core_release(c, &ka, 1, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    tgs_task_spec b = mk("b", "tg.f");
+    b.deps = db, b.ndeps = 1;
+    assert_int_equal(tgs_core_submit(c, &b, 1, 3, NULL, err, sizeof err),
+                     TGS_EINVAL);
+    assert_string_equal(err, "dependency 'a' of task 'b' is unknown");
+    /* NULL error buffer is fine. */
+    assert_int_equal(tgs_core_submit(c, &b, 1, 3, NULL, NULL, 0), TGS_EINVAL);
+    assert_null(tgs_core_find(c, LIT("b")));
+    tgs_core_free(c);
+}
+
+static void test_core__cycle_rejected(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_str da[] = {LIT("b")}, db[] = {LIT("a")}, dc[] = {LIT("a")};
+    /* `c` only depends on the cycle: it must not be the one named. */
+    tgs_task_spec s[4] = {mk("c", "tg.f"), mk("a", "tg.f"), mk("b", "tg.f"),
+                          mk("ok", "tg.f")};
+    s[0].deps = dc, s[0].ndeps = 1;
+    s[1].deps = da, s[1].ndeps = 1;
+    s[2].deps = db, s[2].ndeps = 1;
+    char err[128];
+    assert_int_equal(tgs_core_submit(c, s, 4, 0, NULL, err, sizeof err),
+                     TGS_EINVAL);
+    assert_true(strcmp(err, "cycle in graph through task 'a'") == 0 ||
+                strcmp(err, "cycle in graph through task 'b'") == 0);
+    assert_null(tgs_core_find(c, LIT("ok")));
+
+    tgs_str ds[] = {LIT("x"), LIT("s")};
+    tgs_task_spec self[2] = {mk("s", "tg.f"), mk("x", "tg.f")};
+    self[0].deps = ds, self[0].ndeps = 2;
+    assert_int_equal(tgs_core_submit(c, self, 2, 0, NULL, err, sizeof err),
+                     TGS_EINVAL);
+    assert_string_equal(err, "cycle in graph through task 's'");
+    assert_counts(c, 0, 0, 0, 0, 0, 0);
+    tgs_core_free(c);
+}
+
+static void test_core__empty_key_or_func(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    char err[128];
+    tgs_task_spec s[2] = {mk("a", "tg.f"), mk("", "tg.f")};
+    assert_int_equal(tgs_core_submit(c, s, 2, 0, NULL, err, sizeof err),
+                     TGS_EINVAL);
+    assert_string_equal(err, "task #1 has an empty key");
+    s[1] = mk("k", "");
+    assert_int_equal(tgs_core_submit(c, s, 2, 0, NULL, err, sizeof err),
+                     TGS_EINVAL);
+    assert_string_equal(err, "task 'k' has no function");
+    assert_null(tgs_core_find(c, LIT("a")));
+    assert_counts(c, 0, 0, 0, 0, 0, 0);
+    assert_int_equal(tgs_core_submit(NULL, s, 1, 0, NULL, NULL, 0),
+                     TGS_EINVAL);
+    assert_int_equal(tgs_core_submit(c, NULL, 0, 0, NULL, NULL, 0), TGS_OK);
+    tgs_core_free(c);
+}
+
+/* Drive a 1-thread worker to the end, finishing one task per step, and
+ * return the assignment order. */
+static size_t run_order(tgs_core *c, uint64_t wid, int64_t *now,
+                        char order[][64], size_t cap)
+{
+    size_t n = 0;
+    act a[MAX_ACTS];
+    char running[MAX_ACTS][64];
+    size_t nrun = 0, head = 0;
+    for (;;) {
+        size_t k = pop_all(c, a, MAX_ACTS);
+        for (size_t i = 0; i < k; i++) {
+            assert_int_equal(a[i].kind, TGS_ACT_ASSIGN);
+            assert_true(n < cap && nrun < MAX_ACTS);
+            strcpy(order[n++], a[i].key);
+            strcpy(running[nrun++], a[i].key);
+        }
+        if (head == nrun)
+            return n;
+        *now += 5;
+        assert_int_equal(finish_ok(c, wid, running[head++], "", *now),
+                         TGS_OK);
+    }
+}
+
+static void test_core__priority_order(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_task_spec s[6] = {mk("p0a", "tg.f"), mk("p0b", "tg.f"),
+                          mk("p5a", "tg.f"), mk("p1", "tg.f"),
+                          mk("p0c", "tg.f"), mk("p5b", "tg.f")};
+    s[2].priority = 5;
+    s[3].priority = 1;
+    s[5].priority = 5;
+    assert_int_equal(submit(c, s, 6, 0, NULL), TGS_OK);
+    /* One thread, but it may prefetch: check the order, not the count. */
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    act a[MAX_ACTS];
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "p5a");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 1, "p5b");
+    /* A later, more urgent task overtakes the queued ones. */
+    tgs_task_spec p9 = mk("p9", "tg.f");
+    p9.priority = 9;
+    assert_int_equal(submit(c, &p9, 1, 1, NULL), TGS_OK);
+    assert_no_actions(c);
+    assert_int_equal(state_of(c, "p9"), TGS_READY);
+
+    int64_t now = 1;
+    char order[16][64];
+    assert_int_equal(finish_ok(c, 1, "p5a", "", 5), TGS_OK);
+    assert_int_equal(finish_ok(c, 1, "p5b", "", 10), TGS_OK);
+    now = 10;
+    size_t n = run_order(c, 1, &now, order, 16);
+    const char *want[] = {"p9", "p1", "p0a", "p0b", "p0c"};
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(order[i], want[i]);
+    assert_counts(c, 0, 0, 0, 7, 0, 0);
+    tgs_core_free(c);
+}
+
+static void test_core__function_placement(void **state)
+{
+    (void)state;
+    tgs_core_opts o = {.no_worker_timeout_ms = 1000};
+    tgs_core *c = core_new(&o);
+    add_worker(c, 1, "wf", 1, "tg.f", NULL, 0);
+    add_worker(c, 2, "wg", 1, "tg.g", NULL, 0);
+    tgs_task_spec s[3] = {mk("tf", "tg.f"), mk("tg", "tg.g"),
+                          mk("th", "tg.h")};
+    assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_act(&a[i], TGS_ACT_ASSIGN, strcmp(a[i].key, "tf") ? 2 : 1,
+                   a[i].key);
+    assert_int_equal(state_of(c, "th"), TGS_READY);
+    why_is(c, "th", "no worker provides function 'tg.h'");
+    why_is(c, "tf", "");
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+
+    /* A worker busy with other tasks: placeable, just waiting. */
+    tgs_task_spec f2[2] = {mk("tf2", "tg.f"), mk("tf3", "tg.f")};
+    assert_int_equal(submit(c, f2, 2, 1, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "tf2");
+    why_is(c, "tf3", "waiting for a free worker slot");
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+
+    tgs_core_tick(c, 500);
+    assert_int_equal(state_of(c, "th"), TGS_READY);
+    tgs_core_tick(c, 1001);
+    const tgs_task *th = tgs_core_find(c, LIT("th"));
+    assert_int_equal(tgs_task_state(th), TGS_ERRED);
+    assert_str_is(tgs_task_err_type(th), "tg.NoWorker");
+    assert_str_is(tgs_task_err_message(th),
+                  "no worker provides function 'tg.h' (waited 1001 ms)");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    assert_int_equal(state_of(c, "tf3"), TGS_READY);
+
+    /* A provider joining before the timeout places the task. */
+    tgs_task_spec h2 = mk("th2", "tg.h");
+    assert_int_equal(submit(c, &h2, 1, 2000, NULL), TGS_OK);
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+    tgs_core_tick(c, 2500);
+    add_worker(c, 3, "wh", 1, "tg.h", "tg.g", 2600);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 3, "th2");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    tgs_core_tick(c, 5000);
+    assert_int_equal(state_of(c, "th2"), TGS_PROCESSING);
+    assert_int_equal(tgs_core_nworkers(c), 3);
+    tgs_worker_info wi;
+    assert_true(tgs_core_worker_at(c, 2, &wi));
+    assert_str_is(wi.name, "wh");
+    assert_int_equal(wi.nfuncs, 2);
+    tgs_core_free(c);
+}
+
+static void test_core__retries(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_task_spec s = mk("t", "tg.f");
+    s.retries = 1;
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    assert_int_equal(tgs_core_watch(c, LIT("t"), 3, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(finish_err(c, 1, "t", "IOError", "flaky", "", 1), TGS_OK);
+    /* Retried, not reported. */
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
+    const tgs_task *t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_attempt(t), 2);
+    assert_int_equal(tgs_task_retries(t), 0);
+    assert_int_equal(finish_ok(c, 1, "t", "ok", 2), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
+    t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_state(t), TGS_MEMORY);
+    assert_int_equal(tgs_task_attempt(t), 2);
+
+    /* Retries set later (Annotate) count too; final tasks are left. */
+    tgs_task_spec u = mk("u", "tg.f");
+    assert_int_equal(submit(c, &u, 1, 3, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    tgs_str keys[] = {LIT("u"), LIT("t"), LIT("nope")};
+    uint32_t n;
+    assert_int_equal(tgs_core_set_retries(c, keys, 3, 1, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(finish_err(c, 1, "u", "E", "m", "", 4), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "u");
+    assert_int_equal(finish_err(c, 1, "u", "E", "m2", "tb", 5), TGS_OK);
+    t = tgs_core_find(c, LIT("u"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    assert_int_equal(tgs_task_attempt(t), 2);
+    assert_str_is(tgs_task_err_message(t), "m2");
+    assert_str_is(tgs_task_err_origin(t), "");
+    tgs_core_free(c);
+}
+
+static void test_core__cancel(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_str da[] = {LIT("a")}, db[] = {LIT("b")};
+    tgs_task_spec s[5] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
+                          mk("x", "tg.f"), mk("y", "tg.f")};
+    s[1].deps = da, s[1].ndeps = 1;
+    s[2].deps = db, s[2].ndeps = 1;
+    assert_int_equal(submit(c, s, 5, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 1, "x");
+    assert_int_equal(tgs_core_watch(c, LIT("c"), 4, NULL), TGS_OK);
+    assert_counts(c, 2, 1, 2, 0, 0, 0);
+
+    tgs_str ka[] = {LIT("a"), LIT("unknown")};
+    uint32_t n = 0;
+    assert_int_equal(tgs_core_cancel(c, ka, 2, 1, &n), TGS_OK);
+    assert_int_equal(n, 3);
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 3);
+    assert_act(&a[0], TGS_ACT_CANCEL, 1, "a");
+    assert_int_equal(a[1].kind, TGS_ACT_NOTIFY);
+    assert_int_equal(a[1].watcher, 4);
+    assert_string_equal(a[1].key, "c");
+    /* The freed slot goes to the next task. */
+    assert_act(&a[2], TGS_ACT_ASSIGN, 1, "y");
+    const char *keys[] = {"a", "b", "c"};
+    for (size_t i = 0; i < 3; i++) {
+        const tgs_task *t = tgs_core_find(c, S(keys[i]));
+        assert_int_equal(tgs_task_state(t), TGS_CANCELLED);
+        assert_str_is(tgs_task_err_type(t), "tg.Cancelled");
+        assert_str_is(tgs_task_err_message(t), "task 'a' was cancelled");
+        assert_str_is(tgs_task_err_origin(t), i ? "a" : "");
+    }
+    assert_int_equal(finish_ok(c, 1, "a", "late", 2), TGS_ESTATE);
+    assert_counts(c, 0, 0, 2, 0, 0, 3);
+
+    /* Cancelling a READY task takes it out of the queue. */
+    tgs_task_spec z = mk("z", "tg.f");
+    assert_int_equal(submit(c, &z, 1, 3, NULL), TGS_OK);
+    assert_int_equal(state_of(c, "z"), TGS_READY);
+    tgs_str kz = LIT("z");
+    assert_int_equal(tgs_core_cancel(c, &kz, 1, 4, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    assert_no_actions(c);
+    assert_int_equal(finish_ok(c, 1, "x", "", 5), TGS_OK);
+    assert_int_equal(finish_ok(c, 1, "y", "", 6), TGS_OK);
+    assert_no_actions(c);
+    /* Final tasks are not cancelled again. */
+    tgs_str kx = LIT("x");
+    assert_int_equal(tgs_core_cancel(c, &kx, 1, 7, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(state_of(c, "x"), TGS_MEMORY);
+
+    /* Depending on a cancelled task cancels at once. */
+    tgs_task_spec d = mk("d", "tg.f");
+    d.deps = db, d.ndeps = 1;
+    assert_int_equal(submit(c, &d, 1, 8, NULL), TGS_OK);
+    const tgs_task *td = tgs_core_find(c, LIT("d"));
+    assert_int_equal(tgs_task_state(td), TGS_CANCELLED);
+    assert_str_is(tgs_task_err_origin(td), "a");
+    assert_counts(c, 0, 0, 0, 2, 0, 5);
+    tgs_core_free(c);
+}
+
+static void test_core__release_forgets(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_str da[] = {LIT("a")};
+    tgs_task_spec s[2] = {mk("a", "tg.f"), mk("b", "tg.f")};
+    s[1].deps = da, s[1].ndeps = 1;
+    assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
+    tgs_str ka = LIT("a"), kb = LIT("b");
+    uint32_t n = 9;
+    /* Not final: kept, and run anyway (b needs it). */
+    assert_int_equal(tgs_core_release(c, &ka, 1, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(tgs_core_release(c, &ka, 1, &n), TGS_OK);
+    assert_non_null(tgs_core_find(c, ka));
+
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 1);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(finish_ok(c, 1, "a", "A", 2), TGS_OK);
+    /* In memory, but b still needs it. */
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "b");
+    const tgs_task *tb = tgs_core_find(c, kb);
+    size_t len;
+    assert_non_null(tgs_task_result(tgs_task_dep(tb, 0), &len));
+    assert_int_equal(len, 1);
+    assert_non_null(tgs_core_find(c, ka));
+    assert_int_equal(finish_ok(c, 1, "b", "B", 3), TGS_OK);
+    /* b is done: nobody needs a any more. */
+    assert_null(tgs_core_find(c, ka));
+    uint64_t counts[TGS_NSTATES];
+    tgs_core_counts(c, counts);
+    assert_int_equal(counts[TGS_MEMORY], 1);
+    assert_int_equal(counts[TGS_RELEASED], 1);
+
+    tgs_str both[] = {LIT("b"), LIT("a"), LIT("nope")};
+    assert_int_equal(tgs_core_release(c, both, 3, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    assert_null(tgs_core_find(c, kb));
+    tgs_core_counts(c, counts);
+    assert_int_equal(counts[TGS_MEMORY], 0);
+    assert_int_equal(counts[TGS_RELEASED], 2);
+
+    /* A cancelled task whose dependency still runs is kept until that
+     * dependency is final (it is listed there), then forgotten. */
+    tgs_str dp[] = {LIT("p")};
+    tgs_task_spec s2[2] = {mk("p", "tg.f"), mk("q", "tg.f")};
+    s2[1].deps = dp, s2[1].ndeps = 1;
+    assert_int_equal(submit(c, s2, 2, 4, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    tgs_str kq = LIT("q"), kp = LIT("p");
+    assert_int_equal(tgs_core_cancel(c, &kq, 1, 5, &n), TGS_OK);
+    assert_int_equal(tgs_core_release(c, &kq, 1, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(tgs_core_release(c, &kp, 1, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(finish_ok(c, 1, "p", "P", 6), TGS_OK);
+    assert_null(tgs_core_find(c, kp));
+    assert_null(tgs_core_find(c, kq));
+    tgs_core_counts(c, counts);
+    assert_int_equal(counts[TGS_RELEASED], 4);
+    assert_counts(c, 0, 0, 0, 0, 0, 0);
+    tgs_core_free(c);
+}
+
+static void test_core__stale_finished_ignored(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    add_worker(c, 2, "w2", 1, "tg.g", NULL, 0);
+    tgs_task_spec s = mk("t", "tg.f");
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(finish_ok(c, 2, "t", "", 1), TGS_ESTATE);
+    assert_int_equal(finish_ok(c, 9, "t", "", 1), TGS_ESTATE);
+    assert_int_equal(finish_ok(c, 1, "nope", "", 1), TGS_ESTATE);
+    assert_int_equal(tgs_core_task_returned(c, 2, LIT("t"), 1), TGS_ESTATE);
+    assert_int_equal(state_of(c, "t"), TGS_PROCESSING);
+    assert_int_equal(finish_ok(c, 1, "t", "x", 2), TGS_OK);
+    assert_int_equal(finish_ok(c, 1, "t", "y", 3), TGS_ESTATE);
+    assert_int_equal(finish_err(c, 1, "t", "E", "m", "", 3), TGS_ESTATE);
+    size_t len;
+    const uint8_t *r = tgs_task_result(tgs_core_find(c, LIT("t")), &len);
+    assert_memory_equal(r, "x", 1);
+    assert_no_actions(c);
+    tgs_core_free(c);
+}
+
+static void test_core__task_returned(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_task_spec s = mk("t", "tg.f");
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    /* Handed back by a draining worker: goes elsewhere, no attempt lost. */
+    assert_int_equal(tgs_core_worker_drain(c, 1, 1), TGS_OK);
+    assert_no_actions(c);
+    add_worker(c, 2, "w2", 1, "tg.f", NULL, 2);
+    assert_no_actions(c);
+    assert_int_equal(tgs_core_task_returned(c, 1, LIT("t"), 3), TGS_OK);
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    assert_act(&a[0], TGS_ACT_CLOSE_WORKER, 1, "");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 2, "t");
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t"))), 1);
+    tgs_core_free(c);
+}
+
+static void test_core__drain(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 2, "tg.f", NULL, 0);
+    tgs_task_spec s[3] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f")};
+    assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 3);
+    assert_int_equal(tgs_core_worker_drain(c, 1, 1), TGS_OK);
+    assert_no_actions(c);
+    tgs_worker_info wi;
+    assert_true(tgs_core_worker_at(c, 0, &wi));
+    assert_true(wi.draining);
+    assert_int_equal(wi.processing, 3);
+
+    /* No new work for a draining worker. */
+    tgs_task_spec d = mk("d", "tg.f");
+    assert_int_equal(submit(c, &d, 1, 2, NULL), TGS_OK);
+    assert_no_actions(c);
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+    why_is(c, "d", "no worker provides function 'tg.f'");
+
+    assert_int_equal(finish_ok(c, 1, "a", "", 3), TGS_OK);
+    assert_int_equal(finish_ok(c, 1, "b", "", 4), TGS_OK);
+    assert_no_actions(c);
+    assert_int_equal(finish_ok(c, 1, "c", "", 5), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_CLOSE_WORKER, 1, "");
+    assert_int_equal(tgs_core_worker_drain(c, 1, 6), TGS_OK);
+    tgs_core_tick(c, 7);
+    assert_no_actions(c);
+    assert_int_equal(tgs_core_worker_remove(c, 1, 8), TGS_OK);
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+
+    /* An idle worker closes at once. */
+    add_worker(c, 2, "w2", 1, "tg.g", NULL, 9);
+    assert_int_equal(tgs_core_worker_drain(c, 2, 10), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_CLOSE_WORKER, 2, "");
+    assert_int_equal(tgs_core_worker_drain(c, 3, 10), TGS_ENOTFOUND);
+    tgs_core_free(c);
+}
+
+static void test_core__annotate_priority(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_str da[] = {LIT("a")};
+    tgs_task_spec s[5] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
+                          mk("d", "tg.f"), mk("w", "tg.f")};
+    s[4].deps = da, s[4].ndeps = 1;
+    assert_int_equal(submit(c, s, 5, 0, NULL), TGS_OK);
+    /* READY ones move in their queue; WAITING ones just change. */
+    tgs_str kc[] = {LIT("c"), LIT("w"), LIT("nope")};
+    uint32_t n;
+    assert_int_equal(tgs_core_set_priority(c, kc, 3, 10, &n), TGS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(tgs_task_priority(tgs_core_find(c, LIT("c"))), 10);
+    assert_int_equal(tgs_task_priority(tgs_core_find(c, LIT("w"))), 10);
+    tgs_str kb = LIT("b"), kd = LIT("d");
+    assert_int_equal(tgs_core_set_priority(c, &kb, 1, -1, &n), TGS_OK);
+    assert_int_equal(tgs_core_set_priority(c, &kd, 1, 5, &n), TGS_OK);
+    assert_int_equal(n, 1);
+
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 1);
+    /* Processing already: not changed. */
+    assert_int_equal(tgs_core_set_priority(c, kc, 1, 3, &n), TGS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(tgs_task_priority(tgs_core_find(c, LIT("c"))), 10);
+    int64_t now = 1;
+    char order[8][64];
+    size_t k = run_order(c, 1, &now, order, 8);
+    const char *want[] = {"c", "d", "a", "b", "w"};
+    assert_int_equal(k, 5);
+    for (size_t i = 0; i < k; i++)
+        assert_string_equal(order[i], want[i]);
+    tgs_core_free(c);
+}
+
+static void test_core__balance(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "small", 1, "tg.f", NULL, 0);
+    add_worker(c, 2, "big", 2, "tg.f", NULL, 0);
+    tgs_task_spec s[8];
+    char keys[8][16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(keys[i], sizeof keys[i], "t%d", i);
+        s[i] = mk(keys[i], "tg.f");
+    }
+    assert_int_equal(submit(c, s, 8, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    size_t k = pop_all(c, a, MAX_ACTS);
+    /* Capacity 2 + 4 (prefetch = threads until run times are known),
+     * filled in proportion to threads. */
+    assert_int_equal(k, 6);
+    size_t on[3] = {0, 0, 0};
+    for (size_t i = 0; i < k; i++)
+        on[a[i].worker]++;
+    assert_int_equal(on[1], 2);
+    assert_int_equal(on[2], 4);
+    /* The first two go to different workers. */
+    assert_true(a[0].worker != a[1].worker);
+    assert_counts(c, 0, 2, 6, 0, 0, 0);
+    why_is(c, "t7", "waiting for a free worker slot");
+    tgs_core_free(c);
+}
+
+static void test_core__prefetch_adapts(void **state)
+{
+    (void)state;
+    tgs_core_opts o = {.max_prefetch = 64};
+    tgs_core *c = core_new(&o);
+    enum { N = 200 };
+    static char keys[N][16];
+    tgs_task_spec s[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "t%d", i);
+        s[i] = mk(keys[i], "tg.fast");
+    }
+    assert_int_equal(submit(c, s, N, 0, NULL), TGS_OK);
+    add_worker(c, 1, "w1", 2, "tg.fast", NULL, 0);
+    act a[MAX_ACTS * 2];
+    size_t k = pop_all(c, a, MAX_ACTS * 2);
+    assert_int_equal(k, 4);
+    /* Sub-millisecond tasks: the queue deepens up to 2 + max_prefetch. */
+    assert_int_equal(finish_ok(c, 1, a[0].key, "", 0), TGS_OK);
+    k = pop_all(c, a, MAX_ACTS * 2);
+    assert_int_equal(k, 64 + 2 - 3);
+    tgs_worker_info wi;
+    assert_true(tgs_core_worker_at(c, 0, &wi));
+    assert_int_equal(wi.processing, 66);
+    tgs_core_free(c);
+}
+
+static void test_core__counts_and_two_cores(void **state)
+{
+    (void)state;
+    tgs_core *c1 = core_new(NULL), *c2 = core_new(NULL);
+    tgs_str da[] = {LIT("a")};
+    tgs_task_spec s[3] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("x", "tg.g")};
+    s[1].deps = da, s[1].ndeps = 1;
+    assert_int_equal(submit(c1, s, 3, 0, NULL), TGS_OK);
+    assert_int_equal(submit(c2, s, 1, 0, NULL), TGS_OK);
+    assert_counts(c1, 1, 2, 0, 0, 0, 0);
+    assert_counts(c2, 0, 1, 0, 0, 0, 0);
+    assert_int_equal(tgs_core_unplaceable(c1), 2);
+    add_worker(c1, 1, "w", 1, "tg.f", NULL, 0);
+    assert_counts(c1, 1, 1, 1, 0, 0, 0);
+    assert_int_equal(tgs_core_unplaceable(c1), 1);
+    assert_counts(c2, 0, 1, 0, 0, 0, 0);
+    assert_int_equal(tgs_core_unplaceable(c2), 1);
+    assert_int_equal(finish_ok(c1, 1, "a", "", 1), TGS_OK);
+    assert_counts(c1, 0, 1, 1, 1, 0, 0);
+    tgs_core_free(c1);
+    tgs_core_free(c2);
+    tgs_core_free(NULL);
+}
+
+static void test_core__annotations_stored(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_resource res[] = {{LIT("GPU"), 1.0}, {LIT("MEMORY"), 2e9}};
+    tgs_str only[] = {LIT("w-gpu")};
+    tgs_task_spec s = mk("t", "tg.f");
+    s.resources = res;
+    s.nresources = 2;
+    s.workers = only;
+    s.nworkers = 1;
+    s.priority = -3;
+    s.retries = 4;
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    const tgs_task *t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_nresources(t), 2);
+    assert_str_is(tgs_task_resource(t, 0).name, "GPU");
+    assert_true(tgs_task_resource(t, 1).amount == 2e9);
+    assert_str_is(tgs_task_resource(t, 2).name, "");
+    assert_int_equal(tgs_task_nrestrictions(t), 1);
+    assert_str_is(tgs_task_restriction(t, 0), "w-gpu");
+    assert_str_is(tgs_task_restriction(t, 1), "");
+    assert_int_equal(tgs_task_priority(t), -3);
+    assert_int_equal(tgs_task_retries(t), 4);
+    assert_false(tgs_task_worker(t, NULL));
+    assert_str_is(tgs_task_codec(t), "");
+    size_t len = 9;
+    assert_null(tgs_task_result(t, &len));
+    assert_int_equal(len, 0);
+    assert_str_is(tgs_task_err_type(t), "");
+
+    /* Workers: resources copied, ids unique, threads required. */
+    tgs_str funcs[] = {LIT("tg.f"), LIT("tg.f"), LIT("")};
+    tgs_worker_spec w = {.name = LIT("w-gpu"), .nthreads = 2, .funcs = funcs,
+                         .nfuncs = 3, .resources = res, .nresources = 1};
+    assert_int_equal(tgs_core_worker_add(c, 5, &w, 1), TGS_OK);
+    assert_int_equal(tgs_core_worker_add(c, 5, &w, 1), TGS_EEXIST);
+    w.nthreads = 0;
+    assert_int_equal(tgs_core_worker_add(c, 6, &w, 1), TGS_EINVAL);
+    tgs_worker_info wi;
+    assert_true(tgs_core_worker_at(c, 0, &wi));
+    assert_int_equal(wi.nfuncs, 1); /* duplicates and empty names dropped */
+    assert_int_equal(wi.nthreads, 2);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 5, "t");
+    assert_int_equal(tgs_core_task_finished(c, 5, LIT("t"), NULL, 2),
+                     TGS_EINVAL);
+    assert_int_equal(tgs_core_worker_remove(NULL, 5, 2), TGS_EINVAL);
+    tgs_core_free(c);
+}
+
+/* Quadratic behaviour anywhere (submit, dependents, heaps, forgetting,
+ * error propagation) would make this test time out. */
+static void test_core__large_graph(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    const size_t total = 3 * (size_t)N;
+    tgs_core *c = core_new(NULL);
+    char *keys = malloc(total * 16);
+    tgs_task_spec *s = calloc(total, sizeof *s);
+    tgs_str *deps = calloc(total, sizeof *deps);
+    assert_non_null(keys);
+    assert_non_null(s);
+    assert_non_null(deps);
+    /* N independent tasks, a chain of N (in reverse order in the batch),
+     * and a second chain of N whose head will fail. */
+    for (size_t i = 0; i < total; i++) {
+        char *k = keys + i * 16;
+        size_t j = i % N;
+        if (i < N)
+            snprintf(k, 16, "i%zu", j);
+        else if (i < 2 * (size_t)N)
+            snprintf(k, 16, "c%zu", (size_t)N - 1 - j);
+        else
+            snprintf(k, 16, "e%zu", j);
+        s[i] = mk(k, i < 2 * (size_t)N ? "tg.f" : "tg.g");
+    }
+    for (size_t i = N; i < 2 * (size_t)N - 1; i++) {
+        deps[i] = S(keys + (i + 1) * 16); /* c(k) depends on c(k-1) */
+        s[i].deps = &deps[i];
+        s[i].ndeps = 1;
+    }
+    for (size_t i = 2 * (size_t)N + 1; i < total; i++) {
+        deps[i] = S(keys + (i - 1) * 16);
+        s[i].deps = &deps[i];
+        s[i].ndeps = 1;
+    }
+    tgs_submit_result res;
+    assert_int_equal(submit(c, s, total, 0, &res), TGS_OK);
+    assert_int_equal(res.accepted, total);
+    assert_counts(c, 2 * (uint64_t)N - 2, N + 2, 0, 0, 0, 0);
+
+    add_worker(c, 1, "w1", 4, "tg.f", NULL, 0);
+    add_worker(c, 2, "w2", 1, "tg.g", NULL, 0);
+    tgs_action a;
+    tgs_str *run = malloc(total * sizeof *run);
+    uint64_t *on = malloc(total * sizeof *on);
+    assert_non_null(run);
+    assert_non_null(on);
+    size_t nrun = 0, head = 0, done = 0;
+    int64_t now = 0;
+    bool failed_e0 = false;
+    for (;;) {
+        while (tgs_core_next_action(c, &a)) {
+            assert_int_equal(a.kind, TGS_ACT_ASSIGN);
+            /* The key lives in the task, which stays while processing. */
+            run[nrun] = tgs_task_key(a.task);
+            on[nrun++] = a.worker;
+        }
+        if (head == nrun)
+            break;
+        now++;
+        tgs_str k = run[head];
+        uint64_t w = on[head++];
+        int rc;
+        if (!failed_e0 && k.len == 2 && memcmp(k.ptr, "e0", 2) == 0) {
+            tgs_outcome o = {.ok = false, .err_type = LIT("E"),
+                             .err_message = LIT("boom")};
+            rc = tgs_core_task_finished(c, w, k, &o, now);
+            failed_e0 = true;
+        } else {
+            tgs_outcome o = {.ok = true, .data = (const uint8_t *)"1",
+                             .data_len = 1};
+            rc = tgs_core_task_finished(c, w, k, &o, now);
+        }
+        assert_int_equal(rc, TGS_OK);
+        done++;
+    }
+    assert_true(failed_e0);
+    assert_int_equal(done, 2 * (size_t)N + 1);
+    assert_counts(c, 0, 0, 0, 2 * (uint64_t)N, N, 0);
+    const tgs_task *last = tgs_core_find(c, S(keys + (total - 1) * 16));
+    assert_str_is(tgs_task_err_origin(last), "e0");
+
+    /* Release everything: all forgotten, counted. */
+    uint32_t n = 0;
+    assert_int_equal(tgs_core_release(c, deps, 0, &n), TGS_OK);
+    for (size_t i = 0; i < total; i++)
+        deps[i] = s[i].key;
+    assert_int_equal(tgs_core_release(c, deps, total, &n), TGS_OK);
+    assert_int_equal(n, total);
+    uint64_t counts[TGS_NSTATES];
+    tgs_core_counts(c, counts);
+    assert_int_equal(counts[TGS_RELEASED], total);
+    assert_counts(c, 0, 0, 0, 0, 0, 0);
+    free(run);
+    free(on);
+    free(deps);
+    free(s);
+    free(keys);
+    tgs_core_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_core__graph_in_order),
+        cmocka_unit_test(test_core__error_propagates),
+        cmocka_unit_test(test_core__worker_loss_reassigns),
+        cmocka_unit_test(test_core__killed_workers),
+        cmocka_unit_test(test_core__repeated_keys),
+        cmocka_unit_test(test_core__unknown_dep_rejected),
+        cmocka_unit_test(test_core__cycle_rejected),
+        cmocka_unit_test(test_core__empty_key_or_func),
+        cmocka_unit_test(test_core__priority_order),
+        cmocka_unit_test(test_core__function_placement),
+        cmocka_unit_test(test_core__retries),
+        cmocka_unit_test(test_core__cancel),
+        cmocka_unit_test(test_core__release_forgets),
+        cmocka_unit_test(test_core__stale_finished_ignored),
+        cmocka_unit_test(test_core__task_returned),
+        cmocka_unit_test(test_core__drain),
+        cmocka_unit_test(test_core__annotate_priority),
+        cmocka_unit_test(test_core__balance),
+        cmocka_unit_test(test_core__prefetch_adapts),
+        cmocka_unit_test(test_core__counts_and_two_cores),
+        cmocka_unit_test(test_core__annotations_stored),
+        cmocka_unit_test(test_core__large_graph),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
