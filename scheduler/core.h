@@ -8,8 +8,22 @@
  * depends on libc only, so tests and fuzzers drive it directly.
  *
  * Data structures are sized for millions of tasks: keys in a hash map,
- * ready tasks in priority heaps (one per function name), dependents in
- * per-task arrays; no event scans all tasks.
+ * ready tasks in priority heaps (one per placement class: a function plus
+ * a resource request and worker restrictions), dependents in per-task
+ * arrays, retry delays in a timer heap; no event scans all tasks.
+ *
+ * Scheduling semantics, in short (each is documented where it applies):
+ *  - priority: higher first, FIFO among equals (submission order);
+ *  - placement: a task goes only to a worker that provides its function,
+ *    is named in its restrictions (if any) and has room for its resources;
+ *  - resources: held from assignment until the task leaves the worker
+ *    (result, hand-back, cancel, worker lost), never over-committed;
+ *  - retries: an error with retries left goes back to READY after a
+ *    backoff; a lost worker reschedules its tasks at once without using
+ *    retries, and a task whose runs killed `allowed_failures` workers in a
+ *    row fails with tg.KilledWorker;
+ *  - rebalancing: a worker with idle threads asks the most loaded worker
+ *    to hand back queued tasks (TGS_ACT_STEAL).
  *
  * Ownership: the core copies everything it is given (keys, inputs, result
  * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
@@ -72,13 +86,16 @@ typedef struct tgs_task_spec {
     const tgs_str *deps;
     size_t ndeps;
     int32_t priority;
+    /* Amounts held while the task runs. Names non-empty; amounts finite
+     * and >= 0 (else TGS_EINVAL). A name given twice: the last one wins;
+     * an amount of 0 asks for nothing. */
     const tgs_resource *resources;
     size_t nresources;
-    uint32_t retries;
-    const tgs_str *workers; /* restrictions by worker name */
+    uint32_t retries; /* reruns after an error (see tgs_core_task_finished) */
+    /* If any: the task runs only on a worker with one of these names
+     * (empty names are ignored). */
+    const tgs_str *workers;
     size_t nworkers;
-    /* resources and workers are stored (see tgs_task_resource and
-     * tgs_task_restriction) but not yet enforced when placing tasks. */
 } tgs_task_spec;
 
 /* A worker joining (all borrowed for the duration of the call). */
@@ -87,6 +104,9 @@ typedef struct tgs_worker_spec {
     uint32_t nthreads;
     const tgs_str *funcs;
     size_t nfuncs;
+    /* Capacities (e.g. GPU=1, process=1). A task asking for a resource the
+     * worker does not declare does not fit there. Amounts finite and >= 0
+     * (else TGS_EINVAL); a name given twice: the last one wins. */
     const tgs_resource *resources;
     size_t nresources;
 } tgs_worker_spec;
@@ -103,15 +123,23 @@ typedef struct tgs_outcome {
 } tgs_outcome;
 
 typedef struct tgs_core_opts {
-    /* Fail READY tasks no connected worker can run after this long
-     * (0: wait forever; Status explains why they wait). */
+    /* Fail READY tasks no connected worker can run (no worker provides the
+     * function, none is named in the restrictions, or none could ever fit
+     * the resources) after this long, with error type "tg.NoWorker" (0:
+     * wait forever; tgs_core_why explains why they wait). */
     int64_t no_worker_timeout_ms;
-    /* A task whose runs were in progress on this many workers that were
-     * lost fails with "killed N workers" (0: default 3). */
+    /* A task that was running on this many workers in a row that were
+     * lost fails with tg.KilledWorker "killed N workers" (0: default 3). */
     uint32_t allowed_failures;
     /* Upper bound of tasks queued on one worker beyond its threads; the
-     * actual depth adapts to the measured task duration (0: default 1024). */
+     * actual depth adapts to the measured task duration (0: default 1024).
+     * Tasks with resources are never queued beyond the resources. */
     uint32_t max_prefetch;
+    /* Delay before a retry after an error: retry_backoff_ms *
+     * 2^(attempt-1), at most retry_backoff_max_ms (0: defaults 100 ms and
+     * 5000 ms; retry_backoff_ms < 0: retry at once). */
+    int64_t retry_backoff_ms;
+    int64_t retry_backoff_max_ms;
 } tgs_core_opts;
 
 typedef struct tgs_core tgs_core;
@@ -127,6 +155,11 @@ typedef enum tgs_action_kind {
     TGS_ACT_NOTIFY = 3,
     /* `worker` finished draining: tell it to stop. */
     TGS_ACT_CLOSE_WORKER = 4,
+    /* Ask `worker` to hand `task` back if it has not started it (another
+     * worker is idle). The task stays PROCESSING there until the worker
+     * answers with tgs_core_task_returned (not started) or
+     * tgs_core_task_finished (it had started); either answer is fine. */
+    TGS_ACT_STEAL = 5,
 } tgs_action_kind;
 
 typedef struct tgs_action {
@@ -178,9 +211,14 @@ int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *w,
                         int64_t now_ms);
 
 /**
- * Worker `wid` is gone. Tasks processing there go back to READY (and count
- * towards "killed N workers"); results are held by the scheduler, so none
- * is lost.
+ * Worker `wid` is gone. Tasks processing there go back to READY at once;
+ * results are held by the scheduler, so none is lost or recomputed. Those
+ * it had most likely started (the `nthreads` it received first and the
+ * `nthreads` it would run first) count an attempt and a lost worker; the
+ * others (queued behind them) go back as if handed back. A task that was
+ * running on `allowed_failures` lost workers in a row fails with
+ * tg.KilledWorker (its dependents with it); other tasks go on. Worker loss
+ * does not use the task's `retries`.
  */
 int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms);
 
@@ -194,16 +232,19 @@ int tgs_core_worker_drain(tgs_core *c, uint64_t wid, int64_t now_ms);
  * Worker `wid` finished `key` with outcome `o`. Copies the result. A report
  * for a task not processing on that worker (stale after a cancel or a
  * reschedule) is ignored and returns TGS_ESTATE.
- * An error with retries left sends the task back to READY; otherwise the
- * task and, transitively, its dependents become ERRED (dependents carry the
- * same error with origin_key set).
+ * An error with retries left uses one, and the task goes back to READY
+ * after a backoff (see tgs_core_opts.retry_backoff_ms; meanwhile it is
+ * WAITING and tgs_core_why says when it retries); otherwise the task and,
+ * transitively, its dependents become ERRED (dependents carry the same
+ * error with origin_key set). Either outcome ends the run of lost workers
+ * counted for tg.KilledWorker.
  */
 int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
                            const tgs_outcome *o, int64_t now_ms);
 
 /**
- * Worker `wid` handed `key` back unstarted (e.g. it is draining): it goes
- * back to READY without counting an attempt.
+ * Worker `wid` handed `key` back unstarted (it is draining, or answers a
+ * TGS_ACT_STEAL): it goes back to READY without counting an attempt.
  */
 int tgs_core_task_returned(tgs_core *c, uint64_t wid, tgs_str key,
                            int64_t now_ms);
@@ -219,8 +260,10 @@ int tgs_core_watch(tgs_core *c, tgs_str key, uint64_t watcher,
 /**
  * Cancel `keys` and every task depending on them, transitively. Tasks
  * already in memory or erred are not changed. Processing ones get a
- * TGS_ACT_CANCEL for their worker. *count (may be NULL) = tasks cancelled.
- * Unknown keys are skipped.
+ * TGS_ACT_CANCEL for their worker (whose later result is ignored) and
+ * their resources are free at once; tasks waiting for a retry leave the
+ * timer heap. *count (may be NULL) = tasks cancelled. Unknown keys are
+ * skipped.
  */
 int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n,
                     int64_t now_ms, uint32_t *count);
@@ -233,15 +276,33 @@ int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n,
 int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
                      uint32_t *count);
 
-/** Change priority of tasks not yet processing (Annotate); *count changed. */
+/**
+ * Change priority of tasks not yet processing (WAITING or READY; READY
+ * ones move in their queue) (Annotate); *count = tasks changed.
+ */
 int tgs_core_set_priority(tgs_core *c, const tgs_str *keys, size_t n,
                           int32_t priority, uint32_t *count);
+
+/**
+ * Replace the resources of tasks not yet processing (WAITING or READY)
+ * (Annotate): `res` (`nres` entries, borrowed; nres == 0 clears them),
+ * validated as in tgs_task_spec before anything changes (TGS_EINVAL).
+ * READY tasks move to the queue of their new placement class, and may be
+ * assigned (or become unplaceable) at once. *count = tasks changed.
+ * TGS_ENOMEM leaves the remaining keys unchanged.
+ */
+int tgs_core_set_resources(tgs_core *c, const tgs_str *keys, size_t n,
+                           const tgs_resource *res, size_t nres,
+                           uint32_t *count);
 
 /** Change retries of tasks not yet finished; *count changed. */
 int tgs_core_set_retries(tgs_core *c, const tgs_str *keys, size_t n,
                          uint32_t retries, uint32_t *count);
 
-/** Time passes: applies the no-worker timeout. */
+/**
+ * Time passes: READY tasks whose retry delay is over, then the no-worker
+ * timeout. (Every event taking `now_ms` also releases due retries.)
+ */
 void tgs_core_tick(tgs_core *c, int64_t now_ms);
 
 /* ---- actions ---- */
@@ -261,7 +322,11 @@ const tgs_task *tgs_core_find(const tgs_core *c, tgs_str key);
  */
 void tgs_core_counts(const tgs_core *c, uint64_t counts[TGS_NSTATES]);
 
-/** READY tasks that no connected worker can run. */
+/**
+ * READY tasks that no connected worker can run: no worker provides the
+ * function, none is named in the restrictions, or none could fit the
+ * resources even when idle.
+ */
 uint64_t tgs_core_unplaceable(const tgs_core *c);
 
 /** Number of connected workers. */
@@ -271,8 +336,12 @@ size_t tgs_core_nworkers(const tgs_core *c);
 bool tgs_core_worker_at(const tgs_core *c, size_t i, tgs_worker_info *out);
 
 /**
- * Why `t` is not running, in `buf` (e.g. "no worker provides function
- * 'x.y'", "waiting for 3 dependencies"); empty if running or final.
+ * Why `t` is not running, in `buf`; empty if running or final. READY and
+ * unplaceable: "no worker provides function 'x.y'", "no worker named 'a'",
+ * "no worker has resources GPU=1 (largest: GPU=0)"; READY and placeable:
+ * "waiting for a free worker slot" or "waiting for free resources GPU=1";
+ * WAITING: "waiting for 3 dependencies" or "retrying in 200 ms (attempt
+ * 2)".
  */
 void tgs_core_why(const tgs_core *c, const tgs_task *t, char *buf,
                   size_t len);
@@ -285,7 +354,8 @@ tgs_str tgs_task_codec(const tgs_task *t);
 const uint8_t *tgs_task_input(const tgs_task *t, size_t *len);
 tgs_state tgs_task_state(const tgs_task *t);
 int32_t tgs_task_priority(const tgs_task *t);
-/* 1 for the first run; counts retries and reruns after worker loss. */
+/* 1 for the first run; counts retries after errors and reruns after a
+ * worker running it was lost. */
 uint32_t tgs_task_attempt(const tgs_task *t);
 /* Retries left. */
 uint32_t tgs_task_retries(const tgs_task *t);
@@ -305,11 +375,11 @@ tgs_str tgs_task_err_type(const tgs_task *t);
 tgs_str tgs_task_err_message(const tgs_task *t);
 tgs_str tgs_task_err_traceback(const tgs_task *t);
 tgs_str tgs_task_err_origin(const tgs_task *t);
-/* Resources the task asked for (stored; not enforced yet). Out of range:
- * an empty name and 0. */
+/* Resources the task holds while it runs, sorted by name (zero amounts and
+ * repeated names dropped). Out of range: an empty name and 0. */
 size_t tgs_task_nresources(const tgs_task *t);
 tgs_resource tgs_task_resource(const tgs_task *t, size_t i);
-/* Worker names the task is restricted to (stored; not enforced yet). */
+/* Worker names the task is restricted to, sorted, each once. */
 size_t tgs_task_nrestrictions(const tgs_task *t);
 tgs_str tgs_task_restriction(const tgs_task *t, size_t i);
 

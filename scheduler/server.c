@@ -337,7 +337,8 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
     }
 }
 
-static void act_cancel(sched *s, uint64_t wid, const tgs_task *t)
+/* Cancel and steal: a key in one of the repeated string fields. */
+static void act_key(sched *s, uint64_t wid, const tgs_task *t, bool steal)
 {
     peer *w = table_find(&s->workers, wid);
     taskgrid_v1_SchedulerMessage m = {0};
@@ -351,8 +352,13 @@ static void act_cancel(sched *s, uint64_t wid, const tgs_task *t)
         return;
     memcpy(key, k.ptr, k.len);
     key[k.len] = '\0';
-    m.cancel_count = 1;
-    m.cancel = &key;
+    if (steal) {
+        m.steal_count = 1;
+        m.steal = &key;
+    } else {
+        m.cancel_count = 1;
+        m.cancel = &key;
+    }
     worker_append(s, w, &m);
     free(key);
 }
@@ -404,7 +410,10 @@ static void run_actions(sched *s)
             act_assign(s, a.worker, a.task);
             break;
         case TGS_ACT_CANCEL:
-            act_cancel(s, a.worker, a.task);
+            act_key(s, a.worker, a.task, false);
+            break;
+        case TGS_ACT_STEAL:
+            act_key(s, a.worker, a.task, true);
             break;
         case TGS_ACT_NOTIFY:
             act_notify(s, a.watcher, a.task);

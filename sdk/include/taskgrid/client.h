@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * taskgrid/client.h: the client side of libtaskgrid. A tg_client talks to
+ * one scheduler (service taskgrid.v1.Scheduler): it submits whole task
+ * graphs in batches, gathers results as they finish into tg_future
+ * handles, scales the cluster, cancels and releases work, and reports
+ * status. Depends on taskgrid/status.h (error codes) and
+ * taskgrid/security.h (TLS options); the transport is hidden.
+ *
+ * Threads: one tg_client may be used from several threads at once. A
+ * tg_future is not synchronised: do not wait on (gather) the same future
+ * from two threads at once, nor read it while another thread waits on it.
+ *
+ * Errors: every fallible call returns TG_OK or a negative tg_status;
+ * tg_error_last() then holds a message (for a scheduler's refusal, the
+ * scheduler's own words).
+ */
+#ifndef TASKGRID_CLIENT_H
+#define TASKGRID_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "taskgrid/security.h"
+#include "taskgrid/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A connection to one scheduler. Opaque; free with tg_client_free(). */
+typedef struct tg_client tg_client;
+
+/** The handle of one submitted task. Opaque; free with tg_future_free(). */
+typedef struct tg_future tg_future;
+
+/** A snapshot of the cluster. Opaque; free with tg_status_report_free(). */
+typedef struct tg_status_report tg_status_report;
+
+/** Pass as a timeout to wait without a time limit. */
+#define TG_WAIT_FOREVER ((int64_t)-1)
+
+/** Longest task key the scheduler accepts, in bytes. */
+#define TG_KEY_MAX 1024
+
+/**
+ * Life cycle of a task as this client last saw it. The values 1..7 equal
+ * taskgrid.v1.TaskState: WAITING -> READY -> PROCESSING -> MEMORY | ERRED |
+ * CANCELLED, then RELEASED (forgotten by the scheduler).
+ */
+typedef enum tg_task_state {
+    /** Submitted; this client has not heard of its state yet. */
+    TG_TASK_PENDING = 0,
+    /** Some dependency has not finished yet. */
+    TG_TASK_WAITING = 1,
+    /** Runnable; waits for a worker slot or for a worker that fits. */
+    TG_TASK_READY = 2,
+    /** Running on a worker. */
+    TG_TASK_PROCESSING = 3,
+    /** Finished; the result is available (final). */
+    TG_TASK_MEMORY = 4,
+    /** Failed, or a dependency failed (final). */
+    TG_TASK_ERRED = 5,
+    /** Cancelled before it finished (final). */
+    TG_TASK_CANCELLED = 6,
+    /** Unknown to the scheduler: released or never submitted (final). */
+    TG_TASK_RELEASED = 7,
+} tg_task_state;
+
+/** Name of a state, e.g. "memory" (static string; never NULL). */
+const char *tg_task_state_name(tg_task_state state);
+
+/* ------------------------------------------------------------------ */
+/* Connecting                                                          */
+/* ------------------------------------------------------------------ */
+
+#define TG_CLIENT_OPTS_VERSION 1
+
+/**
+ * Options of tg_client_connect(). Initialise with TG_CLIENT_OPTS_INIT and
+ * change what you need; zero numeric fields mean "the default".
+ */
+typedef struct tg_client_opts {
+    uint32_t version;           /**< TG_CLIENT_OPTS_VERSION */
+    /** Time limit of each call to the scheduler that has no timeout
+     *  argument (submit, scale, status, ...). Default 30,000 ms. */
+    int64_t timeout_ms;
+    /** How long tg_client_connect() waits for the scheduler to answer,
+     *  retrying refused connections. Default 10,000 ms. */
+    int64_t connect_timeout_ms;
+    /** Largest message sent or received, in bytes. Default 64 MiB (the
+     *  scheduler's default). Large submissions are split to stay under. */
+    size_t max_message;
+    /** Client identifier sent with submissions (borrowed, copied by
+     *  tg_client_connect()). NULL: a random "client-<16 hex>". */
+    const char *client_id;
+    /** TLS material for a tls:// address (borrowed for the call; files are
+     *  read at connect). NULL for tcp://. */
+    const tg_security *security;
+    /** true: do not check at connect that the scheduler answers; the
+     *  first call that needs it fails instead. Default false. */
+    bool lazy;
+} tg_client_opts;
+
+#define TG_CLIENT_OPTS_INIT \
+    { TG_CLIENT_OPTS_VERSION, 30000, 10000, 0, NULL, NULL, false }
+
+/**
+ * Connect to the scheduler at `address` and check that it answers (a
+ * Status call), retrying while the connection is refused (the scheduler
+ * may still be starting) until opts->connect_timeout_ms.
+ *
+ * @param out      receives the client; free it with tg_client_free().
+ *                 Set to NULL on failure.
+ * @param address  "tcp://host:port", "tls://host:port" or "host:port"
+ *                 (copied).
+ * @param opts     options, or NULL for the defaults.
+ * @return TG_OK; TG_EINVAL for a malformed address or options;
+ *         TG_ENOTFOUND / TG_ETLS for unreadable or non-PEM security
+ *         files; TG_EUNAVAILABLE (the message names the address) when the
+ *         scheduler does not answer within opts->connect_timeout_ms.
+ */
+int tg_client_connect(tg_client **out, const char *address,
+                      const tg_client_opts *opts);
+
+/**
+ * Release every key the client still holds (futures not yet freed and
+ * futures freed since the last call), then close the connection. Bounded
+ * by the client's timeout. Futures of this client stay readable (results
+ * already gathered remain valid) but can no longer wait; free them with
+ * tg_future_free() as usual. NULL is a no-op.
+ */
+void tg_client_free(tg_client *c);
+
+/** The address given to tg_client_connect() (borrowed from `c`). */
+const char *tg_client_address(const tg_client *c);
+
+/** The client identifier sent to the scheduler (borrowed from `c`). */
+const char *tg_client_id(const tg_client *c);
+
+/**
+ * Write a new unique task key "<func>-<16 hex digits>" into `buf`: the key
+ * tg_client_submit() gives a task without one. Use it to build graphs whose
+ * dependencies must name keys before submission. Keys are unique within
+ * the process (a counter through a 64-bit bijection, seeded at random per
+ * process), so distinct processes collide only by chance (about n^2/2^65).
+ * A `func` longer than TG_KEY_MAX - 17 bytes is truncated in the key.
+ *
+ * @param buf     output buffer (NUL-terminated on success).
+ * @param buflen  its size; strlen(func) + 18 bytes are always enough.
+ * @param func    function name used as the key's prefix.
+ * @return TG_OK, or TG_EINVAL (NULL arguments, buffer too small).
+ */
+int tg_key_generate(char *buf, size_t buflen, const char *func);
+
+/* ------------------------------------------------------------------ */
+/* Submitting                                                          */
+/* ------------------------------------------------------------------ */
+
+/** One entry of a resource map, e.g. {"GPU", 1}. */
+typedef struct tg_resource {
+    const char *name; /**< resource name (borrowed) */
+    double amount;    /**< amount held while the task runs (>= 0) */
+} tg_resource;
+
+#define TG_TASK_DEF_VERSION 1
+
+/**
+ * One task of a graph. Initialise with TG_TASK_DEF_INIT. Every pointer is
+ * borrowed for the duration of tg_client_submit() only.
+ */
+typedef struct tg_task_def {
+    uint32_t version; /**< TG_TASK_DEF_VERSION */
+    /** Unique key, at most TG_KEY_MAX bytes. NULL: a new key from
+     *  tg_key_generate(). A key the scheduler already knows names the
+     *  same task (it does not run twice). */
+    const char *key;
+    /** Function, "namespace.name" (e.g. "tg.inc"). Required. */
+    const char *func;
+    /** Input bytes for the function (may be NULL when input_len is 0). */
+    const void *input;
+    size_t input_len;
+    /** Codec of `input`: "json", "raw", "msgpack", ... NULL means "raw". */
+    const char *codec;
+    /** Keys whose results are passed to the function after its input, in
+     *  this order. They may name tasks of the same call or known ones. */
+    const char *const *deps;
+    size_t ndeps;
+    /** Higher runs first; FIFO among equal priorities. Default 0. */
+    int32_t priority;
+    /** Retries after an error or a lost worker. Default 0. */
+    uint32_t retries;
+    /** Resources held while running. */
+    const tg_resource *resources;
+    size_t nresources;
+    /** If nworkers > 0, run only on workers with one of these names. */
+    const char *const *workers;
+    size_t nworkers;
+} tg_task_def;
+
+#define TG_TASK_DEF_INIT \
+    { TG_TASK_DEF_VERSION, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL, \
+      0, NULL, 0 }
+
+/**
+ * Submit a graph of `n` tasks in one call. Dependencies may name keys of
+ * the same call (in any order) or keys the scheduler already knows. Large
+ * graphs are sent as several Submit messages of at most 10,000 tasks (and
+ * well under the message limit), in order, so a dependency on a task of
+ * an earlier message is always known; each message is validated as a
+ * whole by the scheduler.
+ *
+ * @param c        the client.
+ * @param tasks    `n` task definitions (borrowed for the call).
+ * @param n        number of tasks (0 is a no-op).
+ * @param futures  array of `n` pointers that receives one future per
+ *                 task, in order. Each is owned by the caller: free it with
+ *                 tg_future_free(). Untouched on failure.
+ * @return TG_OK; TG_EINVAL for an invalid definition (the message names
+ *         the task) or when the scheduler refuses the graph (its message,
+ *         e.g. an unknown dependency, is in tg_error_last()); TG_ETOOBIG
+ *         for a task larger than the message limit; transport errors.
+ *         On failure no future is returned, and tasks of earlier messages
+ *         that the scheduler accepted are released.
+ */
+int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
+                     tg_future **futures);
+
+/* ------------------------------------------------------------------ */
+/* Futures                                                             */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Wait until all `n` futures are final (memory, erred, cancelled or
+ * released) and fill in their results or errors. Results stream back as
+ * tasks finish, many per message, over a few Gather streams of at most
+ * 10,000 keys each, so gathering a large graph costs no round trip per
+ * key. Futures that are already final are skipped; the same future or key
+ * may appear several times.
+ *
+ * @param c           the client the futures were submitted with.
+ * @param fs          `n` futures (borrowed).
+ * @param n           number of futures (0: TG_OK at once).
+ * @param timeout_ms  time limit; 0 polls once; TG_WAIT_FOREVER waits
+ *                    without limit.
+ * @return TG_OK when all are final, even if some erred: inspect each with
+ *         tg_future_state(); TG_ETIMEDOUT if some are not final by then
+ *         (their state is updated where the scheduler reported it);
+ *         TG_EINVAL (a future of another client); transport errors.
+ */
+int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
+                     int64_t timeout_ms);
+
+/** The key of `f` (borrowed; valid until tg_future_free(f)). */
+const char *tg_future_key(const tg_future *f);
+
+/**
+ * The state of `f` as last reported to this client (no network call).
+ * TG_TASK_PENDING until a gather or wait reported it; NULL gives
+ * TG_TASK_RELEASED.
+ */
+tg_task_state tg_future_state(const tg_future *f);
+
+/** True if `f` is final: memory, erred, cancelled or released. */
+bool tg_future_done(const tg_future *f);
+
+/**
+ * Wait for one future: tg_client_gather() of `f` with its own client.
+ *
+ * @return TG_OK when final (check tg_future_state() or
+ *         tg_future_result()), TG_ETIMEDOUT otherwise; TG_ESTATE if its
+ *         client was freed.
+ */
+int tg_future_wait(tg_future *f, int64_t timeout_ms);
+
+/**
+ * The result of a finished task. Does not wait.
+ *
+ * @param f      the future.
+ * @param data   receives the result bytes, borrowed until
+ *               tg_future_free(f). A NUL byte follows them (not counted
+ *               in *len), so a text result can be read as a C string.
+ * @param len    receives the result length.
+ * @param codec  receives the codec tag (borrowed likewise; "" when the
+ *               worker set none); may be NULL.
+ * @return TG_OK; TG_ETASK if the task erred (see tg_future_error());
+ *         TG_ECANCELLED; TG_ENOTFOUND if the scheduler had forgotten the
+ *         key; TG_ESTATE if it is not final yet (wait first).
+ */
+int tg_future_result(const tg_future *f, const void **data, size_t *len,
+                     const char **codec);
+
+/**
+ * The error of an erred (or cancelled) task. Any output pointer may be
+ * NULL; the strings are borrowed until tg_future_free(f) and never NULL
+ * on success ("" when absent).
+ *
+ * @param type       e.g. "ValueError", "tg.UnknownFunction".
+ * @param message    human-readable message.
+ * @param traceback  traceback text from the language that raised.
+ * @return TG_OK, or TG_ESTATE if `f` is neither erred nor cancelled.
+ */
+int tg_future_error(const tg_future *f, const char **type,
+                    const char **message, const char **traceback);
+
+/**
+ * The key of the task that failed first when `f` inherited its error from
+ * a dependency; NULL when `f` itself failed or did not fail. Borrowed
+ * until tg_future_free(f).
+ */
+const char *tg_future_error_origin(const tg_future *f);
+
+/**
+ * Free a future and tell the scheduler that this client no longer needs
+ * its result, once no other future of the client holds the same key. The
+ * Release is batched: it goes out with the client's next call (or at
+ * tg_client_free()), so freeing never blocks. NULL is a no-op.
+ */
+void tg_future_free(tg_future *f);
+
+/* ------------------------------------------------------------------ */
+/* Managing work and the cluster                                       */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Cancel tasks and, transitively, every task that depends on them.
+ *
+ * @param keys   `n` keys (borrowed).
+ * @param count  if not NULL, receives the number of tasks cancelled
+ *               (dependents included).
+ */
+int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
+                     uint32_t *count);
+
+/**
+ * Tell the scheduler this client no longer needs these results (a result
+ * no client holds and no pending task needs is forgotten). Futures with
+ * these keys keep what they already gathered. Usually unnecessary:
+ * tg_future_free() releases its key.
+ */
+int tg_client_release(tg_client *c, const char *const *keys, size_t n);
+
+#define TG_ANNOTATION_VERSION 1
+
+/**
+ * Changes for tg_client_annotate(); only the parts whose set_* flag is
+ * true are changed. Initialise with TG_ANNOTATION_INIT.
+ */
+typedef struct tg_annotation {
+    uint32_t version; /**< TG_ANNOTATION_VERSION */
+    bool set_priority;
+    int32_t priority;
+    bool set_resources; /**< replace the resource map by this one */
+    const tg_resource *resources;
+    size_t nresources;
+    bool set_retries;
+    uint32_t retries;
+} tg_annotation;
+
+#define TG_ANNOTATION_INIT \
+    { TG_ANNOTATION_VERSION, false, 0, false, NULL, 0, false, 0 }
+
+/**
+ * Change priority, resources or retries of tasks that have not started.
+ *
+ * @param changed  if not NULL, receives the number of tasks changed.
+ */
+int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
+                       const tg_annotation *a, uint32_t *changed);
+
+/**
+ * Ask the scheduler's launcher for `n` workers (extra workers are drained
+ * first, losing nothing). Returns once the scheduler took the request; the
+ * workers connect later (see tg_cluster_scale() to wait for them).
+ *
+ * @param workers_now  if not NULL, receives the workers connected now.
+ */
+int tg_client_scale(tg_client *c, uint32_t n, uint32_t *workers_now);
+
+/**
+ * Let the scheduler adapt the number of workers between `minimum` and
+ * `maximum` (> 0) from the queued work.
+ */
+int tg_client_adapt(tg_client *c, uint32_t minimum, uint32_t maximum);
+
+/**
+ * A snapshot of the cluster: workers and the number of tasks per state.
+ *
+ * @param out  receives the report; free it with tg_status_report_free().
+ */
+int tg_client_status(tg_client *c, tg_status_report **out);
+
+/**
+ * The scheduler's view of one key.
+ *
+ * @param state      receives its state (TG_TASK_RELEASED if unknown).
+ * @param reason     if not NULL, receives why a ready task does not run
+ *                   (e.g. no worker provides its function), or "".
+ * @param reasonlen  size of `reason` (the text is truncated to fit).
+ */
+int tg_client_key_status(tg_client *c, const char *key, tg_task_state *state,
+                         char *reason, size_t reasonlen);
+
+/** Number of workers connected. */
+size_t tg_status_report_nworkers(const tg_status_report *r);
+/** Name of worker `i` (borrowed from `r`), NULL if out of range. */
+const char *tg_status_report_worker_name(const tg_status_report *r,
+                                         size_t i);
+/** Threads of worker `i` (0 if out of range). */
+uint32_t tg_status_report_worker_nthreads(const tg_status_report *r,
+                                          size_t i);
+/** Tasks assigned to worker `i` and not finished (0 if out of range). */
+uint32_t tg_status_report_worker_processing(const tg_status_report *r,
+                                            size_t i);
+/** True while worker `i` is being drained before it stops. */
+bool tg_status_report_worker_draining(const tg_status_report *r, size_t i);
+/** Threads of all workers together. */
+uint32_t tg_status_report_nthreads(const tg_status_report *r);
+/** Number of tasks in `state` (WAITING..CANCELLED; 0 for the others). */
+uint64_t tg_status_report_count(const tg_status_report *r,
+                                tg_task_state state);
+/** Ready tasks that no connected worker can run (function, resources). */
+uint64_t tg_status_report_unplaceable(const tg_status_report *r);
+/** The scheduler's version string (borrowed from `r`; may be ""). */
+const char *tg_status_report_version(const tg_status_report *r);
+/** Free a report. NULL is a no-op. */
+void tg_status_report_free(tg_status_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * builtins.c: the tg.* functions of the C worker (see builtins.h). Each is
+ * an ordinary tg_task_fn using only the plug-in ABI plus the JSON helpers,
+ * so it doubles as a reference for plug-in authors. Depends on libc, json.c
+ * and the task accessors.
+ *
+ * Arithmetic keeps integers exact: int64 sums stay int64 until they would
+ * overflow, then continue as doubles (as Python's ints would not, but JSON
+ * readers in Go and JavaScript could not hold the exact value anyway).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "builtins.h"
+#include "clock.h"
+
+/* ------------------------------------------------------------------ */
+/* Arguments and results                                               */
+/* ------------------------------------------------------------------ */
+
+static int push_arg(tgw_args *a, size_t *cap, tgw_json *v)
+{
+    if (a->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        tgw_json *p = realloc(a->v, nc * sizeof(*p));
+
+        if (p == NULL)
+            return -1;
+        a->v = p;
+        *cap = nc;
+    }
+    a->v[a->n++] = *v;
+    return 0;
+}
+
+/* Parse one JSON-coded value (the input or a dependency result). */
+static int parse_one(tg_task_ctx *ctx, const char *fname, const char *what,
+                     const uint8_t *data, size_t len, const char *codec,
+                     tgw_json *out)
+{
+    char err[160], msg[512];
+
+    if (strcmp(codec, "json") != 0) {
+        /* An empty "raw" dependency result (e.g. of tg.noop) is null. */
+        if (len == 0 && strcmp(codec, "raw") == 0) {
+            memset(out, 0, sizeof(*out));
+            return 0;
+        }
+        snprintf(msg, sizeof(msg),
+                 "%s takes JSON arguments, but %s has codec '%s'", fname,
+                 what, codec);
+        tg_task_set_error(ctx, "TypeError", msg, NULL);
+        return -1;
+    }
+    if (tgw_json_parse(out, data, len, err, sizeof(err)) != 0) {
+        snprintf(msg, sizeof(msg), "%s: %s is not valid JSON: %s", fname,
+                 what, err);
+        tg_task_set_error(ctx, "ValueError", msg, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int tgw_args_parse(tg_task_ctx *ctx, const char *fname, tgw_args *out)
+{
+    size_t len, cap = 0;
+    const uint8_t *in = tg_task_input(ctx, &len);
+    tgw_json v;
+
+    out->v = NULL;
+    out->n = 0;
+    if (len > 0) {
+        if (parse_one(ctx, fname, "the input", in, len, tg_task_codec(ctx),
+                      &v) != 0)
+            return -1;
+        if (v.type == TGW_JSON_ARRAY) {
+            /* Move the elements; only the array's own storage is freed. */
+            for (size_t i = 0; i < v.u.a.n; i++)
+                if (push_arg(out, &cap, &v.u.a.items[i]) != 0) {
+                    for (size_t j = i; j < v.u.a.n; j++)
+                        tgw_json_free(&v.u.a.items[j]);
+                    free(v.u.a.items);
+                    goto oom;
+                }
+            free(v.u.a.items);
+        } else if (push_arg(out, &cap, &v) != 0) {
+            tgw_json_free(&v);
+            goto oom;
+        }
+    }
+    for (size_t i = 0; i < tg_task_ndeps(ctx); i++) {
+        char what[64];
+        size_t dlen;
+        const uint8_t *d = tg_task_dep(ctx, i, &dlen);
+
+        snprintf(what, sizeof(what), "dependency %zu", i + 1);
+        if (parse_one(ctx, fname, what, d, dlen, tg_task_dep_codec(ctx, i),
+                      &v) != 0)
+            return -1;
+        if (push_arg(out, &cap, &v) != 0) {
+            tgw_json_free(&v);
+            goto oom;
+        }
+    }
+    return 0;
+oom:
+    tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
+    return -1;
+}
+
+void tgw_args_free(tgw_args *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        tgw_json_free(&a->v[i]);
+    free(a->v);
+    a->v = NULL;
+    a->n = 0;
+}
+
+static int set_json_result(tg_task_ctx *ctx, const tgw_json *v)
+{
+    tgw_buf b = {0};
+    int rc;
+
+    if (tgw_json_write(&b, v) != 0) {
+        tgw_buf_free(&b);
+        tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
+        return -1;
+    }
+    rc = tg_task_set_result(ctx, b.ptr, b.len, "json");
+    tgw_buf_free(&b);
+    return rc == TG_OK ? 0 : -1;
+}
+
+/* "1 argument" / "2 arguments" */
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+/* ------------------------------------------------------------------ */
+/* Numbers                                                             */
+/* ------------------------------------------------------------------ */
+
+/* A running sum that stays an exact int64 while it can. */
+typedef struct acc {
+    bool is_int;
+    int64_t i;
+    double d;
+} acc;
+
+static void acc_add(acc *a, const tgw_json *v)
+{
+    if (a->is_int && v->type == TGW_JSON_INT) {
+        int64_t r;
+
+        if (!__builtin_add_overflow(a->i, v->u.i, &r)) {
+            a->i = r;
+            return;
+        }
+    }
+    if (a->is_int) {
+        a->is_int = false;
+        a->d = (double)a->i;
+    }
+    a->d += tgw_json_number(v);
+}
+
+static tgw_json acc_value(const acc *a)
+{
+    tgw_json v;
+
+    memset(&v, 0, sizeof(v));
+    if (a->is_int) {
+        v.type = TGW_JSON_INT;
+        v.u.i = a->i;
+    } else {
+        v.type = TGW_JSON_DOUBLE;
+        v.u.d = a->d;
+    }
+    return v;
+}
+
+/* tg.inc / tg.dec: one number plus `delta`. */
+static int step(tg_task_ctx *ctx, const char *fname, int64_t delta)
+{
+    tgw_args a;
+    acc sum = {true, delta, 0};
+    tgw_json r;
+    int rc = -1;
+
+    if (tgw_args_parse(ctx, fname, &a) != 0)
+        goto out;
+    if (a.n != 1 || !tgw_json_is_number(&a.v[0])) {
+        char msg[256];
+
+        if (a.n != 1)
+            snprintf(msg, sizeof(msg),
+                     "%s expects one number, got %zu argument%s", fname, a.n,
+                     plural(a.n));
+        else
+            snprintf(msg, sizeof(msg), "%s expects one number, got %s",
+                     fname, tgw_json_type_name(a.v[0].type));
+        tg_task_set_error(ctx, "TypeError", msg, NULL);
+        goto out;
+    }
+    acc_add(&sum, &a.v[0]);
+    r = acc_value(&sum);
+    rc = set_json_result(ctx, &r);
+out:
+    tgw_args_free(&a);
+    return rc;
+}
+
+static int fn_inc(tg_task_ctx *ctx, void *ud)
+{
+    (void)ud;
+    return step(ctx, "tg.inc", 1);
+}
+
+static int fn_dec(tg_task_ctx *ctx, void *ud)
+{
+    (void)ud;
+    return step(ctx, "tg.dec", -1);
+}
+
+static int number_error(tg_task_ctx *ctx, const char *fname, size_t i,
+                        const tgw_json *v)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg), "%s expects numbers, got %s as argument %zu",
+             fname, tgw_json_type_name(v->type), i + 1);
+    tg_task_set_error(ctx, "TypeError", msg, NULL);
+    return -1;
+}
+
+static int fn_add(tg_task_ctx *ctx, void *ud)
+{
+    tgw_args a;
+    acc sum = {true, 0, 0};
+    tgw_json r;
+    int rc = -1;
+
+    (void)ud;
+    if (tgw_args_parse(ctx, "tg.add", &a) != 0)
+        goto out;
+    if (a.n < 2) {
+        char msg[256];
+
+        snprintf(msg, sizeof(msg),
+                 "tg.add expects at least two numbers, got %zu argument%s",
+                 a.n, plural(a.n));
+        tg_task_set_error(ctx, "TypeError", msg, NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < a.n; i++) {
+        if (!tgw_json_is_number(&a.v[i])) {
+            number_error(ctx, "tg.add", i, &a.v[i]);
+            goto out;
+        }
+        acc_add(&sum, &a.v[i]);
+    }
+    r = acc_value(&sum);
+    rc = set_json_result(ctx, &r);
+out:
+    tgw_args_free(&a);
+    return rc;
+}
+
+/* tg.sum: every number, with arrays flattened one level, so both
+ * tg.sum([1,2,3]) and a sum over 100 dependency results work. */
+static int fn_sum(tg_task_ctx *ctx, void *ud)
+{
+    tgw_args a;
+    acc sum = {true, 0, 0};
+    tgw_json r;
+    int rc = -1;
+
+    (void)ud;
+    if (tgw_args_parse(ctx, "tg.sum", &a) != 0)
+        goto out;
+    for (size_t i = 0; i < a.n; i++) {
+        const tgw_json *v = &a.v[i];
+
+        if (v->type == TGW_JSON_ARRAY) {
+            for (size_t j = 0; j < v->u.a.n; j++) {
+                if (!tgw_json_is_number(&v->u.a.items[j])) {
+                    char msg[256];
+
+                    snprintf(msg, sizeof(msg),
+                             "tg.sum expects numbers or arrays of numbers, "
+                             "got %s in argument %zu",
+                             tgw_json_type_name(v->u.a.items[j].type), i + 1);
+                    tg_task_set_error(ctx, "TypeError", msg, NULL);
+                    goto out;
+                }
+                acc_add(&sum, &v->u.a.items[j]);
+            }
+        } else if (tgw_json_is_number(v)) {
+            acc_add(&sum, v);
+        } else {
+            number_error(ctx, "tg.sum", i, v);
+            goto out;
+        }
+    }
+    r = acc_value(&sum);
+    rc = set_json_result(ctx, &r);
+out:
+    tgw_args_free(&a);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* The others                                                          */
+/* ------------------------------------------------------------------ */
+
+static int fn_noop(tg_task_ctx *ctx, void *ud)
+{
+    (void)ctx;
+    (void)ud;
+    return 0; /* no result: an empty "raw" one */
+}
+
+static int fn_echo(tg_task_ctx *ctx, void *ud)
+{
+    size_t len;
+    const uint8_t *in = tg_task_input(ctx, &len);
+
+    (void)ud;
+    return tg_task_set_result(ctx, in, len, tg_task_codec(ctx)) == TG_OK ? 0
+                                                                         : -1;
+}
+
+/* Sleep in short slices so a cancel ends it within one slice. */
+#define SLEEP_SLICE_NS 20000000L
+
+static int fn_sleep(tg_task_ctx *ctx, void *ud)
+{
+    tgw_args a;
+    struct timespec end;
+    double secs;
+    int rc = -1;
+
+    (void)ud;
+    if (tgw_args_parse(ctx, "tg.sleep", &a) != 0)
+        goto out;
+    if (a.n != 1 || !tgw_json_is_number(&a.v[0]) ||
+        !(tgw_json_number(&a.v[0]) >= 0)) {
+        char msg[256];
+
+        if (a.n != 1)
+            snprintf(msg, sizeof(msg),
+                     "tg.sleep expects one number of seconds, got %zu "
+                     "argument%s",
+                     a.n, plural(a.n));
+        else
+            snprintf(msg, sizeof(msg),
+                     "tg.sleep expects a non-negative number of seconds, "
+                     "got %s",
+                     tgw_json_is_number(&a.v[0])
+                         ? "a negative number"
+                         : tgw_json_type_name(a.v[0].type));
+        tg_task_set_error(ctx, "TypeError", msg, NULL);
+        goto out;
+    }
+    secs = tgw_json_number(&a.v[0]);
+    if (secs > 1e9) /* ~31 years: still a representable deadline */
+        secs = 1e9;
+    end = tgw_deadline_ns((int64_t)(secs * 1e9));
+    for (;;) {
+        struct timespec now, wake;
+
+        if (tg_task_cancelled(ctx)) {
+            tg_task_set_error(ctx, "tg.Cancelled", "tg.sleep was cancelled",
+                              NULL);
+            goto out;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!tgw_ts_before(now, end))
+            break;
+        wake = tgw_deadline_ns(SLEEP_SLICE_NS);
+        if (tgw_ts_before(end, wake))
+            wake = end;
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL);
+    }
+    rc = set_json_result(ctx, &a.v[0]);
+out:
+    tgw_args_free(&a);
+    return rc;
+}
+
+static int fn_fail(tg_task_ctx *ctx, void *ud)
+{
+    tgw_args a;
+    tgw_buf b = {0};
+
+    (void)ud;
+    if (tgw_args_parse(ctx, "tg.fail", &a) != 0) {
+        tgw_args_free(&a);
+        return -1;
+    }
+    /* The message: a string argument as it is, anything else as JSON. */
+    if (a.n == 1 && a.v[0].type == TGW_JSON_STRING) {
+        tg_task_set_error(ctx, "tg.Fail", a.v[0].u.s.ptr, NULL);
+    } else if (a.n == 0) {
+        tg_task_set_error(ctx, "tg.Fail", "tg.fail was called", NULL);
+    } else {
+        for (size_t i = 0; i < a.n; i++) {
+            if (i)
+                tgw_buf_append(&b, " ", 1);
+            tgw_json_write(&b, &a.v[i]);
+        }
+        tgw_buf_append(&b, "", 1);
+        tg_task_set_error(ctx, "tg.Fail",
+                          b.oom ? "tg.fail was called" : (char *)b.ptr, NULL);
+        tgw_buf_free(&b);
+    }
+    tgw_args_free(&a);
+    return -1;
+}
+
+static int fn_print(tg_task_ctx *ctx, void *ud)
+{
+    tgw_args a;
+    tgw_buf b = {0};
+    int rc = -1;
+
+    (void)ud;
+    if (tgw_args_parse(ctx, "tg.print", &a) != 0)
+        goto out;
+    if (a.n != 1) {
+        char msg[256];
+
+        snprintf(msg, sizeof(msg),
+                 "tg.print expects one argument, got %zu argument%s", a.n,
+                 plural(a.n));
+        tg_task_set_error(ctx, "TypeError", msg, NULL);
+        goto out;
+    }
+    if (tgw_json_write(&b, &a.v[0]) != 0 || tgw_buf_append(&b, "\n", 1) != 0) {
+        tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
+        goto out;
+    }
+    /* One locked write per line: lines from concurrent tasks never mix. */
+    flockfile(stdout);
+    fwrite(b.ptr, 1, b.len, stdout);
+    fflush(stdout);
+    funlockfile(stdout);
+    rc = tg_task_set_result(ctx, b.ptr, b.len - 1, "json") == TG_OK ? 0 : -1;
+out:
+    tgw_buf_free(&b);
+    tgw_args_free(&a);
+    return rc;
+}
+
+int tgw_builtins_register(tg_registry *r)
+{
+    static const struct {
+        const char *name;
+        tg_task_fn fn;
+    } table[] = {
+        {"tg.noop", fn_noop}, {"tg.echo", fn_echo},   {"tg.sleep", fn_sleep},
+        {"tg.inc", fn_inc},   {"tg.dec", fn_dec},     {"tg.add", fn_add},
+        {"tg.sum", fn_sum},   {"tg.fail", fn_fail},   {"tg.print", fn_print},
+    };
+
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        int rc = tg_registry_add(r, table[i].name, table[i].fn, NULL);
+
+        if (rc != TG_OK)
+            return rc;
+    }
+    return TG_OK;
+}

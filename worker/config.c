@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * config.c: command-line parsing for taskgrid-worker (see config.h). A
+ * small table-driven parser instead of getopt_long: it is reentrant (the
+ * tests parse many command lines), accepts "--opt value" and "--opt=value",
+ * and words every error for the user. Depends on libc and the SDK's
+ * address parser (rpc.h), so the worker accepts exactly the addresses the
+ * transport does.
+ */
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "rpc.h"
+
+static const char usage[] =
+    "usage: taskgrid-worker ADDRESS [options]\n"
+    "\n"
+    "Connect to the taskgrid scheduler at ADDRESS (tcp://host:port, or\n"
+    "tls://host:port with --tls-*) and run the tasks it assigns.\n"
+    "\n"
+    "options:\n"
+    "  --nthreads N        tasks run at once (default: number of CPUs)\n"
+    "  --name NAME         worker name (default: HOSTNAME-PID)\n"
+    "  --resources K=V,... resource capacities, e.g. GPU=2,MEMORY=16e9\n"
+    "  --preload LIB.so    load a plug-in of task functions (repeatable)\n"
+    "  --heartbeat-ms MS   heartbeat interval until the scheduler sets one\n"
+    "                      (default: 1000)\n"
+    "  --log-level LEVEL   error, warn, info (default) or debug\n"
+    "  --tls-ca FILE       CA certificate (PEM) of the cluster\n"
+    "  --tls-cert FILE     this worker's certificate (PEM)\n"
+    "  --tls-key FILE      this worker's private key (PEM)\n"
+    "  -h, --help          show this help and exit\n"
+    "\n"
+    "environment:\n"
+    "  TASKGRID_LAUNCH_ID  launcher token echoed to the scheduler\n"
+    "\n"
+    "SIGTERM or SIGINT: hand queued tasks back, finish running ones (up to\n"
+    "10 s), send their results and exit 0. A second signal exits at once.\n";
+
+const char *tgw_config_usage(void)
+{
+    return usage;
+}
+
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Replace *slot with a copy of `v`. */
+static int set_str(char **slot, const char *v)
+{
+    char *c = strdup(v);
+
+    if (c == NULL)
+        return -1;
+    free(*slot);
+    *slot = c;
+    return 0;
+}
+
+static int parse_uint(const char *v, long min, long max, long *out)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno != 0 || n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int add_resources(tgw_config *cfg, const char *spec, char *err,
+                         size_t errlen)
+{
+    char *copy = strdup(spec), *save = NULL, *item;
+    int rc = 0;
+
+    if (copy == NULL)
+        return bad(err, errlen, "out of memory");
+    for (item = strtok_r(copy, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '='), *end;
+        double amount;
+        tgw_resource *p;
+
+        if (eq == NULL || eq == item || eq[1] == '\0') {
+            rc = bad(err, errlen,
+                     "--resources: '%s' is not NAME=AMOUNT (e.g. GPU=2)",
+                     item);
+            break;
+        }
+        *eq = '\0';
+        errno = 0;
+        amount = strtod(eq + 1, &end);
+        if (*end != '\0' || errno != 0 || !isfinite(amount) || amount < 0) {
+            rc = bad(err, errlen,
+                     "--resources: amount of '%s' must be a non-negative "
+                     "number, got '%s'",
+                     item, eq + 1);
+            break;
+        }
+        for (size_t i = 0; i < cfg->nresources; i++)
+            if (strcmp(cfg->resources[i].name, item) == 0) {
+                rc = bad(err, errlen, "--resources: '%s' is given twice",
+                         item);
+                goto out;
+            }
+        p = realloc(cfg->resources, (cfg->nresources + 1) * sizeof(*p));
+        if (p == NULL) {
+            rc = bad(err, errlen, "out of memory");
+            break;
+        }
+        cfg->resources = p;
+        p[cfg->nresources].name = strdup(item);
+        p[cfg->nresources].amount = amount;
+        if (p[cfg->nresources].name == NULL) {
+            rc = bad(err, errlen, "out of memory");
+            break;
+        }
+        cfg->nresources++;
+    }
+    if (rc == 0 && cfg->nresources == 0 && *spec != '\0')
+        rc = bad(err, errlen, "--resources: nothing in '%s'", spec);
+out:
+    free(copy);
+    return rc;
+}
+
+static unsigned default_nthreads(void)
+{
+    cpu_set_t set;
+    long n;
+
+    /* The CPUs we may run on (taskset, cgroups cpusets), not the host's. */
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+enum opt_id {
+    OPT_NTHREADS,
+    OPT_NAME,
+    OPT_RESOURCES,
+    OPT_PRELOAD,
+    OPT_HEARTBEAT,
+    OPT_LOG_LEVEL,
+    OPT_TLS_CA,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_HELP,
+};
+
+static const struct {
+    const char *name;
+    enum opt_id id;
+    bool has_value;
+} opts[] = {
+    {"--nthreads", OPT_NTHREADS, true},
+    {"--name", OPT_NAME, true},
+    {"--resources", OPT_RESOURCES, true},
+    {"--preload", OPT_PRELOAD, true},
+    {"--heartbeat-ms", OPT_HEARTBEAT, true},
+    {"--log-level", OPT_LOG_LEVEL, true},
+    {"--tls-ca", OPT_TLS_CA, true},
+    {"--tls-cert", OPT_TLS_CERT, true},
+    {"--tls-key", OPT_TLS_KEY, true},
+    {"--help", OPT_HELP, false},
+    {"-h", OPT_HELP, false},
+};
+
+static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
+                 const char *v, char *err, size_t errlen)
+{
+    long n;
+
+    switch (id) {
+    case OPT_NTHREADS:
+        if (parse_uint(v, 1, 4096, &n) != 0)
+            return bad(err, errlen,
+                       "%s must be a whole number from 1 to 4096, got '%s'",
+                       opt, v);
+        cfg->nthreads = (unsigned)n;
+        return 0;
+    case OPT_NAME:
+        if (*v == '\0' || strlen(v) > 256)
+            return bad(err, errlen, "%s must be 1 to 256 characters", opt);
+        return set_str(&cfg->name, v) ? bad(err, errlen, "out of memory") : 0;
+    case OPT_RESOURCES:
+        return add_resources(cfg, v, err, errlen);
+    case OPT_PRELOAD: {
+        char **p = realloc(cfg->preload, (cfg->npreload + 1) * sizeof(*p));
+
+        if (p == NULL)
+            return bad(err, errlen, "out of memory");
+        cfg->preload = p;
+        p[cfg->npreload] = strdup(v);
+        if (p[cfg->npreload] == NULL)
+            return bad(err, errlen, "out of memory");
+        cfg->npreload++;
+        return 0;
+    }
+    case OPT_HEARTBEAT:
+        if (parse_uint(v, 10, 3600000, &n) != 0)
+            return bad(err, errlen,
+                       "%s must be milliseconds from 10 to 3600000, got '%s'",
+                       opt, v);
+        cfg->heartbeat_ms = (int)n;
+        return 0;
+    case OPT_LOG_LEVEL:
+        if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") &&
+            strcmp(v, "debug"))
+            return bad(err, errlen,
+                       "%s must be error, warn, info or debug, got '%s'", opt,
+                       v);
+        return set_str(&cfg->log_level, v) ? bad(err, errlen, "out of memory")
+                                           : 0;
+    case OPT_TLS_CA:
+        return set_str(&cfg->tls_ca, v) ? bad(err, errlen, "out of memory") : 0;
+    case OPT_TLS_CERT:
+        return set_str(&cfg->tls_cert, v) ? bad(err, errlen, "out of memory")
+                                          : 0;
+    case OPT_TLS_KEY:
+        return set_str(&cfg->tls_key, v) ? bad(err, errlen, "out of memory")
+                                         : 0;
+    case OPT_HELP:
+        cfg->help = true;
+        return 0;
+    }
+    return bad(err, errlen, "unknown option %s", opt);
+}
+
+int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv, char *err,
+                     size_t errlen)
+{
+    char host[256], target[512], name[300];
+    const char *env;
+    bool only_positional = false, tls = false;
+    int ntls;
+
+    memset(cfg, 0, sizeof(*cfg));
+    err[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *eq, *value = NULL;
+        size_t namelen;
+        size_t k;
+
+        if (only_positional || arg[0] != '-' || arg[1] == '\0') {
+            if (cfg->address != NULL)
+                return bad(err, errlen,
+                           "unexpected argument '%s' (only one ADDRESS)", arg);
+            if (set_str(&cfg->address, arg) != 0)
+                return bad(err, errlen, "out of memory");
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_positional = true;
+            continue;
+        }
+        eq = strchr(arg, '=');
+        namelen = eq ? (size_t)(eq - arg) : strlen(arg);
+        for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+            if (strlen(opts[k].name) == namelen &&
+                strncmp(opts[k].name, arg, namelen) == 0)
+                break;
+        if (k == sizeof(opts) / sizeof(opts[0]))
+            return bad(err, errlen, "unknown option '%.*s'", (int)namelen,
+                       arg);
+        if (opts[k].has_value) {
+            if (eq != NULL)
+                value = eq + 1;
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else
+                return bad(err, errlen, "%s needs a value", opts[k].name);
+        } else if (eq != NULL) {
+            return bad(err, errlen, "%s takes no value", opts[k].name);
+        }
+        if (apply(cfg, opts[k].id, opts[k].name, value, err, errlen) != 0)
+            return -1;
+    }
+    if (cfg->help)
+        return 0;
+    if (cfg->address == NULL)
+        return bad(err, errlen,
+                   "missing ADDRESS (e.g. tcp://127.0.0.1:8786)");
+    if (tg__rpc_parse_address(cfg->address, target, sizeof(target), &tls) !=
+        TG_OK)
+        return bad(err, errlen, "%s", tg_error_last());
+    ntls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) +
+           (cfg->tls_key != NULL);
+    if (tls && ntls != 3)
+        return bad(err, errlen,
+                   "%s is a TLS address: --tls-ca, --tls-cert and --tls-key "
+                   "are all required",
+                   cfg->address);
+    if (!tls && ntls != 0)
+        return bad(err, errlen,
+                   "--tls-* options need a tls:// address, got '%s'",
+                   cfg->address);
+
+    /* Defaults and the environment. */
+    if (cfg->nthreads == 0)
+        cfg->nthreads = default_nthreads();
+    if (cfg->heartbeat_ms == 0)
+        cfg->heartbeat_ms = TGW_DEFAULT_HEARTBEAT_MS;
+    if (cfg->log_level == NULL && set_str(&cfg->log_level, "info") != 0)
+        return bad(err, errlen, "out of memory");
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    if (set_str(&cfg->host, host) != 0)
+        return bad(err, errlen, "out of memory");
+    if (cfg->name == NULL) {
+        snprintf(name, sizeof(name), "%s-%ld", host, (long)getpid());
+        if (set_str(&cfg->name, name) != 0)
+            return bad(err, errlen, "out of memory");
+    }
+    env = getenv("TASKGRID_LAUNCH_ID");
+    if (env != NULL && *env != '\0' && set_str(&cfg->launch_id, env) != 0)
+        return bad(err, errlen, "out of memory");
+    return 0;
+}
+
+void tgw_config_free(tgw_config *cfg)
+{
+    free(cfg->address);
+    free(cfg->name);
+    for (size_t i = 0; i < cfg->nresources; i++)
+        free(cfg->resources[i].name);
+    free(cfg->resources);
+    for (size_t i = 0; i < cfg->npreload; i++)
+        free(cfg->preload[i]);
+    free(cfg->preload);
+    free(cfg->log_level);
+    free(cfg->tls_ca);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->host);
+    free(cfg->launch_id);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * config.h: the worker's command line and environment, parsed into one
+ * struct with every default filled in. Kept apart from main() so that the
+ * rules (and their error messages) are unit-tested. Depends on libc.
+ */
+#ifndef TGW_CONFIG_H
+#define TGW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* One --resources entry. */
+typedef struct tgw_resource {
+    char *name;
+    double amount;
+} tgw_resource;
+
+typedef struct tgw_config {
+    char *address;        /* tcp://host:port or tls://host:port */
+    unsigned nthreads;    /* default: CPUs this process may run on */
+    char *name;           /* default: hostname-pid */
+    tgw_resource *resources;
+    size_t nresources;
+    char **preload;       /* plug-in paths, in order */
+    size_t npreload;
+    int heartbeat_ms;     /* until the scheduler says otherwise */
+    char *log_level;      /* error|warn|info|debug */
+    char *tls_ca, *tls_cert, *tls_key; /* PEM file paths (tls:// only) */
+    char *host;           /* this host's name */
+    char *launch_id;      /* TASKGRID_LAUNCH_ID, or NULL */
+    bool help;            /* --help was given: print usage, exit 0 */
+} tgw_config;
+
+#define TGW_DEFAULT_HEARTBEAT_MS 1000
+
+/**
+ * Parse `argv` (argv[0] is the program) and the environment into `cfg`.
+ *
+ * @param err receives a one-line message on failure (`errlen` bytes).
+ * @return 0, or -1 on a usage error (the caller prints `err` and exits 2).
+ *         Free `cfg` with tgw_config_free in both cases.
+ */
+int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv, char *err,
+                     size_t errlen);
+
+/** Free what the config owns. */
+void tgw_config_free(tgw_config *cfg);
+
+/** The --help text. */
+const char *tgw_config_usage(void);
+
+#endif

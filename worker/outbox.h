@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * outbox.h: what the worker has to tell the scheduler and has not sent
+ * yet: finished tasks (results) and keys handed back unstarted. Executor
+ * threads push; the link's sender thread takes everything that is waiting
+ * as one batch, so under load one WorkerMessage carries thousands of
+ * results (one message per task would cap throughput far lower), while an
+ * idle worker still sends each result at once. Depends on pthreads and
+ * task.h.
+ */
+#ifndef TGW_OUTBOX_H
+#define TGW_OUTBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "task.h"
+
+typedef struct tgw_outbox tgw_outbox;
+
+/* One batch taken from the outbox (owned by the taker). */
+typedef struct tgw_batch {
+    tg_task_ctx *results; /* list through ->next, oldest first */
+    size_t nresults;
+    char **released; /* malloc'd keys */
+    size_t nreleased;
+} tgw_batch;
+
+/** New empty outbox. TG_OK or TG_ENOMEM. */
+int tgw_outbox_new(tgw_outbox **out);
+
+/** Free the outbox and everything still in it. NULL is a no-op. */
+void tgw_outbox_free(tgw_outbox *ob);
+
+/** Append a finished task (ownership moves in). Never blocks for long:
+ * safe to call with the executor's lock held. */
+void tgw_outbox_push(tgw_outbox *ob, tg_task_ctx *t);
+
+/** Append a key to hand back unstarted (copied). TG_OK or TG_ENOMEM. */
+int tgw_outbox_push_released(tgw_outbox *ob, const char *key);
+
+/**
+ * Wait up to `wait_ms` for something to send (or tgw_outbox_wake), then
+ * take at most `max_items` results and keys, and results of about
+ * `max_bytes` (at least one result however large). Marks a batch in
+ * flight until tgw_outbox_done. The batch may be empty (timeout or wake).
+ */
+void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,
+                     size_t max_bytes, int64_t wait_ms);
+
+/** The taken batch was sent (or dropped): see tgw_outbox_flush. */
+void tgw_outbox_done(tgw_outbox *ob);
+
+/** Free a batch's contents. */
+void tgw_outbox_batch_free(tgw_batch *b);
+
+/** Make a waiting tgw_outbox_take return now. */
+void tgw_outbox_wake(tgw_outbox *ob);
+
+/** Drop everything waiting (the scheduler that expected it is gone). */
+void tgw_outbox_clear(tgw_outbox *ob);
+
+/** Wait until nothing waits and no batch is in flight, at most
+ * `timeout_ms`. True if flushed. */
+bool tgw_outbox_flush(tgw_outbox *ob, int64_t timeout_ms);
+
+/** Number of results and keys waiting (not in flight). */
+size_t tgw_outbox_pending(tgw_outbox *ob);
+
+#endif

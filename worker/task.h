@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * task.h: one task on a worker, from assignment to outcome. The struct is
+ * the opaque tg_task_ctx of taskgrid/plugin.h: the task function sees it
+ * through the tg_task_* accessors, the executor queues and runs it, and
+ * the link turns its outcome into a TaskResult. Depends on libc and the
+ * plug-in ABI header; it knows nothing of protobuf or gRPC.
+ *
+ * Memory: the assignment (key, function, input, codec, dependency results)
+ * is copied into the same allocation as the struct, so a task owns its
+ * inputs and does not pin the received message, however long it waits in
+ * the queue. The outcome is set by the task function on its thread.
+ */
+#ifndef TGW_TASK_H
+#define TGW_TASK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "registry.h"
+#include "taskgrid/plugin.h"
+
+/* A borrowed byte range (also used for not NUL-terminated strings). */
+typedef struct tgw_bytes {
+    const uint8_t *ptr;
+    size_t len;
+} tgw_bytes;
+
+/* One dependency result as assigned (borrowed for tgw_task_new). */
+typedef struct tgw_dep_spec {
+    tgw_bytes data;
+    tgw_bytes codec;
+} tgw_dep_spec;
+
+/* An assignment to copy into a new task (all borrowed for the call). */
+typedef struct tgw_task_spec {
+    tgw_bytes key;
+    tgw_bytes func;
+    tgw_bytes input;
+    tgw_bytes codec;
+    const tgw_dep_spec *deps;
+    size_t ndeps;
+    uint32_t attempt;
+    int32_t priority;
+} tgw_task_spec;
+
+/* A dependency inside a task (points into the task's allocation). */
+typedef struct tgw_dep {
+    const uint8_t *data;
+    size_t len;
+    const char *codec; /* NUL-terminated; "raw" if none was given */
+} tgw_dep;
+
+struct tg_task_ctx {
+    /* The assignment: immutable after tgw_task_new. */
+    const char *key; /* NUL-terminated */
+    size_t key_len;
+    const char *func;
+    const uint8_t *input;
+    size_t input_len;
+    const char *codec;
+    tgw_dep *deps;
+    size_t ndeps;
+    uint32_t attempt;
+    int32_t priority;
+    const tgw_fn *fn; /* resolved at creation; NULL if unknown */
+
+    /* Set by a cancel from any thread, read by the task function. */
+    atomic_bool cancelled;
+
+    /* Executor bookkeeping, guarded by the executor's lock. */
+    struct tg__exec *exec;
+    uint64_t seq;        /* FIFO order among equal priorities */
+    size_t heap_index;   /* position in the ready heap while queued */
+    int exec_state;      /* see executor.c */
+    bool seceded;        /* gave its slot back (tg__exec_secede) */
+    struct tg_task_ctx *hnext; /* key hash chain */
+
+    /* The outcome, written by the task's thread. */
+    bool erred;
+    uint8_t *data;
+    size_t data_len;
+    char *out_codec; /* NULL: "raw" */
+    char *err_type;
+    char *err_message;
+    char *err_traceback;
+
+    /* Outbox link (see outbox.h). */
+    struct tg_task_ctx *next;
+};
+
+/**
+ * Copy an assignment into a new task, resolving its function in `reg`
+ * (NULL: left unresolved). Free with tgw_task_free.
+ *
+ * @return TG_OK, or TG_ENOMEM.
+ */
+int tgw_task_new(tg_task_ctx **out, const tgw_task_spec *spec,
+                 const tg_registry *reg);
+
+/** Free a task and its outcome. NULL is a no-op. */
+void tgw_task_free(tg_task_ctx *t);
+
+/**
+ * Run the task's function on the calling thread and settle its outcome:
+ * an unknown function becomes a "tg.UnknownFunction" error; a nonzero
+ * return without an error set becomes a generic "tg.TaskError"; success
+ * without a result is an empty "raw" result.
+ */
+void tgw_task_run(tg_task_ctx *t);
+
+/** The result codec ("raw" when none was set). */
+const char *tgw_task_result_codec(const tg_task_ctx *t);
+
+/** Approximate bytes the outcome adds to a message (for batching). */
+size_t tgw_task_result_size(const tg_task_ctx *t);
+
+#endif
