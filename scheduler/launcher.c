@@ -33,6 +33,7 @@ struct tgs_launcher {
     child *kids;
     size_t nkids, cap;
     uint64_t seq;
+    bool terminated; /* SIGTERM already sent to every child */
 };
 
 static char *dup_or_null(const char *s)
@@ -208,6 +209,15 @@ void tgs_launcher_signal(tgs_launcher *l, const char *id, int sig)
         kill(c->pid, sig);
 }
 
+void tgs_launcher_terminate(tgs_launcher *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->nkids; i++)
+        kill(l->kids[i].pid, SIGTERM);
+    l->terminated = true;
+}
+
 void tgs_launcher_free(tgs_launcher *l, int grace_ms)
 {
     struct timespec ts = {0, 10 * 1000 * 1000};
@@ -215,8 +225,8 @@ void tgs_launcher_free(tgs_launcher *l, int grace_ms)
 
     if (l == NULL)
         return;
-    for (size_t i = 0; i < l->nkids; i++)
-        kill(l->kids[i].pid, SIGTERM);
+    if (!l->terminated) /* a second SIGTERM means "now" to a worker */
+        tgs_launcher_terminate(l);
     /* Bounded wait for a clean exit, then force. */
     while (l->nkids > 0 && waited < grace_ms) {
         tgs_launcher_reap(l, NULL, NULL);

@@ -59,6 +59,9 @@ bool tgs_launcher_pick(const tgs_launcher *l,
 /** SIGTERM one child. */
 void tgs_launcher_signal(tgs_launcher *l, const char *id, int sig);
 
+/** Send SIGTERM to every child without waiting (start of a shutdown). */
+void tgs_launcher_terminate(tgs_launcher *l);
+
 /**
  * Stop every child: SIGTERM, wait up to `grace_ms`, then SIGKILL, and reap.
  * Then free. NULL is a no-op.

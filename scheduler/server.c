@@ -1213,9 +1213,13 @@ int tgs_server_main(const tgs_server_opts *o)
 
 cleanup:
     signal_server = NULL;
-    /* Workers first: they are children and must not outlive us. */
-    tgs_launcher_free(s.launcher, 3000);
+    /* Tell our workers to stop, end every call (so nobody waits on this
+     * loop, which no longer runs), then reap the workers with a bound:
+     * they are children and must not outlive us. */
+    tgs_launcher_terminate(s.launcher);
     tg__server_free(s.srv);
+    s.srv = NULL;
+    tgs_launcher_free(s.launcher, 3000);
     tgs_core_free(s.core);
     free(s.workers.v);
     free(s.gathers.v);

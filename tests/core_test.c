@@ -414,8 +414,8 @@ static void test_core__killed_workers(void **state)
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
     assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
     assert_str_is(tgs_task_err_message(t),
-                  "task 't' was running on 2 workers that died "
-                  "(allowed_failures=2)");
+                  "task 't' killed 2 workers in a row: each died while "
+                  "running it (allowed_failures=2)");
     const tgs_task *u = tgs_core_find(c, LIT("u"));
     assert_int_equal(tgs_task_state(u), TGS_ERRED);
     assert_str_is(tgs_task_err_type(u), "tg.KilledWorker");
@@ -684,7 +684,9 @@ static void test_core__function_placement(void **state)
 static void test_core__retries(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    /* Immediate retries here; test_core__retry_backoff has the delays. */
+    tgs_core_opts o = {.retry_backoff_ms = -1};
+    tgs_core *c = core_new(&o);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_task_spec s = mk("t", "tg.f");
     s.retries = 1;
@@ -1070,7 +1072,7 @@ static void test_core__counts_and_two_cores(void **state)
     tgs_core_free(NULL);
 }
 
-static void test_core__annotations_stored(void **state)
+static void test_core__annotations_kept(void **state)
 {
     (void)state;
     tgs_core *c = core_new(NULL);
@@ -1104,7 +1106,7 @@ static void test_core__annotations_stored(void **state)
     /* Workers: resources copied, ids unique, threads required. */
     tgs_str funcs[] = {LIT("tg.f"), LIT("tg.f"), LIT("")};
     tgs_worker_spec w = {.name = LIT("w-gpu"), .nthreads = 2, .funcs = funcs,
-                         .nfuncs = 3, .resources = res, .nresources = 1};
+                         .nfuncs = 3, .resources = res, .nresources = 2};
     assert_int_equal(tgs_core_worker_add(c, 5, &w, 1), TGS_OK);
     assert_int_equal(tgs_core_worker_add(c, 5, &w, 1), TGS_EEXIST);
     w.nthreads = 0;
@@ -1248,7 +1250,7 @@ int main(void)
         cmocka_unit_test(test_core__balance),
         cmocka_unit_test(test_core__prefetch_adapts),
         cmocka_unit_test(test_core__counts_and_two_cores),
-        cmocka_unit_test(test_core__annotations_stored),
+        cmocka_unit_test(test_core__annotations_kept),
         cmocka_unit_test(test_core__large_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1452,7 +1452,8 @@ static void test_sdk_cluster__starts_waits_for_workers_and_scales(
     snprintf(want, sizeof(want),
              "--listen tcp://127.0.0.1:0 --workers 3 --nthreads 2 "
              "--worker-bin %s/taskgrid-worker --worker-resources "
-             "GPU=1,process=1 --worker-preload %s\n",
+             "GPU=1,process=1 --worker-preload %s --log-level warn "
+             "--worker-log-level warn\n",
              dir, lib);
     assert_string_equal(args, want);
 

@@ -393,9 +393,9 @@ static void test_worker__fail_print_sleep(void **state)
     expect_error("tg.fail", "\"boom\"", "json", "tg.Fail", "boom");
     expect_error("tg.fail", "[1, [2]]", "json", "tg.Fail", "1 [2]");
     expect_result("tg.print", "[[1, \"a\"]]", "[1,\"a\"]", "json");
-    t0 = tgw_now_ms();
+    t0 = tg__now_ms();
     expect_result("tg.sleep", "[0.05]", "0.05", "json");
-    assert_true(tgw_now_ms() - t0 >= 50);
+    assert_true(tg__now_ms() - t0 >= 50);
 
     /* A cancelled sleep returns within one slice, not after 60 s. */
     {
@@ -403,9 +403,9 @@ static void test_worker__fail_print_sleep(void **state)
 
         t = mk(r, "k", "tg.sleep", "60", "json", NULL, 0);
         atomic_store(&t->cancelled, true);
-        t0 = tgw_now_ms();
+        t0 = tg__now_ms();
         tgw_task_run(t);
-        assert_true(tgw_now_ms() - t0 < 1000);
+        assert_true(tg__now_ms() - t0 < 1000);
         assert_true(t->erred);
         tgw_task_free(t);
         tgw_registry_free(r);
@@ -527,9 +527,9 @@ static void test_worker__plugin_loads_example_shout(void **state)
     assert_non_null(tgw_registry_find(r, "example.shout"));
 
     t = mk(r, "shout-3", "example.shout", "3", "json", NULL, 0);
-    t0 = tgw_now_ms();
+    t0 = tg__now_ms();
     tgw_task_run(t); /* prints "#3" */
-    assert_true(tgw_now_ms() - t0 >= 450);
+    assert_true(tg__now_ms() - t0 >= 450);
     assert_false(t->erred);
     assert_string_equal(result_str(t), "3");
     assert_string_equal(tgw_task_result_codec(t), "json");
@@ -790,11 +790,11 @@ static int fn_gate(tg_task_ctx *ctx, void *ud)
 /* test.until_cancelled: run until cancelled (bounded). */
 static int fn_until_cancelled(tg_task_ctx *ctx, void *ud)
 {
-    int64_t end = tgw_now_ms() + WAIT_MS;
+    int64_t end = tg__now_ms() + WAIT_MS;
 
     (void)ud;
     slot_enter(ctx);
-    while (!tg_task_cancelled(ctx) && tgw_now_ms() < end) {
+    while (!tg_task_cancelled(ctx) && tg__now_ms() < end) {
         struct timespec ms = {0, 1000000};
 
         nanosleep(&ms, NULL);
@@ -1034,8 +1034,8 @@ static void test_worker__executor_rejoin_waits_for_a_free_slot(void **state)
     submit1(e, "A", "test.seceder", 0);
     submit1(e, "B", "test.gate", 0);
     assert_true(s_wait(p_order_has_b, NULL));
-    end = tgw_now_ms() + WAIT_MS;
-    while (!(rejoining = p_rejoining(e)) && tgw_now_ms() < end) {
+    end = tg__now_ms() + WAIT_MS;
+    while (!(rejoining = p_rejoining(e)) && tg__now_ms() < end) {
         struct timespec ms = {0, 1000000};
 
         nanosleep(&ms, NULL);

@@ -6,8 +6,8 @@
  * and the task accessors.
  *
  * Arithmetic keeps integers exact: int64 sums stay int64 until they would
- * overflow, then continue as doubles (as Python's ints would not, but JSON
- * readers in Go and JavaScript could not hold the exact value anyway).
+ * overflow, then continue as doubles (Python would keep an exact big
+ * integer, but JSON readers in Go and JavaScript could not hold it anyway).
  */
 #include <stdio.h>
 #include <stdlib.h>

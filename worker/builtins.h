@@ -9,8 +9,9 @@
  * Arguments (codec "json"): the task's input, if non-empty, gives the
  * leading positional arguments (the elements of a JSON array, or the one
  * value otherwise); then every dependency result is one more argument, in
- * order. Results are JSON, except tg.noop (empty, "raw") and tg.echo (the
- * input unchanged, with its codec).
+ * order; an empty "raw" result (tg.noop's) counts as null. Results are
+ * JSON, except tg.noop (empty, "raw") and tg.echo (the input unchanged,
+ * with its codec).
  */
 #ifndef TGW_BUILTINS_H
 #define TGW_BUILTINS_H

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * clock.h: monotonic time helpers shared by the worker's modules: "now"
- * in milliseconds and absolute deadlines for clock_nanosleep and for
- * condition variables created with CLOCK_MONOTONIC (wall-clock jumps must
- * not stretch or cut a wait). Header-only; depends on libc.
+ * clock.h: absolute monotonic deadlines, shared by the worker's modules,
+ * for clock_nanosleep and for condition variables created with
+ * CLOCK_MONOTONIC (wall-clock jumps must not stretch or cut a wait).
+ * "Now" in milliseconds is the rpc layer's tg__now_ms, re-exported here so
+ * the project keeps one clock. Header-only; depends on libc and rpc.h.
  */
 #ifndef TGW_CLOCK_H
 #define TGW_CLOCK_H
@@ -11,14 +12,7 @@
 #include <stdint.h>
 #include <time.h>
 
-/** Monotonic milliseconds. */
-static inline int64_t tgw_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "rpc.h" /* tg__now_ms */
 
 /** The monotonic time `ns` nanoseconds from now (ns >= 0). */
 static inline struct timespec tgw_deadline_ns(int64_t ns)

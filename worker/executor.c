@@ -306,13 +306,13 @@ static void run_one_locked(tg__exec *e)
     pthread_mutex_unlock(&e->mu);
 
     if (tg__log_enabled(TG__LOG_DEBUG)) {
-        t0 = tgw_now_ms();
+        t0 = tg__now_ms();
         TG_LOG_DEBUG("task '%s' (%s, attempt %u) started", t->key, t->func,
                      (unsigned)t->attempt);
     }
     tgw_task_run(t);
     if (tg__log_enabled(TG__LOG_DEBUG)) {
-        int64_t ms = tgw_now_ms() - t0;
+        int64_t ms = tg__now_ms() - t0;
 
         if (tg_task_cancelled(t))
             TG_LOG_DEBUG("task '%s' cancelled after %lld ms", t->key,

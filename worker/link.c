@@ -90,7 +90,7 @@ static void set_why(wlink *l, const char *fmt, const char *detail)
 
 static int64_t uptime_ms(const wlink *l)
 {
-    return tgw_now_ms() - l->start_ms;
+    return tg__now_ms() - l->start_ms;
 }
 
 static tgw_bytes bytes_of(tg_pbbuf b)
@@ -221,11 +221,11 @@ static int send_batch(wlink *l, const tgw_batch *b)
 static void *sender_main(void *arg)
 {
     wlink *l = arg;
-    int64_t last = tgw_now_ms();
+    int64_t last = tg__now_ms();
 
     while (!atomic_load(&l->sender_stop)) {
         int64_t hb = atomic_load(&l->heartbeat_ms);
-        int64_t wait = last + hb - tgw_now_ms();
+        int64_t wait = last + hb - tg__now_ms();
         tgw_batch b;
         int rc;
 
@@ -233,7 +233,7 @@ static void *sender_main(void *arg)
                         wait > 0 ? wait : 0);
         if (atomic_load(&l->sender_stop) ||
             (b.nresults == 0 && b.nreleased == 0 &&
-             tgw_now_ms() - last < hb)) {
+             tg__now_ms() - last < hb)) {
             tgw_outbox_batch_free(&b);
             tgw_outbox_done(l->ob);
             continue;
@@ -249,7 +249,7 @@ static void *sender_main(void *arg)
             atomic_store(&l->send_failed, true);
             break;
         }
-        last = tgw_now_ms();
+        last = tg__now_ms();
     }
     return NULL;
 }
@@ -411,7 +411,7 @@ static void begin_close(wlink *l)
     tg__exec_stats st;
 
     l->closing = true;
-    l->close_deadline = tgw_now_ms() + STOP_GRACE_MS;
+    l->close_deadline = tg__now_ms() + STOP_GRACE_MS;
     if (tg__exec_take_queued(l->exec, &q, &n) != TG_OK) {
         /* Could not even list them: drop them; the scheduler reschedules
          * them when the stream ends. */
@@ -532,7 +532,7 @@ static session_end run_session(wlink *l)
             finish(l);
             return SESSION_DONE;
         }
-        if (l->closing && tgw_now_ms() >= l->close_deadline) {
+        if (l->closing && tg__now_ms() >= l->close_deadline) {
             tg__exec_stats st;
 
             tg__exec_stats_get(l->exec, &st);
@@ -584,10 +584,10 @@ static session_end run_session(wlink *l)
 /* Sleep `ms`, waking early if a stop is requested. */
 static void backoff_sleep(wlink *l, int64_t ms)
 {
-    int64_t end = tgw_now_ms() + ms;
+    int64_t end = tg__now_ms() + ms;
 
     while (!atomic_load(l->stop)) {
-        int64_t left = end - tgw_now_ms();
+        int64_t left = end - tg__now_ms();
         struct timespec ts;
 
         if (left <= 0)
@@ -621,7 +621,7 @@ tgw_link_end tgw_link_run(const tgw_config *cfg, const tg__rpc_sec *sec,
     l.sec = sec;
     l.reg = reg;
     l.stop = stop;
-    l.start_ms = tgw_now_ms();
+    l.start_ms = tg__now_ms();
     atomic_init(&l.heartbeat_ms, cfg->heartbeat_ms);
     atomic_init(&l.sender_stop, false);
     atomic_init(&l.send_failed, false);
@@ -654,8 +654,8 @@ tgw_link_end tgw_link_run(const tgw_config *cfg, const tg__rpc_sec *sec,
                         "reconnecting",
                         l.why);
         } else if (failures++ == 0 ||
-                   tgw_now_ms() - last_warn >= WARN_EVERY_MS) {
-            last_warn = tgw_now_ms();
+                   tg__now_ms() - last_warn >= WARN_EVERY_MS) {
+            last_warn = tg__now_ms();
             TG_LOG_WARN("cannot reach the scheduler at %s (%s); retrying",
                         cfg->address, l.why);
         } else {
@@ -670,7 +670,7 @@ tgw_link_end tgw_link_run(const tgw_config *cfg, const tg__rpc_sec *sec,
     /* Tasks may still run: cancelled ones from a lost session, or ones
      * abandoned at the stop deadline. Give them what is left of the grace
      * period (at least a moment to notice their cancelled flag). */
-    grace = l.closing ? l.close_deadline - tgw_now_ms() : STOP_GRACE_MS;
+    grace = l.closing ? l.close_deadline - tg__now_ms() : STOP_GRACE_MS;
     if (grace < 500)
         grace = 500;
     if (!tg__exec_wait_idle(l.exec, grace)) {

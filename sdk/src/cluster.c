@@ -626,6 +626,16 @@ static int build_argv(tg_cluster *cl, uint32_t procs, uint32_t threads)
         cl->argv[a++] = "--worker-preload";
         cl->argv[a++] = cl->preload;
     }
+    /* A temporary cluster is quiet unless asked (TASKGRID_LOG_LEVEL). */
+    {
+        const char *lvl = getenv("TASKGRID_LOG_LEVEL");
+        if (lvl == NULL || *lvl == '\0')
+            lvl = "warn";
+        cl->argv[a++] = "--log-level";
+        cl->argv[a++] = (char *)lvl;
+        cl->argv[a++] = "--worker-log-level";
+        cl->argv[a++] = (char *)lvl;
+    }
     cl->argv[a] = NULL;
     return TG_OK;
 }
