@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * core_bench.c: throughput and memory of the pure scheduling core alone,
- * without transport. Submits N tasks in one batch (independent tasks, a
- * chain, or a fan-out of N dependents on one root), then runs them all
- * through one fake worker that answers every assignment at once. Prints
- * submit and run times, RSS growth per pending task and peak RSS (from
+ * without transport. Submits N tasks in one batch, then runs them all
+ * through one fake 8-thread worker that answers every assignment at once.
+ * Shapes: independent tasks, a chain, a fan-out of N dependents on one
+ * root; and independent tasks with random priorities (`priority`), each
+ * asking for slot=1 on a worker with slot=8 (`resources`), or restricted
+ * to the worker by name (`restricted`). Prints submit and run times, the
+ * cost per task, RSS growth per pending task and peak RSS (from
  * /proc/self/status, so Linux only). Depends on //scheduler:core.
  *
- *   bazel run //bench:core_bench -- [independent|chain|fanout] [N]
+ *   bazel run //bench:core_bench -- [SHAPE] [N]
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -49,8 +52,14 @@ int main(int argc, char **argv)
     size_t n = argc > 2 ? strtoul(argv[2], NULL, 10) : 1000000;
     int chain = strcmp(shape, "chain") == 0;
     int fanout = strcmp(shape, "fanout") == 0;
-    if (n < 2 || (!chain && !fanout && strcmp(shape, "independent") != 0)) {
-        fprintf(stderr, "usage: %s [independent|chain|fanout] [N>=2]\n",
+    int prio = strcmp(shape, "priority") == 0;
+    int resources = strcmp(shape, "resources") == 0;
+    int restricted = strcmp(shape, "restricted") == 0;
+    if (n < 2 || (!chain && !fanout && !prio && !resources && !restricted &&
+                  strcmp(shape, "independent") != 0)) {
+        fprintf(stderr,
+                "usage: %s [independent|chain|fanout|priority|resources|"
+                "restricted] [N>=2]\n",
                 argv[0]);
         return 2;
     }
@@ -62,12 +71,28 @@ int main(int argc, char **argv)
     tgs_str *run = malloc(n * sizeof *run);
     if (!keys || !specs || !deps || !run)
         return 1;
+    static const tgs_resource slot1[] = {{{"slot", 4}, 1}};
+    static const tgs_resource slot8[] = {{{"slot", 4}, 8}};
+    static const tgs_str wname[] = {{"w1", 2}};
+    uint64_t rng = 0x9e3779b97f4a7c15ull; /* fixed seed: same run each time */
     for (size_t i = 0; i < n; i++) {
         char *k = keys + i * 16;
         int len = snprintf(k, 16, "t%zu", i);
         specs[i].key = (tgs_str){k, (size_t)len};
         specs[i].func = (tgs_str){"tg.noop", 7};
         specs[i].codec = (tgs_str){"raw", 3};
+        if (prio) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            specs[i].priority = (int32_t)((rng >> 33) % 2001) - 1000;
+        }
+        if (resources) {
+            specs[i].resources = slot1;
+            specs[i].nresources = 1;
+        }
+        if (restricted) {
+            specs[i].workers = wname;
+            specs[i].nworkers = 1;
+        }
         if (i > 0 && (chain || fanout)) {
             deps[i] = specs[chain ? i - 1 : 0].key;
             specs[i].deps = &deps[i];
@@ -94,6 +119,10 @@ int main(int argc, char **argv)
     const tgs_str funcs[] = {{"tg.noop", 7}};
     tgs_worker_spec w = {.name = {"w1", 2}, .nthreads = 8, .funcs = funcs,
                          .nfuncs = 1};
+    if (resources) {
+        w.resources = slot8;
+        w.nresources = 1;
+    }
     int64_t ms = (int64_t)((now_s() - t0) * 1000);
     tgs_core_worker_add(c, 1, &w, ms);
     size_t nrun = 0, head = 0, done = 0;
@@ -126,10 +155,12 @@ int main(int argc, char **argv)
     printf("shape            %s\n", shape);
     printf("tasks            %zu (accepted %u, ran %zu, in memory %llu)\n", n,
            res.accepted, done, (unsigned long long)counts[TGS_MEMORY]);
-    printf("submit           %.3f s (%.0f tasks/s)\n", t2 - t1,
-           (double)n / (t2 - t1));
-    printf("run              %.3f s (%.0f tasks/s: assign + finish)\n",
-           t3 - t2, (double)done / (t3 - t2));
+    printf("submit           %.3f s (%.0f tasks/s, %.0f ns/task)\n", t2 - t1,
+           (double)n / (t2 - t1), (t2 - t1) * 1e9 / (double)n);
+    printf("run              %.3f s (%.0f tasks/s, %.0f ns/task: assign + "
+           "finish)\n",
+           t3 - t2, (double)done / (t3 - t2),
+           (t3 - t2) * 1e9 / (double)(done ? done : 1));
     printf("release          %.3f s (%u forgotten)\n", t4 - t3, forgotten);
     printf("rss per pending  %.0f bytes/task\n",
            (double)(rss1 - rss0) * 1024.0 / (double)n);

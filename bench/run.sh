@@ -1,27 +1,91 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Benchmarks (see bench/README.md).
-#   bash bench/run.sh --smoke   tiny N, taskgrid only: checks the benchmark
-#                               code still runs (CI); no numbers are claimed
+# Benchmarks, taskgrid and Dask distributed side by side in one run (see
+# bench/README.md).
+#   bash bench/run.sh --smoke   tiny N, taskgrid only: checks that the
+#                               benchmark code still runs (CI); no claims
+#   bash bench/run.sh --full    every case, each REPEAT (default 3) times,
+#                               for taskgrid and Dask; writes the raw lines
+#                               to bench/results.log and the table to
+#                               bench/RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:---smoke}
+REPEAT=${REPEAT:-3}
+DASK_VERSION=2026.8.0
+
+build() {
+  bazel build -c opt //bench:tg_bench //bench:grpc_floor //scheduler //worker >/dev/null 2>&1 ||
+    bazel build -c opt //bench:tg_bench //bench:grpc_floor //scheduler //worker
+  # Copy out of bazel-bin, which the next build with other options repoints.
+  BIN=$(mktemp -d)
+  mkdir -p "$BIN/scheduler" "$BIN/worker" "$BIN/bench"
+  cp bazel-bin/scheduler/taskgrid-scheduler "$BIN/scheduler/"
+  cp bazel-bin/worker/taskgrid-worker "$BIN/worker/"
+  cp bazel-bin/bench/tg_bench bazel-bin/bench/grpc_floor "$BIN/bench/"
+  export TASKGRID_BIN_DIR="$BIN"
+  TG="$BIN/bench/tg_bench"
+}
+
 case "$mode" in
   --smoke)
-    bazel build -c opt //bench:tg_bench //scheduler //worker >/dev/null 2>&1 ||
-      bazel build -c opt //bench:tg_bench //scheduler //worker
-    B=bazel-bin/bench/tg_bench
-    export TASKGRID_BIN_DIR="$PWD/bazel-bin"
-    $B --case noop --n 1000 --repeat 1
-    $B --case roundtrip --n 50 --repeat 1
-    $B --case diamond --n 100 --repeat 1
-    $B --case startup --repeat 1
-    $B --case pending --n 1000 --repeat 1
+    build
+    $TG --case noop --n 1000 --repeat 1
+    $TG --case roundtrip --n 50 --repeat 1
+    $TG --case diamond --n 100 --repeat 1
+    $TG --case startup --repeat 1
+    $TG --case pending --n 1000 --repeat 1
+    "$BIN/bench/grpc_floor" --n-unary 50 --n-stream 1000 --repeat 1
+    rm -rf "$BIN"
     echo "bench smoke: ok"
     ;;
+  --full)
+    build
+    VENV=bench/.venv
+    if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
+    "$VENV/bin/pip" install -q "dask[distributed]==$DASK_VERSION" psutil
+    DASK="$VENV/bin/python bench/dask_bench.py"
+    log=bench/results.log
+    : > "$log"
+    run() { local who=$1; shift; echo "+ $who: $*" >&2; "$@" | sed "s/^/who=$who /" | tee -a "$log"; }
+
+    run floor "$BIN/bench/grpc_floor" --n-unary 1000 --n-stream 100000 --repeat "$REPEAT"
+    for n in 10000 100000; do
+      run taskgrid $TG --case noop --n $n --repeat "$REPEAT"
+      run dask $DASK --case noop --n $n --repeat "$REPEAT"
+      run dask-noqueue $DASK --case noop --n $n --repeat "$REPEAT" --no-queuing
+    done
+    run taskgrid $TG --case roundtrip --n 1000 --repeat "$REPEAT"
+    run dask $DASK --case roundtrip --n 1000 --repeat "$REPEAT"
+    for m in 100 10000; do
+      run taskgrid $TG --case diamond --n $m --repeat "$REPEAT"
+      run dask $DASK --case diamond --n $m --repeat "$REPEAT"
+      run dask-noqueue $DASK --case diamond --n $m --repeat "$REPEAT" --no-queuing
+    done
+    echo "who=taskgrid case=nested skipped=worker-side client (tg_task_client) not built yet" | tee -a "$log"
+    run dask $DASK --case nested --n 10 --children 100 --repeat "$REPEAT"
+    # Pending-task memory: our own scheduler, so its pid is known.
+    for r in $(seq 1 "$REPEAT"); do
+      out=$(mktemp)
+      "$BIN/scheduler/taskgrid-scheduler" --listen tcp://127.0.0.1:0 --launcher none \
+        --log-level warn > "$out" &
+      spid=$!
+      for _ in $(seq 1 100); do grep -q listening "$out" && break; sleep 0.05; done
+      addr=$(sed -n 's/^taskgrid-scheduler listening on //p' "$out")
+      run taskgrid $TG --address "$addr" --scheduler-pid "$spid" --case pending \
+        --n 1000000 --repeat 1
+      kill "$spid"; wait "$spid" || true; rm -f "$out"
+    done
+    run dask $DASK --case pending --n 100000 --repeat "$REPEAT"
+    run taskgrid $TG --case startup --repeat "$REPEAT"
+    run dask $DASK --case startup --repeat "$REPEAT"
+    rm -rf "$BIN"
+    python3 bench/report.py "$log" > bench/RESULTS.md
+    cat bench/RESULTS.md
+    ;;
   *)
-    echo "usage: bash bench/run.sh --smoke" >&2
+    echo "usage: bash bench/run.sh --smoke | --full" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Turn bench/results.log (lines "who=X case=Y key=value ...") into the
+markdown table of bench/RESULTS.md: median and min-max per system, and the
+ratio of taskgrid to Dask (how many times better taskgrid is)."""
+from __future__ import annotations
+
+import collections
+import platform
+import statistics
+import subprocess
+import sys
+
+# case -> (size key, [(metric, unit, higher_is_better)])
+METRICS = {
+    "floor_unary": ("n", [("p50_us", "µs", False), ("p99_us", "µs", False)]),
+    "floor_stream": ("n", [("rate", "msg/s", True)]),
+    "noop": ("n", [("rate", "tasks/s", True)]),
+    "roundtrip": ("n", [("p50_us", "µs", False), ("p99_us", "µs", False)]),
+    "diamond": ("m", [("seconds", "s", False)]),
+    "nested": ("parents", [("seconds", "s", False)]),
+    "pending": ("n", [("bytes_per_task", "B/task", False)]),
+    "startup": ("workers", [("start_ms", "ms", False), ("stop_ms", "ms", False)]),
+}
+
+
+def parse(path: str):
+    data = collections.defaultdict(list)
+    skipped = {}
+    for line in open(path, encoding="utf-8"):
+        fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        if "who" not in fields or "case" not in fields:
+            continue
+        case = fields["case"]
+        if "skipped" in fields:
+            skipped[(case, fields["who"])] = line.split("skipped=", 1)[1].strip()
+            continue
+        size_key, metrics = METRICS.get(case, (None, []))
+        size = fields.get(size_key, "")
+        for metric, _, _ in metrics:
+            if metric in fields:
+                data[(case, size, metric, fields["who"])].append(float(fields[metric]))
+    return data, skipped
+
+
+def fmt(vals):
+    if not vals:
+        return "—"
+    med = statistics.median(vals)
+    if len(vals) == 1:
+        return f"{med:,.1f}"
+    return f"{med:,.1f} ({min(vals):,.1f}–{max(vals):,.1f})"
+
+
+def main(path: str) -> None:
+    data, skipped = parse(path)
+    rows = []
+    seen = []
+    for (case, size, metric, _who) in data:
+        if (case, size, metric) not in seen:
+            seen.append((case, size, metric))
+    print("# Benchmark results\n")
+    print("Produced by `bash bench/run.sh --full` (raw lines: `bench/results.log`).")
+    print(f"Machine: {platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
+          f"{platform.system()} {platform.release()}; Python {platform.python_version()}.")
+    print("Dask: LocalCluster(n_workers=2, threads_per_worker=1), defaults, and again with "
+          "`distributed.scheduler.worker-saturation: inf` (no queuing). taskgrid: a temporary "
+          "local cluster of 2 workers x 1 thread (C workers, built-in functions).")
+    print("Each cell: median (min–max) over the runs. Ratio: how many times better "
+          "taskgrid is than Dask's default (and than Dask without queuing).\n")
+    print("| case | size | metric | taskgrid | Dask | Dask, no queuing | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for case, size, metric in seen:
+        unit, higher = next((u, h) for m, u, h in METRICS[case][1] if m == metric)
+        tg = data.get((case, size, metric, "taskgrid"), [])
+        dk = data.get((case, size, metric, "dask"), [])
+        dq = data.get((case, size, metric, "dask-noqueue"), [])
+        fl = data.get((case, size, metric, "floor"), [])
+        ratio = ""
+        if tg and dk:
+            a, b = statistics.median(tg), statistics.median(dk)
+            r = a / b if higher else b / a
+            ratio = f"{r:,.1f}x"
+            if dq:
+                c = statistics.median(dq)
+                ratio += f" ({(a / c if higher else c / a):,.1f}x)"
+        if fl:
+            rows.append(f"| {case} (raw gRPC, no scheduling) | {size} | {metric} {unit} | {fmt(fl)} | | | |")
+            continue
+        rows.append(f"| {case} | {size} | {metric} {unit} | {fmt(tg)} | {fmt(dk)} | {fmt(dq)} | {ratio} |")
+    print("\n".join(rows))
+    for (case, who), why in skipped.items():
+        print(f"\n{case} ({who}): skipped: {why.replace('_', ' ')}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results.log")
