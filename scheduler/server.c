@@ -429,6 +429,16 @@ static void run_actions(sched *s)
 /* Scheduler service                                                   */
 /* ------------------------------------------------------------------ */
 
+/* Key lists (Cancel, Release, SubmitRequest.release) as core strings. */
+static tgs_str *keys_of(char **keys, pb_size_t n)
+{
+    tgs_str *v = calloc(n ? n : 1, sizeof(*v));
+
+    for (pb_size_t i = 0; v && i < n; i++)
+        v[i] = CS(keys[i]);
+    return v;
+}
+
 static void do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 {
     taskgrid_v1_SubmitRequest m;
@@ -443,6 +453,12 @@ static void do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 
     if (!decode(c, taskgrid_v1_SubmitRequest_fields, &m, req, len))
         return;
+    if (m.release_count > 0) {
+        tgs_str *rel = keys_of(m.release, m.release_count);
+        if (rel != NULL)
+            tgs_core_release(s->core, rel, m.release_count, NULL);
+        free(rel);
+    }
     for (pb_size_t i = 0; i < m.tasks_count; i++) {
         nstr += m.tasks[i].deps_count + m.tasks[i].workers_count;
         nres += m.tasks[i].resources_count;
@@ -646,16 +662,6 @@ static void do_annotate(sched *s, tg__scall *c, const uint8_t *req,
     tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
     reply(c, taskgrid_v1_AnnotateResponse_fields, &r);
     run_actions(s);
-}
-
-/* Cancel and Release share the shape: keys in, a count out. */
-static tgs_str *keys_of(char **keys, pb_size_t n)
-{
-    tgs_str *v = calloc(n ? n : 1, sizeof(*v));
-
-    for (pb_size_t i = 0; v && i < n; i++)
-        v[i] = CS(keys[i]);
-    return v;
 }
 
 static void do_cancel(sched *s, tg__scall *c, const uint8_t *req, size_t len)

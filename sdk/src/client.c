@@ -201,14 +201,12 @@ static int unary(tg_client *c, const char *method, const pb_msgdesc_t *reqf,
  * until it is released by other means, not correctness, and the caller's
  * own call must not fail for it.
  */
-static void flush_releases(tg_client *c)
+static void send_releases(tg_client *c, const char *arena, size_t n)
 {
-    char *arena, **keys = NULL;
-    size_t len, n, i = 0;
+    char **keys = NULL;
+    size_t i = 0;
     const char *p;
 
-    if (!tg__shared_take_releases(c->sh, &arena, &len, &n))
-        return;
     keys = malloc((n < CHUNK ? n : CHUNK) * sizeof(*keys));
     p = arena;
     while (keys != NULL && i < n) {
@@ -234,6 +232,16 @@ static void flush_releases(tg_client *c)
         }
     }
     free(keys);
+}
+
+static void flush_releases(tg_client *c)
+{
+    char *arena;
+    size_t len, n;
+
+    if (!tg__shared_take_releases(c->sh, &arena, &len, &n))
+        return;
+    send_releases(c, arena, n);
     free(arena);
 }
 
@@ -646,7 +654,7 @@ static void fill_spec(taskgrid_v1_TaskSpec *s, const tg_task_def *t,
 static int submit_chunk(tg_client *c, const tg_task_def *tasks,
                         tg_future *fut, size_t from, size_t to,
                         taskgrid_v1_TaskSpec *specs,
-                        taskgrid_v1_Resource *res)
+                        taskgrid_v1_Resource *res, char **rel, size_t nrel)
 {
     taskgrid_v1_SubmitRequest req;
     taskgrid_v1_SubmitResponse resp;
@@ -663,6 +671,8 @@ static int submit_chunk(tg_client *c, const tg_task_def *tasks,
     req.tasks_count = (pb_size_t)(to - from);
     req.tasks = specs;
     req.client_id = tg_pbbuf_str(c->client_id);
+    req.release_count = (pb_size_t)nrel;
+    req.release = nrel ? rel : NULL;
     rc = unary(c, M_SUBMIT, taskgrid_v1_SubmitRequest_fields, &req,
                taskgrid_v1_SubmitResponse_fields, &resp, &raw, c->timeout_ms);
     if (rc != TG_OK)
@@ -680,26 +690,50 @@ int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
     taskgrid_v1_TaskSpec *specs = NULL;
     taskgrid_v1_Resource *res = NULL;
     size_t keybytes = 0, limit, maxres = 0, sent = 0;
-    char *kp;
+    char *kp, *rel_arena = NULL, **rel = NULL;
+    size_t rel_len = 0, nrel = 0;
     int rc;
 
-    if ((rc = enter(c, "tg_client_submit")) != TG_OK)
-        return rc;
-    if (n == 0)
-        return TG_OK;
-    if (tasks == NULL || futures == NULL)
+    if (c == NULL || n == 0 || tasks == NULL || futures == NULL) {
+        if ((rc = enter(c, "tg_client_submit")) != TG_OK)
+            return rc;
+        if (n == 0)
+            return TG_OK;
         return tg__error_set(TG_EINVAL,
                              "tg_client_submit: tasks or futures is NULL");
+    }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = check_task(&tasks[i], i)) != TG_OK)
+        if ((rc = check_task(&tasks[i], i)) != TG_OK) {
+            flush_releases(c);
             return rc;
+        }
         keybytes += tasks[i].key ? strlen(tasks[i].key) + 1
                                  : key_prefix_len(tasks[i].func) + 18;
     }
+    /* Keys of freed futures ride on the first Submit (SubmitRequest.release)
+     * instead of costing a Release call of their own. */
+    if (tg__shared_take_releases(c->sh, &rel_arena, &rel_len, &nrel)) {
+        rel = nrel <= CHUNK ? malloc(nrel * sizeof(*rel)) : NULL;
+        if (rel == NULL) {
+            send_releases(c, rel_arena, nrel);
+            nrel = 0;
+        } else {
+            const char *p = rel_arena;
+            for (size_t i = 0; i < nrel; i++) {
+                rel[i] = (char *)p;
+                p += strlen(p) + 1;
+            }
+        }
+    }
 
     rc = tg__fslab_new(c->sh, n, keybytes, &slab, &fut, &kp);
-    if (rc != TG_OK)
+    if (rc != TG_OK) {
+        if (nrel)
+            send_releases(c, rel_arena, nrel);
+        free(rel);
+        free(rel_arena);
         return rc;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t len;
 
@@ -717,6 +751,10 @@ int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
     rc = tg__fslab_register(slab);
     if (rc != TG_OK) {
         tg__fslab_drop(slab);
+        if (nrel)
+            send_releases(c, rel_arena, nrel);
+        free(rel);
+        free(rel_arena);
         return rc;
     }
 
@@ -758,13 +796,19 @@ int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
             res = nr;
             maxres = nres;
         }
-        rc = submit_chunk(c, tasks, fut, sent, end, specs, res);
+        rc = submit_chunk(c, tasks, fut, sent, end, specs, res, rel, nrel);
+        /* The scheduler applies the releases even when it refuses the
+         * batch; on a transport failure they are lost, as a failed
+         * Release call's would be (it costs memory, not correctness). */
+        nrel = 0;
         if (rc != TG_OK)
             goto fail;
         sent = end;
     }
     free(specs);
     free(res);
+    free(rel);
+    free(rel_arena);
     for (size_t i = 0; i < n; i++)
         futures[i] = &fut[i];
     return TG_OK;
@@ -776,6 +820,10 @@ fail:
      * releasing them could drop a task another client submitted under the
      * same key.
      */
+    if (nrel)
+        send_releases(c, rel_arena, nrel);
+    free(rel);
+    free(rel_arena);
     free(specs);
     free(res);
     tg__futures_discard(fut, n, sent);
@@ -820,11 +868,9 @@ static int gather_open(tg_client *c, const tg__gmap *m, size_t from,
     if (tg_wire_encode(taskgrid_v1_GatherRequest_fields, &req, &buf, &len,
                        err, sizeof(err)) != 0)
         return tg__error_set(TG_EINTERNAL, "Gather: %s", err);
-    rc = tg__cstream_open(out, c->ch, M_GATHER, call_ms);
-    if (rc == TG_OK)
-        rc = tg__cstream_send(*out, buf, len, c->timeout_ms);
-    if (rc == TG_OK)
-        rc = tg__cstream_close_send(*out, c->timeout_ms);
+    /* Request and half-close in one batch: no wait before the first
+     * response. */
+    rc = tg__cstream_open_request(out, c->ch, M_GATHER, buf, len, call_ms);
     free(buf);
     if (rc != TG_OK && *out != NULL) {
         /* A failed send says little ("stream is broken"); the call's

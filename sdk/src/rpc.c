@@ -439,6 +439,41 @@ int tg__cstream_open(tg__cstream **out, tg__chan *ch, const char *method,
     return TG_OK;
 }
 
+int tg__cstream_open_request(tg__cstream **out, tg__chan *ch,
+                             const char *method, const uint8_t *req,
+                             size_t len, int64_t timeout_ms)
+{
+    tg__cstream *s;
+    grpc_op ops[3];
+    grpc_byte_buffer *bb;
+    grpc_slice sl;
+    int rc = tg__cstream_open(&s, ch, method, timeout_ms);
+
+    if (rc != TG_OK)
+        return rc;
+    /* tg__cstream_open started SEND_INITIAL_METADATA on its own; the
+     * message and the half-close ride in one more batch, completed
+     * lazily (tg__cstream_free plucks it). */
+    sl = grpc_slice_from_copied_buffer((const char *)req, len);
+    bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_MESSAGE;
+    ops[0].data.send_message.send_message = bb;
+    ops[1].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    if (grpc_call_start_batch(s->call, ops, 2, &s->tag_send, NULL) !=
+        GRPC_CALL_OK) {
+        grpc_byte_buffer_destroy(bb);
+        tg__cstream_free(s);
+        return tg__error_set(TG_EINTERNAL, "%s: cannot start call", method);
+    }
+    grpc_byte_buffer_destroy(bb);
+    s->send_pending = true;
+    s->send_closed = true;
+    *out = s;
+    return TG_OK;
+}
+
 /* Wait for the final status (bounded) and turn it into a tg_status. */
 static int cstream_status(tg__cstream *s, int64_t timeout_ms)
 {

@@ -86,6 +86,16 @@ int tg__cstream_open(tg__cstream **out, tg__chan *ch, const char *method,
                      int64_t timeout_ms);
 
 /**
+ * Start a server-streaming call of `method` with its single request
+ * `req` (copied) and half-close at once, all in one batch: the fastest way
+ * to a first response. Then receive with tg__cstream_recv; failures to
+ * connect show up there.
+ */
+int tg__cstream_open_request(tg__cstream **out, tg__chan *ch,
+                             const char *method, const uint8_t *req,
+                             size_t len, int64_t timeout_ms);
+
+/**
  * Send one message (copied). Thread-safe; blocks until gRPC accepted it
  * (at most `timeout_ms`). TG_EUNAVAILABLE etc. once the call is over.
  */
