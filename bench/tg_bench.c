@@ -9,7 +9,9 @@
  * diamond (inc/dec/add maps and a sum over range(M)), startup (local
  * cluster start to ready, and tear-down), pending (N tasks waiting on one
  * unfinished root; prints the scheduler's RSS growth per task when
- * --scheduler-pid is given). Uses only the public libtaskgrid API.
+ * --scheduler-pid is given). Mutual TLS: --tls-ca/--tls-cert/--tls-key
+ * with a tls:// --address, or --secure 1 for a secure local cluster. Uses
+ * only the public libtaskgrid API.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,6 +292,10 @@ int main(int argc, char **argv)
     tg_cluster *cl = NULL;
     tg_client *c = NULL;
     tg_client_opts co = TG_CLIENT_OPTS_INIT;
+    /* --tls-ca/--tls-cert/--tls-key: mutual TLS to a tls:// --address;
+     * --secure 1: a secure local cluster (tg_cluster_opts.secure). */
+    tg_security sec = TG_SECURITY_INIT;
+    bool secure = false;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -311,6 +317,14 @@ int main(int argc, char **argv)
             threads = (uint32_t)atoi(v);
         else if (strcmp(a, "--scheduler-pid") == 0)
             sched_pid = atol(v);
+        else if (strcmp(a, "--tls-ca") == 0)
+            sec.ca_file = v;
+        else if (strcmp(a, "--tls-cert") == 0)
+            sec.cert_file = v;
+        else if (strcmp(a, "--tls-key") == 0)
+            sec.key_file = v;
+        else if (strcmp(a, "--secure") == 0)
+            secure = atoi(v) != 0;
         else {
             fprintf(stderr, "tg_bench: unknown option %s\n", a);
             return 2;
@@ -330,9 +344,13 @@ int main(int argc, char **argv)
         tg_cluster_opts o = TG_CLUSTER_OPTS_INIT;
         o.n_workers = workers;
         o.threads_per_worker = threads;
+        o.secure = secure;
         if (tg_cluster_start(&cl, &o) != TG_OK)
             return die("cluster start");
         address = tg_cluster_address(cl);
+        co.security = tg_cluster_security(cl);
+    } else if (sec.ca_file != NULL) {
+        co.security = &sec;
     }
     co.timeout_ms = 600000;
     if (tg_client_connect(&c, address, &co) != TG_OK) {

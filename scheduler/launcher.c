@@ -30,6 +30,7 @@ struct tgs_launcher {
     char **preload;
     size_t npreload;
     char *log_level;
+    char *tls_ca, *tls_cert, *tls_key;
     child *kids;
     size_t nkids, cap;
     uint64_t seq;
@@ -54,6 +55,9 @@ int tgs_launcher_new(tgs_launcher **out, const tgs_launcher_opts *o)
         snprintf(l->nthreads, sizeof(l->nthreads), "%u", o->nthreads);
     l->resources = dup_or_null(o->resources);
     l->log_level = dup_or_null(o->log_level);
+    l->tls_ca = dup_or_null(o->tls_ca);
+    l->tls_cert = dup_or_null(o->tls_cert);
+    l->tls_key = dup_or_null(o->tls_key);
     if (o->npreload) {
         l->preload = calloc(o->npreload, sizeof(char *));
         for (size_t i = 0; l->preload && i < o->npreload; i++)
@@ -97,6 +101,14 @@ int tgs_launcher_spawn(tgs_launcher *l, char *id, size_t idlen)
     if (l->log_level) {
         argv[argc++] = "--log-level";
         argv[argc++] = l->log_level;
+    }
+    if (l->tls_ca && l->tls_cert && l->tls_key) {
+        argv[argc++] = "--tls-ca";
+        argv[argc++] = l->tls_ca;
+        argv[argc++] = "--tls-cert";
+        argv[argc++] = l->tls_cert;
+        argv[argc++] = "--tls-key";
+        argv[argc++] = l->tls_key;
     }
     for (size_t i = 0; i < l->npreload && argc + 3 < 32 + 64; i++) {
         argv[argc++] = "--preload";
@@ -244,6 +256,9 @@ void tgs_launcher_free(tgs_launcher *l, int grace_ms)
     free(l->address);
     free(l->resources);
     free(l->log_level);
+    free(l->tls_ca);
+    free(l->tls_cert);
+    free(l->tls_key);
     for (size_t i = 0; i < l->npreload; i++)
         free(l->preload[i]);
     free(l->preload);

@@ -22,6 +22,9 @@ typedef struct tgs_launcher_opts {
     const char *const *preload; /* --preload values */
     size_t npreload;
     const char *log_level; /* --log-level for workers or NULL */
+    /* --tls-ca/--tls-cert/--tls-key for workers (tls:// address), or
+     * NULL. */
+    const char *tls_ca, *tls_cert, *tls_key;
 } tgs_launcher_opts;
 
 typedef struct tgs_launcher tgs_launcher;

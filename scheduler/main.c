@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * main.c: the taskgrid-scheduler command line. Parses flags into
- * tgs_server_opts and runs the daemon (server.c).
+ * tgs_server_opts, loads and checks the TLS files (sdk/src/tls.h, the same
+ * checks and messages as clients and workers), and runs the daemon
+ * (server.c).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 static const char usage[] =
     "usage: taskgrid-scheduler [options]\n"
@@ -30,7 +34,14 @@ static const char usage[] =
     "                          that died (default 3)\n"
     "  --max-message BYTES     largest gRPC message accepted (default 64 MiB)\n"
     "  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
-    "                          mutual TLS (with a tls:// --listen address)\n"
+    "                          mutual TLS (with a tls:// --listen address):\n"
+    "                          the cluster CA, and this scheduler's\n"
+    "                          certificate and key (make them with\n"
+    "                          taskgrid-certs)\n"
+    "  --worker-tls-cert FILE --worker-tls-key FILE\n"
+    "                          certificate (role worker) and key for the\n"
+    "                          workers the local launcher starts\n"
+    "  --worker-tls-ca FILE    CA for those workers (default: --tls-ca)\n"
     "  --log-level LEVEL       error, warn, info (default) or debug\n"
     "  --help                  this text\n"
     "\n"
@@ -52,36 +63,21 @@ static int parse_u64(const char *s, unsigned long long *out)
     return (errno || end == s || *end != '\0' || s[0] == '-') ? -1 : 0;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) != NULL) {
-        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf[n] = '\0';
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 int main(int argc, char **argv)
 {
     tgs_server_opts o = {0};
-    const char **preload = calloc((size_t)argc, sizeof(char *));
+    /* Kept reachable from a static: usage errors return early. */
+    static const char **preload;
     const char *tls[3] = {NULL, NULL, NULL};
-    char *pem[3] = {NULL, NULL, NULL};
+    const char *wtls[3] = {NULL, NULL, NULL};
+    char wpath[3][PATH_MAX];
+    tg__tls own, wk;
     unsigned long long v;
     int rc;
 
+    preload = calloc((size_t)argc, sizeof(char *));
+    if (preload == NULL)
+        return 1;
     o.listen = "tcp://0.0.0.0:8786";
     o.launcher = "local";
     tg__log_set_component("scheduler");
@@ -150,6 +146,15 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--tls-key") == 0) {
             NEED_VAL;
             tls[2] = val;
+        } else if (strcmp(a, "--worker-tls-ca") == 0) {
+            NEED_VAL;
+            wtls[0] = val;
+        } else if (strcmp(a, "--worker-tls-cert") == 0) {
+            NEED_VAL;
+            wtls[1] = val;
+        } else if (strcmp(a, "--worker-tls-key") == 0) {
+            NEED_VAL;
+            wtls[2] = val;
         } else if (strcmp(a, "--log-level") == 0) {
             NEED_VAL;
             if (tg__log_set_level(val) < 0)
@@ -161,34 +166,71 @@ int main(int argc, char **argv)
 #undef NEED_VAL
     }
     o.worker_preload = preload;
+    memset(&own, 0, sizeof(own));
+    memset(&wk, 0, sizeof(wk));
     if (tls[0] || tls[1] || tls[2]) {
         static const char *what[3] = {"--tls-ca", "--tls-cert", "--tls-key"};
-        for (int k = 0; k < 3; k++) {
+        tg_security sec = TG_SECURITY_INIT;
+
+        for (int k = 0; k < 3; k++)
             if (tls[k] == NULL)
                 return bad("mutual TLS needs --tls-ca, --tls-cert and "
                            "--tls-key; missing",
                            what[k]);
-            pem[k] = slurp(tls[k]);
-            if (pem[k] == NULL) {
-                fprintf(stderr, "taskgrid-scheduler: cannot read %s %s: %s\n",
-                        what[k], tls[k], strerror(errno));
-                return 2;
-            }
-        }
         if (strncmp(o.listen, "tls://", 6) != 0)
             return bad("TLS files were given but --listen is not tls://",
                        o.listen);
-        o.ca_pem = pem[0];
-        o.cert_pem = pem[1];
-        o.key_pem = pem[2];
+        sec.ca_file = tls[0];
+        sec.cert_file = tls[1];
+        sec.key_file = tls[2];
+        if (tg__tls_load(&own, &sec, "scheduler") != TG_OK) {
+            fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
+            return 2;
+        }
+        o.ca_pem = own.ca_pem;
+        o.cert_pem = own.cert_pem;
+        o.key_pem = own.key_pem;
     } else if (strncmp(o.listen, "tls://", 6) == 0) {
         return bad("a tls:// address needs --tls-ca, --tls-cert and "
                    "--tls-key",
                    o.listen);
     }
+    if (wtls[0] || wtls[1] || wtls[2]) {
+        tg_security sec = TG_SECURITY_INIT;
+
+        if (o.ca_pem == NULL)
+            return bad("--worker-tls-* options need a TLS scheduler "
+                       "(tls:// --listen with --tls-*)",
+                       NULL);
+        if (wtls[1] == NULL || wtls[2] == NULL) {
+            tg__tls_clear(&own);
+            return bad("--worker-tls-cert and --worker-tls-key go together",
+                       NULL);
+        }
+        if (wtls[0] == NULL)
+            wtls[0] = tls[0];
+        /* Check now what the workers would check at their start, so a
+         * bad file fails here, once, and not in every worker. */
+        sec.ca_file = wtls[0];
+        sec.cert_file = wtls[1];
+        sec.key_file = wtls[2];
+        if (tg__tls_load(&wk, &sec, "worker") != TG_OK) {
+            fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
+            tg__tls_clear(&own);
+            return 2;
+        }
+        tg__tls_clear(&wk);
+        /* Workers are started from this process's directory, but say
+         * where the files are without depending on it. */
+        for (int k = 0; k < 3; k++)
+            if (realpath(wtls[k], wpath[k]) == NULL)
+                snprintf(wpath[k], sizeof(wpath[k]), "%s", wtls[k]);
+        o.worker_tls_ca = wpath[0];
+        o.worker_tls_cert = wpath[1];
+        o.worker_tls_key = wpath[2];
+    }
     rc = tgs_server_main(&o);
-    for (int k = 0; k < 3; k++)
-        free(pem[k]);
+    tg__tls_clear(&own);
     free(preload);
     return rc;
 }

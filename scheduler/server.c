@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "core.h"
 #include "launcher.h"
 #include "log.h"
@@ -100,6 +101,7 @@ typedef struct sched {
     bool have_target;
     int64_t last_spawn_ms;
     char address[300];
+    bool tls; /* mutual TLS: every call is checked against auth.c */
 } sched;
 
 static volatile sig_atomic_t got_signal;
@@ -604,8 +606,16 @@ static void do_scale(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         return;
     if (s->launcher == NULL) {
         tg__scall_finish(c, TG_ESTATE,
-                         "this scheduler has no launcher (started with "
-                         "--launcher none); start or stop workers yourself");
+                         s->tls && s->opts.worker_tls_cert == NULL &&
+                                 (s->opts.launcher == NULL ||
+                                  strcmp(s->opts.launcher, "local") == 0)
+                             ? "this TLS scheduler has no worker certificate "
+                               "for the workers it would start (give "
+                               "--worker-tls-cert and --worker-tls-key); "
+                               "start or stop workers yourself"
+                             : "this scheduler has no launcher (started "
+                               "with --launcher none); start or stop "
+                               "workers yourself");
         return;
     }
     if (m.maximum > 0) {
@@ -972,11 +982,35 @@ static void scale_tick(sched *s, int64_t now)
 /* rpc callbacks                                                       */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The access policy (auth.c) for one call of a TLS scheduler: the role in
+ * the peer's certificate must be one the method admits. A plaintext
+ * scheduler has no identities to check.
+ */
+static bool authorized(sched *s, tg__scall *c, size_t method)
+{
+    char role[64], msg[400];
+    unsigned roles;
+
+    if (!s->tls)
+        return true;
+    roles = tgs_auth_method_roles(methods[method].path);
+    tg__scall_role(c, role, sizeof(role));
+    if (tgs_auth_allows(roles, role))
+        return true;
+    tgs_auth_refusal(methods[method].path, roles, role, msg, sizeof(msg));
+    TG_LOG_WARN("refused a call from %s: %s", tg__scall_peer(c), msg);
+    tg__scall_finish(c, TG_EPERM, msg);
+    return false;
+}
+
 static void cb_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
                     size_t len)
 {
     sched *s = ud;
 
+    if (!authorized(s, c, method))
+        return;
     switch (method) {
     case M_SUBMIT:
         do_submit(s, c, req, len);
@@ -1132,7 +1166,7 @@ int tgs_server_main(const tgs_server_opts *o)
     sched s;
     tgs_core_opts co = {0};
     tg__server_opts so = {0};
-    tg__rpc_sec sec = {o->ca_pem, o->cert_pem, o->key_pem};
+    tg__rpc_sec sec = {o->ca_pem, o->cert_pem, o->key_pem, NULL};
     tg__server_ops ops = {cb_call, cb_message, cb_done, cb_tick};
     struct sigaction sa;
     char host[256];
@@ -1143,6 +1177,7 @@ int tgs_server_main(const tgs_server_opts *o)
 
     memset(&s, 0, sizeof(s));
     s.opts = *o;
+    s.tls = o->ca_pem != NULL;
     co.no_worker_timeout_ms = o->no_worker_timeout_ms;
     co.allowed_failures = o->allowed_failures;
     if (tgs_core_new(&s.core, &co) != TGS_OK) {
@@ -1167,7 +1202,19 @@ int tgs_server_main(const tgs_server_opts *o)
     snprintf(s.address, sizeof(s.address), "%s://%s:%d", tls ? "tls" : "tcp",
              host, tg__server_port(s.srv));
 
-    if (o->launcher == NULL || strcmp(o->launcher, "local") == 0) {
+    if ((o->launcher == NULL || strcmp(o->launcher, "local") == 0) && s.tls &&
+        o->worker_tls_cert == NULL) {
+        /* Workers we start must present a worker certificate; without one
+         * they could never join. */
+        if (o->workers > 0) {
+            fprintf(stderr,
+                    "taskgrid-scheduler: a TLS scheduler starting workers "
+                    "needs a worker certificate for them: give "
+                    "--worker-tls-cert and --worker-tls-key\n");
+            rc = 2;
+            goto cleanup;
+        }
+    } else if (o->launcher == NULL || strcmp(o->launcher, "local") == 0) {
         tgs_launcher_opts lo = {0};
         worker_bin = o->worker_bin ? strdup(o->worker_bin) : find_worker_bin();
         if (worker_bin == NULL) {
@@ -1188,6 +1235,9 @@ int tgs_server_main(const tgs_server_opts *o)
             lo.preload = o->worker_preload;
             lo.npreload = o->nworker_preload;
             lo.log_level = o->worker_log_level;
+            lo.tls_ca = o->worker_tls_ca;
+            lo.tls_cert = o->worker_tls_cert;
+            lo.tls_key = o->worker_tls_key;
             tgs_launcher_new(&s.launcher, &lo);
         }
     } else if (strcmp(o->launcher, "none") != 0) {

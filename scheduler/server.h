@@ -25,6 +25,10 @@ typedef struct tgs_server_opts {
     uint32_t allowed_failures;
     size_t max_message;
     const char *ca_pem, *cert_pem, *key_pem; /* TLS (all or none) */
+    /* Files (absolute paths) the local launcher passes to the workers it
+     * starts as --tls-ca/--tls-cert/--tls-key; a TLS scheduler's launcher
+     * starts workers only with them. NULL: none. */
+    const char *worker_tls_ca, *worker_tls_cert, *worker_tls_key;
 } tgs_server_opts;
 
 /**

@@ -20,7 +20,7 @@ echo "== bazel test --config=asan //..."
 bazel test --config=asan //...
 
 # Back to the plain build for the process-level checks below.
-bazel build //scheduler //worker //sdk/examples:diamond >/dev/null
+bazel build //scheduler //worker //scheduler:taskgrid-certs //sdk/examples:diamond >/dev/null
 
 echo "== stock gRPC client (Python grpcio)"
 python3 -m pytest -q tests/python

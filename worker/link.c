@@ -398,9 +398,17 @@ static int handle_message(wlink *l, const uint8_t *buf, size_t len)
 /* ------------------------------------------------------------------ */
 
 typedef enum session_end {
-    SESSION_RETRY, /* the stream failed: reconnect */
-    SESSION_DONE,  /* stopped or drained: exit */
+    SESSION_RETRY,   /* the stream failed: reconnect */
+    SESSION_DONE,    /* stopped or drained: exit */
+    SESSION_REFUSED, /* the scheduler refused this worker's identity
+                      * (PERMISSION_DENIED / UNAUTHENTICATED): retrying
+                      * cannot help, exit with an error */
 } session_end;
+
+static bool refusal(int rc)
+{
+    return rc == TG_EPERM || rc == TG_EUNAUTHENTICATED;
+}
 
 /* A signal asked us to stop: hand queued tasks back, let running ones
  * finish within the grace period. */
@@ -505,12 +513,14 @@ static session_end run_session(wlink *l)
         if (l->st != NULL) {
             int rs = tg__cstream_recv(l->st, &buf, &len, 1000);
 
-            if (rs != TG_OK && rs != TG_ETIMEDOUT)
+            if (rs != TG_OK && rs != TG_ETIMEDOUT) {
                 set_why(l, "%s", tg_error_last());
+                rc = rs;
+            }
             free(buf);
         }
         close_stream(l);
-        return SESSION_RETRY;
+        return refusal(rc) ? SESSION_REFUSED : SESSION_RETRY;
     }
     TG_LOG_INFO("connected to %s as %s (%u threads, %zu functions)",
                 l->cfg->address, l->cfg->name, l->cfg->nthreads,
@@ -567,6 +577,10 @@ static session_end run_session(wlink *l)
         break;
     }
     /* The stream is gone. */
+    if (refusal(rc)) {
+        teardown(l);
+        return SESSION_REFUSED;
+    }
     if (l->closing || l->draining) {
         /* A scheduler may end the call itself once this worker drained. */
         if (rc == TG_OK && l->draining && exec_idle(l))
@@ -641,9 +655,16 @@ tgw_link_end tgw_link_run(const tgw_config *cfg, const tg__rpc_sec *sec,
 
     while (!atomic_load(stop)) {
         bool was_registered;
+        session_end se = run_session(&l);
 
-        if (run_session(&l) == SESSION_DONE)
+        if (se == SESSION_DONE)
             break;
+        if (se == SESSION_REFUSED) {
+            TG_LOG_ERROR("the scheduler at %s refused this worker: %s",
+                         cfg->address, l.why);
+            end = TGW_LINK_FAILED;
+            break;
+        }
         was_registered = l.registered;
         if (atomic_load(stop))
             break;

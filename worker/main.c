@@ -20,6 +20,7 @@
 #include "loader.h"
 #include "log.h"
 #include "registry.h"
+#include "tls.h"
 
 static atomic_bool stop_requested;
 static atomic_int signals_seen;
@@ -61,55 +62,18 @@ static int usage_error(const char *msg)
     return 2;
 }
 
-/* Read a whole PEM file into a NUL-terminated heap string. */
-static char *read_file(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    do {
-        if (len + 4096 + 1 > cap) {
-            char *p;
-
-            cap = cap ? cap * 2 : 8192;
-            p = realloc(buf, cap);
-            if (p == NULL) {
-                free(buf);
-                fclose(f);
-                snprintf(err, errlen, "out of memory reading %s", path);
-                return NULL;
-            }
-            buf = p;
-        }
-        n = fread(buf + len, 1, 4096, f);
-        len += n;
-    } while (n > 0);
-    if (ferror(f)) {
-        snprintf(err, errlen, "cannot read %s", path);
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 int main(int argc, char **argv)
 {
     tgw_config cfg;
     char err[1536];
     tg_registry *reg = NULL;
     tgw_plugins *plugins = NULL;
-    tg__rpc_sec sec = {NULL, NULL, NULL};
+    tg__rpc_sec sec = {NULL, NULL, NULL, NULL};
+    tg__tls tls;
     tgw_link_end end;
     int code = 2;
 
+    memset(&tls, 0, sizeof(tls));
     if (tgw_config_parse(&cfg, argc, argv, err, sizeof(err)) != 0) {
         code = usage_error(err);
         goto out;
@@ -123,15 +87,30 @@ int main(int argc, char **argv)
     tg__log_set_level(cfg.log_level);
 
     if (cfg.tls_ca != NULL) {
-        sec.ca_pem = read_file(cfg.tls_ca, err, sizeof(err));
-        if (sec.ca_pem != NULL)
-            sec.cert_pem = read_file(cfg.tls_cert, err, sizeof(err));
-        if (sec.cert_pem != NULL)
-            sec.key_pem = read_file(cfg.tls_key, err, sizeof(err));
-        if (sec.key_pem == NULL) {
-            code = usage_error(err);
+        /* The SDK's checks (readable, PEM, key matches, not expired), so
+         * a bad file is a clear error now, not a refused handshake. The
+         * same material serves every connection this worker opens. */
+        tg_security ts = TG_SECURITY_INIT;
+        char role[64];
+
+        ts.ca_file = cfg.tls_ca;
+        ts.cert_file = cfg.tls_cert;
+        ts.key_file = cfg.tls_key;
+        if (tg__tls_load(&tls, &ts, "worker") != TG_OK) {
+            fprintf(stderr, "taskgrid-worker: error: %s\n", tg_error_last());
+            code = 2;
             goto out;
         }
+        sec.ca_pem = tls.ca_pem;
+        sec.cert_pem = tls.cert_pem;
+        sec.key_pem = tls.key_pem;
+        sec.hint = tls.hint[0] ? tls.hint : NULL;
+        tg__tls_cert_role(tls.cert_pem, role, sizeof(role));
+        if (strcmp(role, "worker") != 0)
+            TG_LOG_WARN("%s has %s%s%s; a TLS scheduler admits only "
+                        "certificates of role 'worker' as workers",
+                        cfg.tls_cert, role[0] ? "role '" : "no role",
+                        role, role[0] ? "'" : "");
     }
 
     if (tgw_registry_new(&reg) != TG_OK || tgw_plugins_new(&plugins) != TG_OK ||
@@ -157,6 +136,14 @@ int main(int argc, char **argv)
     /* From here on executor threads read the registry without locks. */
     tgw_registry_freeze(reg);
 
+    /* Nested work (the worker-side client) connects with this worker's
+     * own address and credentials. */
+    if (tg__tls_worker_identity_set(cfg.address,
+                                    sec.ca_pem ? &tls : NULL) != TG_OK) {
+        TG_LOG_ERROR("cannot start: %s", tg_error_last());
+        code = 1;
+        goto out;
+    }
     install_signals();
     end = tgw_link_run(&cfg, sec.ca_pem ? &sec : NULL, reg, &stop_requested);
     if (end == TGW_LINK_ABANDONED) {
@@ -169,9 +156,7 @@ int main(int argc, char **argv)
 out:
     tgw_plugins_free(plugins);
     tgw_registry_free(reg);
-    free((char *)sec.ca_pem);
-    free((char *)sec.cert_pem);
-    free((char *)sec.key_pem);
+    tg__tls_clear(&tls);
     tgw_config_free(&cfg);
     return code;
 }

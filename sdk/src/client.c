@@ -23,6 +23,7 @@
 #include "future.h"
 #include "rpc.h"
 #include "taskgrid/client.h"
+#include "tls.h"
 #include "wire.h"
 
 #define M_SUBMIT "/taskgrid.v1.Scheduler/Submit"
@@ -49,8 +50,6 @@
 /* Submit messages stay under a quarter of the message limit ("well under"
  * 64 MiB by default), so a worst-case size estimate never overflows. */
 #define SUBMIT_BYTES_DIV 4
-/* Security files larger than this are not certificates. */
-#define PEM_MAX (1u << 20)
 
 struct tg_client {
     tg__chan *ch;
@@ -59,7 +58,7 @@ struct tg_client {
     char *client_id;
     int64_t timeout_ms;
     size_t max_message;
-    char *ca_pem, *cert_pem, *key_pem;
+    tg__tls tls; /* loaded and checked security material */
 };
 
 /* ------------------------------------------------------------------ */
@@ -255,112 +254,6 @@ static int enter(tg_client *c, const char *what)
 }
 
 /* ------------------------------------------------------------------ */
-/* Security                                                            */
-/* ------------------------------------------------------------------ */
-
-static int read_pem_file(const char *what, const char *path, char **out)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0;
-    int rc = TG_OK;
-
-    *out = NULL;
-    if (f == NULL)
-        return tg__error_set(errno == ENOENT ? TG_ENOTFOUND : TG_EIO,
-                             "security: cannot read %s file '%s': %s", what,
-                             path, strerror(errno));
-    buf = malloc(PEM_MAX + 1);
-    if (buf == NULL) {
-        rc = tg__error_set(TG_ENOMEM, "out of memory");
-        goto cleanup;
-    }
-    n = fread(buf, 1, PEM_MAX + 1, f);
-    if (ferror(f)) {
-        rc = tg__error_set(TG_EIO, "security: cannot read %s file '%s'",
-                           what, path);
-        goto cleanup;
-    }
-    if (n > PEM_MAX) {
-        rc = tg__error_set(TG_ETLS,
-                           "security: %s file '%s' is larger than %u bytes; "
-                           "not a PEM file",
-                           what, path, PEM_MAX);
-        goto cleanup;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    buf = NULL;
-
-cleanup:
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
-/* Load one item given as a file or as PEM text into a heap string. */
-static int load_pem(const char *what, const char *file, const char *pem,
-                    char **out)
-{
-    int rc;
-
-    *out = NULL;
-    if (file != NULL && pem != NULL)
-        return tg__error_set(TG_EINVAL,
-                             "security: give %s_file or %s_pem, not both",
-                             what, what);
-    if (file == NULL && pem == NULL)
-        return TG_OK;
-    if (file != NULL) {
-        rc = read_pem_file(what, file, out);
-        if (rc != TG_OK)
-            return rc;
-    } else {
-        *out = strdup(pem);
-        if (*out == NULL)
-            return tg__error_set(TG_ENOMEM, "out of memory");
-    }
-    /* Full checks (expiry, key match) happen in the TLS layer; catching a
-     * wrong file here gives a far clearer error than a failed handshake. */
-    if (strstr(*out, "-----BEGIN ") == NULL) {
-        free(*out);
-        *out = NULL;
-        return tg__error_set(TG_ETLS, "security: %s %s%s%s is not PEM text",
-                             what, file ? "file '" : "text",
-                             file ? file : "", file ? "'" : "");
-    }
-    return TG_OK;
-}
-
-static int load_security(tg_client *c, const tg_security *s)
-{
-    int rc;
-
-    if (s == NULL)
-        return TG_OK;
-    if (s->version != TG_SECURITY_VERSION)
-        return tg__error_set(TG_EINVAL,
-                             "security: version %" PRIu32
-                             " is not supported (expected %d; initialise "
-                             "with TG_SECURITY_INIT)",
-                             s->version, TG_SECURITY_VERSION);
-    if ((rc = load_pem("ca", s->ca_file, s->ca_pem, &c->ca_pem)) != TG_OK ||
-        (rc = load_pem("cert", s->cert_file, s->cert_pem, &c->cert_pem)) !=
-            TG_OK ||
-        (rc = load_pem("key", s->key_file, s->key_pem, &c->key_pem)) != TG_OK)
-        return rc;
-    if (c->ca_pem == NULL)
-        return tg__error_set(TG_EINVAL,
-                             "security: the cluster CA (ca_file or ca_pem) "
-                             "is required");
-    if ((c->cert_pem == NULL) != (c->key_pem == NULL))
-        return tg__error_set(TG_EINVAL,
-                             "security: certificate and key go together "
-                             "(give both or neither)");
-    return TG_OK;
-}
-
-/* ------------------------------------------------------------------ */
 /* Connecting                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -370,15 +263,7 @@ static void client_destroy(tg_client *c)
     tg__shared_unref(c->sh);
     free(c->address);
     free(c->client_id);
-    free(c->ca_pem);
-    free(c->cert_pem);
-    if (c->key_pem != NULL) {
-        /* Do not leave the private key in freed memory. */
-        volatile char *p = c->key_pem;
-        while (*p)
-            *p++ = 0;
-        free(c->key_pem);
-    }
+    tg__tls_clear(&c->tls); /* wipes the private key */
     free(c);
 }
 
@@ -417,6 +302,9 @@ static int check_alive(tg_client *c, int64_t timeout_ms)
         if (left <= 0)
             break;
     }
+    /* TLS refusals already say which side refused what. */
+    if (rc == TG_ETLS)
+        return rc;
     last_error_copy(why, sizeof(why));
     if (rc == TG_ETIMEDOUT || rc == TG_EUNAVAILABLE)
         return tg__error_set(TG_EUNAVAILABLE,
@@ -483,12 +371,39 @@ int tg_client_connect(tg_client **out, const char *address,
     rc = tg__shared_new(&c->sh, c);
     if (rc != TG_OK)
         goto fail;
-    rc = load_security(c, opts->security);
-    if (rc != TG_OK)
+    /* Scheme and security options must agree before anything is read. */
+    {
+        char target[512];
+        bool tls = false;
+
+        rc = tg__rpc_parse_address(address, target, sizeof(target), &tls);
+        if (rc != TG_OK)
+            goto fail;
+        if (tls && opts->security == NULL) {
+            rc = tg__error_set(TG_ETLS,
+                               "address '%s' asks for TLS but no security "
+                               "options (CA, certificate, key) were given",
+                               address);
+            goto fail;
+        }
+        if (!tls && opts->security != NULL) {
+            rc = tg__error_set(TG_ETLS,
+                               "security options were given but address "
+                               "'%s' is plaintext; use tls://",
+                               address);
+            goto fail;
+        }
+    }
+    /* Files exist and parse, key and certificate match, dates are valid:
+     * a clear local error now beats a failed handshake later. */
+    if (opts->security != NULL &&
+        (rc = tg__tls_load(&c->tls, opts->security, "client")) != TG_OK)
         goto fail;
-    sec.ca_pem = c->ca_pem;
-    sec.cert_pem = c->cert_pem;
-    sec.key_pem = c->key_pem;
+    memset(&sec, 0, sizeof(sec));
+    sec.ca_pem = c->tls.ca_pem;
+    sec.cert_pem = c->tls.cert_pem;
+    sec.key_pem = c->tls.key_pem;
+    sec.hint = c->tls.hint[0] ? c->tls.hint : NULL;
     rc = tg__chan_open(&c->ch, address, opts->security ? &sec : NULL,
                        c->max_message);
     if (rc != TG_OK)

@@ -4,9 +4,11 @@
  * the taskgrid-scheduler and taskgrid-worker binaries, runs the scheduler
  * as a child process (which starts and supervises the workers through its
  * local launcher), learns its address from the first line it prints, waits
- * until the workers have connected, and tears everything down. Depends on
- * POSIX/Linux process calls and on the public client API (for Status and
- * Scale); no gRPC.
+ * until the workers have connected, and tears everything down. A secure
+ * cluster first writes a fresh CA and role certificates (certs.c) to a
+ * private temporary directory and starts everything with mutual TLS.
+ * Depends on POSIX/Linux process calls, certs.h, and on the public client
+ * API (for Status and Scale); no gRPC.
  *
  * Why a monitor thread: PR_SET_PDEATHSIG fires when the *thread* that
  * forked the child exits, not the process. Forking from the caller's thread
@@ -33,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "certs.h"
 #include "error.h"
 #include "rpc.h"
 #include "taskgrid/client.h"
@@ -48,7 +51,7 @@ struct tg_cluster {
     /* Fixed at start. */
     char sched_path[PATH_MAX];
     char worker_path[PATH_MAX];
-    char *argv[20];
+    char *argv[32];
     char nworkers_arg[16], nthreads_arg[16];
     char *resources, *preload;
     bool processes;
@@ -57,6 +60,16 @@ struct tg_cluster {
     int64_t timeout_ms; /* start / scale bound */
     char address[256];
     tg_client *client;
+
+    /* A secure cluster: its certificate directory ("" if none), the files
+     * in it, and the owner's (admin) security options. */
+    char certdir[PATH_MAX];
+    char ca[PATH_MAX + 32], sched_cert[PATH_MAX + 32],
+        sched_key[PATH_MAX + 32], worker_cert[PATH_MAX + 32],
+        worker_key[PATH_MAX + 32], admin_cert[PATH_MAX + 32],
+        admin_key[PATH_MAX + 32];
+    bool secure;
+    tg_security security;
 
     /* Shared with the monitor thread, under mu. */
     pthread_mutex_t mu;
@@ -611,7 +624,19 @@ static int build_argv(tg_cluster *cl, uint32_t procs, uint32_t threads)
              threads);
     cl->argv[a++] = cl->sched_path;
     cl->argv[a++] = "--listen";
-    cl->argv[a++] = "tcp://127.0.0.1:0";
+    cl->argv[a++] = cl->secure ? "tls://127.0.0.1:0" : "tcp://127.0.0.1:0";
+    if (cl->secure) {
+        cl->argv[a++] = "--tls-ca";
+        cl->argv[a++] = cl->ca;
+        cl->argv[a++] = "--tls-cert";
+        cl->argv[a++] = cl->sched_cert;
+        cl->argv[a++] = "--tls-key";
+        cl->argv[a++] = cl->sched_key;
+        cl->argv[a++] = "--worker-tls-cert";
+        cl->argv[a++] = cl->worker_cert;
+        cl->argv[a++] = "--worker-tls-key";
+        cl->argv[a++] = cl->worker_key;
+    }
     cl->argv[a++] = "--workers";
     cl->argv[a++] = cl->nworkers_arg;
     cl->argv[a++] = "--nthreads";
@@ -640,9 +665,83 @@ static int build_argv(tg_cluster *cl, uint32_t procs, uint32_t threads)
     return TG_OK;
 }
 
+/* The files of a secure cluster's directory, as listed in certs.h. */
+static const char *const cert_files[] = {
+    "ca.pem",        "scheduler.pem", "scheduler-key.pem",
+    "worker.pem",    "worker-key.pem", "client.pem",
+    "client-key.pem", "admin.pem",     "admin-key.pem",
+};
+
+/* Remove a secure cluster's certificate directory (what we wrote). */
+static void remove_certs(tg_cluster *cl)
+{
+    char path[PATH_MAX + 32];
+
+    if (cl->certdir[0] == '\0')
+        return;
+    for (size_t i = 0; i < sizeof(cert_files) / sizeof(cert_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", cl->certdir, cert_files[i]);
+        unlink(path);
+    }
+    rmdir(cl->certdir);
+    cl->certdir[0] = '\0';
+}
+
+/*
+ * A fresh CA and role certificates in a private temporary directory,
+ * like Dask's Security.temporary(). The CA key is not written: nobody
+ * can issue more certificates for this cluster. The scheduler's names are
+ * loopback only, the only place a local cluster listens.
+ */
+static int make_certs(tg_cluster *cl)
+{
+    tg__certs_dir_opts co = {0};
+    const char *tmp = getenv("TMPDIR");
+    int rc;
+
+    if (tmp == NULL || tmp[0] == '\0')
+        tmp = "/tmp";
+    if (snprintf(cl->certdir, sizeof(cl->certdir), "%s/taskgrid-tls-XXXXXX",
+                 tmp) >= (int)sizeof(cl->certdir) ||
+        mkdtemp(cl->certdir) == NULL) {
+        int e = errno;
+
+        cl->certdir[0] = '\0';
+        return tg__error_set(TG_EIO,
+                             "cannot make a directory for the cluster's "
+                             "certificates in %s: %s",
+                             tmp, strerror(e));
+    }
+    co.days = 365;
+    co.hosts = "localhost,127.0.0.1,::1";
+    if ((rc = tg__certs_write_dir(cl->certdir, &co)) != TG_OK) {
+        char msg[1024];
+
+        snprintf(msg, sizeof(msg), "%s", tg_error_last());
+        remove_certs(cl);
+        return tg__error_set(rc, "secure local cluster: %s", msg);
+    }
+#define CERT_PATH(field, name) \
+    snprintf(cl->field, sizeof(cl->field), "%s/%s", cl->certdir, name)
+    CERT_PATH(ca, "ca.pem");
+    CERT_PATH(sched_cert, "scheduler.pem");
+    CERT_PATH(sched_key, "scheduler-key.pem");
+    CERT_PATH(worker_cert, "worker.pem");
+    CERT_PATH(worker_key, "worker-key.pem");
+    CERT_PATH(admin_cert, "admin.pem");
+    CERT_PATH(admin_key, "admin-key.pem");
+#undef CERT_PATH
+    cl->security = (tg_security)TG_SECURITY_INIT;
+    cl->security.ca_file = cl->ca;
+    cl->security.cert_file = cl->admin_cert;
+    cl->security.key_file = cl->admin_key;
+    return TG_OK;
+}
+
 static int check_opts(const tg_cluster_opts *o)
 {
-    if (o->version != TG_CLUSTER_OPTS_VERSION)
+    /* Version 1 lacks `secure` (read only from version 2 structs). */
+    if (o->version != 1 && o->version != TG_CLUSTER_OPTS_VERSION)
         return tg__error_set(TG_EINVAL,
                              "tg_cluster_opts version %" PRIu32
                              " is not supported (expected %d; initialise "
@@ -703,6 +802,7 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
     cl->out_rd = cl->out_wr = cl->err_rd = cl->err_wr = -1;
     cl->stop_rd = cl->stop_wr = cl->devnull = -1;
     cl->processes = opts->processes;
+    cl->secure = opts->version >= 2 && opts->secure;
     procs = opts->n_workers ? opts->n_workers : online_cores();
     threads = opts->threads_per_worker ? opts->threads_per_worker : 1;
     if (!cl->processes) {
@@ -723,6 +823,8 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
     cl->sync_ok = true;
 
     if ((rc = find_binaries(cl, opts->bin_dir)) != TG_OK)
+        goto fail;
+    if (cl->secure && (rc = make_certs(cl)) != TG_OK)
         goto fail;
     if (opts->resources && (cl->resources = strdup(opts->resources)) == NULL)
         goto oom;
@@ -759,6 +861,7 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
 
     if ((rc = wait_address(cl, deadline)) != TG_OK)
         goto fail;
+    copts.security = cl->secure ? &cl->security : NULL;
     copts.connect_timeout_ms = deadline - tg__now_ms();
     if (copts.connect_timeout_ms < 1)
         copts.connect_timeout_ms = 1;
@@ -784,6 +887,11 @@ fail: {
 const char *tg_cluster_address(const tg_cluster *cl)
 {
     return cl ? cl->address : NULL;
+}
+
+const tg_security *tg_cluster_security(const tg_cluster *cl)
+{
+    return cl && cl->secure ? &cl->security : NULL;
 }
 
 uint32_t tg_cluster_nworkers(const tg_cluster *cl)
@@ -841,6 +949,7 @@ void tg_cluster_free(tg_cluster *cl)
     close_fd(&cl->stop_rd);
     close_fd(&cl->stop_wr);
     close_fd(&cl->devnull);
+    remove_certs(cl); /* after the scheduler and workers are gone */
     if (cl->sync_ok) {
         pthread_cond_destroy(&cl->cv);
         pthread_mutex_destroy(&cl->mu);

@@ -212,6 +212,9 @@ static void make_args(size_t max_msg, grpc_arg *store)
 struct tg__chan {
     grpc_channel *channel;
     char target[512];
+    char address[520]; /* as given, for messages */
+    bool tls;
+    char *hint; /* see tg__rpc_sec.hint; NULL if none */
 };
 
 int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
@@ -233,6 +236,8 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
         free(ch);
         return rc;
     }
+    snprintf(ch->address, sizeof(ch->address), "%s", address);
+    ch->tls = tls;
     if (tls && (sec == NULL || sec->ca_pem == NULL)) {
         free(ch);
         return tg__error_set(TG_ETLS,
@@ -246,6 +251,10 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
                              "security options were given but address '%s' "
                              "is plaintext; use tls://",
                              address);
+    }
+    if (tls && sec->hint != NULL && (ch->hint = strdup(sec->hint)) == NULL) {
+        free(ch);
+        return tg__error_set(TG_ENOMEM, "out of memory");
     }
     tg__rpc_init();
     if (tls) {
@@ -261,6 +270,7 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
     ch->channel = grpc_channel_create(ch->target, creds, &args);
     grpc_channel_credentials_release(creds);
     if (ch->channel == NULL) {
+        free(ch->hint);
         free(ch);
         tg__rpc_shutdown();
         return tg__error_set(TG_EUNAVAILABLE, "cannot create a channel to %s",
@@ -275,6 +285,7 @@ void tg__chan_close(tg__chan *ch)
     if (ch == NULL)
         return;
     grpc_channel_destroy(ch->channel);
+    free(ch->hint);
     free(ch);
     tg__rpc_shutdown();
 }
@@ -293,14 +304,85 @@ static void cq_destroy(grpc_completion_queue *cq)
     grpc_completion_queue_destroy(cq);
 }
 
+/*
+ * gRPC reports a connection that could not be set up as UNAVAILABLE, with
+ * the reason only in the text ("failed to connect to all addresses; last
+ * error: ..."), and a server refusing our certificate only as the socket
+ * closing. Turn the TLS cases into TG_ETLS with a message that says which
+ * side refused what. Returns TG_OK when `msg` is none of them. The texts
+ * are gRPC C core 1.51's; //tests:security_test pins them.
+ */
+static int tls_failure(const tg__chan *ch, const char *msg)
+{
+    const char *peer;
+    bool closed;
+
+    if (strstr(msg, "failed to connect to all addresses") == NULL)
+        return TG_OK;
+    closed = strstr(msg, "Socket closed") != NULL ||
+             strstr(msg, "Connection reset") != NULL ||
+             strstr(msg, "Broken pipe") != NULL;
+    if (!ch->tls)
+        return closed ? tg__error_set(
+                            TG_ETLS,
+                            "the server at %s closed the connection before "
+                            "answering: it probably requires TLS; use "
+                            "tls://%s with security options (CA, "
+                            "certificate, key)",
+                            ch->address, ch->target)
+                      : TG_OK;
+    if ((peer = strstr(msg, "Peer name ")) != NULL &&
+        strstr(msg, "is not in peer certificate") != NULL)
+        return tg__error_set(
+            TG_ETLS,
+            "the TLS handshake with %s failed: the scheduler's certificate "
+            "does not name the host of this address (%.*s); connect with a "
+            "name the certificate lists, or remake it to include this one "
+            "(taskgrid-certs --hosts)",
+            ch->address,
+            (int)strcspn(peer + 10, " "), peer + 10);
+    if (strstr(msg, "wrong version number") != NULL)
+        return tg__error_set(TG_ETLS,
+                             "the TLS handshake with %s failed: the server "
+                             "does not speak TLS (a plaintext scheduler? "
+                             "then use tcp://%s)",
+                             ch->address, ch->target);
+    if (strstr(msg, "certificate verify failed") != NULL)
+        return tg__error_set(TG_ETLS,
+                             "the TLS handshake with %s failed: the "
+                             "scheduler's certificate is not trusted here "
+                             "(not signed by the CA given as security.ca / "
+                             "--tls-ca, or expired)",
+                             ch->address);
+    if (strstr(msg, "Ssl handshake failed") != NULL ||
+        strstr(msg, "Handshake failed") != NULL)
+        return tg__error_set(TG_ETLS, "the TLS handshake with %s failed: %s",
+                             ch->address, msg);
+    if (closed)
+        return tg__error_set(
+            TG_ETLS,
+            "the TLS handshake with %s failed: the scheduler closed the "
+            "connection, which is how it refuses a certificate (none "
+            "given, not signed by the cluster CA it trusts, or expired)%s%s",
+            ch->address, ch->hint ? "; " : "", ch->hint ? ch->hint : "");
+    return TG_OK;
+}
+
 static int report_status(grpc_status_code code, grpc_slice details,
-                         const char *method, const char *target)
+                         const char *method, const tg__chan *ch)
 {
     char *msg = grpc_slice_to_c_string(details);
-    int rc = status_from_grpc(code);
+    int rc;
 
+    if ((code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_UNKNOWN) &&
+        (rc = tls_failure(ch, msg)) != TG_OK) {
+        gpr_free(msg);
+        return rc;
+    }
+    rc = status_from_grpc(code);
     if (rc == TG_EUNAVAILABLE)
-        tg__error_set(rc, "scheduler at %s unavailable: %s", target, msg);
+        tg__error_set(rc, "scheduler at %s unavailable: %s", ch->target,
+                      msg);
     else if (rc == TG_ETIMEDOUT && msg[0] == '\0')
         tg__error_set(rc, "%s timed out", method);
     else
@@ -356,7 +438,7 @@ int tg__chan_unary(tg__chan *ch, const char *method, const uint8_t *req,
                                      gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     (void)ev;
     if (code != GRPC_STATUS_OK) {
-        rc = report_status(code, details, method, ch->target);
+        rc = report_status(code, details, method, ch);
         goto cleanup;
     }
     if (recv_bb == NULL) {
@@ -488,7 +570,7 @@ static int cstream_status(tg__cstream *s, int64_t timeout_ms)
     }
     if (s->code == GRPC_STATUS_OK)
         return TG_OK;
-    return report_status(s->code, s->details, s->method, s->ch->target);
+    return report_status(s->code, s->details, s->method, s->ch);
 }
 
 /* Pluck a send-side tag; false on timeout (the batch stays pending). */
@@ -1035,19 +1117,25 @@ void tg__scall_role(const tg__scall *c, char *buf, size_t len)
     ac = grpc_call_auth_context(c->call);
     if (ac == NULL)
         return;
-    /* A URI SAN "taskgrid:role=NAME" wins. */
-    it = grpc_auth_context_find_properties_by_name(
-        ac, GRPC_X509_SAN_PROPERTY_NAME);
-    while ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
-        size_t pl = sizeof(uri_prefix) - 1;
-        if (p->value_length > pl && memcmp(p->value, uri_prefix, pl) == 0) {
-            size_t n = p->value_length - pl;
-            if (n >= len)
-                n = len - 1;
-            memcpy(buf, p->value + pl, n);
-            buf[n] = '\0';
-            grpc_auth_context_release(ac);
-            return;
+    /* A URI SAN "taskgrid:role=NAME" wins: under "peer_uri" in gRPC
+     * 1.51, and also under the generic SAN property, which older gRPC
+     * versions fill with every SAN. */
+    for (int k = 0; k < 2; k++) {
+        it = grpc_auth_context_find_properties_by_name(
+            ac, k == 0 ? GRPC_PEER_URI_PROPERTY_NAME
+                       : GRPC_X509_SAN_PROPERTY_NAME);
+        while ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
+            size_t pl = sizeof(uri_prefix) - 1;
+            if (p->value_length > pl &&
+                memcmp(p->value, uri_prefix, pl) == 0) {
+                size_t n = p->value_length - pl;
+                if (n >= len)
+                    n = len - 1;
+                memcpy(buf, p->value + pl, n);
+                buf[n] = '\0';
+                grpc_auth_context_release(ac);
+                return;
+            }
         }
     }
     /* Else the subject's OU. */

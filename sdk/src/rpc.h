@@ -27,11 +27,18 @@
  * Transport security. All three NULL → plaintext (tcp://). Otherwise PEM
  * text (not file names): the CA that signs every cluster certificate, and
  * this side's certificate chain and private key (mutual TLS).
+ *
+ * `hint` (client side, may be NULL): a sentence on why the scheduler would
+ * refuse this side's certificate, worked out from the material before
+ * connecting (tg__tls_diagnose). gRPC never says why a server refused a
+ * certificate (the client only sees the socket close), so it is appended
+ * to that error.
  */
 typedef struct tg__rpc_sec {
     const char *ca_pem;
     const char *cert_pem;
     const char *key_pem;
+    const char *hint;
 } tg__rpc_sec;
 
 /* Reference-counted grpc_init/grpc_shutdown. */
@@ -219,6 +226,11 @@ const char *tg__scall_peer(const tg__scall *c);
  * The peer certificate's role for TLS calls: the value after
  * "taskgrid:role=" in a URI SAN, else the certificate's OU; "" when
  * plaintext or absent. Written to `buf`.
+ *
+ * gRPC 1.51 lists a certificate's URI SANs under "peer_uri" (and, with the
+ * DNS names, under "x509_subject_alternative_name"; tested in
+ * //tests:security_test); the subject comes as RFC 2253 text,
+ * "CN=x,OU=role,O=taskgrid".
  */
 void tg__scall_role(const tg__scall *c, char *buf, size_t len);
 

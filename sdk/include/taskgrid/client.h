@@ -116,10 +116,23 @@ typedef struct tg_client_opts {
  * @param address  "tcp://host:port", "tls://host:port" or "host:port"
  *                 (copied).
  * @param opts     options, or NULL for the defaults.
+ * With opts->security, the TLS material is checked before connecting:
+ * each file exists and parses, the key belongs to the certificate, and
+ * the certificate is within its validity period; the message names the
+ * file ("client certificate /p/client.pem expired on 2025-01-01 00:00:00
+ * UTC").
+ *
  * @return TG_OK; TG_EINVAL for a malformed address or options;
- *         TG_ENOTFOUND / TG_ETLS for unreadable or non-PEM security
- *         files; TG_EUNAVAILABLE (the message names the address) when the
- *         scheduler does not answer within opts->connect_timeout_ms.
+ *         TG_ENOTFOUND for a missing security file; TG_ETLS for a TLS
+ *         problem: a local check failed, a tls:// address without
+ *         security options (or security options with tcp://), the
+ *         scheduler refused this client's certificate in the handshake
+ *         (the message gives the likely cause, e.g. "not signed by" the
+ *         CA, or no certificate given), this client does not trust the
+ *         scheduler's certificate, or a plaintext client reached a TLS
+ *         port; TG_EPERM when the certificate's role may not call the
+ *         scheduler; TG_EUNAVAILABLE (the message names the address) when
+ *         the scheduler does not answer within opts->connect_timeout_ms.
  */
 int tg_client_connect(tg_client **out, const char *address,
                       const tg_client_opts *opts);

@@ -5,8 +5,10 @@
  * a taskgrid-scheduler child process on loopback, which starts and
  * supervises its taskgrid-worker processes; it is torn down, with no
  * process left behind, by tg_cluster_free(). Connect to it with
- * tg_client_connect(&c, tg_cluster_address(cl), NULL). Depends on
- * taskgrid/status.h; POSIX (Linux) only.
+ * tg_client_connect(&c, tg_cluster_address(cl), NULL), or, for a secure
+ * cluster (opts.secure), with tg_client_opts.security =
+ * tg_cluster_security(cl). Depends on taskgrid/status.h and
+ * taskgrid/security.h; POSIX (Linux) only.
  */
 #ifndef TASKGRID_CLUSTER_H
 #define TASKGRID_CLUSTER_H
@@ -15,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "taskgrid/security.h"
 #include "taskgrid/status.h"
 
 #ifdef __cplusplus
@@ -24,7 +27,8 @@ extern "C" {
 /** A running local cluster. Opaque; free with tg_cluster_free(). */
 typedef struct tg_cluster tg_cluster;
 
-#define TG_CLUSTER_OPTS_VERSION 1
+/* 2 added `secure`. Version 1 structs are still accepted. */
+#define TG_CLUSTER_OPTS_VERSION 2
 
 /**
  * Options of tg_cluster_start(). Initialise with TG_CLUSTER_OPTS_INIT.
@@ -55,10 +59,17 @@ typedef struct tg_cluster_opts {
     /** Bound on start-up (scheduler listening and all workers connected),
      *  and on tg_cluster_scale(). 0: 10,000 ms. */
     int64_t start_timeout_ms;
+    /** true: mutual TLS, like Dask's Security.temporary(). A fresh cluster
+     *  CA and certificates (scheduler, worker, client, admin; no CA key
+     *  is kept) are written to a private temporary directory (mode 0700,
+     *  removed by tg_cluster_free()); the scheduler listens on
+     *  tls://127.0.0.1 and its workers present the worker certificate.
+     *  Clients connect with tg_cluster_security(). Default false. */
+    bool secure;
 } tg_cluster_opts;
 
 #define TG_CLUSTER_OPTS_INIT \
-    { TG_CLUSTER_OPTS_VERSION, 0, 0, true, NULL, NULL, NULL, 0 }
+    { TG_CLUSTER_OPTS_VERSION, 0, 0, true, NULL, NULL, NULL, 0, false }
 
 /**
  * Start a local cluster and wait (bounded) until all its workers are
@@ -76,7 +87,8 @@ typedef struct tg_cluster_opts {
  * @return TG_OK; TG_ENOTFOUND if a binary is missing (the message says
  *         where it looked and how to build it); TG_ETIMEDOUT if the
  *         cluster was not ready within start_timeout_ms; TG_EIO if the
- *         scheduler could not be run or exited early; TG_EINVAL.
+ *         scheduler could not be run or exited early, or the certificates
+ *         of a secure cluster could not be written; TG_EINVAL.
  */
 int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts);
 
@@ -85,6 +97,21 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts);
  * tg_cluster_free()).
  */
 const char *tg_cluster_address(const tg_cluster *cl);
+
+/**
+ * The security options a client needs to connect to a secure cluster
+ * (opts.secure): the cluster CA and the cluster owner's certificate, which
+ * has role "admin" (it may also Scale), as files in the cluster's
+ * temporary directory. That directory also holds client.pem and
+ * client-key.pem (role "client": submit and gather, not Scale) to hand
+ * out. Borrowed; valid until tg_cluster_free(). NULL for a plaintext
+ * cluster.
+ *
+ *     tg_client_opts o = TG_CLIENT_OPTS_INIT;
+ *     o.security = tg_cluster_security(cl);
+ *     tg_client_connect(&c, tg_cluster_address(cl), &o);
+ */
+const tg_security *tg_cluster_security(const tg_cluster *cl);
 
 /** Worker processes the cluster was started with (or last scaled to). */
 uint32_t tg_cluster_nworkers(const tg_cluster *cl);
@@ -102,7 +129,8 @@ int tg_cluster_scale(tg_cluster *cl, uint32_t n);
 /**
  * Stop the cluster: SIGTERM to the scheduler (which drains and stops its
  * workers), up to 5 s of grace, then SIGKILL to its whole process group;
- * every child is reaped. Call it after freeing the clients that use the
+ * every child is reaped. A secure cluster's certificate directory is
+ * removed. Call it after freeing the clients that use the
  * cluster (they release their keys on free). NULL is a no-op.
  */
 void tg_cluster_free(tg_cluster *cl);

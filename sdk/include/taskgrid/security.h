@@ -22,8 +22,17 @@ extern "C" {
  *
  * For each of CA, certificate and key give at most one of `*_file` (a PEM
  * file read when the client connects) and `*_pem` (PEM text). The CA is
- * required; certificate and key go together (both or neither). All strings
- * are borrowed for the duration of the call that receives the options.
+ * required; certificate and key go together (both or neither; a TLS
+ * scheduler refuses clients without a certificate). All strings are
+ * borrowed for the duration of the call that receives the options. Keys
+ * must be unencrypted (PKCS#8 or traditional PEM).
+ *
+ * The certificate's role decides what the scheduler allows: a URI SAN
+ * "taskgrid:role=NAME", else the subject OU. "client": Submit, Gather,
+ * Annotate, Cancel, Release, Status. "admin": the same and Scale.
+ * "worker": WorkerLink (joining as a worker) and what a client may, for
+ * nested work. Make certificates with taskgrid-certs, or start a local
+ * cluster with tg_cluster_opts.secure and use tg_cluster_security().
  *
  * Initialise with TG_SECURITY_INIT, then set fields:
  *
