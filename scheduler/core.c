@@ -159,10 +159,10 @@ typedef struct tgs_class {
     uint64_t nlive;       /* non-final tasks: room reserved in `ready` */
     uint64_t refs;        /* tasks pointing here, in any state */
     uint64_t nprocessing; /* its tasks PROCESSING somewhere */
+    uint64_t nqueued;     /* assignments that found no free thread */
     int64_t since;        /* starving: when it started */
     uint32_t nplacers;    /* non-draining workers listing it */
     uint32_t starving_pos; /* index in core->starving, or NONE */
-    uint32_t fpos;        /* index in func->classes */
     uint32_t scratch;     /* per-call counter or mark, zero between calls */
     uint32_t hash;
     uint32_t nres;
@@ -208,6 +208,10 @@ typedef struct tgs_worker {
     uint32_t nthreads;
     uint32_t nsteal;   /* procs with a steal request out */
     uint32_t incoming; /* steal requests out on its behalf */
+    /* Its last look for work to steal found none, when the nqueued of
+     * its classes added up to steal_seen (see steal_for()). */
+    bool steal_memo;
+    uint64_t steal_seen;
     uint32_t hash;
     size_t index; /* in core->workers */
     int64_t last_finish_ms;
@@ -734,8 +738,6 @@ static void collect_classes(tgs_core *c)
             if (k->refs != 0 || is_plain(k))
                 continue;
             drop_class(f->classes, &f->nclasses, j);
-            if (j < f->nclasses)
-                f->classes[j]->fpos = j;
             tgs_map_remove(&c->classes, k->hash, k);
             c->nclasses--;
             class_free(k);
@@ -1041,7 +1043,6 @@ static int class_get(tgs_core *c, tgs_func *f, const tgs_cres *res,
     tgs_map_insert(&c->classes, h, k);
     c->nclasses++;
     c->nunused++; /* until its first task */
-    k->fpos = f->nclasses;
     f->classes[f->nclasses++] = k;
     for (size_t i = 0; i < c->nworkers; i++) {
         tgs_worker *w = c->workers[i];
@@ -1203,16 +1204,23 @@ static void timer_remove(tgs_core *c, tgs_task *t)
     t->flags &= (uint8_t)~TF_BACKOFF;
 }
 
-/* The event clock moves to `now`: tasks whose retry delay is over become
- * READY (assigned by the event's schedule()). */
-static void advance(tgs_core *c, int64_t now)
+static void release_due(tgs_core *c)
 {
-    c->now = now;
-    while (c->ntimers > 0 && c->timers[0].due <= now) {
+    while (c->ntimers > 0 && c->timers[0].due <= c->now) {
         tgs_task *t = c->timers[0].task;
         timer_remove(c, t);
         ready_push(c, t); /* room reserved: k->nlive */
     }
+}
+
+/* The event clock moves to `now`: tasks whose retry delay is over become
+ * READY (assigned by the event's schedule()). Inline: every event starts
+ * here, and there is rarely a timer due. */
+static inline void advance(tgs_core *c, int64_t now)
+{
+    c->now = now;
+    if (c->ntimers > 0 && c->timers[0].due <= now)
+        release_due(c);
 }
 
 /* Delay before the retry that follows failed attempt `attempt`. */
@@ -1276,8 +1284,10 @@ static void steal_resolve(tgs_core *c, tgs_task *t)
     if (s == NULL)
         return;
     tgs_worker *thief = find_worker(c, s->thief);
-    if (thief != NULL && thief->incoming > 0)
+    if (thief != NULL && thief->incoming > 0) {
         thief->incoming--;
+        mark_dirty(c, thief); /* it may want to steal again */
+    }
     tgs_map_remove(&c->steals, h, s);
     free(s);
 }
@@ -1296,6 +1306,7 @@ static void proc_remove(tgs_core *c, tgs_task *t)
     if (k->nres)
         res_release(w, k);
     k->nprocessing--;
+    w->steal_memo = false; /* its resources or load changed */
     uint32_t i = t->hn.pos;
     tgs_task *last = w->procs[--w->nprocs];
     if (last != t) {
@@ -1523,6 +1534,8 @@ static int assign(tgs_core *c, tgs_worker *w, tgs_task *t)
     if (k->nres)
         res_hold(w, k);
     k->nprocessing++;
+    if (w->nprocs >= w->nthreads)
+        k->nqueued++; /* queued there: something to steal, perhaps */
     t->u.worker = w;
     t->assigned_ms = c->now;
     t->aseq = c->next_aseq++;
@@ -1538,8 +1551,10 @@ static int assign(tgs_core *c, tgs_worker *w, tgs_task *t)
  * tops of the class heaps it could run, where it has room: its prefetch
  * capacity for the function, and free resources for a class with some.
  * Tops that would not win anyway are skipped before the room checks.
+ * Always inline: it is the inner loop of every assignment.
  */
-static tgs_task *pick(const tgs_core *c, const tgs_worker *w)
+static inline __attribute__((always_inline)) tgs_task *
+pick(const tgs_core *c, const tgs_worker *w)
 {
     tgs_task *best = NULL;
     for (uint32_t i = 0; i < w->nclasses; i++) {
@@ -1626,17 +1641,28 @@ static bool steal_request(tgs_core *c, tgs_worker *v, tgs_task *t,
  * tasks a victim received last: the worker runs in (priority, arrival)
  * order, so those are the least likely to have started; a started one is
  * no harm (the victim answers with its result instead).
+ *
+ * A look that finds nothing is not repeated until a task of one of its
+ * classes is queued somewhere (the sum of their nqueued grows) or the
+ * thief's own load or resources change: otherwise idle workers that share
+ * a function with busy ones but cannot take their queued tasks would scan
+ * them at every event.
  */
 static void steal_for(tgs_core *c, tgs_worker *th, uint32_t want)
 {
     bool any = false;
+    uint64_t seen = 0;
     for (uint32_t i = 0; i < th->nclasses; i++) {
         tgs_class *k = th->classes[i];
         if (k->nprocessing > 0 && (k->nres == 0 || res_free(th, k))) {
             k->scratch = 1;
+            seen += k->nqueued;
             any = true;
         }
     }
+    if (th->steal_memo && th->steal_seen == seen)
+        any = false;
+    uint32_t wanted = want;
     size_t nv = 0;
     for (size_t i = 0; any && i < c->nworkers; i++) {
         tgs_worker *v = c->workers[i];
@@ -1672,6 +1698,8 @@ static void steal_for(tgs_core *c, tgs_worker *th, uint32_t want)
     }
     for (uint32_t i = 0; i < th->nclasses; i++)
         th->classes[i]->scratch = 0;
+    th->steal_memo = want == wanted;
+    th->steal_seen = seen;
 }
 
 /*
@@ -2402,22 +2430,8 @@ static int worker_classes(tgs_worker *w)
     return TGS_OK;
 }
 
-int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws,
-                        int64_t now_ms)
+static int add_worker(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws)
 {
-    size_t bad;
-    if (c == NULL || ws == NULL || ws->nthreads == 0 ||
-        (ws->nfuncs > 0 && ws->funcs == NULL) ||
-        (ws->nresources > 0 && ws->resources == NULL) ||
-        (ws->name.len > 0 && ws->name.ptr == NULL))
-        return TGS_EINVAL;
-    for (bad = 0; bad < ws->nresources; bad++)
-        if ((ws->resources[bad].name.len > 0 &&
-             ws->resources[bad].name.ptr == NULL) ||
-            !amount_ok(ws->resources[bad].amount))
-            return TGS_EINVAL;
-    sweep(c);
-    advance(c, now_ms);
     if (find_worker(c, wid) != NULL)
         return TGS_EEXIST;
     if (grow_workers(c) != TGS_OK || tgs_map_reserve(&c->wmap, 1) != TGS_OK)
@@ -2460,8 +2474,27 @@ int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws,
     tgs_map_insert(&c->wmap, w->hash, w);
     worker_link(c, w, +1);
     mark_dirty(c, w);
-    schedule(c);
     return TGS_OK;
+}
+
+int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws,
+                        int64_t now_ms)
+{
+    if (c == NULL || ws == NULL || ws->nthreads == 0 ||
+        (ws->nfuncs > 0 && ws->funcs == NULL) ||
+        (ws->nresources > 0 && ws->resources == NULL) ||
+        (ws->name.len > 0 && ws->name.ptr == NULL))
+        return TGS_EINVAL;
+    for (size_t i = 0; i < ws->nresources; i++)
+        if ((ws->resources[i].name.len > 0 &&
+             ws->resources[i].name.ptr == NULL) ||
+            !amount_ok(ws->resources[i].amount))
+            return TGS_EINVAL;
+    sweep(c);
+    advance(c, now_ms);
+    int rc = add_worker(c, wid, ws);
+    schedule(c); /* the new worker, and retries that became due */
+    return rc;
 }
 
 static int by_aseq(const void *a, const void *b)
@@ -2513,8 +2546,10 @@ int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms)
     sweep(c);
     advance(c, now_ms);
     tgs_worker *w = find_worker(c, wid);
-    if (w == NULL)
+    if (w == NULL) {
+        schedule(c);
         return TGS_ENOTFOUND;
+    }
     if (!w->draining)
         worker_link(c, w, -1);
     tgs_map_remove(&c->wmap, w->hash, w);
@@ -2550,7 +2585,6 @@ int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms)
         }
         t->flags &= (uint8_t)~TF_SUSPECT;
         t->killed++;
-        t->attempt++;
         if (t->killed >= c->opts.allowed_failures) {
             tgs_error *e = error_newf(
                 "tg.KilledWorker", str_of_key(t),
@@ -2564,6 +2598,7 @@ int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms)
                 continue;
             }
         }
+        t->attempt++; /* it will run again */
         ready_push(c, t);
     }
     worker_free(w);
@@ -2578,8 +2613,10 @@ int tgs_core_worker_drain(tgs_core *c, uint64_t wid, int64_t now_ms)
     sweep(c);
     advance(c, now_ms);
     tgs_worker *w = find_worker(c, wid);
-    if (w == NULL)
+    if (w == NULL) {
+        schedule(c);
         return TGS_ENOTFOUND;
+    }
     if (!w->draining) {
         w->draining = true;
         worker_link(c, w, -1);

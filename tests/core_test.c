@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1124,6 +1125,1127 @@ static void test_core__annotations_kept(void **state)
     tgs_core_free(c);
 }
 
+/* ---- resources, restrictions, retries, stealing, worker loss ---- */
+
+static void add_worker_res(tgs_core *c, uint64_t wid, const char *name,
+                           uint32_t nthreads, const char *func,
+                           const tgs_resource *res, size_t nres, int64_t now)
+{
+    tgs_str funcs[1] = {S(func)};
+    tgs_worker_spec w;
+    memset(&w, 0, sizeof w);
+    w.name = S(name);
+    w.nthreads = nthreads;
+    w.funcs = funcs;
+    w.nfuncs = 1;
+    w.resources = res;
+    w.nresources = nres;
+    assert_int_equal(tgs_core_worker_add(c, wid, &w, now), TGS_OK);
+}
+
+static tgs_task_spec mk_res(const char *key, const char *func,
+                            const tgs_resource *res, size_t nres)
+{
+    tgs_task_spec s = mk(key, func);
+    s.resources = res;
+    s.nresources = nres;
+    return s;
+}
+
+/* Index of the action of `kind` on `key` in a[0, n), or -1. */
+static int find_act(const act *a, size_t n, tgs_action_kind kind,
+                    const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].kind == kind && strcmp(a[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+static uint64_t worker_of(tgs_core *c, const char *key)
+{
+    uint64_t wid = 0;
+    assert_true(tgs_task_worker(tgs_core_find(c, S(key)), &wid));
+    return wid;
+}
+
+static uint32_t processing_count(tgs_core *c, uint64_t wid)
+{
+    tgs_worker_info wi;
+    for (size_t i = 0; tgs_core_worker_at(c, i, &wi); i++)
+        if (wi.id == wid)
+            return wi.processing;
+    fail();
+    return 0;
+}
+
+/* Priorities hold for resource tasks too: they are not prefetched beyond
+ * the resources, so they wait at the scheduler, in priority order. */
+static void test_core__priority_with_resources(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_resource p1[] = {{LIT("process"), 1}};
+    add_worker_res(c, 1, "w1", 1, "tg.f", p1, 1, 0);
+    tgs_task_spec s[6] = {mk_res("p0a", "tg.f", p1, 1),
+                          mk_res("p0b", "tg.f", p1, 1),
+                          mk_res("p5a", "tg.f", p1, 1),
+                          mk_res("p1", "tg.f", p1, 1),
+                          mk_res("p0c", "tg.f", p1, 1),
+                          mk_res("p5b", "tg.f", p1, 1)};
+    s[2].priority = 5;
+    s[3].priority = 1;
+    s[5].priority = 5;
+    assert_int_equal(submit(c, s, 6, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    /* Room for 2 (a thread and a prefetch slot), resources for 1. */
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "p5a");
+    why_is(c, "p5b", "waiting for free resources process=1");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+
+    /* A later, more urgent task and an Annotate both reorder the queue. */
+    tgs_task_spec p9 = mk_res("p9", "tg.f", p1, 1);
+    p9.priority = 9;
+    assert_int_equal(submit(c, &p9, 1, 1, NULL), TGS_OK);
+    assert_no_actions(c);
+    tgs_str k0c = LIT("p0c");
+    uint32_t n;
+    assert_int_equal(tgs_core_set_priority(c, &k0c, 1, 7, &n), TGS_OK);
+    assert_int_equal(n, 1);
+
+    const char *want[] = {"p9", "p0c", "p5b", "p1", "p0a", "p0b"};
+    const char *running = "p5a";
+    int64_t now = 5;
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(finish_ok(c, 1, running, "", now), TGS_OK);
+        now += 5;
+        /* One out, one in: never two on the worker. */
+        assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+        assert_act(&a[0], TGS_ACT_ASSIGN, 1, want[i]);
+        assert_int_equal(processing_count(c, 1), 1);
+        running = want[i];
+    }
+    assert_int_equal(finish_ok(c, 1, running, "", now), TGS_OK);
+    assert_no_actions(c);
+    assert_counts(c, 0, 0, 0, 7, 0, 0);
+    tgs_core_free(c);
+}
+
+static void test_core__resources_gpu_only_on_gpu_worker(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_resource gpu[] = {{LIT("GPU"), 1}};
+    add_worker(c, 1, "cpu", 2, "tg.f", NULL, 0);
+    add_worker_res(c, 2, "gpu", 1, "tg.f", gpu, 1, 0);
+    tgs_task_spec s[7] = {mk_res("g1", "tg.f", gpu, 1), mk("c1", "tg.f"),
+                          mk_res("g2", "tg.f", gpu, 1), mk("c2", "tg.f"),
+                          mk_res("g3", "tg.f", gpu, 1), mk("c3", "tg.f"),
+                          mk("c4", "tg.f")};
+    assert_int_equal(submit(c, s, 7, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    size_t k = pop_all(c, a, MAX_ACTS);
+    /* The CPU tasks fill both workers; one GPU task runs, on the GPU
+     * worker; the others wait without blocking anything behind them. */
+    assert_int_equal(k, 5);
+    assert_true(find_act(a, k, TGS_ACT_ASSIGN, "g1") >= 0);
+    assert_int_equal(worker_of(c, "g1"), 2);
+    for (size_t i = 0; i < 4; i++) {
+        char key[4] = {'c', (char)('1' + i), 0};
+        assert_true(find_act(a, k, TGS_ACT_ASSIGN, key) >= 0);
+    }
+    assert_int_equal(state_of(c, "g2"), TGS_READY);
+    assert_int_equal(state_of(c, "g3"), TGS_READY);
+    why_is(c, "g2", "waiting for free resources GPU=1");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+
+    /* The CPU worker frees up: still no GPU task for it, but it takes
+     * back the CPU task queued on the GPU worker behind g1. */
+    assert_int_equal(worker_of(c, "c4"), 2);
+    for (size_t i = 0; i < k; i++)
+        if (a[i].worker == 1)
+            assert_int_equal(finish_ok(c, 1, a[i].key, "", 1), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_STEAL, 2, "c4");
+    assert_int_equal(tgs_core_task_returned(c, 2, LIT("c4"), 1), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c4");
+    assert_int_equal(finish_ok(c, 1, "c4", "", 1), TGS_OK);
+    assert_no_actions(c);
+    assert_int_equal(finish_ok(c, 2, "g1", "", 2), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "g2");
+
+    /* The GPU worker is lost: g2 waits, and says why. */
+    assert_int_equal(tgs_core_worker_remove(c, 2, 3), TGS_OK);
+    assert_no_actions(c);
+    assert_int_equal(state_of(c, "g2"), TGS_READY);
+    assert_int_equal(tgs_core_unplaceable(c), 2);
+    why_is(c, "g2", "no worker has resources GPU=1 (largest: GPU=0)");
+    tgs_resource two[] = {{LIT("GPU"), 2}};
+    add_worker_res(c, 3, "gpu2", 4, "tg.f", two, 1, 4);
+    k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 3, "g2");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 3, "g3");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    tgs_core_free(c);
+}
+
+static void test_core__resources_serialize(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_resource p1[] = {{LIT("process"), 1}};
+    add_worker_res(c, 1, "w1", 4, "tg.f", p1, 1, 0);
+    enum { NS = 5, NP = 3 };
+    tgs_task_spec s[NS + NP];
+    char keys[NS + NP][16];
+    for (int i = 0; i < NS + NP; i++) {
+        snprintf(keys[i], sizeof keys[i], "%c%d", i < NS ? 's' : 'p', i);
+        s[i] = i < NS ? mk_res(keys[i], "tg.f", p1, 1) : mk(keys[i], "tg.f");
+    }
+    assert_int_equal(submit(c, s, NS + NP, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    char running[NS + NP][16];
+    size_t nrun = 0, head = 0, ns_done = 0;
+    int64_t now = 0;
+    size_t k = pop_all(c, a, MAX_ACTS);
+    /* The plain tasks do not wait behind the process=1 ones. */
+    assert_int_equal(k, 1 + NP);
+    for (;;) {
+        size_t s_running = 0;
+        for (size_t i = 0; i < k; i++) {
+            assert_int_equal(a[i].kind, TGS_ACT_ASSIGN);
+            strcpy(running[nrun++], a[i].key);
+        }
+        for (size_t i = head; i < nrun; i++)
+            s_running += running[i][0] == 's';
+        assert_true(s_running <= 1);
+        if (head == nrun)
+            break;
+        now++;
+        ns_done += running[head][0] == 's';
+        assert_int_equal(finish_ok(c, 1, running[head++], "", now), TGS_OK);
+        k = pop_all(c, a, MAX_ACTS);
+    }
+    assert_int_equal(ns_done, NS);
+    assert_counts(c, 0, 0, 0, NS + NP, 0, 0);
+    tgs_core_free(c);
+
+    /* Fractions add up exactly enough: ten tenths fit in 1, not eleven;
+     * repeated holds and releases leave no rounding residue behind. */
+    c = core_new(NULL);
+    tgs_resource mem[] = {{LIT("mem"), 1}};
+    tgs_resource tenth[] = {{LIT("mem"), 0.1}};
+    add_worker_res(c, 1, "w1", 16, "tg.f", mem, 1, 0);
+    for (int round = 0; round < 3; round++) {
+        tgs_task_spec t[11];
+        char tk[11][32];
+        for (int i = 0; i < 11; i++) {
+            snprintf(tk[i], sizeof tk[i], "m%d.%d", round, i);
+            t[i] = mk_res(tk[i], "tg.f", tenth, 1);
+        }
+        assert_int_equal(submit(c, t, 11, now, NULL), TGS_OK);
+        k = pop_all(c, a, MAX_ACTS);
+        assert_int_equal(k, 10);
+        assert_int_equal(state_of(c, tk[10]), TGS_READY);
+        for (size_t i = 0; i < k; i++)
+            assert_int_equal(finish_ok(c, 1, a[i].key, "", ++now), TGS_OK);
+        k = pop_all(c, a, MAX_ACTS);
+        assert_int_equal(k, 1);
+        assert_int_equal(finish_ok(c, 1, a[0].key, "", ++now), TGS_OK);
+    }
+    tgs_core_free(c);
+}
+
+static void test_core__resources_unfittable(void **state)
+{
+    (void)state;
+    tgs_core_opts o = {.no_worker_timeout_ms = 1000};
+    tgs_core *c = core_new(&o);
+    tgs_resource gpu1[] = {{LIT("GPU"), 1}};
+    add_worker_res(c, 1, "small", 1, "tg.f", gpu1, 1, 0);
+    tgs_resource gpu2[] = {{LIT("GPU"), 2}};
+    tgs_resource tpu[] = {{LIT("TPU"), 1}, {LIT("GPU"), 1}};
+    tgs_task_spec s[2] = {mk_res("big", "tg.f", gpu2, 1),
+                          mk_res("tpu", "tg.f", tpu, 2)};
+    assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
+    assert_no_actions(c);
+    assert_counts(c, 0, 2, 0, 0, 0, 0);
+    assert_int_equal(tgs_core_unplaceable(c), 2);
+    why_is(c, "big", "no worker has resources GPU=2 (largest: GPU=1)");
+    why_is(c, "tpu",
+           "no worker has resources GPU=1, TPU=1 (largest: GPU=1, TPU=0)");
+
+    tgs_core_tick(c, 500);
+    assert_no_actions(c);
+    /* A worker that fits joins before the timeout: it gets the task. */
+    tgs_resource gpu4[] = {{LIT("GPU"), 4}};
+    add_worker_res(c, 2, "large", 1, "tg.f", gpu4, 1, 600);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "big");
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+
+    /* The other one times out, with the cause in the error. */
+    assert_int_equal(tgs_core_watch(c, LIT("tpu"), 7, NULL), TGS_OK);
+    tgs_core_tick(c, 1000);
+    assert_no_actions(c);
+    tgs_core_tick(c, 1001);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
+    const tgs_task *t = tgs_core_find(c, LIT("tpu"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    assert_str_is(tgs_task_err_type(t), "tg.NoWorker");
+    assert_str_is(tgs_task_err_message(t),
+                  "no worker has resources GPU=1, TPU=1 (largest: GPU=4, "
+                  "TPU=0) (waited 1001 ms)");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    assert_int_equal(state_of(c, "big"), TGS_PROCESSING);
+
+    /* Invalid requests and capacities are refused. */
+    tgs_resource neg[] = {{LIT("GPU"), -1}};
+    tgs_resource nan_[] = {{LIT("GPU"), NAN}};
+    tgs_resource noname[] = {{LIT(""), 1}};
+    tgs_task_spec bad = mk_res("bad", "tg.f", neg, 1);
+    char err[128];
+    assert_int_equal(tgs_core_submit(c, &bad, 1, 1002, NULL, err, sizeof err),
+                     TGS_EINVAL);
+    assert_string_equal(err, "task 'bad' asks for an invalid amount -1 of "
+                             "resource 'GPU'");
+    bad.resources = nan_;
+    assert_int_equal(tgs_core_submit(c, &bad, 1, 1002, NULL, NULL, 0),
+                     TGS_EINVAL);
+    bad.resources = noname;
+    assert_int_equal(tgs_core_submit(c, &bad, 1, 1002, NULL, err, sizeof err),
+                     TGS_EINVAL);
+    assert_string_equal(err, "task 'bad' asks for a resource with no name");
+    assert_null(tgs_core_find(c, LIT("bad")));
+    tgs_str funcs[] = {LIT("tg.f")};
+    tgs_worker_spec w = {.name = LIT("w"), .nthreads = 1, .funcs = funcs,
+                         .nfuncs = 1, .resources = neg, .nresources = 1};
+    assert_int_equal(tgs_core_worker_add(c, 9, &w, 1002), TGS_EINVAL);
+
+    /* Zero amounts ask for nothing; a repeated name: the last one wins. */
+    tgs_resource odd[] = {{LIT("GPU"), 8}, {LIT("X"), 0}, {LIT("GPU"), 1}};
+    tgs_task_spec ok = mk_res("ok", "tg.f", odd, 3);
+    assert_int_equal(submit(c, &ok, 1, 1003, NULL), TGS_OK);
+    t = tgs_core_find(c, LIT("ok"));
+    assert_int_equal(tgs_task_nresources(t), 1);
+    assert_str_is(tgs_task_resource(t, 0).name, "GPU");
+    assert_true(tgs_task_resource(t, 0).amount == 1);
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    tgs_core_free(c);
+}
+
+static void test_core__restrictions(void **state)
+{
+    (void)state;
+    tgs_core_opts o = {.no_worker_timeout_ms = 100};
+    tgs_core *c = core_new(&o);
+    add_worker(c, 1, "a", 1, "tg.f", NULL, 0);
+    add_worker(c, 2, "b", 1, "tg.f", NULL, 0);
+    add_worker(c, 3, "c", 1, "tg.g", NULL, 0);
+    tgs_str only_b[] = {LIT("b")}, a_or_b[] = {LIT("b"), LIT("a"), LIT("b")};
+    tgs_str zz[] = {LIT("zz")}, only_c[] = {LIT("c")};
+    tgs_task_spec s[5] = {mk("tb", "tg.f"), mk("tb2", "tg.f"),
+                          mk("tz", "tg.f"), mk("tc", "tg.f"),
+                          mk("tab", "tg.f")};
+    s[0].workers = only_b, s[0].nworkers = 1;
+    s[1].workers = only_b, s[1].nworkers = 1;
+    s[2].workers = zz, s[2].nworkers = 1;
+    s[3].workers = only_c, s[3].nworkers = 1;
+    s[4].workers = a_or_b, s[4].nworkers = 3;
+    assert_int_equal(submit(c, s, 5, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 3);
+    assert_int_equal(worker_of(c, "tb"), 2);
+    assert_int_equal(worker_of(c, "tb2"), 2);
+    assert_int_equal(worker_of(c, "tab"), 1);
+    const tgs_task *tab = tgs_core_find(c, LIT("tab"));
+    assert_int_equal(tgs_task_nrestrictions(tab), 2);
+    assert_str_is(tgs_task_restriction(tab, 0), "a");
+    assert_str_is(tgs_task_restriction(tab, 1), "b");
+    assert_int_equal(tgs_core_unplaceable(c), 2);
+    why_is(c, "tz", "no worker named 'zz'");
+    why_is(c, "tc", "no worker named 'c' provides function 'tg.f'");
+
+    /* "b" is full: its tasks wait for it even while "a" idles, and "a"
+     * does not steal them. */
+    tgs_task_spec b3 = mk("tb3", "tg.f");
+    b3.workers = only_b, b3.nworkers = 1;
+    assert_int_equal(submit(c, &b3, 1, 1, NULL), TGS_OK);
+    assert_int_equal(finish_ok(c, 1, "tab", "", 2), TGS_OK);
+    assert_no_actions(c);
+    why_is(c, "tb3", "waiting for a free worker slot");
+    assert_int_equal(finish_ok(c, 2, "tb", "", 3), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "tb3");
+
+    /* The named worker joins: it gets its task. */
+    add_worker(c, 4, "zz", 1, "tg.f", NULL, 50);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 4, "tz");
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+    tgs_core_tick(c, 101);
+    const tgs_task *t = tgs_core_find(c, LIT("tc"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    assert_str_is(tgs_task_err_type(t), "tg.NoWorker");
+    assert_str_is(tgs_task_err_message(t),
+                  "no worker named 'c' provides function 'tg.f' (waited 101 "
+                  "ms)");
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    tgs_core_free(c);
+}
+
+static void test_core__retry_backoff(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL); /* 100 ms, doubling, up to 5 s */
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_task_spec s = mk("t", "tg.f");
+    s.retries = 2;
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    assert_int_equal(tgs_core_watch(c, LIT("t"), 3, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+
+    assert_int_equal(finish_err(c, 1, "t", "IOError", "flaky", "", 10),
+                     TGS_OK);
+    assert_no_actions(c);
+    const tgs_task *t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_state(t), TGS_WAITING);
+    assert_int_equal(tgs_task_attempt(t), 2);
+    assert_int_equal(tgs_task_retries(t), 1);
+    why_is(c, "t", "retrying in 100 ms (attempt 2)");
+    tgs_core_tick(c, 50);
+    why_is(c, "t", "retrying in 60 ms (attempt 2)");
+    tgs_core_tick(c, 109);
+    assert_no_actions(c);
+    assert_int_equal(state_of(c, "t"), TGS_WAITING);
+    tgs_core_tick(c, 110);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
+
+    /* Second failure: twice the delay. Any event moves the clock, not
+     * only ticks. */
+    assert_int_equal(finish_err(c, 1, "t", "IOError", "flaky", "", 120),
+                     TGS_OK);
+    why_is(c, "t", "retrying in 200 ms (attempt 3)");
+    tgs_task_spec other = mk("o", "tg.f");
+    assert_int_equal(submit(c, &other, 1, 319, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "o");
+    assert_int_equal(state_of(c, "t"), TGS_WAITING);
+    assert_int_equal(finish_ok(c, 1, "o", "", 320), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
+
+    /* Third attempt succeeds. */
+    assert_int_equal(finish_ok(c, 1, "t", "ok", 330), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
+    t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_state(t), TGS_MEMORY);
+    assert_int_equal(tgs_task_attempt(t), 3);
+    assert_int_equal(tgs_task_retries(t), 0);
+
+    /* Cancelled while waiting for its retry: it never comes back. */
+    tgs_task_spec u = mk("u", "tg.f");
+    u.retries = 1;
+    assert_int_equal(submit(c, &u, 1, 400, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(finish_err(c, 1, "u", "E", "m", "", 410), TGS_OK);
+    tgs_str ku = LIT("u");
+    uint32_t n;
+    assert_int_equal(tgs_core_cancel(c, &ku, 1, 420, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    tgs_core_tick(c, 10000);
+    assert_no_actions(c);
+    assert_int_equal(state_of(c, "u"), TGS_CANCELLED);
+    tgs_core_free(c);
+
+    /* The delay doubles up to the cap. */
+    tgs_core_opts o = {.retry_backoff_ms = 1000, .retry_backoff_max_ms = 1500};
+    c = core_new(&o);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    s.retries = 3;
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    const int64_t delays[] = {1000, 1500, 1500};
+    int64_t now = 0;
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(finish_err(c, 1, "t", "E", "m", "", now), TGS_OK);
+        tgs_core_tick(c, now + delays[i] - 1);
+        assert_no_actions(c);
+        now += delays[i];
+        tgs_core_tick(c, now);
+        assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+        assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
+    }
+    assert_int_equal(finish_err(c, 1, "t", "E", "last", "", now), TGS_OK);
+    assert_int_equal(state_of(c, "t"), TGS_ERRED);
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t"))), 4);
+    tgs_core_free(c);
+}
+
+/* A task that kills every worker it runs on fails alone; tasks queued
+ * behind it on those workers, and the rest of the graph, go on. */
+static void test_core__killed_workers_alone(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL); /* allowed_failures: 3 */
+    tgs_str dbad[] = {LIT("bad")};
+    tgs_task_spec s[4] = {mk("bad", "tg.f"), mk("x1", "tg.f"),
+                          mk("x2", "tg.f"), mk("dep", "tg.f")};
+    s[3].deps = dbad, s[3].ndeps = 1;
+    assert_int_equal(submit(c, s, 4, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    for (uint64_t r = 1; r <= 3; r++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%u", (unsigned)r);
+        add_worker(c, r, name, 1, "tg.f", NULL, (int64_t)r * 10);
+        /* `bad` runs; x1 is queued behind it (prefetch). */
+        assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+        assert_act(&a[0], TGS_ACT_ASSIGN, r, "bad");
+        assert_act(&a[1], TGS_ACT_ASSIGN, r, "x1");
+        assert_int_equal(tgs_core_worker_remove(c, r, (int64_t)r * 10 + 5),
+                         TGS_OK);
+        if (r < 3) {
+            assert_no_actions(c);
+            assert_int_equal(state_of(c, "bad"), TGS_READY);
+            assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("bad"))),
+                             r + 1);
+        }
+    }
+    /* Notified? nobody watches; the states tell. */
+    assert_no_actions(c);
+    const tgs_task *t = tgs_core_find(c, LIT("bad"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
+    assert_str_is(tgs_task_err_message(t),
+                  "task 'bad' killed 3 workers in a row: each died while "
+                  "running it (allowed_failures=3)");
+    assert_int_equal(tgs_task_attempt(t), 3);
+    t = tgs_core_find(c, LIT("dep"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    assert_str_is(tgs_task_err_origin(t), "bad");
+    /* x1 was only queued there: not blamed, no attempt used. */
+    t = tgs_core_find(c, LIT("x1"));
+    assert_int_equal(tgs_task_state(t), TGS_READY);
+    assert_int_equal(tgs_task_attempt(t), 1);
+
+    add_worker(c, 9, "good", 2, "tg.f", NULL, 100);
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    for (size_t i = 0; i < k; i++)
+        assert_int_equal(finish_ok(c, 9, a[i].key, "", 101), TGS_OK);
+    assert_counts(c, 0, 0, 0, 2, 2, 0);
+    tgs_core_free(c);
+}
+
+/* "In a row": a run that ends with an outcome (even an error) resets the
+ * count of lost workers; losses do not use retries. */
+static void test_core__killed_in_a_row_resets(void **state)
+{
+    (void)state;
+    tgs_core_opts o = {.allowed_failures = 2, .retry_backoff_ms = -1};
+    tgs_core *c = core_new(&o);
+    tgs_task_spec s = mk("t", "tg.f");
+    s.retries = 1;
+    assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 1);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK); /* 1 lost */
+    assert_int_equal(tgs_task_retries(tgs_core_find(c, LIT("t"))), 1);
+    add_worker(c, 2, "w2", 1, "tg.f", NULL, 3);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(finish_err(c, 2, "t", "E", "m", "", 4), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1); /* retried at once */
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t");
+    assert_int_equal(tgs_core_worker_remove(c, 2, 5), TGS_OK); /* 1 again */
+    assert_int_equal(state_of(c, "t"), TGS_READY);
+    add_worker(c, 3, "w3", 1, "tg.f", NULL, 6);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(tgs_core_worker_remove(c, 3, 7), TGS_OK); /* 2 */
+    const tgs_task *t = tgs_core_find(c, LIT("t"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
+    assert_int_equal(tgs_task_attempt(t), 4); /* runs started */
+    tgs_core_free(c);
+}
+
+static void test_core__steal_to_idle_worker(void **state)
+{
+    (void)state;
+    tgs_core_opts o = {.max_prefetch = 8};
+    tgs_core *c = core_new(&o);
+    add_worker(c, 1, "slow", 1, "tg.f", NULL, 0);
+    enum { N = 10 };
+    char keys[N][16];
+    tgs_task_spec s[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "t%d", i);
+        s[i] = mk(keys[i], "tg.f");
+    }
+    assert_int_equal(submit(c, s, N, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    /* Short tasks: the queue deepens to 1 + 8 and takes everything. */
+    assert_int_equal(finish_ok(c, 1, "t0", "", 0), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 8);
+    assert_counts(c, 0, 0, 9, 1, 0, 0);
+
+    /* An idle worker joins: it asks for two (its threads) of the tasks
+     * the busy one received last. They stay PROCESSING there. */
+    add_worker(c, 2, "idle", 2, "tg.f", NULL, 1);
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    assert_true(find_act(a, k, TGS_ACT_STEAL, "t9") >= 0);
+    assert_true(find_act(a, k, TGS_ACT_STEAL, "t8") >= 0);
+    assert_int_equal(a[0].worker, 1);
+    assert_int_equal(a[1].worker, 1);
+    assert_int_equal(worker_of(c, "t9"), 1);
+    /* A worker that cannot run them steals nothing; nor does anyone ask
+     * twice. */
+    add_worker(c, 3, "other", 1, "tg.g", NULL, 2);
+    tgs_core_tick(c, 3);
+    assert_no_actions(c);
+
+    /* t9 comes back unstarted: to the idle worker, no attempt used. */
+    assert_int_equal(tgs_core_task_returned(c, 1, LIT("t9"), 4), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t9");
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t9"))), 1);
+    /* t8 had started: its result is as good. The idle worker still has
+     * a free thread: it asks for the next one. */
+    assert_int_equal(finish_ok(c, 1, "t8", "", 5), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_STEAL, 1, "t7");
+    assert_int_equal(state_of(c, "t8"), TGS_MEMORY);
+
+    /* The busy worker is lost with a steal outstanding: all its tasks go
+     * to the other one, nothing is left dangling. */
+    assert_int_equal(tgs_core_worker_remove(c, 1, 6), TGS_OK);
+    k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 7); /* t1..t7 */
+    for (size_t i = 0; i < k; i++)
+        assert_act(&a[i], TGS_ACT_ASSIGN, 2, a[i].key);
+    assert_int_equal(processing_count(c, 2), 8);
+    /* Only t1 had likely started on the lost worker. */
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t1"))), 2);
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t7"))), 1);
+    tgs_core_free(c);
+}
+
+static void test_core__set_resources(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_resource gpu[] = {{LIT("GPU"), 1}};
+    add_worker_res(c, 1, "gpu", 1, "tg.f", gpu, 1, 0);
+    tgs_str da[] = {LIT("a")};
+    tgs_task_spec s[3] = {mk_res("a", "tg.f", gpu, 1),
+                          mk_res("b", "tg.f", gpu, 1), mk("e", "tg.f")};
+    s[2].deps = da, s[2].ndeps = 1;
+    assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
+    why_is(c, "b", "waiting for free resources GPU=1");
+
+    /* Dropping b's request: it runs beside a at once. */
+    tgs_str kb = LIT("b");
+    uint32_t n = 9;
+    assert_int_equal(tgs_core_set_resources(c, &kb, 1, NULL, 0, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "b");
+    assert_int_equal(tgs_task_nresources(tgs_core_find(c, kb)), 0);
+
+    /* A READY task asks for more than any worker has, then for what
+     * fits; processing and unknown keys are left alone. */
+    tgs_task_spec cd[2] = {mk("c", "tg.f"), mk("d", "tg.f")};
+    assert_int_equal(submit(c, cd, 2, 1, NULL), TGS_OK);
+    assert_no_actions(c); /* the worker is full */
+    tgs_str kc = LIT("c");
+    tgs_resource gpu4[] = {{LIT("GPU"), 4}};
+    assert_int_equal(tgs_core_set_resources(c, &kc, 1, gpu4, 1, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(tgs_core_unplaceable(c), 1);
+    why_is(c, "c", "no worker has resources GPU=4 (largest: GPU=1)");
+    tgs_str ks[] = {LIT("c"), LIT("d"), LIT("a"), LIT("e"), LIT("nope")};
+    assert_int_equal(tgs_core_set_resources(c, ks, 5, gpu, 1, &n), TGS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(tgs_core_unplaceable(c), 0);
+    why_is(c, "c", "waiting for free resources GPU=1");
+    assert_int_equal(state_of(c, "e"), TGS_WAITING);
+    assert_int_equal(tgs_task_nresources(tgs_core_find(c, LIT("e"))), 1);
+
+    /* Invalid requests change nothing. */
+    tgs_resource neg[] = {{LIT("GPU"), -2}};
+    assert_int_equal(tgs_core_set_resources(c, &kc, 1, neg, 1, &n),
+                     TGS_EINVAL);
+    assert_int_equal(n, 0);
+    assert_true(tgs_task_resource(tgs_core_find(c, kc), 0).amount == 1);
+
+    /* a finishes: the GPU goes to e (earliest submitted of the class),
+     * then c, then d. */
+    assert_int_equal(finish_ok(c, 1, "a", "", 2), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "e");
+    assert_int_equal(finish_ok(c, 1, "e", "", 3), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c");
+    assert_int_equal(finish_ok(c, 1, "c", "", 4), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "d");
+    tgs_core_free(c);
+}
+
+/* Worker loss: runs in progress are rescheduled, results already in
+ * memory stay (the scheduler holds them), nothing is recomputed. */
+static void test_core__worker_loss_keeps_results(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 2, "tg.f", NULL, 0);
+    tgs_str da[] = {LIT("a")};
+    tgs_task_spec s[4] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
+                          mk("d", "tg.f")};
+    s[2].deps = da, s[2].ndeps = 1;
+    assert_int_equal(submit(c, s, 4, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 3);
+    assert_int_equal(finish_ok(c, 1, "a", "A", 1), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c");
+
+    assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK);
+    assert_no_actions(c);
+    assert_counts(c, 0, 3, 0, 1, 0, 0);
+    /* b and d had the two threads; c was queued behind them. */
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("b"))), 2);
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("d"))), 2);
+    assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("c"))), 1);
+    assert_int_equal(state_of(c, "a"), TGS_MEMORY);
+
+    add_worker(c, 2, "w2", 2, "tg.f", NULL, 3);
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 3);
+    assert_int_equal(find_act(a, k, TGS_ACT_ASSIGN, "a"), -1);
+    const tgs_task *tc = tgs_core_find(c, LIT("c"));
+    size_t len;
+    const uint8_t *r = tgs_task_result(tgs_task_dep(tc, 0), &len);
+    assert_int_equal(len, 1);
+    assert_memory_equal(r, "A", 1);
+    for (size_t i = 0; i < k; i++)
+        assert_int_equal(finish_ok(c, 2, a[i].key, "", 4), TGS_OK);
+    assert_no_actions(c);
+    assert_counts(c, 0, 0, 0, 4, 0, 0);
+    tgs_core_free(c);
+}
+
+/* Cancel: the task and its dependents; a running one frees its resources
+ * at once and its late result is ignored. Release forgets. */
+static void test_core__cancel_frees_resources(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_resource gpu[] = {{LIT("GPU"), 1}};
+    add_worker_res(c, 1, "gpu", 1, "tg.f", gpu, 1, 0);
+    tgs_str da[] = {LIT("a")};
+    tgs_task_spec s[3] = {mk_res("a", "tg.f", gpu, 1),
+                          mk_res("b", "tg.f", gpu, 1), mk("c", "tg.f")};
+    s[2].deps = da, s[2].ndeps = 1;
+    assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    tgs_str ka = LIT("a");
+    uint32_t n;
+    assert_int_equal(tgs_core_cancel(c, &ka, 1, 1, &n), TGS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_act(&a[0], TGS_ACT_CANCEL, 1, "a");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 1, "b");
+    assert_int_equal(finish_ok(c, 1, "a", "late", 2), TGS_ESTATE);
+    assert_int_equal(state_of(c, "a"), TGS_CANCELLED);
+    assert_int_equal(state_of(c, "c"), TGS_CANCELLED);
+    assert_int_equal(finish_ok(c, 1, "b", "B", 3), TGS_OK);
+
+    tgs_str all[] = {LIT("a"), LIT("b"), LIT("c")};
+    assert_int_equal(tgs_core_release(c, all, 3, &n), TGS_OK);
+    assert_int_equal(n, 3);
+    assert_null(tgs_core_find(c, ka));
+    uint64_t counts[TGS_NSTATES];
+    tgs_core_counts(c, counts);
+    assert_int_equal(counts[TGS_RELEASED], 3);
+    assert_counts(c, 0, 0, 0, 0, 0, 0);
+    tgs_core_free(c);
+}
+
+/* Many distinct requests come and go: unused classes are collected, and
+ * the requests still work afterwards. */
+static void test_core__classes_collected(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    tgs_resource mem[] = {{LIT("mem"), 1000}};
+    add_worker_res(c, 1, "w1", 1, "tg.f", mem, 1, 0);
+    act a[MAX_ACTS];
+    int64_t now = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 200; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "k%d.%d", round, i);
+            tgs_resource r[] = {{LIT("mem"), 1 + i % 150}};
+            tgs_str only[] = {LIT("w1")};
+            tgs_task_spec s = mk_res(key, "tg.f", r, 1);
+            if (i % 2)
+                s.workers = only, s.nworkers = 1;
+            assert_int_equal(submit(c, &s, 1, ++now, NULL), TGS_OK);
+            assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+            assert_act(&a[0], TGS_ACT_ASSIGN, 1, key);
+            assert_int_equal(finish_ok(c, 1, key, "", ++now), TGS_OK);
+            uint32_t n;
+            tgs_str k = S(key);
+            assert_int_equal(tgs_core_release(c, &k, 1, &n), TGS_OK);
+            assert_int_equal(n, 1);
+        }
+    }
+    assert_counts(c, 0, 0, 0, 0, 0, 0);
+    tgs_core_free(c);
+}
+
+/* ---- random events, checked against invariants ---- */
+
+enum { RW_MAX = 64, RK_MAX = 4096, RR_N = 3 };
+
+/* The resources of the random test, by index. */
+static const char *const rr_names[RR_N] = {"GPU", "process", "mem"};
+
+typedef struct rworker {
+    uint64_t id;
+    char name[16];
+    unsigned funcs; /* bit i: provides tg.r<i> */
+    double cap[RR_N];
+    bool alive;
+} rworker;
+
+typedef struct rstate {
+    tgs_core *c;
+    uint64_t rng;
+    int64_t now;
+    rworker w[RW_MAX];
+    size_t nw;
+    uint64_t next_id;
+    char keys[RK_MAX][16];
+    size_t nk;
+} rstate;
+
+static bool bytes_is(tgs_str s, const char *z)
+{
+    return s.len == strlen(z) && memcmp(s.ptr, z, s.len) == 0;
+}
+
+static uint32_t rnd(rstate *r, uint32_t n)
+{
+    r->rng = r->rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)((r->rng >> 33) % n);
+}
+
+static rworker *rworker_find(rstate *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->nw; i++)
+        if (r->w[i].id == id && r->w[i].alive)
+            return &r->w[i];
+    return NULL;
+}
+
+static int rres_index(tgs_str name)
+{
+    for (int i = 0; i < RR_N; i++)
+        if (name.len == strlen(rr_names[i]) &&
+            memcmp(name.ptr, rr_names[i], name.len) == 0)
+            return i;
+    return -1;
+}
+
+/* A random request: nothing (most often), or one or two resources. */
+static size_t rrequest(rstate *r, tgs_resource *out)
+{
+    static const double amounts[] = {1, 2, 0.5, 0.3, 8};
+    size_t n = 0;
+    uint32_t kind = rnd(r, 10);
+    if (kind < 6)
+        return 0;
+    out[n++] = (tgs_resource){S(rr_names[rnd(r, RR_N)]), amounts[rnd(r, 5)]};
+    if (kind == 9)
+        out[n++] = (tgs_resource){S(rr_names[rnd(r, RR_N)]), 1};
+    return n;
+}
+
+/* Every PROCESSING task is on a live worker that provides its function,
+ * carries one of its names, and has room for what all its tasks hold;
+ * state counts match the tasks. */
+static void rcheck(rstate *r)
+{
+    uint64_t counts[TGS_NSTATES], seen[TGS_NSTATES] = {0};
+    double used[RW_MAX][RR_N];
+    memset(used, 0, sizeof used);
+    for (size_t i = 0; i < r->nk; i++) {
+        const tgs_task *t = tgs_core_find(r->c, S(r->keys[i]));
+        if (t == NULL)
+            continue;
+        seen[tgs_task_state(t)]++;
+        uint64_t wid;
+        if (!tgs_task_worker(t, &wid))
+            continue;
+        rworker *w = rworker_find(r, wid);
+        assert_non_null(w);
+        tgs_str f = tgs_task_func(t);
+        assert_true(w->funcs & (1u << (f.ptr[f.len - 1] - '0')));
+        size_t nr = tgs_task_nrestrictions(t);
+        bool named = nr == 0;
+        for (size_t j = 0; j < nr; j++)
+            named = named || bytes_is(tgs_task_restriction(t, j), w->name);
+        assert_true(named);
+        for (size_t j = 0; j < tgs_task_nresources(t); j++) {
+            tgs_resource res = tgs_task_resource(t, j);
+            int ri = rres_index(res.name);
+            assert_true(ri >= 0);
+            used[w - r->w][ri] += res.amount;
+        }
+    }
+    for (size_t i = 0; i < r->nw; i++)
+        for (int j = 0; j < RR_N; j++)
+            assert_true(used[i][j] <= r->w[i].cap[j] + 1e-6);
+    tgs_core_counts(r->c, counts);
+    for (int s = TGS_WAITING; s <= TGS_CANCELLED; s++)
+        assert_int_equal(counts[s], seen[s]);
+    assert_true(tgs_core_unplaceable(r->c) <= counts[TGS_READY]);
+}
+
+/* Answer one pending action the way a worker would, at random. */
+static void ranswer(rstate *r, act *pend, size_t *npend)
+{
+    size_t i = rnd(r, (uint32_t)*npend);
+    act a = pend[i];
+    pend[i] = pend[--*npend];
+    if (a.kind == TGS_ACT_STEAL || rnd(r, 10) == 0) {
+        tgs_core_task_returned(r->c, a.worker, S(a.key), r->now);
+    } else if (rnd(r, 5) == 0) {
+        finish_err(r->c, a.worker, a.key, "E", "boom", "", r->now);
+    } else {
+        finish_ok(r->c, a.worker, a.key, "x", r->now);
+    }
+}
+
+static void rpop(rstate *r, act *pend, size_t *npend, size_t cap)
+{
+    tgs_action a;
+    while (tgs_core_next_action(r->c, &a)) {
+        if (a.kind != TGS_ACT_ASSIGN && a.kind != TGS_ACT_STEAL)
+            continue;
+        if (*npend == cap)
+            continue; /* dropped: the task stays processing, as if slow */
+        act *p = &pend[(*npend)++];
+        tgs_str k = tgs_task_key(a.task);
+        p->kind = a.kind;
+        p->worker = a.worker;
+        memcpy(p->key, k.ptr, k.len);
+        p->key[k.len] = '\0';
+    }
+}
+
+static void rsubmit(rstate *r)
+{
+    tgs_task_spec s[4];
+    tgs_resource res[4][2];
+    tgs_str deps[4][2], names[4][2];
+    size_t n = 1 + rnd(r, 4);
+    if (r->nk + n > RK_MAX)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        char *key = r->keys[r->nk + i];
+        snprintf(key, 16, "k%zu", r->nk + i);
+        static const char *const funcs[] = {"tg.r0", "tg.r1", "tg.r2"};
+        s[i] = mk(key, funcs[rnd(r, 3)]);
+        s[i].priority = (int32_t)rnd(r, 5) - 2;
+        s[i].retries = rnd(r, 3);
+        s[i].nresources = rrequest(r, res[i]);
+        s[i].resources = res[i];
+        size_t nd = 0;
+        for (size_t d = 0; d < 2 && r->nk + i > 0; d++) {
+            const char *dk = r->keys[rnd(r, (uint32_t)(r->nk + i))];
+            if (rnd(r, 3) == 0 &&
+                (tgs_core_find(r->c, S(dk)) != NULL ||
+                 (size_t)(dk - r->keys[0]) / 16 >= r->nk))
+                deps[i][nd++] = S(dk);
+        }
+        s[i].deps = deps[i];
+        s[i].ndeps = nd;
+        if (rnd(r, 8) == 0) {
+            static const char *const wn[] = {"w0", "w1", "w2", "w3", "nobody"};
+            names[i][0] = S(wn[rnd(r, 5)]);
+            names[i][1] = S(wn[rnd(r, 5)]);
+            s[i].workers = names[i];
+            s[i].nworkers = 1 + rnd(r, 2);
+        }
+    }
+    char err[128];
+    if (tgs_core_submit(r->c, s, n, r->now, NULL, err, sizeof err) == TGS_OK)
+        r->nk += n;
+}
+
+static void radd_worker(rstate *r)
+{
+    /* A free slot: a lost worker's, else a new one (the last slot is for
+     * the final worker). */
+    size_t slot = 0;
+    while (slot < r->nw && r->w[slot].alive)
+        slot++;
+    if (slot + 1 >= RW_MAX)
+        return;
+    rworker *w = &r->w[slot];
+    memset(w, 0, sizeof *w);
+    w->id = 100 + r->next_id++;
+    snprintf(w->name, sizeof w->name, "w%u", (unsigned)(w->id % 5));
+    w->funcs = 1 + rnd(r, 7);
+    tgs_str funcs[3];
+    size_t nf = 0;
+    static const char *const fnames[] = {"tg.r0", "tg.r1", "tg.r2"};
+    for (int i = 0; i < 3; i++)
+        if (w->funcs & (1u << i))
+            funcs[nf++] = S(fnames[i]);
+    tgs_resource res[RR_N];
+    size_t nr = 0;
+    static const double caps[] = {0, 1, 2, 4};
+    for (int i = 0; i < RR_N; i++) {
+        w->cap[i] = caps[rnd(r, 4)];
+        if (w->cap[i] > 0)
+            res[nr++] = (tgs_resource){S(rr_names[i]), w->cap[i]};
+    }
+    tgs_worker_spec ws = {.name = S(w->name), .nthreads = 1 + rnd(r, 3),
+                          .funcs = funcs, .nfuncs = nf, .resources = res,
+                          .nresources = nr};
+    assert_int_equal(tgs_core_worker_add(r->c, w->id, &ws, r->now), TGS_OK);
+    w->alive = true;
+    if (slot == r->nw)
+        r->nw++;
+}
+
+static void test_core__random_events_keep_invariants(void **state)
+{
+    (void)state;
+    static rstate r;
+    static act pend[512];
+    memset(&r, 0, sizeof r);
+    size_t npend = 0;
+    tgs_core_opts o = {.no_worker_timeout_ms = 5000, .allowed_failures = 2,
+                       .max_prefetch = 4, .retry_backoff_ms = 10,
+                       .retry_backoff_max_ms = 40};
+    r.c = core_new(&o);
+    r.rng = 42;
+    for (int step = 0; step < 20000; step++) {
+        r.now += rnd(&r, 3);
+        uint32_t op = rnd(&r, 100);
+        if (op < 20) {
+            rsubmit(&r);
+        } else if (op < 24) {
+            radd_worker(&r);
+        } else if (op < 28 && r.nw > 0) {
+            rworker *w = &r.w[rnd(&r, (uint32_t)r.nw)];
+            if (w->alive) {
+                if (rnd(&r, 4) == 0)
+                    tgs_core_worker_drain(r.c, w->id, r.now);
+                else {
+                    w->alive = false;
+                    tgs_core_worker_remove(r.c, w->id, r.now);
+                }
+            }
+        } else if (op < 75 && npend > 0) {
+            ranswer(&r, pend, &npend);
+        } else if (op < 78 && r.nk > 0) {
+            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_core_cancel(r.c, &k, 1, r.now, NULL);
+        } else if (op < 82 && r.nk > 0) {
+            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_core_release(r.c, &k, 1, NULL);
+        } else if (op < 85 && r.nk > 0) {
+            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_core_set_priority(r.c, &k, 1, (int32_t)rnd(&r, 9) - 4, NULL);
+        } else if (op < 88 && r.nk > 0) {
+            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_resource res[2];
+            size_t nr = rrequest(&r, res);
+            tgs_core_set_resources(r.c, &k, 1, res, nr, NULL);
+        } else {
+            tgs_core_tick(r.c, r.now);
+        }
+        rpop(&r, pend, &npend, 512);
+        if (step % 64 == 0)
+            rcheck(&r);
+    }
+    rcheck(&r);
+
+    /* Liveness: with a worker for everything, answering everything, all
+     * tasks end (the ones restricted to "nobody" by the timeout). */
+    rworker *big = &r.w[r.nw++];
+    memset(big, 0, sizeof *big);
+    big->id = 99;
+    strcpy(big->name, "w0");
+    big->funcs = 7;
+    tgs_str funcs[] = {LIT("tg.r0"), LIT("tg.r1"), LIT("tg.r2")};
+    tgs_resource res[RR_N];
+    for (int i = 0; i < RR_N; i++) {
+        big->cap[i] = 8;
+        res[i] = (tgs_resource){S(rr_names[i]), 8};
+    }
+    tgs_worker_spec ws = {.name = LIT("w0"), .nthreads = 4, .funcs = funcs,
+                          .nfuncs = 3, .resources = res, .nresources = RR_N};
+    big->alive = true;
+    for (size_t i = 0; i < r.nw; i++) {
+        rworker *w = &r.w[i];
+        if (w->alive && w != big) {
+            w->alive = false;
+            tgs_core_worker_remove(r.c, w->id, r.now);
+        }
+    }
+    assert_int_equal(tgs_core_worker_add(r.c, big->id, &ws, r.now), TGS_OK);
+    npend = 0;
+    rpop(&r, pend, &npend, 512);
+    uint64_t counts[TGS_NSTATES];
+    for (int i = 0; i < 100000; i++) {
+        tgs_core_counts(r.c, counts);
+        if (counts[TGS_WAITING] + counts[TGS_READY] +
+                counts[TGS_PROCESSING] ==
+            0)
+            break;
+        r.now += 5;
+        if (npend > 0) {
+            act a = pend[--npend];
+            if (a.kind == TGS_ACT_STEAL)
+                tgs_core_task_returned(r.c, a.worker, S(a.key), r.now);
+            else
+                finish_ok(r.c, a.worker, a.key, "x", r.now);
+        } else {
+            tgs_core_tick(r.c, r.now);
+        }
+        rpop(&r, pend, &npend, 512);
+    }
+    rcheck(&r);
+    tgs_core_counts(r.c, counts);
+    assert_int_equal(counts[TGS_WAITING], 0);
+    assert_int_equal(counts[TGS_READY], 0);
+    assert_int_equal(counts[TGS_PROCESSING], 0);
+    tgs_core_free(r.c);
+}
+
 /* Quadratic behaviour anywhere (submit, dependents, heaps, forgetting,
  * error propagation) would make this test time out. */
 static void test_core__large_graph(void **state)
@@ -1251,6 +2373,20 @@ int main(void)
         cmocka_unit_test(test_core__prefetch_adapts),
         cmocka_unit_test(test_core__counts_and_two_cores),
         cmocka_unit_test(test_core__annotations_kept),
+        cmocka_unit_test(test_core__priority_with_resources),
+        cmocka_unit_test(test_core__resources_gpu_only_on_gpu_worker),
+        cmocka_unit_test(test_core__resources_serialize),
+        cmocka_unit_test(test_core__resources_unfittable),
+        cmocka_unit_test(test_core__restrictions),
+        cmocka_unit_test(test_core__retry_backoff),
+        cmocka_unit_test(test_core__killed_workers_alone),
+        cmocka_unit_test(test_core__killed_in_a_row_resets),
+        cmocka_unit_test(test_core__steal_to_idle_worker),
+        cmocka_unit_test(test_core__set_resources),
+        cmocka_unit_test(test_core__worker_loss_keeps_results),
+        cmocka_unit_test(test_core__cancel_frees_resources),
+        cmocka_unit_test(test_core__classes_collected),
+        cmocka_unit_test(test_core__random_events_keep_invariants),
         cmocka_unit_test(test_core__large_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,10 +5,11 @@
 #   1. bazel test //...           unit tests (pure core, codec, worker, SDK)
 #                                 and multi-process integration tests
 #   2. the same under AddressSanitizer + UBSan (--config=asan)
-#   3. a stock Python gRPC client (grpcio, stubs generated from proto/)
+#   3. the Go binding (go vet, go test -race) against real C processes
+#   4. a stock Python gRPC client (grpcio, stubs generated from proto/)
 #      against a real scheduler and workers
-#   4. an integration run under valgrind
-#   5. the benchmark smoke mode (tiny N, no timing claims)
+#   5. an integration run under valgrind
+#   6. the benchmark smoke mode (tiny N, no timing claims)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
@@ -21,6 +22,9 @@ bazel test --config=asan //...
 
 # Back to the plain build for the process-level checks below.
 bazel build //scheduler //worker //scheduler:taskgrid-certs //sdk/examples:diamond >/dev/null
+
+echo "== Go binding (go vet, go test -race)"
+(cd bindings/go && go vet ./... && CI=true go test -race -count=1 ./...)
 
 echo "== stock gRPC client (Python grpcio)"
 python3 -m pytest -q tests/python

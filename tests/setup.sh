@@ -35,3 +35,11 @@ if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest' 2>/dev/null; then
   echo "setup: installing grpcio grpcio-tools grpcio-health-checking pytest"
   "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest
 fi
+
+# Go: the module asks for Go 1.26; an older go fetches that toolchain
+# through the Go module proxy by itself (GOTOOLCHAIN=auto).
+if ! command -v go >/dev/null 2>&1; then
+  echo "setup: installing golang-go"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
+fi

@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command taskgrid-go-worker is an example Go worker. It takes the command
+// line of the C taskgrid-worker, so the scheduler's local launcher can
+// start it (taskgrid-scheduler --worker-bin taskgrid-go-worker ...):
+//
+//	taskgrid-go-worker ADDRESS [--nthreads N] [--name NAME]
+//	                   [--resources K=V,...] [--log-level LEVEL]
+//	                   [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+//
+// and provides these functions:
+//
+//	go.noop          empty result (codec raw): the throughput benchmark
+//	go.echo          its input, with the input's codec
+//	go.double(x)     2*x (JSON, the C built-ins' convention: tg.inc feeds it)
+//	go.sum(...)      the sum of its JSON arguments
+//	go.sleep(s)      sleeps s seconds, returns s; stops early when cancelled
+//	go.fail(msg)     fails with error type "go.Fail"
+//	go.square(x)     x*x
+//	go.sumsquares(n) 1²+...+n² by nested tasks through the worker-side client
+//
+// SIGTERM or SIGINT stops it cleanly (queued work goes back to the
+// scheduler; running work gets 10 s); a second signal exits at once. Exit
+// codes: 0 after a clean stop or drain, 2 for a usage error, 1 otherwise.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	taskgrid "github.com/taskgrid/taskgrid/bindings/go"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("taskgrid-go-worker", flag.ContinueOnError)
+	nthreads := fs.Int("nthreads", 0, "tasks run at once (default: GOMAXPROCS)")
+	name := fs.String("name", "", "worker name (default: HOST-PID)")
+	resources := fs.String("resources", "", "resource capacities, e.g. GPU=1,MEM=4e9")
+	logLevel := fs.String("log-level", "info", "error, warn, info or debug")
+	ca := fs.String("tls-ca", "", "cluster CA (PEM file), for a tls:// address")
+	cert := fs.String("tls-cert", "", "this worker's certificate (PEM file)")
+	key := fs.String("tls-key", "", "this worker's private key (PEM file)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: taskgrid-go-worker ADDRESS [options]")
+		fs.PrintDefaults()
+	}
+	// The address may come before or after the options.
+	var address string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		address, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if address == "" && fs.NArg() > 0 {
+		address = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return usage("unexpected argument %q", fs.Arg(0))
+	}
+	if address == "" {
+		return usage("missing the scheduler ADDRESS (tcp://HOST:PORT)")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usage("--log-level: %v", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	res, err := parseResources(*resources)
+	if err != nil {
+		return usage("--resources: %v", err)
+	}
+	opts := []taskgrid.Option{
+		taskgrid.WithNThreads(*nthreads), taskgrid.WithName(*name),
+		taskgrid.WithResources(res), taskgrid.WithLogger(logger),
+	}
+	if *ca != "" || *cert != "" || *key != "" {
+		opts = append(opts, taskgrid.WithSecurity(&taskgrid.Security{CAFile: *ca, CertFile: *cert, KeyFile: *key}))
+	}
+
+	w := taskgrid.NewWorker(address, opts...)
+	if err := register(w); err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	finished := make(chan struct{})
+	defer close(finished) // runs before stop: the watcher below quits
+	go func() {
+		// First signal: stop cleanly (ctx). Second: the user means it.
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(again)
+		select {
+		case <-again:
+			fmt.Fprintln(os.Stderr, "taskgrid-go-worker: second signal, exiting now")
+			os.Exit(1)
+		case <-finished:
+		}
+	}()
+	if err := w.Run(ctx); err != nil {
+		logger.Error(err.Error())
+		return 2
+	}
+	return 0
+}
+
+func usage(format string, a ...any) int {
+	fmt.Fprintf(os.Stderr, "taskgrid-go-worker: error: "+format+"\n", a...)
+	fmt.Fprintln(os.Stderr, "Try 'taskgrid-go-worker --help'.")
+	return 2
+}
+
+// parseResources reads "GPU=1,MEM=4e9".
+func parseResources(s string) (map[string]float64, error) {
+	if s == "" {
+		return nil, nil
+	}
+	m := map[string]float64{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not NAME=AMOUNT (e.g. GPU=2)", kv)
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return nil, fmt.Errorf("amount of %q must be a non-negative number", k)
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("%q is given twice", k)
+		}
+		m[k] = f
+	}
+	return m, nil
+}
+
+func register(w *taskgrid.Worker) error {
+	return errors.Join(
+		w.Register("go.noop", func(context.Context, []byte, [][]byte) ([]byte, error) {
+			return nil, nil
+		}),
+		w.Register("go.echo", func(ctx context.Context, in []byte, _ [][]byte) ([]byte, error) {
+			info, _ := taskgrid.TaskInfoFromContext(ctx)
+			taskgrid.SetResultCodec(ctx, info.Codec)
+			return in, nil
+		}),
+		w.Register("go.double", taskgrid.JSONFunc(func(_ context.Context, args []json.RawMessage) (any, error) {
+			xs, err := numbers(args)
+			if err != nil || len(xs) != 1 {
+				return nil, &taskgrid.TaskError{Type: "TypeError", Message: "go.double takes one number"}
+			}
+			return 2 * xs[0], nil
+		})),
+		w.Register("go.sum", taskgrid.JSONFunc(func(_ context.Context, args []json.RawMessage) (any, error) {
+			xs, err := numbers(args)
+			if err != nil {
+				return nil, err
+			}
+			var s float64
+			for _, x := range xs {
+				s += x
+			}
+			return s, nil
+		})),
+		w.Register("go.sleep", taskgrid.JSONFunc(func(ctx context.Context, args []json.RawMessage) (any, error) {
+			xs, err := numbers(args)
+			if err != nil || len(xs) != 1 {
+				return nil, &taskgrid.TaskError{Type: "TypeError", Message: "go.sleep takes seconds"}
+			}
+			select {
+			case <-time.After(time.Duration(xs[0] * float64(time.Second))):
+				return xs[0], nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})),
+		w.Register("go.fail", taskgrid.JSONFunc(func(_ context.Context, args []json.RawMessage) (any, error) {
+			msg := "failed on purpose"
+			if len(args) > 0 {
+				_ = json.Unmarshal(args[0], &msg)
+			}
+			return nil, &taskgrid.TaskError{Type: "go.Fail", Message: msg}
+		})),
+		w.Register("go.square", taskgrid.JSONFunc(func(_ context.Context, args []json.RawMessage) (any, error) {
+			xs, err := numbers(args)
+			if err != nil || len(xs) != 1 {
+				return nil, &taskgrid.TaskError{Type: "TypeError", Message: "go.square takes one number"}
+			}
+			return xs[0] * xs[0], nil
+		})),
+		w.Register("go.sumsquares", taskgrid.JSONFunc(sumSquares)),
+	)
+}
+
+// sumSquares computes 1² + ... + n² by nested tasks: it submits n
+// go.square tasks and a go.sum of their results through the worker-side
+// client, and waits for the sum. Waiting lends the task's slot to other
+// tasks, so it works on a single-slot worker.
+func sumSquares(ctx context.Context, args []json.RawMessage) (any, error) {
+	var n int
+	if len(args) != 1 || json.Unmarshal(args[0], &n) != nil || n < 0 {
+		return nil, &taskgrid.TaskError{Type: "TypeError", Message: "go.sumsquares takes a non-negative integer"}
+	}
+	c, err := taskgrid.ClientFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tasks := make([]taskgrid.Task, 0, n+1)
+	keys := make([]string, 0, n)
+	for i := 1; i <= n; i++ {
+		key := taskgrid.NewKey("go.square")
+		tasks = append(tasks, taskgrid.Task{Key: key, Func: "go.square", Input: []byte(strconv.Itoa(i)), Codec: "json"})
+		keys = append(keys, key)
+	}
+	tasks = append(tasks, taskgrid.Task{Func: "go.sum", Deps: keys})
+	fs, err := c.SubmitMany(ctx, tasks)
+	if err != nil {
+		return nil, err
+	}
+	var sum float64
+	if err := fs[n].Decode(ctx, &sum); err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+// numbers decodes every argument as a number.
+func numbers(args []json.RawMessage) ([]float64, error) {
+	xs := make([]float64, len(args))
+	for i, a := range args {
+		if err := json.Unmarshal(a, &xs[i]); err != nil {
+			return nil, &taskgrid.TaskError{Type: "TypeError", Message: fmt.Sprintf("argument %d is not a number: %s", i+1, a)}
+		}
+	}
+	return xs, nil
+}
