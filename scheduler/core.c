@@ -101,6 +101,9 @@ enum {
     TF_STEALING = 16,
     /* Scratch of tgs_core_worker_remove: most likely started there. */
     TF_SUSPECT = 32,
+    /* PROCESSING in quarantine: it was blamed for a lost worker before,
+     * so it runs alone on its worker (see pick()). */
+    TF_QUARANTINE = 64,
 };
 
 /* An interned string (codecs, resource names). Never freed before the
@@ -207,6 +210,7 @@ typedef struct tgs_worker {
     uint32_t capprocs;
     uint32_t nthreads;
     uint32_t nsteal;   /* procs with a steal request out */
+    uint32_t nquarantine; /* procs with TF_QUARANTINE (0 or 1) */
     uint32_t incoming; /* steal requests out on its behalf */
     /* Its last look for work to steal found none, when the nqueued of
      * its classes added up to steal_seen (see steal_for()). */
@@ -1306,6 +1310,10 @@ static void proc_remove(tgs_core *c, tgs_task *t)
     if (k->nres)
         res_release(w, k);
     k->nprocessing--;
+    if (t->flags & TF_QUARANTINE) {
+        t->flags &= (uint8_t)~TF_QUARANTINE;
+        w->nquarantine--;
+    }
     w->steal_memo = false; /* its resources or load changed */
     uint32_t i = t->hn.pos;
     tgs_task *last = w->procs[--w->nprocs];
@@ -1539,6 +1547,10 @@ static int assign(tgs_core *c, tgs_worker *w, tgs_task *t)
     t->u.worker = w;
     t->assigned_ms = c->now;
     t->aseq = c->next_aseq++;
+    if (t->killed > 0) {
+        t->flags |= TF_QUARANTINE;
+        w->nquarantine++;
+    }
     c->queued -= queued_on(w);
     t->hn.pos = w->nprocs;
     w->procs[w->nprocs++] = t;
@@ -1557,10 +1569,20 @@ static inline __attribute__((always_inline)) tgs_task *
 pick(const tgs_core *c, const tgs_worker *w)
 {
     tgs_task *best = NULL;
+    /* Quarantine: a task that was running on a worker that died runs
+     * alone, so if its worker dies again the blame is exact and the tasks
+     * that shared a worker with it by chance are not failed with it.
+     * Known cost: while such a task heads its class queue, that queue
+     * waits until a worker that can run it is idle (a short bubble after
+     * a loss), which keeps a pick at O(classes of the worker). */
+    if (w->nquarantine > 0)
+        return NULL;
     for (uint32_t i = 0; i < w->nclasses; i++) {
         const tgs_class *k = w->classes[i];
         tgs_heap_node *top = tgs_heap_top(&k->ready);
         if (top == NULL || (best != NULL && !tgs_heap_before(top, &best->hn)))
+            continue;
+        if (w->nprocs > 0 && ((const tgs_task *)top)->killed > 0)
             continue;
         if (w->nprocs >= capacity(c, w, k->func) ||
             (k->nres != 0 && !res_free(w, k)))

@@ -32,6 +32,9 @@ static const char usage[] =
     "                          (default 0: wait, and Status says why)\n"
     "  --allowed-failures N    fail a task after it was running on N workers\n"
     "                          that died (default 3)\n"
+    "  --retry-backoff MS      delay before a task's first retry, doubling\n"
+    "                          each attempt (default 100; 0: retry at once)\n"
+    "  --retry-backoff-max MS  longest delay between retries (default 5000)\n"
     "  --max-message BYTES     largest gRPC message accepted (default 64 MiB)\n"
     "  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
     "                          mutual TLS (with a tls:// --listen address):\n"
@@ -131,6 +134,17 @@ int main(int argc, char **argv)
             if (parse_u64(val, &v) || v == 0 || v > 1000)
                 return bad("--allowed-failures expects 1 to 1000", val);
             o.allowed_failures = (uint32_t)v;
+        } else if (strcmp(a, "--retry-backoff") == 0) {
+            NEED_VAL;
+            if (parse_u64(val, &v) || v > 3600000)
+                return bad("--retry-backoff expects 0 to 3600000 ms", val);
+            o.retry_backoff_ms = v == 0 ? -1 : (int64_t)v;
+        } else if (strcmp(a, "--retry-backoff-max") == 0) {
+            NEED_VAL;
+            if (parse_u64(val, &v) || v == 0 || v > 3600000)
+                return bad("--retry-backoff-max expects 1 to 3600000 ms",
+                           val);
+            o.retry_backoff_max_ms = (int64_t)v;
         } else if (strcmp(a, "--max-message") == 0) {
             NEED_VAL;
             if (parse_u64(val, &v) || v < 1024 || v > 0x7fffffffull)

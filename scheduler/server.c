@@ -77,6 +77,11 @@ typedef struct peer {
     bool registered;
     char *name;
     char *launch_id;
+    char **funcs; /* as registered, for Status */
+    size_t nfuncs;
+    char **res_names;
+    double *res_amounts;
+    size_t nres;
     /* gather */
     size_t outstanding;
     int64_t deadline_ms; /* 0: none */
@@ -642,13 +647,6 @@ static void do_annotate(sched *s, tg__scall *c, const uint8_t *req,
 
     if (!decode(c, taskgrid_v1_AnnotateRequest_fields, &m, req, len))
         return;
-    if (m.annotation.has_resources) {
-        tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
-        tg__scall_finish(c, TG_EUNIMPLEMENTED,
-                         "changing resources with Annotate is not available "
-                         "yet");
-        return;
-    }
     keys = calloc(m.keys_count ? m.keys_count : 1, sizeof(*keys));
     if (keys == NULL) {
         tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
@@ -665,6 +663,33 @@ static void do_annotate(sched *s, tg__scall *c, const uint8_t *req,
     if (m.annotation.has_retries) {
         tgs_core_set_retries(s->core, keys, m.keys_count,
                              m.annotation.retries, &n);
+        if (n > r.changed)
+            r.changed = n;
+    }
+    if (m.annotation.has_resources) {
+        pb_size_t nr = m.annotation.resources_count;
+        tgs_resource *res = calloc(nr ? nr : 1, sizeof(*res));
+        int rc;
+
+        for (pb_size_t i = 0; res && i < nr; i++) {
+            res[i].name = S(m.annotation.resources[i].name);
+            res[i].amount = m.annotation.resources[i].amount;
+        }
+        rc = res ? tgs_core_set_resources(s->core, keys, m.keys_count, res,
+                                          nr, &n)
+                 : TGS_ENOMEM;
+        free(res);
+        if (rc != TGS_OK) {
+            free(keys);
+            tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
+            tg__scall_finish(c, rc == TGS_ENOMEM ? TG_ENOMEM : TG_EINVAL,
+                             rc == TGS_ENOMEM
+                                 ? "scheduler out of memory"
+                                 : "invalid resources: names must be "
+                                   "non-empty and amounts finite and >= 0");
+            run_actions(s);
+            return;
+        }
         if (n > r.changed)
             r.changed = n;
     }
@@ -718,14 +743,19 @@ static void do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     size_t nw = tgs_core_nworkers(s->core);
     taskgrid_v1_WorkerInfo *wi;
     taskgrid_v1_KeyStatus *ks;
+    taskgrid_v1_Resource *rs;
+    size_t nrs = 0, ri = 0;
     char(*why)[256];
 
     if (!decode(c, taskgrid_v1_StatusRequest_fields, &m, req, len))
         return;
+    for (size_t i = 0; i < s->workers.n; i++)
+        nrs += s->workers.v[i]->nres;
+    rs = calloc(nrs ? nrs : 1, sizeof(*rs));
     wi = calloc(nw ? nw : 1, sizeof(*wi));
     ks = calloc(m.keys_count ? m.keys_count : 1, sizeof(*ks));
     why = calloc(m.keys_count ? m.keys_count : 1, sizeof(*why));
-    if (wi == NULL || ks == NULL || why == NULL) {
+    if (wi == NULL || ks == NULL || why == NULL || rs == NULL) {
         tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
         goto cleanup;
     }
@@ -746,6 +776,19 @@ static void do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         wi[i].nthreads = info.nthreads;
         wi[i].processing = info.processing;
         wi[i].draining = info.draining;
+        {
+            peer *w = table_find(&s->workers, info.id);
+            if (w != NULL) {
+                wi[i].functions_count = (pb_size_t)w->nfuncs;
+                wi[i].functions = w->funcs;
+                wi[i].resources = &rs[ri];
+                wi[i].resources_count = (pb_size_t)w->nres;
+                for (size_t k = 0; k < w->nres && ri < nrs; k++, ri++) {
+                    rs[ri].name = tg_pbbuf_str(w->res_names[k]);
+                    rs[ri].amount = w->res_amounts[k];
+                }
+            }
+        }
         r.workers_count++;
     }
     r.workers = wi;
@@ -766,6 +809,7 @@ static void do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     reply(c, taskgrid_v1_StatusResponse_fields, &r);
 
 cleanup:
+    free(rs);
     free(wi);
     free(ks);
     free(why);
@@ -828,6 +872,23 @@ static void worker_register(sched *s, peer *w,
     }
     w->name = strdup(name);
     w->launch_id = tg_pbbuf_strdup(reg->launch_id);
+    w->funcs = calloc(reg->functions_count ? reg->functions_count : 1,
+                      sizeof(char *));
+    w->res_names = calloc(reg->resources_count ? reg->resources_count : 1,
+                          sizeof(char *));
+    w->res_amounts = calloc(reg->resources_count ? reg->resources_count : 1,
+                            sizeof(double));
+    if (w->funcs && w->res_names && w->res_amounts) {
+        for (pb_size_t i = 0; i < reg->functions_count; i++)
+            if ((w->funcs[w->nfuncs] = strdup(reg->functions[i])) != NULL)
+                w->nfuncs++;
+        for (pb_size_t i = 0; i < reg->resources_count; i++) {
+            w->res_names[w->nres] = tg_pbbuf_strdup(reg->resources[i].name);
+            w->res_amounts[w->nres] = reg->resources[i].amount;
+            if (w->res_names[w->nres] != NULL)
+                w->nres++;
+        }
+    }
     for (pb_size_t i = 0; i < reg->functions_count; i++)
         funcs[i] = CS(reg->functions[i]);
     for (pb_size_t i = 0; i < reg->resources_count; i++) {
@@ -1086,6 +1147,13 @@ static void cb_done(void *ud, tg__scall *c)
         }
         free(p->name);
         free(p->launch_id);
+        for (size_t i = 0; i < p->nfuncs; i++)
+            free(p->funcs[i]);
+        free(p->funcs);
+        for (size_t i = 0; i < p->nres; i++)
+            free(p->res_names[i]);
+        free(p->res_names);
+        free(p->res_amounts);
     } else if (p->kind == PEER_GATHER) {
         table_remove(&s->gathers, p->id);
     }
@@ -1180,6 +1248,8 @@ int tgs_server_main(const tgs_server_opts *o)
     s.tls = o->ca_pem != NULL;
     co.no_worker_timeout_ms = o->no_worker_timeout_ms;
     co.allowed_failures = o->allowed_failures;
+    co.retry_backoff_ms = o->retry_backoff_ms;
+    co.retry_backoff_max_ms = o->retry_backoff_max_ms;
     if (tgs_core_new(&s.core, &co) != TGS_OK) {
         fprintf(stderr, "taskgrid-scheduler: out of memory\n");
         return 1;

@@ -23,6 +23,8 @@ typedef struct tgs_server_opts {
     const char *worker_log_level;
     int64_t no_worker_timeout_ms;
     uint32_t allowed_failures;
+    int64_t retry_backoff_ms;     /* 0: default 100; < 0: retry at once */
+    int64_t retry_backoff_max_ms; /* 0: default 5000 */
     size_t max_message;
     const char *ca_pem, *cert_pem, *key_pem; /* TLS (all or none) */
     /* Files (absolute paths) the local launcher passes to the workers it

@@ -1285,11 +1285,15 @@ static void test_core__resources_gpu_only_on_gpu_worker(void **state)
     why_is(c, "g2", "no worker has resources GPU=1 (largest: GPU=0)");
     tgs_resource two[] = {{LIT("GPU"), 2}};
     add_worker_res(c, 3, "gpu2", 4, "tg.f", two, 1, 4);
+    /* g2 was running when its worker died: it runs alone (quarantine),
+     * then g3 follows. */
     k = pop_all(c, a, MAX_ACTS);
-    assert_int_equal(k, 2);
+    assert_int_equal(k, 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 3, "g2");
-    assert_act(&a[1], TGS_ACT_ASSIGN, 3, "g3");
     assert_int_equal(tgs_core_unplaceable(c), 0);
+    assert_int_equal(finish_ok(c, 3, "g2", "", 5), TGS_OK);
+    k = pop_all(c, a, MAX_ACTS);
+    assert_true(find_act(a, k, TGS_ACT_ASSIGN, "g3") >= 0);
     tgs_core_free(c);
 }
 
@@ -1608,10 +1612,17 @@ static void test_core__killed_workers_alone(void **state)
         char name[16];
         snprintf(name, sizeof name, "w%u", (unsigned)r);
         add_worker(c, r, name, 1, "tg.f", NULL, (int64_t)r * 10);
-        /* `bad` runs; x1 is queued behind it (prefetch). */
-        assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
-        assert_act(&a[0], TGS_ACT_ASSIGN, r, "bad");
-        assert_act(&a[1], TGS_ACT_ASSIGN, r, "x1");
+        /* First `bad` runs with x1 queued behind it (prefetch); once it
+         * was running on a worker that died, it runs alone (quarantine),
+         * so only it is blamed after that. */
+        if (r == 1) {
+            assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+            assert_act(&a[0], TGS_ACT_ASSIGN, r, "bad");
+            assert_act(&a[1], TGS_ACT_ASSIGN, r, "x1");
+        } else {
+            assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+            assert_act(&a[0], TGS_ACT_ASSIGN, r, "bad");
+        }
         assert_int_equal(tgs_core_worker_remove(c, r, (int64_t)r * 10 + 5),
                          TGS_OK);
         if (r < 3) {
@@ -1731,14 +1742,21 @@ static void test_core__steal_to_idle_worker(void **state)
     /* The busy worker is lost with a steal outstanding: all its tasks go
      * to the other one, nothing is left dangling. */
     assert_int_equal(tgs_core_worker_remove(c, 1, 6), TGS_OK);
-    k = pop_all(c, a, MAX_ACTS);
-    assert_int_equal(k, 7); /* t1..t7 */
-    for (size_t i = 0; i < k; i++)
-        assert_act(&a[i], TGS_ACT_ASSIGN, 2, a[i].key);
-    assert_int_equal(processing_count(c, 2), 8);
-    /* Only t1 had likely started on the lost worker. */
+    /* Only t1 had likely started on the lost worker. It must run alone
+     * (quarantine), and it heads its queue: the queue waits until the
+     * other worker has drained. */
     assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t1"))), 2);
     assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t7"))), 1);
+    assert_no_actions(c);
+    assert_int_equal(processing_count(c, 2), 1);
+    assert_int_equal(finish_ok(c, 2, "t9", "", 7), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t1");
+    assert_int_equal(finish_ok(c, 2, "t1", "", 8), TGS_OK);
+    k = pop_all(c, a, MAX_ACTS);
+    assert_true(k >= 2); /* t2... now flow as usual */
+    for (size_t i = 0; i < k; i++)
+        assert_act(&a[i], TGS_ACT_ASSIGN, 2, a[i].key);
     tgs_core_free(c);
 }
 
@@ -1835,16 +1853,23 @@ static void test_core__worker_loss_keeps_results(void **state)
     assert_int_equal(state_of(c, "a"), TGS_MEMORY);
 
     add_worker(c, 2, "w2", 2, "tg.f", NULL, 3);
-    size_t k = pop_all(c, a, MAX_ACTS);
-    assert_int_equal(k, 3);
-    assert_int_equal(find_act(a, k, TGS_ACT_ASSIGN, "a"), -1);
     const tgs_task *tc = tgs_core_find(c, LIT("c"));
     size_t len;
     const uint8_t *r = tgs_task_result(tgs_task_dep(tc, 0), &len);
     assert_int_equal(len, 1);
     assert_memory_equal(r, "A", 1);
-    for (size_t i = 0; i < k; i++)
-        assert_int_equal(finish_ok(c, 2, a[i].key, "", 4), TGS_OK);
+    /* b, c and d run again (b and d each alone: they were running when
+     * the worker died); a, already in memory, never does. */
+    size_t total = 0;
+    for (int round = 0; round < 8 && total < 3; round++) {
+        size_t k = pop_all(c, a, MAX_ACTS);
+        assert_true(k >= 1);
+        assert_int_equal(find_act(a, k, TGS_ACT_ASSIGN, "a"), -1);
+        for (size_t i = 0; i < k; i++)
+            assert_int_equal(finish_ok(c, 2, a[i].key, "", 4), TGS_OK);
+        total += k;
+    }
+    assert_int_equal(total, 3);
     assert_no_actions(c);
     assert_counts(c, 0, 0, 0, 4, 0, 0);
     tgs_core_free(c);

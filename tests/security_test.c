@@ -36,21 +36,16 @@
 #include "scheduler/auth.h"
 #include "certs.h"
 #include "rpc.h"
+#include "harness.h"
 #include "taskgrid/taskgrid.h"
 #include "tls.h"
 
-static char bin_dir[4096];
-static char sched_bin[4200], worker_bin[4200], certs_bin[4200];
 static char dir[600];   /* the cluster's certificates */
 static char other[700]; /* another CA's */
 
 /* The TLS scheduler (--launcher none) and its one worker, shared by the
  * tests that need a running cluster. */
-typedef struct proc {
-    pid_t pid;
-    int out_fd; /* stdout, or -1 */
-    int err_fd; /* stderr, or -1 */
-} proc;
+typedef th_proc proc;
 
 static proc tls_sched = {-1, -1, -1}, tls_worker = {-1, -1, -1};
 static char tls_addr[256];
@@ -58,19 +53,6 @@ static char tls_addr[256];
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A path in the cluster's (or another) directory; rotating buffers. */
 static const char *P(const char *d, const char *name)
@@ -115,153 +97,9 @@ static bool contains(const char *hay, const char *needle)
             fail_msg("expected '%s' in: %s", (needle), h_ ? h_ : "NULL"); \
     } while (0)
 
-static void find_bins(void)
-{
-    const char *src = getenv("TEST_SRCDIR");
-    const char *ws = getenv("TEST_WORKSPACE");
-
-    if (getenv("TASKGRID_BIN_DIR"))
-        snprintf(bin_dir, sizeof(bin_dir), "%s", getenv("TASKGRID_BIN_DIR"));
-    else
-        snprintf(bin_dir, sizeof(bin_dir), "%s/%s", src ? src : ".",
-                 ws ? ws : "taskgrid");
-    snprintf(sched_bin, sizeof(sched_bin), "%s/scheduler/taskgrid-scheduler",
-             bin_dir);
-    snprintf(worker_bin, sizeof(worker_bin), "%s/worker/taskgrid-worker",
-             bin_dir);
-    snprintf(certs_bin, sizeof(certs_bin), "%s/scheduler/taskgrid-certs",
-             bin_dir);
-}
-
-static proc spawn(char *const argv[], bool out, bool err)
-{
-    int o[2] = {-1, -1}, e[2] = {-1, -1};
-    proc p = {-1, -1, -1};
-    pid_t parent = getpid();
-
-    if (out)
-        assert_int_equal(pipe(o), 0);
-    if (err)
-        assert_int_equal(pipe(e), 0);
-    p.pid = fork();
-    assert_true(p.pid >= 0);
-    if (p.pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        if (out) {
-            dup2(o[1], 1);
-            close(o[0]);
-            close(o[1]);
-        }
-        if (err) {
-            dup2(e[1], 2);
-            close(e[0]);
-            close(e[1]);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    if (out) {
-        close(o[1]);
-        p.out_fd = o[0];
-    }
-    if (err) {
-        close(e[1]);
-        p.err_fd = e[0];
-    }
-    return p;
-}
-
-/* Read the scheduler's "listening on ADDRESS" line (bounded). */
-static void read_address(proc *p, char *addr, size_t len)
-{
-    static const char prefix[] = "taskgrid-scheduler listening on ";
-    char line[512];
-    size_t n = 0;
-    int64_t deadline = now_ms() + 10000;
-
-    while (n + 1 < sizeof(line)) {
-        struct pollfd pfd = {p->out_fd, POLLIN, 0};
-        int left = (int)(deadline - now_ms());
-        ssize_t r;
-
-        assert_true(left > 0);
-        if (poll(&pfd, 1, left) <= 0)
-            continue;
-        r = read(p->out_fd, line + n, 1);
-        if (r != 1)
-            fail_msg("the scheduler exited before printing its address");
-        if (line[n] == '\n')
-            break;
-        n++;
-    }
-    line[n] = '\0';
-    assert_true(strncmp(line, prefix, sizeof(prefix) - 1) == 0);
-    assert_true(strlen(line + sizeof(prefix) - 1) < len);
-    strcpy(addr, line + sizeof(prefix) - 1);
-}
-
-/* Wait (bounded) for the process to exit; returns the wait status, or
- * -1 if it was still running at the deadline (then it is killed). */
-static int wait_exit(proc *p, int64_t timeout_ms)
-{
-    int st = 0;
-    int64_t deadline = now_ms() + timeout_ms;
-
-    if (p->pid <= 0)
-        return 0;
-    while (waitpid(p->pid, &st, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            st = -1;
-            break;
-        }
-        sleep_ms(5);
-    }
-    p->pid = -1;
-    return st;
-}
-
-/* Everything the process wrote to stderr (it has exited). */
-static char *read_err(proc *p)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = calloc(1, cap);
-    ssize_t r;
-
-    assert_non_null(buf);
-    while (p->err_fd >= 0 && n + 1 < cap &&
-           (r = read(p->err_fd, buf + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    buf[n] = '\0';
-    return buf;
-}
-
-static void close_proc(proc *p)
-{
-    if (p->out_fd >= 0)
-        close(p->out_fd);
-    if (p->err_fd >= 0)
-        close(p->err_fd);
-    p->out_fd = p->err_fd = -1;
-}
-
-static int stop(proc *p)
-{
-    int st;
-
-    if (p->pid > 0)
-        kill(p->pid, SIGTERM);
-    st = wait_exit(p, 15000);
-    close_proc(p);
-    return st;
-}
-
 static proc start_tls_scheduler(char *addr, size_t len)
 {
-    char *argv[] = {sched_bin,
+    char *argv[] = {th_sched_bin,
                     "--listen",
                     "tls://127.0.0.1:0",
                     "--launcher",
@@ -275,9 +113,9 @@ static proc start_tls_scheduler(char *addr, size_t len)
                     "--log-level",
                     "warn",
                     NULL};
-    proc p = spawn(argv, true, false);
+    proc p = th_spawn(argv, true, false);
 
-    read_address(&p, addr, len);
+    th_read_address(&p, addr, len);
     return p;
 }
 
@@ -285,7 +123,7 @@ static proc start_tls_scheduler(char *addr, size_t len)
 static proc start_worker(const char *addr, const char *d, const char *cert,
                          const char *key, bool capture_err)
 {
-    char *argv[] = {worker_bin,         (char *)addr,
+    char *argv[] = {th_worker_bin,         (char *)addr,
                     "--nthreads",       "2",
                     "--tls-ca",         (char *)P(dir, "ca.pem"),
                     "--tls-cert",       (char *)P(d, cert),
@@ -293,7 +131,7 @@ static proc start_worker(const char *addr, const char *d, const char *cert,
                     "--log-level",      "warn",
                     NULL};
 
-    return spawn(argv, false, capture_err);
+    return th_spawn(argv, false, capture_err);
 }
 
 static tg_security files(const char *d, const char *cert, const char *key)
@@ -329,26 +167,6 @@ static tg_client *connect_ok(const char *addr, const tg_security *sec)
     return c;
 }
 
-static void wait_workers(tg_client *c, size_t n)
-{
-    int64_t deadline = now_ms() + 15000;
-
-    for (;;) {
-        tg_status_report *r = NULL;
-        size_t have = 0;
-
-        if (tg_client_status(c, &r) == TG_OK) {
-            have = tg_status_report_nworkers(r);
-            tg_status_report_free(r);
-        }
-        if (have == n)
-            return;
-        if (now_ms() > deadline)
-            fail_msg("waited for %zu workers, have %zu", n, have);
-        sleep_ms(20);
-    }
-}
-
 /* tg.inc over 0..n-1 and a tg.sum of them: n(n+1)/2. */
 static void run_sum(tg_client *c, const char *prefix, int n)
 {
@@ -363,16 +181,7 @@ static void run_sum(tg_client *c, const char *prefix, int n)
 
     assert_true(n <= 64);
     for (int i = 0; i < n; i++) {
-        tg_task_def d = TG_TASK_DEF_INIT;
-
-        snprintf(keys[i], sizeof(keys[i]), "%s-inc-%d", prefix, i);
-        snprintf(in[i], sizeof(in[i]), "%d", i);
-        d.key = keys[i];
-        d.func = "tg.inc";
-        d.input = in[i];
-        d.input_len = strlen(in[i]);
-        d.codec = "json";
-        defs[i] = d;
+        defs[i] = th_inc_task(prefix, i, keys[i], in[i]);
         deps[i] = keys[i];
     }
     {
@@ -490,7 +299,7 @@ static int group_setup(void **state)
                               false);
     s = files(dir, "client.pem", "client-key.pem");
     c = connect_ok(tls_addr, &s);
-    wait_workers(c, 1);
+    th_wait_workers(c, 1, 15000);
     tg_client_free(c);
     return 0;
 }
@@ -498,8 +307,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    stop(&tls_worker);
-    stop(&tls_sched);
+    th_stop(&tls_worker, SIGTERM);
+    th_stop(&tls_sched, SIGTERM);
     return 0;
 }
 
@@ -566,11 +375,11 @@ static void test_security__sdk_checks_before_connecting(void **state)
      * files, before any connection (nothing listens on port 1, and the
      * answer is immediate). */
     s = files(dir, "client.pem", "worker-key.pem");
-    t0 = now_ms();
+    t0 = th_now_ms();
     rc = connect_with("tls://127.0.0.1:1", &s, &c);
     assert_int_equal(rc, TG_ETLS);
     assert_null(c);
-    assert_true(now_ms() - t0 < 1000);
+    assert_true(th_now_ms() - t0 < 1000);
     assert_contains(tg_error_last(), "does not belong to");
     assert_contains(tg_error_last(), P(dir, "worker-key.pem"));
     assert_contains(tg_error_last(), P(dir, "client.pem"));
@@ -756,7 +565,7 @@ static void test_security__other_ca_refused(void **state)
 {
     tg_client *c = NULL;
     tg_security s;
-    int64_t t0 = now_ms();
+    int64_t t0 = th_now_ms();
 
     (void)state;
     /* Trusts the cluster CA, presents a certificate of another CA. */
@@ -764,7 +573,7 @@ static void test_security__other_ca_refused(void **state)
     assert_int_equal(connect_with(tls_addr, &s, &c), TG_ETLS);
     assert_null(c);
     /* Said at once, not after retrying "unavailable" for 10 s. */
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(th_now_ms() - t0 < 5000);
     assert_contains(tg_error_last(), "TLS handshake");
     assert_contains(tg_error_last(), tls_addr);
     assert_contains(tg_error_last(), "not signed by");
@@ -804,9 +613,9 @@ static void test_security__expired_certificate_refused(void **state)
     /* A worker with an expired certificate says so and exits (2: a
      * start-up error) without connecting. */
     w = start_worker(tls_addr, dir, "expired.pem", "expired-key.pem", true);
-    st = wait_exit(&w, 10000);
-    err = read_err(&w);
-    close_proc(&w);
+    st = th_wait_exit(&w, 10000);
+    err = th_read_err(&w);
+    th_close(&w);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 2);
     assert_contains(err, "worker certificate");
@@ -856,10 +665,10 @@ static void test_security__client_cannot_register_as_worker(void **state)
     for (size_t i = 0; i < 2; i++) {
         proc w = start_worker(tls_addr, dir, posers[i][0], posers[i][1],
                               true);
-        int wst = wait_exit(&w, 15000);
-        char *err = read_err(&w);
+        int wst = th_wait_exit(&w, 15000);
+        char *err = th_read_err(&w);
 
-        close_proc(&w);
+        th_close(&w);
         assert_true(WIFEXITED(wst));
         assert_int_equal(WEXITSTATUS(wst), 1);
         assert_contains(err, "refused this worker");
@@ -964,39 +773,39 @@ static void test_security__plaintext_client_to_tls_port_refused(void **state)
 {
     char plain[300];
     tg_client *c = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = th_now_ms();
 
     (void)state;
     snprintf(plain, sizeof(plain), "tcp://%s", tls_addr + 6);
     assert_int_equal(connect_with(plain, NULL, &c), TG_ETLS);
     assert_null(c);
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(th_now_ms() - t0 < 5000);
     assert_contains(tg_error_last(), "requires TLS");
     assert_contains(tg_error_last(), tls_addr);
 }
 
 static void test_security__tls_client_to_plaintext_port(void **state)
 {
-    char *argv[] = {sched_bin,  "--listen", "tcp://127.0.0.1:0",
+    char *argv[] = {th_sched_bin,  "--listen", "tcp://127.0.0.1:0",
                     "--launcher", "none",   "--log-level",
                     "warn",     NULL};
     char addr[256], tls[300];
-    proc p = spawn(argv, true, false);
+    proc p = th_spawn(argv, true, false);
     tg_client *c = NULL;
     tg_security s = files(dir, "client.pem", "client-key.pem");
 
     (void)state;
-    read_address(&p, addr, sizeof(addr));
+    th_read_address(&p, addr, sizeof(addr));
     snprintf(tls, sizeof(tls), "tls://%s", addr + 6);
     assert_int_equal(connect_with(tls, &s, &c), TG_ETLS);
     assert_null(c);
     assert_contains(tg_error_last(), "does not speak TLS");
-    stop(&p);
+    th_stop(&p, SIGTERM);
 }
 
 static void test_security__scheduler_checks_its_files(void **state)
 {
-    char *argv[] = {sched_bin,
+    char *argv[] = {th_sched_bin,
                     "--listen",
                     "tls://127.0.0.1:0",
                     "--tls-ca",
@@ -1006,7 +815,7 @@ static void test_security__scheduler_checks_its_files(void **state)
                     "--tls-key",
                     (char *)P(dir, "client-key.pem"),
                     NULL};
-    char *argv2[] = {sched_bin,
+    char *argv2[] = {th_sched_bin,
                      "--listen",
                      "tls://127.0.0.1:0",
                      "--tls-ca",
@@ -1023,20 +832,20 @@ static void test_security__scheduler_checks_its_files(void **state)
     int st;
 
     (void)state;
-    p = spawn(argv, false, true);
-    st = wait_exit(&p, 10000);
-    err = read_err(&p);
-    close_proc(&p);
+    p = th_spawn(argv, false, true);
+    st = th_wait_exit(&p, 10000);
+    err = th_read_err(&p);
+    th_close(&p);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 2);
     assert_contains(err, "scheduler key");
     assert_contains(err, "does not belong to");
     free(err);
     /* Starting workers needs a worker certificate for them. */
-    p = spawn(argv2, false, true);
-    st = wait_exit(&p, 10000);
-    err = read_err(&p);
-    close_proc(&p);
+    p = th_spawn(argv2, false, true);
+    st = th_wait_exit(&p, 10000);
+    err = th_read_err(&p);
+    th_close(&p);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 2);
     assert_contains(err, "--worker-tls-cert");
@@ -1046,9 +855,9 @@ static void test_security__scheduler_checks_its_files(void **state)
 static void test_security__certs_tool(void **state)
 {
     char d[720];
-    char *argv[] = {certs_bin, d, "--days", "30", "--hosts",
+    char *argv[] = {th_certs_bin, d, "--days", "30", "--hosts",
                     "localhost,127.0.0.1,sched.example", NULL};
-    char *argv_issue[] = {certs_bin, d, "--issue", "worker", "host2", NULL};
+    char *argv_issue[] = {th_certs_bin, d, "--issue", "worker", "host2", NULL};
     proc p;
     tg_security s = TG_SECURITY_INIT;
     tg__tls t;
@@ -1057,24 +866,24 @@ static void test_security__certs_tool(void **state)
     (void)state;
     snprintf(d, sizeof(d), "%s/tool", dir);
     assert_int_equal(mkdir(d, 0700), 0);
-    p = spawn(argv, true, false);
-    assert_int_equal(wait_exit(&p, 10000), 0);
-    close_proc(&p);
+    p = th_spawn(argv, true, false);
+    assert_int_equal(th_wait_exit(&p, 10000), 0);
+    th_close(&p);
     /* A second run refuses to overwrite (exit 1). */
-    p = spawn(argv, true, true);
+    p = th_spawn(argv, true, true);
     {
-        int st = wait_exit(&p, 10000);
-        char *err = read_err(&p);
+        int st = th_wait_exit(&p, 10000);
+        char *err = th_read_err(&p);
 
         assert_true(WIFEXITED(st));
         assert_int_equal(WEXITSTATUS(st), 1);
         assert_contains(err, "already exists");
         free(err);
     }
-    close_proc(&p);
-    p = spawn(argv_issue, true, false);
-    assert_int_equal(wait_exit(&p, 10000), 0);
-    close_proc(&p);
+    th_close(&p);
+    p = th_spawn(argv_issue, true, false);
+    assert_int_equal(th_wait_exit(&p, 10000), 0);
+    th_close(&p);
     s.ca_file = P(d, "ca.pem");
     s.cert_file = P(d, "host2.pem");
     s.key_file = P(d, "host2-key.pem");
@@ -1156,7 +965,7 @@ int main(void)
     };
 
     signal(SIGPIPE, SIG_IGN);
-    find_bins();
-    setenv("TASKGRID_BIN_DIR", bin_dir, 0);
+    th_find_bins();
+    setenv("TASKGRID_BIN_DIR", th_bin_dir, 0);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

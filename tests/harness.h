@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * harness.h: the multi-process test harness shared by the integration,
+ * semantics and security tests: find the daemons in the Bazel runfiles,
+ * spawn them (they die with the test), read the scheduler's address, stop
+ * them with a bound, and wait on cluster conditions with a bound. Uses
+ * cmocka assertions, so call it from inside a test.
+ */
+#ifndef TG_TESTS_HARNESS_H
+#define TG_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "taskgrid/taskgrid.h"
+
+typedef struct th_proc {
+    pid_t pid;
+    int out_fd; /* the child's stdout, or -1 */
+    int err_fd; /* the child's stderr, or -1 */
+} th_proc;
+
+#define TH_PROC_NONE {-1, -1, -1}
+
+/* Paths of the binaries (filled by th_find_bins). */
+extern char th_bin_dir[4096];
+extern char th_sched_bin[4200], th_worker_bin[4200], th_certs_bin[4200];
+
+/* Locate the binaries: $TASKGRID_BIN_DIR, else the test's runfiles. Also
+ * exports TASKGRID_BIN_DIR for the SDK's local cluster. */
+void th_find_bins(void);
+
+int64_t th_now_ms(void);
+void th_sleep_ms(int ms);
+
+/* fork+exec argv (NULL-terminated); capture stdout/stderr in pipes. The
+ * child gets SIGKILL if the test process dies. */
+th_proc th_spawn(char *const argv[], bool out, bool err);
+
+/* Read the "taskgrid-scheduler listening on ADDRESS" line (10 s bound). */
+void th_read_address(th_proc *p, char *addr, size_t len);
+
+/* Start taskgrid-scheduler --listen LISTEN --log-level warn plus `extra`
+ * (NULL-terminated, may be NULL); writes its address. */
+th_proc th_start_scheduler(const char *listen, const char *const *extra,
+                           char *addr, size_t len);
+
+/* Start taskgrid-worker ADDR --name NAME --nthreads N --log-level warn plus
+ * `extra` (NULL-terminated, may be NULL). */
+th_proc th_start_worker(const char *addr, const char *name,
+                        const char *nthreads, const char *const *extra);
+
+/* Wait for exit (bounded); the wait status, or -1 if it had to be
+ * killed at the deadline. */
+int th_wait_exit(th_proc *p, int64_t timeout_ms);
+
+/* Everything the (exited) process wrote to stderr; free() it. */
+char *th_read_err(th_proc *p);
+
+void th_close(th_proc *p);
+
+/* Send `sig`, wait (15 s bound, then SIGKILL), close; the wait status. */
+int th_stop(th_proc *p, int sig);
+
+/* Connect with default options, failing the test on error. */
+tg_client *th_connect(const char *addr);
+
+/* Poll Status until exactly `n` workers are connected (bounded). */
+void th_wait_workers(tg_client *c, size_t n, int64_t timeout_ms);
+
+/* A tg.inc task over `i` (json), keyed "PREFIX-inc-I"; its key and input
+ * are written to the caller's buffers, which must outlive the submit. */
+tg_task_def th_inc_task(const char *prefix, int i, char key[48],
+                        char in[16]);
+
+/* A future's result parsed as a JSON number (fails the test if erred). */
+double th_number(tg_future *f);
+
+#endif
