@@ -481,16 +481,14 @@ struct tg__cstream {
     grpc_slice details;
 };
 
-int tg__cstream_open(tg__cstream **out, tg__chan *ch, const char *method,
-                     int64_t timeout_ms)
+/* A stream with its call created and no batch started yet. */
+static tg__cstream *cstream_new(tg__chan *ch, const char *method,
+                                int64_t timeout_ms)
 {
-    tg__cstream *s;
-    grpc_op ops[1];
+    tg__cstream *s = calloc(1, sizeof(*s));
 
-    *out = NULL;
-    s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return tg__error_set(TG_ENOMEM, "out of memory");
+        return NULL;
     s->ch = ch;
     snprintf(s->method, sizeof(s->method), "%s", method);
     pthread_mutex_init(&s->send_mu, NULL);
@@ -504,19 +502,37 @@ int tg__cstream_open(tg__cstream **out, tg__chan *ch, const char *method,
         ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
         grpc_slice_from_static_string(s->method), NULL,
         deadline_in(timeout_ms > 0 ? timeout_ms : -1), NULL);
+    return s;
+}
 
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    grpc_call_start_batch(s->call, ops, 1, &s->tag_init, NULL);
-    s->init_pending = true;
+static void cstream_start_status(tg__cstream *s)
+{
+    grpc_op op;
 
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->trail_md;
-    ops[0].data.recv_status_on_client.status = &s->code;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
-    grpc_call_start_batch(s->call, ops, 1, &s->tag_status, NULL);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &s->trail_md;
+    op.data.recv_status_on_client.status = &s->code;
+    op.data.recv_status_on_client.status_details = &s->details;
+    grpc_call_start_batch(s->call, &op, 1, &s->tag_status, NULL);
     s->status_pending = true;
+}
+
+int tg__cstream_open(tg__cstream **out, tg__chan *ch, const char *method,
+                     int64_t timeout_ms)
+{
+    tg__cstream *s;
+    grpc_op op;
+
+    *out = NULL;
+    s = cstream_new(ch, method, timeout_ms);
+    if (s == NULL)
+        return tg__error_set(TG_ENOMEM, "out of memory");
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    grpc_call_start_batch(s->call, &op, 1, &s->tag_init, NULL);
+    s->init_pending = true;
+    cstream_start_status(s);
     *out = s;
     return TG_OK;
 }
@@ -526,32 +542,39 @@ int tg__cstream_open_request(tg__cstream **out, tg__chan *ch,
                              size_t len, int64_t timeout_ms)
 {
     tg__cstream *s;
-    grpc_op ops[3];
+    grpc_op ops[5];
     grpc_byte_buffer *bb;
     grpc_slice sl;
-    int rc = tg__cstream_open(&s, ch, method, timeout_ms);
 
-    if (rc != TG_OK)
-        return rc;
-    /* tg__cstream_open started SEND_INITIAL_METADATA on its own; the
-     * message and the half-close ride in one more batch, completed
-     * lazily (tg__cstream_free plucks it). */
+    *out = NULL;
+    s = cstream_new(ch, method, timeout_ms);
+    if (s == NULL)
+        return tg__error_set(TG_ENOMEM, "out of memory");
+    /* Everything up to the first response in one batch, as a unary call
+     * does: one write to the scheduler, one wake-up here. */
     sl = grpc_slice_from_copied_buffer((const char *)req, len);
     bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_MESSAGE;
-    ops[0].data.send_message.send_message = bb;
-    ops[1].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    if (grpc_call_start_batch(s->call, ops, 2, &s->tag_send, NULL) !=
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &s->recv_bb;
+    if (grpc_call_start_batch(s->call, ops, 5, &s->tag_recv, NULL) !=
         GRPC_CALL_OK) {
         grpc_byte_buffer_destroy(bb);
         tg__cstream_free(s);
         return tg__error_set(TG_EINTERNAL, "%s: cannot start call", method);
     }
     grpc_byte_buffer_destroy(bb);
-    s->send_pending = true;
+    s->recv_pending = true;
+    s->recv_first = false;
     s->send_closed = true;
+    cstream_start_status(s);
     *out = s;
     return TG_OK;
 }
@@ -1027,7 +1050,8 @@ static void scall_pump(tg__scall *c)
     }
 }
 
-int tg__scall_send(tg__scall *c, uint8_t *buf, size_t len)
+/* Queue one message without starting a send (see tg__scall_reply). */
+static int scall_enqueue(tg__scall *c, uint8_t *buf, size_t len)
 {
     send_item *it;
 
@@ -1049,8 +1073,16 @@ int tg__scall_send(tg__scall *c, uint8_t *buf, size_t len)
         c->q_head = it;
     c->q_tail = it;
     c->q_len++;
-    scall_pump(c);
     return TG_OK;
+}
+
+int tg__scall_send(tg__scall *c, uint8_t *buf, size_t len)
+{
+    int rc = scall_enqueue(c, buf, len);
+
+    if (rc == TG_OK)
+        scall_pump(c);
+    return rc;
 }
 
 int tg__scall_finish(tg__scall *c, int status, const char *message)
@@ -1066,12 +1098,13 @@ int tg__scall_finish(tg__scall *c, int status, const char *message)
 
 int tg__scall_reply(tg__scall *c, uint8_t *buf, size_t len)
 {
-    int rc = tg__scall_send(c, buf, len);
+    int rc = scall_enqueue(c, buf, len);
 
     if (rc != TG_OK)
         return rc;
-    /* finish before the pump runs again so message + status share a batch
-     * when the message is still queued. */
+    /* Queued but not started: the finish below sends initial metadata,
+     * the message and the status in one batch (one write, one wake-up of
+     * the peer), unless an earlier send is still in flight. */
     return tg__scall_finish(c, TG_OK, "");
 }
 

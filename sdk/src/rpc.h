@@ -206,7 +206,11 @@ int tg__scall_send(tg__scall *c, uint8_t *buf, size_t len);
  */
 int tg__scall_finish(tg__scall *c, int status, const char *message);
 
-/** Unary success: send `buf` (owned, as tg__scall_send) and finish OK. */
+/**
+ * Send `buf` (owned, as tg__scall_send) as the last message and finish OK,
+ * in one batch when nothing else is in flight: a unary success, or the
+ * end of a server stream.
+ */
 int tg__scall_reply(tg__scall *c, uint8_t *buf, size_t len);
 
 /** Messages queued and not yet written (backpressure). */
