@@ -104,6 +104,11 @@ typedef struct sched {
     uint64_t next_id;
     uint32_t target;
     bool have_target;
+    /* Adaptive scaling (Scale with maximum > 0): the target follows the
+     * queued work between these bounds. */
+    bool adaptive;
+    uint32_t adapt_min, adapt_max;
+    int64_t adapt_low_since; /* when demand first fell below target */
     int64_t last_spawn_ms;
     char address[300];
     bool tls; /* mutual TLS: every call is checked against auth.c */
@@ -631,14 +636,29 @@ static void do_scale(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         return;
     }
     if (m.maximum > 0) {
-        tg__scall_finish(c, TG_EUNIMPLEMENTED,
-                         "adaptive scaling (minimum/maximum) is not "
-                         "available yet; set a fixed number of workers");
-        return;
+        if (m.minimum > m.maximum) {
+            tg__scall_finish(c, TG_EINVAL,
+                             "adaptive scaling: minimum is larger than "
+                             "maximum");
+            return;
+        }
+        s->adaptive = true;
+        s->adapt_min = m.minimum;
+        s->adapt_max = m.maximum;
+        s->adapt_low_since = 0;
+        if (!s->have_target || s->target < m.minimum)
+            s->target = m.minimum;
+        if (s->target > m.maximum)
+            s->target = m.maximum;
+        s->have_target = true;
+        TG_LOG_INFO("adaptive scaling between %u and %u workers", m.minimum,
+                    m.maximum);
+    } else {
+        s->adaptive = false;
+        s->target = m.workers;
+        s->have_target = true;
+        TG_LOG_INFO("scale to %u workers", s->target);
     }
-    s->target = m.workers;
-    s->have_target = true;
-    TG_LOG_INFO("scale to %u workers", s->target);
     r.workers = (uint32_t)tgs_core_nworkers(s->core);
     r.target = s->target;
     reply(c, taskgrid_v1_ScaleResponse_fields, &r);
@@ -996,6 +1016,55 @@ static void on_child_exit(void *ud, const char *id, int st)
                     WEXITSTATUS(st));
 }
 
+/*
+ * Adaptive scaling: enough workers for the runnable work (READY tasks some
+ * worker could run, plus PROCESSING ones), at `worker_nthreads` tasks per
+ * worker, within [min, max]. Up at once; down only after the demand has
+ * stayed lower for ADAPT_DOWN_MS, so a gap between two waves of work does
+ * not stop and restart workers (hysteresis). Retired workers are drained,
+ * as for Scale(n).
+ */
+#define ADAPT_DOWN_MS 2000
+
+static void adapt_tick(sched *s, int64_t now)
+{
+    uint64_t counts[TGS_NSTATES], runnable, per, want;
+
+    tgs_core_counts(s->core, counts);
+    runnable = counts[TGS_READY] + counts[TGS_PROCESSING];
+    /* Work no connected worker can run would not run on more of the same
+     * workers either; with none connected yet, we cannot tell, so count
+     * it (the launched workers provide the built-ins and plug-ins). */
+    if (tgs_core_nworkers(s->core) > 0) {
+        uint64_t u = tgs_core_unplaceable(s->core);
+        runnable -= u < runnable ? u : runnable;
+    }
+    per = s->opts.worker_nthreads ? s->opts.worker_nthreads : 1;
+    want = (runnable + per - 1) / per;
+    if (want < s->adapt_min)
+        want = s->adapt_min;
+    if (want > s->adapt_max)
+        want = s->adapt_max;
+    if (want > s->target) {
+        TG_LOG_INFO("adaptive: %llu runnable tasks, scaling up to %llu "
+                    "workers",
+                    (unsigned long long)runnable, (unsigned long long)want);
+        s->target = (uint32_t)want;
+        s->adapt_low_since = 0;
+    } else if (want < s->target) {
+        if (s->adapt_low_since == 0) {
+            s->adapt_low_since = now;
+        } else if (now - s->adapt_low_since >= ADAPT_DOWN_MS) {
+            TG_LOG_INFO("adaptive: scaling down to %llu workers",
+                        (unsigned long long)want);
+            s->target = (uint32_t)want;
+            s->adapt_low_since = 0;
+        }
+    } else {
+        s->adapt_low_since = 0;
+    }
+}
+
 static void scale_tick(sched *s, int64_t now)
 {
     size_t active;
@@ -1006,6 +1075,8 @@ static void scale_tick(sched *s, int64_t now)
     tgs_launcher_reap(s->launcher, on_child_exit, s);
     if (!s->have_target)
         return;
+    if (s->adaptive)
+        adapt_tick(s, now);
     active = tgs_launcher_active(s->launcher);
     /* Start missing workers (also replaces ones that died), at most a
      * burst per 100 ms so a crashing worker binary cannot fork-bomb. */

@@ -265,6 +265,33 @@ static void test_integration__scale_up_and_down_keeps_results(void **state)
     th_stop(&s, SIGTERM);
 }
 
+static void test_integration__adaptive_scaling_follows_the_work(
+    void **state)
+{
+    char addr[512];
+    th_proc s;
+    tg_client *c;
+    tg_future **fs;
+    enum { N = 40 };
+
+    (void)state;
+    s = sched2("tcp://127.0.0.1:0", "--nthreads", "1", addr, sizeof(addr));
+    c = th_connect(addr);
+    assert_int_equal(tg_client_adapt(c, 0, 3), TG_OK);
+    /* No work: no workers. 40 x 50 ms of work: up to the maximum. */
+    th_wait_workers(c, 0, 5000);
+    fs = submit_incs(c, N, "adapt", 0.05);
+    th_wait_workers(c, 3, 15000);
+    assert_int_equal(tg_client_gather(c, fs, 2 * N + 1, 30000), TG_OK);
+    assert_near(th_number(fs[2 * N]), N * (N - 1) / 2 + N * 0.05, 1e-6);
+    /* Idle again: back down to the minimum, results kept. */
+    th_wait_workers(c, 0, 15000);
+    assert_int_equal(tg_client_gather(c, fs, 2 * N + 1, 5000), TG_OK);
+    free_futures(fs, 2 * N + 1);
+    tg_client_free(c);
+    th_stop(&s, SIGTERM);
+}
+
 static void test_integration__worker_reconnects_after_scheduler_restart(
     void **state)
 {
@@ -351,6 +378,8 @@ int main(void)
         cmocka_unit_test(
             test_integration__worker_sigkill_mid_graph_loses_nothing),
         cmocka_unit_test(test_integration__scale_up_and_down_keeps_results),
+        cmocka_unit_test(
+            test_integration__adaptive_scaling_follows_the_work),
         cmocka_unit_test(
             test_integration__worker_reconnects_after_scheduler_restart),
         cmocka_unit_test(test_integration__no_worker_timeout_fails_clearly),
