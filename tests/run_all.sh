@@ -6,7 +6,8 @@
 #                                 and multi-process integration tests
 #   2. the same under AddressSanitizer + UBSan (--config=asan)
 #   3. the Go binding (go vet, go test -race) against real C processes
-#   4. a stock Python gRPC client (grpcio, stubs generated from proto/)
+#   4. the Python binding (client, worker, Prefect runner) and a stock
+#      Python gRPC client (grpcio, stubs generated from proto/)
 #      against a real scheduler and workers
 #   5. an integration run under valgrind
 #   6. the benchmark smoke mode (tiny N, no timing claims)
@@ -25,6 +26,9 @@ bazel build //scheduler //worker //scheduler:taskgrid-certs //sdk/examples:diamo
 
 echo "== Go binding (go vet, go test -race)"
 (cd bindings/go && go vet ./... && CI=true go test -race -count=1 ./...)
+
+echo "== Python binding (client, worker, Prefect task runner)"
+python3 -m pytest -q bindings/python/tests
 
 echo "== stock gRPC client (Python grpcio)"
 python3 -m pytest -q tests/python

@@ -6,6 +6,7 @@
 # OpenSSL, cmocka) and Bazel from Debian's packages, and the Python test
 # dependencies (grpcio, grpcio-tools, grpcio-health-checking, pytest) from PyPI.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   build-essential pkg-config
@@ -34,6 +35,12 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest' 2>/dev/null; then
   echo "setup: installing grpcio grpcio-tools grpcio-health-checking pytest"
   "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest
+fi
+
+# The Python binding and its test extras (Prefect, ...).
+if ! "$PY" -c 'import taskgrid.v1, prefect, cloudpickle' 2>/dev/null; then
+  echo "setup: installing the Python binding (bindings/python[test])"
+  "$PY" -m pip install -q './bindings/python[test]'
 fi
 
 # Go: the module asks for Go 1.26; an older go fetches that toolchain

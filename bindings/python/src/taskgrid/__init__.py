@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: Apache-2.0
+"""taskgrid: a distributed task runner with a C scheduler, from Python.
+
+>>> import taskgrid
+>>> with taskgrid.Client() as client:          # a temporary local cluster
+...     futures = client.map(lambda x: x + 1, range(10))
+...     sum(client.gather(futures))
+55
+
+* :class:`Client` / :class:`Future` — submit, map, gather, as_completed,
+  cancel, scale; futures passed as arguments become graph dependencies.
+* :func:`annotate` — priority/resources/retries for a block of submissions.
+* :class:`LocalCluster` — the C scheduler plus Python (or C) workers on
+  loopback.
+* :func:`get_client` — inside a task: a client to the same scheduler.
+* ``python -m taskgrid.worker`` — the Python worker.
+* ``taskgrid.prefect.TaskgridTaskRunner`` — a Prefect 3 task runner.
+"""
+from __future__ import annotations
+
+import os as _os
+
+# gRPC >= 1.6x logs INFO lines (fork handlers, GOAWAY at shutdown) to stderr
+# unless told otherwise; keep its long-standing quiet default unless the
+# user chose a level. Must happen before grpc is first imported.
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from ._annotate import annotate  # noqa: E402
+from ._codec import PY_CALL  # noqa: E402
+from .client import (  # noqa: E402
+    Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait)
+from .cluster import BinaryNotFound, LocalCluster, find_binary  # noqa: E402
+from .errors import (  # noqa: E402
+    CancelledError, KilledWorker, NoWorkerError, RemoteTraceback, SchedulerError,
+    TaskError, TaskgridError, UnknownKeyError)
+from .security import Security  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client", "Future", "LocalCluster", "Security", "annotate", "as_completed",
+    "get_client", "wait", "ClusterStatus", "WorkerInfo", "find_binary",
+    "BinaryNotFound", "TaskgridError", "TaskError", "CancelledError",
+    "UnknownKeyError", "KilledWorker", "NoWorkerError", "SchedulerError",
+    "RemoteTraceback", "PY_CALL",
+]

@@ -1,0 +1,394 @@
+# SPDX-License-Identifier: Apache-2.0
+"""LocalCluster: a temporary taskgrid cluster on this machine.
+
+The C scheduler runs as a child process on loopback; workers are either
+processes started and supervised by the scheduler's own launcher (Python
+workers through a small wrapper script, or C workers), restarted if they
+die, or, with ``processes=False``, Python workers running as threads of this
+process. Everything is torn down on close() (and at interpreter exit).
+
+The C programs are found, in order, in ``$TASKGRID_BIN_DIR`` (the programs
+themselves, or ``scheduler/`` and ``worker/`` subfolders, as in bazel-bin),
+in ``bazel-bin`` of the taskgrid checkout this package was installed from or
+of the current directory and its parents, then on ``PATH``.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import pathlib
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .security import Security
+
+SCHEDULER = "taskgrid-scheduler"
+C_WORKER = "taskgrid-worker"
+_HOW_TO_BUILD = (
+    "build them with 'bazel build //scheduler //worker' in a checkout of the "
+    "taskgrid repository, or set TASKGRID_BIN_DIR to the folder holding them, "
+    "or put them on PATH"
+)
+
+
+class BinaryNotFound(FileNotFoundError):
+    pass
+
+
+def _source_root() -> Optional[pathlib.Path]:
+    try:
+        from ._build_info import SOURCE_ROOT  # written by setup.py
+    except ImportError:
+        return None
+    return pathlib.Path(SOURCE_ROOT) if SOURCE_ROOT else None
+
+
+def _candidates(program: str) -> List[pathlib.Path]:
+    sub = "scheduler" if program == SCHEDULER else "worker"
+    dirs: List[pathlib.Path] = []
+    env = os.environ.get("TASKGRID_BIN_DIR")
+    if env:
+        dirs += [pathlib.Path(env), pathlib.Path(env) / sub]
+    starts = [pathlib.Path(__file__).resolve().parent, pathlib.Path.cwd().resolve()]
+    root = _source_root()
+    if root is not None:
+        starts.insert(0, root)
+    for start in starts:
+        for d in [start, *start.parents]:
+            dirs.append(d / "bazel-bin" / sub)
+    return [d / program for d in dict.fromkeys(dirs)]
+
+
+def find_binary(program: str) -> str:
+    """Path of taskgrid-scheduler or taskgrid-worker; a clear error if none."""
+    for p in _candidates(program):
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    found = shutil.which(program)
+    if found:
+        return found
+    env = os.environ.get("TASKGRID_BIN_DIR")
+    root = _source_root()
+    where = [f"$TASKGRID_BIN_DIR ({env or 'not set'})",
+             "bazel-bin/ of " + (f"the checkout {root}, " if root else "")
+             + "the current directory and its parents", "PATH"]
+    raise BinaryNotFound(f"cannot find {program} (looked in {'; '.join(where)}): {_HOW_TO_BUILD}")
+
+
+def _default_sizes(processes: bool, n_workers: Optional[int],
+                   threads: Optional[int]) -> tuple[int, int]:
+    """Dask's rule of thumb: a few processes with a few threads each."""
+    cores = os.cpu_count() or 1
+    if not processes:
+        return n_workers or 1, threads or max(1, cores // (n_workers or 1))
+    if n_workers is None and threads is None:
+        if cores <= 4:
+            return cores, 1
+        n = next(k for k in range(int(math.sqrt(cores)), 0, -1) if cores % k == 0)
+        return n, cores // n
+    if n_workers is None:
+        return max(1, cores // threads), threads  # type: ignore[operator]
+    return n_workers, threads or max(1, cores // max(n_workers, 1))
+
+
+_live: "weakref.WeakSet[LocalCluster]" = weakref.WeakSet()
+# "No maximum": the scheduler's own limit on launched workers.
+_ADAPT_UNBOUNDED = 4096
+
+
+class LocalCluster:
+    """A scheduler plus workers on loopback, torn down on close().
+
+    ``n_workers``/``threads_per_worker`` default to a split of the CPU
+    cores; ``processes=False`` runs Python workers as threads of this
+    process; ``resources`` (e.g. ``{"GPU": 1}``) are each worker's
+    capacities; ``worker="c"`` starts C workers instead of Python ones;
+    ``preload`` names modules (Python) or shared libraries (C) to load in
+    every worker. Use as a context manager or call close().
+    """
+
+    def __init__(self, n_workers: Optional[int] = None,
+                 threads_per_worker: Optional[int] = None, processes: bool = True,
+                 resources: Optional[Mapping[str, float]] = None,
+                 worker: str = "python", preload: Sequence[str] = (),
+                 host: str = "127.0.0.1", scheduler_port: int = 0,
+                 log_level: str = "warn", no_worker_timeout: Optional[float] = None,
+                 env: Optional[Mapping[str, str]] = None, timeout: float = 30.0,
+                 **unused: Any) -> None:
+        if worker not in ("python", "c"):
+            raise ValueError("worker must be 'python' or 'c'")
+        if worker == "c" and not processes:
+            raise ValueError("C workers run as processes (processes=False is for Python workers)")
+        for name in unused:
+            # Dask options with no meaning here (dashboard_address, ...).
+            if name not in ("dashboard_address", "silence_logs", "memory_limit",
+                            "asynchronous", "name"):
+                raise TypeError(f"LocalCluster() got an unexpected argument {name!r}")
+        self.processes = processes
+        self.worker_kind = worker
+        self.n_workers, self.threads_per_worker = _default_sizes(
+            processes, n_workers, threads_per_worker)
+        self.resources = dict(resources or {})
+        self.preload = list(preload)
+        self.security: Optional[Security] = None
+        self.log_level = log_level
+        self._timeout = timeout
+        self._tmp = tempfile.mkdtemp(prefix="taskgrid-cluster-")
+        self._proc: Optional[subprocess.Popen] = None
+        self._threads: List[Any] = []  # in-process workers
+        self._closed = False
+        self._lock = threading.Lock()
+        self._client: Any = None
+        scheduler = find_binary(SCHEDULER)
+        args = [scheduler, "--listen", f"tcp://{host}:{scheduler_port}",
+                "--log-level", log_level]
+        if no_worker_timeout is not None:
+            args += ["--no-worker-timeout", str(int(no_worker_timeout * 1000))]
+        if processes:
+            args += ["--workers", str(self.n_workers), "--nthreads", str(self.threads_per_worker),
+                     "--worker-log-level", log_level]
+            if worker == "c":
+                args += ["--worker-bin", find_binary(C_WORKER)]
+            else:
+                args += ["--worker-bin", self._python_worker_script()]
+            if self.resources:
+                from .worker.core import format_resources
+
+                args += ["--worker-resources", format_resources(self.resources)]
+            for p in self.preload:
+                args += ["--worker-preload", p]
+        else:
+            args += ["--launcher", "none"]
+        self._start_scheduler(args, env)
+        _live.add(self)
+        try:
+            if not processes:
+                self.scale(self.n_workers)
+            self.wait_for_workers(self.n_workers, timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- start-up -------------------------------------------------------------
+
+    def _python_worker_script(self) -> str:
+        """A wrapper the launcher can exec: this interpreter, this package."""
+        path = os.path.join(self._tmp, "taskgrid-python-worker")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n"
+                    f"exec {shlex.quote(sys.executable)} -m taskgrid.worker \"$@\"\n")
+        os.chmod(path, 0o755)
+        return path
+
+    def _worker_env(self, extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
+        env = dict(os.environ)
+        # Like Dask's spawned workers, worker processes see this process's
+        # import path, so tasks defined in scripts and test modules unpickle.
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        paths.insert(0, os.getcwd())
+        old = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + ([old] if old else [])))
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra or {})
+        return env
+
+    def _start_scheduler(self, args: List[str], env: Optional[Mapping[str, str]]) -> None:
+        # Its own session, so a terminal's Ctrl-C reaches only us and we stop
+        # it in order. And it should die with this process even if we are
+        # killed: PR_SET_PDEATHSIG, set by util-linux's setpriv. Not with a
+        # preexec_fn: Python code between fork and exec aborts in gRPC's
+        # fork handlers when gRPC threads run; without one CPython uses
+        # vfork, which runs none. The signal fires when the forking *thread*
+        # exits, so only the main thread can ask for it.
+        setpriv = shutil.which("setpriv")
+        if setpriv and threading.current_thread() is threading.main_thread():
+            args = [setpriv, "--pdeathsig", "TERM", "--"] + args
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=self._worker_env(env), start_new_session=True)
+        assert self._proc.stdout is not None
+        out = self._proc.stdout
+        deadline = time.monotonic() + self._timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([out], [], [], max(left, 0))
+            if not ready:
+                self.close()
+                raise TimeoutError(f"taskgrid-scheduler did not start within {self._timeout} s")
+            chunk = os.read(out.fileno(), 1)
+            if not chunk:
+                code = self._proc.wait()
+                self.close()
+                raise RuntimeError(
+                    f"taskgrid-scheduler exited with status {code} at start-up "
+                    f"(command: {shlex.join(args)}); see its messages above")
+            line += chunk
+        text = line.decode().strip()
+        prefix = "taskgrid-scheduler listening on "
+        if not text.startswith(prefix):
+            self.close()
+            raise RuntimeError(f"unexpected first line from taskgrid-scheduler: {text!r}")
+        self.address = text[len(prefix):]
+        # Workers launched by the scheduler share its stdout: keep copying
+        # it (task prints) to ours, or the pipe would fill and block them.
+        threading.Thread(target=self._forward, args=(out,), daemon=True,
+                         name="taskgrid-cluster-output").start()
+
+    @staticmethod
+    def _forward(out: Any) -> None:
+        fd = out.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                return
+            if not data:
+                out.close()
+                return
+            try:
+                sys.stdout.write(data.decode(errors="replace"))
+                sys.stdout.flush()
+            except Exception:  # noqa: BLE001 - a closed stdout must not kill us
+                pass
+
+    # -- use ------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        kind = "processes" if self.processes else "threads"
+        return (f"<taskgrid.LocalCluster {getattr(self, 'address', '?')} "
+                f"{self.n_workers} {self.worker_kind} workers ({kind}) x "
+                f"{self.threads_per_worker} threads>")
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.address
+
+    def _rpc_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from .client import Client
+
+                self._client = Client(self, set_as_default=False, name="cluster")
+                self._client.cluster = None  # scale() must not loop back here
+            return self._client
+
+    def status(self) -> Any:
+        return self._rpc_client().status()
+
+    def wait_for_workers(self, n: Optional[int] = None, timeout: Optional[float] = None) -> None:
+        """Block until `n` (default: all) workers are connected."""
+        n = self.n_workers if n is None else n
+        timeout = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(f"taskgrid-scheduler exited with status {self._proc.returncode}")
+            got = len(self.status().workers)
+            if got >= n:
+                return
+            if time.monotonic() > deadline:
+                hint = ""
+                if self.processes and self.worker_kind == "python":
+                    hint = (f" (workers run as: {sys.executable} -m taskgrid.worker; "
+                            "their errors are printed above)")
+                raise TimeoutError(f"only {got} of {n} workers connected after {timeout} s{hint}")
+            time.sleep(0.05)
+
+    def scale(self, n: int) -> None:
+        """Set the number of workers (extras are drained, then stopped)."""
+        self.n_workers = n
+        if self.processes:
+            from .client import scale_rpc
+
+            scale_rpc(self._rpc_client(), workers=n)
+            return
+        from .worker.core import Worker
+
+        while len(self._threads) < n:
+            i = len(self._threads) + 1
+            w = Worker(self.address, nthreads=self.threads_per_worker,
+                       name=f"inproc-{os.getpid()}-{i}", resources=self.resources,
+                       preload=self.preload if i == 1 else (), security=self.security)
+            self._threads.append(w.start())
+        while len(self._threads) > n:
+            self._threads.pop().stop(timeout=15)
+
+    def adapt(self, minimum: Optional[int] = 0, maximum: Optional[int] = None,
+              **kwargs: Any) -> None:
+        """Adaptive scaling: the scheduler keeps between `minimum` and
+        `maximum` workers (None: no bound, as in Dask) from the queued work,
+        adding at once and retiring (drained) after a quiet spell. Other
+        Dask adapt() options (interval, wait_count, ...) are accepted and
+        ignored: the scheduler decides by itself.
+        """
+        if not self.processes:
+            raise NotImplementedError("adaptive scaling needs processes=True")
+        from .client import scale_rpc
+
+        lo = int(minimum or 0)
+        hi = _ADAPT_UNBOUNDED if maximum is None else int(maximum)
+        if hi < 1 or lo > hi:
+            raise ValueError(f"adapt: need 0 <= minimum <= maximum and maximum >= 1 "
+                             f"(got minimum={minimum}, maximum={maximum})")
+        scale_rpc(self._rpc_client(), minimum=lo, maximum=hi)
+
+    # -- tear-down --------------------------------------------------------------
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Stop workers and the scheduler (its launched workers with it)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._client is not None:
+            self._client._close(timeout=5)
+            self._client = None
+        for w in self._threads:
+            w.stop(timeout=0)
+        for w in self._threads:
+            w.stop(timeout=timeout)
+        self._threads.clear()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # it stops its workers first
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        _live.discard(self)
+
+    def __del__(self) -> None:
+        try:
+            self.close(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@atexit.register
+def _close_all() -> None:
+    for c in list(_live):
+        try:
+            c.close(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass

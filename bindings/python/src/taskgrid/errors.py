@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Exceptions of taskgrid, and how a remote task error becomes one.
+
+A task error crosses the wire as (type, message, traceback text, origin
+key) — language neutral, so C and Go errors fit too. The client turns it
+back into the original exception type when it can: builtins by name
+(``ValueError``), other Python types by ``module.QualName`` (imported if
+needed), taskgrid's own ``tg.*`` types into the classes below, anything else
+into :class:`TaskError`. The remote traceback is chained as ``__cause__``
+(a :class:`RemoteTraceback`, as concurrent.futures.ProcessPoolExecutor
+does), so printing the exception shows where it was raised on the worker.
+"""
+from __future__ import annotations
+
+import builtins
+import concurrent.futures
+import importlib
+import sys
+from typing import Optional
+
+
+class TaskgridError(Exception):
+    """Base of taskgrid's own errors."""
+
+
+class TaskError(TaskgridError):
+    """A task failed with an error type Python cannot import.
+
+    ``type`` is the remote type name (e.g. ``tg.Fail`` from the C worker),
+    ``key`` the task's key, ``origin_key`` the key of the task that failed
+    first when this one inherited the error from a dependency.
+    """
+
+    def __init__(self, message: str = "", type: str = "", key: str = "",
+                 origin_key: str = "", traceback: str = "") -> None:
+        super().__init__(message)
+        self.type = type
+        self.key = key
+        self.origin_key = origin_key
+        self.remote_traceback = traceback
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{self.type}: {msg}" if self.type else msg
+
+
+class CancelledError(TaskgridError, concurrent.futures.CancelledError):
+    """The task was cancelled (by a client, or a dependency was)."""
+
+
+class UnknownKeyError(TaskgridError, KeyError):
+    """The scheduler does not know the key (never submitted, or released)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class KilledWorker(TaskError):
+    """The task was running on too many workers that died."""
+
+
+class NoWorkerError(TaskError):
+    """No connected worker provides the task's function or resources."""
+
+
+class SchedulerError(TaskgridError, ConnectionError):
+    """The connection to the scheduler failed."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the traceback text of a remote error (as __cause__)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb.rstrip()}\n"""'
+
+
+_TG_TYPES = {
+    "tg.Cancelled": CancelledError,
+    "tg.UnknownKey": UnknownKeyError,
+    "tg.KilledWorker": KilledWorker,
+    "tg.WorkerLost": KilledWorker,
+    "tg.NoWorker": NoWorkerError,
+}
+
+
+def type_name(exc: BaseException) -> str:
+    """How a Python exception type is named on the wire."""
+    t = type(exc)
+    if t.__module__ == "builtins":
+        return t.__qualname__
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _resolve(name: str) -> Optional[type]:
+    if "." not in name:
+        t = getattr(builtins, name, None)
+    else:
+        if name.startswith("tg."):
+            return None
+        module, _, qual = name.rpartition(".")
+        t = None
+        # The module part may itself contain a class (Outer.Inner).
+        while module:
+            mod = sys.modules.get(module)
+            if mod is None:
+                try:
+                    mod = importlib.import_module(module)
+                except Exception:
+                    mod = None
+            if mod is not None:
+                t = mod
+                for part in qual.split("."):
+                    t = getattr(t, part, None)
+                    if t is None:
+                        break
+                break
+            module, _, head = module.rpartition(".")
+            qual = f"{head}.{qual}"
+    if isinstance(t, type) and issubclass(t, BaseException):
+        return t
+    return None
+
+
+def rebuild(type_: str, message: str, traceback: str = "", key: str = "",
+            origin_key: str = "") -> BaseException:
+    """The exception for a remote error, with its traceback chained."""
+    cls = _TG_TYPES.get(type_)
+    exc: BaseException
+    if cls is CancelledError or cls is UnknownKeyError:
+        exc = cls(message or type_)
+    elif cls is not None:
+        exc = cls(message, type=type_, key=key, origin_key=origin_key,
+                  traceback=traceback)
+    else:
+        cls = _resolve(type_) if type_ else None
+        if cls is None:
+            exc = TaskError(message, type=type_, key=key, origin_key=origin_key,
+                            traceback=traceback)
+        else:
+            try:
+                exc = cls(message)
+            except Exception:
+                # Constructors with other signatures: build it without
+                # __init__ and give it the message as its only argument.
+                exc = cls.__new__(cls)
+                exc.args = (message,)
+    if traceback:
+        exc.__cause__ = RemoteTraceback(traceback)
+    where = origin_key or key
+    if where and hasattr(exc, "add_note"):
+        note = f"raised by taskgrid task {where!r}"
+        if origin_key and origin_key != key:
+            note += f" (a dependency of {key!r})"
+        exc.add_note(note)  # type: ignore[attr-defined]
+    return exc

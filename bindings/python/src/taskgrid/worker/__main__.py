@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: Apache-2.0
+"""python -m taskgrid.worker: the Python worker's command line.
+
+It takes the C worker's flags, so the scheduler's local launcher can start
+it (``--worker-bin`` pointing to a wrapper running this module): ADDRESS,
+--name, --nthreads, --resources, --preload (a module name or a .py path
+whose import registers functions), --log-level, --heartbeat-ms and
+--tls-ca/--tls-cert/--tls-key; TASKGRID_LAUNCH_ID is echoed to the
+scheduler. Exit codes: 0 after a clean stop or drain, 2 for a usage or
+start-up error. SIGTERM/SIGINT stop cleanly; a second one exits at once.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Optional, Sequence
+
+LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "warning": logging.WARNING,
+          "info": logging.INFO, "debug": logging.DEBUG}
+
+
+class _Formatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+        import time
+
+        t = time.gmtime(record.created)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(record.msecs):03d}Z"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m taskgrid.worker",
+        description="Connect to the taskgrid scheduler at ADDRESS and run the "
+                    "Python tasks it assigns.")
+    p.add_argument("address", metavar="ADDRESS", help="tcp://host:port or tls://host:port")
+    p.add_argument("--nthreads", type=int, default=os.cpu_count() or 1,
+                   help="tasks run at once (default: number of CPUs)")
+    p.add_argument("--name", help="worker name (default: HOSTNAME-PID)")
+    p.add_argument("--resources", default="", help="resource capacities, e.g. GPU=2,MEMORY=16e9")
+    p.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                   help="import a module (name or .py path) that registers functions (repeatable)")
+    p.add_argument("--heartbeat-ms", type=int, default=1000,
+                   help="heartbeat interval until the scheduler sets one (default 1000)")
+    p.add_argument("--log-level", default="info", choices=sorted(LEVELS))
+    p.add_argument("--tls-ca", help="CA certificate (PEM) of the cluster")
+    p.add_argument("--tls-cert", help="this worker's certificate (PEM)")
+    p.add_argument("--tls-key", help="this worker's private key (PEM)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)-5s worker: %(message)s"))
+    log = logging.getLogger("taskgrid")
+    log.addHandler(handler)
+    log.setLevel(LEVELS[args.log_level])
+    log.propagate = False
+
+    from .. import _context
+    from ..security import Security
+    from .core import Worker
+
+    security = None
+    if args.tls_ca or args.tls_cert or args.tls_key:
+        if not (args.tls_ca and args.tls_cert and args.tls_key):
+            print("taskgrid worker: error: mutual TLS needs --tls-ca, --tls-cert and --tls-key",
+                  file=sys.stderr)
+            return 2
+        security = Security(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+    if args.nthreads < 1:
+        print("taskgrid worker: error: --nthreads must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        worker = Worker(args.address, nthreads=args.nthreads, name=args.name,
+                        resources=args.resources, preload=args.preload,
+                        security=security, heartbeat_ms=args.heartbeat_ms)
+    except Exception as e:  # noqa: BLE001 - reported as a start-up error
+        print(f"taskgrid worker: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    _context.process_worker = worker
+
+    seen = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if seen:
+            os.write(2, b"taskgrid worker: second signal, exiting now\n")
+            os._exit(1)
+        seen.append(signum)
+        worker.stop(timeout=0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # Run the session on a thread: the main thread stays free for signals.
+    worker.start()
+    while not worker.stopped:
+        worker._done.wait(0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,479 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Python worker: one WorkerLink stream, with the C worker's semantics.
+
+Threads: ``run()``'s thread owns the session (connect, receive and
+dispatch, reconnect with back-off); gRPC's request-consumer thread runs the
+request generator, which batches finished results and handed-back keys
+into WorkerMessages, sends a heartbeat when nothing else went out for a
+heartbeat interval, and carries out stop and drain (it half-closes the
+stream once the work is done); executor threads run tasks.
+
+Semantics shared with the C worker (worker/link.c):
+
+* The first message registers: name, threads, functions (``py.call`` for
+  pickled callables, the tg.* built-ins, registered named functions),
+  resources, agent, pid, host and ``TASKGRID_LAUNCH_ID``.
+* ``cancel`` drops queued tasks and flags running ones; no result is sent
+  for them. ``steal`` hands still-queued tasks back (``released``) so an
+  idle worker can take them; running ones finish as usual. ``drain``: take
+  no new work (assignments are handed back as ``released``), finish what
+  is assigned, then disconnect.
+* SIGTERM / stop(): hand queued tasks back, let running ones finish (up to
+  10 s), send their results, exit 0.
+* A session does not outlive its stream: when it breaks, the scheduler has
+  already given this worker's tasks to others, so queued tasks are dropped,
+  running ones flagged and unsent results discarded before reconnecting.
+* Errors go back as (type, message, traceback); retries are the
+  scheduler's (the assignment's ``attempt`` says which run this is).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import pathlib
+import platform
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+
+import grpc
+
+from .. import _codec, _context
+from .._rpc import normalize_address, pb, pb_grpc, sync_channel
+from ..errors import type_name
+from ..security import Security
+from . import registry
+from .builtins import BUILTINS
+from .executor import Executor, Task
+
+logger = logging.getLogger("taskgrid.worker")
+
+AGENT = f"taskgrid-worker/0.1 (Python {platform.python_version()})"
+STOP_GRACE_S = 10.0
+BATCH_MAX_ITEMS = 4096
+BATCH_MAX_BYTES = 4 * 1024 * 1024
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 2.0
+POLL_S = 0.2  # how often the request generator looks at stop/drain flags
+
+_MEMORY = pb.TASK_STATE_MEMORY
+_ERRED = pb.TASK_STATE_ERRED
+_OWN_MODULES = ("taskgrid.worker.core", "taskgrid.worker.builtins")
+
+
+def parse_resources(spec: Union[str, Mapping[str, float], None]) -> dict[str, float]:
+    """'GPU=1,process=1' (or a mapping) -> {'GPU': 1.0, 'process': 1.0}."""
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping):
+        return {str(k): float(v) for k, v in spec.items()}
+    out: dict[str, float] = {}
+    for item in spec.split(","):
+        name, eq, amount = item.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not eq or not name.strip() or value < 0:
+            raise ValueError(f"--resources: {item!r} is not NAME=AMOUNT (e.g. GPU=2)")
+        out[name.strip()] = value
+    return out
+
+
+def format_resources(res: Mapping[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in res.items())
+
+
+def load_preload(spec: str) -> None:
+    """Import a module by name or a .py file by path (it registers functions)."""
+    if spec.endswith(".py") or os.sep in spec:
+        path = pathlib.Path(spec).resolve()
+        if not path.is_file():
+            raise ImportError(f"--preload {spec}: no such file")
+        name = f"taskgrid_preload_{path.stem}"
+        mod_spec = importlib.util.spec_from_file_location(name, path)
+        if mod_spec is None or mod_spec.loader is None:
+            raise ImportError(f"--preload {spec}: cannot load it")
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = module
+        mod_spec.loader.exec_module(module)
+    else:
+        importlib.import_module(spec)
+
+
+class _Outbox:
+    """Finished results and handed-back keys waiting to be sent."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._results: list = []
+        self._released: list[str] = []
+        self.session = 0
+
+    def reset(self, session: int) -> None:
+        with self._cv:
+            self.session = session
+            self._results = []
+            self._released = []
+            self._cv.notify_all()
+
+    def push(self, session: int, result: tuple) -> None:
+        with self._cv:
+            if session != self.session:
+                return  # from a session that is gone: the task runs elsewhere
+            self._results.append(result)
+            if len(self._results) == 1:
+                self._cv.notify()
+
+    def push_released(self, session: int, key: str) -> None:
+        with self._cv:
+            if session == self.session:
+                self._released.append(key)
+                self._cv.notify()
+
+    def wake(self) -> None:
+        with self._cv:
+            self._cv.notify_all()
+
+    def empty(self) -> bool:
+        with self._cv:
+            return not self._results and not self._released
+
+    def take(self, timeout: float) -> tuple[list, list]:
+        with self._cv:
+            if not self._results and not self._released and timeout > 0:
+                self._cv.wait(timeout)
+            results, released = self._results, self._released
+            if len(results) > BATCH_MAX_ITEMS:
+                results, self._results = results[:BATCH_MAX_ITEMS], results[BATCH_MAX_ITEMS:]
+            else:
+                size = 0
+                for i, r in enumerate(results):
+                    size += len(r[2]) + 64
+                    if size > BATCH_MAX_BYTES and i > 0:
+                        results, self._results = results[:i], results[i:]
+                        break
+                else:
+                    self._results = []
+            self._released = []
+            return results, released
+
+
+class Worker:
+    """A taskgrid worker running Python tasks in this process.
+
+    ``Worker(address, nthreads=2).run()`` blocks until stopped or drained;
+    ``start()`` runs it on a background thread (how LocalCluster's
+    in-process workers run), ``stop()`` ends it cleanly.
+    """
+
+    def __init__(self, address: str, *, nthreads: int = 1, name: Optional[str] = None,
+                 resources: Union[str, Mapping[str, float], None] = None,
+                 preload: Sequence[str] = (), security: Any = None,
+                 heartbeat_ms: int = 1000, launch_id: Optional[str] = None) -> None:
+        self.address = normalize_address(address)
+        self.security = Security.coerce(security)
+        self.nthreads = int(nthreads)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.resources = parse_resources(resources)
+        if launch_id is None:
+            launch_id = os.environ.get("TASKGRID_LAUNCH_ID", "")
+        self.launch_id = launch_id
+        for spec in preload:
+            load_preload(spec)
+        self._heartbeat_s = max(heartbeat_ms, 10) / 1000
+        self._fns = _codec.FunctionCache()
+        self._executor = Executor(self.nthreads, self._run_task,
+                                  name=f"taskgrid-task-{self.name}")
+        self._outbox = _Outbox()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._session = 0
+        self._dead_session = 0
+        self._registered = False
+        self._draining = False
+        self._closing = False
+        self._close_deadline = 0.0
+        self._start_time = time.monotonic()
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._why = ""
+        self._call: Any = None
+        self._said_goodbye = False
+
+    def __repr__(self) -> str:
+        return f"<taskgrid.Worker {self.name!r} {self.address} nthreads={self.nthreads}>"
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self) -> "Worker":
+        """Run on a background thread; returns once the thread started."""
+        self._thread = threading.Thread(target=self.run, name=f"taskgrid-worker-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop cleanly: hand queued work back, finish running tasks."""
+        self._stop.set()
+        self._outbox.wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._done.is_set()
+
+    def run(self) -> None:
+        """Connect and run tasks until stopped or drained (reconnecting)."""
+        backoff = BACKOFF_MIN_S
+        last_warn = 0.0
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                if self._run_session():
+                    break
+                if self._stop.is_set():
+                    break
+                if self._registered:
+                    backoff, failures = BACKOFF_MIN_S, 0
+                    logger.info("connection to the scheduler lost (%s); reconnecting", self._why)
+                elif failures == 0 or time.monotonic() - last_warn >= 5:
+                    last_warn = time.monotonic()
+                    logger.warning("cannot reach the scheduler at %s (%s); retrying",
+                                   self.address, self._why)
+                failures += 1
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            # Tasks may still run (abandoned at a deadline, or from a lost
+            # session): give them what is left of the grace period.
+            grace = self._close_deadline - time.monotonic() if self._closing else STOP_GRACE_S
+            if not self._executor.wait_idle(max(grace, 0.5)):
+                logger.warning("tasks did not stop; exiting without waiting for them")
+        finally:
+            self._executor.stop()
+            with self._client_lock:
+                client, self._client = self._client, None
+            if client is not None:
+                client._close(timeout=5)
+            self._done.set()
+            logger.info("exiting")
+
+    # -- the session ----------------------------------------------------------
+
+    def _registration(self) -> Any:
+        functions = [_codec.PY_CALL] + sorted(BUILTINS) + registry.names()
+        return pb.WorkerMessage(registration=pb.Register(
+            name=self.name, nthreads=self.nthreads, functions=functions,
+            resources=[pb.Resource(name=k, amount=v) for k, v in self.resources.items()],
+            agent=AGENT, pid=os.getpid(), host=socket.gethostname(),
+            launch_id=self.launch_id))
+
+    def _run_session(self) -> bool:
+        """One stream; True when the worker should exit (stopped/drained)."""
+        self._session += 1
+        sid = self._session
+        self._registered = False
+        self._outbox.reset(sid)
+        channel = sync_channel(self.address, self.security)
+        ended_cleanly = False
+        try:
+            stub = pb_grpc.WorkerLinkStub(channel)
+            self._said_goodbye = False
+            responses = self._call = stub.Connect(self._requests(sid))
+            for msg in responses:
+                self._handle(sid, msg)
+            ended_cleanly = True
+            self._why = "the scheduler ended the stream"
+        except grpc.RpcError as e:
+            code = e.code() if hasattr(e, "code") else None
+            details = e.details() if hasattr(e, "details") else str(e)
+            self._why = f"{code.name if code else 'error'}: {details}"
+        finally:
+            self._dead_session = sid
+            self._outbox.wake()
+            channel.close()
+        if self._closing or self._draining:
+            if not ended_cleanly and not self._said_goodbye:
+                logger.warning("lost the scheduler while %s: %s",
+                               "stopping" if self._closing else "draining", self._why)
+            return True
+        # The stream is gone: the scheduler reschedules our tasks elsewhere.
+        self._executor.cancel_all()
+        self._outbox.reset(0)
+        return False
+
+    def _requests(self, sid: int) -> Iterator[Any]:
+        yield self._registration()
+        last = time.monotonic()
+        while True:
+            if self._dead_session == sid:
+                return
+            if self._stop.is_set() and not self._closing:
+                self._begin_close(sid)
+            if (self._closing or self._draining) and self._executor.idle() and self._outbox.empty():
+                logger.info("%s: all work done, disconnecting",
+                            "stopping" if self._closing else "drained")
+                self._goodbye()
+                return  # half-close: the scheduler ends the call
+            if self._closing and time.monotonic() > self._close_deadline:
+                queued, running = self._executor.counts()
+                logger.warning("%d tasks still running after %.0f s: abandoning them",
+                               running, STOP_GRACE_S)
+                self._executor.cancel_all()
+                self._goodbye()
+                return
+            wait = min(POLL_S, max(0.0, last + self._heartbeat_s - time.monotonic()))
+            results, released = self._outbox.take(wait)
+            if self._dead_session == sid:
+                return
+            if results or released or time.monotonic() - last >= self._heartbeat_s:
+                yield self._message(results, released)
+                last = time.monotonic()
+
+    def _goodbye(self) -> None:
+        # After the half-close the scheduler ends the call; if it does not
+        # within a second, end it ourselves so exiting cannot hang.
+        self._said_goodbye = True
+        call = self._call
+        if call is not None:
+            timer = threading.Timer(1.0, call.cancel)
+            timer.daemon = True
+            timer.start()
+
+    def _message(self, results: list, released: list) -> Any:
+        m = pb.WorkerMessage(uptime_ms=int((time.monotonic() - self._start_time) * 1000))
+        add = m.results.add
+        for key, state, data, codec, error, attempt in results:
+            if state == _MEMORY:
+                add(key=key, state=state, data=data, codec=codec, attempt=attempt)
+            else:
+                add(key=key, state=state, attempt=attempt,
+                    error=pb.TaskError(type=error[0], message=error[1], traceback=error[2]))
+        if released:
+            m.released.extend(released)
+        return m
+
+    def _handle(self, sid: int, msg: Any) -> None:
+        if msg.worker_name and not self._registered:
+            self._registered = True
+            if msg.worker_name != self.name:
+                logger.info("registered as %s", msg.worker_name)
+            self.name = msg.worker_name
+            logger.info("connected to %s as %s (%d threads, %d functions)", self.address,
+                        self.name, self.nthreads, 1 + len(BUILTINS) + len(registry.names()))
+        if msg.heartbeat_ms:
+            self._heartbeat_s = min(max(msg.heartbeat_ms, 10), 3_600_000) / 1000
+        # Cancels first: they refer to earlier assignments; a key cancelled
+        # and assigned anew in one message must run.
+        for key in msg.cancel:
+            self._executor.cancel(key)
+        # Work stealing: hand back what has not started; a running task
+        # finishes and reports as usual.
+        for key in msg.steal:
+            if self._executor.steal(key):
+                self._outbox.push_released(sid, key)
+        if msg.assign:
+            if self._closing or self._draining:
+                for a in msg.assign:
+                    self._outbox.push_released(sid, a.key)
+            else:
+                self._executor.submit([Task(a, sid) for a in msg.assign])
+        if msg.drain and not self._draining:
+            self._draining = True
+            queued, running = self._executor.counts()
+            logger.info("draining: finishing %d queued and %d running tasks, then exiting",
+                        queued, running)
+            self._outbox.wake()
+
+    def _begin_close(self, sid: int) -> None:
+        self._closing = True
+        self._close_deadline = time.monotonic() + STOP_GRACE_S
+        queued = self._executor.take_queued()
+        for t in queued:
+            self._outbox.push_released(sid, t.key)
+        _, running = self._executor.counts()
+        logger.info("stopping: handed %d queued tasks back, waiting for %d running (up to %.0f s)",
+                    len(queued), running, STOP_GRACE_S)
+
+    # -- running tasks --------------------------------------------------------
+
+    def _run_task(self, t: Task) -> None:
+        if t.cancelled:
+            return
+        _context.set_current(self, t)
+        try:
+            data, codec = self._execute(t, t.assignment)
+            out = (t.key, _MEMORY, data, codec, None, t.attempt)
+        except BaseException as e:  # noqa: BLE001 - reported to the scheduler
+            out = (t.key, _ERRED, b"", "", self._error(e), t.attempt)
+        finally:
+            _context.clear_current()
+            t.assignment = None  # let the input and dependency data go
+        if not t.cancelled:
+            self._outbox.push(t.session, out)
+
+    def _execute(self, t: Task, a: Any) -> tuple[bytes, str]:
+        func = a.func
+        if func == _codec.PY_CALL:
+            if a.codec != _codec.PICKLE:
+                raise TypeError(f"py.call takes a pickled call, got codec {a.codec!r}")
+            fbytes, args, kwargs = _codec.loads(a.input)
+            fn = self._fns.load(fbytes)
+            if a.deps:
+                values = [_codec.decode(d.data, d.codec) for d in a.deps]
+                args = _codec.substitute(args, values)
+                if kwargs:
+                    kwargs = _codec.substitute(kwargs, values)
+            return _codec.dumps(fn(*args, **kwargs)), _codec.PICKLE
+        builtin = BUILTINS.get(func)
+        if builtin is not None:
+            return builtin(t, a)
+        fn = registry.lookup(func)
+        if fn is None:
+            raise LookupError(f"worker {self.name} does not provide function {func!r}")
+        args = []
+        if a.input:
+            v = _codec.decode(a.input, a.codec)
+            if a.codec == _codec.JSON and isinstance(v, list):
+                args.extend(v)
+            else:
+                args.append(v)
+        args.extend(_codec.decode(d.data, d.codec) for d in a.deps)
+        return _codec.encode_named_result(fn(*args))
+
+    @staticmethod
+    def _error(e: BaseException) -> tuple[str, str, str]:
+        tb = e.__traceback__
+        # Start the traceback at the user's code, not the worker's frames.
+        while tb is not None and tb.tb_frame.f_globals.get("__name__") in _OWN_MODULES:
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(e), e, tb or e.__traceback__))
+        wire = getattr(type(e), "wire_type", None) or type_name(e)
+        return wire, str(e), text
+
+    # -- nested work ----------------------------------------------------------
+
+    def secede(self, t: Task) -> bool:
+        return self._executor.secede(t)
+
+    def rejoin(self, t: Task) -> None:
+        self._executor.rejoin(t)
+
+    @property
+    def client(self) -> Any:
+        """A client to this worker's scheduler with its credentials (shared)."""
+        with self._client_lock:
+            if self._client is None:
+                from ..client import Client
+
+                c = Client(self.address, security=self.security, set_as_default=False,
+                           name=f"worker-{self.name}")
+                c._shared = True
+                self._client = c
+            return self._client
