@@ -4,6 +4,7 @@ with grpcio-tools (never hand-written), and a real taskgrid scheduler with
 local workers started for the test session and torn down after it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import select
@@ -54,22 +55,19 @@ def _scheduler_bin() -> pathlib.Path:
     return exe
 
 
-@pytest.fixture(scope="session")
-def scheduler() -> Iterator[str]:
-    """A scheduler with 2 local workers of 1 thread; yields host:port."""
-    proc = subprocess.Popen(
-        [str(_scheduler_bin()), "--listen", "tcp://127.0.0.1:0",
-         "--workers", "2", "--nthreads", "1",
-         "--worker-bin", str(BIN / "worker" / "taskgrid-worker"),
-         "--max-message", "1048576"],
-        stdout=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def run_scheduler(args: list[str]) -> Iterator[str]:
+    """Run taskgrid-scheduler ARGS (its --listen among them) until the
+    block ends; yields the host:port it printed."""
+    proc = subprocess.Popen([str(_scheduler_bin()), *args],
+                            stdout=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         assert ready, "scheduler did not print its address within 10 s"
         line = proc.stdout.readline().strip()
-        prefix = "taskgrid-scheduler listening on tcp://"
+        prefix = "taskgrid-scheduler listening on "
         assert line.startswith(prefix), line
-        yield line[len(prefix):]
+        yield line[len(prefix):].split("://", 1)[1]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -77,6 +75,16 @@ def scheduler() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def scheduler() -> Iterator[str]:
+    """A scheduler with 2 local workers of 1 thread; yields host:port."""
+    with run_scheduler(["--listen", "tcp://127.0.0.1:0",
+                        "--workers", "2", "--nthreads", "1",
+                        "--worker-bin", str(BIN / "worker" / "taskgrid-worker"),
+                        "--max-message", "1048576"]) as addr:
+        yield addr
 
 
 @pytest.fixture()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import select
-import signal
 import subprocess
 import uuid
 from typing import Iterator
@@ -18,7 +16,7 @@ from typing import Iterator
 import grpc
 import pytest
 
-from conftest import BIN, _scheduler_bin, wait_for_workers
+from conftest import BIN, run_scheduler, wait_for_workers
 
 
 @pytest.fixture(scope="module")
@@ -35,30 +33,16 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def tls_scheduler(certs: pathlib.Path) -> Iterator[str]:
     """A TLS scheduler with one local worker; yields host:port."""
-    proc = subprocess.Popen(
-        [str(_scheduler_bin()), "--listen", "tls://127.0.0.1:0",
+    with run_scheduler(
+        ["--listen", "tls://127.0.0.1:0",
          "--workers", "1", "--nthreads", "1", "--log-level", "error",
          "--worker-bin", str(BIN / "worker" / "taskgrid-worker"),
          "--tls-ca", str(certs / "ca.pem"),
          "--tls-cert", str(certs / "scheduler.pem"),
          "--tls-key", str(certs / "scheduler-key.pem"),
          "--worker-tls-cert", str(certs / "worker.pem"),
-         "--worker-tls-key", str(certs / "worker-key.pem")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 10)
-        assert ready, "scheduler did not print its address within 10 s"
-        line = proc.stdout.readline().strip()
-        prefix = "taskgrid-scheduler listening on tls://"
-        assert line.startswith(prefix), line
-        yield line[len(prefix):]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+         "--worker-tls-key", str(certs / "worker-key.pem")]) as addr:
+        yield addr
 
 
 def _channel(certs: pathlib.Path, target: str, role: str | None) -> grpc.Channel:
