@@ -200,36 +200,45 @@ static int unary(tg_client *c, const char *method, const pb_msgdesc_t *reqf,
  * until it is released by other means, not correctness, and the caller's
  * own call must not fail for it.
  */
-static void send_releases(tg_client *c, const char *arena, size_t n)
+/* Release `n` keys in Release calls of at most CHUNK keys; stops at and
+ * returns the first failure. */
+static int release_keys(tg_client *c, char *const *keys, size_t n)
 {
-    char **keys = NULL;
-    size_t i = 0;
-    const char *p;
-
-    keys = malloc((n < CHUNK ? n : CHUNK) * sizeof(*keys));
-    p = arena;
-    while (keys != NULL && i < n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
         taskgrid_v1_ReleaseRequest req;
         taskgrid_v1_ReleaseResponse resp;
         uint8_t *raw;
-        size_t k = 0;
+        int rc;
 
         memset(&req, 0, sizeof(req));
-        for (; k < CHUNK && i < n; k++, i++) {
-            keys[k] = (char *)p;
-            p += strlen(p) + 1;
-        }
-        req.keys_count = (pb_size_t)k;
-        req.keys = keys;
-        if (unary(c, M_RELEASE, taskgrid_v1_ReleaseRequest_fields, &req,
-                  taskgrid_v1_ReleaseResponse_fields, &resp, &raw,
-                  c->timeout_ms) == TG_OK) {
-            tg_wire_release(taskgrid_v1_ReleaseResponse_fields, &resp);
-            free(raw);
-        } else {
-            tg__error_clear();
-        }
+        req.keys_count = (pb_size_t)(n - i < CHUNK ? n - i : CHUNK);
+        req.keys = (char **)(uintptr_t)(keys + i);
+        rc = unary(c, M_RELEASE, taskgrid_v1_ReleaseRequest_fields, &req,
+                   taskgrid_v1_ReleaseResponse_fields, &resp, &raw,
+                   c->timeout_ms);
+        if (rc != TG_OK)
+            return rc;
+        tg_wire_release(taskgrid_v1_ReleaseResponse_fields, &resp);
+        free(raw);
     }
+    return TG_OK;
+}
+
+/* Release the NUL-separated keys of `arena` (freed futures). Errors are
+ * dropped: see flush_releases. */
+static void send_releases(tg_client *c, const char *arena, size_t n)
+{
+    char **keys = malloc((n ? n : 1) * sizeof(*keys));
+    const char *p = arena;
+
+    if (keys == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = (char *)p;
+        p += strlen(p) + 1;
+    }
+    if (release_keys(c, keys, n) != TG_OK)
+        tg__error_clear();
     free(keys);
 }
 
@@ -993,23 +1002,7 @@ int tg_client_release(tg_client *c, const char *const *keys, size_t n)
     if ((rc = enter(c, "tg_client_release")) != TG_OK ||
         (rc = check_keys("tg_client_release", keys, n)) != TG_OK)
         return rc;
-    for (size_t i = 0; i < n; i += CHUNK) {
-        taskgrid_v1_ReleaseRequest req;
-        taskgrid_v1_ReleaseResponse resp;
-        uint8_t *raw;
-
-        memset(&req, 0, sizeof(req));
-        req.keys_count = (pb_size_t)(n - i < CHUNK ? n - i : CHUNK);
-        req.keys = (char **)(uintptr_t)(keys + i);
-        rc = unary(c, M_RELEASE, taskgrid_v1_ReleaseRequest_fields, &req,
-                   taskgrid_v1_ReleaseResponse_fields, &resp, &raw,
-                   c->timeout_ms);
-        if (rc != TG_OK)
-            return rc;
-        tg_wire_release(taskgrid_v1_ReleaseResponse_fields, &resp);
-        free(raw);
-    }
-    return TG_OK;
+    return release_keys(c, (char *const *)(uintptr_t)keys, n);
 }
 
 int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
