@@ -21,8 +21,10 @@ bazel test //...
 echo "== bazel test --config=asan //..."
 bazel test --config=asan //...
 
-# Back to the plain build for the process-level checks below.
+# Back to the plain build for the process-level checks below, which use
+# this checkout's programs (not ones found elsewhere on the machine).
 bazel build //scheduler //worker //scheduler:taskgrid-certs //sdk/examples:diamond >/dev/null
+export TASKGRID_BIN_DIR="$PWD/bazel-bin"
 
 echo "== Go binding (go vet, go test -race)"
 (cd bindings/go && go vet ./... && CI=true go test -race -count=1 ./...)

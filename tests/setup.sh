@@ -37,11 +37,12 @@ if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest' 2>/dev/null; then
   "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest
 fi
 
-# The Python binding and its test extras (Prefect, ...).
-if ! "$PY" -c 'import taskgrid.v1, prefect, cloudpickle' 2>/dev/null; then
-  echo "setup: installing the Python binding (bindings/python[test])"
-  "$PY" -m pip install -q './bindings/python[test]'
-fi
+# The Python binding and its test extras (Prefect, ...). Always installed
+# from this checkout: an installed copy from another checkout would test
+# that one's code and find that one's programs.
+echo "setup: installing the Python binding (bindings/python[test])"
+"$PY" -m pip install -q './bindings/python[test]'
+
 
 # Go: the module asks for Go 1.26; an older go fetches that toolchain
 # through the Go module proxy by itself (GOTOOLCHAIN=auto).
