@@ -17,7 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "rpc.h"
+#include "transport/client.h"
+#include "transport/server.h"
 
 static const tg__method methods[] = {
     {"/bench.Floor/Echo", TG__UNARY},

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "methods.h"
 
 #define CLIENTS (TGS_ROLE_CLIENT | TGS_ROLE_WORKER | TGS_ROLE_ADMIN)
 
@@ -27,17 +28,17 @@ static const struct {
     const char *method;
     unsigned roles;
 } policy[] = {
-    {"/taskgrid.v1.Scheduler/Submit", CLIENTS},
-    {"/taskgrid.v1.Scheduler/Gather", CLIENTS},
-    {"/taskgrid.v1.Scheduler/Annotate", CLIENTS},
-    {"/taskgrid.v1.Scheduler/Cancel", CLIENTS},
-    {"/taskgrid.v1.Scheduler/Release", CLIENTS},
-    {"/taskgrid.v1.Scheduler/Status", CLIENTS},
-    {"/taskgrid.v1.Scheduler/Watch", CLIENTS}, /* the event stream to come */
-    {"/taskgrid.v1.Scheduler/Scale", TGS_ROLE_ADMIN},
-    {"/taskgrid.v1.WorkerLink/Connect", TGS_ROLE_WORKER},
-    {"/grpc.health.v1.Health/Check", TGS_ROLE_ANY},
-    {"/grpc.health.v1.Health/Watch", TGS_ROLE_ANY},
+    {TG_METHOD_SUBMIT, CLIENTS},
+    {TG_METHOD_GATHER, CLIENTS},
+    {TG_METHOD_ANNOTATE, CLIENTS},
+    {TG_METHOD_CANCEL, CLIENTS},
+    {TG_METHOD_RELEASE, CLIENTS},
+    {TG_METHOD_STATUS, CLIENTS},
+    {TG_METHOD_WATCH, CLIENTS}, /* the event stream to come */
+    {TG_METHOD_SCALE, TGS_ROLE_ADMIN},
+    {TG_METHOD_CONNECT, TGS_ROLE_WORKER},
+    {TG_METHOD_HEALTH_CHECK, TGS_ROLE_ANY},
+    {TG_METHOD_HEALTH_WATCH, TGS_ROLE_ANY},
 };
 
 static const struct {
@@ -83,7 +84,7 @@ void tgs_auth_refusal(const char *method, unsigned roles, const char *role,
     char need[128] = "";
     size_t n = 0, k = 0, count = 0;
 
-    /* "/taskgrid.v1.WorkerLink/Connect" -> "WorkerLink/Connect" */
+    /* TG_METHOD_CONNECT -> "WorkerLink/Connect" */
     if (short_name[0] == '/')
         short_name++;
     slash = strchr(short_name, '/');

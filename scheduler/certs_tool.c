@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "certs.h"
+#include "util/certs.h"
 #include "taskgrid/status.h"
 
 static const char usage[] =

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "server.h"
-#include "tls.h"
+#include "util/tls.h"
 
 static const char usage[] =
     "usage: taskgrid-scheduler [options]\n"

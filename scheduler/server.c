@@ -21,10 +21,13 @@
 #include "auth.h"
 #include "core.h"
 #include "launcher.h"
-#include "log.h"
-#include "rpc.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "transport/server.h"
+#include "util/address.h"
 #include "server.h"
 #include "wire.h"
+#include "methods.h"
 
 #define TGS_VERSION "taskgrid-scheduler/0.1"
 /* Flush a destination's buffer early past this size, to bound latency and
@@ -46,15 +49,15 @@ enum method {
 };
 
 static const tg__method methods[M_COUNT] = {
-    [M_SUBMIT] = {"/taskgrid.v1.Scheduler/Submit", TG__UNARY},
-    [M_GATHER] = {"/taskgrid.v1.Scheduler/Gather", TG__SERVER_STREAM},
-    [M_SCALE] = {"/taskgrid.v1.Scheduler/Scale", TG__UNARY},
-    [M_ANNOTATE] = {"/taskgrid.v1.Scheduler/Annotate", TG__UNARY},
-    [M_CANCEL] = {"/taskgrid.v1.Scheduler/Cancel", TG__UNARY},
-    [M_RELEASE] = {"/taskgrid.v1.Scheduler/Release", TG__UNARY},
-    [M_STATUS] = {"/taskgrid.v1.Scheduler/Status", TG__UNARY},
-    [M_CONNECT] = {"/taskgrid.v1.WorkerLink/Connect", TG__BIDI},
-    [M_HEALTH] = {"/grpc.health.v1.Health/Check", TG__UNARY},
+    [M_SUBMIT] = {TG_METHOD_SUBMIT, TG__UNARY},
+    [M_GATHER] = {TG_METHOD_GATHER, TG__SERVER_STREAM},
+    [M_SCALE] = {TG_METHOD_SCALE, TG__UNARY},
+    [M_ANNOTATE] = {TG_METHOD_ANNOTATE, TG__UNARY},
+    [M_CANCEL] = {TG_METHOD_CANCEL, TG__UNARY},
+    [M_RELEASE] = {TG_METHOD_RELEASE, TG__UNARY},
+    [M_STATUS] = {TG_METHOD_STATUS, TG__UNARY},
+    [M_CONNECT] = {TG_METHOD_CONNECT, TG__BIDI},
+    [M_HEALTH] = {TG_METHOD_HEALTH_CHECK, TG__UNARY},
 };
 
 /* A growable buffer of appended one-entry messages. */
@@ -1342,7 +1345,7 @@ int tgs_server_main(const tgs_server_opts *o)
         return 1;
     }
     /* The address clients and local workers should use. */
-    tg__rpc_parse_address(listen, host, sizeof(host), &tls);
+    tg__address_parse(listen, host, sizeof(host), &tls);
     *strrchr(host, ':') = '\0';
     if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0 ||
         host[0] == '\0')

@@ -26,7 +26,7 @@
 
 #include <cmocka.h>
 
-#include "rpc.h"
+#include "transport/server.h"
 #include "taskgrid/taskgrid.h"
 #include "wire.h"
 

@@ -34,11 +34,11 @@
 #include <openssl/pem.h>
 
 #include "scheduler/auth.h"
-#include "certs.h"
-#include "rpc.h"
+#include "util/certs.h"
+#include "transport/client.h"
 #include "harness.h"
 #include "taskgrid/taskgrid.h"
-#include "tls.h"
+#include "util/tls.h"
 
 static char dir[600];   /* the cluster's certificates */
 static char other[700]; /* another CA's */

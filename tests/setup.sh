@@ -12,7 +12,7 @@ APT_PACKAGES=(
   build-essential pkg-config
   libgrpc-dev protobuf-compiler protobuf-compiler-grpc
   nanopb libnanopb-dev
-  libssl-dev libcmocka-dev
+  libssl-dev libcmocka-dev libjansson-dev
   bazel-bootstrap valgrind
 )
 

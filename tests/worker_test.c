@@ -24,7 +24,7 @@
 #include <cmocka.h>
 
 #include "worker/builtins.h"
-#include "worker/clock.h"
+#include "util/clock.h"
 #include "worker/config.h"
 #include "worker/executor.h"
 #include "worker/json.h"
@@ -703,7 +703,7 @@ static pthread_cond_t s_cv_mono;
 /* Bounded wait on S.cv for predicate `pred`; returns whether it holds. */
 static bool s_wait(bool (*pred)(void *), void *arg)
 {
-    struct timespec dl = tgw_deadline_ms(WAIT_MS);
+    struct timespec dl = tg__deadline_ms(WAIT_MS);
     bool ok;
 
     pthread_mutex_lock(&S.mu);

@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "builtins.h"
-#include "clock.h"
+#include "util/clock.h"
 
 /* ------------------------------------------------------------------ */
 /* Arguments and results                                               */
@@ -370,7 +370,7 @@ static int fn_sleep(tg_task_ctx *ctx, void *ud)
     secs = tgw_json_number(&a.v[0]);
     if (secs > 1e9) /* ~31 years: still a representable deadline */
         secs = 1e9;
-    end = tgw_deadline_ns((int64_t)(secs * 1e9));
+    end = tg__deadline_ns((int64_t)(secs * 1e9));
     for (;;) {
         struct timespec now, wake;
 
@@ -380,10 +380,10 @@ static int fn_sleep(tg_task_ctx *ctx, void *ud)
             goto out;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!tgw_ts_before(now, end))
+        if (!tg__ts_before(now, end))
             break;
-        wake = tgw_deadline_ns(SLEEP_SLICE_NS);
-        if (tgw_ts_before(end, wake))
+        wake = tg__deadline_ns(SLEEP_SLICE_NS);
+        if (tg__ts_before(end, wake))
             wake = end;
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL);
     }

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "rpc.h"
+#include "util/address.h"
 
 static const char usage[] =
     "usage: taskgrid-worker ADDRESS [options]\n"
@@ -302,7 +302,7 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv, char *err,
     if (cfg->address == NULL)
         return bad(err, errlen,
                    "missing ADDRESS (e.g. tcp://127.0.0.1:8786)");
-    if (tg__rpc_parse_address(cfg->address, target, sizeof(target), &tls) !=
+    if (tg__address_parse(cfg->address, target, sizeof(target), &tls) !=
         TG_OK)
         return bad(err, errlen, "%s", tg_error_last());
     ntls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) +

@@ -19,10 +19,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
-#include "error.h"
+#include "util/clock.h"
+#include "util/error.h"
 #include "executor.h"
-#include "log.h"
+#include "util/log.h"
 
 enum { ST_NONE = 0, ST_QUEUED, ST_RUNNING };
 
@@ -600,7 +600,7 @@ int tg__exec_take_queued(tg__exec *e, tg_task_ctx ***out, size_t *n)
 
 bool tg__exec_wait_idle(tg__exec *e, int64_t timeout_ms)
 {
-    struct timespec deadline = tgw_deadline_ms(timeout_ms < 0 ? 0 : timeout_ms);
+    struct timespec deadline = tg__deadline_ms(timeout_ms < 0 ? 0 : timeout_ms);
     bool idle;
 
     pthread_mutex_lock(&e->mu);

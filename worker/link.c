@@ -18,17 +18,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
+#include "util/clock.h"
+#include "util/error.h"
 #include "executor.h"
 #include "link.h"
-#include "log.h"
+#include "util/log.h"
 #include "outbox.h"
 #include "registry.h"
 #include "task.h"
 #include "wire.h"
+#include "methods.h"
 
-#define CONNECT_METHOD "/taskgrid.v1.WorkerLink/Connect"
 #define AGENT "taskgrid-worker/0.1 (C)"
 
 /* Receive poll: also how often the session notices a stop request. */
@@ -501,7 +501,7 @@ static session_end run_session(wlink *l)
     atomic_store(&l->send_failed, false);
     rc = tg__chan_open(&l->ch, l->cfg->address, l->sec, 0);
     if (rc == TG_OK)
-        rc = tg__cstream_open(&l->st, l->ch, CONNECT_METHOD, 0);
+        rc = tg__cstream_open(&l->st, l->ch, TG_METHOD_CONNECT, 0);
     if (rc == TG_OK)
         rc = send_registration(l);
     if (rc != TG_OK) {

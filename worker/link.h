@@ -12,7 +12,7 @@
 #include <stdatomic.h>
 
 #include "config.h"
-#include "rpc.h"
+#include "transport/client.h"
 #include "taskgrid/plugin.h"
 
 /* How tgw_link_run ended. */

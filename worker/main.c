@@ -18,9 +18,9 @@
 #include "config.h"
 #include "link.h"
 #include "loader.h"
-#include "log.h"
+#include "util/log.h"
 #include "registry.h"
-#include "tls.h"
+#include "util/tls.h"
 
 static atomic_bool stop_requested;
 static atomic_int signals_seen;

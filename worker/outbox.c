@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "error.h"
+#include "util/clock.h"
+#include "util/error.h"
 #include "outbox.h"
 
 struct tgw_outbox {
@@ -118,7 +118,7 @@ int tgw_outbox_push_released(tgw_outbox *ob, const char *key)
 void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,
                      size_t max_bytes, int64_t wait_ms)
 {
-    struct timespec deadline = tgw_deadline_ms(wait_ms > 0 ? wait_ms : 0);
+    struct timespec deadline = tg__deadline_ms(wait_ms > 0 ? wait_ms : 0);
     size_t bytes = 0;
 
     memset(b, 0, sizeof(*b));
@@ -209,7 +209,7 @@ void tgw_outbox_clear(tgw_outbox *ob)
 
 bool tgw_outbox_flush(tgw_outbox *ob, int64_t timeout_ms)
 {
-    struct timespec deadline = tgw_deadline_ms(timeout_ms);
+    struct timespec deadline = tg__deadline_ms(timeout_ms);
     bool flushed;
 
     pthread_mutex_lock(&ob->mu);

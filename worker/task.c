@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "task.h"
 
 /* Placement helper: hands out aligned pieces of the task's allocation. */

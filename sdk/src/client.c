@@ -19,20 +19,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "util/clock.h"
+#include "util/error.h"
 #include "future.h"
-#include "rpc.h"
+#include "transport/client.h"
+#include "util/address.h"
 #include "taskgrid/client.h"
-#include "tls.h"
+#include "util/tls.h"
 #include "wire.h"
+#include "methods.h"
 
-#define M_SUBMIT "/taskgrid.v1.Scheduler/Submit"
-#define M_GATHER "/taskgrid.v1.Scheduler/Gather"
-#define M_SCALE "/taskgrid.v1.Scheduler/Scale"
-#define M_ANNOTATE "/taskgrid.v1.Scheduler/Annotate"
-#define M_CANCEL "/taskgrid.v1.Scheduler/Cancel"
-#define M_RELEASE "/taskgrid.v1.Scheduler/Release"
-#define M_STATUS "/taskgrid.v1.Scheduler/Status"
 
 /*
  * Batching. The protocol caps a repeated field at 65,535 entries (16-bit
@@ -213,7 +209,7 @@ static int release_keys(tg_client *c, char *const *keys, size_t n)
         memset(&req, 0, sizeof(req));
         req.keys_count = (pb_size_t)(n - i < CHUNK ? n - i : CHUNK);
         req.keys = (char **)(uintptr_t)(keys + i);
-        rc = unary(c, M_RELEASE, taskgrid_v1_ReleaseRequest_fields, &req,
+        rc = unary(c, TG_METHOD_RELEASE, taskgrid_v1_ReleaseRequest_fields, &req,
                    taskgrid_v1_ReleaseResponse_fields, &resp, &raw,
                    c->timeout_ms);
         if (rc != TG_OK)
@@ -294,7 +290,7 @@ static int check_alive(tg_client *c, int64_t timeout_ms)
         struct timespec nap = {0, 100 * 1000 * 1000};
 
         memset(&req, 0, sizeof(req));
-        rc = unary(c, M_STATUS, taskgrid_v1_StatusRequest_fields, &req,
+        rc = unary(c, TG_METHOD_STATUS, taskgrid_v1_StatusRequest_fields, &req,
                    taskgrid_v1_StatusResponse_fields, &resp, &raw, left);
         if (rc == TG_OK) {
             tg_wire_release(taskgrid_v1_StatusResponse_fields, &resp);
@@ -385,7 +381,7 @@ int tg_client_connect(tg_client **out, const char *address,
         char target[512];
         bool tls = false;
 
-        rc = tg__rpc_parse_address(address, target, sizeof(target), &tls);
+        rc = tg__address_parse(address, target, sizeof(target), &tls);
         if (rc != TG_OK)
             goto fail;
         if (tls && opts->security == NULL) {
@@ -597,7 +593,7 @@ static int submit_chunk(tg_client *c, const tg_task_def *tasks,
     req.client_id = tg_pbbuf_str(c->client_id);
     req.release_count = (pb_size_t)nrel;
     req.release = nrel ? rel : NULL;
-    rc = unary(c, M_SUBMIT, taskgrid_v1_SubmitRequest_fields, &req,
+    rc = unary(c, TG_METHOD_SUBMIT, taskgrid_v1_SubmitRequest_fields, &req,
                taskgrid_v1_SubmitResponse_fields, &resp, &raw, c->timeout_ms);
     if (rc != TG_OK)
         return rc; /* the scheduler's message is in tg_error_last() */
@@ -794,7 +790,7 @@ static int gather_open(tg_client *c, const tg__gmap *m, size_t from,
         return tg__error_set(TG_EINTERNAL, "Gather: %s", err);
     /* Request and half-close in one batch: no wait before the first
      * response. */
-    rc = tg__cstream_open_request(out, c->ch, M_GATHER, buf, len, call_ms);
+    rc = tg__cstream_open_request(out, c->ch, TG_METHOD_GATHER, buf, len, call_ms);
     free(buf);
     if (rc != TG_OK && *out != NULL) {
         /* A failed send says little ("stream is broken"); the call's
@@ -981,7 +977,7 @@ int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
         memset(&req, 0, sizeof(req));
         req.keys_count = (pb_size_t)(n - i < CHUNK ? n - i : CHUNK);
         req.keys = (char **)(uintptr_t)(keys + i);
-        rc = unary(c, M_CANCEL, taskgrid_v1_CancelRequest_fields, &req,
+        rc = unary(c, TG_METHOD_CANCEL, taskgrid_v1_CancelRequest_fields, &req,
                    taskgrid_v1_CancelResponse_fields, &resp, &raw,
                    c->timeout_ms);
         if (rc != TG_OK)
@@ -1055,7 +1051,7 @@ int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
         req.annotation.resources = res;
         req.annotation.has_retries = a->set_retries;
         req.annotation.retries = a->retries;
-        rc = unary(c, M_ANNOTATE, taskgrid_v1_AnnotateRequest_fields, &req,
+        rc = unary(c, TG_METHOD_ANNOTATE, taskgrid_v1_AnnotateRequest_fields, &req,
                    taskgrid_v1_AnnotateResponse_fields, &resp, &raw,
                    c->timeout_ms);
         if (rc != TG_OK)
@@ -1077,7 +1073,7 @@ static int scale_call(tg_client *c, const taskgrid_v1_ScaleRequest *req,
     uint8_t *raw;
     int rc;
 
-    rc = unary(c, M_SCALE, taskgrid_v1_ScaleRequest_fields, req,
+    rc = unary(c, TG_METHOD_SCALE, taskgrid_v1_ScaleRequest_fields, req,
                taskgrid_v1_ScaleResponse_fields, &resp, &raw, c->timeout_ms);
     if (rc != TG_OK)
         return rc;
@@ -1152,7 +1148,7 @@ static int status_call(tg_client *c, const char *key,
         req.keys_count = 1;
         req.keys = keys;
     }
-    return unary(c, M_STATUS, taskgrid_v1_StatusRequest_fields, &req,
+    return unary(c, TG_METHOD_STATUS, taskgrid_v1_StatusRequest_fields, &req,
                  taskgrid_v1_StatusResponse_fields, resp, raw, c->timeout_ms);
 }
 

@@ -35,9 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "certs.h"
-#include "error.h"
-#include "rpc.h"
+#include "util/certs.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "transport/client.h"
 #include "taskgrid/client.h"
 #include "taskgrid/cluster.h"
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "future.h"
 
 /* Strings returned for absent error fields, so accessors never give NULL. */

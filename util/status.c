@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "taskgrid/status.h"
-#include "error.h"
+#include "util/error.h"
 
 const char *tg_strerror(int status)
 {

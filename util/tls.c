@@ -23,10 +23,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "certs.h"
-#include "error.h"
+#include "util/certs.h"
+#include "util/error.h"
 #include "taskgrid/status.h"
-#include "tls.h"
+#include "util/tls.h"
 
 /* Security files larger than this are not certificates. */
 #define PEM_MAX (1u << 20)

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "util/log.h"
 
 static int cur_level = TG__LOG_INFO;
 static const char *component = "taskgrid";

@@ -27,8 +27,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "certs.h"
-#include "error.h"
+#include "util/certs.h"
+#include "util/error.h"
 #include "taskgrid/status.h"
 
 struct tg__certs_ca {

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * methods.h: the gRPC method paths of the contract
+ * (proto/taskgrid/v1/taskgrid.proto and grpc.health.v1), written out once
+ * for the SDK, the scheduler (its server table and access policy) and the
+ * worker. A path is "/" package "." service "/" method.
+ */
+#ifndef TG_PROTO_METHODS_H
+#define TG_PROTO_METHODS_H
+
+#define TG_METHOD_SUBMIT "/taskgrid.v1.Scheduler/Submit"
+#define TG_METHOD_GATHER "/taskgrid.v1.Scheduler/Gather"
+#define TG_METHOD_SCALE "/taskgrid.v1.Scheduler/Scale"
+#define TG_METHOD_ANNOTATE "/taskgrid.v1.Scheduler/Annotate"
+#define TG_METHOD_CANCEL "/taskgrid.v1.Scheduler/Cancel"
+#define TG_METHOD_RELEASE "/taskgrid.v1.Scheduler/Release"
+#define TG_METHOD_STATUS "/taskgrid.v1.Scheduler/Status"
+/* Reserved for the event stream; admitted by the access policy already. */
+#define TG_METHOD_WATCH "/taskgrid.v1.Scheduler/Watch"
+#define TG_METHOD_CONNECT "/taskgrid.v1.WorkerLink/Connect"
+#define TG_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
+#define TG_METHOD_HEALTH_WATCH "/grpc.health.v1.Health/Watch"
+
+#endif

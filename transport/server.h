@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * server.h (internal): the server side of taskgrid's gRPC transport: one
+ * completion queue driven by one thread (tg__server_run), which owns every
+ * call and runs all callbacks. Used by the scheduler. See transport.h for
+ * what both sides share.
+ */
+#ifndef TG_TRANSPORT_SERVER_H
+#define TG_TRANSPORT_SERVER_H
+
+#include "transport/transport.h"
+
+
+typedef struct tg__server tg__server;
+/* One call being served. Valid from on_call until on_done returns. */
+typedef struct tg__scall tg__scall;
+
+typedef enum tg__method_kind {
+    TG__UNARY = 1,         /* one request, one response */
+    TG__SERVER_STREAM = 2, /* one request, many responses */
+    TG__BIDI = 3,          /* many both ways */
+} tg__method_kind;
+
+typedef struct tg__method {
+    const char *path; /* "/package.Service/Method" */
+    tg__method_kind kind;
+} tg__method;
+
+/*
+ * Callbacks, all run on the thread inside tg__server_run (the event loop;
+ * it owns all state, so no locking is needed in them). Byte arguments are
+ * borrowed for the duration of the callback.
+ */
+typedef struct tg__server_ops {
+    /* A call arrived. For unary and server-streaming calls `req` is the
+     * request; for bidi calls it is NULL and messages come to on_message.
+     * Answer now or later with tg__scall_send/_reply/_finish. */
+    void (*on_call)(void *ud, tg__scall *c, size_t method, const uint8_t *req,
+                    size_t len);
+    /* Bidi: one message from the client. */
+    void (*on_message)(void *ud, tg__scall *c, const uint8_t *msg, size_t len);
+    /* The call is over: finished, cancelled, or the peer went away. After
+     * this returns, `c` is freed. Called exactly once per on_call. */
+    void (*on_done)(void *ud, tg__scall *c);
+    /* Every loop turn, and at least every `tick_ms`. */
+    void (*on_tick)(void *ud, int64_t now_ms);
+} tg__server_ops;
+
+typedef struct tg__server_opts {
+    const char *listen;     /* "tcp://0.0.0.0:8786"; port 0 picks one */
+    const tg__rpc_sec *sec; /* NULL: plaintext */
+    size_t max_msg;         /* 0: TG__RPC_DEFAULT_MAX_MSG */
+    int tick_ms;            /* 0: 100 */
+} tg__server_opts;
+
+/**
+ * Bind and start serving `methods` (unknown methods get UNIMPLEMENTED).
+ * The methods array must outlive the server.
+ */
+int tg__server_new(tg__server **out, const tg__server_opts *opts,
+                   const tg__method *methods, size_t nmethods,
+                   const tg__server_ops *ops, void *ud);
+
+/** The bound TCP port. */
+int tg__server_port(const tg__server *s);
+
+/** Run the event loop on this thread until tg__server_stop. */
+int tg__server_run(tg__server *s);
+
+/** Ask the loop to return. Async-signal-safe. */
+void tg__server_stop(tg__server *s);
+
+/** Cancel every call (each gets on_done) and free. NULL is a no-op. */
+void tg__server_free(tg__server *s);
+
+/**
+ * Queue one message on a streaming call (or the response of a unary
+ * call). Takes ownership of `buf` (malloc'd), also on failure. Messages
+ * go out in order, one gRPC send in flight at a time.
+ */
+int tg__scall_send(tg__scall *c, uint8_t *buf, size_t len);
+
+/**
+ * End the call with `status` (TG_OK or a tg_status, mapped to the gRPC
+ * code) and a message, after every queued message. Later sends fail.
+ */
+int tg__scall_finish(tg__scall *c, int status, const char *message);
+
+/**
+ * Send `buf` (owned, as tg__scall_send) as the last message and finish OK,
+ * in one batch when nothing else is in flight: a unary success, or the
+ * end of a server stream.
+ */
+int tg__scall_reply(tg__scall *c, uint8_t *buf, size_t len);
+
+/** Messages queued and not yet written (backpressure). */
+size_t tg__scall_pending(const tg__scall *c);
+
+/** The method index this call was for. */
+size_t tg__scall_method(const tg__scall *c);
+
+/** A user pointer stored on the call. */
+void tg__scall_set_data(tg__scall *c, void *data);
+void *tg__scall_data(const tg__scall *c);
+
+/** "ipv4:127.0.0.1:5555" etc. (borrowed, valid while the call is). */
+const char *tg__scall_peer(const tg__scall *c);
+
+/**
+ * The peer certificate's role for TLS calls: the value after
+ * "taskgrid:role=" in a URI SAN, else the certificate's OU; "" when
+ * plaintext or absent. Written to `buf`.
+ *
+ * gRPC 1.51 lists a certificate's URI SANs under "peer_uri" (and, with the
+ * DNS names, under "x509_subject_alternative_name"; tested in
+ * //tests:security_test); the subject comes as RFC 2253 text,
+ * "CN=x,OU=role,O=taskgrid".
+ */
+void tg__scall_role(const tg__scall *c, char *buf, size_t len);
+
+#endif
