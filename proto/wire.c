@@ -10,11 +10,13 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "taskgrid/status.h"
+#include "util/error.h"
 #include "wire.h"
 
 /*
  * Decoding: every tg_pbbuf field is length-delimited, so nanopb hands us a
- * substream limited to the field. All decoding goes through tg_wire_decode,
+ * substream limited to the field. All decoding goes through tg__wire_decode,
  * which reads from a memory buffer, so the stream's state is the current
  * read pointer: we borrow the bytes instead of copying them, then skip them.
  */
@@ -38,13 +40,6 @@ bool tg_pb_field_callback(pb_istream_t *istream, pb_ostream_t *ostream,
     return true;
 }
 
-static void set_err(char *err, size_t errlen, const char *what,
-                    const char *why)
-{
-    if (err != NULL && errlen > 0)
-        snprintf(err, errlen, "%s: %s", what, why ? why : "unknown error");
-}
-
 /*
  * pb_decode sets every field to its default except callback fields, which
  * it leaves alone (they normally hold user-set function pointers). Ours
@@ -66,8 +61,8 @@ static void clear_callbacks(const pb_msgdesc_t *fields, void *msg)
     } while (pb_field_iter_next(&it));
 }
 
-int tg_wire_decode(const pb_msgdesc_t *fields, void *msg, const uint8_t *buf,
-                   size_t len, char *err, size_t errlen)
+int tg__wire_decode(const pb_msgdesc_t *fields, void *msg, const uint8_t *buf,
+                    size_t len)
 {
     pb_istream_t is = pb_istream_from_buffer(buf, len);
 
@@ -75,19 +70,19 @@ int tg_wire_decode(const pb_msgdesc_t *fields, void *msg, const uint8_t *buf,
     /* pb_decode sets the other fields to defaults and, on failure,
      * releases what it allocated. */
     if (!pb_decode(&is, fields, msg)) {
-        set_err(err, errlen, "malformed message", PB_GET_ERROR(&is));
-        return -1;
+        return tg__error_set(TG_EPROTO, "malformed message: %s",
+                             PB_GET_ERROR(&is));
     }
-    return 0;
+    return TG_OK;
 }
 
-void tg_wire_release(const pb_msgdesc_t *fields, void *msg)
+void tg__wire_release(const pb_msgdesc_t *fields, void *msg)
 {
     if (msg != NULL)
         pb_release(fields, msg);
 }
 
-size_t tg_wire_size(const pb_msgdesc_t *fields, const void *msg)
+size_t tg__wire_size(const pb_msgdesc_t *fields, const void *msg)
 {
     size_t n = 0;
 
@@ -96,44 +91,45 @@ size_t tg_wire_size(const pb_msgdesc_t *fields, const void *msg)
     return n;
 }
 
-int tg_wire_encode(const pb_msgdesc_t *fields, const void *msg, uint8_t **out,
-                   size_t *outlen, char *err, size_t errlen)
+int tg__wire_encode(const pb_msgdesc_t *fields, const void *msg, uint8_t **out,
+                    size_t *outlen)
 {
-    size_t n = tg_wire_size(fields, msg);
+    size_t n = tg__wire_size(fields, msg);
     uint8_t *buf;
     pb_ostream_t os;
 
     *out = NULL;
     *outlen = 0;
     if (n == SIZE_MAX) {
-        set_err(err, errlen, "cannot encode message", "sizing failed");
-        return -1;
+        return tg__error_set(TG_EINVAL, "cannot encode message: %s",
+                             "sizing failed");
     }
     /* malloc(0) may return NULL; an empty message is valid protobuf. */
     buf = malloc(n ? n : 1);
     if (buf == NULL) {
-        set_err(err, errlen, "cannot encode message", "out of memory");
-        return -1;
+        return tg__error_set(TG_ENOMEM, "cannot encode message: %s",
+                             "out of memory");
     }
     os = pb_ostream_from_buffer(buf, n);
     if (!pb_encode(&os, fields, msg)) {
-        set_err(err, errlen, "cannot encode message", PB_GET_ERROR(&os));
         free(buf);
-        return -1;
+        return tg__error_set(TG_EINVAL, "cannot encode message: %s",
+                             PB_GET_ERROR(&os));
     }
     *out = buf;
     *outlen = os.bytes_written;
-    return 0;
+    return TG_OK;
 }
 
-int tg_wire_append(const pb_msgdesc_t *fields, const void *msg, uint8_t **buf,
-                   size_t *len, size_t *cap)
+int tg__wire_append(const pb_msgdesc_t *fields, const void *msg, uint8_t **buf,
+                    size_t *len, size_t *cap)
 {
-    size_t n = tg_wire_size(fields, msg);
+    size_t n = tg__wire_size(fields, msg);
     pb_ostream_t os;
 
     if (n == SIZE_MAX)
-        return -1;
+        return tg__error_set(TG_EINVAL, "cannot encode message: %s",
+                             "sizing failed");
     if (*len + n > *cap) {
         size_t ncap = *cap ? *cap : 4096;
         uint8_t *nb;
@@ -141,15 +137,17 @@ int tg_wire_append(const pb_msgdesc_t *fields, const void *msg, uint8_t **buf,
             ncap *= 2;
         nb = realloc(*buf, ncap);
         if (nb == NULL)
-            return -1;
+            return tg__error_set(TG_ENOMEM, "cannot encode message: %s",
+                                 "out of memory");
         *buf = nb;
         *cap = ncap;
     }
     os = pb_ostream_from_buffer(*buf + *len, n);
     if (!pb_encode(&os, fields, msg))
-        return -1;
+        return tg__error_set(TG_EINVAL, "cannot encode message: %s",
+                             PB_GET_ERROR(&os));
     *len += os.bytes_written;
-    return 0;
+    return TG_OK;
 }
 
 char *tg_pbbuf_strdup(tg_pbbuf b)

@@ -221,10 +221,9 @@ static void flush_peer(peer *p)
 static uint8_t *encode(const pb_msgdesc_t *f, const void *msg, size_t *len)
 {
     uint8_t *buf;
-    char err[128];
 
-    if (tg_wire_encode(f, msg, &buf, len, err, sizeof(err)) != 0) {
-        TG_LOG_ERROR("%s", err);
+    if (tg__wire_encode(f, msg, &buf, len) != TG_OK) {
+        TG_LOG_ERROR("%s", tg_error_last());
         return NULL;
     }
     return buf;
@@ -245,10 +244,8 @@ static void reply(tg__scall *c, const pb_msgdesc_t *f, const void *msg)
 static bool decode(tg__scall *c, const pb_msgdesc_t *f, void *msg,
                    const uint8_t *req, size_t len)
 {
-    char err[256];
-
-    if (tg_wire_decode(f, msg, req, len, err, sizeof(err)) != 0) {
-        tg__scall_finish(c, TG_EINVAL, err);
+    if (tg__wire_decode(f, msg, req, len) != TG_OK) {
+        tg__scall_finish(c, TG_EINVAL, tg_error_last());
         return false;
     }
     return true;
@@ -287,8 +284,8 @@ static void gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r)
 
     m.results_count = 1;
     m.results = (taskgrid_v1_TaskResult *)r;
-    if (tg_wire_append(taskgrid_v1_GatherResponse_fields, &m, &g->out.p,
-                       &g->out.len, &g->out.cap) != 0) {
+    if (tg__wire_append(taskgrid_v1_GatherResponse_fields, &m, &g->out.p,
+                       &g->out.len, &g->out.cap) != TG_OK) {
         TG_LOG_ERROR("cannot encode a result for a gather");
         return;
     }
@@ -301,8 +298,8 @@ static void gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r)
 static void worker_append(sched *s, peer *w,
                           const taskgrid_v1_SchedulerMessage *m)
 {
-    if (tg_wire_append(taskgrid_v1_SchedulerMessage_fields, m, &w->out.p,
-                       &w->out.len, &w->out.cap) != 0) {
+    if (tg__wire_append(taskgrid_v1_SchedulerMessage_fields, m, &w->out.p,
+                       &w->out.len, &w->out.cap) != TG_OK) {
         TG_LOG_ERROR("cannot encode a message for worker %s", w->name);
         return;
     }
@@ -531,8 +528,9 @@ static void do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     rc = tgs_core_submit(s->core, specs, m.tasks_count, tg__now_ms(), &sr,
                          err, sizeof(err));
     if (rc != TGS_OK) {
-        tg__scall_finish(c, rc == TGS_ENOMEM ? TG_ENOMEM : TG_EINVAL,
-                         err[0] ? err : "invalid graph");
+        /* The core's codes are tg_status values (core.h): they keep their
+         * meaning on the wire. */
+        tg__scall_finish(c, rc, err[0] ? err : "invalid graph");
         goto cleanup;
     }
     TG_LOG_DEBUG("submit: %u new, %u existing", sr.accepted, sr.existing);
@@ -545,7 +543,7 @@ cleanup:
     free(specs);
     free(strs);
     free(res);
-    tg_wire_release(taskgrid_v1_SubmitRequest_fields, &m);
+    tg__wire_release(taskgrid_v1_SubmitRequest_fields, &m);
 }
 
 static void do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
@@ -559,7 +557,7 @@ static void do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     if (g == NULL || table_add(&s->gathers, g) != 0) {
         free(g);
         tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
-        tg_wire_release(taskgrid_v1_GatherRequest_fields, &m);
+        tg__wire_release(taskgrid_v1_GatherRequest_fields, &m);
         return;
     }
     g->kind = PEER_GATHER;
@@ -613,7 +611,7 @@ static void do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
             }
         }
     }
-    tg_wire_release(taskgrid_v1_GatherRequest_fields, &m);
+    tg__wire_release(taskgrid_v1_GatherRequest_fields, &m);
     gather_maybe_finish(s, g);
 }
 
@@ -679,7 +677,7 @@ static void do_annotate(sched *s, tg__scall *c, const uint8_t *req,
         return;
     keys = calloc(m.keys_count ? m.keys_count : 1, sizeof(*keys));
     if (keys == NULL) {
-        tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
+        tg__wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
         tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
         return;
     }
@@ -711,8 +709,8 @@ static void do_annotate(sched *s, tg__scall *c, const uint8_t *req,
         free(res);
         if (rc != TGS_OK) {
             free(keys);
-            tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
-            tg__scall_finish(c, rc == TGS_ENOMEM ? TG_ENOMEM : TG_EINVAL,
+            tg__wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
+            tg__scall_finish(c, rc,
                              rc == TGS_ENOMEM
                                  ? "scheduler out of memory"
                                  : "invalid resources: names must be "
@@ -724,7 +722,7 @@ static void do_annotate(sched *s, tg__scall *c, const uint8_t *req,
             r.changed = n;
     }
     free(keys);
-    tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
+    tg__wire_release(taskgrid_v1_AnnotateRequest_fields, &m);
     reply(c, taskgrid_v1_AnnotateResponse_fields, &r);
     run_actions(s);
 }
@@ -742,7 +740,7 @@ static void do_cancel(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         tgs_core_cancel(s->core, keys, m.keys_count, tg__now_ms(),
                         &r.cancelled);
     free(keys);
-    tg_wire_release(taskgrid_v1_CancelRequest_fields, &m);
+    tg__wire_release(taskgrid_v1_CancelRequest_fields, &m);
     reply(c, taskgrid_v1_CancelResponse_fields, &r);
     run_actions(s);
 }
@@ -760,7 +758,7 @@ static void do_release(sched *s, tg__scall *c, const uint8_t *req,
     if (keys)
         tgs_core_release(s->core, keys, m.keys_count, &r.released);
     free(keys);
-    tg_wire_release(taskgrid_v1_ReleaseRequest_fields, &m);
+    tg__wire_release(taskgrid_v1_ReleaseRequest_fields, &m);
     reply(c, taskgrid_v1_ReleaseResponse_fields, &r);
     run_actions(s);
 }
@@ -843,7 +841,7 @@ cleanup:
     free(wi);
     free(ks);
     free(why);
-    tg_wire_release(taskgrid_v1_StatusRequest_fields, &m);
+    tg__wire_release(taskgrid_v1_StatusRequest_fields, &m);
 }
 
 static void do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len)
@@ -875,6 +873,7 @@ static void worker_register(sched *s, peer *w,
     tgs_resource *res;
     taskgrid_v1_SchedulerMessage hello = {0};
     char name[256];
+    int rc;
 
     funcs = calloc(reg->functions_count ? reg->functions_count : 1,
                    sizeof(*funcs));
@@ -931,10 +930,13 @@ static void worker_register(sched *s, peer *w,
     spec.nfuncs = reg->functions_count;
     spec.resources = res;
     spec.nresources = reg->resources_count;
-    if (tgs_core_worker_add(s->core, w->id, &spec, tg__now_ms()) != TGS_OK) {
+    rc = tgs_core_worker_add(s->core, w->id, &spec, tg__now_ms());
+    if (rc != TGS_OK) {
         free(funcs);
         free(res);
-        tg__scall_finish(w->call, TG_EINVAL, "cannot register worker");
+        tg__scall_finish(w->call, rc,
+                         rc == TGS_ENOMEM ? "scheduler out of memory"
+                                          : "cannot register worker");
         return;
     }
     w->registered = true;
@@ -950,20 +952,20 @@ static void worker_register(sched *s, peer *w,
 static void worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
 {
     taskgrid_v1_WorkerMessage m;
-    char err[256];
     int64_t now = tg__now_ms();
 
-    if (tg_wire_decode(taskgrid_v1_WorkerMessage_fields, &m, msg, len, err,
-                       sizeof(err)) != 0) {
+    if (tg__wire_decode(taskgrid_v1_WorkerMessage_fields, &m, msg, len) !=
+        TG_OK) {
         TG_LOG_WARN("malformed message from worker %s: %s",
-                    w->name ? w->name : tg__scall_peer(w->call), err);
-        tg__scall_finish(w->call, TG_EINVAL, err);
+                    w->name ? w->name : tg__scall_peer(w->call),
+                    tg_error_last());
+        tg__scall_finish(w->call, TG_EINVAL, tg_error_last());
         return;
     }
     if (m.has_registration && !w->registered)
         worker_register(s, w, &m.registration);
     if (!w->registered) {
-        tg_wire_release(taskgrid_v1_WorkerMessage_fields, &m);
+        tg__wire_release(taskgrid_v1_WorkerMessage_fields, &m);
         tg__scall_finish(w->call, TG_EINVAL,
                          "the first WorkerLink message must carry "
                          "registration");
@@ -988,7 +990,7 @@ static void worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
     }
     for (pb_size_t i = 0; i < m.released_count; i++)
         tgs_core_task_returned(s->core, w->id, CS(m.released[i]), now);
-    tg_wire_release(taskgrid_v1_WorkerMessage_fields, &m);
+    tg__wire_release(taskgrid_v1_WorkerMessage_fields, &m);
     run_actions(s);
 }
 

@@ -162,7 +162,7 @@ static void reply(tg__scall *c, const pb_msgdesc_t *f, const void *msg)
     uint8_t *buf;
     size_t len;
 
-    assert_int_equal(tg_wire_encode(f, msg, &buf, &len, NULL, 0), 0);
+    assert_int_equal(tg__wire_encode(f, msg, &buf, &len), 0);
     tg__scall_reply(c, buf, len);
 }
 
@@ -171,7 +171,7 @@ static void send_msg(tg__scall *c, const pb_msgdesc_t *f, const void *msg)
     uint8_t *buf;
     size_t len;
 
-    assert_int_equal(tg_wire_encode(f, msg, &buf, &len, NULL, 0), 0);
+    assert_int_equal(tg__wire_encode(f, msg, &buf, &len), 0);
     tg__scall_send(c, buf, len);
 }
 
@@ -238,8 +238,8 @@ static void on_gather(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_GatherRequest g;
     pending *p = NULL;
 
-    assert_int_equal(tg_wire_decode(taskgrid_v1_GatherRequest_fields, &g,
-                                    req, len, NULL, 0),
+    assert_int_equal(tg__wire_decode(taskgrid_v1_GatherRequest_fields, &g,
+                                    req, len),
                      0);
     pthread_mutex_lock(&f->mu);
     f->ngathers++;
@@ -266,7 +266,7 @@ static void on_gather(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     send_results(c, g.keys, g.keys_count);
     if (p == NULL)
         tg__scall_finish(c, TG_OK, "");
-    tg_wire_release(taskgrid_v1_GatherRequest_fields, &g);
+    tg__wire_release(taskgrid_v1_GatherRequest_fields, &g);
 }
 
 static void on_submit(fake *f, tg__scall *c, const uint8_t *req, size_t len)
@@ -275,8 +275,8 @@ static void on_submit(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_SubmitResponse r;
     char msg[1200];
 
-    assert_int_equal(tg_wire_decode(taskgrid_v1_SubmitRequest_fields, &s,
-                                    req, len, NULL, 0),
+    assert_int_equal(tg__wire_decode(taskgrid_v1_SubmitRequest_fields, &s,
+                                    req, len),
                      0);
     for (pb_size_t i = 0; i < s.tasks_count; i++) {
         if (tg_pbbuf_eq(s.tasks[i].func, "bad.func")) {
@@ -284,7 +284,7 @@ static void on_submit(fake *f, tg__scall *c, const uint8_t *req, size_t len)
                                        "refused",
                      (int)s.tasks[i].key.len, (const char *)s.tasks[i].key.ptr);
             tg__scall_finish(c, TG_EINVAL, msg);
-            tg_wire_release(taskgrid_v1_SubmitRequest_fields, &s);
+            tg__wire_release(taskgrid_v1_SubmitRequest_fields, &s);
             return;
         }
     }
@@ -301,7 +301,7 @@ static void on_submit(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     memset(&r, 0, sizeof(r));
     r.accepted = s.tasks_count;
     reply(c, taskgrid_v1_SubmitResponse_fields, &r);
-    tg_wire_release(taskgrid_v1_SubmitRequest_fields, &s);
+    tg__wire_release(taskgrid_v1_SubmitRequest_fields, &s);
 }
 
 static void on_status(fake *f, tg__scall *c, const uint8_t *req, size_t len)
@@ -312,8 +312,8 @@ static void on_status(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_KeyStatus ks;
     char names[8][16];
 
-    assert_int_equal(tg_wire_decode(taskgrid_v1_StatusRequest_fields, &s,
-                                    req, len, NULL, 0),
+    assert_int_equal(tg__wire_decode(taskgrid_v1_StatusRequest_fields, &s,
+                                    req, len),
                      0);
     memset(&r, 0, sizeof(r));
     memset(w, 0, sizeof(w));
@@ -347,7 +347,7 @@ static void on_status(fake *f, tg__scall *c, const uint8_t *req, size_t len)
         r.keys = &ks;
     }
     reply(c, taskgrid_v1_StatusResponse_fields, &r);
-    tg_wire_release(taskgrid_v1_StatusRequest_fields, &s);
+    tg__wire_release(taskgrid_v1_StatusRequest_fields, &s);
 }
 
 static void on_keys(fake *f, tg__scall *c, size_t method, const uint8_t *req,
@@ -357,8 +357,8 @@ static void on_keys(fake *f, tg__scall *c, size_t method, const uint8_t *req,
         taskgrid_v1_ReleaseRequest q;
         taskgrid_v1_ReleaseResponse r;
 
-        assert_int_equal(tg_wire_decode(taskgrid_v1_ReleaseRequest_fields,
-                                        &q, req, len, NULL, 0),
+        assert_int_equal(tg__wire_decode(taskgrid_v1_ReleaseRequest_fields,
+                                        &q, req, len),
                          0);
         pthread_mutex_lock(&f->mu);
         for (pb_size_t i = 0; i < q.keys_count; i++)
@@ -367,24 +367,24 @@ static void on_keys(fake *f, tg__scall *c, size_t method, const uint8_t *req,
         memset(&r, 0, sizeof(r));
         r.released = q.keys_count;
         reply(c, taskgrid_v1_ReleaseResponse_fields, &r);
-        tg_wire_release(taskgrid_v1_ReleaseRequest_fields, &q);
+        tg__wire_release(taskgrid_v1_ReleaseRequest_fields, &q);
     } else if (method == M_CANCEL) {
         taskgrid_v1_CancelRequest q;
         taskgrid_v1_CancelResponse r;
 
-        assert_int_equal(tg_wire_decode(taskgrid_v1_CancelRequest_fields, &q,
-                                        req, len, NULL, 0),
+        assert_int_equal(tg__wire_decode(taskgrid_v1_CancelRequest_fields, &q,
+                                        req, len),
                          0);
         memset(&r, 0, sizeof(r));
         r.cancelled = 2 * q.keys_count; /* each key has one dependent */
         reply(c, taskgrid_v1_CancelResponse_fields, &r);
-        tg_wire_release(taskgrid_v1_CancelRequest_fields, &q);
+        tg__wire_release(taskgrid_v1_CancelRequest_fields, &q);
     } else {
         taskgrid_v1_AnnotateRequest q;
         taskgrid_v1_AnnotateResponse r;
 
-        assert_int_equal(tg_wire_decode(taskgrid_v1_AnnotateRequest_fields,
-                                        &q, req, len, NULL, 0),
+        assert_int_equal(tg__wire_decode(taskgrid_v1_AnnotateRequest_fields,
+                                        &q, req, len),
                          0);
         pthread_mutex_lock(&f->mu);
         f->last_has_priority = q.annotation.has_priority;
@@ -393,7 +393,7 @@ static void on_keys(fake *f, tg__scall *c, size_t method, const uint8_t *req,
         memset(&r, 0, sizeof(r));
         r.changed = q.keys_count;
         reply(c, taskgrid_v1_AnnotateResponse_fields, &r);
-        tg_wire_release(taskgrid_v1_AnnotateRequest_fields, &q);
+        tg__wire_release(taskgrid_v1_AnnotateRequest_fields, &q);
     }
 }
 
@@ -416,8 +416,8 @@ static void fake_on_call(void *ud, tg__scall *c, size_t method,
         taskgrid_v1_ScaleRequest q;
         taskgrid_v1_ScaleResponse r;
 
-        assert_int_equal(tg_wire_decode(taskgrid_v1_ScaleRequest_fields, &q,
-                                        req, len, NULL, 0),
+        assert_int_equal(tg__wire_decode(taskgrid_v1_ScaleRequest_fields, &q,
+                                        req, len),
                          0);
         memset(&r, 0, sizeof(r));
         pthread_mutex_lock(&f->mu);

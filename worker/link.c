@@ -127,12 +127,11 @@ static int send_message(wlink *l, const taskgrid_v1_WorkerMessage *m,
 {
     uint8_t *buf;
     size_t len;
-    char err[256];
     int rc;
 
-    if (tg_wire_encode(taskgrid_v1_WorkerMessage_fields, m, &buf, &len, err,
-                       sizeof(err)) != 0)
-        return tg__error_set(TG_EINTERNAL, "%s", err);
+    if (tg__wire_encode(taskgrid_v1_WorkerMessage_fields, m, &buf, &len) !=
+        TG_OK)
+        return tg__error_set(TG_EINTERNAL, "%s", tg_error_last());
     rc = tg__cstream_send(l->st, buf, len, timeout_ms);
     free(buf);
     return rc;
@@ -343,12 +342,11 @@ static void accept_assignments(wlink *l, const taskgrid_v1_SchedulerMessage *m)
 static int handle_message(wlink *l, const uint8_t *buf, size_t len)
 {
     taskgrid_v1_SchedulerMessage m;
-    char err[256];
 
-    if (tg_wire_decode(taskgrid_v1_SchedulerMessage_fields, &m, buf, len, err,
-                       sizeof(err)) != 0)
+    if (tg__wire_decode(taskgrid_v1_SchedulerMessage_fields, &m, buf, len) !=
+        TG_OK)
         return tg__error_set(TG_EPROTO, "bad message from the scheduler: %s",
-                             err);
+                             tg_error_last());
     if (m.worker_name.len > 0 && !l->registered) {
         l->registered = true;
         TG_LOG_INFO("registered as %.*s", (int)m.worker_name.len,
@@ -389,7 +387,7 @@ static int handle_message(wlink *l, const uint8_t *buf, size_t len)
                     "then exiting",
                     st.queued, st.running);
     }
-    tg_wire_release(taskgrid_v1_SchedulerMessage_fields, &m);
+    tg__wire_release(taskgrid_v1_SchedulerMessage_fields, &m);
     return TG_OK;
 }
 

@@ -163,7 +163,7 @@ static const char *put_str(char **p, tg_pbbuf b)
 
 /*
  * One unary call: encode `req`, call, decode into `resp`. On TG_OK the
- * caller owns *raw (free() after tg_wire_release(respf, resp)): decoded
+ * caller owns *raw (free() after tg__wire_release(respf, resp)): decoded
  * strings point into it.
  */
 static int unary(tg_client *c, const char *method, const pb_msgdesc_t *reqf,
@@ -172,19 +172,18 @@ static int unary(tg_client *c, const char *method, const pb_msgdesc_t *reqf,
 {
     uint8_t *buf = NULL, *out = NULL;
     size_t len = 0, outlen = 0;
-    char err[256];
     int rc;
 
     *raw = NULL;
-    if (tg_wire_encode(reqf, req, &buf, &len, err, sizeof(err)) != 0)
-        return tg__error_set(TG_EINTERNAL, "%s: %s", method, err);
+    if (tg__wire_encode(reqf, req, &buf, &len) != TG_OK)
+        return tg__error_set(TG_EINTERNAL, "%s: %s", method, tg_error_last());
     rc = tg__chan_unary(c->ch, method, buf, len, &out, &outlen, timeout_ms);
     free(buf);
     if (rc != TG_OK)
         return rc;
-    if (tg_wire_decode(respf, resp, out, outlen, err, sizeof(err)) != 0) {
+    if (tg__wire_decode(respf, resp, out, outlen) != TG_OK) {
         free(out);
-        return tg__error_set(TG_EPROTO, "%s: %s", method, err);
+        return tg__error_set(TG_EPROTO, "%s: %s", method, tg_error_last());
     }
     *raw = out;
     return TG_OK;
@@ -214,7 +213,7 @@ static int release_keys(tg_client *c, char *const *keys, size_t n)
                    c->timeout_ms);
         if (rc != TG_OK)
             return rc;
-        tg_wire_release(taskgrid_v1_ReleaseResponse_fields, &resp);
+        tg__wire_release(taskgrid_v1_ReleaseResponse_fields, &resp);
         free(raw);
     }
     return TG_OK;
@@ -293,7 +292,7 @@ static int check_alive(tg_client *c, int64_t timeout_ms)
         rc = unary(c, TG_METHOD_STATUS, taskgrid_v1_StatusRequest_fields, &req,
                    taskgrid_v1_StatusResponse_fields, &resp, &raw, left);
         if (rc == TG_OK) {
-            tg_wire_release(taskgrid_v1_StatusResponse_fields, &resp);
+            tg__wire_release(taskgrid_v1_StatusResponse_fields, &resp);
             free(raw);
             return TG_OK;
         }
@@ -597,7 +596,7 @@ static int submit_chunk(tg_client *c, const tg_task_def *tasks,
                taskgrid_v1_SubmitResponse_fields, &resp, &raw, c->timeout_ms);
     if (rc != TG_OK)
         return rc; /* the scheduler's message is in tg_error_last() */
-    tg_wire_release(taskgrid_v1_SubmitResponse_fields, &resp);
+    tg__wire_release(taskgrid_v1_SubmitResponse_fields, &resp);
     free(raw);
     return TG_OK;
 }
@@ -763,7 +762,6 @@ static int gather_open(tg_client *c, const tg__gmap *m, size_t from,
     uint8_t *buf = NULL, *junk = NULL;
     size_t len = 0, junklen = 0;
     int64_t call_ms;
-    char err[256];
     int rc, rc2;
 
     memset(&req, 0, sizeof(req));
@@ -785,9 +783,9 @@ static int gather_open(tg_client *c, const tg__gmap *m, size_t from,
             req.timeout_ms = 1;
         call_ms = remaining + GATHER_GRACE_MS;
     }
-    if (tg_wire_encode(taskgrid_v1_GatherRequest_fields, &req, &buf, &len,
-                       err, sizeof(err)) != 0)
-        return tg__error_set(TG_EINTERNAL, "Gather: %s", err);
+    if (tg__wire_encode(taskgrid_v1_GatherRequest_fields, &req, &buf, &len) !=
+        TG_OK)
+        return tg__error_set(TG_EINTERNAL, "Gather: %s", tg_error_last());
     /* Request and half-close in one batch: no wait before the first
      * response. */
     rc = tg__cstream_open_request(out, c->ch, TG_METHOD_GATHER, buf, len, call_ms);
@@ -809,14 +807,13 @@ static int gather_open(tg_client *c, const tg__gmap *m, size_t from,
 static int gather_apply(tg__gmap *m, const uint8_t *buf, size_t len)
 {
     taskgrid_v1_GatherResponse resp;
-    char err[256];
     int rc;
 
-    if (tg_wire_decode(taskgrid_v1_GatherResponse_fields, &resp, buf, len,
-                       err, sizeof(err)) != 0)
-        return tg__error_set(TG_EPROTO, "Gather: %s", err);
+    if (tg__wire_decode(taskgrid_v1_GatherResponse_fields, &resp, buf, len) !=
+        TG_OK)
+        return tg__error_set(TG_EPROTO, "Gather: %s", tg_error_last());
     rc = tg__gmap_apply(m, &resp);
-    tg_wire_release(taskgrid_v1_GatherResponse_fields, &resp);
+    tg__wire_release(taskgrid_v1_GatherResponse_fields, &resp);
     return rc;
 }
 
@@ -983,7 +980,7 @@ int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
         if (rc != TG_OK)
             return rc;
         total += resp.cancelled;
-        tg_wire_release(taskgrid_v1_CancelResponse_fields, &resp);
+        tg__wire_release(taskgrid_v1_CancelResponse_fields, &resp);
         free(raw);
     }
     if (count)
@@ -1057,7 +1054,7 @@ int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
         if (rc != TG_OK)
             break;
         total += resp.changed;
-        tg_wire_release(taskgrid_v1_AnnotateResponse_fields, &resp);
+        tg__wire_release(taskgrid_v1_AnnotateResponse_fields, &resp);
         free(raw);
     }
     free(res);
@@ -1079,7 +1076,7 @@ static int scale_call(tg_client *c, const taskgrid_v1_ScaleRequest *req,
         return rc;
     if (workers_now)
         *workers_now = resp.workers;
-    tg_wire_release(taskgrid_v1_ScaleResponse_fields, &resp);
+    tg__wire_release(taskgrid_v1_ScaleResponse_fields, &resp);
     free(raw);
     return TG_OK;
 }
@@ -1204,7 +1201,7 @@ int tg_client_status(tg_client *c, tg_status_report **out)
     *out = r;
 
 cleanup:
-    tg_wire_release(taskgrid_v1_StatusResponse_fields, &resp);
+    tg__wire_release(taskgrid_v1_StatusResponse_fields, &resp);
     free(raw);
     return rc;
 }
@@ -1246,7 +1243,7 @@ int tg_client_key_status(tg_client *c, const char *key, tg_task_state *state,
         }
         break;
     }
-    tg_wire_release(taskgrid_v1_StatusResponse_fields, &resp);
+    tg__wire_release(taskgrid_v1_StatusResponse_fields, &resp);
     free(raw);
     return TG_OK;
 }
