@@ -18,6 +18,8 @@
 #ifndef TASKGRID_CLIENT_H
 #define TASKGRID_CLIENT_H
 
+#include "taskgrid/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,7 +71,7 @@ typedef enum tg_task_state {
 } tg_task_state;
 
 /** Name of a state, e.g. "memory" (static string; never NULL). */
-const char *tg_task_state_name(tg_task_state state);
+TG_EXPORT const char *tg_task_state_name(tg_task_state state);
 
 /* ------------------------------------------------------------------ */
 /* Connecting                                                          */
@@ -134,7 +136,7 @@ typedef struct tg_client_opts {
  *         scheduler; TG_EUNAVAILABLE (the message names the address) when
  *         the scheduler does not answer within opts->connect_timeout_ms.
  */
-int tg_client_connect(tg_client **out, const char *address,
+TG_EXPORT int tg_client_connect(tg_client **out, const char *address,
                       const tg_client_opts *opts);
 
 /**
@@ -144,13 +146,13 @@ int tg_client_connect(tg_client **out, const char *address,
  * already gathered remain valid) but can no longer wait; free them with
  * tg_future_free() as usual. NULL is a no-op.
  */
-void tg_client_free(tg_client *c);
+TG_EXPORT void tg_client_free(tg_client *c);
 
 /** The address given to tg_client_connect() (borrowed from `c`). */
-const char *tg_client_address(const tg_client *c);
+TG_EXPORT const char *tg_client_address(const tg_client *c);
 
 /** The client identifier sent to the scheduler (borrowed from `c`). */
-const char *tg_client_id(const tg_client *c);
+TG_EXPORT const char *tg_client_id(const tg_client *c);
 
 /**
  * Write a new unique task key "<func>-<16 hex digits>" into `buf`: the key
@@ -165,7 +167,7 @@ const char *tg_client_id(const tg_client *c);
  * @param func    function name used as the key's prefix.
  * @return TG_OK, or TG_EINVAL (NULL arguments, buffer too small).
  */
-int tg_key_generate(char *buf, size_t buflen, const char *func);
+TG_EXPORT int tg_key_generate(char *buf, size_t buflen, const char *func);
 
 /* ------------------------------------------------------------------ */
 /* Submitting                                                          */
@@ -237,7 +239,7 @@ typedef struct tg_task_def {
  *         On failure no future is returned, and tasks of earlier messages
  *         that the scheduler accepted are released.
  */
-int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
+TG_EXPORT int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
                      tg_future **futures);
 
 /* ------------------------------------------------------------------ */
@@ -262,21 +264,21 @@ int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
  *         (their state is updated where the scheduler reported it);
  *         TG_EINVAL (a future of another client); transport errors.
  */
-int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
+TG_EXPORT int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
                      int64_t timeout_ms);
 
 /** The key of `f` (borrowed; valid until tg_future_free(f)). */
-const char *tg_future_key(const tg_future *f);
+TG_EXPORT const char *tg_future_key(const tg_future *f);
 
 /**
  * The state of `f` as last reported to this client (no network call).
  * TG_TASK_PENDING until a gather or wait reported it; NULL gives
  * TG_TASK_RELEASED.
  */
-tg_task_state tg_future_state(const tg_future *f);
+TG_EXPORT tg_task_state tg_future_state(const tg_future *f);
 
 /** True if `f` is final: memory, erred, cancelled or released. */
-bool tg_future_done(const tg_future *f);
+TG_EXPORT bool tg_future_done(const tg_future *f);
 
 /**
  * Wait for one future: tg_client_gather() of `f` with its own client.
@@ -285,7 +287,7 @@ bool tg_future_done(const tg_future *f);
  *         tg_future_result()), TG_ETIMEDOUT otherwise; TG_ESTATE if its
  *         client was freed.
  */
-int tg_future_wait(tg_future *f, int64_t timeout_ms);
+TG_EXPORT int tg_future_wait(tg_future *f, int64_t timeout_ms);
 
 /**
  * The result of a finished task. Does not wait.
@@ -301,7 +303,7 @@ int tg_future_wait(tg_future *f, int64_t timeout_ms);
  *         TG_ECANCELLED; TG_ENOTFOUND if the scheduler had forgotten the
  *         key; TG_ESTATE if it is not final yet (wait first).
  */
-int tg_future_result(const tg_future *f, const void **data, size_t *len,
+TG_EXPORT int tg_future_result(const tg_future *f, const void **data, size_t *len,
                      const char **codec);
 
 /**
@@ -314,7 +316,7 @@ int tg_future_result(const tg_future *f, const void **data, size_t *len,
  * @param traceback  traceback text from the language that raised.
  * @return TG_OK, or TG_ESTATE if `f` is neither erred nor cancelled.
  */
-int tg_future_error(const tg_future *f, const char **type,
+TG_EXPORT int tg_future_error(const tg_future *f, const char **type,
                     const char **message, const char **traceback);
 
 /**
@@ -322,7 +324,7 @@ int tg_future_error(const tg_future *f, const char **type,
  * a dependency; NULL when `f` itself failed or did not fail. Borrowed
  * until tg_future_free(f).
  */
-const char *tg_future_error_origin(const tg_future *f);
+TG_EXPORT const char *tg_future_error_origin(const tg_future *f);
 
 /**
  * Free a future and tell the scheduler that this client no longer needs
@@ -330,7 +332,7 @@ const char *tg_future_error_origin(const tg_future *f);
  * Release is batched: it goes out with the client's next call (or at
  * tg_client_free()), so freeing never blocks. NULL is a no-op.
  */
-void tg_future_free(tg_future *f);
+TG_EXPORT void tg_future_free(tg_future *f);
 
 /* ------------------------------------------------------------------ */
 /* Managing work and the cluster                                       */
@@ -343,7 +345,7 @@ void tg_future_free(tg_future *f);
  * @param count  if not NULL, receives the number of tasks cancelled
  *               (dependents included).
  */
-int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
+TG_EXPORT int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
                      uint32_t *count);
 
 /**
@@ -352,7 +354,7 @@ int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
  * these keys keep what they already gathered. Usually unnecessary:
  * tg_future_free() releases its key.
  */
-int tg_client_release(tg_client *c, const char *const *keys, size_t n);
+TG_EXPORT int tg_client_release(tg_client *c, const char *const *keys, size_t n);
 
 #define TG_ANNOTATION_VERSION 1
 
@@ -379,7 +381,7 @@ typedef struct tg_annotation {
  *
  * @param changed  if not NULL, receives the number of tasks changed.
  */
-int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
+TG_EXPORT int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
                        const tg_annotation *a, uint32_t *changed);
 
 /**
@@ -389,20 +391,20 @@ int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
  *
  * @param workers_now  if not NULL, receives the workers connected now.
  */
-int tg_client_scale(tg_client *c, uint32_t n, uint32_t *workers_now);
+TG_EXPORT int tg_client_scale(tg_client *c, uint32_t n, uint32_t *workers_now);
 
 /**
  * Let the scheduler adapt the number of workers between `minimum` and
  * `maximum` (> 0) from the queued work.
  */
-int tg_client_adapt(tg_client *c, uint32_t minimum, uint32_t maximum);
+TG_EXPORT int tg_client_adapt(tg_client *c, uint32_t minimum, uint32_t maximum);
 
 /**
  * A snapshot of the cluster: workers and the number of tasks per state.
  *
  * @param out  receives the report; free it with tg_status_report_free().
  */
-int tg_client_status(tg_client *c, tg_status_report **out);
+TG_EXPORT int tg_client_status(tg_client *c, tg_status_report **out);
 
 /**
  * The scheduler's view of one key.
@@ -412,33 +414,33 @@ int tg_client_status(tg_client *c, tg_status_report **out);
  *                   (e.g. no worker provides its function), or "".
  * @param reasonlen  size of `reason` (the text is truncated to fit).
  */
-int tg_client_key_status(tg_client *c, const char *key, tg_task_state *state,
+TG_EXPORT int tg_client_key_status(tg_client *c, const char *key, tg_task_state *state,
                          char *reason, size_t reasonlen);
 
 /** Number of workers connected. */
-size_t tg_status_report_nworkers(const tg_status_report *r);
+TG_EXPORT size_t tg_status_report_nworkers(const tg_status_report *r);
 /** Name of worker `i` (borrowed from `r`), NULL if out of range. */
-const char *tg_status_report_worker_name(const tg_status_report *r,
+TG_EXPORT const char *tg_status_report_worker_name(const tg_status_report *r,
                                          size_t i);
 /** Threads of worker `i` (0 if out of range). */
-uint32_t tg_status_report_worker_nthreads(const tg_status_report *r,
+TG_EXPORT uint32_t tg_status_report_worker_nthreads(const tg_status_report *r,
                                           size_t i);
 /** Tasks assigned to worker `i` and not finished (0 if out of range). */
-uint32_t tg_status_report_worker_processing(const tg_status_report *r,
+TG_EXPORT uint32_t tg_status_report_worker_processing(const tg_status_report *r,
                                             size_t i);
 /** True while worker `i` is being drained before it stops. */
-bool tg_status_report_worker_draining(const tg_status_report *r, size_t i);
+TG_EXPORT bool tg_status_report_worker_draining(const tg_status_report *r, size_t i);
 /** Threads of all workers together. */
-uint32_t tg_status_report_nthreads(const tg_status_report *r);
+TG_EXPORT uint32_t tg_status_report_nthreads(const tg_status_report *r);
 /** Number of tasks in `state` (WAITING..CANCELLED; 0 for the others). */
-uint64_t tg_status_report_count(const tg_status_report *r,
+TG_EXPORT uint64_t tg_status_report_count(const tg_status_report *r,
                                 tg_task_state state);
 /** Ready tasks that no connected worker can run (function, resources). */
-uint64_t tg_status_report_unplaceable(const tg_status_report *r);
+TG_EXPORT uint64_t tg_status_report_unplaceable(const tg_status_report *r);
 /** The scheduler's version string (borrowed from `r`; may be ""). */
-const char *tg_status_report_version(const tg_status_report *r);
+TG_EXPORT const char *tg_status_report_version(const tg_status_report *r);
 /** Free a report. NULL is a no-op. */
-void tg_status_report_free(tg_status_report *r);
+TG_EXPORT void tg_status_report_free(tg_status_report *r);
 
 #ifdef __cplusplus
 }

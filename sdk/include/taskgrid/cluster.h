@@ -13,6 +13,8 @@
 #ifndef TASKGRID_CLUSTER_H
 #define TASKGRID_CLUSTER_H
 
+#include "taskgrid/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,13 +92,13 @@ typedef struct tg_cluster_opts {
  *         scheduler could not be run or exited early, or the certificates
  *         of a secure cluster could not be written; TG_EINVAL.
  */
-int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts);
+TG_EXPORT int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts);
 
 /**
  * The scheduler's address, "tcp://127.0.0.1:PORT" (borrowed; valid until
  * tg_cluster_free()).
  */
-const char *tg_cluster_address(const tg_cluster *cl);
+TG_EXPORT const char *tg_cluster_address(const tg_cluster *cl);
 
 /**
  * The security options a client needs to connect to a secure cluster
@@ -111,20 +113,20 @@ const char *tg_cluster_address(const tg_cluster *cl);
  *     o.security = tg_cluster_security(cl);
  *     tg_client_connect(&c, tg_cluster_address(cl), &o);
  */
-const tg_security *tg_cluster_security(const tg_cluster *cl);
+TG_EXPORT const tg_security *tg_cluster_security(const tg_cluster *cl);
 
 /** Worker processes the cluster was started with (or last scaled to). */
-uint32_t tg_cluster_nworkers(const tg_cluster *cl);
+TG_EXPORT uint32_t tg_cluster_nworkers(const tg_cluster *cl);
 
 /** Threads of all workers together, as configured. */
-uint32_t tg_cluster_nthreads(const tg_cluster *cl);
+TG_EXPORT uint32_t tg_cluster_nthreads(const tg_cluster *cl);
 
 /**
  * Scale to `n` worker processes and wait (bounded by start_timeout_ms)
  * until exactly `n` workers are connected. Not available with
  * processes = false (TG_ESTATE).
  */
-int tg_cluster_scale(tg_cluster *cl, uint32_t n);
+TG_EXPORT int tg_cluster_scale(tg_cluster *cl, uint32_t n);
 
 /**
  * Stop the cluster: SIGTERM to the scheduler (which drains and stops its
@@ -133,7 +135,7 @@ int tg_cluster_scale(tg_cluster *cl, uint32_t n);
  * removed. Call it after freeing the clients that use the
  * cluster (they release their keys on free). NULL is a no-op.
  */
-void tg_cluster_free(tg_cluster *cl);
+TG_EXPORT void tg_cluster_free(tg_cluster *cl);
 
 #ifdef __cplusplus
 }

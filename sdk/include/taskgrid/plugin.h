@@ -28,6 +28,8 @@
 #ifndef TASKGRID_PLUGIN_H
 #define TASKGRID_PLUGIN_H
 
+#include "taskgrid/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,7 +84,7 @@ typedef int (*tg_task_fn)(tg_task_ctx *ctx, void *userdata);
  *         name is already registered (a built-in or another plug-in);
  *         TG_ESTATE after the registry was frozen; TG_ENOMEM.
  */
-int tg_registry_add(tg_registry *r, const char *name, tg_task_fn fn,
+TG_EXPORT int tg_registry_add(tg_registry *r, const char *name, tg_task_fn fn,
                     void *userdata);
 
 /**
@@ -93,21 +95,21 @@ int tg_registry_add(tg_registry *r, const char *name, tg_task_fn fn,
  * @return borrowed pointer, valid during the call (never NULL; an empty
  *         input gives a pointer to zero bytes).
  */
-const uint8_t *tg_task_input(tg_task_ctx *ctx, size_t *len);
+TG_EXPORT const uint8_t *tg_task_input(tg_task_ctx *ctx, size_t *len);
 
 /** Codec tag of the input ("raw", "json", ...; "raw" when the client gave
  * none). Borrowed, NUL-terminated, valid during the call. */
-const char *tg_task_codec(tg_task_ctx *ctx);
+TG_EXPORT const char *tg_task_codec(tg_task_ctx *ctx);
 
 /** The task's key. Borrowed, NUL-terminated, valid during the call. */
-const char *tg_task_key(tg_task_ctx *ctx);
+TG_EXPORT const char *tg_task_key(tg_task_ctx *ctx);
 
 /** The function name this task was submitted with (useful when one
  * function is registered under several names). Borrowed. */
-const char *tg_task_func(tg_task_ctx *ctx);
+TG_EXPORT const char *tg_task_func(tg_task_ctx *ctx);
 
 /** Number of dependency results passed to the task. */
-size_t tg_task_ndeps(tg_task_ctx *ctx);
+TG_EXPORT size_t tg_task_ndeps(tg_task_ctx *ctx);
 
 /**
  * Result bytes of dependency `i` (in the order of the task's deps).
@@ -118,11 +120,11 @@ size_t tg_task_ndeps(tg_task_ctx *ctx);
  * @return borrowed pointer valid during the call; NULL if `i` is out of
  *         range.
  */
-const uint8_t *tg_task_dep(tg_task_ctx *ctx, size_t i, size_t *len);
+TG_EXPORT const uint8_t *tg_task_dep(tg_task_ctx *ctx, size_t i, size_t *len);
 
 /** Codec tag of dependency `i`'s result ("raw" when none); NULL if `i` is
  * out of range. Borrowed. */
-const char *tg_task_dep_codec(tg_task_ctx *ctx, size_t i);
+TG_EXPORT const char *tg_task_dep_codec(tg_task_ctx *ctx, size_t i);
 
 /**
  * Set the task's result. The bytes are copied; calling it again replaces
@@ -134,7 +136,7 @@ const char *tg_task_dep_codec(tg_task_ctx *ctx, size_t i);
  * @param codec codec tag of the bytes, e.g. "json"; NULL or "" means "raw".
  * @return TG_OK; TG_EINVAL (NULL data with len > 0); TG_ENOMEM.
  */
-int tg_task_set_result(tg_task_ctx *ctx, const void *data, size_t len,
+TG_EXPORT int tg_task_set_result(tg_task_ctx *ctx, const void *data, size_t len,
                        const char *codec);
 
 /**
@@ -147,7 +149,7 @@ int tg_task_set_result(tg_task_ctx *ctx, const void *data, size_t len,
  * @param traceback traceback text, if any (NULL: empty).
  * @return TG_OK or TG_ENOMEM.
  */
-int tg_task_set_error(tg_task_ctx *ctx, const char *type, const char *message,
+TG_EXPORT int tg_task_set_error(tg_task_ctx *ctx, const char *type, const char *message,
                       const char *traceback);
 
 /**
@@ -155,10 +157,10 @@ int tg_task_set_error(tg_task_ctx *ctx, const char *type, const char *message,
  * lost its scheduler). A long-running function should poll it and return
  * early; the outcome of a cancelled task is discarded.
  */
-bool tg_task_cancelled(tg_task_ctx *ctx);
+TG_EXPORT bool tg_task_cancelled(tg_task_ctx *ctx);
 
 /** Which attempt this run is (1 for the first). */
-uint32_t tg_task_attempt(tg_task_ctx *ctx);
+TG_EXPORT uint32_t tg_task_attempt(tg_task_ctx *ctx);
 
 /* ------------------------------------------------------------------ */
 /* What a plug-in exports                                              */

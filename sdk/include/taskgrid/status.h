@@ -9,6 +9,8 @@
 #ifndef TASKGRID_STATUS_H
 #define TASKGRID_STATUS_H
 
+#include "taskgrid/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,17 +43,17 @@ typedef enum tg_status {
 } tg_status;
 
 /** Short description of `status` (static string; never NULL). */
-const char *tg_strerror(int status);
+TG_EXPORT const char *tg_strerror(int status);
 
 /** Name of `status`, e.g. "TG_EINVAL" (static string; never NULL). */
-const char *tg_status_name(int status);
+TG_EXPORT const char *tg_status_name(int status);
 
 /**
  * Detailed message of the last failing libtaskgrid call on this thread,
  * e.g. "dependency 'x' of task 'y' is unknown". Borrowed: valid until the
  * next libtaskgrid call on this thread. Empty string if none.
  */
-const char *tg_error_last(void);
+TG_EXPORT const char *tg_error_last(void);
 
 #ifdef __cplusplus
 }
