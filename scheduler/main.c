@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * main.c: the taskgrid-scheduler command line. Parses flags into
- * tgs_server_opts, loads and checks the TLS files (sdk/src/tls.h, the same
+ * tgs_server_opts, loads and checks the TLS files (util/tls.h, the same
  * checks and messages as clients and workers), and runs the daemon
  * (server.c).
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,185 +68,240 @@ static int parse_u64(const char *s, unsigned long long *out)
     return (errno || end == s || *end != '\0' || s[0] == '-') ? -1 : 0;
 }
 
-int main(int argc, char **argv)
-{
-    tgs_server_opts o = {0};
-    /* Kept reachable from a static: usage errors return early. */
-    static const char **preload;
-    const char *tls[3] = {NULL, NULL, NULL};
-    const char *wtls[3] = {NULL, NULL, NULL};
+/* Everything the command line gives, before it becomes tgs_server_opts. */
+typedef struct cli {
+    tgs_server_opts o;
+    const char **preload;
+    const char *tls[3];  /* --tls-ca, --tls-cert, --tls-key */
+    const char *wtls[3]; /* the same for launched workers */
     char wpath[3][PATH_MAX];
-    tg__tls own, wk;
-    unsigned long long v;
-    int rc;
+    tg__tls own;
+} cli;
 
-    preload = calloc((size_t)argc, sizeof(char *));
-    if (preload == NULL)
-        return 1;
-    o.listen = "tcp://0.0.0.0:8786";
-    o.launcher = "local";
-    tg__log_set_component("scheduler");
+/* Is `a` one of the NULL-terminated `flags`. */
+static bool is_one_of(const char *a, const char *const *flags)
+{
+    for (; *flags != NULL; flags++)
+        if (strcmp(a, *flags) == 0)
+            return true;
+    return false;
+}
+
+/* Options that take a number: parse `val` into the option's field, or
+ * print the option's error. Returns 0, or 2 (usage error); -1 if `a` is
+ * not a number option. */
+static int parse_number(cli *c, const char *a, const char *val)
+{
+    static const char *const flags[] = {
+        "--workers",          "--nthreads",        "--no-worker-timeout",
+        "--allowed-failures", "--retry-backoff",   "--retry-backoff-max",
+        "--max-message",      NULL,
+    };
+    tgs_server_opts *o = &c->o;
+    unsigned long long v;
+
+    if (!is_one_of(a, flags))
+        return -1;
+    if (val == NULL)
+        return bad("missing value for", a);
+    if (strcmp(a, "--workers") == 0) {
+        if (parse_u64(val, &v) || v > 4096)
+            return bad("--workers expects a number up to 4096", val);
+        o->workers = (uint32_t)v;
+    } else if (strcmp(a, "--nthreads") == 0) {
+        if (parse_u64(val, &v) || v == 0 || v > 4096)
+            return bad("--nthreads expects a number from 1 to 4096", val);
+        o->worker_nthreads = (uint32_t)v;
+    } else if (strcmp(a, "--no-worker-timeout") == 0) {
+        if (parse_u64(val, &v) || v > (1ull << 40))
+            return bad("--no-worker-timeout expects milliseconds", val);
+        o->no_worker_timeout_ms = (int64_t)v;
+    } else if (strcmp(a, "--allowed-failures") == 0) {
+        if (parse_u64(val, &v) || v == 0 || v > 1000)
+            return bad("--allowed-failures expects 1 to 1000", val);
+        o->allowed_failures = (uint32_t)v;
+    } else if (strcmp(a, "--retry-backoff") == 0) {
+        if (parse_u64(val, &v) || v > 3600000)
+            return bad("--retry-backoff expects 0 to 3600000 ms", val);
+        o->retry_backoff_ms = v == 0 ? -1 : (int64_t)v;
+    } else if (strcmp(a, "--retry-backoff-max") == 0) {
+        if (parse_u64(val, &v) || v == 0 || v > 3600000)
+            return bad("--retry-backoff-max expects 1 to 3600000 ms", val);
+        o->retry_backoff_max_ms = (int64_t)v;
+    } else if (strcmp(a, "--max-message") == 0) {
+        if (parse_u64(val, &v) || v < 1024 || v > 0x7fffffffull)
+            return bad("--max-message expects 1024 to 2147483647 bytes",
+                       val);
+        o->max_message = (size_t)v;
+    }
+    return 0;
+}
+
+/* Options that take a string; -1 if `a` is not one of them. */
+static int parse_string(cli *c, const char *a, const char *val)
+{
+    static const struct {
+        const char *flag;
+        size_t offset; /* of the const char * field in cli */
+    } strs[] = {
+        {"--listen", offsetof(cli, o.listen)},
+        {"--launcher", offsetof(cli, o.launcher)},
+        {"--worker-bin", offsetof(cli, o.worker_bin)},
+        {"--worker-resources", offsetof(cli, o.worker_resources)},
+        {"--worker-log-level", offsetof(cli, o.worker_log_level)},
+        {"--tls-ca", offsetof(cli, tls[0])},
+        {"--tls-cert", offsetof(cli, tls[1])},
+        {"--tls-key", offsetof(cli, tls[2])},
+        {"--worker-tls-ca", offsetof(cli, wtls[0])},
+        {"--worker-tls-cert", offsetof(cli, wtls[1])},
+        {"--worker-tls-key", offsetof(cli, wtls[2])},
+    };
+
+    static const char *const others[] = {"--worker-preload", "--log-level",
+                                         NULL};
+    size_t k, n = sizeof(strs) / sizeof(strs[0]);
+
+    for (k = 0; k < n && strcmp(a, strs[k].flag) != 0; k++)
+        ;
+    if (k == n && !is_one_of(a, others))
+        return -1;
+    if (val == NULL)
+        return bad("missing value for", a);
+    if (k < n) {
+        memcpy((char *)c + strs[k].offset, &val, sizeof(val));
+        return 0;
+    }
+    if (strcmp(a, "--worker-preload") == 0) {
+        c->preload[c->o.nworker_preload++] = val;
+        return 0;
+    }
+    /* --log-level */
+    if (tg__log_set_level(val) < 0)
+        return bad("--log-level expects error, warn, info or debug", val);
+    return 0;
+}
+
+/* Parse every flag. Returns -1 to go on, or the exit code (0 after
+ * --help, 2 for a usage error). */
+static int parse_args(cli *c, int argc, char **argv)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL                                      \
-    do {                                              \
-        if (val == NULL)                              \
-            return bad("missing value for", a);       \
-        i++;                                          \
-    } while (0)
+        int rc;
+
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(usage, stdout);
             return 0;
-        } else if (strcmp(a, "--listen") == 0) {
-            NEED_VAL;
-            o.listen = val;
-        } else if (strcmp(a, "--launcher") == 0) {
-            NEED_VAL;
-            o.launcher = val;
-        } else if (strcmp(a, "--workers") == 0) {
-            NEED_VAL;
-            if (parse_u64(val, &v) || v > 4096)
-                return bad("--workers expects a number up to 4096", val);
-            o.workers = (uint32_t)v;
-        } else if (strcmp(a, "--nthreads") == 0) {
-            NEED_VAL;
-            if (parse_u64(val, &v) || v == 0 || v > 4096)
-                return bad("--nthreads expects a number from 1 to 4096", val);
-            o.worker_nthreads = (uint32_t)v;
-        } else if (strcmp(a, "--worker-bin") == 0) {
-            NEED_VAL;
-            o.worker_bin = val;
-        } else if (strcmp(a, "--worker-resources") == 0) {
-            NEED_VAL;
-            o.worker_resources = val;
-        } else if (strcmp(a, "--worker-preload") == 0) {
-            NEED_VAL;
-            preload[o.nworker_preload++] = val;
-        } else if (strcmp(a, "--worker-log-level") == 0) {
-            NEED_VAL;
-            o.worker_log_level = val;
-        } else if (strcmp(a, "--no-worker-timeout") == 0) {
-            NEED_VAL;
-            if (parse_u64(val, &v) || v > (1ull << 40))
-                return bad("--no-worker-timeout expects milliseconds", val);
-            o.no_worker_timeout_ms = (int64_t)v;
-        } else if (strcmp(a, "--allowed-failures") == 0) {
-            NEED_VAL;
-            if (parse_u64(val, &v) || v == 0 || v > 1000)
-                return bad("--allowed-failures expects 1 to 1000", val);
-            o.allowed_failures = (uint32_t)v;
-        } else if (strcmp(a, "--retry-backoff") == 0) {
-            NEED_VAL;
-            if (parse_u64(val, &v) || v > 3600000)
-                return bad("--retry-backoff expects 0 to 3600000 ms", val);
-            o.retry_backoff_ms = v == 0 ? -1 : (int64_t)v;
-        } else if (strcmp(a, "--retry-backoff-max") == 0) {
-            NEED_VAL;
-            if (parse_u64(val, &v) || v == 0 || v > 3600000)
-                return bad("--retry-backoff-max expects 1 to 3600000 ms",
-                           val);
-            o.retry_backoff_max_ms = (int64_t)v;
-        } else if (strcmp(a, "--max-message") == 0) {
-            NEED_VAL;
-            if (parse_u64(val, &v) || v < 1024 || v > 0x7fffffffull)
-                return bad("--max-message expects 1024 to 2147483647 bytes",
-                           val);
-            o.max_message = (size_t)v;
-        } else if (strcmp(a, "--tls-ca") == 0) {
-            NEED_VAL;
-            tls[0] = val;
-        } else if (strcmp(a, "--tls-cert") == 0) {
-            NEED_VAL;
-            tls[1] = val;
-        } else if (strcmp(a, "--tls-key") == 0) {
-            NEED_VAL;
-            tls[2] = val;
-        } else if (strcmp(a, "--worker-tls-ca") == 0) {
-            NEED_VAL;
-            wtls[0] = val;
-        } else if (strcmp(a, "--worker-tls-cert") == 0) {
-            NEED_VAL;
-            wtls[1] = val;
-        } else if (strcmp(a, "--worker-tls-key") == 0) {
-            NEED_VAL;
-            wtls[2] = val;
-        } else if (strcmp(a, "--log-level") == 0) {
-            NEED_VAL;
-            if (tg__log_set_level(val) < 0)
-                return bad("--log-level expects error, warn, info or debug",
-                           val);
-        } else {
+        }
+        rc = parse_number(c, a, val);
+        if (rc < 0)
+            rc = parse_string(c, a, val);
+        if (rc < 0)
             return bad("unknown option", a);
-        }
-#undef NEED_VAL
+        if (rc != 0)
+            return rc;
+        i++;
     }
-    o.worker_preload = preload;
-    memset(&own, 0, sizeof(own));
+    c->o.worker_preload = c->preload;
+    return -1;
+}
+
+/* The scheduler's own TLS material (--tls-*), loaded and checked. Returns
+ * -1 to go on, or the exit code. */
+static int load_own_tls(cli *c)
+{
+    static const char *what[3] = {"--tls-ca", "--tls-cert", "--tls-key"};
+    tg_security sec = TG_SECURITY_INIT;
+    tgs_server_opts *o = &c->o;
+
+    if (!(c->tls[0] || c->tls[1] || c->tls[2])) {
+        if (strncmp(o->listen, "tls://", 6) == 0)
+            return bad("a tls:// address needs --tls-ca, --tls-cert and "
+                       "--tls-key",
+                       o->listen);
+        return -1;
+    }
+    for (int k = 0; k < 3; k++)
+        if (c->tls[k] == NULL)
+            return bad("mutual TLS needs --tls-ca, --tls-cert and "
+                       "--tls-key; missing",
+                       what[k]);
+    if (strncmp(o->listen, "tls://", 6) != 0)
+        return bad("TLS files were given but --listen is not tls://",
+                   o->listen);
+    sec.ca_file = c->tls[0];
+    sec.cert_file = c->tls[1];
+    sec.key_file = c->tls[2];
+    if (tg__tls_load(&c->own, &sec, "scheduler") != TG_OK) {
+        fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
+        return 2;
+    }
+    o->ca_pem = c->own.ca_pem;
+    o->cert_pem = c->own.cert_pem;
+    o->key_pem = c->own.key_pem;
+    return -1;
+}
+
+/* The launched workers' TLS material (--worker-tls-*): checked now, as
+ * the workers would check it at their start, so a bad file fails here,
+ * once, and not in every worker. Returns -1 to go on, or the exit code. */
+static int check_worker_tls(cli *c)
+{
+    tg_security sec = TG_SECURITY_INIT;
+    tg__tls wk;
+
+    if (!(c->wtls[0] || c->wtls[1] || c->wtls[2]))
+        return -1;
+    if (c->o.ca_pem == NULL)
+        return bad("--worker-tls-* options need a TLS scheduler "
+                   "(tls:// --listen with --tls-*)",
+                   NULL);
+    if (c->wtls[1] == NULL || c->wtls[2] == NULL)
+        return bad("--worker-tls-cert and --worker-tls-key go together",
+                   NULL);
+    if (c->wtls[0] == NULL)
+        c->wtls[0] = c->tls[0];
     memset(&wk, 0, sizeof(wk));
-    if (tls[0] || tls[1] || tls[2]) {
-        static const char *what[3] = {"--tls-ca", "--tls-cert", "--tls-key"};
-        tg_security sec = TG_SECURITY_INIT;
-
-        for (int k = 0; k < 3; k++)
-            if (tls[k] == NULL)
-                return bad("mutual TLS needs --tls-ca, --tls-cert and "
-                           "--tls-key; missing",
-                           what[k]);
-        if (strncmp(o.listen, "tls://", 6) != 0)
-            return bad("TLS files were given but --listen is not tls://",
-                       o.listen);
-        sec.ca_file = tls[0];
-        sec.cert_file = tls[1];
-        sec.key_file = tls[2];
-        if (tg__tls_load(&own, &sec, "scheduler") != TG_OK) {
-            fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
-            return 2;
-        }
-        o.ca_pem = own.ca_pem;
-        o.cert_pem = own.cert_pem;
-        o.key_pem = own.key_pem;
-    } else if (strncmp(o.listen, "tls://", 6) == 0) {
-        return bad("a tls:// address needs --tls-ca, --tls-cert and "
-                   "--tls-key",
-                   o.listen);
+    sec.ca_file = c->wtls[0];
+    sec.cert_file = c->wtls[1];
+    sec.key_file = c->wtls[2];
+    if (tg__tls_load(&wk, &sec, "worker") != TG_OK) {
+        fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
+        return 2;
     }
-    if (wtls[0] || wtls[1] || wtls[2]) {
-        tg_security sec = TG_SECURITY_INIT;
+    tg__tls_clear(&wk);
+    /* Workers are started from this process's directory, but say where
+     * the files are without depending on it. */
+    for (int k = 0; k < 3; k++)
+        if (realpath(c->wtls[k], c->wpath[k]) == NULL)
+            snprintf(c->wpath[k], sizeof(c->wpath[k]), "%s", c->wtls[k]);
+    c->o.worker_tls_ca = c->wpath[0];
+    c->o.worker_tls_cert = c->wpath[1];
+    c->o.worker_tls_key = c->wpath[2];
+    return -1;
+}
 
-        if (o.ca_pem == NULL)
-            return bad("--worker-tls-* options need a TLS scheduler "
-                       "(tls:// --listen with --tls-*)",
-                       NULL);
-        if (wtls[1] == NULL || wtls[2] == NULL) {
-            tg__tls_clear(&own);
-            return bad("--worker-tls-cert and --worker-tls-key go together",
-                       NULL);
-        }
-        if (wtls[0] == NULL)
-            wtls[0] = tls[0];
-        /* Check now what the workers would check at their start, so a
-         * bad file fails here, once, and not in every worker. */
-        sec.ca_file = wtls[0];
-        sec.cert_file = wtls[1];
-        sec.key_file = wtls[2];
-        if (tg__tls_load(&wk, &sec, "worker") != TG_OK) {
-            fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
-            tg__tls_clear(&own);
-            return 2;
-        }
-        tg__tls_clear(&wk);
-        /* Workers are started from this process's directory, but say
-         * where the files are without depending on it. */
-        for (int k = 0; k < 3; k++)
-            if (realpath(wtls[k], wpath[k]) == NULL)
-                snprintf(wpath[k], sizeof(wpath[k]), "%s", wtls[k]);
-        o.worker_tls_ca = wpath[0];
-        o.worker_tls_cert = wpath[1];
-        o.worker_tls_key = wpath[2];
-    }
-    rc = tgs_server_main(&o);
-    tg__tls_clear(&own);
-    free(preload);
+int main(int argc, char **argv)
+{
+    /* Static: kept reachable when a usage error returns early. */
+    static cli c;
+    int rc;
+
+    c.preload = calloc((size_t)argc, sizeof(char *));
+    if (c.preload == NULL)
+        return 1;
+    c.o.listen = "tcp://0.0.0.0:8786";
+    c.o.launcher = "local";
+    tg__log_set_component("scheduler");
+    rc = parse_args(&c, argc, argv);
+    if (rc < 0)
+        rc = load_own_tls(&c);
+    if (rc < 0)
+        rc = check_worker_tls(&c);
+    if (rc < 0)
+        rc = tgs_server_main(&c.o);
+    tg__tls_clear(&c.own);
+    free(c.preload);
     return rc;
 }

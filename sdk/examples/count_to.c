@@ -94,6 +94,29 @@ found:
     return 0;
 }
 
+/* shout(i) must have returned i. */
+static int check_results(tg_future **fs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const void *data;
+        size_t len;
+
+        if (tg_future_result(fs[i], &data, &len, NULL) != TG_OK) {
+            const char *type = "", *msg = "";
+
+            tg_future_error(fs[i], &type, &msg, NULL);
+            fprintf(stderr, "count_to: shout(%zu): %s %s\n", i, type, msg);
+            return -1;
+        }
+        if (strtol((const char *)data, NULL, 10) != (long)i) {
+            fprintf(stderr, "count_to: shout(%zu) returned %s\n", i,
+                    (const char *)data);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tg_cluster *cluster = NULL;
@@ -201,23 +224,8 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     elapsed = now_s() - t0;
-    for (size_t i = 0; i < n; i++) {
-        const void *data;
-        size_t len;
-
-        if (tg_future_result(fs[i], &data, &len, NULL) != TG_OK) {
-            const char *type = "", *msg = "";
-
-            tg_future_error(fs[i], &type, &msg, NULL);
-            fprintf(stderr, "count_to: shout(%zu): %s %s\n", i, type, msg);
-            goto cleanup;
-        }
-        if (strtol((const char *)data, NULL, 10) != (long)i) {
-            fprintf(stderr, "count_to: shout(%zu) returned %s\n", i,
-                    (const char *)data);
-            goto cleanup;
-        }
-    }
+    if (check_results(fs, n) != 0)
+        goto cleanup;
 
     /* What perfect parallelism on `nthreads` slots would take, and a
      * bound that still rules out running one task at a time. */
