@@ -66,7 +66,7 @@ def main(path: str) -> None:
         if (case, size, metric) not in seen:
             seen.append((case, size, metric))
     print("# Benchmark results\n")
-    print("Produced by `bash bench/run.sh --full` (raw lines: `bench/results.log`).")
+    print("Produced by `bash bench/run.sh --full` (raw lines go to `bench/results.log`, a run output kept out of git).")
     print(f"Machine: {platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
           f"{platform.system()} {platform.release()}; Python {platform.python_version()}.")
     print("Dask: LocalCluster(n_workers=2, threads_per_worker=1), defaults, and again with "
