@@ -11,6 +11,7 @@
 #include <pb_encode.h>
 
 #include "taskgrid/status.h"
+#include "util/array.h"
 #include "util/error.h"
 #include "wire.h"
 
@@ -130,18 +131,9 @@ int tg__wire_append(const pb_msgdesc_t *fields, const void *msg, uint8_t **buf,
     if (n == SIZE_MAX)
         return tg__error_set(TG_EINVAL, "cannot encode message: %s",
                              "sizing failed");
-    if (*len + n > *cap) {
-        size_t ncap = *cap ? *cap : 4096;
-        uint8_t *nb;
-        while (ncap < *len + n)
-            ncap *= 2;
-        nb = realloc(*buf, ncap);
-        if (nb == NULL)
-            return tg__error_set(TG_ENOMEM, "cannot encode message: %s",
-                                 "out of memory");
-        *buf = nb;
-        *cap = ncap;
-    }
+    if (tg__array_grow_to(buf, cap, *len + n, 1, 4096, SIZE_MAX) != TG_OK)
+        return tg__error_set(TG_ENOMEM, "cannot encode message: %s",
+                             "out of memory");
     os = pb_ostream_from_buffer(*buf + *len, n);
     if (!pb_encode(&os, fields, msg))
         return tg__error_set(TG_EINVAL, "cannot encode message: %s",

@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include "launcher.h"
+#include "taskgrid/status.h"
+#include "util/array.h"
+#include "util/error.h"
 
 typedef struct child {
     pid_t pid;
@@ -48,7 +51,7 @@ int tgs_launcher_new(tgs_launcher **out, const tgs_launcher_opts *o)
 
     *out = NULL;
     if (l == NULL)
-        return -2;
+        return tg__error_set(TG_ENOMEM, "out of memory");
     l->worker_bin = strdup(o->worker_bin);
     l->address = strdup(o->address);
     if (o->nthreads)
@@ -75,14 +78,9 @@ int tgs_launcher_spawn(tgs_launcher *l, char *id, size_t idlen)
     char name[64];
     pid_t parent = getpid(), pid;
 
-    if (l->nkids == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 8;
-        child *nk = realloc(l->kids, ncap * sizeof(*nk));
-        if (nk == NULL)
-            return -2;
-        l->kids = nk;
-        l->cap = ncap;
-    }
+    if (tg__array_grow(&l->kids, &l->cap, l->nkids + 1, sizeof(*l->kids)) !=
+        TG_OK)
+        return tg__error_set(TG_ENOMEM, "out of memory");
     l->seq++;
     snprintf(id, idlen, "%ld-%llu", (long)parent, (unsigned long long)l->seq);
     snprintf(name, sizeof(name), "local-%llu", (unsigned long long)l->seq);
@@ -118,7 +116,8 @@ int tgs_launcher_spawn(tgs_launcher *l, char *id, size_t idlen)
 
     pid = fork();
     if (pid < 0)
-        return -14;
+        return tg__error_set(TG_EIO, "cannot start a worker process: %s",
+                             strerror(errno));
     if (pid == 0) {
         /* The worker must not outlive the scheduler. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);

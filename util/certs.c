@@ -82,7 +82,8 @@ static int add_name(X509_NAME *n, const char *field, const char *value)
                : -1;
 }
 
-/* Add one extension given in OpenSSL's configuration syntax. */
+/* Add one extension given in OpenSSL's configuration syntax. TG_OK or
+ * TG_ETLS (the caller reports OpenSSL's error). */
 static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
     X509V3_CTX ctx;
@@ -93,10 +94,10 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
     ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
     if (ex == NULL)
-        return -1;
+        return TG_ETLS;
     ok = X509_add_ext(x, ex, -1);
     X509_EXTENSION_free(ex);
-    return ok ? 0 : -1;
+    return ok ? TG_OK : TG_ETLS;
 }
 
 static bool valid_role(const char *r)
@@ -134,10 +135,10 @@ static int add_san(X509 *x, const char *role, const char *hosts)
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
     GENERAL_NAME *g;
     char *copy = NULL, *save = NULL;
-    int rc = -1;
+    int rc = TG_ETLS;
 
     if (gens == NULL)
-        return -1;
+        return TG_ETLS;
     if (role != NULL) {
         char uri[64];
 
@@ -181,8 +182,8 @@ static int add_san(X509 *x, const char *role, const char *hosts)
     rc = sk_GENERAL_NAME_num(gens) == 0 ||
                  X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0,
                                X509V3_ADD_DEFAULT) == 1
-             ? 0
-             : -1;
+             ? TG_OK
+             : TG_ETLS;
 
 cleanup:
     free(copy);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "taskgrid/status.h"
+#include "util/error.h"
 #include "util/log.h"
 
 static int cur_level = TG__LOG_INFO;
@@ -17,10 +19,16 @@ int tg__log_set_level(const char *name)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
 
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0)
-            return cur_level = i;
-    return -1;
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            cur_level = i;
+            return TG_OK;
+        }
+    }
+    return tg__error_set(TG_EINVAL,
+                         "unknown log level '%s' (error, warn, info or "
+                         "debug)",
+                         name);
 }
 
 void tg__log_set_component(const char *name)

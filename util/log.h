@@ -14,7 +14,7 @@ typedef enum tg__log_level {
     TG__LOG_DEBUG = 3,
 } tg__log_level;
 
-/* Set the level from a name; -1 if the name is unknown. */
+/* Set the level from a name: TG_OK, or TG_EINVAL for an unknown name. */
 int tg__log_set_level(const char *name);
 /* The component name printed on each line (borrowed; static string). */
 void tg__log_set_component(const char *name);

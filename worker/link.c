@@ -22,6 +22,7 @@
 #include "util/error.h"
 #include "executor.h"
 #include "link.h"
+#include "util/array.h"
 #include "util/log.h"
 #include "outbox.h"
 #include "registry.h"
@@ -101,21 +102,9 @@ static tgw_bytes bytes_of(tg_pbbuf b)
 }
 
 /* Grow a scratch array to hold `n` elements of `size` bytes. */
-static int reserve(void **arr, size_t *cap, size_t n, size_t size)
+static int reserve(void *arr, size_t *cap, size_t n, size_t size)
 {
-    size_t nc = *cap ? *cap : 64;
-    void *p;
-
-    if (n <= *cap)
-        return 0;
-    while (nc < n)
-        nc *= 2;
-    p = realloc(*arr, nc * size);
-    if (p == NULL)
-        return -1;
-    *arr = p;
-    *cap = nc;
-    return 0;
+    return tg__array_grow_to(arr, cap, n, size, 64, SIZE_MAX);
 }
 
 /* ------------------------------------------------------------------ */
@@ -185,7 +174,7 @@ static int send_batch(wlink *l, const tgw_batch *b)
     taskgrid_v1_WorkerMessage m;
     size_t i = 0;
 
-    if (reserve((void **)&l->results, &l->nresults_cap, b->nresults,
+    if (reserve(&l->results, &l->nresults_cap, b->nresults,
                 sizeof(*l->results)) != 0)
         return tg__error_set(TG_ENOMEM, "out of memory");
     memset(&m, 0, sizeof(m));
@@ -278,7 +267,7 @@ static void accept_assignments(wlink *l, const taskgrid_v1_SchedulerMessage *m)
     size_t n = 0, nreleased = 0;
     bool refuse = l->closing || l->draining;
 
-    if (reserve((void **)&l->tasks, &l->ntasks_cap, m->assign_count,
+    if (reserve(&l->tasks, &l->ntasks_cap, m->assign_count,
                 sizeof(*l->tasks)) != 0) {
         refuse = true;
         TG_LOG_WARN("out of memory: handing %u tasks back",
@@ -289,7 +278,7 @@ static void accept_assignments(wlink *l, const taskgrid_v1_SchedulerMessage *m)
         tgw_task_spec spec;
         tg_task_ctx *t = NULL;
 
-        if (!refuse && reserve((void **)&l->deps, &l->ndeps_cap,
+        if (!refuse && reserve(&l->deps, &l->ndeps_cap,
                                a->deps_count, sizeof(*l->deps)) == 0) {
             for (pb_size_t d = 0; d < a->deps_count; d++) {
                 l->deps[d].data = bytes_of(a->deps[d].data);

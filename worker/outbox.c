@@ -13,6 +13,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "outbox.h"
+#include "util/array.h"
 
 struct tgw_outbox {
     pthread_mutex_t mu;
@@ -96,17 +97,11 @@ int tgw_outbox_push_released(tgw_outbox *ob, const char *key)
     if (copy == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory");
     pthread_mutex_lock(&ob->mu);
-    if (ob->nreleased == ob->capreleased) {
-        size_t nc = ob->capreleased ? ob->capreleased * 2 : 64;
-        char **p = realloc(ob->released, nc * sizeof(*p));
-
-        if (p == NULL) {
-            pthread_mutex_unlock(&ob->mu);
-            free(copy);
-            return tg__error_set(TG_ENOMEM, "out of memory");
-        }
-        ob->released = p;
-        ob->capreleased = nc;
+    if (tg__array_grow_to(&ob->released, &ob->capreleased, ob->nreleased + 1,
+                          sizeof(*ob->released), 64, SIZE_MAX) != TG_OK) {
+        pthread_mutex_unlock(&ob->mu);
+        free(copy);
+        return tg__error_set(TG_ENOMEM, "out of memory");
     }
     ob->released[ob->nreleased++] = copy;
     if (ob->taker_waiting)

@@ -14,6 +14,7 @@
 
 #include "util/error.h"
 #include "registry.h"
+#include "util/array.h"
 
 struct tg_registry {
     tgw_fn *fns;
@@ -121,15 +122,9 @@ int tg_registry_add(tg_registry *r, const char *name, tg_task_fn fn,
     if (tgw_registry_find(r, name) != NULL)
         return tg__error_set(TG_EEXIST,
                              "function '%s' is already registered", name);
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 16;
-        tgw_fn *p = realloc(r->fns, nc * sizeof(*p));
-
-        if (p == NULL)
-            return tg__error_set(TG_ENOMEM, "out of memory");
-        r->fns = p;
-        r->cap = nc;
-    }
+    if (tg__array_grow_to(&r->fns, &r->cap, r->n + 1, sizeof(*r->fns), 16,
+                          SIZE_MAX) != TG_OK)
+        return tg__error_set(TG_ENOMEM, "out of memory");
     if ((r->n + 1) * 2 > r->nslots && rehash(r) != 0)
         return tg__error_set(TG_ENOMEM, "out of memory");
     copy = strdup(name);

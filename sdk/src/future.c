@@ -13,6 +13,7 @@
 
 #include "util/error.h"
 #include "future.h"
+#include "util/array.h"
 
 /* Strings returned for absent error fields, so accessors never give NULL. */
 static const char empty[] = "";
@@ -116,18 +117,9 @@ void tg__shared_unref(tg__shared *sh)
  * the client goes, never correctness. */
 static void queue_locked(tg__shared *sh, const char *key, size_t len)
 {
-    if (sh->rel_len + len + 1 > sh->rel_cap) {
-        size_t ncap = sh->rel_cap ? sh->rel_cap * 2 : 4096;
-        char *n;
-
-        while (ncap < sh->rel_len + len + 1)
-            ncap *= 2;
-        n = realloc(sh->rel, ncap);
-        if (n == NULL)
-            return;
-        sh->rel = n;
-        sh->rel_cap = ncap;
-    }
+    if (tg__array_grow_to(&sh->rel, &sh->rel_cap, sh->rel_len + len + 1, 1,
+                          4096, SIZE_MAX) != TG_OK)
+        return;
     memcpy(sh->rel + sh->rel_len, key, len);
     sh->rel[sh->rel_len + len] = '\0';
     sh->rel_len += len + 1;

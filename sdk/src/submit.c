@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "client_impl.h"
+#include "util/array.h"
 #include "methods.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -279,14 +280,10 @@ int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
             nres += tasks[end].nresources;
             end++;
         }
-        if (nres > maxres) {
-            taskgrid_v1_Resource *nr = realloc(res, nres * sizeof(*nr));
-            if (nr == NULL) {
-                rc = tg__error_set(TG_ENOMEM, "out of memory");
-                goto fail;
-            }
-            res = nr;
-            maxres = nres;
+        if (tg__array_grow_to(&res, &maxres, nres, sizeof(*res), nres,
+                              SIZE_MAX) != TG_OK) {
+            rc = tg__error_set(TG_ENOMEM, "out of memory");
+            goto fail;
         }
         rc = submit_chunk(c, tasks, fut, sent, end, specs, res, rel, nrel);
         /* The scheduler applies the releases even when it refuses the
