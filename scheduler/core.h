@@ -2,10 +2,14 @@
  *
  * core.h: the pure scheduling core of taskgrid-scheduler. A deterministic
  * state machine: events in (submit, worker joined/left, task finished,
- * cancel, release, tick), actions out (assign, cancel-on-worker, notify a
- * watcher, close a worker). Time is injected as `now_ms`. It has no
- * sockets, threads, gRPC or nanopb; its Bazel target (//scheduler:core)
- * depends on libc only, so tests and fuzzers drive it directly.
+ * cancel, release, scale, tick), actions out (assign, cancel-on-worker,
+ * notify a watcher, close a worker, scale the cluster, retire a worker).
+ * Time is injected as `now_ms`. It has no sockets, threads, gRPC or
+ * nanopb; its Bazel target (//scheduler:core) depends on libc and two
+ * header-level libraries only (the public status codes and the libc-only
+ * containers of //util), so tests and fuzzers drive it directly. The
+ * implementation lives in scheduler/core/ (one file per concept; see
+ * scheduler/core/internal.h).
  *
  * Data structures are sized for millions of tasks: keys in a hash map,
  * ready tasks in priority heaps (one per placement class: a function plus
@@ -23,13 +27,16 @@
  *    retries, and a task whose runs killed `allowed_failures` workers in a
  *    row fails with tg.KilledWorker;
  *  - rebalancing: a worker with idle threads asks the most loaded worker
- *    to hand back queued tasks (TGS_ACT_STEAL).
+ *    to hand back queued tasks (TGS_ACT_STEAL);
+ *  - scaling: Scale(n) or adaptive Scale(minimum, maximum) set how many
+ *    workers the caller's launcher should keep (TGS_ACT_SCALE); surplus
+ *    workers are retired by draining (TGS_ACT_RETIRE).
  *
  * Ownership: the core copies everything it is given (keys, inputs, result
  * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
  * borrowed and stay valid until the next call of an event function
  * (tgs_core_submit, _worker_*, _task_finished, _cancel, _release, _tick,
- * _watch, _annotate): tasks are freed lazily, at the start of the next event.
+ * _watch, _set_*, _scale, _adapt): tasks are freed lazily, at the start of the next event.
  * (The core frees them only once the action queue has been emptied, so a
  * caller that pops every action after each event can never see a freed
  * task.)
@@ -41,15 +48,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Status codes of the core (mirror tg_status values; the core does not
- * include the SDK headers to stay dependency-free). */
+#include "taskgrid/status.h"
+
+/* Status codes of the core: the tg_status values it returns, under the
+ * daemon's prefix. Defined from tg_status, so they cannot drift, and a
+ * core status can be handed to a client as is. */
 enum {
-    TGS_OK = 0,
-    TGS_EINVAL = -1,
-    TGS_ENOMEM = -2,
-    TGS_ENOTFOUND = -5,
-    TGS_EEXIST = -6,
-    TGS_ESTATE = -16,
+    TGS_OK = TG_OK,
+    TGS_EINVAL = TG_EINVAL,
+    TGS_ENOMEM = TG_ENOMEM,
+    TGS_ENOTFOUND = TG_ENOTFOUND,
+    TGS_EEXIST = TG_EEXIST,
+    TGS_ESTATE = TG_ESTATE,
 };
 
 /* Task states; the numbers equal taskgrid.v1.TaskState. */
@@ -160,6 +170,18 @@ typedef enum tgs_action_kind {
      * answers with tgs_core_task_returned (not started) or
      * tgs_core_task_finished (it had started); either answer is fine. */
     TGS_ACT_STEAL = 5,
+    /* Keep `target` workers started (see tgs_core_scale, tgs_core_adapt):
+     * start more while fewer are running or starting. Surplus connected
+     * workers come as TGS_ACT_RETIRE; started processes that never
+     * connected are the caller's to stop. Queued when the target is set
+     * and whenever the adaptive policy moves it. */
+    TGS_ACT_SCALE = 6,
+    /* `worker` (a managed one, see tgs_core_worker_managed) is retired to
+     * meet the target: the core has already stopped assigning to it (as
+     * tgs_core_worker_drain does), and TGS_ACT_CLOSE_WORKER follows once
+     * nothing runs there. Its process no longer counts toward the
+     * target. */
+    TGS_ACT_RETIRE = 7,
 } tgs_action_kind;
 
 typedef struct tgs_action {
@@ -167,7 +189,21 @@ typedef struct tgs_action {
     uint64_t worker;
     uint64_t watcher;
     const tgs_task *task;
+    uint32_t target; /* TGS_ACT_SCALE: workers to keep */
 } tgs_action;
+
+/* Adaptive scaling (tgs_core_adapt). */
+typedef struct tgs_adapt_opts {
+    uint32_t minimum;
+    uint32_t maximum; /* > 0 and >= minimum */
+    /* Threads of each worker the launcher starts: the demand is the
+     * runnable tasks divided by this, rounded up (0: 1). */
+    uint32_t nthreads;
+    /* Scale down only once the demand has stayed below the target this
+     * long, so a gap between two waves of work does not stop and restart
+     * workers (0: 2000 ms; < 0: TGS_EINVAL). */
+    int64_t hold_ms;
+} tgs_adapt_opts;
 
 /* Per-submit answer. */
 typedef struct tgs_submit_result {
@@ -301,9 +337,48 @@ int tgs_core_set_retries(tgs_core *c, const tgs_str *keys, size_t n,
 
 /**
  * Time passes: READY tasks whose retry delay is over, then the no-worker
- * timeout. (Every event taking `now_ms` also releases due retries.)
+ * timeout, then the scaling policy (see tgs_core_adapt; surplus workers
+ * are retired here). (Every event taking `now_ms` also releases due
+ * retries.)
  */
 void tgs_core_tick(tgs_core *c, int64_t now_ms);
+
+/* ---- scaling ---- */
+
+/**
+ * Scale(n): keep `n` workers. Queues TGS_ACT_SCALE with target `n` at
+ * once and ends adaptive scaling; from the next tgs_core_tick on, managed
+ * workers beyond `n` are retired (TGS_ACT_RETIRE), least loaded first.
+ */
+int tgs_core_scale(tgs_core *c, uint32_t n, int64_t now_ms);
+
+/**
+ * Scale(minimum, maximum): at every tgs_core_tick the wanted number of
+ * workers is ceil(runnable / o->nthreads), where runnable = READY +
+ * PROCESSING tasks minus those no connected worker can run (counted only
+ * while some worker is connected: with none, nothing tells them apart),
+ * clamped to [minimum, maximum]. The target rises to it at once and
+ * falls to it only after it has stayed lower for o->hold_ms (a tick
+ * where it is not lower starts the wait again). Starts from the current
+ * target clamped to the bounds (minimum when there is none), queued as
+ * TGS_ACT_SCALE at once. `o` is copied. minimum > maximum, maximum == 0
+ * or hold_ms < 0 → TGS_EINVAL.
+ */
+int tgs_core_adapt(tgs_core *c, const tgs_adapt_opts *o, int64_t now_ms);
+
+/**
+ * Worker `wid` was started by the caller's launcher: scaling counts it
+ * toward the target and may retire it. Workers are not managed when they
+ * join (started by hand, they are neither counted nor retired).
+ * Idempotent; unknown `wid` → TGS_ENOTFOUND.
+ */
+int tgs_core_worker_managed(tgs_core *c, uint64_t wid);
+
+/**
+ * The current scaling target in *target (may be NULL); false (and 0) if
+ * neither tgs_core_scale nor tgs_core_adapt was called.
+ */
+bool tgs_core_scale_target(const tgs_core *c, uint32_t *target);
 
 /* ---- actions ---- */
 

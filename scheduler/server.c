@@ -105,13 +105,10 @@ typedef struct sched {
     peer **dirty; /* peers with buffered output */
     size_t ndirty, dirtycap;
     uint64_t next_id;
+    /* Scaling: the core decides (tgs_core_scale, tgs_core_adapt); this
+     * keeps its last TGS_ACT_SCALE target, which the launcher meets. */
     uint32_t target;
     bool have_target;
-    /* Adaptive scaling (Scale with maximum > 0): the target follows the
-     * queued work between these bounds. */
-    bool adaptive;
-    uint32_t adapt_min, adapt_max;
-    int64_t adapt_low_since; /* when demand first fell below target */
     int64_t last_spawn_ms;
     char address[300];
     bool tls; /* mutual TLS: every call is checked against auth.c */
@@ -419,6 +416,28 @@ static void act_close_worker(sched *s, uint64_t wid)
     flush_peer(w);
 }
 
+/* The core's scaling target: scale_tick starts processes up to it. */
+static void act_scale(sched *s, uint32_t target)
+{
+    if (!s->have_target || s->target != target)
+        TG_LOG_INFO("scaling to %u workers", target);
+    s->target = target;
+    s->have_target = true;
+}
+
+/* The core retires (drains) worker `wid`: its process no longer counts
+ * toward the target, and it stops once drained (TGS_ACT_CLOSE_WORKER). */
+static void act_retire(sched *s, uint64_t wid)
+{
+    peer *w = table_find(&s->workers, wid);
+
+    if (w == NULL)
+        return;
+    TG_LOG_INFO("retiring worker %s", w->name);
+    if (s->launcher != NULL && w->launch_id != NULL)
+        tgs_launcher_retire(s->launcher, w->launch_id);
+}
+
 static void run_actions(sched *s)
 {
     tgs_action a;
@@ -439,6 +458,12 @@ static void run_actions(sched *s)
             break;
         case TGS_ACT_CLOSE_WORKER:
             act_close_worker(s, a.worker);
+            break;
+        case TGS_ACT_SCALE:
+            act_scale(s, a.target);
+            break;
+        case TGS_ACT_RETIRE:
+            act_retire(s, a.worker);
             break;
         }
     }
@@ -643,26 +668,23 @@ static void do_scale(sched *s, tg__scall *c, const uint8_t *req, size_t len)
                              "maximum");
             return;
         }
-        s->adaptive = true;
-        s->adapt_min = m.minimum;
-        s->adapt_max = m.maximum;
-        s->adapt_low_since = 0;
-        if (!s->have_target || s->target < m.minimum)
-            s->target = m.minimum;
-        if (s->target > m.maximum)
-            s->target = m.maximum;
-        s->have_target = true;
+        /* The policy is the core's: demand per --nthreads worker, up at
+         * once, down after 2 s lower (hold_ms 0: the core's default). */
+        tgs_adapt_opts ao = {0};
+        ao.minimum = m.minimum;
+        ao.maximum = m.maximum;
+        ao.nthreads = s->opts.worker_nthreads;
+        tgs_core_adapt(s->core, &ao, tg__now_ms());
         TG_LOG_INFO("adaptive scaling between %u and %u workers", m.minimum,
                     m.maximum);
     } else {
-        s->adaptive = false;
-        s->target = m.workers;
-        s->have_target = true;
-        TG_LOG_INFO("scale to %u workers", s->target);
+        tgs_core_scale(s->core, m.workers, tg__now_ms());
+        TG_LOG_INFO("scale to %u workers", m.workers);
     }
     r.workers = (uint32_t)tgs_core_nworkers(s->core);
-    r.target = s->target;
+    tgs_core_scale_target(s->core, &r.target);
     reply(c, taskgrid_v1_ScaleResponse_fields, &r);
+    run_actions(s); /* the new target (TGS_ACT_SCALE) */
 }
 
 static void do_annotate(sched *s, tg__scall *c, const uint8_t *req,
@@ -1022,51 +1044,19 @@ static void on_child_exit(void *ud, const char *id, int st)
 }
 
 /*
- * Adaptive scaling: enough workers for the runnable work (READY tasks some
- * worker could run, plus PROCESSING ones), at `worker_nthreads` tasks per
- * worker, within [min, max]. Up at once; down only after the demand has
- * stayed lower for ADAPT_DOWN_MS, so a gap between two waves of work does
- * not stop and restart workers (hysteresis). Retired workers are drained,
- * as for Scale(n).
+ * The scaling policy is the core's (tgs_core_scale, tgs_core_adapt,
+ * decided at tgs_core_tick); this only meets it with processes. The
+ * target comes as TGS_ACT_SCALE, connected workers to retire as
+ * TGS_ACT_RETIRE (act_retire). The core counts only the workers this
+ * launcher started: tell it which they are (once connected).
  */
-#define ADAPT_DOWN_MS 2000
-
-static void adapt_tick(sched *s, int64_t now)
+static void mark_managed(sched *s)
 {
-    uint64_t counts[TGS_NSTATES], runnable, per, want;
-
-    tgs_core_counts(s->core, counts);
-    runnable = counts[TGS_READY] + counts[TGS_PROCESSING];
-    /* Work no connected worker can run would not run on more of the same
-     * workers either; with none connected yet, we cannot tell, so count
-     * it (the launched workers provide the built-ins and plug-ins). */
-    if (tgs_core_nworkers(s->core) > 0) {
-        uint64_t u = tgs_core_unplaceable(s->core);
-        runnable -= u < runnable ? u : runnable;
-    }
-    per = s->opts.worker_nthreads ? s->opts.worker_nthreads : 1;
-    want = (runnable + per - 1) / per;
-    if (want < s->adapt_min)
-        want = s->adapt_min;
-    if (want > s->adapt_max)
-        want = s->adapt_max;
-    if (want > s->target) {
-        TG_LOG_INFO("adaptive: %llu runnable tasks, scaling up to %llu "
-                    "workers",
-                    (unsigned long long)runnable, (unsigned long long)want);
-        s->target = (uint32_t)want;
-        s->adapt_low_since = 0;
-    } else if (want < s->target) {
-        if (s->adapt_low_since == 0) {
-            s->adapt_low_since = now;
-        } else if (now - s->adapt_low_since >= ADAPT_DOWN_MS) {
-            TG_LOG_INFO("adaptive: scaling down to %llu workers",
-                        (unsigned long long)want);
-            s->target = (uint32_t)want;
-            s->adapt_low_since = 0;
-        }
-    } else {
-        s->adapt_low_since = 0;
+    for (size_t i = 0; i < s->workers.n; i++) {
+        peer *w = s->workers.v[i];
+        if (w->registered && w->launch_id &&
+            tgs_launcher_owns(s->launcher, w->launch_id))
+            tgs_core_worker_managed(s->core, w->id);
     }
 }
 
@@ -1078,10 +1068,9 @@ static void scale_tick(sched *s, int64_t now)
     if (s->launcher == NULL)
         return;
     tgs_launcher_reap(s->launcher, on_child_exit, s);
+    mark_managed(s);
     if (!s->have_target)
         return;
-    if (s->adaptive)
-        adapt_tick(s, now);
     active = tgs_launcher_active(s->launcher);
     /* Start missing workers (also replaces ones that died), at most a
      * burst per 100 ms so a crashing worker binary cannot fork-bomb. */
@@ -1098,25 +1087,15 @@ static void scale_tick(sched *s, int64_t now)
         }
         s->last_spawn_ms = now;
     }
-    /* Retire extra workers: drain the connected ones (their work
-     * finishes, results stay with the scheduler), stop unconnected ones. */
+    /* Still too many: stop started processes that never connected (no
+     * work to lose). Connected ones are the core's to retire, by
+     * draining; it picks the least loaded. */
     while (active > s->target &&
            tgs_launcher_pick(s->launcher, launch_connected, s, id,
-                             sizeof(id))) {
-        bool drained = false;
+                             sizeof(id)) &&
+           !launch_connected(s, id)) {
         tgs_launcher_retire(s->launcher, id);
-        for (size_t i = 0; i < s->workers.n; i++) {
-            peer *w = s->workers.v[i];
-            if (w->registered && w->launch_id &&
-                strcmp(w->launch_id, id) == 0) {
-                TG_LOG_INFO("retiring worker %s", w->name);
-                tgs_core_worker_drain(s->core, w->id, now);
-                drained = true;
-                break;
-            }
-        }
-        if (!drained)
-            tgs_launcher_signal(s->launcher, id, SIGTERM);
+        tgs_launcher_signal(s->launcher, id, SIGTERM);
         active--;
     }
     run_actions(s);
@@ -1400,10 +1379,8 @@ int tgs_server_main(const tgs_server_opts *o)
         rc = 2;
         goto cleanup;
     }
-    if (o->workers > 0) {
-        s.target = o->workers;
-        s.have_target = true;
-    }
+    if (o->workers > 0) /* Scale(n) from the start: the core keeps it */
+        tgs_core_scale(s.core, o->workers, tg__now_ms());
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * executor.c: the slot-based thread pool (see executor.h). One mutex
- * guards everything: a binary heap of queued tasks (priority, then FIFO
- * sequence), a hash index by key of queued and running tasks (for cancel),
+ * guards everything: a binary heap of queued tasks (util/heap.h; priority,
+ * then FIFO sequence), a hash index by key of queued and running tasks (for cancel),
  * the slot counters, and the thread records. Depends on pthreads, task.c
  * and the SDK's log and error helpers.
  *
@@ -23,6 +23,8 @@
 #include "util/error.h"
 #include "executor.h"
 #include "util/log.h"
+#include "util/array.h"
+#include "util/heap.h"
 
 enum { ST_NONE = 0, ST_QUEUED, ST_RUNNING };
 
@@ -51,8 +53,7 @@ struct tg__exec {
     tg__exec_done_fn done;
     void *ud;
 
-    tg_task_ctx **heap;
-    size_t nheap, capheap;
+    tg__heap heap; /* queued tasks, by before(), each knowing its index */
     uint64_t seq;
 
     tg_task_ctx **buckets; /* chains through hnext; nbuckets is a pow2 */
@@ -68,77 +69,34 @@ struct tg__exec {
 /* ------------------------------------------------------------------ */
 
 /* Higher priority first; FIFO (lower sequence) among equals. */
-static bool before(const tg_task_ctx *a, const tg_task_ctx *b)
+static inline bool before(const void *x, const void *y)
 {
+    const tg_task_ctx *a = x, *b = y;
+
     if (a->priority != b->priority)
         return a->priority > b->priority;
     return a->seq < b->seq;
 }
 
-static void heap_set(tg__exec *e, size_t i, tg_task_ctx *t)
+static inline void moved(void *t, size_t i)
 {
-    e->heap[i] = t;
-    t->heap_index = i;
+    ((tg_task_ctx *)t)->heap_index = i;
 }
 
-static void heap_up(tg__exec *e, size_t i)
-{
-    tg_task_ctx *t = e->heap[i];
-
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-
-        if (!before(t, e->heap[p]))
-            break;
-        heap_set(e, i, e->heap[p]);
-        i = p;
-    }
-    heap_set(e, i, t);
-}
-
-static void heap_down(tg__exec *e, size_t i)
-{
-    tg_task_ctx *t = e->heap[i];
-
-    for (;;) {
-        size_t c = 2 * i + 1;
-
-        if (c >= e->nheap)
-            break;
-        if (c + 1 < e->nheap && before(e->heap[c + 1], e->heap[c]))
-            c++;
-        if (!before(e->heap[c], t))
-            break;
-        heap_set(e, i, e->heap[c]);
-        i = c;
-    }
-    heap_set(e, i, t);
-}
-
+/* Room reserved by tg__exec_submit. */
 static void heap_push(tg__exec *e, tg_task_ctx *t)
 {
-    heap_set(e, e->nheap++, t);
-    heap_up(e, e->nheap - 1);
+    tg__heap_push(&e->heap, t, before, moved);
 }
 
 static void heap_remove(tg__exec *e, tg_task_ctx *t)
 {
-    size_t i = t->heap_index;
-    tg_task_ctx *last = e->heap[--e->nheap];
-
-    if (i == e->nheap)
-        return;
-    heap_set(e, i, last);
-    heap_up(e, i);
-    heap_down(e, last->heap_index);
+    tg__heap_remove_at(&e->heap, t->heap_index, before, moved);
 }
 
 static tg_task_ctx *heap_pop(tg__exec *e)
 {
-    tg_task_ctx *t = e->heap[0];
-
-    heap_remove(e, t);
-    return t;
+    return tg__heap_pop(&e->heap, before, moved);
 }
 
 /* ------------------------------------------------------------------ */
@@ -219,7 +177,7 @@ static void *thread_main(void *arg);
 
 static void notify_idle_locked(tg__exec *e)
 {
-    if (e->nidle_waiters > 0 && e->nheap == 0 && e->nrunning == 0)
+    if (e->nidle_waiters > 0 && e->heap.n == 0 && e->nrunning == 0)
         pthread_cond_broadcast(&e->idle_cv);
 }
 
@@ -271,7 +229,7 @@ static int spawn_locked(tg__exec *e)
 
 static bool runnable(const tg__exec *e)
 {
-    return !e->stop && e->nheap > 0 && e->active < e->nslots &&
+    return !e->stop && e->heap.n > 0 && e->active < e->nslots &&
            e->nrejoin == 0;
 }
 
@@ -279,7 +237,7 @@ static bool runnable(const tg__exec *e)
  * take a free slot now. */
 static void wake_locked(tg__exec *e)
 {
-    while (!e->stop && e->nheap > e->nwaking && e->nrejoin == 0 &&
+    while (!e->stop && e->heap.n > e->nwaking && e->nrejoin == 0 &&
            e->active + e->nwaking < e->nslots) {
         pool_thread *th = e->idle;
 
@@ -438,7 +396,7 @@ int tg__exec_new(tg__exec **out, const tg__exec_opts *opts)
 /* Drop queued tasks and flag running ones; lock held. */
 static void cancel_all_locked(tg__exec *e)
 {
-    while (e->nheap > 0) {
+    while (e->heap.n > 0) {
         tg_task_ctx *t = heap_pop(e);
 
         index_remove(e, t);
@@ -473,7 +431,7 @@ void tg__exec_free(tg__exec *e)
         th = next;
     }
     reap_zombies_locked(e); /* no other thread is left */
-    free(e->heap);
+    tg__heap_free(&e->heap);
     free(e->buckets);
     pthread_cond_destroy(&e->slot_cv);
     pthread_cond_destroy(&e->idle_cv);
@@ -484,19 +442,11 @@ void tg__exec_free(tg__exec *e)
 int tg__exec_submit(tg__exec *e, tg_task_ctx **tasks, size_t n)
 {
     pthread_mutex_lock(&e->mu);
-    if (e->nheap + n > e->capheap) {
-        size_t nc = e->capheap ? e->capheap : 256;
-        tg_task_ctx **h;
-
-        while (nc < e->nheap + n)
-            nc *= 2;
-        h = realloc(e->heap, nc * sizeof(*h));
-        if (h == NULL) {
-            pthread_mutex_unlock(&e->mu);
-            return tg__error_set(TG_ENOMEM, "out of memory queueing tasks");
-        }
-        e->heap = h;
-        e->capheap = nc;
+    if (e->heap.n + n > e->heap.cap &&
+        tg__array_grow_to(&e->heap.items, &e->heap.cap, e->heap.n + n,
+                          sizeof(*e->heap.items), 256, SIZE_MAX) != TG_OK) {
+        pthread_mutex_unlock(&e->mu);
+        return tg__error_set(TG_ENOMEM, "out of memory queueing tasks");
     }
     if (index_reserve(e, n) != 0) {
         pthread_mutex_unlock(&e->mu);
@@ -575,16 +525,16 @@ int tg__exec_take_queued(tg__exec *e, tg_task_ctx ***out, size_t *n)
     *out = NULL;
     *n = 0;
     pthread_mutex_lock(&e->mu);
-    if (e->nheap == 0) {
+    if (e->heap.n == 0) {
         pthread_mutex_unlock(&e->mu);
         return TG_OK;
     }
-    arr = malloc(e->nheap * sizeof(*arr));
+    arr = malloc(e->heap.n * sizeof(*arr));
     if (arr == NULL) {
         pthread_mutex_unlock(&e->mu);
         return tg__error_set(TG_ENOMEM, "out of memory");
     }
-    while (e->nheap > 0) {
+    while (e->heap.n > 0) {
         tg_task_ctx *t = heap_pop(e);
 
         index_remove(e, t);
@@ -605,14 +555,14 @@ bool tg__exec_wait_idle(tg__exec *e, int64_t timeout_ms)
 
     pthread_mutex_lock(&e->mu);
     e->nidle_waiters++;
-    while (e->nheap > 0 || e->nrunning > 0) {
+    while (e->heap.n > 0 || e->nrunning > 0) {
         if (timeout_ms < 0)
             pthread_cond_wait(&e->idle_cv, &e->mu);
         else if (pthread_cond_timedwait(&e->idle_cv, &e->mu, &deadline) ==
                  ETIMEDOUT)
             break;
     }
-    idle = e->nheap == 0 && e->nrunning == 0;
+    idle = e->heap.n == 0 && e->nrunning == 0;
     e->nidle_waiters--;
     pthread_mutex_unlock(&e->mu);
     return idle;
@@ -621,7 +571,7 @@ bool tg__exec_wait_idle(tg__exec *e, int64_t timeout_ms)
 void tg__exec_stats_get(tg__exec *e, tg__exec_stats *st)
 {
     pthread_mutex_lock(&e->mu);
-    st->queued = e->nheap;
+    st->queued = e->heap.n;
     st->running = e->nrunning;
     st->active = e->active;
     st->seceded = e->nseceded;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * hashmap.c: the core's hash function and its open-addressing table (see
- * hashmap.h). Depends on libc only; status codes come from core.h.
+ * hashmap.h). Depends on libc only (status codes from core.h).
  */
-#include "scheduler/hashmap.h"
+#include "scheduler/core/hashmap.h"
 
 #include <stdlib.h>
 #include <string.h>
