@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * dispatch.c: the core's actions (assign, cancel, steal, notify, close,
+ * scale, retire) turned into messages: one-entry messages appended to the
+ * buffer of their destination (a worker's stream or a gather's), which
+ * server.c flushes once per loop turn.
+ */
+#include <string.h>
+#include <stdlib.h>
+
+#include "methods.h"
+#include "sched.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* Fill a TaskResult for a task in its current state. */
+void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t)
+{
+    tgs_state st = tgs_task_state(t);
+
+    memset(r, 0, sizeof(*r));
+    r->key = B(tgs_task_key(t));
+    r->state = (taskgrid_v1_TaskState)st;
+    r->attempt = tgs_task_attempt(t);
+    if (st == TGS_MEMORY) {
+        size_t n;
+        const uint8_t *d = tgs_task_result(t, &n);
+        r->data = tg_pbbuf_mem(d, n);
+        r->codec = B(tgs_task_result_codec(t));
+    } else if (st == TGS_ERRED || st == TGS_CANCELLED) {
+        r->has_error = true;
+        r->error.type = B(tgs_task_err_type(t));
+        r->error.message = B(tgs_task_err_message(t));
+        r->error.traceback = B(tgs_task_err_traceback(t));
+        r->error.origin_key = B(tgs_task_err_origin(t));
+    }
+}
+
+
+void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r)
+{
+    taskgrid_v1_GatherResponse m = {0};
+
+    m.results_count = 1;
+    m.results = (taskgrid_v1_TaskResult *)r;
+    if (tg__wire_append(taskgrid_v1_GatherResponse_fields, &m, &g->out.p,
+                       &g->out.len, &g->out.cap) != TG_OK) {
+        TG_LOG_ERROR("cannot encode a result for a gather");
+        return;
+    }
+    g->out.count++;
+    srv_mark_dirty(s, g);
+    if (g->out.len >= FLUSH_BYTES)
+        srv_flush_peer(g);
+}
+
+void srv_worker_append(sched *s, peer *w,
+                          const taskgrid_v1_SchedulerMessage *m)
+{
+    if (tg__wire_append(taskgrid_v1_SchedulerMessage_fields, m, &w->out.p,
+                       &w->out.len, &w->out.cap) != TG_OK) {
+        TG_LOG_ERROR("cannot encode a message for worker %s", w->name);
+        return;
+    }
+    w->out.count++;
+    srv_mark_dirty(s, w);
+    if (w->out.len >= FLUSH_BYTES)
+        srv_flush_peer(w);
+}
+
+static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
+{
+    peer *w = srv_table_find(&s->workers, wid);
+    taskgrid_v1_SchedulerMessage m = {0};
+    taskgrid_v1_Assignment a = {0};
+    taskgrid_v1_TaskResult small[8], *deps = small;
+    size_t nd = tgs_task_ndeps(t), len;
+
+    if (w == NULL)
+        return; /* the core learns of the loss from on_done */
+    if (nd > 8) {
+        deps = malloc(nd * sizeof(*deps));
+        if (deps == NULL) {
+            TG_LOG_ERROR("out of memory assigning a task");
+            return;
+        }
+    }
+    for (size_t i = 0; i < nd; i++)
+        srv_fill_result(&deps[i], tgs_task_dep(t, i));
+    a.key = B(tgs_task_key(t));
+    a.func = B(tgs_task_func(t));
+    a.input.ptr = tgs_task_input(t, &len);
+    a.input.len = len;
+    a.codec = B(tgs_task_codec(t));
+    a.deps_count = (pb_size_t)nd;
+    a.deps = deps;
+    a.attempt = tgs_task_attempt(t);
+    a.priority = tgs_task_priority(t);
+    m.assign_count = 1;
+    m.assign = &a;
+    srv_worker_append(s, w, &m);
+    if (deps != small)
+        free(deps);
+    if (tg__log_enabled(TG__LOG_DEBUG)) {
+        tgs_str k = tgs_task_key(t);
+        TG_LOG_DEBUG("task %.*s: processing on %s", (int)k.len, k.ptr,
+                     w->name);
+    }
+}
+
+/* Cancel and steal: a key in one of the repeated string fields. */
+static void act_key(sched *s, uint64_t wid, const tgs_task *t, bool steal)
+{
+    peer *w = srv_table_find(&s->workers, wid);
+    taskgrid_v1_SchedulerMessage m = {0};
+    tgs_str k = tgs_task_key(t);
+    char *key;
+
+    if (w == NULL)
+        return;
+    key = malloc(k.len + 1);
+    if (key == NULL)
+        return;
+    memcpy(key, k.ptr, k.len);
+    key[k.len] = '\0';
+    if (steal) {
+        m.steal_count = 1;
+        m.steal = &key;
+    } else {
+        m.cancel_count = 1;
+        m.cancel = &key;
+    }
+    srv_worker_append(s, w, &m);
+    free(key);
+}
+
+void srv_gather_maybe_finish(sched *s, peer *g)
+{
+    if (g->outstanding == 0 && !g->finished && g->call) {
+        /* The last results and the OK status leave in one batch. */
+        if (g->out.count > 0) {
+            tg__scall_reply(g->call, g->out.p, g->out.len);
+            g->out.p = NULL;
+            g->out.len = g->out.cap = 0;
+            g->out.count = 0;
+        } else {
+            tg__scall_finish(g->call, TG_OK, "");
+        }
+        g->finished = true;
+    }
+    (void)s;
+}
+
+static void act_notify(sched *s, uint64_t watcher, const tgs_task *t)
+{
+    peer *g = srv_table_find(&s->gathers, watcher);
+    taskgrid_v1_TaskResult r;
+
+    if (g == NULL || g->finished)
+        return;
+    srv_fill_result(&r, t);
+    srv_gather_append(s, g, &r);
+    if (g->outstanding > 0)
+        g->outstanding--;
+    srv_gather_maybe_finish(s, g);
+}
+
+static void act_close_worker(sched *s, uint64_t wid)
+{
+    peer *w = srv_table_find(&s->workers, wid);
+    taskgrid_v1_SchedulerMessage m = {0};
+
+    if (w == NULL)
+        return;
+    TG_LOG_INFO("worker %s drained; asking it to stop", w->name);
+    m.drain = true;
+    srv_worker_append(s, w, &m);
+    srv_flush_peer(w);
+}
+
+/* The core's scaling target: scale_tick starts processes up to it. */
+static void act_scale(sched *s, uint32_t target)
+{
+    if (!s->have_target || s->target != target)
+        TG_LOG_INFO("scaling to %u workers", target);
+    s->target = target;
+    s->have_target = true;
+}
+
+/* The core retires (drains) worker `wid`: its process no longer counts
+ * toward the target, and it stops once drained (TGS_ACT_CLOSE_WORKER). */
+static void act_retire(sched *s, uint64_t wid)
+{
+    peer *w = srv_table_find(&s->workers, wid);
+
+    if (w == NULL)
+        return;
+    TG_LOG_INFO("retiring worker %s", w->name);
+    if (s->launcher != NULL && w->launch_id != NULL)
+        tgs_launcher_retire(s->launcher, w->launch_id);
+}
+
+void srv_run_actions(sched *s)
+{
+    tgs_action a;
+
+    while (tgs_core_next_action(s->core, &a)) {
+        switch (a.kind) {
+        case TGS_ACT_ASSIGN:
+            act_assign(s, a.worker, a.task);
+            break;
+        case TGS_ACT_CANCEL:
+            act_key(s, a.worker, a.task, false);
+            break;
+        case TGS_ACT_STEAL:
+            act_key(s, a.worker, a.task, true);
+            break;
+        case TGS_ACT_NOTIFY:
+            act_notify(s, a.watcher, a.task);
+            break;
+        case TGS_ACT_CLOSE_WORKER:
+            act_close_worker(s, a.worker);
+            break;
+        case TGS_ACT_SCALE:
+            act_scale(s, a.target);
+            break;
+        case TGS_ACT_RETIRE:
+            act_retire(s, a.worker);
+            break;
+        }
+    }
+}

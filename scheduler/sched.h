@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * sched.h (private to taskgrid-scheduler): the daemon's state and what
+ * its files share. One event-loop thread (tg__server_run) owns all of it:
+ * the core, the worker and gather tables, the launcher. The files:
+ *   server.c     the loop: transport callbacks, peer tables, output
+ *                buffers, start-up and shutdown (tgs_server_main)
+ *   service.c    service taskgrid.v1.Scheduler (and grpc.health.v1):
+ *                each RPC decoded (proto/wire.h) into core events
+ *   workerlink.c service taskgrid.v1.WorkerLink: registration and the
+ *                messages of each worker's stream
+ *   dispatch.c   the core's actions encoded into per-destination buffers
+ *   scaling.c    the local launcher following the core's scaling target
+ * No scheduling decision is taken in any of them: that is the core's
+ * (core.h).
+ */
+#ifndef TGS_SCHED_H
+#define TGS_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "launcher.h"
+#include "server.h"
+#include "transport/server.h"
+#include "wire.h"
+
+#define TGS_VERSION "taskgrid-scheduler/0.1"
+/* Flush a destination's buffer early past this size, to bound latency and
+ * stay far below the message limit. */
+#define FLUSH_BYTES (1u << 20)
+#define HEARTBEAT_MS 2000u
+
+/* A growable buffer of appended one-entry messages. */
+typedef struct outbuf {
+    uint8_t *p;
+    size_t len, cap;
+    uint32_t count;
+} outbuf;
+
+typedef enum peer_kind { PEER_RPC = 0, PEER_WORKER, PEER_GATHER } peer_kind;
+
+/* Per-call state (tg__scall data). Workers and gathers are found by id in
+ * sorted arrays (ids only grow), so a stale id from the core is harmless. */
+typedef struct peer {
+    peer_kind kind;
+    uint64_t id;
+    tg__scall *call;
+    outbuf out;
+    /* worker */
+    bool registered;
+    char *name;
+    char *launch_id;
+    char **funcs; /* as registered, for Status */
+    size_t nfuncs;
+    char **res_names;
+    double *res_amounts;
+    size_t nres;
+    /* gather */
+    size_t outstanding;
+    int64_t deadline_ms; /* 0: none */
+    bool finished;
+} peer;
+
+typedef struct peer_table {
+    peer **v;
+    size_t n, cap;
+} peer_table;
+
+typedef struct sched {
+    tgs_server_opts opts;
+    tgs_core *core;
+    tg__server *srv;
+    tgs_launcher *launcher;
+    peer_table workers, gathers;
+    peer **dirty; /* peers with buffered output */
+    size_t ndirty, dirtycap;
+    uint64_t next_id;
+    /* Scaling: the core decides (tgs_core_scale, tgs_core_adapt); this
+     * keeps its last TGS_ACT_SCALE target, which the launcher meets. */
+    uint32_t target;
+    bool have_target;
+    int64_t last_spawn_ms;
+    char address[300];
+    bool tls; /* mutual TLS: every call is checked against auth.c */
+} sched;
+
+/* Core strings from and to the codec's zero-copy buffers. */
+static inline tgs_str S(tg_pbbuf b)
+{
+    tgs_str s = {(const char *)b.ptr, b.len};
+    return s;
+}
+
+static inline tg_pbbuf B(tgs_str s)
+{
+    return tg_pbbuf_mem(s.ptr, s.len);
+}
+
+static inline tgs_str CS(const char *s)
+{
+    tgs_str r = {s, s ? strlen(s) : 0};
+    return r;
+}
+
+/* ---- server.c: tables of peers and their output ---- */
+
+/* Add `p` to `t` (ids only grow, so it stays sorted); TG_ENOMEM. */
+int srv_table_add(peer_table *t, peer *p);
+/* The peer with `id`, or NULL (a stale id from the core is harmless). */
+peer *srv_table_find(const peer_table *t, uint64_t id);
+/* `p` has buffered output: flush it at the end of this loop turn. */
+void srv_mark_dirty(sched *s, peer *p);
+/* Hand the buffered bytes of `p` to gRPC as one message. */
+void srv_flush_peer(peer *p);
+/* Encode `msg` into a new buffer (NULL, logged, on failure). */
+uint8_t *srv_encode(const pb_msgdesc_t *f, const void *msg, size_t *len);
+/* Reply to a unary call, or fail it if the response cannot be encoded. */
+void srv_reply(tg__scall *c, const pb_msgdesc_t *f, const void *msg);
+/* Decode a request; on failure the call ends with INVALID_ARGUMENT. */
+bool srv_decode(tg__scall *c, const pb_msgdesc_t *f, void *msg,
+                   const uint8_t *req, size_t len);
+
+/* ---- dispatch.c: core actions -> messages ---- */
+
+/* Fill a TaskResult for a task in its current state. */
+void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t);
+/* Append one result to a gather's stream. */
+void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r);
+/* Append one message to a worker's stream. */
+void srv_worker_append(sched *s, peer *w,
+                          const taskgrid_v1_SchedulerMessage *m);
+/* End a gather once nothing is outstanding. */
+void srv_gather_maybe_finish(sched *s, peer *g);
+/* Pop every queued core action and turn it into messages. */
+void srv_run_actions(sched *s);
+
+/* ---- service.c: one handler per method ---- */
+
+void srv_do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+void srv_do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+void srv_do_scale(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req,
+                        size_t len);
+void srv_do_cancel(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+void srv_do_release(sched *s, tg__scall *c, const uint8_t *req,
+                       size_t len);
+void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+
+/* ---- workerlink.c ---- */
+
+/* One message of a worker's stream (registration first). */
+void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len);
+
+/* ---- scaling.c ---- */
+
+/* Reap exited workers and start or stop processes toward the target. */
+void srv_scale_tick(sched *s, int64_t now);
+
+#endif
