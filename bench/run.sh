@@ -16,14 +16,14 @@ REPEAT=${REPEAT:-3}
 DASK_VERSION=2026.8.0
 
 build() {
-  bazel build -c opt //bench:tg_bench //bench:grpc_floor //scheduler //worker >/dev/null 2>&1 ||
-    bazel build -c opt //bench:tg_bench //bench:grpc_floor //scheduler //worker
+  bazel build -c opt //bench:tg_bench //bench:rpc_floor //scheduler //worker >/dev/null 2>&1 ||
+    bazel build -c opt //bench:tg_bench //bench:rpc_floor //scheduler //worker
   # Copy out of bazel-bin, which the next build with other options repoints.
   BIN=$(mktemp -d)
   mkdir -p "$BIN/scheduler" "$BIN/worker" "$BIN/bench"
   cp bazel-bin/scheduler/taskgrid-scheduler "$BIN/scheduler/"
   cp bazel-bin/worker/taskgrid-worker "$BIN/worker/"
-  cp bazel-bin/bench/tg_bench bazel-bin/bench/grpc_floor "$BIN/bench/"
+  cp bazel-bin/bench/tg_bench bazel-bin/bench/rpc_floor "$BIN/bench/"
   export TASKGRID_BIN_DIR="$BIN"
   TG="$BIN/bench/tg_bench"
 }
@@ -36,7 +36,7 @@ case "$mode" in
     $TG --case diamond --n 100 --repeat 1
     $TG --case startup --repeat 1
     $TG --case pending --n 1000 --repeat 1
-    "$BIN/bench/grpc_floor" --n-unary 50 --n-stream 1000 --repeat 1
+    "$BIN/bench/rpc_floor" --n-unary 50 --n-stream 1000 --repeat 1
     rm -rf "$BIN"
     echo "bench smoke: ok"
     ;;
@@ -50,7 +50,7 @@ case "$mode" in
     : > "$log"
     run() { local who=$1; shift; echo "+ $who: $*" >&2; "$@" | sed "s/^/who=$who /" | tee -a "$log"; }
 
-    run floor "$BIN/bench/grpc_floor" --n-unary 1000 --n-stream 100000 --repeat "$REPEAT"
+    run floor "$BIN/bench/rpc_floor" --n-unary 1000 --n-stream 100000 --repeat "$REPEAT"
     for n in 10000 100000; do
       run taskgrid $TG --case noop --n $n --repeat "$REPEAT"
       run dask $DASK --case noop --n $n --repeat "$REPEAT"

@@ -410,16 +410,16 @@ cleanup:
 
 void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 {
-    grpc_health_v1_HealthCheckRequest m;
-    grpc_health_v1_HealthCheckResponse r = {0};
+    HealthCheckRequest m;
+    HealthCheckResponse r = {0};
 
     (void)s;
-    if (!srv_decode(c, grpc_health_v1_HealthCheckRequest_fields, &m, req, len))
+    if (!srv_decode(c, HealthCheckRequest_fields, &m, req, len))
         return;
     if (m.service.len == 0 || tg_pbbuf_eq(m.service, "taskgrid.v1.Scheduler") ||
         tg_pbbuf_eq(m.service, "taskgrid.v1.WorkerLink")) {
-        r.status = grpc_health_v1_HealthCheckResponse_ServingStatus_SERVING;
-        srv_reply(c, grpc_health_v1_HealthCheckResponse_fields, &r);
+        r.status = HealthCheckResponse_ServingStatus_SERVING;
+        srv_reply(c, HealthCheckResponse_fields, &r);
     } else {
         tg__scall_finish(c, TG_ENOTFOUND, "unknown service");
     }

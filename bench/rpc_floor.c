@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * grpc_floor.c: the physical floor the benchmarks are held against. Two C
- * processes on loopback using taskgrid's own gRPC layer (sdk/src/rpc.c)
+ * rpc_floor.c: the physical floor the benchmarks are held against. Two C
+ * processes on loopback using taskgrid's own transport (transport/)
  * with no scheduling at all: a unary echo round trip (p50/p99 over N
  * calls) and the one-way message rate of a bidirectional stream (N small
  * messages, acknowledged once at the end). Prints lines like
@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     }
     close(fds[1]);
     if (read(fds[0], &port, sizeof(port)) != sizeof(port)) {
-        fprintf(stderr, "grpc_floor: server did not start\n");
+        fprintf(stderr, "rpc_floor: server did not start\n");
         return 1;
     }
     snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%d", port);
@@ -136,7 +136,7 @@ int main(int argc, char **argv)
             clock_gettime(CLOCK_MONOTONIC, &a);
             if (tg__chan_unary(ch, "/bench.Floor/Echo", req, 4, &resp, &rlen,
                                10000) != TG_OK) {
-                fprintf(stderr, "grpc_floor: %s\n", tg_error_last());
+                fprintf(stderr, "rpc_floor: %s\n", tg_error_last());
                 return 1;
             }
             clock_gettime(CLOCK_MONOTONIC, &b);
@@ -163,11 +163,11 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &a);
         for (size_t i = 0; i < n_stream; i++)
             if (tg__cstream_send(s, msg, sizeof(msg), 10000) != TG_OK) {
-                fprintf(stderr, "grpc_floor: %s\n", tg_error_last());
+                fprintf(stderr, "rpc_floor: %s\n", tg_error_last());
                 return 1;
             }
         if (tg__cstream_recv(s, &ack, &alen, 30000) != TG_OK || ack == NULL) {
-            fprintf(stderr, "grpc_floor: no ack\n");
+            fprintf(stderr, "rpc_floor: no ack\n");
             return 1;
         }
         clock_gettime(CLOCK_MONOTONIC, &b);
