@@ -3,8 +3,8 @@
  * certs_tool.c: the taskgrid-certs command. Makes a cluster CA and one
  * certificate per role (scheduler, worker, client, admin) in a directory,
  * or issues one more certificate from an existing CA there (a worker per
- * host, a client per user). The certificate code is the SDK's
- * (sdk/src/certs.c), shared with the secure temporary cluster.
+ * host, a client per user). The certificate code is util/certs.c,
+ * shared with the SDK's secure temporary cluster.
  */
 #include <errno.h>
 #include <limits.h>

@@ -2,8 +2,10 @@
  *
  * server.h: the scheduler daemon around the pure core: serves
  * taskgrid.v1.Scheduler, taskgrid.v1.WorkerLink and grpc.health.v1.Health
- * through the rpc layer, turns messages into core events and core actions
- * into batched messages, and drives the local launcher for Scale.
+ * through the server side of the transport (transport/server.h), turns
+ * messages into core events and core actions into batched messages, and
+ * drives the local launcher toward the core's scaling target (sched.h
+ * says which file does what).
  */
 #ifndef TGS_SERVER_H
 #define TGS_SERVER_H

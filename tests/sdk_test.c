@@ -4,9 +4,10 @@
  * that need no taskgrid daemon. Option and argument validation, address
  * and security errors, key generation, and the client's protocol behaviour
  * (submit batching, streamed gather, batched releases, status) against an
- * in-process fake Scheduler served by the SDK's own gRPC layer; the local
- * cluster runs fake `taskgrid-scheduler` shell scripts. Depends on
- * //sdk:internal (rpc.h), //proto:wire and cmocka.
+ * in-process fake Scheduler served by the server side of the transport
+ * (transport/server.h); the local cluster runs fake `taskgrid-scheduler`
+ * shell scripts. Depends on //sdk:taskgrid, //transport:server,
+ * //proto:wire, //util and cmocka.
  */
 #include <errno.h>
 #include <fcntl.h>

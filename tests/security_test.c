@@ -208,7 +208,7 @@ static void run_sum(tg_client *c, const char *prefix, int n)
         tg_future_free(fs[i]);
 }
 
-/* A unary call through the rpc layer with raw PEM material, bypassing the
+/* A unary call through the transport with raw PEM material, bypassing the
  * SDK's local checks: what a careless or hostile peer would send. */
 static int raw_unary(const char *addr, const char *method, const char *ca,
                      const char *cert, const char *key)

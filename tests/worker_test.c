@@ -25,6 +25,7 @@
 
 #include "worker/builtins.h"
 #include "util/clock.h"
+#include "util/error.h"
 #include "worker/config.h"
 #include "worker/executor.h"
 #include "worker/json.h"
@@ -137,18 +138,26 @@ static void expect_error(const char *func, const char *input,
 static char *json_roundtrip(const char *in)
 {
     static char out[1024];
-    tgw_json v;
+    json_t *v;
     tgw_buf b = {0};
-    char err[128];
 
-    if (tgw_json_parse(&v, (const uint8_t *)in, strlen(in), err,
-                       sizeof(err)) != 0)
-        fail_msg("parse '%s': %s", in, err);
-    assert_int_equal(tgw_json_write(&b, &v), 0);
+    if (tgw_json_parse(&v, (const uint8_t *)in, strlen(in)) != TG_OK)
+        fail_msg("parse '%s': %s", in, tg_error_last());
+    assert_int_equal(tgw_json_write(&b, v), TG_OK);
     snprintf(out, sizeof(out), "%.*s", (int)b.len, (const char *)b.ptr);
     tgw_buf_free(&b);
-    tgw_json_free(&v);
+    json_decref(v);
     return out;
+}
+
+/* Parse `in` (which must be valid) and return the value. */
+static json_t *json_of(const char *in)
+{
+    json_t *v = NULL;
+
+    if (tgw_json_parse(&v, (const uint8_t *)in, strlen(in)) != TG_OK)
+        fail_msg("parse '%s': %s", in, tg_error_last());
+    return v;
 }
 
 /* ------------------------------------------------------------------ */
@@ -157,26 +166,24 @@ static char *json_roundtrip(const char *in)
 
 static void test_worker__json_numbers_keep_integers_exact(void **state)
 {
-    tgw_json v;
+    json_t *v;
 
     (void)state;
-    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)" 42 ", 4, NULL, 0),
-                     0);
-    assert_int_equal(v.type, TGW_JSON_INT);
-    assert_int_equal(v.u.i, 42);
-    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)"9223372036854775807",
-                                    19, NULL, 0),
-                     0);
-    assert_int_equal(v.type, TGW_JSON_INT);
-    assert_true(v.u.i == INT64_MAX);
-    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)"9223372036854775808",
-                                    19, NULL, 0),
-                     0);
-    assert_int_equal(v.type, TGW_JSON_DOUBLE);
-    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)"1e3", 3, NULL, 0),
-                     0);
-    assert_int_equal(v.type, TGW_JSON_DOUBLE);
-    assert_true(v.u.d == 1000.0);
+    v = json_of(" 42 ");
+    assert_true(json_is_integer(v));
+    assert_int_equal(json_integer_value(v), 42);
+    json_decref(v);
+    v = json_of("9223372036854775807");
+    assert_true(json_is_integer(v));
+    assert_true(json_integer_value(v) == INT64_MAX);
+    json_decref(v);
+    v = json_of("9223372036854775808");
+    assert_true(json_is_real(v));
+    json_decref(v);
+    v = json_of("1e3");
+    assert_true(json_is_real(v));
+    assert_true(json_real_value(v) == 1000.0);
+    json_decref(v);
 
     assert_string_equal(json_roundtrip("-17"), "-17");
     assert_string_equal(json_roundtrip("-0"), "0");
@@ -186,6 +193,11 @@ static void test_worker__json_numbers_keep_integers_exact(void **state)
     assert_string_equal(json_roundtrip("1e300"), "1e+300");
     assert_string_equal(json_roundtrip("-9223372036854775808"),
                         "-9223372036854775808");
+    /* Beyond int64 is a double; the integers around it stay exact. */
+    assert_string_equal(json_roundtrip("[1, 9223372036854775808, 2]"),
+                        "[1,9.223372036854776e+18,2]");
+    assert_string_equal(json_roundtrip("-9223372036854775809"),
+                        "-9.223372036854776e+18");
 }
 
 static void test_worker__json_roundtrips_structures(void **state)
@@ -212,46 +224,46 @@ static void test_worker__json_rejects_malformed_input(void **state)
         "[1] x",    "\"\\x\"", "\"\x01\"",  "\"open",    "\"\\ud800\"",
         "\"\\udc00\"", "tru",  "nul",       "[",         "{\"a\" 1}",
     };
+    static const char big[] = "[1, 10000000000000000000, x]";
     char deep[400];
-    tgw_json v;
-    char err[128];
+    json_t *v;
 
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (tgw_json_parse(&v, (const uint8_t *)bad[i], strlen(bad[i]), err,
-                           sizeof(err)) == 0) {
-            tgw_json_free(&v);
+        tg__error_clear();
+        if (tgw_json_parse(&v, (const uint8_t *)bad[i], strlen(bad[i])) ==
+            TG_OK) {
+            json_decref(v);
             fail_msg("accepted malformed JSON '%s'", bad[i]);
         }
-        assert_true(strlen(err) > 0);
+        assert_true(strlen(tg_error_last()) > 0);
     }
     /* Nesting beyond the limit fails instead of exhausting the stack. */
     memset(deep, '[', 300);
     deep[300] = '\0';
-    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)deep, 300, err,
-                                    sizeof(err)),
-                     -1);
-    assert_non_null(strstr(err, "deep"));
+    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)deep, 300),
+                     TG_EINVAL);
+    assert_non_null(strstr(tg_error_last(), "deep"));
     /* The error names where it went wrong. */
-    assert_int_equal(
-        tgw_json_parse(&v, (const uint8_t *)"[1, x]", 6, err, sizeof(err)),
-        -1);
-    assert_non_null(strstr(err, "offset 4"));
+    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)"[1, x]", 6),
+                     TG_EINVAL);
+    assert_non_null(strstr(tg_error_last(), "offset 4"));
+    /* ... also after an integer beyond int64. */
+    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)big, strlen(big)),
+                     TG_EINVAL);
+    assert_non_null(strstr(tg_error_last(), "offset 26"));
 }
 
 static void test_worker__json_writes_shortest_doubles(void **state)
 {
-    tgw_json v;
+    json_t *v = json_real(0.1 + 0.2);
     tgw_buf b = {0};
 
     (void)state;
-    memset(&v, 0, sizeof(v));
-    v.type = TGW_JSON_DOUBLE;
-    v.u.d = 0.1 + 0.2;
-    tgw_json_write(&b, &v);
-    v.u.d = 1.0 / 0.0; /* not representable in JSON */
+    tgw_json_write(&b, v);
+    json_decref(v);
     tgw_buf_append(&b, " ", 1);
-    tgw_json_write(&b, &v);
+    tgw_json_write_double(&b, 1.0 / 0.0); /* not representable in JSON */
     tgw_buf_append(&b, "", 1);
     assert_string_equal((char *)b.ptr, "0.30000000000000004 null");
     tgw_buf_free(&b);
@@ -273,10 +285,10 @@ static void test_worker__args_input_array_then_deps(void **state)
     t = mk(NULL, "k", "tg.x", "[1, \"two\"]", "json", deps, 2);
     assert_int_equal(tgw_args_parse(t, "tg.x", &a), 0);
     assert_int_equal(a.n, 4);
-    assert_int_equal(a.v[0].u.i, 1);
-    assert_string_equal(a.v[1].u.s.ptr, "two");
-    assert_int_equal(a.v[2].u.i, 10);
-    assert_int_equal(a.v[3].type, TGW_JSON_ARRAY);
+    assert_int_equal(json_integer_value(a.v[0]), 1);
+    assert_string_equal(json_string_value(a.v[1]), "two");
+    assert_int_equal(json_integer_value(a.v[2]), 10);
+    assert_true(json_is_array(a.v[3]));
     tgw_args_free(&a);
     tgw_task_free(t);
 
@@ -284,7 +296,7 @@ static void test_worker__args_input_array_then_deps(void **state)
     t = mk(NULL, "k", "tg.x", "{\"a\":1}", "json", NULL, 0);
     assert_int_equal(tgw_args_parse(t, "tg.x", &a), 0);
     assert_int_equal(a.n, 1);
-    assert_int_equal(a.v[0].type, TGW_JSON_OBJECT);
+    assert_true(json_is_object(a.v[0]));
     tgw_args_free(&a);
     tgw_task_free(t);
     t = mk(NULL, "k", "tg.x", "", "", deps, 1);
@@ -514,15 +526,15 @@ static void test_worker__plugin_loads_example_shout(void **state)
     tg_registry *r = NULL;
     tgw_plugins *ps = NULL;
     tg_task_ctx *t;
-    char path[4096], err[1024];
+    char path[4096];
     int64_t t0;
 
     (void)state;
     shout_path(path, sizeof(path));
     assert_int_equal(tgw_registry_new(&r), TG_OK);
     assert_int_equal(tgw_plugins_new(&ps), TG_OK);
-    if (tgw_plugins_load(ps, r, path, err, sizeof(err)) != TG_OK)
-        fail_msg("%s", err);
+    if (tgw_plugins_load(ps, r, path) != TG_OK)
+        fail_msg("%s", tg_error_last());
     tgw_registry_freeze(r);
     assert_non_null(tgw_registry_find(r, "example.shout"));
 
@@ -536,8 +548,7 @@ static void test_worker__plugin_loads_example_shout(void **state)
     tgw_task_free(t);
 
     /* Loading it twice registers the same name twice: refused. */
-    assert_int_not_equal(tgw_plugins_load(ps, r, path, err, sizeof(err)),
-                         TG_OK);
+    assert_int_not_equal(tgw_plugins_load(ps, r, path), TG_OK);
     tgw_plugins_free(ps);
     tgw_registry_free(r);
 
@@ -545,9 +556,8 @@ static void test_worker__plugin_loads_example_shout(void **state)
     assert_int_equal(tgw_registry_new(&r), TG_OK);
     assert_int_equal(tgw_plugins_new(&ps), TG_OK);
     assert_int_equal(
-        tgw_plugins_load(ps, r, "/nonexistent/libx.so", err, sizeof(err)),
-        TG_ENOTFOUND);
-    assert_non_null(strstr(err, "/nonexistent/libx.so"));
+        tgw_plugins_load(ps, r, "/nonexistent/libx.so"), TG_ENOTFOUND);
+    assert_non_null(strstr(tg_error_last(), "/nonexistent/libx.so"));
     tgw_plugins_free(ps);
     tgw_registry_free(r);
 }
@@ -556,7 +566,7 @@ static void test_worker__plugin_loads_example_shout(void **state)
 /* Command line                                                        */
 /* ------------------------------------------------------------------ */
 
-static int parse(tgw_config *cfg, char *err, const char *a1, const char *a2,
+static int parse(tgw_config *cfg, const char *a1, const char *a2,
                  const char *a3, const char *a4)
 {
     char *argv[] = {"taskgrid-worker", (char *)a1, (char *)a2, (char *)a3,
@@ -565,46 +575,43 @@ static int parse(tgw_config *cfg, char *err, const char *a1, const char *a2,
 
     while (argc < 5 && argv[argc] != NULL)
         argc++;
-    return tgw_config_parse(cfg, argc, argv, err, 512);
+    return tgw_config_parse(cfg, argc, argv);
 }
 
 static void expect_usage_error(const char *a1, const char *a2,
                                const char *a3, const char *part)
 {
     tgw_config cfg;
-    char err[512];
 
-    assert_int_equal(parse(&cfg, err, a1, a2, a3, NULL), -1);
-    if (strstr(err, part) == NULL)
-        fail_msg("error '%s' lacks '%s'", err, part);
+    assert_int_equal(parse(&cfg, a1, a2, a3, NULL), TG_EINVAL);
+    if (strstr(tg_error_last(), part) == NULL)
+        fail_msg("error '%s' lacks '%s'", tg_error_last(), part);
     tgw_config_free(&cfg);
 }
 
 static void test_worker__command_line(void **state)
 {
     tgw_config cfg;
-    char err[512];
 
     (void)state;
-    assert_int_equal(parse(&cfg, err, "tcp://127.0.0.1:8786", NULL, NULL,
-                           NULL),
-                     0);
+    assert_int_equal(parse(&cfg, "tcp://127.0.0.1:8786", NULL, NULL, NULL),
+                     TG_OK);
     assert_true(cfg.nthreads >= 1);
     assert_non_null(strchr(cfg.name, '-')); /* hostname-pid */
     assert_int_equal(cfg.heartbeat_ms, TGW_DEFAULT_HEARTBEAT_MS);
     assert_string_equal(cfg.log_level, "info");
     tgw_config_free(&cfg);
 
-    assert_int_equal(parse(&cfg, err, "--nthreads=3", "127.0.0.1:1",
-                           "--resources", "GPU=2,MEM=1.5e9"),
-                     0);
+    assert_int_equal(parse(&cfg, "--nthreads=3", "127.0.0.1:1", "--resources",
+                           "GPU=2,MEM=1.5e9"),
+                     TG_OK);
     assert_int_equal(cfg.nthreads, 3);
     assert_int_equal(cfg.nresources, 2);
     assert_string_equal(cfg.resources[1].name, "MEM");
     assert_true(cfg.resources[1].amount == 1.5e9);
     tgw_config_free(&cfg);
 
-    assert_int_equal(parse(&cfg, err, "--help", NULL, NULL, NULL), 0);
+    assert_int_equal(parse(&cfg, "--help", NULL, NULL, NULL), TG_OK);
     assert_true(cfg.help);
     tgw_config_free(&cfg);
 

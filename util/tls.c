@@ -5,7 +5,7 @@
  * and "handshake failed" for most local mistakes, so everything that can
  * be checked here is: readable, PEM, a certificate where one belongs, a
  * key that matches it, dates. What cannot be known locally (which CA the
- * scheduler trusts) becomes a hint for the rpc layer's refusal message.
+ * scheduler trusts) becomes a hint for the transport's refusal message.
  * Depends on libcrypto and the per-thread error (error.h).
  */
 #include <errno.h>

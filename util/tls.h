@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * tls.h (internal): loading and checking TLS material before anything
- * connects. A tg_security (files or PEM text) becomes PEM text for the rpc
- * layer, after checks that give a clear local error instead of a failed
+ * connects. A tg_security (files or PEM text) becomes PEM text for the
+ * transport, after checks that give a clear local error instead of a failed
  * handshake later: each item is readable and parses, the key belongs to
  * the certificate, the certificate is inside its validity period. Used by
  * the client (tg_client_connect), the worker (--tls-*) and the scheduler

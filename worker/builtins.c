@@ -2,13 +2,14 @@
  *
  * builtins.c: the tg.* functions of the C worker (see builtins.h). Each is
  * an ordinary tg_task_fn using only the plug-in ABI plus the JSON helpers,
- * so it doubles as a reference for plug-in authors. Depends on libc, json.c
- * and the task accessors.
+ * so it doubles as a reference for plug-in authors. Depends on libc, the
+ * JSON layer (json.c, jansson values) and the task accessors.
  *
  * Arithmetic keeps integers exact: int64 sums stay int64 until they would
  * overflow, then continue as doubles (Python would keep an exact big
  * integer, but JSON readers in Go and JavaScript could not hold it anyway).
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,118 +22,130 @@
 /* Arguments and results                                               */
 /* ------------------------------------------------------------------ */
 
-static int push_arg(tgw_args *a, size_t *cap, tgw_json *v)
+/* Append `v`, taking over its reference (released on failure too). */
+static int push_arg(tgw_args *a, size_t *cap, json_t *v)
 {
     if (a->n == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
-        tgw_json *p = realloc(a->v, nc * sizeof(*p));
+        json_t **p = realloc(a->v, nc * sizeof(*p));
 
-        if (p == NULL)
-            return -1;
+        if (p == NULL) {
+            json_decref(v);
+            return TG_ENOMEM;
+        }
         a->v = p;
         *cap = nc;
     }
-    a->v[a->n++] = *v;
-    return 0;
+    a->v[a->n++] = v;
+    return TG_OK;
 }
 
 /* Parse one JSON-coded value (the input or a dependency result). */
 static int parse_one(tg_task_ctx *ctx, const char *fname, const char *what,
                      const uint8_t *data, size_t len, const char *codec,
-                     tgw_json *out)
+                     json_t **out)
 {
-    char err[160], msg[512];
+    char msg[512];
+    int rc;
 
     if (strcmp(codec, "json") != 0) {
         /* An empty "raw" dependency result (e.g. of tg.noop) is null. */
         if (len == 0 && strcmp(codec, "raw") == 0) {
-            memset(out, 0, sizeof(*out));
-            return 0;
+            *out = json_null();
+            return TG_OK;
         }
         snprintf(msg, sizeof(msg),
                  "%s takes JSON arguments, but %s has codec '%s'", fname,
                  what, codec);
         tg_task_set_error(ctx, "TypeError", msg, NULL);
-        return -1;
+        return TG_EINVAL;
     }
-    if (tgw_json_parse(out, data, len, err, sizeof(err)) != 0) {
+    rc = tgw_json_parse(out, data, len);
+    if (rc == TG_ENOMEM) {
+        tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
+    } else if (rc != TG_OK) {
         snprintf(msg, sizeof(msg), "%s: %s is not valid JSON: %s", fname,
-                 what, err);
+                 what, tg_error_last());
         tg_task_set_error(ctx, "ValueError", msg, NULL);
-        return -1;
     }
-    return 0;
+    return rc;
 }
 
 int tgw_args_parse(tg_task_ctx *ctx, const char *fname, tgw_args *out)
 {
     size_t len, cap = 0;
     const uint8_t *in = tg_task_input(ctx, &len);
-    tgw_json v;
+    json_t *v, *item;
+    size_t i;
+    int rc;
 
     out->v = NULL;
     out->n = 0;
     if (len > 0) {
-        if (parse_one(ctx, fname, "the input", in, len, tg_task_codec(ctx),
-                      &v) != 0)
-            return -1;
-        if (v.type == TGW_JSON_ARRAY) {
-            /* Move the elements; only the array's own storage is freed. */
-            for (size_t i = 0; i < v.u.a.n; i++)
-                if (push_arg(out, &cap, &v.u.a.items[i]) != 0) {
-                    for (size_t j = i; j < v.u.a.n; j++)
-                        tgw_json_free(&v.u.a.items[j]);
-                    free(v.u.a.items);
-                    goto oom;
-                }
-            free(v.u.a.items);
-        } else if (push_arg(out, &cap, &v) != 0) {
-            tgw_json_free(&v);
-            goto oom;
+        rc = parse_one(ctx, fname, "the input", in, len, tg_task_codec(ctx),
+                       &v);
+        if (rc != TG_OK)
+            return rc;
+        if (json_is_array(v)) {
+            rc = TG_OK;
+            json_array_foreach(v, i, item) {
+                if (rc == TG_OK)
+                    rc = push_arg(out, &cap, json_incref(item));
+            }
+            json_decref(v);
+        } else {
+            rc = push_arg(out, &cap, v);
         }
+        if (rc != TG_OK)
+            goto oom;
     }
-    for (size_t i = 0; i < tg_task_ndeps(ctx); i++) {
+    for (i = 0; i < tg_task_ndeps(ctx); i++) {
         char what[64];
         size_t dlen;
         const uint8_t *d = tg_task_dep(ctx, i, &dlen);
 
         snprintf(what, sizeof(what), "dependency %zu", i + 1);
-        if (parse_one(ctx, fname, what, d, dlen, tg_task_dep_codec(ctx, i),
-                      &v) != 0)
-            return -1;
-        if (push_arg(out, &cap, &v) != 0) {
-            tgw_json_free(&v);
+        rc = parse_one(ctx, fname, what, d, dlen, tg_task_dep_codec(ctx, i),
+                       &v);
+        if (rc != TG_OK)
+            return rc;
+        if (push_arg(out, &cap, v) != TG_OK)
             goto oom;
-        }
     }
-    return 0;
+    return TG_OK;
 oom:
     tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
-    return -1;
+    return TG_ENOMEM;
 }
 
 void tgw_args_free(tgw_args *a)
 {
     for (size_t i = 0; i < a->n; i++)
-        tgw_json_free(&a->v[i]);
+        json_decref(a->v[i]);
     free(a->v);
     a->v = NULL;
     a->n = 0;
 }
 
-static int set_json_result(tg_task_ctx *ctx, const tgw_json *v)
+/* Store what `b` holds (unless it ran out of memory) as a JSON result. */
+static int set_buf_result(tg_task_ctx *ctx, tgw_buf *b)
+{
+    int rc = -1;
+
+    if (b->oom)
+        tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
+    else
+        rc = tg_task_set_result(ctx, b->ptr, b->len, "json") == TG_OK ? 0 : -1;
+    tgw_buf_free(b);
+    return rc;
+}
+
+static int set_json_result(tg_task_ctx *ctx, const json_t *v)
 {
     tgw_buf b = {0};
-    int rc;
 
-    if (tgw_json_write(&b, v) != 0) {
-        tgw_buf_free(&b);
-        tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
-        return -1;
-    }
-    rc = tg_task_set_result(ctx, b.ptr, b.len, "json");
-    tgw_buf_free(&b);
-    return rc == TG_OK ? 0 : -1;
+    tgw_json_write(&b, v);
+    return set_buf_result(ctx, &b);
 }
 
 /* "1 argument" / "2 arguments" */
@@ -152,12 +165,13 @@ typedef struct acc {
     double d;
 } acc;
 
-static void acc_add(acc *a, const tgw_json *v)
+static void acc_add(acc *a, const json_t *v)
 {
-    if (a->is_int && v->type == TGW_JSON_INT) {
+    if (a->is_int && json_is_integer(v)) {
         int64_t r;
 
-        if (!__builtin_add_overflow(a->i, v->u.i, &r)) {
+        if (!__builtin_add_overflow(a->i, (int64_t)json_integer_value(v),
+                                    &r)) {
             a->i = r;
             return;
         }
@@ -166,22 +180,23 @@ static void acc_add(acc *a, const tgw_json *v)
         a->is_int = false;
         a->d = (double)a->i;
     }
-    a->d += tgw_json_number(v);
+    a->d += json_number_value(v);
 }
 
-static tgw_json acc_value(const acc *a)
+/* The sum as the task's result. Written directly: a double sum may be
+ * infinite, which no json_t can hold (it prints as null). */
+static int set_acc_result(tg_task_ctx *ctx, const acc *a)
 {
-    tgw_json v;
+    tgw_buf b = {0};
+    char text[24];
 
-    memset(&v, 0, sizeof(v));
     if (a->is_int) {
-        v.type = TGW_JSON_INT;
-        v.u.i = a->i;
+        snprintf(text, sizeof(text), "%" PRId64, a->i);
+        tgw_buf_append(&b, text, strlen(text));
     } else {
-        v.type = TGW_JSON_DOUBLE;
-        v.u.d = a->d;
+        tgw_json_write_double(&b, a->d);
     }
-    return v;
+    return set_buf_result(ctx, &b);
 }
 
 /* tg.inc / tg.dec: one number plus `delta`. */
@@ -189,12 +204,11 @@ static int step(tg_task_ctx *ctx, const char *fname, int64_t delta)
 {
     tgw_args a;
     acc sum = {true, delta, 0};
-    tgw_json r;
     int rc = -1;
 
     if (tgw_args_parse(ctx, fname, &a) != 0)
         goto out;
-    if (a.n != 1 || !tgw_json_is_number(&a.v[0])) {
+    if (a.n != 1 || !json_is_number(a.v[0])) {
         char msg[256];
 
         if (a.n != 1)
@@ -203,13 +217,12 @@ static int step(tg_task_ctx *ctx, const char *fname, int64_t delta)
                      plural(a.n));
         else
             snprintf(msg, sizeof(msg), "%s expects one number, got %s",
-                     fname, tgw_json_type_name(a.v[0].type));
+                     fname, tgw_json_type_name(a.v[0]));
         tg_task_set_error(ctx, "TypeError", msg, NULL);
         goto out;
     }
-    acc_add(&sum, &a.v[0]);
-    r = acc_value(&sum);
-    rc = set_json_result(ctx, &r);
+    acc_add(&sum, a.v[0]);
+    rc = set_acc_result(ctx, &sum);
 out:
     tgw_args_free(&a);
     return rc;
@@ -228,12 +241,12 @@ static int fn_dec(tg_task_ctx *ctx, void *ud)
 }
 
 static int number_error(tg_task_ctx *ctx, const char *fname, size_t i,
-                        const tgw_json *v)
+                        const json_t *v)
 {
     char msg[256];
 
     snprintf(msg, sizeof(msg), "%s expects numbers, got %s as argument %zu",
-             fname, tgw_json_type_name(v->type), i + 1);
+             fname, tgw_json_type_name(v), i + 1);
     tg_task_set_error(ctx, "TypeError", msg, NULL);
     return -1;
 }
@@ -242,7 +255,6 @@ static int fn_add(tg_task_ctx *ctx, void *ud)
 {
     tgw_args a;
     acc sum = {true, 0, 0};
-    tgw_json r;
     int rc = -1;
 
     (void)ud;
@@ -258,14 +270,13 @@ static int fn_add(tg_task_ctx *ctx, void *ud)
         goto out;
     }
     for (size_t i = 0; i < a.n; i++) {
-        if (!tgw_json_is_number(&a.v[i])) {
-            number_error(ctx, "tg.add", i, &a.v[i]);
+        if (!json_is_number(a.v[i])) {
+            number_error(ctx, "tg.add", i, a.v[i]);
             goto out;
         }
-        acc_add(&sum, &a.v[i]);
+        acc_add(&sum, a.v[i]);
     }
-    r = acc_value(&sum);
-    rc = set_json_result(ctx, &r);
+    rc = set_acc_result(ctx, &sum);
 out:
     tgw_args_free(&a);
     return rc;
@@ -277,38 +288,37 @@ static int fn_sum(tg_task_ctx *ctx, void *ud)
 {
     tgw_args a;
     acc sum = {true, 0, 0};
-    tgw_json r;
     int rc = -1;
 
     (void)ud;
     if (tgw_args_parse(ctx, "tg.sum", &a) != 0)
         goto out;
     for (size_t i = 0; i < a.n; i++) {
-        const tgw_json *v = &a.v[i];
+        const json_t *v = a.v[i], *item;
+        size_t j;
 
-        if (v->type == TGW_JSON_ARRAY) {
-            for (size_t j = 0; j < v->u.a.n; j++) {
-                if (!tgw_json_is_number(&v->u.a.items[j])) {
+        if (json_is_array(v)) {
+            json_array_foreach(v, j, item) {
+                if (!json_is_number(item)) {
                     char msg[256];
 
                     snprintf(msg, sizeof(msg),
                              "tg.sum expects numbers or arrays of numbers, "
                              "got %s in argument %zu",
-                             tgw_json_type_name(v->u.a.items[j].type), i + 1);
+                             tgw_json_type_name(item), i + 1);
                     tg_task_set_error(ctx, "TypeError", msg, NULL);
                     goto out;
                 }
-                acc_add(&sum, &v->u.a.items[j]);
+                acc_add(&sum, item);
             }
-        } else if (tgw_json_is_number(v)) {
+        } else if (json_is_number(v)) {
             acc_add(&sum, v);
         } else {
             number_error(ctx, "tg.sum", i, v);
             goto out;
         }
     }
-    r = acc_value(&sum);
-    rc = set_json_result(ctx, &r);
+    rc = set_acc_result(ctx, &sum);
 out:
     tgw_args_free(&a);
     return rc;
@@ -348,8 +358,8 @@ static int fn_sleep(tg_task_ctx *ctx, void *ud)
     (void)ud;
     if (tgw_args_parse(ctx, "tg.sleep", &a) != 0)
         goto out;
-    if (a.n != 1 || !tgw_json_is_number(&a.v[0]) ||
-        !(tgw_json_number(&a.v[0]) >= 0)) {
+    if (a.n != 1 || !json_is_number(a.v[0]) ||
+        !(json_number_value(a.v[0]) >= 0)) {
         char msg[256];
 
         if (a.n != 1)
@@ -361,13 +371,13 @@ static int fn_sleep(tg_task_ctx *ctx, void *ud)
             snprintf(msg, sizeof(msg),
                      "tg.sleep expects a non-negative number of seconds, "
                      "got %s",
-                     tgw_json_is_number(&a.v[0])
+                     json_is_number(a.v[0])
                          ? "a negative number"
-                         : tgw_json_type_name(a.v[0].type));
+                         : tgw_json_type_name(a.v[0]));
         tg_task_set_error(ctx, "TypeError", msg, NULL);
         goto out;
     }
-    secs = tgw_json_number(&a.v[0]);
+    secs = json_number_value(a.v[0]);
     if (secs > 1e9) /* ~31 years: still a representable deadline */
         secs = 1e9;
     end = tg__deadline_ns((int64_t)(secs * 1e9));
@@ -387,7 +397,7 @@ static int fn_sleep(tg_task_ctx *ctx, void *ud)
             wake = end;
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL);
     }
-    rc = set_json_result(ctx, &a.v[0]);
+    rc = set_json_result(ctx, a.v[0]);
 out:
     tgw_args_free(&a);
     return rc;
@@ -404,15 +414,15 @@ static int fn_fail(tg_task_ctx *ctx, void *ud)
         return -1;
     }
     /* The message: a string argument as it is, anything else as JSON. */
-    if (a.n == 1 && a.v[0].type == TGW_JSON_STRING) {
-        tg_task_set_error(ctx, "tg.Fail", a.v[0].u.s.ptr, NULL);
+    if (a.n == 1 && json_is_string(a.v[0])) {
+        tg_task_set_error(ctx, "tg.Fail", json_string_value(a.v[0]), NULL);
     } else if (a.n == 0) {
         tg_task_set_error(ctx, "tg.Fail", "tg.fail was called", NULL);
     } else {
         for (size_t i = 0; i < a.n; i++) {
             if (i)
                 tgw_buf_append(&b, " ", 1);
-            tgw_json_write(&b, &a.v[i]);
+            tgw_json_write(&b, a.v[i]);
         }
         tgw_buf_append(&b, "", 1);
         tg_task_set_error(ctx, "tg.Fail",
@@ -441,7 +451,8 @@ static int fn_print(tg_task_ctx *ctx, void *ud)
         tg_task_set_error(ctx, "TypeError", msg, NULL);
         goto out;
     }
-    if (tgw_json_write(&b, &a.v[0]) != 0 || tgw_buf_append(&b, "\n", 1) != 0) {
+    if (tgw_json_write(&b, a.v[0]) != TG_OK ||
+        tgw_buf_append(&b, "\n", 1) != TG_OK) {
         tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
         goto out;
     }

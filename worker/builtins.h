@@ -4,7 +4,7 @@
  * (noop, echo, sleep, inc, dec, add, sum, fail, print), enough for tests,
  * examples and benchmarks, and the argument convention they share. They
  * are registered through the same tg_registry as plug-ins. Depends on the
- * plug-in ABI and the worker's JSON reader.
+ * plug-in ABI and the worker's JSON layer (jansson values).
  *
  * Arguments (codec "json"): the task's input, if non-empty, gives the
  * leading positional arguments (the elements of a JSON array, or the one
@@ -24,17 +24,18 @@
 /** Register all built-ins. TG_OK or the first tg_registry_add error. */
 int tgw_builtins_register(tg_registry *r);
 
-/* A task's positional arguments (owned). */
+/* A task's positional arguments: one reference owned per element. */
 typedef struct tgw_args {
-    tgw_json *v;
+    json_t **v;
     size_t n;
 } tgw_args;
 
 /**
  * Build the positional arguments of `ctx` by the convention above. On
  * failure sets the task's error ("TypeError" for a non-JSON codec,
- * "ValueError" for malformed JSON, naming `fname` and the argument) and
- * returns -1. Free with tgw_args_free (also after failure).
+ * "ValueError" for malformed JSON, naming `fname` and the argument;
+ * "MemoryError") and returns TG_EINVAL or TG_ENOMEM. Free with
+ * tgw_args_free (also after failure).
  */
 int tgw_args_parse(tg_task_ctx *ctx, const char *fname, tgw_args *out);
 

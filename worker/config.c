@@ -3,14 +3,13 @@
  * config.c: command-line parsing for taskgrid-worker (see config.h). A
  * small table-driven parser instead of getopt_long: it is reentrant (the
  * tests parse many command lines), accepts "--opt value" and "--opt=value",
- * and words every error for the user. Depends on libc and the SDK's
- * address parser (rpc.h), so the worker accepts exactly the addresses the
- * transport does.
+ * and words every error for the user (in tg_error_last()). Depends on
+ * libc, util/error.h and the shared address parser (util/address.h), so
+ * the worker accepts exactly the addresses the transport does.
  */
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 
 #include "config.h"
 #include "util/address.h"
+#include "util/error.h"
 
 static const char usage[] =
     "usage: taskgrid-worker ADDRESS [options]\n"
@@ -49,29 +49,16 @@ const char *tgw_config_usage(void)
     return usage;
 }
 
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* Replace *slot with a copy of `v`. */
 static int set_str(char **slot, const char *v)
 {
     char *c = strdup(v);
 
     if (c == NULL)
-        return -1;
+        return tg__error_set(TG_ENOMEM, "out of memory");
     free(*slot);
     *slot = c;
-    return 0;
+    return TG_OK;
 }
 
 static int parse_uint(const char *v, long min, long max, long *out)
@@ -87,14 +74,13 @@ static int parse_uint(const char *v, long min, long max, long *out)
     return 0;
 }
 
-static int add_resources(tgw_config *cfg, const char *spec, char *err,
-                         size_t errlen)
+static int add_resources(tgw_config *cfg, const char *spec)
 {
     char *copy = strdup(spec), *save = NULL, *item;
-    int rc = 0;
+    int rc = TG_OK;
 
     if (copy == NULL)
-        return bad(err, errlen, "out of memory");
+        return tg__error_set(TG_ENOMEM, "out of memory");
     for (item = strtok_r(copy, ",", &save); item != NULL;
          item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '='), *end;
@@ -102,43 +88,41 @@ static int add_resources(tgw_config *cfg, const char *spec, char *err,
         tgw_resource *p;
 
         if (eq == NULL || eq == item || eq[1] == '\0') {
-            rc = bad(err, errlen,
-                     "--resources: '%s' is not NAME=AMOUNT (e.g. GPU=2)",
-                     item);
+            rc = tg__error_set(TG_EINVAL,
+                "--resources: '%s' is not NAME=AMOUNT (e.g. GPU=2)", item);
             break;
         }
         *eq = '\0';
         errno = 0;
         amount = strtod(eq + 1, &end);
         if (*end != '\0' || errno != 0 || !isfinite(amount) || amount < 0) {
-            rc = bad(err, errlen,
-                     "--resources: amount of '%s' must be a non-negative "
-                     "number, got '%s'",
-                     item, eq + 1);
+            rc = tg__error_set(TG_EINVAL,
+                "--resources: amount of '%s' must be a non-negative "
+                "number, got '%s'", item, eq + 1);
             break;
         }
         for (size_t i = 0; i < cfg->nresources; i++)
             if (strcmp(cfg->resources[i].name, item) == 0) {
-                rc = bad(err, errlen, "--resources: '%s' is given twice",
-                         item);
+                rc = tg__error_set(TG_EINVAL,
+                    "--resources: '%s' is given twice", item);
                 goto out;
             }
         p = realloc(cfg->resources, (cfg->nresources + 1) * sizeof(*p));
         if (p == NULL) {
-            rc = bad(err, errlen, "out of memory");
+            rc = tg__error_set(TG_ENOMEM, "out of memory");
             break;
         }
         cfg->resources = p;
         p[cfg->nresources].name = strdup(item);
         p[cfg->nresources].amount = amount;
         if (p[cfg->nresources].name == NULL) {
-            rc = bad(err, errlen, "out of memory");
+            rc = tg__error_set(TG_ENOMEM, "out of memory");
             break;
         }
         cfg->nresources++;
     }
-    if (rc == 0 && cfg->nresources == 0 && *spec != '\0')
-        rc = bad(err, errlen, "--resources: nothing in '%s'", spec);
+    if (rc == TG_OK && cfg->nresources == 0 && *spec != '\0')
+        rc = tg__error_set(TG_EINVAL, "--resources: nothing in '%s'", spec);
 out:
     free(copy);
     return rc;
@@ -188,76 +172,70 @@ static const struct {
 };
 
 static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
-                 const char *v, char *err, size_t errlen)
+                 const char *v)
 {
     long n;
 
     switch (id) {
     case OPT_NTHREADS:
         if (parse_uint(v, 1, 4096, &n) != 0)
-            return bad(err, errlen,
-                       "%s must be a whole number from 1 to 4096, got '%s'",
-                       opt, v);
+            return tg__error_set(TG_EINVAL,
+                "%s must be a whole number from 1 to 4096, got '%s'", opt, v);
         cfg->nthreads = (unsigned)n;
-        return 0;
+        return TG_OK;
     case OPT_NAME:
         if (*v == '\0' || strlen(v) > 256)
-            return bad(err, errlen, "%s must be 1 to 256 characters", opt);
-        return set_str(&cfg->name, v) ? bad(err, errlen, "out of memory") : 0;
+            return tg__error_set(TG_EINVAL,
+                "%s must be 1 to 256 characters", opt);
+        return set_str(&cfg->name, v);
     case OPT_RESOURCES:
-        return add_resources(cfg, v, err, errlen);
+        return add_resources(cfg, v);
     case OPT_PRELOAD: {
         char **p = realloc(cfg->preload, (cfg->npreload + 1) * sizeof(*p));
 
         if (p == NULL)
-            return bad(err, errlen, "out of memory");
+            return tg__error_set(TG_ENOMEM, "out of memory");
         cfg->preload = p;
         p[cfg->npreload] = strdup(v);
         if (p[cfg->npreload] == NULL)
-            return bad(err, errlen, "out of memory");
+            return tg__error_set(TG_ENOMEM, "out of memory");
         cfg->npreload++;
-        return 0;
+        return TG_OK;
     }
     case OPT_HEARTBEAT:
         if (parse_uint(v, 10, 3600000, &n) != 0)
-            return bad(err, errlen,
-                       "%s must be milliseconds from 10 to 3600000, got '%s'",
-                       opt, v);
+            return tg__error_set(TG_EINVAL,
+                "%s must be milliseconds from 10 to 3600000, got '%s'",
+                opt, v);
         cfg->heartbeat_ms = (int)n;
-        return 0;
+        return TG_OK;
     case OPT_LOG_LEVEL:
         if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") &&
             strcmp(v, "debug"))
-            return bad(err, errlen,
-                       "%s must be error, warn, info or debug, got '%s'", opt,
-                       v);
-        return set_str(&cfg->log_level, v) ? bad(err, errlen, "out of memory")
-                                           : 0;
+            return tg__error_set(TG_EINVAL,
+                "%s must be error, warn, info or debug, got '%s'", opt, v);
+        return set_str(&cfg->log_level, v);
     case OPT_TLS_CA:
-        return set_str(&cfg->tls_ca, v) ? bad(err, errlen, "out of memory") : 0;
+        return set_str(&cfg->tls_ca, v);
     case OPT_TLS_CERT:
-        return set_str(&cfg->tls_cert, v) ? bad(err, errlen, "out of memory")
-                                          : 0;
+        return set_str(&cfg->tls_cert, v);
     case OPT_TLS_KEY:
-        return set_str(&cfg->tls_key, v) ? bad(err, errlen, "out of memory")
-                                         : 0;
+        return set_str(&cfg->tls_key, v);
     case OPT_HELP:
         cfg->help = true;
-        return 0;
+        return TG_OK;
     }
-    return bad(err, errlen, "unknown option %s", opt);
+    return tg__error_set(TG_EINVAL, "unknown option %s", opt);
 }
 
-int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv, char *err,
-                     size_t errlen)
+int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
 {
     char host[256], target[512], name[300];
     const char *env;
     bool only_positional = false, tls = false;
-    int ntls;
+    int ntls, rc;
 
     memset(cfg, 0, sizeof(*cfg));
-    err[0] = '\0';
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *eq, *value = NULL;
         size_t namelen;
@@ -265,10 +243,11 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv, char *err,
 
         if (only_positional || arg[0] != '-' || arg[1] == '\0') {
             if (cfg->address != NULL)
-                return bad(err, errlen,
-                           "unexpected argument '%s' (only one ADDRESS)", arg);
-            if (set_str(&cfg->address, arg) != 0)
-                return bad(err, errlen, "out of memory");
+                return tg__error_set(TG_EINVAL,
+                    "unexpected argument '%s' (only one ADDRESS)", arg);
+            rc = set_str(&cfg->address, arg);
+            if (rc != TG_OK)
+                return rc;
             continue;
         }
         if (strcmp(arg, "--") == 0) {
@@ -282,62 +261,63 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv, char *err,
                 strncmp(opts[k].name, arg, namelen) == 0)
                 break;
         if (k == sizeof(opts) / sizeof(opts[0]))
-            return bad(err, errlen, "unknown option '%.*s'", (int)namelen,
-                       arg);
+            return tg__error_set(TG_EINVAL,
+                "unknown option '%.*s'", (int)namelen, arg);
         if (opts[k].has_value) {
             if (eq != NULL)
                 value = eq + 1;
             else if (i + 1 < argc)
                 value = argv[++i];
             else
-                return bad(err, errlen, "%s needs a value", opts[k].name);
+                return tg__error_set(TG_EINVAL,
+                    "%s needs a value", opts[k].name);
         } else if (eq != NULL) {
-            return bad(err, errlen, "%s takes no value", opts[k].name);
+            return tg__error_set(TG_EINVAL, "%s takes no value", opts[k].name);
         }
-        if (apply(cfg, opts[k].id, opts[k].name, value, err, errlen) != 0)
-            return -1;
+        rc = apply(cfg, opts[k].id, opts[k].name, value);
+        if (rc != TG_OK)
+            return rc;
     }
     if (cfg->help)
-        return 0;
+        return TG_OK;
     if (cfg->address == NULL)
-        return bad(err, errlen,
-                   "missing ADDRESS (e.g. tcp://127.0.0.1:8786)");
-    if (tg__address_parse(cfg->address, target, sizeof(target), &tls) !=
-        TG_OK)
-        return bad(err, errlen, "%s", tg_error_last());
+        return tg__error_set(TG_EINVAL,
+            "missing ADDRESS (e.g. tcp://127.0.0.1:8786)");
+    rc = tg__address_parse(cfg->address, target, sizeof(target), &tls);
+    if (rc != TG_OK)
+        return rc; /* its message, as it is */
     ntls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) +
            (cfg->tls_key != NULL);
     if (tls && ntls != 3)
-        return bad(err, errlen,
-                   "%s is a TLS address: --tls-ca, --tls-cert and --tls-key "
-                   "are all required",
-                   cfg->address);
+        return tg__error_set(TG_EINVAL,
+            "%s is a TLS address: --tls-ca, --tls-cert and --tls-key "
+            "are all required", cfg->address);
     if (!tls && ntls != 0)
-        return bad(err, errlen,
-                   "--tls-* options need a tls:// address, got '%s'",
-                   cfg->address);
+        return tg__error_set(TG_EINVAL,
+            "--tls-* options need a tls:// address, got '%s'", cfg->address);
 
     /* Defaults and the environment. */
     if (cfg->nthreads == 0)
         cfg->nthreads = default_nthreads();
     if (cfg->heartbeat_ms == 0)
         cfg->heartbeat_ms = TGW_DEFAULT_HEARTBEAT_MS;
-    if (cfg->log_level == NULL && set_str(&cfg->log_level, "info") != 0)
-        return bad(err, errlen, "out of memory");
+    if (cfg->log_level == NULL && set_str(&cfg->log_level, "info") != TG_OK)
+        return TG_ENOMEM;
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "localhost");
     host[sizeof(host) - 1] = '\0';
-    if (set_str(&cfg->host, host) != 0)
-        return bad(err, errlen, "out of memory");
+    if (set_str(&cfg->host, host) != TG_OK)
+        return TG_ENOMEM;
     if (cfg->name == NULL) {
         snprintf(name, sizeof(name), "%s-%ld", host, (long)getpid());
-        if (set_str(&cfg->name, name) != 0)
-            return bad(err, errlen, "out of memory");
+        if (set_str(&cfg->name, name) != TG_OK)
+            return TG_ENOMEM;
     }
     env = getenv("TASKGRID_LAUNCH_ID");
-    if (env != NULL && *env != '\0' && set_str(&cfg->launch_id, env) != 0)
-        return bad(err, errlen, "out of memory");
-    return 0;
+    if (env != NULL && *env != '\0' &&
+        set_str(&cfg->launch_id, env) != TG_OK)
+        return TG_ENOMEM;
+    return TG_OK;
 }
 
 void tgw_config_free(tgw_config *cfg)

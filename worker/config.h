@@ -2,13 +2,16 @@
  *
  * config.h: the worker's command line and environment, parsed into one
  * struct with every default filled in. Kept apart from main() so that the
- * rules (and their error messages) are unit-tested. Depends on libc.
+ * rules (and their error messages) are unit-tested. Depends on libc and
+ * the status enum.
  */
 #ifndef TGW_CONFIG_H
 #define TGW_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "taskgrid/status.h"
 
 /* One --resources entry. */
 typedef struct tgw_resource {
@@ -37,12 +40,11 @@ typedef struct tgw_config {
 /**
  * Parse `argv` (argv[0] is the program) and the environment into `cfg`.
  *
- * @param err receives a one-line message on failure (`errlen` bytes).
- * @return 0, or -1 on a usage error (the caller prints `err` and exits 2).
- *         Free `cfg` with tgw_config_free in both cases.
+ * @return TG_OK; TG_EINVAL on a usage error, TG_ENOMEM; either way with a
+ *         one-line message in tg_error_last() (the caller prints it and
+ *         exits 2). Free `cfg` with tgw_config_free in every case.
  */
-int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv, char *err,
-                     size_t errlen);
+int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv);
 
 /** Free what the config owns. */
 void tgw_config_free(tgw_config *cfg);

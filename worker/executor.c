@@ -4,7 +4,7 @@
  * guards everything: a binary heap of queued tasks (util/heap.h; priority,
  * then FIFO sequence), a hash index by key of queued and running tasks (for cancel),
  * the slot counters, and the thread records. Depends on pthreads, task.c
- * and the SDK's log and error helpers.
+ * and the shared log and error helpers (util/).
  *
  * Wake-ups are exact: every idle thread waits on its own condition
  * variable on a LIFO stack, and a submit wakes only as many threads as

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * json.c: a strict recursive-descent JSON reader and a compact writer (see
- * json.h). Strict means RFC 8259 exactly: no trailing commas, comments,
- * NaN, leading zeros or single quotes, and nothing after the value but
- * whitespace, so malformed input fails loudly instead of being guessed at.
- * Depends on libc only.
+ * json.c: the worker's JSON rules over jansson (see json.h). jansson does
+ * the strict RFC 8259 parsing (no trailing commas, comments, NaN, leading
+ * zeros or single quotes, nothing after the value); this file adds the
+ * nesting limit, integers beyond int64 read as doubles, offsets in error
+ * messages, and a compact writer whose doubles carry no noise digits.
+ * Depends on jansson, libc and util/error.h.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,512 +15,197 @@
 #include <string.h>
 
 #include "json.h"
+#include "util/error.h"
 
-typedef struct parser {
-    const uint8_t *p;
-    const uint8_t *start;
-    const uint8_t *end;
-    char *err;
-    size_t errlen;
-    int depth;
-} parser;
+/* Scalars at the top level, and "\u0000" in strings (the bytes round-trip
+ * with their length). Duplicate keys are accepted, the last one wins. */
+#define PARSE_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
-static int fail(parser *ps, const char *what)
+/* The caller's text with ".0" after every integer beyond int64, and
+ * where each was added (size_t offsets in the caller's text). */
+typedef struct widened {
+    tgw_buf text;
+    tgw_buf at;
+} widened;
+
+/* Index just after the string that starts at buf[i] (a '"'). */
+static size_t skip_string(const uint8_t *buf, size_t i, size_t len)
 {
-    if (ps->err != NULL && ps->errlen > 0) {
-        size_t off = (size_t)(ps->p - ps->start);
-
-        if (ps->p < ps->end)
-            snprintf(ps->err, ps->errlen, "%s at offset %zu", what, off);
-        else
-            snprintf(ps->err, ps->errlen, "%s at end of input", what);
-    }
-    return -1;
+    for (i++; i < len && buf[i] != '"'; i++)
+        if (buf[i] == '\\')
+            i++;
+    return i < len ? i + 1 : len;
 }
 
-static void skip_ws(parser *ps)
+/* Offset of the bracket that opens level TGW_JSON_MAX_DEPTH + 1 within the
+ * first `end` bytes, or `end`. jansson's own limit is far deeper. */
+static size_t too_deep_at(const uint8_t *buf, size_t end)
 {
-    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' ||
-                               *ps->p == '\n' || *ps->p == '\r'))
-        ps->p++;
+    int depth = 0;
+
+    for (size_t i = 0; i < end; i++) {
+        if (buf[i] == '"')
+            i = skip_string(buf, i, end) - 1;
+        else if ((buf[i] == '[' || buf[i] == '{') &&
+                 ++depth > TGW_JSON_MAX_DEPTH)
+            return i;
+        else if (buf[i] == ']' || buf[i] == '}')
+            depth--;
+    }
+    return end;
 }
 
-static int parse_value(parser *ps, tgw_json *out);
-
-static int expect_word(parser *ps, const char *word)
+/* Whether the number token buf[i, j) is an integer beyond int64. */
+static bool big_integer(const uint8_t *buf, size_t i, size_t j)
 {
-    size_t n = strlen(word);
+    char text[48];
 
-    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
-        return fail(ps, "invalid literal");
-    ps->p += n;
-    return 0;
-}
-
-static bool is_digit(uint8_t c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/*
- * Numbers: validate the RFC grammar by hand (strtod alone would accept
- * "0x1f", "inf", " 1" and leading '+'), then convert. An integer without
- * fraction or exponent that fits in int64 stays exact; anything else is a
- * double.
- */
-static int parse_number(parser *ps, tgw_json *out)
-{
-    const uint8_t *s = ps->p;
-    bool integral = true;
-    char small[64];
-    char *text = small;
-    size_t n;
-
-    if (ps->p < ps->end && *ps->p == '-')
-        ps->p++;
-    if (ps->p >= ps->end || !is_digit(*ps->p))
-        return fail(ps, "invalid number");
-    if (*ps->p == '0') {
-        ps->p++;
-        if (ps->p < ps->end && is_digit(*ps->p))
-            return fail(ps, "leading zero in number");
-    } else {
-        while (ps->p < ps->end && is_digit(*ps->p))
-            ps->p++;
-    }
-    if (ps->p < ps->end && *ps->p == '.') {
-        integral = false;
-        ps->p++;
-        if (ps->p >= ps->end || !is_digit(*ps->p))
-            return fail(ps, "digit expected after '.'");
-        while (ps->p < ps->end && is_digit(*ps->p))
-            ps->p++;
-    }
-    if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
-        integral = false;
-        ps->p++;
-        if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
-            ps->p++;
-        if (ps->p >= ps->end || !is_digit(*ps->p))
-            return fail(ps, "digit expected in exponent");
-        while (ps->p < ps->end && is_digit(*ps->p))
-            ps->p++;
-    }
-    /* strtoll/strtod need a NUL-terminated copy. */
-    n = (size_t)(ps->p - s);
-    if (n >= sizeof(small)) {
-        text = malloc(n + 1);
-        if (text == NULL)
-            return fail(ps, "out of memory");
-    }
-    memcpy(text, s, n);
-    text[n] = '\0';
+    for (size_t k = i; k < j; k++)
+        if (buf[k] < '0' || buf[k] > '9')
+            if (k > i || buf[k] != '-')
+                return false;
+    if (j - i >= sizeof(text))
+        return true;
+    memcpy(text, buf + i, j - i);
+    text[j - i] = '\0';
     errno = 0;
-    if (integral) {
-        long long v = strtoll(text, NULL, 10);
-
-        if (errno == 0) {
-            out->type = TGW_JSON_INT;
-            out->u.i = (int64_t)v;
-            goto done;
-        }
-        errno = 0; /* out of int64 range: keep it as a double */
-    }
-    out->type = TGW_JSON_DOUBLE;
-    out->u.d = strtod(text, NULL);
-    /* Overflow to ±HUGE_VAL is the nearest double JSON allows us; keep it
-     * (it prints back as null). Underflow to 0 is fine. */
-done:
-    if (text != small)
-        free(text);
-    return 0;
+    (void)strtoll(text, NULL, 10);
+    return errno == ERANGE;
 }
 
-static int hex4(parser *ps, unsigned *out)
+/* jansson refuses integers beyond int64 ("too big integer"); the worker
+ * has always read them as the nearest double. Copy the text with ".0"
+ * after each, which jansson reads as a real of the same value. */
+static int widen(widened *w, const uint8_t *buf, size_t len)
 {
-    unsigned v = 0;
+    size_t i = 0;
 
-    if (ps->end - ps->p < 4)
-        return fail(ps, "truncated \\u escape");
-    for (int i = 0; i < 4; i++) {
-        uint8_t c = ps->p[i];
+    while (i < len) {
+        size_t j = i + 1;
 
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return fail(ps, "invalid \\u escape");
+        if (buf[i] == '"') {
+            j = skip_string(buf, i, len);
+        } else if (buf[i] == '-' || (buf[i] >= '0' && buf[i] <= '9')) {
+            while (j < len && buf[j] != '\0' &&
+                   strchr("0123456789+-.eE", buf[j]) != NULL)
+                j++;
+        }
+        tgw_buf_append(&w->text, buf + i, j - i);
+        if (j - i > 1 && buf[i] != '"' && big_integer(buf, i, j)) {
+            tgw_buf_append(&w->text, ".0", 2);
+            tgw_buf_append(&w->at, &j, sizeof(j));
+        }
+        i = j;
     }
-    ps->p += 4;
+    return w->text.oom || w->at.oom ? TG_ENOMEM : TG_OK;
+}
+
+/* An offset in the text jansson parsed, as an offset in the caller's. */
+static size_t caller_offset(const widened *w, size_t pos)
+{
+    const size_t *at = (const size_t *)w->at.ptr;
+    size_t n = w->at.len / sizeof(size_t), orig = pos;
+
+    for (size_t k = 0; k < n; k++) {
+        size_t added = at[k] + 2 * k; /* where this ".0" starts */
+
+        if (added >= pos)
+            break;
+        orig -= pos - added < 2 ? pos - added : 2;
+    }
+    return orig;
+}
+
+/* jansson gives where the failing token ends and quotes short tokens
+ * ("invalid token near 'x'"); users are told where it starts. */
+static size_t token_start(const json_error_t *e)
+{
+    const char *near = strstr(e->text, " near '");
+    size_t pos = (size_t)e->position, n;
+
+    if (near == NULL)
+        return pos;
+    n = strlen(near + 7);
+    if (n == 0 || near[7 + n - 1] != '\'' || n - 1 > pos)
+        return pos;
+    return pos - (n - 1);
+}
+
+static int parse_error(const widened *w, const json_error_t *e)
+{
+    const char *eof = strstr(e->text, " near end of file");
+
+    switch (json_error_code(e)) {
+    case json_error_out_of_memory:
+        return tg__error_set(TG_ENOMEM, "out of memory");
+    case json_error_premature_end_of_input:
+        if (eof != NULL)
+            break;
+        return tg__error_set(TG_EINVAL, "%s", e->text);
+    default:
+        break;
+    }
+    if (eof != NULL)
+        return tg__error_set(TG_EINVAL, "%.*s at end of input",
+                             (int)(eof - e->text), e->text);
+    return tg__error_set(TG_EINVAL, "%s at offset %zu", e->text,
+                         caller_offset(w, token_start(e)));
+}
+
+int tgw_json_parse(json_t **out, const uint8_t *buf, size_t len)
+{
+    widened w = {{0}, {0}};
+    json_error_t e;
+    json_t *v;
+    size_t end, deep;
+    int rc = TG_OK;
+
+    *out = NULL;
+    v = json_loadb((const char *)buf, len, PARSE_FLAGS, &e);
+    if (v == NULL && json_error_code(&e) == json_error_numeric_overflow &&
+        e.position > 0 && (size_t)e.position <= len &&
+        buf[e.position - 1] >= '0' && buf[e.position - 1] <= '9') {
+        if (widen(&w, buf, len) != TG_OK) {
+            rc = tg__error_set(TG_ENOMEM, "out of memory");
+            goto cleanup;
+        }
+        v = json_loadb((const char *)w.text.ptr, w.text.len, PARSE_FLAGS, &e);
+    }
+    /* The first error in the text wins, as in a reader that stops there. */
+    end = v != NULL ? len : caller_offset(&w, (size_t)e.position);
+    deep = too_deep_at(buf, end < len ? end : len);
+    if (deep < end) {
+        rc = tg__error_set(TG_EINVAL, "nesting too deep at offset %zu", deep);
+        json_decref(v);
+        goto cleanup;
+    }
+    if (v == NULL) {
+        rc = parse_error(&w, &e);
+        goto cleanup;
+    }
     *out = v;
-    return 0;
+cleanup:
+    tgw_buf_free(&w.text);
+    tgw_buf_free(&w.at);
+    return rc;
 }
 
-static int put_utf8(tgw_buf *b, unsigned cp)
+const char *tgw_json_type_name(const json_t *v)
 {
-    uint8_t u[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        u[0] = (uint8_t)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (uint8_t)(0xC0 | (cp >> 6));
-        u[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (uint8_t)(0xE0 | (cp >> 12));
-        u[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (uint8_t)(0xF0 | (cp >> 18));
-        u[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        u[3] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return tgw_buf_append(b, u, n);
-}
-
-/* Reads a string after its opening quote into a NUL-terminated heap copy
- * with escapes decoded. Raw bytes >= 0x20 are copied as they are (UTF-8 is
- * not re-validated: the bytes round-trip unchanged). */
-static int parse_string_raw(parser *ps, char **out, size_t *outlen)
-{
-    tgw_buf b = {0};
-
-    for (;;) {
-        const uint8_t *run = ps->p;
-        uint8_t c;
-
-        while (ps->p < ps->end && *ps->p != '"' && *ps->p != '\\' &&
-               *ps->p >= 0x20)
-            ps->p++;
-        tgw_buf_append(&b, run, (size_t)(ps->p - run));
-        if (ps->p >= ps->end) {
-            tgw_buf_free(&b);
-            return fail(ps, "unterminated string");
-        }
-        c = *ps->p;
-        if (c == '"') {
-            ps->p++;
-            break;
-        }
-        if (c < 0x20) {
-            tgw_buf_free(&b);
-            return fail(ps, "control character in string");
-        }
-        /* a backslash escape */
-        ps->p++;
-        if (ps->p >= ps->end) {
-            tgw_buf_free(&b);
-            return fail(ps, "unterminated string");
-        }
-        c = *ps->p++;
-        switch (c) {
-        case '"':
-        case '\\':
-        case '/':
-            tgw_buf_append(&b, &c, 1);
-            break;
-        case 'b':
-            tgw_buf_append(&b, "\b", 1);
-            break;
-        case 'f':
-            tgw_buf_append(&b, "\f", 1);
-            break;
-        case 'n':
-            tgw_buf_append(&b, "\n", 1);
-            break;
-        case 'r':
-            tgw_buf_append(&b, "\r", 1);
-            break;
-        case 't':
-            tgw_buf_append(&b, "\t", 1);
-            break;
-        case 'u': {
-            unsigned cp, lo;
-
-            if (hex4(ps, &cp) != 0) {
-                tgw_buf_free(&b);
-                return -1;
-            }
-            if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                tgw_buf_free(&b);
-                return fail(ps, "unpaired surrogate in \\u escape");
-            }
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (ps->end - ps->p < 2 || ps->p[0] != '\\' ||
-                    ps->p[1] != 'u') {
-                    tgw_buf_free(&b);
-                    return fail(ps, "unpaired surrogate in \\u escape");
-                }
-                ps->p += 2;
-                if (hex4(ps, &lo) != 0) {
-                    tgw_buf_free(&b);
-                    return -1;
-                }
-                if (lo < 0xDC00 || lo > 0xDFFF) {
-                    tgw_buf_free(&b);
-                    return fail(ps, "unpaired surrogate in \\u escape");
-                }
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            put_utf8(&b, cp);
-            break;
-        }
-        default:
-            ps->p--;
-            tgw_buf_free(&b);
-            return fail(ps, "invalid escape in string");
-        }
-    }
-    /* NUL-terminate (also gives a non-NULL pointer for ""). */
-    tgw_buf_append(&b, "", 1);
-    if (b.oom) {
-        tgw_buf_free(&b);
-        return fail(ps, "out of memory");
-    }
-    *out = (char *)b.ptr;
-    *outlen = b.len - 1;
-    return 0;
-}
-
-/* Grow a heap array of `size`-byte elements to hold n + 1. */
-static int grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    void *p;
-    size_t nc;
-
-    if (n < *cap)
-        return 0;
-    nc = *cap ? *cap * 2 : 4;
-    p = realloc(*arr, nc * size);
-    if (p == NULL)
-        return -1;
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
-static int parse_array(parser *ps, tgw_json *out)
-{
-    tgw_json *items = NULL;
-    size_t n = 0, cap = 0;
-
-    ps->p++; /* '[' */
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-        goto ok;
-    }
-    for (;;) {
-        if (grow((void **)&items, &cap, n, sizeof(*items)) != 0) {
-            fail(ps, "out of memory");
-            goto error;
-        }
-        skip_ws(ps);
-        if (parse_value(ps, &items[n]) != 0)
-            goto error;
-        n++;
-        skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == ',') {
-            ps->p++;
-            continue;
-        }
-        if (ps->p < ps->end && *ps->p == ']') {
-            ps->p++;
-            break;
-        }
-        fail(ps, "',' or ']' expected in array");
-        goto error;
-    }
-ok:
-    out->type = TGW_JSON_ARRAY;
-    out->u.a.items = items;
-    out->u.a.n = n;
-    return 0;
-error:
-    for (size_t i = 0; i < n; i++)
-        tgw_json_free(&items[i]);
-    free(items);
-    return -1;
-}
-
-static int parse_object(parser *ps, tgw_json *out)
-{
-    tgw_json_member *m = NULL;
-    size_t n = 0, cap = 0;
-
-    ps->p++; /* '{' */
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-        goto ok;
-    }
-    for (;;) {
-        if (grow((void **)&m, &cap, n, sizeof(*m)) != 0) {
-            fail(ps, "out of memory");
-            goto error;
-        }
-        skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != '"') {
-            fail(ps, "string key expected in object");
-            goto error;
-        }
-        ps->p++;
-        if (parse_string_raw(ps, &m[n].key, &m[n].key_len) != 0)
-            goto error;
-        skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':') {
-            free(m[n].key);
-            fail(ps, "':' expected in object");
-            goto error;
-        }
-        ps->p++;
-        skip_ws(ps);
-        if (parse_value(ps, &m[n].value) != 0) {
-            free(m[n].key);
-            goto error;
-        }
-        n++;
-        skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == ',') {
-            ps->p++;
-            continue;
-        }
-        if (ps->p < ps->end && *ps->p == '}') {
-            ps->p++;
-            break;
-        }
-        fail(ps, "',' or '}' expected in object");
-        goto error;
-    }
-ok:
-    out->type = TGW_JSON_OBJECT;
-    out->u.o.members = m;
-    out->u.o.n = n;
-    return 0;
-error:
-    for (size_t i = 0; i < n; i++) {
-        free(m[i].key);
-        tgw_json_free(&m[i].value);
-    }
-    free(m);
-    return -1;
-}
-
-static int parse_value(parser *ps, tgw_json *out)
-{
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    if (ps->p >= ps->end)
-        return fail(ps, "value expected");
-    switch (*ps->p) {
-    case 'n':
-        return expect_word(ps, "null");
-    case 't':
-        out->type = TGW_JSON_BOOL;
-        out->u.b = true;
-        return expect_word(ps, "true");
-    case 'f':
-        out->type = TGW_JSON_BOOL;
-        out->u.b = false;
-        return expect_word(ps, "false");
-    case '"':
-        ps->p++;
-        rc = parse_string_raw(ps, &out->u.s.ptr, &out->u.s.len);
-        if (rc == 0)
-            out->type = TGW_JSON_STRING;
-        return rc;
-    case '[':
-    case '{':
-        if (++ps->depth > TGW_JSON_MAX_DEPTH)
-            return fail(ps, "nesting too deep");
-        rc = *ps->p == '[' ? parse_array(ps, out) : parse_object(ps, out);
-        ps->depth--;
-        return rc;
-    default:
-        if (*ps->p == '-' || is_digit(*ps->p))
-            return parse_number(ps, out);
-        return fail(ps, "unexpected character");
-    }
-}
-
-int tgw_json_parse(tgw_json *out, const uint8_t *buf, size_t len, char *err,
-                   size_t errlen)
-{
-    parser ps = {buf, buf, buf + len, err, errlen, 0};
-
-    memset(out, 0, sizeof(*out));
-    skip_ws(&ps);
-    if (parse_value(&ps, out) != 0)
-        return -1;
-    skip_ws(&ps);
-    if (ps.p != ps.end) {
-        tgw_json_free(out);
-        return fail(&ps, "unexpected data after the value");
-    }
-    return 0;
-}
-
-void tgw_json_free(tgw_json *v)
-{
-    if (v == NULL)
-        return;
-    switch (v->type) {
-    case TGW_JSON_STRING:
-        free(v->u.s.ptr);
-        break;
-    case TGW_JSON_ARRAY:
-        for (size_t i = 0; i < v->u.a.n; i++)
-            tgw_json_free(&v->u.a.items[i]);
-        free(v->u.a.items);
-        break;
-    case TGW_JSON_OBJECT:
-        for (size_t i = 0; i < v->u.o.n; i++) {
-            free(v->u.o.members[i].key);
-            tgw_json_free(&v->u.o.members[i].value);
-        }
-        free(v->u.o.members);
-        break;
-    default:
-        break;
-    }
-    memset(v, 0, sizeof(*v));
-}
-
-bool tgw_json_is_number(const tgw_json *v)
-{
-    return v->type == TGW_JSON_INT || v->type == TGW_JSON_DOUBLE;
-}
-
-double tgw_json_number(const tgw_json *v)
-{
-    return v->type == TGW_JSON_INT ? (double)v->u.i : v->u.d;
-}
-
-const char *tgw_json_type_name(tgw_json_type t)
-{
-    switch (t) {
-    case TGW_JSON_NULL:
+    switch (json_typeof(v)) {
+    case JSON_NULL:
         return "null";
-    case TGW_JSON_BOOL:
+    case JSON_TRUE:
+    case JSON_FALSE:
         return "boolean";
-    case TGW_JSON_INT:
-    case TGW_JSON_DOUBLE:
+    case JSON_INTEGER:
+    case JSON_REAL:
         return "number";
-    case TGW_JSON_STRING:
+    case JSON_STRING:
         return "string";
-    case TGW_JSON_ARRAY:
+    case JSON_ARRAY:
         return "array";
-    case TGW_JSON_OBJECT:
+    case JSON_OBJECT:
         return "object";
     }
     return "value";
@@ -532,9 +218,9 @@ const char *tgw_json_type_name(tgw_json_type t)
 int tgw_buf_append(tgw_buf *b, const void *data, size_t len)
 {
     if (b->oom)
-        return -1;
+        return TG_ENOMEM;
     if (len == 0)
-        return 0;
+        return TG_OK;
     if (b->len + len > b->cap) {
         size_t nc = b->cap ? b->cap : 64;
         uint8_t *p;
@@ -544,20 +230,42 @@ int tgw_buf_append(tgw_buf *b, const void *data, size_t len)
         p = realloc(b->ptr, nc);
         if (p == NULL) {
             b->oom = true;
-            return -1;
+            return tg__error_set(TG_ENOMEM, "out of memory");
         }
         b->ptr = p;
         b->cap = nc;
     }
     memcpy(b->ptr + b->len, data, len);
     b->len += len;
-    return 0;
+    return TG_OK;
 }
 
 void tgw_buf_free(tgw_buf *b)
 {
     free(b->ptr);
     memset(b, 0, sizeof(*b));
+}
+
+/* The two-character escape of `c`, or 0 if it has none. */
+static char escape_letter(uint8_t c)
+{
+    switch (c) {
+    case '"':
+        return '"';
+    case '\\':
+        return '\\';
+    case '\n':
+        return 'n';
+    case '\r':
+        return 'r';
+    case '\t':
+        return 't';
+    case '\b':
+        return 'b';
+    case '\f':
+        return 'f';
+    }
+    return 0;
 }
 
 static void write_string(tgw_buf *b, const char *s, size_t len)
@@ -568,45 +276,20 @@ static void write_string(tgw_buf *b, const char *s, size_t len)
     tgw_buf_append(b, "\"", 1);
     for (size_t i = 0; i < len; i++) {
         uint8_t c = (uint8_t)s[i];
-        char esc[6];
-        size_t n = 2;
 
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         tgw_buf_append(b, s + run, i - run);
         run = i + 1;
-        esc[0] = '\\';
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
+        if (escape_letter(c) != 0) {
+            char esc[2] = {'\\', escape_letter(c)};
+
+            tgw_buf_append(b, esc, 2);
+        } else {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+            tgw_buf_append(b, esc, 6);
         }
-        tgw_buf_append(b, esc, n);
     }
     tgw_buf_append(b, s + run, len - run);
     tgw_buf_append(b, "\"", 1);
@@ -614,15 +297,13 @@ static void write_string(tgw_buf *b, const char *s, size_t len)
 
 /* The shortest "%.*g" text that reads back as exactly `d`, so results do
  * not grow noise digits (0.1 + 0.2 prints 0.30000000000000004, 0.5 prints
- * 0.5). */
-static void write_double(tgw_buf *b, double d)
+ * 0.5). jansson's own writer always prints 17 digits. */
+int tgw_json_write_double(tgw_buf *b, double d)
 {
     char text[40];
 
-    if (!isfinite(d)) {
-        tgw_buf_append(b, "null", 4);
-        return;
-    }
+    if (!isfinite(d))
+        return tgw_buf_append(b, "null", 4);
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(text, sizeof(text), "%.*g", prec, d);
         if (strtod(text, NULL) == d)
@@ -632,52 +313,58 @@ static void write_double(tgw_buf *b, double d)
     /* Keep the float a float for readers that distinguish (Python, Go). */
     if (strpbrk(text, ".eE") == NULL)
         tgw_buf_append(b, ".0", 2);
+    return b->oom ? TG_ENOMEM : TG_OK;
 }
 
-int tgw_json_write(tgw_buf *b, const tgw_json *v)
+int tgw_json_write(tgw_buf *b, const json_t *v)
 {
     char text[24];
+    const char *key;
+    size_t i, klen;
+    json_t *m;
 
-    switch (v->type) {
-    case TGW_JSON_NULL:
+    switch (json_typeof(v)) {
+    case JSON_NULL:
         tgw_buf_append(b, "null", 4);
         break;
-    case TGW_JSON_BOOL:
-        if (v->u.b)
-            tgw_buf_append(b, "true", 4);
-        else
-            tgw_buf_append(b, "false", 5);
+    case JSON_TRUE:
+        tgw_buf_append(b, "true", 4);
         break;
-    case TGW_JSON_INT:
-        snprintf(text, sizeof(text), "%" PRId64, v->u.i);
+    case JSON_FALSE:
+        tgw_buf_append(b, "false", 5);
+        break;
+    case JSON_INTEGER:
+        snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
         tgw_buf_append(b, text, strlen(text));
         break;
-    case TGW_JSON_DOUBLE:
-        write_double(b, v->u.d);
+    case JSON_REAL:
+        tgw_json_write_double(b, json_real_value(v));
         break;
-    case TGW_JSON_STRING:
-        write_string(b, v->u.s.ptr, v->u.s.len);
+    case JSON_STRING:
+        write_string(b, json_string_value(v), json_string_length(v));
         break;
-    case TGW_JSON_ARRAY:
+    case JSON_ARRAY:
         tgw_buf_append(b, "[", 1);
-        for (size_t i = 0; i < v->u.a.n; i++) {
+        json_array_foreach(v, i, m) {
             if (i > 0)
                 tgw_buf_append(b, ",", 1);
-            tgw_json_write(b, &v->u.a.items[i]);
+            tgw_json_write(b, m);
         }
         tgw_buf_append(b, "]", 1);
         break;
-    case TGW_JSON_OBJECT:
+    case JSON_OBJECT:
         tgw_buf_append(b, "{", 1);
-        for (size_t i = 0; i < v->u.o.n; i++) {
-            if (i > 0)
+        i = 0;
+        json_object_keylen_foreach((json_t *)v, key, klen, m) {
+            if (i++ > 0)
                 tgw_buf_append(b, ",", 1);
-            write_string(b, v->u.o.members[i].key, v->u.o.members[i].key_len);
+            write_string(b, key, klen);
             tgw_buf_append(b, ":", 1);
-            tgw_json_write(b, &v->u.o.members[i].value);
+            tgw_json_write(b, m);
         }
         tgw_buf_append(b, "}", 1);
         break;
     }
-    return b->oom ? -1 : 0;
+    return b->oom ? TG_ENOMEM : TG_OK;
 }

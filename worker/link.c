@@ -4,7 +4,7 @@
  * the caller's thread owns the session (connect, register, receive and
  * dispatch, shutdown); one sender thread per session turns the outbox into
  * batched WorkerMessages and heartbeats; executor threads run tasks and
- * push outcomes into the outbox. Depends on the rpc layer, the codec, the
+ * push outcomes into the outbox. Depends on the transport's client side, the codec, the
  * executor, the outbox and the SDK logger.
  *
  * Sessions do not outlive their stream: when it fails (the scheduler

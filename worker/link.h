@@ -3,8 +3,9 @@
  * link.h: the worker's connection to its scheduler: the WorkerLink.Connect
  * stream, registration, assignments into the executor, batched results
  * and heartbeats out, reconnection with backoff, and the two ways to stop
- * (a signal, or drain=true from the scheduler). Depends on the rpc layer
- * (sdk/src/rpc.h), the codec (proto/wire.h), the executor and the outbox.
+ * (a signal, or drain=true from the scheduler). Depends on the client
+ * side of the transport (transport/client.h), the codec (proto/wire.h),
+ * the executor and the outbox.
  */
 #ifndef TGW_LINK_H
 #define TGW_LINK_H

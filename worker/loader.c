@@ -27,15 +27,13 @@ int tgw_plugins_new(tgw_plugins **out)
     return *out ? TG_OK : tg__error_set(TG_ENOMEM, "out of memory");
 }
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt,
-                const char *path, const char *detail)
+/* "cannot load plug-in PATH: DETAIL" as the thread's error. */
+static int fail(int rc, const char *path, const char *detail)
 {
-    snprintf(err, errlen, fmt, path, detail);
-    return tg__error_set(rc, "%s", err);
+    return tg__error_set(rc, "cannot load plug-in %s: %s", path, detail);
 }
 
-int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path,
-                     char *err, size_t errlen)
+int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path)
 {
     char local[4096];
     const char *open_path = path;
@@ -52,8 +50,7 @@ int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path,
     dlerror();
     h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL)
-        return fail(TG_ENOTFOUND, err, errlen, "cannot load plug-in %s: %s",
-                    path, dlerror());
+        return fail(TG_ENOTFOUND, path, dlerror());
     /* POSIX: function pointers from dlsym go through a data pointer. */
     *(void **)&abi = dlsym(h, "tg_plugin_abi_version");
     if (abi != NULL && abi() != TG_PLUGIN_ABI_VERSION) {
@@ -64,19 +61,18 @@ int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path,
                  "%u; rebuild it against this worker's taskgrid/plugin.h",
                  (unsigned)abi(), (unsigned)TG_PLUGIN_ABI_VERSION);
         dlclose(h);
-        return fail(TG_EINVAL, err, errlen, "cannot load plug-in %s: %s", path,
+        return fail(TG_EINVAL, path,
                     detail);
     }
     *(void **)&init = dlsym(h, "tg_plugin_init");
     if (init == NULL) {
         dlclose(h);
-        return fail(TG_ENOTFOUND, err, errlen, "cannot load plug-in %s: %s",
-                    path, "it does not export tg_plugin_init");
+        return fail(TG_ENOTFOUND, path, "it does not export tg_plugin_init");
     }
     handles = realloc(ps->handles, (ps->n + 1) * sizeof(*handles));
     if (handles == NULL) {
         dlclose(h);
-        return fail(TG_ENOMEM, err, errlen, "cannot load plug-in %s: %s", path,
+        return fail(TG_ENOMEM, path,
                     "out of memory");
     }
     ps->handles = handles;
@@ -90,8 +86,7 @@ int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path,
 
         snprintf(detail, sizeof(detail), "tg_plugin_init returned %d%s%s", rc,
                  tg_error_last()[0] ? ": " : "", tg_error_last());
-        return fail(TG_EINTERNAL, err, errlen, "cannot load plug-in %s: %s",
-                    path, detail);
+        return fail(TG_EINTERNAL, path, detail);
     }
     return TG_OK;
 }

@@ -22,13 +22,12 @@ int tgw_plugins_new(tgw_plugins **out);
  * A bare file name that exists in the current directory is loaded from
  * there (dlopen alone would only search the library path).
  *
- * @param err receives a message naming the library on failure (dlerror()
- *            text, an ABI mismatch, or the code tg_plugin_init returned).
  * @return TG_OK; TG_ENOTFOUND (cannot load, or no tg_plugin_init);
  *         TG_EINVAL (ABI mismatch); TG_EINTERNAL (init failed); TG_ENOMEM.
+ *         On failure tg_error_last() names the library and why (dlerror()
+ *         text, an ABI mismatch, or the code tg_plugin_init returned).
  */
-int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path,
-                     char *err, size_t errlen);
+int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path);
 
 /** Call each plug-in's tg_plugin_fini (newest first), unload them all and
  * free the set. Only once no task can run any more. NULL is a no-op. */

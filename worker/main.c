@@ -65,7 +65,6 @@ static int usage_error(const char *msg)
 int main(int argc, char **argv)
 {
     tgw_config cfg;
-    char err[1536];
     tg_registry *reg = NULL;
     tgw_plugins *plugins = NULL;
     tg__rpc_sec sec = {NULL, NULL, NULL, NULL};
@@ -74,8 +73,8 @@ int main(int argc, char **argv)
     int code = 2;
 
     memset(&tls, 0, sizeof(tls));
-    if (tgw_config_parse(&cfg, argc, argv, err, sizeof(err)) != 0) {
-        code = usage_error(err);
+    if (tgw_config_parse(&cfg, argc, argv) != TG_OK) {
+        code = usage_error(tg_error_last());
         goto out;
     }
     if (cfg.help) {
@@ -120,9 +119,8 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < cfg.npreload; i++) {
-        if (tgw_plugins_load(plugins, reg, cfg.preload[i], err,
-                             sizeof(err)) != TG_OK) {
-            fprintf(stderr, "taskgrid-worker: error: %s\n", err);
+        if (tgw_plugins_load(plugins, reg, cfg.preload[i]) != TG_OK) {
+            fprintf(stderr, "taskgrid-worker: error: %s\n", tg_error_last());
             code = 2;
             goto out;
         }

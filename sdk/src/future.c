@@ -5,7 +5,7 @@
  * keys); results of one Gather message are copied into one block shared by
  * the futures they fill; the keys a client holds are counted in a map so a
  * key is released only when its last future goes. Depends on proto/wire.h
- * for the decoded result type and on client.c for waiting; no gRPC.
+ * for the decoded result type and on gather.c for waiting; no gRPC.
  */
 #include <pthread.h>
 #include <stdlib.h>
