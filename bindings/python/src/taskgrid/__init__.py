@@ -16,6 +16,7 @@
 * ``python -m taskgrid.worker`` — the Python worker.
 * ``taskgrid.prefect.TaskgridTaskRunner`` — a Prefect 3 task runner.
 """
+
 from __future__ import annotations
 
 import os as _os
@@ -25,22 +26,44 @@ import os as _os
 # user chose a level. Must happen before grpc is first imported.
 _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from ._annotate import annotate  # noqa: E402
-from ._codec import PY_CALL  # noqa: E402
-from .client import (  # noqa: E402
-    Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait)
-from .cluster import BinaryNotFound, LocalCluster, find_binary  # noqa: E402
-from .errors import (  # noqa: E402
-    CancelledError, KilledWorker, NoWorkerError, RemoteTraceback, SchedulerError,
-    TaskError, TaskgridError, UnknownKeyError)
-from .security import Security  # noqa: E402
+from ._annotate import annotate
+from ._codec import PY_CALL
+from .client import Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait
+from .cluster import BinaryNotFound, LocalCluster, find_binary
+from .errors import (
+    CancelledError,
+    KilledWorker,
+    NoWorkerError,
+    RemoteTraceback,
+    SchedulerError,
+    TaskError,
+    TaskgridError,
+    UnknownKeyError,
+)
+from .security import Security
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Future", "LocalCluster", "Security", "annotate", "as_completed",
-    "get_client", "wait", "ClusterStatus", "WorkerInfo", "find_binary",
-    "BinaryNotFound", "TaskgridError", "TaskError", "CancelledError",
-    "UnknownKeyError", "KilledWorker", "NoWorkerError", "SchedulerError",
-    "RemoteTraceback", "PY_CALL",
+    "PY_CALL",
+    "BinaryNotFound",
+    "CancelledError",
+    "Client",
+    "ClusterStatus",
+    "Future",
+    "KilledWorker",
+    "LocalCluster",
+    "NoWorkerError",
+    "RemoteTraceback",
+    "SchedulerError",
+    "Security",
+    "TaskError",
+    "TaskgridError",
+    "UnknownKeyError",
+    "WorkerInfo",
+    "annotate",
+    "as_completed",
+    "find_binary",
+    "get_client",
+    "wait",
 ]

@@ -6,24 +6,29 @@ across threads started with copied contexts and across asyncio tasks, and
 never leak between threads. Nested scopes merge, the inner one winning per
 field; explicit keyword arguments to submit/map win over any scope.
 """
+
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Iterator, Mapping, Optional, Sequence
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 _current: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "taskgrid_annotations", default={}
+    "taskgrid_annotations", default=types.MappingProxyType({})
 )
 
 FIELDS = ("priority", "resources", "retries", "workers")
 
 
 @contextlib.contextmanager
-def annotate(priority: Optional[int] = None,
-             resources: Optional[Mapping[str, float]] = None,
-             retries: Optional[int] = None,
-             workers: Optional[Sequence[str]] = None) -> Iterator[None]:
+def annotate(
+    priority: int | None = None,
+    resources: Mapping[str, float] | None = None,
+    retries: int | None = None,
+    workers: Sequence[str] | None = None,
+) -> Iterator[None]:
     """Annotate every task submitted inside the block.
 
     ``priority``: higher runs first (FIFO among equals); ``resources``:
@@ -35,8 +40,12 @@ def annotate(priority: Optional[int] = None,
     ...     fut = client.submit(train, data)
     """
     new = dict(_current.get())
-    for name, value in (("priority", priority), ("resources", resources),
-                        ("retries", retries), ("workers", workers)):
+    for name, value in (
+        ("priority", priority),
+        ("resources", resources),
+        ("retries", retries),
+        ("workers", workers),
+    ):
         if value is not None:
             new[name] = value
     token = _current.set(new)

@@ -27,6 +27,7 @@ cloudpickle is used when that fails or when the payload refers to
 ``__main__``, which a worker process cannot import (the trick
 distributed.protocol.pickle uses).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,8 @@ import pickle
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import cloudpickle
 
@@ -51,9 +53,14 @@ def dumps(obj: Any) -> bytes:
         data = pickle.dumps(obj, protocol=_PROTOCOL)
         if b"__main__" not in data:
             return data
-    except Exception:
+    except Exception:  # noqa: BLE001 - anything pickle refuses goes to cloudpickle
         pass
-    return cloudpickle.dumps(obj, protocol=_PROTOCOL)
+    return _cloudpickle(obj)
+
+
+def _cloudpickle(obj: Any) -> bytes:
+    data: bytes = cloudpickle.dumps(obj, protocol=_PROTOCOL)  # cloudpickle is untyped
+    return data
 
 
 loads = pickle.loads
@@ -80,7 +87,7 @@ def decode(data: bytes, codec: str) -> Any:
 _json_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-def encode_json(value: Any) -> Optional[bytes]:
+def encode_json(value: Any) -> bytes | None:
     """JSON bytes of `value`, or None when it is not plain JSON."""
     try:
         return _json_encode(value).encode()
@@ -103,7 +110,7 @@ def encode_named_result(value: Any) -> tuple[bytes, str]:
 # bytes (worker).
 # ---------------------------------------------------------------------------
 
-_fn_bytes: "weakref.WeakKeyDictionary[Any, bytes]" = weakref.WeakKeyDictionary()
+_fn_bytes: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 _fn_lock = threading.Lock()
 
 
@@ -111,10 +118,10 @@ def dumps_function(fn: Callable[..., Any]) -> bytes:
     try:
         cached = _fn_bytes.get(fn)
     except TypeError:  # unhashable callable
-        return cloudpickle.dumps(fn, protocol=_PROTOCOL)
+        return _cloudpickle(fn)
     if cached is not None:
         return cached
-    data = cloudpickle.dumps(fn, protocol=_PROTOCOL)
+    data = _cloudpickle(fn)
     try:
         with _fn_lock:
             _fn_bytes[fn] = data
@@ -128,7 +135,7 @@ class FunctionCache:
 
     def __init__(self, size: int = 512) -> None:
         self._size = size
-        self._d: "OrderedDict[bytes, Callable[..., Any]]" = OrderedDict()
+        self._d: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def load(self, data: bytes) -> Callable[..., Any]:
@@ -137,12 +144,12 @@ class FunctionCache:
             if fn is not None:
                 self._d.move_to_end(data)
                 return fn
-        fn = pickle.loads(data)
+        loaded: Callable[..., Any] = pickle.loads(data)
         with self._lock:
-            self._d[data] = fn
+            self._d[data] = loaded
             if len(self._d) > self._size:
                 self._d.popitem(last=False)
-        return fn
+        return loaded
 
 
 # ---------------------------------------------------------------------------
@@ -168,8 +175,13 @@ class Dep:
 _SCALARS = (int, float, str, bytes, bool, type(None))
 
 
-def extract(obj: Any, is_future: Callable[[Any], bool], found: dict[str, int],
-            keys: list[str], futures: list[Any]) -> Any:
+def extract(
+    obj: Any,
+    is_future: Callable[[Any], bool],
+    found: dict[str, int],
+    keys: list[str],
+    futures: list[Any],
+) -> Any:
     """Replace futures in `obj` (lists, tuples, sets, dicts) with Deps.
 
     `found` maps a dependency key to its index in `keys`; `futures` collects

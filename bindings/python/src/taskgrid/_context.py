@@ -8,17 +8,19 @@ executor slot back and takes it again after (rejoin), so nested work can
 never deadlock a full pool. Kept free of imports from the rest of the
 package so both sides can use it.
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 _local = threading.local()
 # The worker of this process when it runs as `python -m taskgrid.worker`
 # (threads a task starts itself are not task threads, but get_client()
 # should still find the worker's scheduler).
-process_worker: Optional[Any] = None
+process_worker: Any | None = None
 
 
 def set_current(worker: Any, task: Any) -> None:
@@ -31,11 +33,11 @@ def clear_current() -> None:
     _local.task = None
 
 
-def current_worker() -> Optional[Any]:
+def current_worker() -> Any | None:
     return getattr(_local, "worker", None)
 
 
-def current_task() -> Optional[Any]:
+def current_task() -> Any | None:
     return getattr(_local, "task", None)
 
 

@@ -6,17 +6,16 @@ parsing, TLS and message-size options cannot differ between them. The stubs
 are the ones generated from proto/ at build time (taskgrid.v1); a clear
 error says so when the package was not built.
 """
-from __future__ import annotations
 
-from typing import Any, Optional
+from __future__ import annotations
 
 import grpc
 
 from .security import Security
 
 try:
-    from .v1 import taskgrid_pb2 as pb  # noqa: F401  (re-exported)
-    from .v1 import taskgrid_pb2_grpc as pb_grpc  # noqa: F401
+    from .v1 import taskgrid_pb2 as pb
+    from .v1 import taskgrid_pb2_grpc as pb_grpc
 except ImportError as e:  # pragma: no cover - only when not built
     raise ImportError(
         "taskgrid's gRPC stubs (taskgrid.v1) are missing: they are generated "
@@ -24,12 +23,23 @@ except ImportError as e:  # pragma: no cover - only when not built
         "'pip install ./bindings/python' from the taskgrid repository."
     ) from e
 
+__all__ = [
+    "MAX_RECEIVE",
+    "MAX_SEND",
+    "aio_channel",
+    "normalize_address",
+    "parse_address",
+    "pb",
+    "pb_grpc",
+    "sync_channel",
+]
+
 # The scheduler refuses messages over its --max-message (64 MiB by default);
 # clients keep what they send well under it, and accept any size back.
 MAX_SEND = 64 * 1024 * 1024
 MAX_RECEIVE = 2**31 - 1
 
-_OPTIONS = [
+_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_send_message_length", MAX_SEND),
     ("grpc.max_receive_message_length", MAX_RECEIVE),
     # Results are streamed as tasks finish, possibly after long silences.
@@ -48,9 +58,7 @@ def parse_address(address: str) -> tuple[str, bool]:
     elif address.startswith("tls://"):
         target, tls = address[6:], True
     elif "://" in address:
-        raise ValueError(
-            f"unsupported address {address!r}: use tcp://HOST:PORT or tls://HOST:PORT"
-        )
+        raise ValueError(f"unsupported address {address!r}: use tcp://HOST:PORT or tls://HOST:PORT")
     else:
         target = address
     if ":" not in target.rstrip("]"):
@@ -63,14 +71,14 @@ def normalize_address(address: str) -> str:
     return ("tls://" if tls else "tcp://") + target
 
 
-def _credentials(address: str, security: Optional[Security]) -> tuple[str, Any, list]:
+def _credentials(
+    address: str, security: Security | None
+) -> tuple[str, grpc.ChannelCredentials | None, list[tuple[str, int | str]]]:
     target, tls = parse_address(address)
     options = list(_OPTIONS)
     if not tls:
         if security is not None and security.cert is not None:
-            raise ValueError(
-                f"TLS security was given but {address!r} is plaintext; use tls://"
-            )
+            raise ValueError(f"TLS security was given but {address!r} is plaintext; use tls://")
         return target, None, options
     if security is None:
         raise ValueError(
@@ -82,7 +90,7 @@ def _credentials(address: str, security: Optional[Security]) -> tuple[str, Any, 
     return target, security.channel_credentials(), options
 
 
-def sync_channel(address: str, security: Optional[Security] = None) -> grpc.Channel:
+def sync_channel(address: str, security: Security | None = None) -> grpc.Channel:
     """A blocking-API channel (used by the worker)."""
     target, creds, options = _credentials(address, security)
     if creds is None:
@@ -90,7 +98,7 @@ def sync_channel(address: str, security: Optional[Security] = None) -> grpc.Chan
     return grpc.secure_channel(target, creds, options=options)
 
 
-def aio_channel(address: str, security: Optional[Security] = None) -> "grpc.aio.Channel":
+def aio_channel(address: str, security: Security | None = None) -> grpc.aio.Channel:
     """An asyncio channel; create it on the loop that will use it."""
     target, creds, options = _credentials(address, security)
     if creds is None:

@@ -11,10 +11,15 @@ The C programs are found, in order, in ``$TASKGRID_BIN_DIR`` (the programs
 themselves, or ``scheduler/`` and ``worker/`` subfolders, as in bazel-bin),
 in ``bazel-bin`` of the taskgrid checkout this package was installed from or
 of the current directory and its parents, then on ``PATH``.
+
+Depends on client.py (the RPC client behind status/scale) and worker/ (the
+in-process workers); neither imports this module at import time.
 """
+
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import pathlib
@@ -28,9 +33,12 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from .client import Client, ClusterStatus, scale_rpc
 from .security import Security
+from .worker.core import Worker, format_resources
 
 SCHEDULER = "taskgrid-scheduler"
 C_WORKER = "taskgrid-worker"
@@ -45,7 +53,7 @@ class BinaryNotFound(FileNotFoundError):
     pass
 
 
-def _source_root() -> Optional[pathlib.Path]:
+def _source_root() -> pathlib.Path | None:
     try:
         from ._build_info import SOURCE_ROOT  # written by setup.py
     except ImportError:
@@ -53,9 +61,9 @@ def _source_root() -> Optional[pathlib.Path]:
     return pathlib.Path(SOURCE_ROOT) if SOURCE_ROOT else None
 
 
-def _candidates(program: str) -> List[pathlib.Path]:
+def _candidates(program: str) -> list[pathlib.Path]:
     sub = "scheduler" if program == SCHEDULER else "worker"
-    dirs: List[pathlib.Path] = []
+    dirs: list[pathlib.Path] = []
     env = os.environ.get("TASKGRID_BIN_DIR")
     if env:
         dirs += [pathlib.Path(env), pathlib.Path(env) / sub]
@@ -79,29 +87,32 @@ def find_binary(program: str) -> str:
         return found
     env = os.environ.get("TASKGRID_BIN_DIR")
     root = _source_root()
-    where = [f"$TASKGRID_BIN_DIR ({env or 'not set'})",
-             "bazel-bin/ of " + (f"the checkout {root}, " if root else "")
-             + "the current directory and its parents", "PATH"]
+    where = [
+        f"$TASKGRID_BIN_DIR ({env or 'not set'})",
+        "bazel-bin/ of "
+        + (f"the checkout {root}, " if root else "")
+        + "the current directory and its parents",
+        "PATH",
+    ]
     raise BinaryNotFound(f"cannot find {program} (looked in {'; '.join(where)}): {_HOW_TO_BUILD}")
 
 
-def _default_sizes(processes: bool, n_workers: Optional[int],
-                   threads: Optional[int]) -> tuple[int, int]:
+def _default_sizes(processes: bool, n_workers: int | None, threads: int | None) -> tuple[int, int]:
     """Dask's rule of thumb: a few processes with a few threads each."""
     cores = os.cpu_count() or 1
     if not processes:
         return n_workers or 1, threads or max(1, cores // (n_workers or 1))
-    if n_workers is None and threads is None:
-        if cores <= 4:
-            return cores, 1
-        n = next(k for k in range(int(math.sqrt(cores)), 0, -1) if cores % k == 0)
-        return n, cores // n
     if n_workers is None:
-        return max(1, cores // threads), threads  # type: ignore[operator]
+        if threads is None:
+            if cores <= 4:
+                return cores, 1
+            n = next(k for k in range(int(math.sqrt(cores)), 0, -1) if cores % k == 0)
+            return n, cores // n
+        return max(1, cores // threads), threads
     return n_workers, threads or max(1, cores // max(n_workers, 1))
 
 
-_live: "weakref.WeakSet[LocalCluster]" = weakref.WeakSet()
+_live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 # "No maximum": the scheduler's own limit on launched workers.
 _ADAPT_UNBOUNDED = 4096
 
@@ -117,53 +128,70 @@ class LocalCluster:
     every worker. Use as a context manager or call close().
     """
 
-    def __init__(self, n_workers: Optional[int] = None,
-                 threads_per_worker: Optional[int] = None, processes: bool = True,
-                 resources: Optional[Mapping[str, float]] = None,
-                 worker: str = "python", preload: Sequence[str] = (),
-                 host: str = "127.0.0.1", scheduler_port: int = 0,
-                 log_level: str = "warn", no_worker_timeout: Optional[float] = None,
-                 env: Optional[Mapping[str, str]] = None, timeout: float = 30.0,
-                 **unused: Any) -> None:
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        processes: bool = True,
+        resources: Mapping[str, float] | None = None,
+        worker: str = "python",
+        preload: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        scheduler_port: int = 0,
+        log_level: str = "warn",
+        no_worker_timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        **unused: Any,
+    ) -> None:
         if worker not in ("python", "c"):
             raise ValueError("worker must be 'python' or 'c'")
         if worker == "c" and not processes:
             raise ValueError("C workers run as processes (processes=False is for Python workers)")
         for name in unused:
             # Dask options with no meaning here (dashboard_address, ...).
-            if name not in ("dashboard_address", "silence_logs", "memory_limit",
-                            "asynchronous", "name"):
+            if name not in (
+                "dashboard_address",
+                "silence_logs",
+                "memory_limit",
+                "asynchronous",
+                "name",
+            ):
                 raise TypeError(f"LocalCluster() got an unexpected argument {name!r}")
         self.processes = processes
         self.worker_kind = worker
         self.n_workers, self.threads_per_worker = _default_sizes(
-            processes, n_workers, threads_per_worker)
+            processes, n_workers, threads_per_worker
+        )
         self.resources = dict(resources or {})
         self.preload = list(preload)
-        self.security: Optional[Security] = None
+        self.security: Security | None = None
         self.log_level = log_level
         self._timeout = timeout
         self._tmp = tempfile.mkdtemp(prefix="taskgrid-cluster-")
-        self._proc: Optional[subprocess.Popen] = None
-        self._threads: List[Any] = []  # in-process workers
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._threads: list[Any] = []  # in-process workers
         self._closed = False
         self._lock = threading.Lock()
-        self._client: Any = None
+        self._client: Client | None = None
         scheduler = find_binary(SCHEDULER)
-        args = [scheduler, "--listen", f"tcp://{host}:{scheduler_port}",
-                "--log-level", log_level]
+        args = [scheduler, "--listen", f"tcp://{host}:{scheduler_port}", "--log-level", log_level]
         if no_worker_timeout is not None:
             args += ["--no-worker-timeout", str(int(no_worker_timeout * 1000))]
         if processes:
-            args += ["--workers", str(self.n_workers), "--nthreads", str(self.threads_per_worker),
-                     "--worker-log-level", log_level]
+            args += [
+                "--workers",
+                str(self.n_workers),
+                "--nthreads",
+                str(self.threads_per_worker),
+                "--worker-log-level",
+                log_level,
+            ]
             if worker == "c":
                 args += ["--worker-bin", find_binary(C_WORKER)]
             else:
                 args += ["--worker-bin", self._python_worker_script()]
             if self.resources:
-                from .worker.core import format_resources
-
                 args += ["--worker-resources", format_resources(self.resources)]
             for p in self.preload:
                 args += ["--worker-preload", p]
@@ -185,12 +213,11 @@ class LocalCluster:
         """A wrapper the launcher can exec: this interpreter, this package."""
         path = os.path.join(self._tmp, "taskgrid-python-worker")
         with open(path, "w") as f:
-            f.write("#!/bin/sh\n"
-                    f"exec {shlex.quote(sys.executable)} -m taskgrid.worker \"$@\"\n")
+            f.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m taskgrid.worker "$@"\n')
         os.chmod(path, 0o755)
         return path
 
-    def _worker_env(self, extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    def _worker_env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(os.environ)
         # Like Dask's spawned workers, worker processes see this process's
         # import path, so tasks defined in scripts and test modules unpickle.
@@ -202,7 +229,7 @@ class LocalCluster:
         env.update(extra or {})
         return env
 
-    def _start_scheduler(self, args: List[str], env: Optional[Mapping[str, str]]) -> None:
+    def _start_scheduler(self, args: list[str], env: Mapping[str, str] | None) -> None:
         # Its own session, so a terminal's Ctrl-C reaches only us and we stop
         # it in order. And it should die with this process even if we are
         # killed: PR_SET_PDEATHSIG, set by util-linux's setpriv. Not with a
@@ -212,10 +239,14 @@ class LocalCluster:
         # exits, so only the main thread can ask for it.
         setpriv = shutil.which("setpriv")
         if setpriv and threading.current_thread() is threading.main_thread():
-            args = [setpriv, "--pdeathsig", "TERM", "--"] + args
+            args = [setpriv, "--pdeathsig", "TERM", "--", *args]
         self._proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            env=self._worker_env(env), start_new_session=True)
+            args,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=self._worker_env(env),
+            start_new_session=True,
+        )
         assert self._proc.stdout is not None
         out = self._proc.stdout
         deadline = time.monotonic() + self._timeout
@@ -232,18 +263,20 @@ class LocalCluster:
                 self.close()
                 raise RuntimeError(
                     f"taskgrid-scheduler exited with status {code} at start-up "
-                    f"(command: {shlex.join(args)}); see its messages above")
+                    f"(command: {shlex.join(args)}); see its messages above"
+                )
             line += chunk
         text = line.decode().strip()
         prefix = "taskgrid-scheduler listening on "
         if not text.startswith(prefix):
             self.close()
             raise RuntimeError(f"unexpected first line from taskgrid-scheduler: {text!r}")
-        self.address = text[len(prefix):]
+        self.address = text[len(prefix) :]
         # Workers launched by the scheduler share its stdout: keep copying
         # it (task prints) to ours, or the pipe would fill and block them.
-        threading.Thread(target=self._forward, args=(out,), daemon=True,
-                         name="taskgrid-cluster-output").start()
+        threading.Thread(
+            target=self._forward, args=(out,), daemon=True, name="taskgrid-cluster-output"
+        ).start()
 
     @staticmethod
     def _forward(out: Any) -> None:
@@ -266,11 +299,13 @@ class LocalCluster:
 
     def __repr__(self) -> str:
         kind = "processes" if self.processes else "threads"
-        return (f"<taskgrid.LocalCluster {getattr(self, 'address', '?')} "
-                f"{self.n_workers} {self.worker_kind} workers ({kind}) x "
-                f"{self.threads_per_worker} threads>")
+        return (
+            f"<taskgrid.LocalCluster {getattr(self, 'address', '?')} "
+            f"{self.n_workers} {self.worker_kind} workers ({kind}) x "
+            f"{self.threads_per_worker} threads>"
+        )
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -280,19 +315,17 @@ class LocalCluster:
     def scheduler_address(self) -> str:
         return self.address
 
-    def _rpc_client(self) -> Any:
+    def _rpc_client(self) -> Client:
         with self._lock:
             if self._client is None:
-                from .client import Client
-
                 self._client = Client(self, set_as_default=False, name="cluster")
                 self._client.cluster = None  # scale() must not loop back here
             return self._client
 
-    def status(self) -> Any:
+    def status(self) -> ClusterStatus:
         return self._rpc_client().status()
 
-    def wait_for_workers(self, n: Optional[int] = None, timeout: Optional[float] = None) -> None:
+    def wait_for_workers(self, n: int | None = None, timeout: float | None = None) -> None:
         """Block until `n` (default: all) workers are connected."""
         n = self.n_workers if n is None else n
         timeout = self._timeout if timeout is None else timeout
@@ -306,8 +339,10 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 hint = ""
                 if self.processes and self.worker_kind == "python":
-                    hint = (f" (workers run as: {sys.executable} -m taskgrid.worker; "
-                            "their errors are printed above)")
+                    hint = (
+                        f" (workers run as: {sys.executable} -m taskgrid.worker; "
+                        "their errors are printed above)"
+                    )
                 raise TimeoutError(f"only {got} of {n} workers connected after {timeout} s{hint}")
             time.sleep(0.05)
 
@@ -315,23 +350,23 @@ class LocalCluster:
         """Set the number of workers (extras are drained, then stopped)."""
         self.n_workers = n
         if self.processes:
-            from .client import scale_rpc
-
             scale_rpc(self._rpc_client(), workers=n)
             return
-        from .worker.core import Worker
-
         while len(self._threads) < n:
             i = len(self._threads) + 1
-            w = Worker(self.address, nthreads=self.threads_per_worker,
-                       name=f"inproc-{os.getpid()}-{i}", resources=self.resources,
-                       preload=self.preload if i == 1 else (), security=self.security)
+            w = Worker(
+                self.address,
+                nthreads=self.threads_per_worker,
+                name=f"inproc-{os.getpid()}-{i}",
+                resources=self.resources,
+                preload=self.preload if i == 1 else (),
+                security=self.security,
+            )
             self._threads.append(w.start())
         while len(self._threads) > n:
             self._threads.pop().stop(timeout=15)
 
-    def adapt(self, minimum: Optional[int] = 0, maximum: Optional[int] = None,
-              **kwargs: Any) -> None:
+    def adapt(self, minimum: int | None = 0, maximum: int | None = None, **kwargs: Any) -> None:
         """Adaptive scaling: the scheduler keeps between `minimum` and
         `maximum` workers (None: no bound, as in Dask) from the queued work,
         adding at once and retiring (drained) after a quiet spell. Other
@@ -340,13 +375,13 @@ class LocalCluster:
         """
         if not self.processes:
             raise NotImplementedError("adaptive scaling needs processes=True")
-        from .client import scale_rpc
-
         lo = int(minimum or 0)
         hi = _ADAPT_UNBOUNDED if maximum is None else int(maximum)
         if hi < 1 or lo > hi:
-            raise ValueError(f"adapt: need 0 <= minimum <= maximum and maximum >= 1 "
-                             f"(got minimum={minimum}, maximum={maximum})")
+            raise ValueError(
+                f"adapt: need 0 <= minimum <= maximum and maximum >= 1 "
+                f"(got minimum={minimum}, maximum={maximum})"
+            )
         scale_rpc(self._rpc_client(), minimum=lo, maximum=hi)
 
     # -- tear-down --------------------------------------------------------------
@@ -370,25 +405,22 @@ class LocalCluster:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
         shutil.rmtree(self._tmp, ignore_errors=True)
         _live.discard(self)
 
     def __del__(self) -> None:
-        try:
+        # Not contextlib.suppress: at interpreter exit, module globals may be gone.
+        try:  # noqa: SIM105
             self.close(timeout=5)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a finalizer must not raise
             pass
 
 
 @atexit.register
 def _close_all() -> None:
     for c in list(_live):
-        try:
+        with contextlib.suppress(Exception):  # at exit: close what can be closed
             c.close(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass

@@ -10,13 +10,13 @@ into :class:`TaskError`. The remote traceback is chained as ``__cause__``
 (a :class:`RemoteTraceback`, as concurrent.futures.ProcessPoolExecutor
 does), so printing the exception shows where it was raised on the worker.
 """
+
 from __future__ import annotations
 
 import builtins
 import concurrent.futures
 import importlib
 import sys
-from typing import Optional
 
 
 class TaskgridError(Exception):
@@ -31,8 +31,14 @@ class TaskError(TaskgridError):
     first when this one inherited the error from a dependency.
     """
 
-    def __init__(self, message: str = "", type: str = "", key: str = "",
-                 origin_key: str = "", traceback: str = "") -> None:
+    def __init__(
+        self,
+        message: str = "",
+        type: str = "",
+        key: str = "",
+        origin_key: str = "",
+        traceback: str = "",
+    ) -> None:
         super().__init__(message)
         self.type = type
         self.key = key
@@ -95,7 +101,7 @@ def type_name(exc: BaseException) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
-def _resolve(name: str) -> Optional[type]:
+def _resolve(name: str) -> type[BaseException] | None:
     if "." not in name:
         t = getattr(builtins, name, None)
     else:
@@ -109,7 +115,7 @@ def _resolve(name: str) -> Optional[type]:
             if mod is None:
                 try:
                     mod = importlib.import_module(module)
-                except Exception:
+                except Exception:  # noqa: BLE001 - any import error: not resolvable here
                     mod = None
             if mod is not None:
                 t = mod
@@ -125,25 +131,26 @@ def _resolve(name: str) -> Optional[type]:
     return None
 
 
-def rebuild(type_: str, message: str, traceback: str = "", key: str = "",
-            origin_key: str = "") -> BaseException:
+def rebuild(
+    type_: str, message: str, traceback: str = "", key: str = "", origin_key: str = ""
+) -> BaseException:
     """The exception for a remote error, with its traceback chained."""
     cls = _TG_TYPES.get(type_)
     exc: BaseException
     if cls is CancelledError or cls is UnknownKeyError:
         exc = cls(message or type_)
     elif cls is not None:
-        exc = cls(message, type=type_, key=key, origin_key=origin_key,
-                  traceback=traceback)
+        exc = cls(message, type=type_, key=key, origin_key=origin_key, traceback=traceback)
     else:
         cls = _resolve(type_) if type_ else None
         if cls is None:
-            exc = TaskError(message, type=type_, key=key, origin_key=origin_key,
-                            traceback=traceback)
+            exc = TaskError(
+                message, type=type_, key=key, origin_key=origin_key, traceback=traceback
+            )
         else:
             try:
                 exc = cls(message)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a foreign constructor may raise anything
                 # Constructors with other signatures: build it without
                 # __init__ and give it the message as its only argument.
                 exc = cls.__new__(cls)
@@ -155,5 +162,5 @@ def rebuild(type_: str, message: str, traceback: str = "", key: str = "",
         note = f"raised by taskgrid task {where!r}"
         if origin_key and origin_key != key:
             note += f" (a dependency of {key!r})"
-        exc.add_note(note)  # type: ignore[attr-defined]
+        exc.add_note(note)
     return exc

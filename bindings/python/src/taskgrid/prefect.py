@@ -29,6 +29,7 @@ Inside a task, :func:`get_taskgrid_client` (or ``taskgrid.get_client()``)
 gives a client to the same cluster for nested work, like prefect-dask's
 ``get_dask_client``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,9 +38,15 @@ import re
 import threading
 import uuid
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator,
-                    Optional, Set, TypeVar, Union)
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    TypeVar,
+    cast,
+)
 
 from prefect.client.schemas.objects import RunInput, State
 from prefect.futures import PrefectFuture, PrefectFutureList, PrefectWrappedFuture
@@ -48,7 +55,8 @@ from prefect.utilities.collections import visit_collection
 from prefect.utilities.importtools import from_qualified_name, to_qualified_name
 
 from . import _context
-from .client import Client, Future, _Listener, get_client
+from ._future import _Listener
+from .client import Client, Future, get_client
 from .cluster import LocalCluster
 
 if TYPE_CHECKING:
@@ -56,14 +64,14 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-__all__ = ["TaskgridTaskRunner", "PrefectTaskgridFuture", "get_taskgrid_client"]
+__all__ = ["PrefectTaskgridFuture", "TaskgridTaskRunner", "get_taskgrid_client"]
 
 
 class PrefectTaskgridFuture(PrefectWrappedFuture[R, Future]):
     """A Prefect future wrapping a :class:`taskgrid.Future` (whose result is
     the task run's final Prefect State)."""
 
-    def wait(self, timeout: Optional[float] = None) -> None:
+    def wait(self, timeout: float | None = None) -> None:
         if self._final_state:
             return
         try:
@@ -76,7 +84,7 @@ class PrefectTaskgridFuture(PrefectWrappedFuture[R, Future]):
         if isinstance(result, State):
             self._final_state = result
 
-    def result(self, timeout: Optional[float] = None, raise_on_failure: bool = True) -> R:
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         if not self._final_state:
             try:
                 result = self._wrapped_future.result(timeout=timeout)
@@ -85,9 +93,14 @@ class PrefectTaskgridFuture(PrefectWrappedFuture[R, Future]):
                     f"Task run {self.task_run_id} did not complete within {timeout} seconds"
                 ) from exc
             if not isinstance(result, State):
-                return result
+                return cast(R, result)
             self._final_state = result
-        return self._final_state.result(raise_on_failure=raise_on_failure, _sync=True)
+        # `_sync` is consumed by Prefect's async_dispatch decorator, which the
+        # overloads of State.result do not show (prefect's own futures pass it).
+        value = self._final_state.result(  # type: ignore[call-overload]
+            raise_on_failure=raise_on_failure, _sync=True
+        )
+        return cast(R, value)
 
 
 def _crashed(exc: BaseException) -> State:
@@ -97,9 +110,15 @@ def _crashed(exc: BaseException) -> State:
     return run_coro_as_sync(exception_to_crashed_state(exc))
 
 
-def _run_prefect_task(task: "Task[Any, Any]", task_run_id: Any, parameters: Dict[str, Any],
-                      wait_for: Any, dependencies: Any, context: Dict[str, Any],
-                      settings_token: str = "") -> Any:
+def _run_prefect_task(
+    task: Task[Any, Any],
+    task_run_id: Any,
+    parameters: dict[str, Any],
+    wait_for: Any,
+    dependencies: Any,
+    context: dict[str, Any],
+    settings_token: str = "",
+) -> Any:
     """What a taskgrid worker runs for one Prefect task run: Prefect's engine.
 
     Upstream taskgrid futures in `parameters`/`wait_for` have already been
@@ -109,9 +128,15 @@ def _run_prefect_task(task: "Task[Any, Any]", task_run_id: Any, parameters: Dict
 
     _adopt_api_url(context)
     _reuse_settings(context, settings_token)
-    kwargs = dict(task=task, task_run_id=task_run_id, parameters=parameters,
-                  wait_for=wait_for, return_type="state", dependencies=dependencies,
-                  context=context)
+    kwargs = {
+        "task": task,
+        "task_run_id": task_run_id,
+        "parameters": parameters,
+        "wait_for": wait_for,
+        "return_type": "state",
+        "dependencies": dependencies,
+        "context": context,
+    }
     try:
         if task.isasync:
             return asyncio.run(run_task_async(**kwargs))
@@ -121,10 +146,10 @@ def _run_prefect_task(task: "Task[Any, Any]", task_run_id: Any, parameters: Dict
 
 
 _adopt_lock = threading.Lock()
-_settings_cache: Dict[str, Dict[str, Any]] = {}
+_settings_cache: dict[str, dict[str, Any]] = {}
 
 
-def _reuse_settings(context: Dict[str, Any], token: str) -> None:
+def _reuse_settings(context: dict[str, Any], token: str) -> None:
     """Hand Prefect ready-made settings instead of a dict to validate.
 
     Prefect rebuilds its Settings from the serialized dict for every task
@@ -152,7 +177,7 @@ def _reuse_settings(context: Dict[str, Any], token: str) -> None:
 _thread = threading.local()
 
 
-def _reuse_client(ready: Dict[str, Any]) -> None:
+def _reuse_client(ready: dict[str, Any]) -> None:
     """One Prefect API client per worker thread instead of two per task run.
 
     Prefect's engine looks for a client in SyncClientContext and otherwise
@@ -174,7 +199,7 @@ def _reuse_client(ready: Dict[str, Any]) -> None:
     _thread.client_ctx, _thread.url = ctx, url
 
 
-def _adopt_api_url(context: Dict[str, Any]) -> None:
+def _adopt_api_url(context: dict[str, Any]) -> None:
     """Point this worker process's Prefect at the flow's API, if it has none.
 
     The task engine itself uses the settings carried in `context`, but
@@ -205,8 +230,9 @@ def _flush_events() -> None:
     try:
         from prefect.events.worker import EventsWorker
 
+        # Class-level state that Prefect annotates on its generic base class.
         with EventsWorker._instance_lock:
-            active = bool(EventsWorker._instances)
+            active = bool(EventsWorker._instances)  # type: ignore[misc]
         if active:
             EventsWorker.instance().wait_until_empty()
     except Exception:  # noqa: BLE001 - best effort, as in Prefect's own runners
@@ -220,9 +246,9 @@ def _cached_settings_class() -> Any:
     class _CachedSettings(SettingsContext):
         """A SettingsContext whose serialized form is computed once."""
 
-        _serialized: Dict[str, Any] = PrivateAttr(default_factory=dict)
+        _serialized: dict[str, Any] = PrivateAttr(default_factory=dict)
 
-        def serialize(self, include_secrets: bool = True) -> Dict[str, Any]:
+        def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
             return self._serialized
 
     return _CachedSettings
@@ -251,28 +277,34 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             (e.g. ``security``).
     """
 
-    def __init__(self, cluster: Any = None, address: Optional[str] = None,
-                 cluster_class: Union[str, Callable[..., Any], None] = None,
-                 cluster_kwargs: Optional[Dict[str, Any]] = None,
-                 adapt_kwargs: Optional[Dict[str, Any]] = None,
-                 client_kwargs: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        cluster: Any = None,
+        address: str | None = None,
+        cluster_class: str | Callable[..., Any] | None = None,
+        cluster_kwargs: dict[str, Any] | None = None,
+        adapt_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         if address:
             if cluster or cluster_class or cluster_kwargs or adapt_kwargs:
                 raise ValueError(
                     "Cannot specify `address` and "
-                    "`cluster`/`cluster_class`/`cluster_kwargs`/`adapt_kwargs`")
-        elif cluster:
-            if cluster_class or cluster_kwargs:
-                raise ValueError("Cannot specify `cluster` and `cluster_class`/`cluster_kwargs`")
-        resolved = (from_qualified_name(cluster_class) if isinstance(cluster_class, str)
-                    else cluster_class)
+                    "`cluster`/`cluster_class`/`cluster_kwargs`/`adapt_kwargs`"
+                )
+        elif cluster and (cluster_class or cluster_kwargs):
+            raise ValueError("Cannot specify `cluster` and `cluster_class`/`cluster_kwargs`")
+        resolved = (
+            from_qualified_name(cluster_class) if isinstance(cluster_class, str) else cluster_class
+        )
         cluster_kwargs = dict(cluster_kwargs or {})
         client_kwargs = dict(client_kwargs or {})
         client_kwargs.setdefault("set_as_default", False)
         for name, kw in (("client_kwargs", client_kwargs), ("cluster_kwargs", cluster_kwargs)):
             if "asynchronous" in kw:
-                raise ValueError(f"`{name}` cannot set `asynchronous`. "
-                                 "This option is managed by Prefect.")
+                raise ValueError(
+                    f"`{name}` cannot set `asynchronous`. This option is managed by Prefect."
+                )
         self.address = address
         self.cluster_class = cluster_class
         self._cluster_class = resolved
@@ -280,14 +312,14 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         self.adapt_kwargs = dict(adapt_kwargs or {})
         self.client_kwargs = client_kwargs
         self._cluster = cluster
-        self._client: Optional[Client] = None
+        self._client: Client | None = None
         self._init_runtime()
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Prefect's has no annotations
 
     def _init_runtime(self) -> None:
         self._exit_stack = ExitStack()
         self._client_lock = threading.Lock()
-        self._pending: Set[Future] = set()
+        self._pending: set[Future] = set()
         self._pending_lock = threading.Lock()
         self._context_settings: Any = None
         self._settings_token = ""
@@ -295,16 +327,23 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TaskgridTaskRunner):
             return False
-        return (self.address == other.address and self.cluster_class == other.cluster_class
-                and self.cluster_kwargs == other.cluster_kwargs
-                and self.adapt_kwargs == other.adapt_kwargs
-                and self.client_kwargs == other.client_kwargs)
+        return (
+            self.address == other.address
+            and self.cluster_class == other.cluster_class
+            and self.cluster_kwargs == other.cluster_kwargs
+            and self.adapt_kwargs == other.adapt_kwargs
+            and self.client_kwargs == other.client_kwargs
+        )
 
-    def duplicate(self) -> "TaskgridTaskRunner":
+    def duplicate(self) -> TaskgridTaskRunner:
         """A new runner with the same settings (Prefect makes one per run)."""
-        return type(self)(address=self.address, cluster_class=self.cluster_class,
-                          cluster_kwargs=self.cluster_kwargs, adapt_kwargs=self.adapt_kwargs,
-                          client_kwargs=self.client_kwargs)
+        return type(self)(
+            address=self.address,
+            cluster_class=self.cluster_class,
+            cluster_kwargs=self.cluster_kwargs,
+            adapt_kwargs=self.adapt_kwargs,
+            client_kwargs=self.client_kwargs,
+        )
 
     # -- the lazy client ------------------------------------------------------
 
@@ -320,7 +359,8 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         worker = _context.current_worker() or _context.process_worker
         if worker is not None and self._cluster is None and not self.address:
             # A task submitting tasks from a taskgrid worker: same cluster.
-            return worker.client
+            client: Client = worker.client
+            return client
         if self._cluster is not None:
             self.logger.info(f"Connecting to existing taskgrid cluster {self._cluster}")
             target: Any = self._cluster
@@ -357,17 +397,22 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         try:
             self._cluster.adapt(**self.adapt_kwargs)
         except NotImplementedError as e:
-            msg = (f"adaptive scaling ({self.adapt_kwargs}) is not available: {e}; "
-                   "the cluster keeps its fixed number of workers")
+            msg = (
+                f"adaptive scaling ({self.adapt_kwargs}) is not available: {e}; "
+                "the cluster keeps its fixed number of workers"
+            )
             self.logger.warning(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     # -- submitting -----------------------------------------------------------
 
-    def submit(self, task: "Task[Any, Any]", parameters: Dict[str, Any],
-               wait_for: Optional[Iterable[PrefectFuture[Any]]] = None,
-               dependencies: Optional[Dict[str, Set[RunInput]]] = None,
-               ) -> PrefectTaskgridFuture[Any]:
+    def submit(
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+        dependencies: dict[str, set[RunInput]] | None = None,
+    ) -> PrefectTaskgridFuture[Any]:
         if not self._started:
             raise RuntimeError("The task runner must be started before submitting work.")
         from prefect._internal.uuid7 import uuid7
@@ -382,8 +427,17 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         name = _KEY_CHARS.sub("_", task.name)[:80]
         context = self._serialize_context(task, task_run_id, dependencies)
         future = client.submit(
-            _run_prefect_task, task, task_run_id, parameters, wait_for, dependencies, context,
-            self._settings_token, key=f"{name}-{task_run_id.hex}-{run_count}", pure=False)
+            _run_prefect_task,
+            task,
+            task_run_id,
+            parameters,
+            wait_for,
+            dependencies,
+            context,
+            self._settings_token,
+            key=f"{name}-{task_run_id.hex}-{run_count}",
+            pure=False,
+        )
         with self._pending_lock:
             self._pending.add(future)
         future.client._add_callback(future, _Listener(self._done))
@@ -393,9 +447,12 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         with self._pending_lock:
             self._pending.discard(future)
 
-    def map(self, task: "Task[Any, Any]", parameters: Dict[str, Any],
-            wait_for: Optional[Iterable[PrefectFuture[Any]]] = None,
-            ) -> PrefectFutureList[PrefectTaskgridFuture[Any]]:
+    def map(
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+    ) -> PrefectFutureList[PrefectTaskgridFuture[Any]]:
         return super().map(task, parameters, wait_for)
 
     def _optimize_futures(self, expr: Any) -> Any:
@@ -406,8 +463,9 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
 
         return visit_collection(expr, visit_fn=visit, return_data=True)
 
-    def _serialize_context(self, task: "Task[Any, Any]", task_run_id: Any,
-                           dependencies: Any) -> Dict[str, Any]:
+    def _serialize_context(
+        self, task: Task[Any, Any], task_run_id: Any, dependencies: Any
+    ) -> dict[str, Any]:
         """Prefect's serialized context for one task run.
 
         Serializing Prefect's settings is ~100 ms (every field visited for
@@ -416,8 +474,12 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         """
         from prefect.context import serialize_context
 
-        kwargs = {"task": task, "task_run_id": task_run_id,
-                  "task_inputs": dependencies or {}, "copy_to_child_ctx": True}
+        kwargs = {
+            "task": task,
+            "task_run_id": task_run_id,
+            "task_inputs": dependencies or {},
+            "copy_to_child_ctx": True,
+        }
         with self._settings_for_workers():
             return serialize_context(asset_ctx_kwargs=kwargs)
 
@@ -427,6 +489,7 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
 
         if self._context_settings is None:
             current = SettingsContext.get()
+            assert current is not None  # Prefect falls back to its global context
             settings = current.settings
             # A flow run without PREFECT_API_URL talks to a temporary API
             # server in this process; workers in other processes must use
@@ -436,11 +499,13 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             url = getattr(getattr(ctx, "client", None), "api_url", None) if ctx else None
             if not settings.api.url and url and str(url).startswith("http"):
                 settings = settings.copy_with_update(
-                    updates={PREFECT_API_URL: str(url).rstrip("/")})
+                    updates={PREFECT_API_URL: str(url).rstrip("/")}
+                )
             cached = _CachedSettings(profile=current.profile, settings=settings)
             self._settings_token = uuid.uuid4().hex
-            cached._serialized = SettingsContext(profile=current.profile,
-                                                 settings=settings).serialize()
+            cached._serialized = SettingsContext(
+                profile=current.profile, settings=settings
+            ).serialize()
             self._context_settings = cached
         return self._context_settings
 
@@ -453,7 +518,7 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
 
     # -- life cycle -------------------------------------------------------------
 
-    def __enter__(self) -> "TaskgridTaskRunner":
+    def __enter__(self) -> TaskgridTaskRunner:
         super().__enter__()
         self._exit_stack.__enter__()
         return self
@@ -476,16 +541,24 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             self._exit_stack.__exit__(exc_type, exc_value, traceback)
             super().__exit__(exc_type, exc_value, traceback)
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         # Travels inside the flow (Prefect's context) to workers: without
         # the live client, cluster or locks; a worker uses its own client.
         data = self.__dict__.copy()
-        for k in ("_client", "_cluster", "_exit_stack", "_client_lock", "_pending",
-                  "_pending_lock", "_context_settings", "_settings_token"):
+        for k in (
+            "_client",
+            "_cluster",
+            "_exit_stack",
+            "_client_lock",
+            "_pending",
+            "_pending_lock",
+            "_context_settings",
+            "_settings_token",
+        ):
             data.pop(k, None)
         return data
 
-    def __setstate__(self, data: Dict[str, Any]) -> None:
+    def __setstate__(self, data: dict[str, Any]) -> None:
         self.__dict__.update(data)
         self._client = None
         self._cluster = None

@@ -9,18 +9,19 @@ name the same files (Dask's ``Security``: ``tls_ca_file``,
 ``tls_client_cert``, ``tls_client_key``; dask-gateway's: ``tls_cert``,
 ``tls_key``) are accepted too, so existing ``client_kwargs`` keep working.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import grpc
 
-PemOrPath = Union[str, bytes, os.PathLike, None]
+PemOrPath = Union[str, bytes, "os.PathLike[str]", None]
 
 
-def _read(value: PemOrPath) -> Optional[bytes]:
+def _read(value: PemOrPath) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -44,18 +45,19 @@ class Security:
     ca: PemOrPath = None
     cert: PemOrPath = None
     key: PemOrPath = None
-    server_name: Optional[str] = None
+    server_name: str | None = None
 
     @classmethod
-    def coerce(cls, obj: Any) -> Optional["Security"]:
+    def coerce(cls, obj: Any) -> Security | None:
         """Return `obj` as a Security (None, Security, dict or duck-typed)."""
         if obj is None or isinstance(obj, Security):
             return obj
         if isinstance(obj, dict):
             return cls(**obj)
-        get = lambda *names: next(  # noqa: E731 - tiny local helper
-            (getattr(obj, n) for n in names if getattr(obj, n, None)), None
-        )
+
+        def get(*names: str) -> Any:
+            return next((getattr(obj, n) for n in names if getattr(obj, n, None)), None)
+
         sec = cls(
             ca=get("ca", "tls_ca_file", "tls_ca"),
             cert=get("cert", "tls_client_cert", "tls_cert"),
@@ -68,7 +70,7 @@ class Security:
             )
         return sec
 
-    def pem(self) -> tuple[Optional[bytes], Optional[bytes], Optional[bytes]]:
+    def pem(self) -> tuple[bytes | None, bytes | None, bytes | None]:
         """(ca, cert, key) as PEM bytes (files are read now)."""
         return _read(self.ca), _read(self.cert), _read(self.key)
 

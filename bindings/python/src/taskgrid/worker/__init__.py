@@ -8,18 +8,17 @@ running task (key, attempt, cancelled flag) and ``taskgrid.get_client()`` a
 client to the same scheduler. :func:`register` names Python functions so
 any client, in any language, can call them.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from .. import _context
 from .core import Worker, load_preload, parse_resources
 from .executor import Task
 from .registry import register
 
-__all__ = ["Worker", "Task", "register", "get_task", "load_preload", "parse_resources"]
+__all__ = ["Task", "Worker", "get_task", "load_preload", "parse_resources", "register"]
 
 
-def get_task() -> Optional[Task]:
+def get_task() -> Task | None:
     """The task this thread is running on a Python worker, or None."""
     return _context.current_task()

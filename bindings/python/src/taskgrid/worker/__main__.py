@@ -9,6 +9,7 @@ whose import registers functions), --log-level, --heartbeat-ms and
 scheduler. Exit codes: 0 after a clean stop or drain, 2 for a usage or
 start-up error. SIGTERM/SIGINT stop cleanly; a second one exits at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,19 @@ import logging
 import os
 import signal
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
-LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "warning": logging.WARNING,
-          "info": logging.INFO, "debug": logging.DEBUG}
+LEVELS = {
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
 
 
 class _Formatter(logging.Formatter):
-    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         import time
 
         t = time.gmtime(record.created)
@@ -34,16 +40,30 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m taskgrid.worker",
         description="Connect to the taskgrid scheduler at ADDRESS and run the "
-                    "Python tasks it assigns.")
+        "Python tasks it assigns.",
+    )
     p.add_argument("address", metavar="ADDRESS", help="tcp://host:port or tls://host:port")
-    p.add_argument("--nthreads", type=int, default=os.cpu_count() or 1,
-                   help="tasks run at once (default: number of CPUs)")
+    p.add_argument(
+        "--nthreads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="tasks run at once (default: number of CPUs)",
+    )
     p.add_argument("--name", help="worker name (default: HOSTNAME-PID)")
     p.add_argument("--resources", default="", help="resource capacities, e.g. GPU=2,MEMORY=16e9")
-    p.add_argument("--preload", action="append", default=[], metavar="MODULE",
-                   help="import a module (name or .py path) that registers functions (repeatable)")
-    p.add_argument("--heartbeat-ms", type=int, default=1000,
-                   help="heartbeat interval until the scheduler sets one (default 1000)")
+    p.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (name or .py path) that registers functions (repeatable)",
+    )
+    p.add_argument(
+        "--heartbeat-ms",
+        type=int,
+        default=1000,
+        help="heartbeat interval until the scheduler sets one (default 1000)",
+    )
     p.add_argument("--log-level", default="info", choices=sorted(LEVELS))
     p.add_argument("--tls-ca", help="CA certificate (PEM) of the cluster")
     p.add_argument("--tls-cert", help="this worker's certificate (PEM)")
@@ -51,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)-5s worker: %(message)s"))
@@ -67,23 +87,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     security = None
     if args.tls_ca or args.tls_cert or args.tls_key:
         if not (args.tls_ca and args.tls_cert and args.tls_key):
-            print("taskgrid worker: error: mutual TLS needs --tls-ca, --tls-cert and --tls-key",
-                  file=sys.stderr)
+            print(
+                "taskgrid worker: error: mutual TLS needs --tls-ca, --tls-cert and --tls-key",
+                file=sys.stderr,
+            )
             return 2
         security = Security(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
     if args.nthreads < 1:
         print("taskgrid worker: error: --nthreads must be at least 1", file=sys.stderr)
         return 2
     try:
-        worker = Worker(args.address, nthreads=args.nthreads, name=args.name,
-                        resources=args.resources, preload=args.preload,
-                        security=security, heartbeat_ms=args.heartbeat_ms)
+        worker = Worker(
+            args.address,
+            nthreads=args.nthreads,
+            name=args.name,
+            resources=args.resources,
+            preload=args.preload,
+            security=security,
+            heartbeat_ms=args.heartbeat_ms,
+        )
     except Exception as e:  # noqa: BLE001 - reported as a start-up error
         print(f"taskgrid worker: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     _context.process_worker = worker
 
-    seen = []
+    seen: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
         if seen:

@@ -8,6 +8,7 @@ argument per dependency result; results are JSON (tg.noop: an empty raw
 result, tg.echo: its input with its codec). Errors use the C worker's types
 and messages (TypeError, ValueError, tg.Fail, tg.Cancelled).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,13 +52,15 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def args_of(fname: str, assignment: Any) -> list:
+def args_of(fname: str, assignment: Any) -> list[Any]:
     """The JSON input (spread if an array) plus dependency results."""
-    out: list = []
+    out: list[Any] = []
     if assignment.input:
         if assignment.codec != _codec.JSON:
-            raise TypeError(f"{fname} takes JSON arguments, but the input has "
-                            f"codec '{assignment.codec or 'raw'}'")
+            raise TypeError(
+                f"{fname} takes JSON arguments, but the input has "
+                f"codec '{assignment.codec or 'raw'}'"
+            )
         try:
             v = json.loads(assignment.input)
         except ValueError as e:
@@ -72,8 +75,9 @@ def args_of(fname: str, assignment: Any) -> list:
             out.append(None)
             continue
         if codec != _codec.JSON:
-            raise TypeError(f"{fname} takes JSON arguments, but dependency {i + 1} "
-                            f"has codec '{codec}'")
+            raise TypeError(
+                f"{fname} takes JSON arguments, but dependency {i + 1} has codec '{codec}'"
+            )
         out.append(json.loads(d.data))
     return out
 
@@ -86,8 +90,9 @@ def _step(fname: str, delta: int) -> Callable[[Any, Any], tuple[bytes, str]]:
     def fn(task: Any, a: Any) -> tuple[bytes, str]:
         args = args_of(fname, a)
         if len(args) != 1:
-            raise TypeError(f"{fname} expects one number, got {len(args)} "
-                            f"argument{_plural(len(args))}")
+            raise TypeError(
+                f"{fname} expects one number, got {len(args)} argument{_plural(len(args))}"
+            )
         if not _is_number(args[0]):
             raise TypeError(f"{fname} expects one number, got {_json_type(args[0])}")
         return _json(args[0] + delta)
@@ -98,8 +103,9 @@ def _step(fname: str, delta: int) -> Callable[[Any, Any], tuple[bytes, str]]:
 def _add(task: Any, a: Any) -> tuple[bytes, str]:
     args = args_of("tg.add", a)
     if len(args) < 2:
-        raise TypeError(f"tg.add expects at least two numbers, got {len(args)} "
-                        f"argument{_plural(len(args))}")
+        raise TypeError(
+            f"tg.add expects at least two numbers, got {len(args)} argument{_plural(len(args))}"
+        )
     for i, v in enumerate(args):
         if not _is_number(v):
             raise TypeError(f"tg.add expects numbers, got {_json_type(v)} as argument {i + 1}")
@@ -112,8 +118,10 @@ def _sum(task: Any, a: Any) -> tuple[bytes, str]:
         if isinstance(v, list):
             for x in v:
                 if not _is_number(x):
-                    raise TypeError("tg.sum expects numbers or arrays of numbers, "
-                                    f"got {_json_type(x)} in argument {i + 1}")
+                    raise TypeError(
+                        "tg.sum expects numbers or arrays of numbers, "
+                        f"got {_json_type(x)} in argument {i + 1}"
+                    )
                 total += x
         elif _is_number(v):
             total += v
@@ -133,8 +141,9 @@ def _echo(task: Any, a: Any) -> tuple[bytes, str]:
 def _sleep(task: Any, a: Any) -> tuple[bytes, str]:
     args = args_of("tg.sleep", a)
     if len(args) != 1:
-        raise TypeError(f"tg.sleep expects one number of seconds, got {len(args)} "
-                        f"argument{_plural(len(args))}")
+        raise TypeError(
+            f"tg.sleep expects one number of seconds, got {len(args)} argument{_plural(len(args))}"
+        )
     secs = args[0]
     if not _is_number(secs) or not secs >= 0:
         what = "a negative number" if _is_number(secs) else _json_type(secs)
@@ -156,8 +165,9 @@ _print_lock = threading.Lock()
 def _print(task: Any, a: Any) -> tuple[bytes, str]:
     args = args_of("tg.print", a)
     if len(args) != 1:
-        raise TypeError(f"tg.print expects one argument, got {len(args)} "
-                        f"argument{_plural(len(args))}")
+        raise TypeError(
+            f"tg.print expects one argument, got {len(args)} argument{_plural(len(args))}"
+        )
     line = json.dumps(args[0], separators=(",", ":"))
     with _print_lock:
         sys.stdout.write(line + "\n")

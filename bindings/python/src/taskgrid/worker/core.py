@@ -26,6 +26,7 @@ Semantics shared with the C worker (worker/link.c):
 * Errors go back as (type, message, traceback); retries are the
   scheduler's (the assignment's ``attempt`` says which run this is).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -39,7 +40,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -64,8 +66,12 @@ _MEMORY = pb.TASK_STATE_MEMORY
 _ERRED = pb.TASK_STATE_ERRED
 _OWN_MODULES = ("taskgrid.worker.core", "taskgrid.worker.builtins")
 
+# A finished task as the outbox holds it: (key, state, data, codec,
+# (error type, message, traceback) or None, attempt).
+_Result = tuple[str, int, bytes, str, "tuple[str, str, str] | None", int]
 
-def parse_resources(spec: Union[str, Mapping[str, float], None]) -> dict[str, float]:
+
+def parse_resources(spec: str | Mapping[str, float] | None) -> dict[str, float]:
     """'GPU=1,process=1' (or a mapping) -> {'GPU': 1.0, 'process': 1.0}."""
     if not spec:
         return {}
@@ -110,7 +116,7 @@ class _Outbox:
 
     def __init__(self) -> None:
         self._cv = threading.Condition()
-        self._results: list = []
+        self._results: list[_Result] = []
         self._released: list[str] = []
         self.session = 0
 
@@ -121,7 +127,7 @@ class _Outbox:
             self._released = []
             self._cv.notify_all()
 
-    def push(self, session: int, result: tuple) -> None:
+    def push(self, session: int, result: _Result) -> None:
         with self._cv:
             if session != self.session:
                 return  # from a session that is gone: the task runs elsewhere
@@ -143,7 +149,7 @@ class _Outbox:
         with self._cv:
             return not self._results and not self._released
 
-    def take(self, timeout: float) -> tuple[list, list]:
+    def take(self, timeout: float) -> tuple[list[_Result], list[str]]:
         with self._cv:
             if not self._results and not self._released and timeout > 0:
                 self._cv.wait(timeout)
@@ -171,10 +177,18 @@ class Worker:
     in-process workers run), ``stop()`` ends it cleanly.
     """
 
-    def __init__(self, address: str, *, nthreads: int = 1, name: Optional[str] = None,
-                 resources: Union[str, Mapping[str, float], None] = None,
-                 preload: Sequence[str] = (), security: Any = None,
-                 heartbeat_ms: int = 1000, launch_id: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        nthreads: int = 1,
+        name: str | None = None,
+        resources: str | Mapping[str, float] | None = None,
+        preload: Sequence[str] = (),
+        security: Any = None,
+        heartbeat_ms: int = 1000,
+        launch_id: str | None = None,
+    ) -> None:
         self.address = normalize_address(address)
         self.security = Security.coerce(security)
         self.nthreads = int(nthreads)
@@ -187,8 +201,7 @@ class Worker:
             load_preload(spec)
         self._heartbeat_s = max(heartbeat_ms, 10) / 1000
         self._fns = _codec.FunctionCache()
-        self._executor = Executor(self.nthreads, self._run_task,
-                                  name=f"taskgrid-task-{self.name}")
+        self._executor = Executor(self.nthreads, self._run_task, name=f"taskgrid-task-{self.name}")
         self._outbox = _Outbox()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -201,7 +214,7 @@ class Worker:
         self._start_time = time.monotonic()
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._why = ""
         self._call: Any = None
         self._said_goodbye = False
@@ -211,14 +224,15 @@ class Worker:
 
     # -- life cycle ---------------------------------------------------------
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         """Run on a background thread; returns once the thread started."""
-        self._thread = threading.Thread(target=self.run, name=f"taskgrid-worker-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, name=f"taskgrid-worker-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 
-    def stop(self, timeout: Optional[float] = None) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop cleanly: hand queued work back, finish running tasks."""
         self._stop.set()
         self._outbox.wake()
@@ -245,8 +259,9 @@ class Worker:
                     logger.info("connection to the scheduler lost (%s); reconnecting", self._why)
                 elif failures == 0 or time.monotonic() - last_warn >= 5:
                     last_warn = time.monotonic()
-                    logger.warning("cannot reach the scheduler at %s (%s); retrying",
-                                   self.address, self._why)
+                    logger.warning(
+                        "cannot reach the scheduler at %s (%s); retrying", self.address, self._why
+                    )
                 failures += 1
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -267,12 +282,19 @@ class Worker:
     # -- the session ----------------------------------------------------------
 
     def _registration(self) -> Any:
-        functions = [_codec.PY_CALL] + sorted(BUILTINS) + registry.names()
-        return pb.WorkerMessage(registration=pb.Register(
-            name=self.name, nthreads=self.nthreads, functions=functions,
-            resources=[pb.Resource(name=k, amount=v) for k, v in self.resources.items()],
-            agent=AGENT, pid=os.getpid(), host=socket.gethostname(),
-            launch_id=self.launch_id))
+        functions = [_codec.PY_CALL, *sorted(BUILTINS), *registry.names()]
+        return pb.WorkerMessage(
+            registration=pb.Register(
+                name=self.name,
+                nthreads=self.nthreads,
+                functions=functions,
+                resources=[pb.Resource(name=k, amount=v) for k, v in self.resources.items()],
+                agent=AGENT,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                launch_id=self.launch_id,
+            )
+        )
 
     def _run_session(self) -> bool:
         """One stream; True when the worker should exit (stopped/drained)."""
@@ -300,8 +322,11 @@ class Worker:
             channel.close()
         if self._closing or self._draining:
             if not ended_cleanly and not self._said_goodbye:
-                logger.warning("lost the scheduler while %s: %s",
-                               "stopping" if self._closing else "draining", self._why)
+                logger.warning(
+                    "lost the scheduler while %s: %s",
+                    "stopping" if self._closing else "draining",
+                    self._why,
+                )
             return True
         # The stream is gone: the scheduler reschedules our tasks elsewhere.
         self._executor.cancel_all()
@@ -317,14 +342,16 @@ class Worker:
             if self._stop.is_set() and not self._closing:
                 self._begin_close(sid)
             if (self._closing or self._draining) and self._executor.idle() and self._outbox.empty():
-                logger.info("%s: all work done, disconnecting",
-                            "stopping" if self._closing else "drained")
+                logger.info(
+                    "%s: all work done, disconnecting", "stopping" if self._closing else "drained"
+                )
                 self._goodbye()
                 return  # half-close: the scheduler ends the call
             if self._closing and time.monotonic() > self._close_deadline:
-                queued, running = self._executor.counts()
-                logger.warning("%d tasks still running after %.0f s: abandoning them",
-                               running, STOP_GRACE_S)
+                _queued, running = self._executor.counts()
+                logger.warning(
+                    "%d tasks still running after %.0f s: abandoning them", running, STOP_GRACE_S
+                )
                 self._executor.cancel_all()
                 self._goodbye()
                 return
@@ -346,15 +373,20 @@ class Worker:
             timer.daemon = True
             timer.start()
 
-    def _message(self, results: list, released: list) -> Any:
+    def _message(self, results: list[_Result], released: list[str]) -> Any:
         m = pb.WorkerMessage(uptime_ms=int((time.monotonic() - self._start_time) * 1000))
         add = m.results.add
         for key, state, data, codec, error, attempt in results:
             if state == _MEMORY:
                 add(key=key, state=state, data=data, codec=codec, attempt=attempt)
             else:
-                add(key=key, state=state, attempt=attempt,
-                    error=pb.TaskError(type=error[0], message=error[1], traceback=error[2]))
+                assert error is not None  # _run_task pairs every error state with one
+                add(
+                    key=key,
+                    state=state,
+                    attempt=attempt,
+                    error=pb.TaskError(type=error[0], message=error[1], traceback=error[2]),
+                )
         if released:
             m.released.extend(released)
         return m
@@ -365,8 +397,13 @@ class Worker:
             if msg.worker_name != self.name:
                 logger.info("registered as %s", msg.worker_name)
             self.name = msg.worker_name
-            logger.info("connected to %s as %s (%d threads, %d functions)", self.address,
-                        self.name, self.nthreads, 1 + len(BUILTINS) + len(registry.names()))
+            logger.info(
+                "connected to %s as %s (%d threads, %d functions)",
+                self.address,
+                self.name,
+                self.nthreads,
+                1 + len(BUILTINS) + len(registry.names()),
+            )
         if msg.heartbeat_ms:
             self._heartbeat_s = min(max(msg.heartbeat_ms, 10), 3_600_000) / 1000
         # Cancels first: they refer to earlier assignments; a key cancelled
@@ -387,8 +424,9 @@ class Worker:
         if msg.drain and not self._draining:
             self._draining = True
             queued, running = self._executor.counts()
-            logger.info("draining: finishing %d queued and %d running tasks, then exiting",
-                        queued, running)
+            logger.info(
+                "draining: finishing %d queued and %d running tasks, then exiting", queued, running
+            )
             self._outbox.wake()
 
     def _begin_close(self, sid: int) -> None:
@@ -398,8 +436,12 @@ class Worker:
         for t in queued:
             self._outbox.push_released(sid, t.key)
         _, running = self._executor.counts()
-        logger.info("stopping: handed %d queued tasks back, waiting for %d running (up to %.0f s)",
-                    len(queued), running, STOP_GRACE_S)
+        logger.info(
+            "stopping: handed %d queued tasks back, waiting for %d running (up to %.0f s)",
+            len(queued),
+            running,
+            STOP_GRACE_S,
+        )
 
     # -- running tasks --------------------------------------------------------
 
@@ -409,7 +451,7 @@ class Worker:
         _context.set_current(self, t)
         try:
             data, codec = self._execute(t, t.assignment)
-            out = (t.key, _MEMORY, data, codec, None, t.attempt)
+            out: _Result = (t.key, _MEMORY, data, codec, None, t.attempt)
         except BaseException as e:  # noqa: BLE001 - reported to the scheduler
             out = (t.key, _ERRED, b"", "", self._error(e), t.attempt)
         finally:
@@ -434,8 +476,8 @@ class Worker:
         builtin = BUILTINS.get(func)
         if builtin is not None:
             return builtin(t, a)
-        fn = registry.lookup(func)
-        if fn is None:
+        named = registry.lookup(func)
+        if named is None:
             raise LookupError(f"worker {self.name} does not provide function {func!r}")
         args = []
         if a.input:
@@ -445,7 +487,7 @@ class Worker:
             else:
                 args.append(v)
         args.extend(_codec.decode(d.data, d.codec) for d in a.deps)
-        return _codec.encode_named_result(fn(*args))
+        return _codec.encode_named_result(named(*args))
 
     @staticmethod
     def _error(e: BaseException) -> tuple[str, str, str]:
@@ -470,10 +512,16 @@ class Worker:
         """A client to this worker's scheduler with its credentials (shared)."""
         with self._client_lock:
             if self._client is None:
+                # The one use of the client layer, which sits above this one
+                # (cluster.py imports both): imported when first needed.
                 from ..client import Client
 
-                c = Client(self.address, security=self.security, set_as_default=False,
-                           name=f"worker-{self.name}")
+                c = Client(
+                    self.address,
+                    security=self.security,
+                    set_as_default=False,
+                    name=f"worker-{self.name}",
+                )
                 c._shared = True
                 self._client = c
             return self._client

@@ -10,12 +10,14 @@ Cancelling a queued task drops it; a running one only sees its
 ``cancelled`` flag (Python threads cannot be interrupted) and its result is
 not reported.
 """
+
 from __future__ import annotations
 
 import heapq
 import itertools
 import threading
-from typing import Any, Callable, Iterable, List, Optional
+from collections.abc import Iterable
+from typing import Any, Callable
 
 
 class Task:
@@ -26,8 +28,16 @@ class Task:
     check it and return early).
     """
 
-    __slots__ = ("key", "priority", "attempt", "assignment", "session",
-                 "cancelled", "dropped", "holds_slot")
+    __slots__ = (
+        "assignment",
+        "attempt",
+        "cancelled",
+        "dropped",
+        "holds_slot",
+        "key",
+        "priority",
+        "session",
+    )
 
     def __init__(self, assignment: Any, session: int) -> None:
         self.assignment = assignment
@@ -44,8 +54,9 @@ class Task:
 
 
 class Executor:
-    def __init__(self, nslots: int, run: Callable[[Task], None],
-                 name: str = "taskgrid-task") -> None:
+    def __init__(
+        self, nslots: int, run: Callable[[Task], None], name: str = "taskgrid-task"
+    ) -> None:
         if nslots < 1:
             raise ValueError("a worker needs at least one thread")
         self.nslots = nslots
@@ -55,7 +66,7 @@ class Executor:
         self._work = threading.Condition(self._mu)
         self._slot = threading.Condition(self._mu)
         self._idle_cv = threading.Condition(self._mu)
-        self._heap: List[tuple[int, int, Task]] = []
+        self._heap: list[tuple[int, int, Task]] = []
         self._seq = itertools.count()
         self._queued: dict[str, Task] = {}
         self._running: set[Task] = set()
@@ -92,8 +103,9 @@ class Executor:
         for _ in range(max(0, missing)):
             self._starting += 1
             self._nthreads += 1
-            threading.Thread(target=self._main, name=f"{self._name}-{self._nthreads}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._main, name=f"{self._name}-{self._nthreads}", daemon=True
+            ).start()
 
     def _main(self) -> None:
         mu = self._mu
@@ -182,7 +194,7 @@ class Executor:
                 self._idle_cv.notify_all()
             return True
 
-    def take_queued(self) -> List[Task]:
+    def take_queued(self) -> list[Task]:
         """Remove and return every queued task (to hand back unstarted)."""
         with self._mu:
             tasks = [t for t in self._queued.values() if not t.dropped]
@@ -214,10 +226,9 @@ class Executor:
         with self._mu:
             return not self._queued and not self._running
 
-    def wait_idle(self, timeout: Optional[float]) -> bool:
+    def wait_idle(self, timeout: float | None) -> bool:
         with self._mu:
-            return self._idle_cv.wait_for(
-                lambda: not self._queued and not self._running, timeout)
+            return self._idle_cv.wait_for(lambda: not self._queued and not self._running, timeout)
 
     def stop(self) -> None:
         with self._mu:

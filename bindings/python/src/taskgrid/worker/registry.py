@@ -15,17 +15,18 @@ Any client can then call them by name, in any language
 followed by one argument per dependency result; results go back as JSON
 when they are JSON-serializable (else pickle, which only Python reads).
 """
+
 from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
+from typing import Any, Callable, TypeVar, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+$")
 _lock = threading.Lock()
-_functions: Dict[str, Callable[..., Any]] = {}
+_functions: dict[str, Callable[..., Any]] = {}
 
 
 @overload
@@ -36,11 +37,11 @@ def register(name: str) -> Callable[[F], F]: ...
 def register(name: str, fn: F) -> F: ...
 
 
-def register(name: str, fn: Optional[F] = None) -> Union[F, Callable[[F], F]]:
+def register(name: str, fn: F | None = None) -> F | Callable[[F], F]:
     """Register `fn` under ``"namespace.name"`` (usable as a decorator)."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"function names are 'namespace.name', got {name!r}")
-    if name.startswith("tg.") or name.startswith("py."):
+    if name.startswith(("tg.", "py.")):
         raise ValueError(f"{name!r}: the 'tg' and 'py' namespaces are taskgrid's own")
 
     def add(f: F) -> F:
@@ -53,7 +54,7 @@ def register(name: str, fn: Optional[F] = None) -> Union[F, Callable[[F], F]]:
     return add(fn) if fn is not None else add
 
 
-def lookup(name: str) -> Optional[Callable[..., Any]]:
+def lookup(name: str) -> Callable[..., Any] | None:
     return _functions.get(name)
 
 

@@ -1,0 +1,280 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The I/O side of a Client: the outbox pump, Gather streams and releases.
+
+Everything here runs on the shared I/O loop (see _loop.py), except the
+callers' appends to the outbox:
+
+* submit/map append TaskSpecs to the client's *outbox*; one pump coroutine
+  drains it in order, merging everything queued into as few Submit calls
+  as the message limits allow (one for a whole map). Releases and cancels
+  go through the same outbox, so they can never overtake the submit they
+  refer to.
+* After each Submit, one Gather stream is opened for that batch's keys;
+  results stream back as tasks finish and are filed under their key. No
+  per-task RPC is ever made, and results are decoded lazily, on result().
+* When the last Future of a key is garbage-collected the key is released
+  (batched, like everything else), so the scheduler can forget the result.
+
+:class:`ClientIO` is the base class of :class:`taskgrid.Client`, which
+creates every attribute declared here. Depends on _future and the stubs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+
+from ._future import CANCELLED, ERROR, FINISHED, LOST, PENDING, _State, run_callback
+from ._loop import IOLoop
+from ._rpc import pb, pb_grpc
+from .errors import SchedulerError
+
+logger = logging.getLogger("taskgrid.client")
+
+# Limits of one Submit: the protocol's 65,535 entries per repeated field,
+# and a byte budget far below the scheduler's 64 MiB default.
+_SUBMIT_MAX_TASKS = 50_000
+_SUBMIT_MAX_BYTES = 16 * 1024 * 1024
+_RELEASE_MAX_KEYS = 50_000
+
+_MEMORY = pb.TASK_STATE_MEMORY
+_ERRED = pb.TASK_STATE_ERRED
+_CANCELLED = pb.TASK_STATE_CANCELLED
+_RELEASED = pb.TASK_STATE_RELEASED
+
+# An outbox entry: ("submit", [TaskSpec]), ("release", [key]),
+# ("gather", [key]) or ("call", (coroutine function, concurrent future)).
+Op = tuple[str, Any]
+
+
+class ClientIO:
+    """The outbox pump and result streams of a Client (its base class)."""
+
+    # Set by Client.__init__ (and _connect) before any of this runs.
+    id: str
+    address: str
+    _io: IOLoop
+    _channel: grpc.aio.Channel
+    _stub: pb_grpc.SchedulerStub
+    _cond: threading.Condition
+    _closed: bool
+    _states: dict[str, _State]
+    _outbox: collections.deque[Op]
+    _pumping: bool
+    _pump_task: asyncio.Future[None] | None
+    _decrefs: collections.deque[_State]
+    _decref_scheduled: bool
+    _calls: set[asyncio.Task[None]]
+
+    # -- the pump -----------------------------------------------------------
+
+    def _kick(self) -> None:
+        # Under self._cond.
+        if not self._pumping:
+            self._pumping = True
+            self._io.call_soon(self._start_pump)
+
+    def _start_pump(self) -> None:
+        # Held here: the loop keeps only a weak reference to its tasks.
+        self._pump_task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                release: list[str] = []
+                with self._cond:
+                    if not self._outbox:
+                        self._pumping = False
+                        return
+                    kind, payload = self._pop_merged()
+                    if kind == "release" and self._outbox and self._outbox[0][0] == "submit":
+                        # Releases ride on the next Submit (applied before its
+                        # tasks, so only those queued before it may join).
+                        release = payload
+                        kind, payload = self._pop_merged()
+                if kind == "submit":
+                    await self._send_submit(payload, release)
+                elif kind == "release":
+                    await self._send_release(payload)
+                elif kind == "gather":
+                    self._start_gather(payload)
+                else:  # "call": (coroutine function, concurrent future)
+                    fn, cf = payload
+                    try:
+                        cf.set_result(await fn())
+                    except BaseException as e:  # noqa: BLE001 - handed to caller
+                        cf.set_exception(e)
+        except BaseException:
+            with self._cond:
+                self._pumping = False
+            if not self._closed:
+                logger.exception("taskgrid client pump failed")
+            raise
+
+    def _pop_merged(self) -> Op:
+        # Under self._cond: the next op, merged with following ops of its kind.
+        kind, payload = self._outbox.popleft()
+        if kind in ("submit", "release", "gather"):
+            items = list(payload)
+            while self._outbox and self._outbox[0][0] == kind:
+                items.extend(self._outbox.popleft()[1])
+            payload = items
+        return kind, payload
+
+    async def _send_submit(self, specs: list[pb.TaskSpec], release: list[str]) -> None:
+        if len(release) > _RELEASE_MAX_KEYS:
+            await self._send_release(release)
+            release = []
+        chunk: list[pb.TaskSpec] = []
+        size = 0
+        for spec in specs:
+            n = len(spec.input) + len(spec.key) + 64
+            if chunk and (len(chunk) >= _SUBMIT_MAX_TASKS or size + n > _SUBMIT_MAX_BYTES):
+                await self._submit_chunk(chunk, release)
+                chunk, size, release = [], 0, []
+            chunk.append(spec)
+            size += n
+        if chunk:
+            await self._submit_chunk(chunk, release)
+
+    async def _submit_chunk(self, chunk: list[pb.TaskSpec], release: list[str]) -> None:
+        keys = [s.key for s in chunk]
+        try:
+            await self._stub.Submit(
+                pb.SubmitRequest(tasks=chunk, client_id=self.id, release=release)
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                exc: BaseException = ValueError(f"the scheduler refused the tasks: {e.details()}")
+            else:
+                exc = SchedulerError(
+                    f"submitting to {self.address} failed ({e.code().name}: {e.details()})"
+                )
+            self._fail(keys, exc)
+            return
+        self._start_gather(keys)
+
+    # -- results ------------------------------------------------------------
+
+    def _start_gather(self, keys: list[str]) -> None:
+        task = asyncio.ensure_future(self._gather(keys))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _gather(self, keys: list[str]) -> None:
+        call = self._stub.Gather(pb.GatherRequest(keys=keys))
+        try:
+            async for resp in call:
+                self._on_results(resp.results)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        except grpc.aio.AioRpcError as e:
+            if not self._closed:
+                self._fail(
+                    keys,
+                    SchedulerError(
+                        f"lost the results stream from {self.address} "
+                        f"({e.code().name}: {e.details()})"
+                    ),
+                )
+            return
+        # Every key has been answered; anything still pending was missed.
+        with self._cond:
+            missed = [
+                k for k in keys if (st := self._states.get(k)) is not None and st.status is PENDING
+            ]
+        if missed and not self._closed:
+            self._fail(missed, SchedulerError("the scheduler ended a gather without these keys"))
+
+    def _on_results(self, results: Iterable[pb.TaskResult]) -> None:
+        fired = []
+        with self._cond:
+            states = self._states
+            for r in results:
+                st = states.get(r.key)
+                if st is None or st.status is not PENDING:
+                    continue
+                s = r.state
+                if s == _MEMORY:
+                    st.data = r.data
+                    st.codec = r.codec
+                    st.status = FINISHED
+                else:
+                    e = r.error
+                    st.error = (e.type, e.message, e.traceback, e.origin_key)
+                    if s == _ERRED:
+                        st.status = ERROR
+                    elif s == _CANCELLED:
+                        st.status = CANCELLED
+                    elif s == _RELEASED:
+                        st.status = LOST
+                    else:  # not final (a gather timeout): keep waiting
+                        st.error = None
+                        continue
+                if st.callbacks:
+                    fired.append(st)
+            self._cond.notify_all()
+        for st in fired:
+            self._fire(st)
+
+    def _fail(self, keys: Iterable[str], exc: BaseException) -> None:
+        fired = []
+        with self._cond:
+            for k in keys:
+                st = self._states.get(k)
+                if st is not None and st.status is PENDING:
+                    st.status = ERROR
+                    st.exc = exc
+                    if st.callbacks:
+                        fired.append(st)
+            self._cond.notify_all()
+        for st in fired:
+            self._fire(st)
+
+    def _fire(self, st: _State) -> None:
+        with self._cond:
+            cbs, st.callbacks = st.callbacks, None
+        for fut, fn in cbs or ():
+            run_callback(fut, fn)
+
+    # -- releasing ----------------------------------------------------------
+
+    def _decref(self, st: _State) -> None:
+        # May run in any thread, inside a garbage collection, even while this
+        # thread holds self._cond: only append and schedule.
+        self._decrefs.append(st)
+        if not self._decref_scheduled and not self._closed:
+            self._decref_scheduled = True
+            with contextlib.suppress(RuntimeError):  # loop closed at interpreter exit
+                self._io.call_soon(self._apply_decrefs)
+
+    def _apply_decrefs(self) -> None:
+        release = []
+        with self._cond:
+            self._decref_scheduled = False
+            while self._decrefs:
+                st = self._decrefs.popleft()
+                st.refs -= 1
+                if st.refs <= 0 and self._states.get(st.key) is st:
+                    del self._states[st.key]
+                    if st.held:
+                        release.append(st.key)
+            if release and not self._closed:
+                self._outbox.append(("release", release))
+                self._kick()
+
+    async def _send_release(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), _RELEASE_MAX_KEYS):
+            try:
+                await self._stub.Release(pb.ReleaseRequest(keys=keys[i : i + _RELEASE_MAX_KEYS]))
+            except grpc.aio.AioRpcError as e:
+                if not self._closed:
+                    logger.debug("release failed: %s", e.details())
