@@ -117,8 +117,8 @@ int main(int argc, char **argv)
     }
 
     const tgs_str funcs[] = {{"tg.noop", 7}};
-    tgs_worker_spec w = {.name = {"w1", 2}, .nthreads = 8, .funcs = funcs,
-                         .nfuncs = 1};
+    tgs_worker_spec w = {
+        .name = {"w1", 2}, .nthreads = 8, .funcs = funcs, .nfuncs = 1};
     if (resources) {
         w.resources = slot8;
         w.nresources = 1;
@@ -127,8 +127,10 @@ int main(int argc, char **argv)
     tgs_core_worker_add(c, 1, &w, ms);
     size_t nrun = 0, head = 0, done = 0;
     tgs_action a;
-    const tgs_outcome ok = {.ok = true, .data = (const uint8_t *)"x",
-                            .data_len = 1, .codec = {"raw", 3}};
+    const tgs_outcome ok = {.ok = true,
+                            .data = (const uint8_t *)"x",
+                            .data_len = 1,
+                            .codec = {"raw", 3}};
     for (;;) {
         while (tgs_core_next_action(c, &a))
             if (a.kind == TGS_ACT_ASSIGN)

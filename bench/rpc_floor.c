@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "transport/client.h"
@@ -141,7 +141,8 @@ int main(int argc, char **argv)
             }
             clock_gettime(CLOCK_MONOTONIC, &b);
             free(resp);
-            lat[i] = (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
+            lat[i] =
+                (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
         }
         qsort(lat, n_unary, sizeof(double), cmp);
         printf("case=floor_unary n=%zu run=%d p50_us=%.1f p99_us=%.1f\n",

@@ -46,7 +46,7 @@ static int case_noop(tg_client *c, size_t n, int run)
 {
     tg_task_def *defs = calloc(n, sizeof(*defs));
     tg_future **fs = calloc(n, sizeof(*fs));
-    char (*keys)[32] = calloc(n, sizeof(*keys));
+    char(*keys)[32] = calloc(n, sizeof(*keys));
     double t0, t1;
     int rc;
 
@@ -124,8 +124,8 @@ static int case_diamond(tg_client *c, size_t m, int run)
     size_t n = 3 * m + 1;
     tg_task_def *defs = calloc(n, sizeof(*defs));
     tg_future **fs = calloc(n, sizeof(*fs));
-    char (*keys)[40] = calloc(n, sizeof(*keys));
-    char (*in)[24] = calloc(m, sizeof(*in));
+    char(*keys)[40] = calloc(n, sizeof(*keys));
+    char(*in)[24] = calloc(m, sizeof(*in));
     const char **pairs = calloc(2 * m, sizeof(char *));
     const char **adds = calloc(m, sizeof(char *));
     const void *data;
@@ -231,7 +231,7 @@ static int case_pending(tg_client *c, size_t n, int run, long sched_pid)
         size_t k = n - done < chunk ? n - done : chunk;
         tg_task_def *defs = calloc(k, sizeof(*defs));
         tg_future **fs = calloc(k, sizeof(*fs));
-        char (*keys)[32] = calloc(k, sizeof(*keys));
+        char(*keys)[32] = calloc(k, sizeof(*keys));
         for (size_t i = 0; i < k; i++) {
             tg_task_def e = TG_TASK_DEF_INIT;
             snprintf(keys[i], 32, "p%u-%zu", run_seq, done + i);

@@ -19,9 +19,9 @@
 
 #include <pb.h>
 
-#include "wire_types.h"
-#include "taskgrid/v1/taskgrid.pb.h"
 #include "grpc/health/v1/health.pb.h"
+#include "taskgrid/v1/taskgrid.pb.h"
+#include "wire_types.h"
 
 /*
  * Decode `len` bytes at `buf` into `msg` (a struct of type `fields`, which

@@ -88,8 +88,8 @@ void tgs_auth_refusal(const char *method, unsigned roles, const char *role,
     if (short_name[0] == '/')
         short_name++;
     slash = strchr(short_name, '/');
-    if (slash != NULL && (dot = memrchr(short_name, '.',
-                                        (size_t)(slash - short_name))) != NULL)
+    if (slash != NULL &&
+        (dot = memrchr(short_name, '.', (size_t)(slash - short_name))) != NULL)
         short_name = dot + 1;
     for (size_t i = 0; i < COUNT(role_names); i++)
         count += (roles & role_names[i].bit) != 0;

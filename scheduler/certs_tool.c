@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/certs.h"
 #include "taskgrid/status.h"
+#include "util/certs.h"
 
 static const char usage[] =
     "usage: taskgrid-certs DIR [--days N] [--hosts H1,H2,...] [--force]\n"
@@ -62,8 +62,8 @@ static char *slurp(const char *path)
 }
 
 /* Sign one more certificate with the CA in `dir`. */
-static int issue(const char *dir, const char *role, const char *name,
-                 int days, const char *hosts, bool force)
+static int issue(const char *dir, const char *role, const char *name, int days,
+                 const char *hosts, bool force)
 {
     char path[PATH_MAX], *ca_cert, *ca_key, *cert = NULL, *key = NULL;
     tg__certs_ca *ca = NULL;

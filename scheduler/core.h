@@ -36,9 +36,9 @@
  * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
  * borrowed and stay valid until the next call of an event function
  * (tgs_core_submit, _worker_*, _task_finished, _cancel, _release, _tick,
- * _watch, _set_*, _scale, _adapt): tasks are freed lazily, at the start of the next event.
- * (The core frees them only once the action queue has been emptied, so a
- * caller that pops every action after each event can never see a freed
+ * _watch, _set_*, _scale, _adapt): tasks are freed lazily, at the start of the
+ * next event. (The core frees them only once the action queue has been emptied,
+ * so a caller that pops every action after each event can never see a freed
  * task.)
  */
 #ifndef TGS_CORE_H
@@ -301,8 +301,8 @@ int tgs_core_watch(tgs_core *c, tgs_str key, uint64_t watcher,
  * timer heap. *count (may be NULL) = tasks cancelled. Unknown keys are
  * skipped.
  */
-int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n,
-                    int64_t now_ms, uint32_t *count);
+int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
+                    uint32_t *count);
 
 /**
  * Drop one client hold of each key. A task with no holds whose result no
@@ -418,8 +418,7 @@ bool tgs_core_worker_at(const tgs_core *c, size_t i, tgs_worker_info *out);
  * WAITING: "waiting for 3 dependencies" or "retrying in 200 ms (attempt
  * 2)".
  */
-void tgs_core_why(const tgs_core *c, const tgs_task *t, char *buf,
-                  size_t len);
+void tgs_core_why(const tgs_core *c, const tgs_task *t, char *buf, size_t len);
 
 /* ---- task accessors (borrowed results) ---- */
 

@@ -5,8 +5,8 @@
  * buffer of their destination (a worker's stream or a gather's), which
  * server.c flushes once per loop turn.
  */
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "methods.h"
 #include "sched.h"
@@ -36,7 +36,6 @@ void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t)
     }
 }
 
-
 void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r)
 {
     taskgrid_v1_GatherResponse m = {0};
@@ -44,7 +43,7 @@ void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r)
     m.results_count = 1;
     m.results = (taskgrid_v1_TaskResult *)r;
     if (tg__wire_append(taskgrid_v1_GatherResponse_fields, &m, &g->out.p,
-                       &g->out.len, &g->out.cap) != TG_OK) {
+                        &g->out.len, &g->out.cap) != TG_OK) {
         TG_LOG_ERROR("cannot encode a result for a gather");
         return;
     }
@@ -54,11 +53,10 @@ void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r)
         srv_flush_peer(g);
 }
 
-void srv_worker_append(sched *s, peer *w,
-                          const taskgrid_v1_SchedulerMessage *m)
+void srv_worker_append(sched *s, peer *w, const taskgrid_v1_SchedulerMessage *m)
 {
     if (tg__wire_append(taskgrid_v1_SchedulerMessage_fields, m, &w->out.p,
-                       &w->out.len, &w->out.cap) != TG_OK) {
+                        &w->out.len, &w->out.cap) != TG_OK) {
         TG_LOG_ERROR("cannot encode a message for worker %s", w->name);
         return;
     }
@@ -103,8 +101,7 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
         free(deps);
     if (tg__log_enabled(TG__LOG_DEBUG)) {
         tgs_str k = tgs_task_key(t);
-        TG_LOG_DEBUG("task %.*s: processing on %s", (int)k.len, k.ptr,
-                     w->name);
+        TG_LOG_DEBUG("task %.*s: processing on %s", (int)k.len, k.ptr, w->name);
     }
 }
 

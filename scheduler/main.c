@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/log.h"
 #include "server.h"
+#include "util/log.h"
 #include "util/tls.h"
 
 static const char usage[] =
@@ -93,9 +93,10 @@ static bool is_one_of(const char *a, const char *const *flags)
 static int parse_number(cli *c, const char *a, const char *val)
 {
     static const char *const flags[] = {
-        "--workers",          "--nthreads",        "--no-worker-timeout",
-        "--allowed-failures", "--retry-backoff",   "--retry-backoff-max",
-        "--max-message",      NULL,
+        "--workers",           "--nthreads",
+        "--no-worker-timeout", "--allowed-failures",
+        "--retry-backoff",     "--retry-backoff-max",
+        "--max-message",       NULL,
     };
     tgs_server_opts *o = &c->o;
     unsigned long long v;
@@ -130,8 +131,7 @@ static int parse_number(cli *c, const char *a, const char *val)
         o->retry_backoff_max_ms = (int64_t)v;
     } else if (strcmp(a, "--max-message") == 0) {
         if (parse_u64(val, &v) || v < 1024 || v > 0x7fffffffull)
-            return bad("--max-message expects 1024 to 2147483647 bytes",
-                       val);
+            return bad("--max-message expects 1024 to 2147483647 bytes", val);
         o->max_message = (size_t)v;
     }
     return 0;
@@ -258,8 +258,7 @@ static int check_worker_tls(cli *c)
                    "(tls:// --listen with --tls-*)",
                    NULL);
     if (c->wtls[1] == NULL || c->wtls[2] == NULL)
-        return bad("--worker-tls-cert and --worker-tls-key go together",
-                   NULL);
+        return bad("--worker-tls-cert and --worker-tls-key go together", NULL);
     if (c->wtls[0] == NULL)
         c->wtls[0] = c->tls[0];
     memset(&wk, 0, sizeof(wk));

@@ -5,15 +5,14 @@
  * processes up to the target (in bounded bursts) and stopping ones that
  * never connected. Which workers to retire is the core's decision.
  */
-#include <string.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include "methods.h"
 #include "sched.h"
 #include "util/clock.h"
 #include "util/log.h"
-
 
 static bool launch_connected(void *ud, const char *id)
 {
@@ -85,10 +84,10 @@ void srv_scale_tick(sched *s, int64_t now)
     /* Still too many: stop started processes that never connected (no
      * work to lose). Connected ones are the core's to retire, by
      * draining; it picks the least loaded. */
-    while (active > s->target &&
-           tgs_launcher_pick(s->launcher, launch_connected, s, id,
-                             sizeof(id)) &&
-           !launch_connected(s, id)) {
+    while (
+        active > s->target &&
+        tgs_launcher_pick(s->launcher, launch_connected, s, id, sizeof(id)) &&
+        !launch_connected(s, id)) {
         tgs_launcher_retire(s->launcher, id);
         tgs_launcher_signal(s->launcher, id, SIGTERM);
         active--;

@@ -121,7 +121,7 @@ uint8_t *srv_encode(const pb_msgdesc_t *f, const void *msg, size_t *len);
 void srv_reply(tg__scall *c, const pb_msgdesc_t *f, const void *msg);
 /* Decode a request; on failure the call ends with INVALID_ARGUMENT. */
 bool srv_decode(tg__scall *c, const pb_msgdesc_t *f, void *msg,
-                   const uint8_t *req, size_t len);
+                const uint8_t *req, size_t len);
 
 /* ---- dispatch.c: core actions -> messages ---- */
 
@@ -131,7 +131,7 @@ void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t);
 void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r);
 /* Append one message to a worker's stream. */
 void srv_worker_append(sched *s, peer *w,
-                          const taskgrid_v1_SchedulerMessage *m);
+                       const taskgrid_v1_SchedulerMessage *m);
 /* End a gather once nothing is outstanding. */
 void srv_gather_maybe_finish(sched *s, peer *g);
 /* Pop every queued core action and turn it into messages. */
@@ -142,11 +142,9 @@ void srv_run_actions(sched *s);
 void srv_do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_scale(sched *s, tg__scall *c, const uint8_t *req, size_t len);
-void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req,
-                        size_t len);
+void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_cancel(sched *s, tg__scall *c, const uint8_t *req, size_t len);
-void srv_do_release(sched *s, tg__scall *c, const uint8_t *req,
-                       size_t len);
+void srv_do_release(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 

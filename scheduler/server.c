@@ -11,12 +11,12 @@
  * start-up and shutdown. No scheduling decision is taken here.
  */
 #include <limits.h>
-#include <unistd.h>
-#include <string.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "util/address.h"
@@ -66,7 +66,6 @@ static void on_signal(int sig)
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
-
 
 int srv_table_add(peer_table *t, peer *p)
 {
@@ -152,7 +151,7 @@ void srv_reply(tg__scall *c, const pb_msgdesc_t *f, const void *msg)
 }
 
 bool srv_decode(tg__scall *c, const pb_msgdesc_t *f, void *msg,
-                   const uint8_t *req, size_t len)
+                const uint8_t *req, size_t len)
 {
     if (tg__wire_decode(f, msg, req, len) != TG_OK) {
         tg__scall_finish(c, TG_EINVAL, tg_error_last());
@@ -433,8 +432,9 @@ int tgs_server_main(const tgs_server_opts *o)
             tgs_launcher_new(&s.launcher, &lo);
         }
     } else if (strcmp(o->launcher, "none") != 0) {
-        fprintf(stderr, "taskgrid-scheduler: unknown launcher '%s' (use "
-                        "'local' or 'none')\n",
+        fprintf(stderr,
+                "taskgrid-scheduler: unknown launcher '%s' (use "
+                "'local' or 'none')\n",
                 o->launcher);
         rc = 2;
         goto cleanup;

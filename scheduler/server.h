@@ -14,11 +14,11 @@
 #include <stdint.h>
 
 typedef struct tgs_server_opts {
-    const char *listen;          /* "tcp://0.0.0.0:8786" */
-    const char *launcher;        /* "local" or "none" */
-    const char *worker_bin;      /* NULL: next to this executable, or PATH */
-    uint32_t workers;            /* workers to start at once */
-    uint32_t worker_nthreads;    /* --nthreads of launched workers */
+    const char *listen;       /* "tcp://0.0.0.0:8786" */
+    const char *launcher;     /* "local" or "none" */
+    const char *worker_bin;   /* NULL: next to this executable, or PATH */
+    uint32_t workers;         /* workers to start at once */
+    uint32_t worker_nthreads; /* --nthreads of launched workers */
     const char *worker_resources;
     const char *const *worker_preload;
     size_t nworker_preload;

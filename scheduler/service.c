@@ -5,15 +5,14 @@
  * decoded (proto/wire.h), checked, and turned into core events; errors
  * keep their tg_status meaning on the wire.
  */
-#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "methods.h"
 #include "sched.h"
 #include "util/clock.h"
 #include "util/log.h"
-
 
 /* Key lists (Cancel, Release, SubmitRequest.release) as core strings. */
 static tgs_str *keys_of(char **keys, pb_size_t n)
@@ -92,8 +91,8 @@ void srv_do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         }
     }
     err[0] = '\0';
-    rc = tgs_core_submit(s->core, specs, m.tasks_count, tg__now_ms(), &sr,
-                         err, sizeof(err));
+    rc = tgs_core_submit(s->core, specs, m.tasks_count, tg__now_ms(), &sr, err,
+                         sizeof(err));
     if (rc != TGS_OK) {
         /* The core's codes are tg_status values (core.h): they keep their
          * meaning on the wire. */
@@ -229,8 +228,7 @@ void srv_do_scale(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     srv_run_actions(s); /* the new target (TGS_ACT_SCALE) */
 }
 
-void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req,
-                        size_t len)
+void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 {
     taskgrid_v1_AnnotateRequest m;
     taskgrid_v1_AnnotateResponse r = {0};
@@ -253,8 +251,8 @@ void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req,
         r.changed = n;
     }
     if (m.annotation.has_retries) {
-        tgs_core_set_retries(s->core, keys, m.keys_count,
-                             m.annotation.retries, &n);
+        tgs_core_set_retries(s->core, keys, m.keys_count, m.annotation.retries,
+                             &n);
         if (n > r.changed)
             r.changed = n;
     }
@@ -267,8 +265,8 @@ void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req,
             res[i].name = S(m.annotation.resources[i].name);
             res[i].amount = m.annotation.resources[i].amount;
         }
-        rc = res ? tgs_core_set_resources(s->core, keys, m.keys_count, res,
-                                          nr, &n)
+        rc = res ? tgs_core_set_resources(s->core, keys, m.keys_count, res, nr,
+                                          &n)
                  : TGS_ENOMEM;
         free(res);
         if (rc != TGS_OK) {
@@ -309,8 +307,7 @@ void srv_do_cancel(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     srv_run_actions(s);
 }
 
-void srv_do_release(sched *s, tg__scall *c, const uint8_t *req,
-                       size_t len)
+void srv_do_release(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 {
     taskgrid_v1_ReleaseRequest m;
     taskgrid_v1_ReleaseResponse r = {0};

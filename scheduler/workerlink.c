@@ -4,18 +4,16 @@
  * functions, threads and resources become a core worker) and the messages
  * of its stream (results, hand-backs, heartbeats).
  */
-#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "methods.h"
 #include "sched.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-
-static void worker_register(sched *s, peer *w,
-                            const taskgrid_v1_Register *reg)
+static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
 {
     tgs_worker_spec spec = {0};
     tgs_str *funcs;
@@ -24,10 +22,9 @@ static void worker_register(sched *s, peer *w,
     char name[256];
     int rc;
 
-    funcs = calloc(reg->functions_count ? reg->functions_count : 1,
-                   sizeof(*funcs));
-    res = calloc(reg->resources_count ? reg->resources_count : 1,
-                 sizeof(*res));
+    funcs =
+        calloc(reg->functions_count ? reg->functions_count : 1, sizeof(*funcs));
+    res = calloc(reg->resources_count ? reg->resources_count : 1, sizeof(*res));
     if (funcs == NULL || res == NULL) {
         free(funcs);
         free(res);
@@ -35,7 +32,8 @@ static void worker_register(sched *s, peer *w,
         return;
     }
     /* Names are unique in the cluster: suffix duplicates with the id. */
-    snprintf(name, sizeof(name), "%.*s", (int)(reg->name.len > 200 ? 200 : reg->name.len),
+    snprintf(name, sizeof(name), "%.*s",
+             (int)(reg->name.len > 200 ? 200 : reg->name.len),
              (const char *)reg->name.ptr);
     if (name[0] == '\0')
         snprintf(name, sizeof(name), "worker-%llu", (unsigned long long)w->id);
@@ -50,12 +48,12 @@ static void worker_register(sched *s, peer *w,
     }
     w->name = strdup(name);
     w->launch_id = tg_pbbuf_strdup(reg->launch_id);
-    w->funcs = calloc(reg->functions_count ? reg->functions_count : 1,
-                      sizeof(char *));
-    w->res_names = calloc(reg->resources_count ? reg->resources_count : 1,
-                          sizeof(char *));
-    w->res_amounts = calloc(reg->resources_count ? reg->resources_count : 1,
-                            sizeof(double));
+    w->funcs =
+        calloc(reg->functions_count ? reg->functions_count : 1, sizeof(char *));
+    w->res_names =
+        calloc(reg->resources_count ? reg->resources_count : 1, sizeof(char *));
+    w->res_amounts =
+        calloc(reg->resources_count ? reg->resources_count : 1, sizeof(double));
     if (w->funcs && w->res_names && w->res_amounts) {
         for (pb_size_t i = 0; i < reg->functions_count; i++)
             if ((w->funcs[w->nfuncs] = strdup(reg->functions[i])) != NULL)
@@ -129,9 +127,8 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
         o.data_len = r->data.len;
         o.codec = S(r->codec);
         if (!o.ok) {
-            o.err_type = r->has_error && r->error.type.len
-                             ? S(r->error.type)
-                             : CS("tg.TaskError");
+            o.err_type = r->has_error && r->error.type.len ? S(r->error.type)
+                                                           : CS("tg.TaskError");
             o.err_message = S(r->error.message);
             o.err_traceback = S(r->error.traceback);
         }

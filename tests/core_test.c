@@ -6,10 +6,10 @@
  * joined/left, results, ticks) and checks the actions that come out and
  * the states users see. Depends on //scheduler:core and cmocka.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,8 +162,8 @@ static tgs_state state_of(tgs_core *c, const char *key)
 }
 
 static void assert_counts(tgs_core *c, uint64_t waiting, uint64_t ready,
-                          uint64_t processing, uint64_t memory,
-                          uint64_t erred, uint64_t cancelled)
+                          uint64_t processing, uint64_t memory, uint64_t erred,
+                          uint64_t cancelled)
 {
     uint64_t n[TGS_NSTATES];
     tgs_core_counts(c, n);
@@ -285,8 +285,7 @@ static void test_core__error_propagates(void **state)
     (void)state;
     tgs_core *c = core_new(NULL);
     add_worker(c, 1, "w1", 4, "tg.f", NULL, 0);
-    tgs_str da[] = {LIT("a")}, db[] = {LIT("b")}, dcx[] = {LIT("c"),
-                                                           LIT("x")};
+    tgs_str da[] = {LIT("a")}, db[] = {LIT("b")}, dcx[] = {LIT("c"), LIT("x")};
     tgs_task_spec s[5] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
                           mk("d", "tg.f"), mk("x", "tg.f")};
     s[1].deps = da, s[1].ndeps = 1;
@@ -554,8 +553,7 @@ static void test_core__empty_key_or_func(void **state)
     assert_string_equal(err, "task 'k' has no function");
     assert_null(tgs_core_find(c, LIT("a")));
     assert_counts(c, 0, 0, 0, 0, 0, 0);
-    assert_int_equal(tgs_core_submit(NULL, s, 1, 0, NULL, NULL, 0),
-                     TGS_EINVAL);
+    assert_int_equal(tgs_core_submit(NULL, s, 1, 0, NULL, NULL, 0), TGS_EINVAL);
     assert_int_equal(tgs_core_submit(c, NULL, 0, 0, NULL, NULL, 0), TGS_OK);
     tgs_core_free(c);
 }
@@ -580,8 +578,7 @@ static size_t run_order(tgs_core *c, uint64_t wid, int64_t *now,
         if (head == nrun)
             return n;
         *now += 5;
-        assert_int_equal(finish_ok(c, wid, running[head++], "", *now),
-                         TGS_OK);
+        assert_int_equal(finish_ok(c, wid, running[head++], "", *now), TGS_OK);
     }
 }
 
@@ -631,8 +628,7 @@ static void test_core__function_placement(void **state)
     tgs_core *c = core_new(&o);
     add_worker(c, 1, "wf", 1, "tg.f", NULL, 0);
     add_worker(c, 2, "wg", 1, "tg.g", NULL, 0);
-    tgs_task_spec s[3] = {mk("tf", "tg.f"), mk("tg", "tg.g"),
-                          mk("th", "tg.h")};
+    tgs_task_spec s[3] = {mk("tf", "tg.f"), mk("tg", "tg.g"), mk("th", "tg.h")};
     assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
     act a[MAX_ACTS];
     assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
@@ -1106,8 +1102,12 @@ static void test_core__annotations_kept(void **state)
 
     /* Workers: resources copied, ids unique, threads required. */
     tgs_str funcs[] = {LIT("tg.f"), LIT("tg.f"), LIT("")};
-    tgs_worker_spec w = {.name = LIT("w-gpu"), .nthreads = 2, .funcs = funcs,
-                         .nfuncs = 3, .resources = res, .nresources = 2};
+    tgs_worker_spec w = {.name = LIT("w-gpu"),
+                         .nthreads = 2,
+                         .funcs = funcs,
+                         .nfuncs = 3,
+                         .resources = res,
+                         .nresources = 2};
     assert_int_equal(tgs_core_worker_add(c, 5, &w, 1), TGS_OK);
     assert_int_equal(tgs_core_worker_add(c, 5, &w, 1), TGS_EEXIST);
     w.nthreads = 0;
@@ -1187,12 +1187,10 @@ static void test_core__priority_with_resources(void **state)
     tgs_core *c = core_new(NULL);
     tgs_resource p1[] = {{LIT("process"), 1}};
     add_worker_res(c, 1, "w1", 1, "tg.f", p1, 1, 0);
-    tgs_task_spec s[6] = {mk_res("p0a", "tg.f", p1, 1),
-                          mk_res("p0b", "tg.f", p1, 1),
-                          mk_res("p5a", "tg.f", p1, 1),
-                          mk_res("p1", "tg.f", p1, 1),
-                          mk_res("p0c", "tg.f", p1, 1),
-                          mk_res("p5b", "tg.f", p1, 1)};
+    tgs_task_spec s[6] = {
+        mk_res("p0a", "tg.f", p1, 1), mk_res("p0b", "tg.f", p1, 1),
+        mk_res("p5a", "tg.f", p1, 1), mk_res("p1", "tg.f", p1, 1),
+        mk_res("p0c", "tg.f", p1, 1), mk_res("p5b", "tg.f", p1, 1)};
     s[2].priority = 5;
     s[3].priority = 1;
     s[5].priority = 5;
@@ -1239,9 +1237,12 @@ static void test_core__resources_gpu_only_on_gpu_worker(void **state)
     tgs_resource gpu[] = {{LIT("GPU"), 1}};
     add_worker(c, 1, "cpu", 2, "tg.f", NULL, 0);
     add_worker_res(c, 2, "gpu", 1, "tg.f", gpu, 1, 0);
-    tgs_task_spec s[7] = {mk_res("g1", "tg.f", gpu, 1), mk("c1", "tg.f"),
-                          mk_res("g2", "tg.f", gpu, 1), mk("c2", "tg.f"),
-                          mk_res("g3", "tg.f", gpu, 1), mk("c3", "tg.f"),
+    tgs_task_spec s[7] = {mk_res("g1", "tg.f", gpu, 1),
+                          mk("c1", "tg.f"),
+                          mk_res("g2", "tg.f", gpu, 1),
+                          mk("c2", "tg.f"),
+                          mk_res("g3", "tg.f", gpu, 1),
+                          mk("c3", "tg.f"),
                           mk("c4", "tg.f")};
     assert_int_equal(submit(c, s, 7, 0, NULL), TGS_OK);
     act a[MAX_ACTS];
@@ -1428,8 +1429,12 @@ static void test_core__resources_unfittable(void **state)
     assert_string_equal(err, "task 'bad' asks for a resource with no name");
     assert_null(tgs_core_find(c, LIT("bad")));
     tgs_str funcs[] = {LIT("tg.f")};
-    tgs_worker_spec w = {.name = LIT("w"), .nthreads = 1, .funcs = funcs,
-                         .nfuncs = 1, .resources = neg, .nresources = 1};
+    tgs_worker_spec w = {.name = LIT("w"),
+                         .nthreads = 1,
+                         .funcs = funcs,
+                         .nfuncs = 1,
+                         .resources = neg,
+                         .nresources = 1};
     assert_int_equal(tgs_core_worker_add(c, 9, &w, 1002), TGS_EINVAL);
 
     /* Zero amounts ask for nothing; a repeated name: the last one wins. */
@@ -1454,9 +1459,8 @@ static void test_core__restrictions(void **state)
     add_worker(c, 3, "c", 1, "tg.g", NULL, 0);
     tgs_str only_b[] = {LIT("b")}, a_or_b[] = {LIT("b"), LIT("a"), LIT("b")};
     tgs_str zz[] = {LIT("zz")}, only_c[] = {LIT("c")};
-    tgs_task_spec s[5] = {mk("tb", "tg.f"), mk("tb2", "tg.f"),
-                          mk("tz", "tg.f"), mk("tc", "tg.f"),
-                          mk("tab", "tg.f")};
+    tgs_task_spec s[5] = {mk("tb", "tg.f"), mk("tb2", "tg.f"), mk("tz", "tg.f"),
+                          mk("tc", "tg.f"), mk("tab", "tg.f")};
     s[0].workers = only_b, s[0].nworkers = 1;
     s[1].workers = only_b, s[1].nworkers = 1;
     s[2].workers = zz, s[2].nworkers = 1;
@@ -1517,8 +1521,7 @@ static void test_core__retry_backoff(void **state)
     act a[MAX_ACTS];
     assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
 
-    assert_int_equal(finish_err(c, 1, "t", "IOError", "flaky", "", 10),
-                     TGS_OK);
+    assert_int_equal(finish_err(c, 1, "t", "IOError", "flaky", "", 10), TGS_OK);
     assert_no_actions(c);
     const tgs_task *t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_state(t), TGS_WAITING);
@@ -1603,8 +1606,8 @@ static void test_core__killed_workers_alone(void **state)
     (void)state;
     tgs_core *c = core_new(NULL); /* allowed_failures: 3 */
     tgs_str dbad[] = {LIT("bad")};
-    tgs_task_spec s[4] = {mk("bad", "tg.f"), mk("x1", "tg.f"),
-                          mk("x2", "tg.f"), mk("dep", "tg.f")};
+    tgs_task_spec s[4] = {mk("bad", "tg.f"), mk("x1", "tg.f"), mk("x2", "tg.f"),
+                          mk("dep", "tg.f")};
     s[3].deps = dbad, s[3].ndeps = 1;
     assert_int_equal(submit(c, s, 4, 0, NULL), TGS_OK);
     act a[MAX_ACTS];
@@ -1806,8 +1809,7 @@ static void test_core__set_resources(void **state)
 
     /* Invalid requests change nothing. */
     tgs_resource neg[] = {{LIT("GPU"), -2}};
-    assert_int_equal(tgs_core_set_resources(c, &kc, 1, neg, 1, &n),
-                     TGS_EINVAL);
+    assert_int_equal(tgs_core_set_resources(c, &kc, 1, neg, 1, &n), TGS_EINVAL);
     assert_int_equal(n, 0);
     assert_true(tgs_task_resource(tgs_core_find(c, kc), 0).amount == 1);
 
@@ -2107,9 +2109,8 @@ static void rsubmit(rstate *r)
         size_t nd = 0;
         for (size_t d = 0; d < 2 && r->nk + i > 0; d++) {
             const char *dk = r->keys[rnd(r, (uint32_t)(r->nk + i))];
-            if (rnd(r, 3) == 0 &&
-                (tgs_core_find(r->c, S(dk)) != NULL ||
-                 (size_t)(dk - r->keys[0]) / 16 >= r->nk))
+            if (rnd(r, 3) == 0 && (tgs_core_find(r->c, S(dk)) != NULL ||
+                                   (size_t)(dk - r->keys[0]) / 16 >= r->nk))
                 deps[i][nd++] = S(dk);
         }
         s[i].deps = deps[i];
@@ -2155,8 +2156,11 @@ static void radd_worker(rstate *r)
         if (w->cap[i] > 0)
             res[nr++] = (tgs_resource){S(rr_names[i]), w->cap[i]};
     }
-    tgs_worker_spec ws = {.name = S(w->name), .nthreads = 1 + rnd(r, 3),
-                          .funcs = funcs, .nfuncs = nf, .resources = res,
+    tgs_worker_spec ws = {.name = S(w->name),
+                          .nthreads = 1 + rnd(r, 3),
+                          .funcs = funcs,
+                          .nfuncs = nf,
+                          .resources = res,
                           .nresources = nr};
     assert_int_equal(tgs_core_worker_add(r->c, w->id, &ws, r->now), TGS_OK);
     w->alive = true;
@@ -2171,8 +2175,10 @@ static void test_core__random_events_keep_invariants(void **state)
     static act pend[512];
     memset(&r, 0, sizeof r);
     size_t npend = 0;
-    tgs_core_opts o = {.no_worker_timeout_ms = 5000, .allowed_failures = 2,
-                       .max_prefetch = 4, .retry_backoff_ms = 10,
+    tgs_core_opts o = {.no_worker_timeout_ms = 5000,
+                       .allowed_failures = 2,
+                       .max_prefetch = 4,
+                       .retry_backoff_ms = 10,
                        .retry_backoff_max_ms = 40};
     r.c = core_new(&o);
     r.rng = 42;
@@ -2231,8 +2237,12 @@ static void test_core__random_events_keep_invariants(void **state)
         big->cap[i] = 8;
         res[i] = (tgs_resource){S(rr_names[i]), 8};
     }
-    tgs_worker_spec ws = {.name = LIT("w0"), .nthreads = 4, .funcs = funcs,
-                          .nfuncs = 3, .resources = res, .nresources = RR_N};
+    tgs_worker_spec ws = {.name = LIT("w0"),
+                          .nthreads = 4,
+                          .funcs = funcs,
+                          .nfuncs = 3,
+                          .resources = res,
+                          .nresources = RR_N};
     big->alive = true;
     for (size_t i = 0; i < r.nw; i++) {
         rworker *w = &r.w[i];
@@ -2247,8 +2257,7 @@ static void test_core__random_events_keep_invariants(void **state)
     uint64_t counts[TGS_NSTATES];
     for (int i = 0; i < 100000; i++) {
         tgs_core_counts(r.c, counts);
-        if (counts[TGS_WAITING] + counts[TGS_READY] +
-                counts[TGS_PROCESSING] ==
+        if (counts[TGS_WAITING] + counts[TGS_READY] + counts[TGS_PROCESSING] ==
             0)
             break;
         r.now += 5;
@@ -2337,13 +2346,13 @@ static void test_core__large_graph(void **state)
         uint64_t w = on[head++];
         int rc;
         if (!failed_e0 && k.len == 2 && memcmp(k.ptr, "e0", 2) == 0) {
-            tgs_outcome o = {.ok = false, .err_type = LIT("E"),
-                             .err_message = LIT("boom")};
+            tgs_outcome o = {
+                .ok = false, .err_type = LIT("E"), .err_message = LIT("boom")};
             rc = tgs_core_task_finished(c, w, k, &o, now);
             failed_e0 = true;
         } else {
-            tgs_outcome o = {.ok = true, .data = (const uint8_t *)"1",
-                             .data_len = 1};
+            tgs_outcome o = {
+                .ok = true, .data = (const uint8_t *)"1", .data_len = 1};
             rc = tgs_core_task_finished(c, w, k, &o, now);
         }
         assert_int_equal(rc, TGS_OK);

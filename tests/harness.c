@@ -35,10 +35,10 @@ void th_find_bins(void)
                  ws ? ws : "taskgrid");
     snprintf(th_sched_bin, sizeof(th_sched_bin),
              "%s/scheduler/taskgrid-scheduler", th_bin_dir);
-    snprintf(th_worker_bin, sizeof(th_worker_bin),
-             "%s/worker/taskgrid-worker", th_bin_dir);
-    snprintf(th_certs_bin, sizeof(th_certs_bin),
-             "%s/scheduler/taskgrid-certs", th_bin_dir);
+    snprintf(th_worker_bin, sizeof(th_worker_bin), "%s/worker/taskgrid-worker",
+             th_bin_dir);
+    snprintf(th_certs_bin, sizeof(th_certs_bin), "%s/scheduler/taskgrid-certs",
+             th_bin_dir);
     setenv("TASKGRID_BIN_DIR", th_bin_dir, 0);
     signal(SIGPIPE, SIG_IGN);
 }

@@ -22,7 +22,10 @@ typedef struct th_proc {
     int err_fd; /* the child's stderr, or -1 */
 } th_proc;
 
-#define TH_PROC_NONE {-1, -1, -1}
+#define TH_PROC_NONE \
+    {                \
+        -1, -1, -1   \
+    }
 
 /* Paths of the binaries (filled by th_find_bins). */
 extern char th_bin_dir[4096];
@@ -72,8 +75,7 @@ void th_wait_workers(tg_client *c, size_t n, int64_t timeout_ms);
 
 /* A tg.inc task over `i` (json), keyed "PREFIX-inc-I"; its key and input
  * are written to the caller's buffers, which must outlive the submit. */
-tg_task_def th_inc_task(const char *prefix, int i, char key[48],
-                        char in[16]);
+tg_task_def th_inc_task(const char *prefix, int i, char key[48], char in[16]);
 
 /* A future's result parsed as a JSON number (fails the test if erred). */
 double th_number(tg_future *f);

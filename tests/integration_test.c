@@ -50,8 +50,8 @@ static tg_future **submit_incs(tg_client *c, size_t n, const char *prefix,
 {
     size_t total = n * (sleep_s > 0 ? 2 : 1) + 1;
     tg_task_def *defs = calloc(total, sizeof(*defs));
-    char (*keys)[64] = calloc(total, sizeof(*keys));
-    char (*inputs)[64] = calloc(total, sizeof(*inputs));
+    char(*keys)[64] = calloc(total, sizeof(*keys));
+    char(*inputs)[64] = calloc(total, sizeof(*inputs));
     const char **incs = calloc(n, sizeof(char *));
     const char **deps1 = calloc(n, sizeof(char *));
     tg_future **fs = calloc(total, sizeof(*fs));
@@ -191,8 +191,8 @@ static void test_integration__diamond_on_local_cluster(void **state)
     tg_cluster_free(cl);
 }
 
-static void test_integration__worker_sigkill_mid_graph_loses_nothing(
-    void **state)
+static void
+test_integration__worker_sigkill_mid_graph_loses_nothing(void **state)
 {
     char addr[256];
     th_proc s, w1, w2;
@@ -203,8 +203,7 @@ static void test_integration__worker_sigkill_mid_graph_loses_nothing(
     int64_t deadline;
 
     (void)state;
-    s = sched2("tcp://127.0.0.1:0", "--launcher", "none", addr,
-                        sizeof(addr));
+    s = sched2("tcp://127.0.0.1:0", "--launcher", "none", addr, sizeof(addr));
     w1 = th_start_worker(addr, "victim", "2", NULL);
     w2 = th_start_worker(addr, "survivor", "2", NULL);
     c = th_connect(addr);
@@ -226,8 +225,7 @@ static void test_integration__worker_sigkill_mid_graph_loses_nothing(
     }
     th_stop(&w1, SIGKILL);
     assert_int_equal(tg_client_gather(c, fs, 2 * N + 1, 30000), TG_OK);
-    assert_near(th_number(fs[2 * N]), N * (N - 1) / 2 + N * 0.01,
-                       1e-6);
+    assert_near(th_number(fs[2 * N]), N * (N - 1) / 2 + N * 0.01, 1e-6);
     for (size_t i = 0; i < N; i++)
         assert_int_equal(tg_future_state(fs[2 * i + 1]), TG_TASK_MEMORY);
     free_futures(fs, 2 * N + 1);
@@ -246,8 +244,7 @@ static void test_integration__scale_up_and_down_keeps_results(void **state)
     enum { N = 100 };
 
     (void)state;
-    s = sched2("tcp://127.0.0.1:0", "--nthreads", "1", addr,
-                        sizeof(addr));
+    s = sched2("tcp://127.0.0.1:0", "--nthreads", "1", addr, sizeof(addr));
     c = th_connect(addr);
     assert_int_equal(tg_client_scale(c, 3, &now), TG_OK);
     th_wait_workers(c, 3, 15000);
@@ -255,8 +252,7 @@ static void test_integration__scale_up_and_down_keeps_results(void **state)
     /* Scale down while work is running: drained, nothing lost. */
     assert_int_equal(tg_client_scale(c, 1, &now), TG_OK);
     assert_int_equal(tg_client_gather(c, fs, 2 * N + 1, 30000), TG_OK);
-    assert_near(th_number(fs[2 * N]), N * (N - 1) / 2 + N * 0.005,
-                       1e-6);
+    assert_near(th_number(fs[2 * N]), N * (N - 1) / 2 + N * 0.005, 1e-6);
     th_wait_workers(c, 1, 15000);
     /* Results of drained workers are still there. */
     assert_int_equal(tg_client_gather(c, fs, 2 * N + 1, 5000), TG_OK);
@@ -265,8 +261,7 @@ static void test_integration__scale_up_and_down_keeps_results(void **state)
     th_stop(&s, SIGTERM);
 }
 
-static void test_integration__adaptive_scaling_follows_the_work(
-    void **state)
+static void test_integration__adaptive_scaling_follows_the_work(void **state)
 {
     char addr[512];
     th_proc s;
@@ -292,8 +287,8 @@ static void test_integration__adaptive_scaling_follows_the_work(
     th_stop(&s, SIGTERM);
 }
 
-static void test_integration__worker_reconnects_after_scheduler_restart(
-    void **state)
+static void
+test_integration__worker_reconnects_after_scheduler_restart(void **state)
 {
     char addr[256], listen[300];
     th_proc s, w;
@@ -301,8 +296,7 @@ static void test_integration__worker_reconnects_after_scheduler_restart(
     tg_future **fs;
 
     (void)state;
-    s = sched2("tcp://127.0.0.1:0", "--launcher", "none", addr,
-                        sizeof(addr));
+    s = sched2("tcp://127.0.0.1:0", "--launcher", "none", addr, sizeof(addr));
     w = th_start_worker(addr, "phoenix", "1", NULL);
     c = th_connect(addr);
     th_wait_workers(c, 1, 10000);
@@ -341,8 +335,8 @@ static void test_integration__no_worker_timeout_fails_clearly(void **state)
     const char *type = "", *msg = "", *tb = "";
 
     (void)state;
-    s = sched2("tcp://127.0.0.1:0", "--no-worker-timeout", "300",
-                        addr, sizeof(addr));
+    s = sched2("tcp://127.0.0.1:0", "--no-worker-timeout", "300", addr,
+               sizeof(addr));
     c = th_connect(addr);
     d.func = "nobody.provides";
     assert_int_equal(tg_client_submit(c, &d, 1, &f), TG_OK);
@@ -378,8 +372,7 @@ int main(void)
         cmocka_unit_test(
             test_integration__worker_sigkill_mid_graph_loses_nothing),
         cmocka_unit_test(test_integration__scale_up_and_down_keeps_results),
-        cmocka_unit_test(
-            test_integration__adaptive_scaling_follows_the_work),
+        cmocka_unit_test(test_integration__adaptive_scaling_follows_the_work),
         cmocka_unit_test(
             test_integration__worker_reconnects_after_scheduler_restart),
         cmocka_unit_test(test_integration__no_worker_timeout_fails_clearly),

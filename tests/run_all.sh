@@ -2,6 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # Runs every taskgrid test after installing what is missing:
+#   0. style: clang-format and size limits of the C sources
+#      (tests/style_check.sh); ruff, ruff format, mypy, gofmt, go vet and
+#      staticcheck on the bindings (tests/lint_bindings.sh)
 #   1. bazel test //...           unit tests (pure core, codec, worker, SDK)
 #                                 and multi-process integration tests
 #   2. the same under AddressSanitizer + UBSan (--config=asan)
@@ -14,6 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
+
+echo "== style (clang-format, size limits)"
+bash tests/style_check.sh
+
+echo "== binding linters (ruff, mypy, gofmt, go vet, staticcheck)"
+bash tests/lint_bindings.sh
 
 echo "== bazel test //..."
 bazel test //... 

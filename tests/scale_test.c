@@ -26,11 +26,11 @@ static tgs_str S(const char *z)
 
 /* What one batch of actions asked of the launcher. */
 typedef struct scale_acts {
-    int nscale;          /* TGS_ACT_SCALE actions */
-    uint32_t target;     /* the last target */
-    size_t nretired;     /* TGS_ACT_RETIRE actions */
+    int nscale;      /* TGS_ACT_SCALE actions */
+    uint32_t target; /* the last target */
+    size_t nretired; /* TGS_ACT_RETIRE actions */
     uint64_t retired[16];
-    size_t nclosed;      /* TGS_ACT_CLOSE_WORKER actions */
+    size_t nclosed; /* TGS_ACT_CLOSE_WORKER actions */
     uint64_t closed[16];
     size_t nassigned;
     char assigned[64][48]; /* keys of TGS_ACT_ASSIGN, in order */
@@ -97,8 +97,8 @@ static void add_worker(tgs_core *c, uint64_t wid, uint32_t nthreads,
 }
 
 /* Submit `n` independent tasks of function `func`, keys prefix0..n-1. */
-static void submit(tgs_core *c, const char *prefix, size_t n,
-                   const char *func, int64_t now)
+static void submit(tgs_core *c, const char *prefix, size_t n, const char *func,
+                   int64_t now)
 {
     char keys[64][48];
     tgs_task_spec specs[64];
@@ -109,8 +109,7 @@ static void submit(tgs_core *c, const char *prefix, size_t n,
         specs[i].key = S(keys[i]);
         specs[i].func = S(func);
     }
-    assert_int_equal(
-        tgs_core_submit(c, specs, n, now, NULL, NULL, 0), TGS_OK);
+    assert_int_equal(tgs_core_submit(c, specs, n, now, NULL, NULL, 0), TGS_OK);
 }
 
 /* Finish every task of `s` (assignments) successfully. */
@@ -360,9 +359,9 @@ static void test_scale__retires_least_loaded(void **state)
     assert_int_equal(s.assigned_to[0], 1); /* no new work for worker 2 */
     for (size_t i = 0; i < run.nassigned; i++)
         if (run.assigned_to[i] == 2)
-            assert_int_equal(tgs_core_task_finished(c, 2, S(run.assigned[i]),
-                                                    &ok, 70),
-                             TGS_OK);
+            assert_int_equal(
+                tgs_core_task_finished(c, 2, S(run.assigned[i]), &ok, 70),
+                TGS_OK);
     s = pop(c);
     assert_int_equal(s.nclosed, 1);
     assert_int_equal(s.closed[0], 2);

@@ -27,8 +27,8 @@
 
 #include <cmocka.h>
 
-#include "transport/server.h"
 #include "taskgrid/taskgrid.h"
+#include "transport/server.h"
 #include "wire.h"
 
 /* Nothing listens on port 1 of loopback: connections are refused. */
@@ -239,9 +239,8 @@ static void on_gather(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_GatherRequest g;
     pending *p = NULL;
 
-    assert_int_equal(tg__wire_decode(taskgrid_v1_GatherRequest_fields, &g,
-                                    req, len),
-                     0);
+    assert_int_equal(
+        tg__wire_decode(taskgrid_v1_GatherRequest_fields, &g, req, len), 0);
     pthread_mutex_lock(&f->mu);
     f->ngathers++;
     if (g.keys_count > f->gather_max_keys)
@@ -276,13 +275,13 @@ static void on_submit(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_SubmitResponse r;
     char msg[1200];
 
-    assert_int_equal(tg__wire_decode(taskgrid_v1_SubmitRequest_fields, &s,
-                                    req, len),
-                     0);
+    assert_int_equal(
+        tg__wire_decode(taskgrid_v1_SubmitRequest_fields, &s, req, len), 0);
     for (pb_size_t i = 0; i < s.tasks_count; i++) {
         if (tg_pbbuf_eq(s.tasks[i].func, "bad.func")) {
-            snprintf(msg, sizeof(msg), "task '%.*s': function bad.func is "
-                                       "refused",
+            snprintf(msg, sizeof(msg),
+                     "task '%.*s': function bad.func is "
+                     "refused",
                      (int)s.tasks[i].key.len, (const char *)s.tasks[i].key.ptr);
             tg__scall_finish(c, TG_EINVAL, msg);
             tg__wire_release(taskgrid_v1_SubmitRequest_fields, &s);
@@ -293,8 +292,8 @@ static void on_submit(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     if (f->nsubmits < 64)
         f->submit_sizes[f->nsubmits] = s.tasks_count;
     f->nsubmits++;
-    snprintf(f->client_id, sizeof(f->client_id), "%.*s",
-             (int)s.client_id.len, (const char *)s.client_id.ptr);
+    snprintf(f->client_id, sizeof(f->client_id), "%.*s", (int)s.client_id.len,
+             (const char *)s.client_id.ptr);
     for (pb_size_t i = 0; i < s.tasks_count; i++)
         strvec_add(&f->submitted, (const char *)s.tasks[i].key.ptr,
                    s.tasks[i].key.len);
@@ -313,9 +312,8 @@ static void on_status(fake *f, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_KeyStatus ks;
     char names[8][16];
 
-    assert_int_equal(tg__wire_decode(taskgrid_v1_StatusRequest_fields, &s,
-                                    req, len),
-                     0);
+    assert_int_equal(
+        tg__wire_decode(taskgrid_v1_StatusRequest_fields, &s, req, len), 0);
     memset(&r, 0, sizeof(r));
     memset(w, 0, sizeof(w));
     pthread_mutex_lock(&f->mu);
@@ -358,9 +356,9 @@ static void on_keys(fake *f, tg__scall *c, size_t method, const uint8_t *req,
         taskgrid_v1_ReleaseRequest q;
         taskgrid_v1_ReleaseResponse r;
 
-        assert_int_equal(tg__wire_decode(taskgrid_v1_ReleaseRequest_fields,
-                                        &q, req, len),
-                         0);
+        assert_int_equal(
+            tg__wire_decode(taskgrid_v1_ReleaseRequest_fields, &q, req, len),
+            0);
         pthread_mutex_lock(&f->mu);
         for (pb_size_t i = 0; i < q.keys_count; i++)
             strvec_add(&f->released, q.keys[i], strlen(q.keys[i]));
@@ -373,9 +371,8 @@ static void on_keys(fake *f, tg__scall *c, size_t method, const uint8_t *req,
         taskgrid_v1_CancelRequest q;
         taskgrid_v1_CancelResponse r;
 
-        assert_int_equal(tg__wire_decode(taskgrid_v1_CancelRequest_fields, &q,
-                                        req, len),
-                         0);
+        assert_int_equal(
+            tg__wire_decode(taskgrid_v1_CancelRequest_fields, &q, req, len), 0);
         memset(&r, 0, sizeof(r));
         r.cancelled = 2 * q.keys_count; /* each key has one dependent */
         reply(c, taskgrid_v1_CancelResponse_fields, &r);
@@ -384,9 +381,9 @@ static void on_keys(fake *f, tg__scall *c, size_t method, const uint8_t *req,
         taskgrid_v1_AnnotateRequest q;
         taskgrid_v1_AnnotateResponse r;
 
-        assert_int_equal(tg__wire_decode(taskgrid_v1_AnnotateRequest_fields,
-                                        &q, req, len),
-                         0);
+        assert_int_equal(
+            tg__wire_decode(taskgrid_v1_AnnotateRequest_fields, &q, req, len),
+            0);
         pthread_mutex_lock(&f->mu);
         f->last_has_priority = q.annotation.has_priority;
         f->last_priority = q.annotation.priority;
@@ -417,9 +414,8 @@ static void fake_on_call(void *ud, tg__scall *c, size_t method,
         taskgrid_v1_ScaleRequest q;
         taskgrid_v1_ScaleResponse r;
 
-        assert_int_equal(tg__wire_decode(taskgrid_v1_ScaleRequest_fields, &q,
-                                        req, len),
-                         0);
+        assert_int_equal(
+            tg__wire_decode(taskgrid_v1_ScaleRequest_fields, &q, req, len), 0);
         memset(&r, 0, sizeof(r));
         pthread_mutex_lock(&f->mu);
         r.workers = f->nworkers;
@@ -477,8 +473,8 @@ static void fake_on_tick(void *ud, int64_t now)
     pthread_mutex_unlock(&f->mu);
 }
 
-static const tg__server_ops fake_ops = {
-    fake_on_call, NULL, fake_on_done, fake_on_tick};
+static const tg__server_ops fake_ops = {fake_on_call, NULL, fake_on_done,
+                                        fake_on_tick};
 
 static void *fake_run(void *arg)
 {
@@ -494,9 +490,9 @@ static int fake_setup(void **state)
     assert_non_null(f);
     pthread_mutex_init(&f->mu, NULL);
     f->nworkers = 2;
-    assert_int_equal(tg__server_new(&f->srv, &o, fake_methods, M_COUNT,
-                                    &fake_ops, f),
-                     TG_OK);
+    assert_int_equal(
+        tg__server_new(&f->srv, &o, fake_methods, M_COUNT, &fake_ops, f),
+        TG_OK);
     snprintf(f->addr, sizeof(f->addr), "tcp://127.0.0.1:%d",
              tg__server_port(f->srv));
     assert_int_equal(pthread_create(&f->thread, NULL, fake_run, f), 0);
@@ -675,25 +671,21 @@ static void test_sdk_client__security_errors_are_clear(void **state)
     assert_true(contains(tg_error_last(), "/nonexistent/ca.pem"));
 
     s.ca_file = notpem;
-    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o),
-                     TG_ETLS);
+    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o), TG_ETLS);
     assert_true(contains(tg_error_last(), "not PEM"));
 
     s.ca_file = pem;
     s.ca_pem = "-----BEGIN CERTIFICATE-----\n";
-    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o),
-                     TG_EINVAL);
+    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o), TG_EINVAL);
     assert_true(contains(tg_error_last(), "not both"));
 
     s = (tg_security)TG_SECURITY_INIT;
     s.cert_file = pem;
-    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o),
-                     TG_EINVAL);
+    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o), TG_EINVAL);
     assert_true(contains(tg_error_last(), "CA"));
 
     s.ca_file = pem;
-    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o),
-                     TG_EINVAL);
+    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o), TG_EINVAL);
     assert_true(contains(tg_error_last(), "together"));
 
     /* Security material with a plaintext address is refused, not
@@ -705,8 +697,7 @@ static void test_sdk_client__security_errors_are_clear(void **state)
     assert_true(contains(tg_error_last(), "tls://"));
 
     s.version = 7;
-    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o),
-                     TG_EINVAL);
+    assert_int_equal(tg_client_connect(&c, "tls://127.0.0.1:1", &o), TG_EINVAL);
     assert_null(c);
 }
 
@@ -890,8 +881,7 @@ static void test_sdk_client__calls_check_arguments(void **state)
     assert_int_equal(tg_client_annotate(c, keys, 1, &a, NULL), TG_EINVAL);
     assert_int_equal(tg_client_adapt(c, 3, 2), TG_EINVAL);
     assert_int_equal(tg_client_adapt(c, 0, 0), TG_EINVAL);
-    assert_int_equal(tg_client_key_status(c, NULL, &st, NULL, 0),
-                     TG_EINVAL);
+    assert_int_equal(tg_client_key_status(c, NULL, &st, NULL, 0), TG_EINVAL);
     assert_int_equal(tg_client_status(c, NULL), TG_EINVAL);
     assert_int_equal(tg_future_wait(NULL, 0), TG_EINVAL);
     tg_client_free(c);
@@ -924,8 +914,7 @@ static void free_all(tg_future **fs, size_t n)
     free(fs);
 }
 
-static void test_sdk_client__submit_splits_large_graphs_in_order(
-    void **state)
+static void test_sdk_client__submit_splits_large_graphs_in_order(void **state)
 {
     enum { N = 25000 };
     fake *f = *state;
@@ -988,15 +977,14 @@ static void test_sdk_client__submit_respects_message_size(void **state)
     tg_client_free(c);
 }
 
-static void test_sdk_client__submit_refusal_keeps_server_message(
-    void **state)
+static void test_sdk_client__submit_refusal_keeps_server_message(void **state)
 {
     enum { N = 10001 };
     fake *f = *state;
     tg_client *c = fake_client(f);
     tg_task_def *d = calloc(N, sizeof(*d));
     tg_future **fs = calloc(N, sizeof(*fs));
-    char (*keys)[32] = calloc(N, sizeof(*keys));
+    char(*keys)[32] = calloc(N, sizeof(*keys));
 
     for (size_t i = 0; i < N; i++) {
         d[i] = (tg_task_def)TG_TASK_DEF_INIT;
@@ -1052,15 +1040,13 @@ static void test_sdk_client__gather_fills_results_and_errors(void **state)
     assert_string_equal(tg_future_error_origin(fs[1]), "origin-1");
 
     assert_int_equal(tg_future_state(fs[2]), TG_TASK_CANCELLED);
-    assert_int_equal(tg_future_result(fs[2], &data, &len, NULL),
-                     TG_ECANCELLED);
+    assert_int_equal(tg_future_result(fs[2], &data, &len, NULL), TG_ECANCELLED);
     assert_int_equal(tg_future_error(fs[2], &type, &msg, NULL), TG_OK);
     assert_string_equal(type, "");
     assert_null(tg_future_error_origin(fs[2]));
 
     assert_int_equal(tg_future_state(fs[3]), TG_TASK_RELEASED);
-    assert_int_equal(tg_future_result(fs[3], &data, &len, NULL),
-                     TG_ENOTFOUND);
+    assert_int_equal(tg_future_result(fs[3], &data, &len, NULL), TG_ENOTFOUND);
 
     /* Final futures are not asked for again. */
     pthread_mutex_lock(&f->mu);
@@ -1177,8 +1163,7 @@ static void test_sdk_client__gather_times_out_with_states(void **state)
     tg_client_free(c);
 }
 
-static void test_sdk_client__freed_futures_are_released_in_batches(
-    void **state)
+static void test_sdk_client__freed_futures_are_released_in_batches(void **state)
 {
     fake *f = *state;
     tg_client *c = fake_client(f);
@@ -1249,8 +1234,7 @@ static void test_sdk_client__status_cancel_annotate_scale(void **state)
     assert_string_equal(tg_status_report_version(r), "fake-1");
     tg_status_report_free(r);
 
-    assert_int_equal(tg_client_key_status(c, "x", &st, reason,
-                                          sizeof(reason)),
+    assert_int_equal(tg_client_key_status(c, "x", &st, reason, sizeof(reason)),
                      TG_OK);
     assert_int_equal(st, TG_TASK_READY);
     assert_string_equal(reason, "no worker provi"); /* truncated */
@@ -1359,8 +1343,7 @@ static void test_sdk_cluster__scheduler_exit_is_reported(void **state)
     assert_true(contains(tg_error_last(), "status 3"));
 }
 
-static void test_sdk_cluster__bad_first_line_is_a_protocol_error(
-    void **state)
+static void test_sdk_cluster__bad_first_line_is_a_protocol_error(void **state)
 {
     tg_cluster *cl = NULL;
     tg_cluster_opts o = TG_CLUSTER_OPTS_INIT;
@@ -1374,8 +1357,8 @@ static void test_sdk_cluster__bad_first_line_is_a_protocol_error(
     assert_true(contains(tg_error_last(), "hello world"));
 }
 
-static void test_sdk_cluster__silent_scheduler_times_out_leaving_nothing(
-    void **state)
+static void
+test_sdk_cluster__silent_scheduler_times_out_leaving_nothing(void **state)
 {
     tg_cluster *cl = NULL;
     tg_cluster_opts o = TG_CLUSTER_OPTS_INIT;
@@ -1412,8 +1395,7 @@ static void test_sdk_cluster__silent_scheduler_times_out_leaving_nothing(
     assert_true(proc_gone(stray));
 }
 
-static void test_sdk_cluster__starts_waits_for_workers_and_scales(
-    void **state)
+static void test_sdk_cluster__starts_waits_for_workers_and_scales(void **state)
 {
     fake *f = *state;
     tg_cluster *cl = NULL;
@@ -1537,21 +1519,20 @@ int main(void)
             test_sdk_client__gather_times_out_with_states, fake_setup,
             fake_teardown),
         cmocka_unit_test_setup_teardown(
-            test_sdk_client__freed_futures_are_released_in_batches,
-            fake_setup, fake_teardown),
+            test_sdk_client__freed_futures_are_released_in_batches, fake_setup,
+            fake_teardown),
         cmocka_unit_test_setup_teardown(
             test_sdk_client__status_cancel_annotate_scale, fake_setup,
             fake_teardown),
         cmocka_unit_test(test_sdk_cluster__opts_are_checked),
         cmocka_unit_test(test_sdk_cluster__missing_binary_says_how_to_build),
         cmocka_unit_test(test_sdk_cluster__scheduler_exit_is_reported),
-        cmocka_unit_test(
-            test_sdk_cluster__bad_first_line_is_a_protocol_error),
+        cmocka_unit_test(test_sdk_cluster__bad_first_line_is_a_protocol_error),
         cmocka_unit_test(
             test_sdk_cluster__silent_scheduler_times_out_leaving_nothing),
         cmocka_unit_test_setup_teardown(
-            test_sdk_cluster__starts_waits_for_workers_and_scales,
-            fake_setup, fake_teardown),
+            test_sdk_cluster__starts_waits_for_workers_and_scales, fake_setup,
+            fake_teardown),
         cmocka_unit_test_setup_teardown(
             test_sdk_cluster__too_few_workers_times_out, fake_setup,
             fake_teardown),

@@ -33,11 +33,11 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "scheduler/auth.h"
-#include "util/certs.h"
-#include "transport/client.h"
 #include "harness.h"
+#include "scheduler/auth.h"
 #include "taskgrid/taskgrid.h"
+#include "transport/client.h"
+#include "util/certs.h"
 #include "util/tls.h"
 
 static char dir[600];   /* the cluster's certificates */
@@ -90,10 +90,10 @@ static bool contains(const char *hay, const char *needle)
     return hay != NULL && strstr(hay, needle) != NULL;
 }
 
-#define assert_contains(hay, needle)                                     \
-    do {                                                                 \
-        const char *h_ = (hay);                                          \
-        if (!contains(h_, (needle)))                                     \
+#define assert_contains(hay, needle)                                      \
+    do {                                                                  \
+        const char *h_ = (hay);                                           \
+        if (!contains(h_, (needle)))                                      \
             fail_msg("expected '%s' in: %s", (needle), h_ ? h_ : "NULL"); \
     } while (0)
 
@@ -123,12 +123,12 @@ static proc start_tls_scheduler(char *addr, size_t len)
 static proc start_worker(const char *addr, const char *d, const char *cert,
                          const char *key, bool capture_err)
 {
-    char *argv[] = {th_worker_bin,         (char *)addr,
-                    "--nthreads",       "2",
-                    "--tls-ca",         (char *)P(dir, "ca.pem"),
-                    "--tls-cert",       (char *)P(d, cert),
-                    "--tls-key",        (char *)P(d, key),
-                    "--log-level",      "warn",
+    char *argv[] = {th_worker_bin, (char *)addr,
+                    "--nthreads",  "2",
+                    "--tls-ca",    (char *)P(dir, "ca.pem"),
+                    "--tls-cert",  (char *)P(d, cert),
+                    "--tls-key",   (char *)P(d, key),
+                    "--log-level", "warn",
                     NULL};
 
     return th_spawn(argv, false, capture_err);
@@ -295,8 +295,8 @@ static int group_setup(void **state)
     issue("ouclient", "client", true, -60, 86400);
 
     tls_sched = start_tls_scheduler(tls_addr, sizeof(tls_addr));
-    tls_worker = start_worker(tls_addr, dir, "worker.pem", "worker-key.pem",
-                              false);
+    tls_worker =
+        start_worker(tls_addr, dir, "worker.pem", "worker-key.pem", false);
     s = files(dir, "client.pem", "client-key.pem");
     c = connect_ok(tls_addr, &s);
     th_wait_workers(c, 1, 15000);
@@ -397,8 +397,7 @@ static void test_security__sdk_checks_before_connecting(void **state)
 
     s = files(dir, "client.pem", "client-key.pem");
     s.cert_file = P(dir, "missing.pem");
-    assert_int_equal(connect_with("tls://127.0.0.1:1", &s, &c),
-                     TG_ENOTFOUND);
+    assert_int_equal(connect_with("tls://127.0.0.1:1", &s, &c), TG_ENOTFOUND);
     assert_contains(tg_error_last(), P(dir, "missing.pem"));
 
     /* A key where the CA belongs. */
@@ -438,10 +437,10 @@ static void test_security__sdk_checks_before_connecting(void **state)
         long n;
 
         assert_non_null(k);
-        assert_int_equal(PEM_write_bio_PKCS8PrivateKey(
-                             out, k, EVP_aes_256_cbc(), NULL, 0, NULL,
-                             (void *)"secret"),
-                         1);
+        assert_int_equal(
+            PEM_write_bio_PKCS8PrivateKey(out, k, EVP_aes_256_cbc(), NULL, 0,
+                                          NULL, (void *)"secret"),
+            1);
         n = BIO_get_mem_data(out, &data);
         text = strndup(data, (size_t)n);
         write_text(P(dir, "encrypted-key.pem"), text, 0600);
@@ -501,16 +500,17 @@ static void test_security__policy_table(void **state)
     assert_true(tgs_auth_allows(r, "admin"));
     assert_false(tgs_auth_allows(r, "scheduler"));
     assert_false(tgs_auth_allows(r, "Client")); /* exact names */
-    tgs_auth_refusal("/taskgrid.v1.Scheduler/Submit", r, "", msg,
-                     sizeof(msg));
+    tgs_auth_refusal("/taskgrid.v1.Scheduler/Submit", r, "", msg, sizeof(msg));
     assert_contains(msg, "method Scheduler/Submit needs role 'worker', "
                          "'client' or 'admin'");
     assert_contains(msg, "no taskgrid role");
 
-    for (const char *const *m = (const char *const[]){
-             "/taskgrid.v1.Scheduler/Gather", "/taskgrid.v1.Scheduler/Annotate",
-             "/taskgrid.v1.Scheduler/Cancel", "/taskgrid.v1.Scheduler/Release",
-             "/taskgrid.v1.Scheduler/Status", NULL};
+    for (const char *const *m =
+             (const char *const[]){"/taskgrid.v1.Scheduler/Gather",
+                                   "/taskgrid.v1.Scheduler/Annotate",
+                                   "/taskgrid.v1.Scheduler/Cancel",
+                                   "/taskgrid.v1.Scheduler/Release",
+                                   "/taskgrid.v1.Scheduler/Status", NULL};
          *m; m++) {
         r = tgs_auth_method_roles(*m);
         assert_true(tgs_auth_allows(r, "client"));
@@ -648,8 +648,7 @@ static void test_security__client_cannot_register_as_worker(void **state)
     sec.key_pem = pem[2];
     assert_int_equal(tg__chan_open(&ch, tls_addr, &sec, 0), TG_OK);
     assert_int_equal(
-        tg__cstream_open(&st, ch, "/taskgrid.v1.WorkerLink/Connect", 0),
-        TG_OK);
+        tg__cstream_open(&st, ch, "/taskgrid.v1.WorkerLink/Connect", 0), TG_OK);
     rc = tg__cstream_recv(st, &buf, &len, 5000);
     assert_int_equal(rc, TG_EPERM);
     assert_null(buf);
@@ -663,8 +662,7 @@ static void test_security__client_cannot_register_as_worker(void **state)
     /* The worker program with such a certificate: refused, and it stops
      * (retrying cannot help) with the scheduler's reason. */
     for (size_t i = 0; i < 2; i++) {
-        proc w = start_worker(tls_addr, dir, posers[i][0], posers[i][1],
-                              true);
+        proc w = start_worker(tls_addr, dir, posers[i][0], posers[i][1], true);
         int wst = th_wait_exit(&w, 15000);
         char *err = th_read_err(&w);
 
@@ -742,8 +740,7 @@ static void test_security__roles_decide_what_each_may_do(void **state)
     }
 }
 
-static void test_security__worker_side_client_uses_worker_identity(
-    void **state)
+static void test_security__worker_side_client_uses_worker_identity(void **state)
 {
     tg_security ws = files(dir, "worker.pem", "worker-key.pem"), got;
     tg__tls t;
@@ -756,8 +753,7 @@ static void test_security__worker_side_client_uses_worker_identity(
     assert_int_equal(tg__tls_load(&t, &ws, "worker"), TG_OK);
     assert_int_equal(tg__tls_worker_identity_set(tls_addr, &t), TG_OK);
     tg__tls_clear(&t);
-    assert_int_equal(tg__tls_worker_identity_set(tls_addr, NULL),
-                     TG_ESTATE);
+    assert_int_equal(tg__tls_worker_identity_set(tls_addr, NULL), TG_ESTATE);
     /* ...and what a nested client then connects with: the worker's own
      * certificate, which the scheduler admits for nested work. */
     addr = tg__tls_worker_identity(&got);
@@ -786,9 +782,9 @@ static void test_security__plaintext_client_to_tls_port_refused(void **state)
 
 static void test_security__tls_client_to_plaintext_port(void **state)
 {
-    char *argv[] = {th_sched_bin,  "--listen", "tcp://127.0.0.1:0",
-                    "--launcher", "none",   "--log-level",
-                    "warn",     NULL};
+    char *argv[] = {th_sched_bin, "--listen", "tcp://127.0.0.1:0",
+                    "--launcher", "none",     "--log-level",
+                    "warn",       NULL};
     char addr[256], tls[300];
     proc p = th_spawn(argv, true, false);
     tg_client *c = NULL;
@@ -855,8 +851,10 @@ static void test_security__scheduler_checks_its_files(void **state)
 static void test_security__certs_tool(void **state)
 {
     char d[720];
-    char *argv[] = {th_certs_bin, d, "--days", "30", "--hosts",
-                    "localhost,127.0.0.1,sched.example", NULL};
+    char *argv[] = {th_certs_bin, d,
+                    "--days",     "30",
+                    "--hosts",    "localhost,127.0.0.1,sched.example",
+                    NULL};
     char *argv_issue[] = {th_certs_bin, d, "--issue", "worker", "host2", NULL};
     proc p;
     tg_security s = TG_SECURITY_INIT;
@@ -911,8 +909,7 @@ static void test_security__secure_local_cluster(void **state)
     rc = tg_cluster_start(&cl, &o);
     if (rc != TG_OK)
         fail_msg("secure cluster: %s", tg_error_last());
-    assert_true(strncmp(tg_cluster_address(cl), "tls://127.0.0.1:", 16) ==
-                0);
+    assert_true(strncmp(tg_cluster_address(cl), "tls://127.0.0.1:", 16) == 0);
     sec = tg_cluster_security(cl);
     assert_non_null(sec);
     assert_non_null(sec->ca_file);
@@ -956,8 +953,7 @@ int main(void)
         cmocka_unit_test(test_security__roles_decide_what_each_may_do),
         cmocka_unit_test(
             test_security__worker_side_client_uses_worker_identity),
-        cmocka_unit_test(
-            test_security__plaintext_client_to_tls_port_refused),
+        cmocka_unit_test(test_security__plaintext_client_to_tls_port_refused),
         cmocka_unit_test(test_security__tls_client_to_plaintext_port),
         cmocka_unit_test(test_security__scheduler_checks_its_files),
         cmocka_unit_test(test_security__certs_tool),

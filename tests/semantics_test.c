@@ -68,8 +68,8 @@ static void free_lines(char **v, size_t n)
 
 static th_proc start_plain_scheduler(char *addr, size_t len)
 {
-    static const char *const extra[] = {"--launcher", "none",
-                                        "--retry-backoff", "10", NULL};
+    static const char *const extra[] = {"--launcher", "none", "--retry-backoff",
+                                        "10", NULL};
     return th_start_scheduler("tcp://127.0.0.1:0", extra, addr, len);
 }
 
@@ -227,14 +227,14 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void test_semantics__worker_kill_does_not_recompute_delivered(
-    void **state)
+static void
+test_semantics__worker_kill_does_not_recompute_delivered(void **state)
 {
     enum { N = 10000 };
     char addr[512], path[300], input[400];
     tg_task_def *defs = calloc(N, sizeof(*defs));
     tg_future **fs = calloc(N, sizeof(*fs));
-    char (*keys)[32] = calloc(N, sizeof(*keys));
+    char(*keys)[32] = calloc(N, sizeof(*keys));
     char **delivered = calloc(N, sizeof(char *));
     size_t ndelivered = 0, n;
     th_proc s, w1, w2;
@@ -341,10 +341,14 @@ static void test_semantics__flaky_task_succeeds_on_third_attempt(void **state)
 static void test_semantics__worker_killing_task_fails_alone(void **state)
 {
     enum { N = 20 };
-    static const char *extra[] = {"--workers",        "2",
-                                  "--nthreads",       "1",
-                                  "--allowed-failures", "3",
-                                  "--worker-preload", plugin,
+    static const char *extra[] = {"--workers",
+                                  "2",
+                                  "--nthreads",
+                                  "1",
+                                  "--allowed-failures",
+                                  "3",
+                                  "--worker-preload",
+                                  plugin,
                                   NULL};
     char addr[512], keys[N][48], in[N][16];
     tg_task_def defs[N + 1];
@@ -383,8 +387,7 @@ int main(void)
         cmocka_unit_test(test_semantics__process_one_serializes),
         cmocka_unit_test(
             test_semantics__worker_kill_does_not_recompute_delivered),
-        cmocka_unit_test(
-            test_semantics__flaky_task_succeeds_on_third_attempt),
+        cmocka_unit_test(test_semantics__flaky_task_succeeds_on_third_attempt),
         cmocka_unit_test(test_semantics__worker_killing_task_fails_alone),
     };
     const char *tmp = getenv("TEST_TMPDIR");

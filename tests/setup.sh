@@ -3,7 +3,8 @@
 #
 # Installs what taskgrid needs on a Debian 12 machine, skipping what is
 # already there: the C toolchain and libraries (gRPC C core, nanopb,
-# OpenSSL, cmocka) and Bazel from Debian's packages, and the Python test
+# OpenSSL, cmocka, jansson), Bazel and clang-format from Debian's
+# packages, and the Python test
 # dependencies (grpcio, grpcio-tools, grpcio-health-checking, pytest) from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ APT_PACKAGES=(
   libgrpc-dev protobuf-compiler protobuf-compiler-grpc
   nanopb libnanopb-dev
   libssl-dev libcmocka-dev libjansson-dev
-  bazel-bootstrap valgrind
+  bazel-bootstrap valgrind clang-format
 )
 
 SUDO=""

@@ -23,9 +23,9 @@
 
 #include <cmocka.h>
 
-#include "worker/builtins.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "worker/builtins.h"
 #include "worker/config.h"
 #include "worker/executor.h"
 #include "worker/json.h"
@@ -94,9 +94,8 @@ static tg_registry *builtins_reg(void)
 }
 
 /* Run a built-in synchronously; the caller frees the task. */
-static tg_task_ctx *run(const char *func, const char *input,
-                        const char *codec, const char *const *deps,
-                        size_t ndeps)
+static tg_task_ctx *run(const char *func, const char *input, const char *codec,
+                        const char *const *deps, size_t ndeps)
 {
     tg_registry *r = builtins_reg();
     tg_task_ctx *t = mk(r, "k", func, input, codec, deps, ndeps);
@@ -108,8 +107,8 @@ static tg_task_ctx *run(const char *func, const char *input,
     return t;
 }
 
-static void expect_result(const char *func, const char *input,
-                          const char *want, const char *want_codec)
+static void expect_result(const char *func, const char *input, const char *want,
+                          const char *want_codec)
 {
     tg_task_ctx *t = run(func, input, "json", NULL, 0);
 
@@ -121,9 +120,8 @@ static void expect_result(const char *func, const char *input,
     tgw_task_free(t);
 }
 
-static void expect_error(const char *func, const char *input,
-                         const char *codec, const char *type,
-                         const char *message_part)
+static void expect_error(const char *func, const char *input, const char *codec,
+                         const char *type, const char *message_part)
 {
     tg_task_ctx *t = run(func, input, codec, NULL, 0);
 
@@ -218,11 +216,15 @@ static void test_worker__json_roundtrips_structures(void **state)
 static void test_worker__json_rejects_malformed_input(void **state)
 {
     static const char *bad[] = {
-        "",         "   ",     "01",        "1.",        ".5",
-        "+1",       "1e",      "-",         "[1,]",      "[1 2]",
-        "{\"a\":1,}", "{a:1}", "'x'",       "NaN",       "Infinity",
-        "[1] x",    "\"\\x\"", "\"\x01\"",  "\"open",    "\"\\ud800\"",
-        "\"\\udc00\"", "tru",  "nul",       "[",         "{\"a\" 1}",
+        "",          "   ",         "01",
+        "1.",        ".5",          "+1",
+        "1e",        "-",           "[1,]",
+        "[1 2]",     "{\"a\":1,}",  "{a:1}",
+        "'x'",       "NaN",         "Infinity",
+        "[1] x",     "\"\\x\"",     "\"\x01\"",
+        "\"open",    "\"\\ud800\"", "\"\\udc00\"",
+        "tru",       "nul",         "[",
+        "{\"a\" 1}",
     };
     static const char big[] = "[1, 10000000000000000000, x]";
     char deep[400];
@@ -241,8 +243,7 @@ static void test_worker__json_rejects_malformed_input(void **state)
     /* Nesting beyond the limit fails instead of exhausting the stack. */
     memset(deep, '[', 300);
     deep[300] = '\0';
-    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)deep, 300),
-                     TG_EINVAL);
+    assert_int_equal(tgw_json_parse(&v, (const uint8_t *)deep, 300), TG_EINVAL);
     assert_non_null(strstr(tg_error_last(), "deep"));
     /* The error names where it went wrong. */
     assert_int_equal(tgw_json_parse(&v, (const uint8_t *)"[1, x]", 6),
@@ -473,8 +474,7 @@ static void test_worker__registry_add_find_and_rules(void **state)
     (void)state;
     assert_int_equal(tgw_registry_new(&r), TG_OK);
     assert_int_equal(tg_registry_add(r, "my.const", fn_const, "\"c\""), TG_OK);
-    assert_int_equal(tg_registry_add(r, "my.const", fn_const, NULL),
-                     TG_EEXIST);
+    assert_int_equal(tg_registry_add(r, "my.const", fn_const, NULL), TG_EEXIST);
     assert_int_equal(tg_registry_add(r, "noplace", fn_const, NULL), TG_EINVAL);
     assert_int_equal(tg_registry_add(r, ".x", fn_const, NULL), TG_EINVAL);
     assert_int_equal(tg_registry_add(r, "x.", fn_const, NULL), TG_EINVAL);
@@ -492,8 +492,7 @@ static void test_worker__registry_add_find_and_rules(void **state)
     assert_non_null(tgw_registry_find(r, "bulk.f199"));
     assert_null(tgw_registry_find(r, "bulk.f200"));
     tgw_registry_freeze(r);
-    assert_int_equal(tg_registry_add(r, "late.add", fn_const, NULL),
-                     TG_ESTATE);
+    assert_int_equal(tg_registry_add(r, "late.add", fn_const, NULL), TG_ESTATE);
 
     t = mk(r, "k", "my.const", "", "", NULL, 0);
     tgw_task_run(t);
@@ -555,8 +554,8 @@ static void test_worker__plugin_loads_example_shout(void **state)
     /* A missing library fails with the loader's message and the path. */
     assert_int_equal(tgw_registry_new(&r), TG_OK);
     assert_int_equal(tgw_plugins_new(&ps), TG_OK);
-    assert_int_equal(
-        tgw_plugins_load(ps, r, "/nonexistent/libx.so"), TG_ENOTFOUND);
+    assert_int_equal(tgw_plugins_load(ps, r, "/nonexistent/libx.so"),
+                     TG_ENOTFOUND);
     assert_non_null(strstr(tg_error_last(), "/nonexistent/libx.so"));
     tgw_plugins_free(ps);
     tgw_registry_free(r);
@@ -569,8 +568,8 @@ static void test_worker__plugin_loads_example_shout(void **state)
 static int parse(tgw_config *cfg, const char *a1, const char *a2,
                  const char *a3, const char *a4)
 {
-    char *argv[] = {"taskgrid-worker", (char *)a1, (char *)a2, (char *)a3,
-                    (char *)a4, NULL};
+    char *argv[] = {"taskgrid-worker", (char *)a1, (char *)a2,
+                    (char *)a3,        (char *)a4, NULL};
     int argc = 1;
 
     while (argc < 5 && argv[argc] != NULL)
@@ -578,8 +577,8 @@ static int parse(tgw_config *cfg, const char *a1, const char *a2,
     return tgw_config_parse(cfg, argc, argv);
 }
 
-static void expect_usage_error(const char *a1, const char *a2,
-                               const char *a3, const char *part)
+static void expect_usage_error(const char *a1, const char *a2, const char *a3,
+                               const char *part)
 {
     tgw_config cfg;
 
@@ -692,7 +691,7 @@ static struct {
     bool seceded;
     int secede_rc, rejoin_rc;
     int running, max_running; /* slot holders (seceded ones excluded) */
-} S; /* mutex initialised in exec_setup */
+} S;                          /* mutex initialised in exec_setup */
 
 static void s_reset(void)
 {
@@ -917,10 +916,9 @@ static void test_worker__executor_runs_by_priority_then_fifo(void **state)
     static const struct {
         const char *key;
         int32_t prio;
-    } tasks[] = {{"p0a", 0}, {"p5a", 5}, {"p1", 1},  {"p5b", 5},
+    } tasks[] = {{"p0a", 0},  {"p5a", 5}, {"p1", 1}, {"p5b", 5},
                  {"p10", 10}, {"p0b", 0}, {"n1", -1}};
-    static const char *want[] = {"p10", "p5a", "p5b", "p1", "p0a", "p0b",
-                                 "n1"};
+    static const char *want[] = {"p10", "p5a", "p5b", "p1", "p0a", "p0b", "n1"};
     tg__exec *e = new_exec(1);
     tg_task_ctx *batch[7];
     int one = 1, all = 8;

@@ -115,9 +115,8 @@ static void cq_destroy(grpc_completion_queue *cq)
 
     grpc_completion_queue_shutdown(cq);
     do {
-        ev = grpc_completion_queue_pluck(cq, NULL,
-                                         gpr_inf_future(GPR_CLOCK_REALTIME),
-                                         NULL);
+        ev = grpc_completion_queue_pluck(
+            cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     } while (ev.type != GRPC_QUEUE_SHUTDOWN);
     grpc_completion_queue_destroy(cq);
 }
@@ -157,8 +156,7 @@ static int tls_failure(const tg__chan *ch, const char *msg)
             "does not name the host of this address (%.*s); connect with a "
             "name the certificate lists, or remake it to include this one "
             "(taskgrid-certs --hosts)",
-            ch->address,
-            (int)strcspn(peer + 10, " "), peer + 10);
+            ch->address, (int)strcspn(peer + 10, " "), peer + 10);
     if (strstr(msg, "wrong version number") != NULL)
         return tg__error_set(TG_ETLS,
                              "the TLS handshake with %s failed: the server "
@@ -199,8 +197,7 @@ static int report_status(grpc_status_code code, grpc_slice details,
     }
     rc = tg__grpc_to_status(code);
     if (rc == TG_EUNAVAILABLE)
-        tg__error_set(rc, "scheduler at %s unavailable: %s", ch->target,
-                      msg);
+        tg__error_set(rc, "scheduler at %s unavailable: %s", ch->target, msg);
     else if (rc == TG_ETIMEDOUT && msg[0] == '\0')
         tg__error_set(rc, "%s timed out", method);
     else
@@ -356,8 +353,8 @@ int tg__cstream_open(tg__cstream **out, tg__chan *ch, const char *method,
 }
 
 int tg__cstream_open_request(tg__cstream **out, tg__chan *ch,
-                             const char *method, const uint8_t *req,
-                             size_t len, int64_t timeout_ms)
+                             const char *method, const uint8_t *req, size_t len,
+                             int64_t timeout_ms)
 {
     tg__cstream *s;
     grpc_op ops[5];
@@ -405,8 +402,7 @@ static int cstream_status(tg__cstream *s, int64_t timeout_ms)
             s->cq, &s->tag_status, tg__grpc_deadline(timeout_ms), NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT)
             return tg__error_set(TG_ETIMEDOUT,
-                                 "%s: no status from the scheduler",
-                                 s->method);
+                                 "%s: no status from the scheduler", s->method);
         s->status_pending = false;
     }
     if (s->code == GRPC_STATUS_OK)
@@ -418,8 +414,8 @@ static int cstream_status(tg__cstream *s, int64_t timeout_ms)
 static bool pluck_send(tg__cstream *s, void *tag, int64_t timeout_ms,
                        bool *success)
 {
-    grpc_event ev =
-        grpc_completion_queue_pluck(s->cq, tag, tg__grpc_deadline(timeout_ms), NULL);
+    grpc_event ev = grpc_completion_queue_pluck(
+        s->cq, tag, tg__grpc_deadline(timeout_ms), NULL);
 
     if (ev.type == GRPC_QUEUE_TIMEOUT)
         return false;
@@ -440,17 +436,15 @@ static int send_locked(tg__cstream *s, const uint8_t *buf, size_t len,
                              s->method);
     if (s->init_pending) {
         if (!pluck_send(s, &s->tag_init, timeout_ms, &ok))
-            return tg__error_set(TG_ETIMEDOUT,
-                                 "%s: could not reach the scheduler",
-                                 s->method);
+            return tg__error_set(
+                TG_ETIMEDOUT, "%s: could not reach the scheduler", s->method);
         s->init_pending = false;
         if (!ok)
             s->send_failed = true;
     }
     if (s->send_pending) {
         if (!pluck_send(s, &s->tag_send, timeout_ms, &ok))
-            return tg__error_set(TG_ETIMEDOUT, "%s: send timed out",
-                                 s->method);
+            return tg__error_set(TG_ETIMEDOUT, "%s: send timed out", s->method);
         s->send_pending = false;
         if (!ok)
             s->send_failed = true;
@@ -488,8 +482,7 @@ static int send_locked(tg__cstream *s, const uint8_t *buf, size_t len,
     }
     if (!ok) {
         s->send_failed = true;
-        return tg__error_set(TG_EUNAVAILABLE, "%s: the call ended",
-                             s->method);
+        return tg__error_set(TG_EUNAVAILABLE, "%s: the call ended", s->method);
     }
     return TG_OK;
 }

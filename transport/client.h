@@ -11,7 +11,6 @@
 
 #include "transport/transport.h"
 
-
 typedef struct tg__chan tg__chan;
 
 /**
@@ -51,8 +50,8 @@ int tg__cstream_open(tg__cstream **out, tg__chan *ch, const char *method,
  * connect show up there.
  */
 int tg__cstream_open_request(tg__cstream **out, tg__chan *ch,
-                             const char *method, const uint8_t *req,
-                             size_t len, int64_t timeout_ms);
+                             const char *method, const uint8_t *req, size_t len,
+                             int64_t timeout_ms);
 
 /**
  * Send one message (copied). Thread-safe; blocks until gRPC accepted it

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * common.c: what both sides of the transport share (transport.h,
- * grpc_util.h): the reference-counted gRPC initialisation, deadlines, the tg_status <-> gRPC status mapping, reading
- * messages and channel arguments. Depends on the gRPC C core.
+ * grpc_util.h): the reference-counted gRPC initialisation, deadlines, the
+ * tg_status <-> gRPC status mapping, reading messages and channel arguments.
+ * Depends on the gRPC C core.
  */
 #include <pthread.h>
 #include <stdlib.h>

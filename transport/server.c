@@ -20,8 +20,8 @@
 #include <grpc/support/time.h>
 
 #include "transport/grpc_util.h"
-#include "util/address.h"
 #include "transport/server.h"
+#include "util/address.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -280,8 +280,7 @@ static void scall_pump(tg__scall *c)
         grpc_slice_unref(c->status_details);
         c->status_details =
             grpc_slice_from_copied_string(c->finish_msg ? c->finish_msg : "");
-        ops[n].data.send_status_from_server.status_details =
-            &c->status_details;
+        ops[n].data.send_status_from_server.status_details = &c->status_details;
         n++;
         c->status_sent = true;
     }
@@ -402,12 +401,11 @@ void tg__scall_role(const tg__scall *c, char *buf, size_t len)
      * versions fill with every SAN. */
     for (int k = 0; k < 2; k++) {
         it = grpc_auth_context_find_properties_by_name(
-            ac, k == 0 ? GRPC_PEER_URI_PROPERTY_NAME
-                       : GRPC_X509_SAN_PROPERTY_NAME);
+            ac,
+            k == 0 ? GRPC_PEER_URI_PROPERTY_NAME : GRPC_X509_SAN_PROPERTY_NAME);
         while ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
             size_t pl = sizeof(uri_prefix) - 1;
-            if (p->value_length > pl &&
-                memcmp(p->value, uri_prefix, pl) == 0) {
+            if (p->value_length > pl && memcmp(p->value, uri_prefix, pl) == 0) {
                 size_t n = p->value_length - pl;
                 if (n >= len)
                     n = len - 1;
@@ -479,7 +477,8 @@ int tg__server_new(tg__server **out, const tg__server_opts *opts,
     s->ud = ud;
     s->tick_ms = opts->tick_ms > 0 ? opts->tick_ms : 100;
     tg__rpc_init();
-    tg__grpc_channel_args(opts->max_msg ? opts->max_msg : TG__RPC_DEFAULT_MAX_MSG, argv);
+    tg__grpc_channel_args(
+        opts->max_msg ? opts->max_msg : TG__RPC_DEFAULT_MAX_MSG, argv);
     args.num_args = 2;
     args.args = argv;
     s->server = grpc_server_create(&args, NULL);
@@ -506,9 +505,8 @@ int tg__server_new(tg__server **out, const tg__server_opts *opts,
     if (s->port == 0) {
         grpc_server_destroy(s->server);
         grpc_completion_queue_shutdown(s->cq);
-        while (grpc_completion_queue_next(s->cq,
-                                          gpr_inf_future(GPR_CLOCK_REALTIME),
-                                          NULL)
+        while (grpc_completion_queue_next(
+                   s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
                    .type != GRPC_QUEUE_SHUTDOWN)
             ;
         grpc_completion_queue_destroy(s->cq);
@@ -690,9 +688,8 @@ int tg__server_run(tg__server *s)
             dispatch(s, ev);
             if (++n == 256 || s->stop)
                 break;
-            ev = grpc_completion_queue_next(s->cq,
-                                            gpr_inf_past(GPR_CLOCK_MONOTONIC),
-                                            NULL);
+            ev = grpc_completion_queue_next(
+                s->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
         }
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
@@ -720,8 +717,8 @@ void tg__server_free(tg__server *s)
     /* Drain: cancelled calls close (on_done runs), request slots return
      * unfilled, then the shutdown tag. */
     while (!shutdown_seen || s->calls != NULL || s->live_slots > 0) {
-        grpc_event ev = grpc_completion_queue_next(
-            s->cq, tg__grpc_deadline(1000), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(s->cq, tg__grpc_deadline(1000), NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT)
             continue;
         if (ev.type != GRPC_OP_COMPLETE)

@@ -10,7 +10,6 @@
 
 #include "transport/transport.h"
 
-
 typedef struct tg__server tg__server;
 /* One call being served. Valid from on_call until on_done returns. */
 typedef struct tg__scall tg__scall;

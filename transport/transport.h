@@ -2,9 +2,9 @@
  *
  * transport.h (internal): what both sides of taskgrid's gRPC transport
  * share: transport security material, the reference-counted gRPC
- * initialisation (the address syntax is util/address.h). The client side is client.h, the
- * server side server.h. Every grpc_* call of the project lives in this
- * folder, because the gRPC C core API changes between minor versions;
+ * initialisation (the address syntax is util/address.h). The client side is
+ * client.h, the server side server.h. Every grpc_* call of the project lives in
+ * this folder, because the gRPC C core API changes between minor versions;
  * everything here moves opaque encoded protobuf bytes (the codec is
  * proto/wire.h, the logic is elsewhere).
  *
@@ -45,7 +45,5 @@ typedef struct tg__rpc_sec {
 /* Reference-counted grpc_init/grpc_shutdown. */
 void tg__rpc_init(void);
 void tg__rpc_shutdown(void);
-
-
 
 #endif

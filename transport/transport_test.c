@@ -71,8 +71,8 @@ static void test_transport_codes__every_status_has_its_wire_code(void **state)
     for (size_t i = 0; i < sizeof(to_wire) / sizeof(to_wire[0]); i++)
         assert_int_equal(tg__status_to_grpc(to_wire[i].status),
                          to_wire[i].code);
-    /* The table covers the whole enum, so a new code cannot be added
-     * without deciding what it means on the wire. */
+        /* The table covers the whole enum, so a new code cannot be added
+         * without deciding what it means on the wire. */
 #define TG__COUNT(name, value, desc) n++;
     TG_STATUS_MAP(TG__COUNT)
 #undef TG__COUNT
@@ -90,10 +90,18 @@ static void test_transport_codes__every_wire_code_maps_back(void **state)
 static void test_transport_codes__meanings_survive_a_round_trip(void **state)
 {
     /* The codes a server sends on purpose come back as themselves. */
-    static const int kept[] = {TG_OK,           TG_EINVAL,     TG_ETIMEDOUT,
-                               TG_EUNAVAILABLE, TG_ENOTFOUND,  TG_EEXIST,
-                               TG_ECANCELLED,   TG_EPERM,      TG_ETOOBIG,
-                               TG_EUNIMPLEMENTED, TG_ESTATE,   TG_EINTERNAL,
+    static const int kept[] = {TG_OK,
+                               TG_EINVAL,
+                               TG_ETIMEDOUT,
+                               TG_EUNAVAILABLE,
+                               TG_ENOTFOUND,
+                               TG_EEXIST,
+                               TG_ECANCELLED,
+                               TG_EPERM,
+                               TG_ETOOBIG,
+                               TG_EUNIMPLEMENTED,
+                               TG_ESTATE,
+                               TG_EINTERNAL,
                                TG_EUNAUTHENTICATED};
 
     (void)state;

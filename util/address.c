@@ -10,8 +10,7 @@
 #include "util/address.h"
 #include "util/error.h"
 
-int tg__address_parse(const char *address, char *target, size_t tlen,
-                      bool *tls)
+int tg__address_parse(const char *address, char *target, size_t tlen, bool *tls)
 {
     const char *rest = address;
     const char *colon;

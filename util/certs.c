@@ -27,9 +27,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "taskgrid/status.h"
 #include "util/certs.h"
 #include "util/error.h"
-#include "taskgrid/status.h"
 
 struct tg__certs_ca {
     X509 *cert;
@@ -58,8 +58,8 @@ static EVP_PKEY *new_key(void)
 static int set_serial(X509 *x)
 {
     BIGNUM *bn = BN_new();
-    int ok = bn != NULL && BN_rand(bn, 159, BN_RAND_TOP_ANY,
-                                   BN_RAND_BOTTOM_ANY) == 1 &&
+    int ok = bn != NULL &&
+             BN_rand(bn, 159, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1 &&
              BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
 
     BN_free(bn);
@@ -181,7 +181,7 @@ static int add_san(X509 *x, const char *role, const char *hosts)
     }
     rc = sk_GENERAL_NAME_num(gens) == 0 ||
                  X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0,
-                               X509V3_ADD_DEFAULT) == 1
+                                   X509V3_ADD_DEFAULT) == 1
              ? TG_OK
              : TG_ETLS;
 
@@ -256,22 +256,20 @@ int tg__certs_ca_new(tg__certs_ca **out, const char *cn, tg__certs_validity v)
     name = X509_get_subject_name(ca->cert);
     if (!X509_set_version(ca->cert, X509_VERSION_3) ||
         set_serial(ca->cert) != 0 || set_validity(ca->cert, v) != 0 ||
-        add_name(name, "O", "taskgrid") != 0 ||
-        add_name(name, "CN", cn) != 0 ||
+        add_name(name, "O", "taskgrid") != 0 || add_name(name, "CN", cn) != 0 ||
         !X509_set_issuer_name(ca->cert, name) ||
         !X509_set_pubkey(ca->cert, ca->key) ||
         add_ext(ca->cert, ca->cert, NID_basic_constraints,
                 "critical,CA:TRUE,pathlen:0") != 0 ||
         add_ext(ca->cert, ca->cert, NID_key_usage,
                 "critical,keyCertSign,cRLSign") != 0 ||
-        add_ext(ca->cert, ca->cert, NID_subject_key_identifier, "hash") !=
-            0 ||
+        add_ext(ca->cert, ca->cert, NID_subject_key_identifier, "hash") != 0 ||
         !X509_sign(ca->cert, ca->key, EVP_sha256()))
         goto fail;
     *out = ca;
     return TG_OK;
 
-fail: {
+fail : {
     int rc = ossl_fail("cannot make a CA certificate");
 
     tg__certs_ca_free(ca);
@@ -312,9 +310,8 @@ int tg__certs_ca_load(tg__certs_ca **out, const char *cert_pem,
     if (X509_check_private_key(ca->cert, ca->key) != 1) {
         tg__certs_ca_free(ca);
         ERR_clear_error();
-        return tg__error_set(TG_ETLS,
-                             "the CA key does not belong to the CA "
-                             "certificate");
+        return tg__error_set(TG_ETLS, "the CA key does not belong to the CA "
+                                      "certificate");
     }
     *out = ca;
     return TG_OK;
@@ -364,10 +361,8 @@ int tg__certs_issue(const tg__certs_ca *ca, const tg__certs_leaf *leaf,
         add_name(name, "CN", leaf->cn) != 0 ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) ||
         !X509_set_pubkey(x, key) ||
-        add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") !=
-            0 ||
-        add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature") !=
-            0 ||
+        add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
+        add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature") != 0 ||
         add_ext(x, ca->cert, NID_ext_key_usage,
                 leaf->server ? "serverAuth,clientAuth" : "clientAuth") != 0 ||
         add_ext(x, ca->cert, NID_subject_key_identifier, "hash") != 0 ||
@@ -486,8 +481,7 @@ int tg__certs_write_dir(const char *dir, const tg__certs_dir_opts *opts)
         for (size_t i = 0; i <= NROLES; i++) {
             const char *base = i < NROLES ? roles[i].role : "ca";
             for (int k = 0; k < 2; k++) {
-                path_of(path, sizeof(path), dir, base,
-                        k ? "-key.pem" : ".pem");
+                path_of(path, sizeof(path), dir, base, k ? "-key.pem" : ".pem");
                 if (access(path, F_OK) == 0)
                     return tg__error_set(TG_EEXIST,
                                          "%s already exists (use another "
@@ -513,8 +507,7 @@ int tg__certs_write_dir(const char *dir, const tg__certs_dir_opts *opts)
         goto cleanup;
     if (o.write_ca_key) {
         path_of(path, sizeof(path), dir, "ca", "-key.pem");
-        if ((rc = tg__certs_write_file(path, key, 0600, o.overwrite)) !=
-            TG_OK)
+        if ((rc = tg__certs_write_file(path, key, 0600, o.overwrite)) != TG_OK)
             goto cleanup;
     }
     for (size_t i = 0; i < NROLES; i++) {
@@ -532,12 +525,10 @@ int tg__certs_write_dir(const char *dir, const tg__certs_dir_opts *opts)
         if ((rc = tg__certs_issue(ca, &leaf, &cert, &key)) != TG_OK)
             goto cleanup;
         path_of(path, sizeof(path), dir, roles[i].role, ".pem");
-        if ((rc = tg__certs_write_file(path, cert, 0644, o.overwrite)) !=
-            TG_OK)
+        if ((rc = tg__certs_write_file(path, cert, 0644, o.overwrite)) != TG_OK)
             goto cleanup;
         path_of(path, sizeof(path), dir, roles[i].role, "-key.pem");
-        if ((rc = tg__certs_write_file(path, key, 0600, o.overwrite)) !=
-            TG_OK)
+        if ((rc = tg__certs_write_file(path, key, 0600, o.overwrite)) != TG_OK)
             goto cleanup;
     }
 

@@ -37,16 +37,14 @@ typedef struct tg__certs_validity {
  * Make a new self-signed CA (EC P-256) whose subject is
  * "O=taskgrid, CN=`cn`". Free with tg__certs_ca_free().
  */
-int tg__certs_ca_new(tg__certs_ca **out, const char *cn,
-                     tg__certs_validity v);
+int tg__certs_ca_new(tg__certs_ca **out, const char *cn, tg__certs_validity v);
 
 /** Load a CA from PEM text (certificate and its unencrypted key). */
 int tg__certs_ca_load(tg__certs_ca **out, const char *cert_pem,
                       const char *key_pem);
 
 /** The CA's certificate and key as malloc'd PEM text (free() both). */
-int tg__certs_ca_pem(const tg__certs_ca *ca, char **cert_pem,
-                     char **key_pem);
+int tg__certs_ca_pem(const tg__certs_ca *ca, char **cert_pem, char **key_pem);
 
 /** NULL is a no-op. */
 void tg__certs_ca_free(tg__certs_ca *ca);
@@ -60,8 +58,8 @@ typedef struct tg__certs_leaf {
                         * the SAN (a server's names); NULL: none */
     bool server;       /* extendedKeyUsage serverAuth besides clientAuth */
     tg__certs_validity validity;
-    bool ou_only;      /* the role only as the OU, no URI SAN (as other
-                        * tools make them; the scheduler reads both) */
+    bool ou_only; /* the role only as the OU, no URI SAN (as other
+                   * tools make them; the scheduler reads both) */
 } tg__certs_leaf;
 
 /**
@@ -74,11 +72,11 @@ int tg__certs_issue(const tg__certs_ca *ca, const tg__certs_leaf *leaf,
 
 /* Options of tg__certs_write_dir. */
 typedef struct tg__certs_dir_opts {
-    int days;            /* validity of every certificate; 0: 365 */
-    const char *hosts;   /* the scheduler's names (comma-separated); NULL:
-                          * localhost,127.0.0.1,::1 and this host's name */
-    bool write_ca_key;   /* also write ca-key.pem (to issue more later) */
-    bool overwrite;      /* replace existing files instead of failing */
+    int days;          /* validity of every certificate; 0: 365 */
+    const char *hosts; /* the scheduler's names (comma-separated); NULL:
+                        * localhost,127.0.0.1,::1 and this host's name */
+    bool write_ca_key; /* also write ca-key.pem (to issue more later) */
+    bool overwrite;    /* replace existing files instead of failing */
 } tg__certs_dir_opts;
 
 /* The files tg__certs_write_dir writes (in `dir`). */

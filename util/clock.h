@@ -45,7 +45,8 @@ static inline struct timespec tg__deadline_ms(int64_t ms)
 /** a < b for timespecs. */
 static inline int tg__ts_before(struct timespec a, struct timespec b)
 {
-    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+    return a.tv_sec < b.tv_sec ||
+           (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
 }
 
 #endif

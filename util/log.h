@@ -26,10 +26,10 @@ void tg__log(tg__log_level level, const char *fmt, ...)
 #define TG_LOG_ERROR(...) tg__log(TG__LOG_ERROR, __VA_ARGS__)
 #define TG_LOG_WARN(...) tg__log(TG__LOG_WARN, __VA_ARGS__)
 #define TG_LOG_INFO(...) tg__log(TG__LOG_INFO, __VA_ARGS__)
-#define TG_LOG_DEBUG(...)                          \
-    do {                                           \
-        if (tg__log_enabled(TG__LOG_DEBUG))        \
-            tg__log(TG__LOG_DEBUG, __VA_ARGS__);   \
+#define TG_LOG_DEBUG(...)                        \
+    do {                                         \
+        if (tg__log_enabled(TG__LOG_DEBUG))      \
+            tg__log(TG__LOG_DEBUG, __VA_ARGS__); \
     } while (0)
 
 #endif

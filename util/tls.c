@@ -23,9 +23,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "taskgrid/status.h"
 #include "util/certs.h"
 #include "util/error.h"
-#include "taskgrid/status.h"
 #include "util/tls.h"
 
 /* Security files larger than this are not certificates. */
@@ -63,10 +63,9 @@ static int read_file(const item *it, char **out)
 
     *out = NULL;
     if (f == NULL)
-        return tg__error_set(errno == ENOENT ? TG_ENOTFOUND : TG_EIO,
-                             "%s cannot be read: %s",
-                             item_name(it, name, sizeof(name)),
-                             strerror(errno));
+        return tg__error_set(
+            errno == ENOENT ? TG_ENOTFOUND : TG_EIO, "%s cannot be read: %s",
+            item_name(it, name, sizeof(name)), strerror(errno));
     buf = malloc(PEM_MAX + 1);
     if (buf == NULL) {
         rc = tg__error_set(TG_ENOMEM, "out of memory");
@@ -112,8 +111,9 @@ static int load_item(const item *it, const char *pem, char **out)
     if (strstr(*out, "-----BEGIN ") == NULL) {
         free_secret(*out);
         *out = NULL;
-        return tg__error_set(TG_ETLS, "%s is not PEM text (no -----BEGIN "
-                                      "line)",
+        return tg__error_set(TG_ETLS,
+                             "%s is not PEM text (no -----BEGIN "
+                             "line)",
                              item_name(it, name, sizeof(name)));
     }
     return TG_OK;
@@ -174,17 +174,16 @@ static int check_dates(const item *it, X509 *x)
     char name[600], when[64];
 
     if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
-        return tg__error_set(TG_ETLS,
-                             "%s is not valid before %s (is this host's "
-                             "clock right?)",
-                             item_name(it, name, sizeof(name)),
-                             time_text(X509_get0_notBefore(x), when,
-                                       sizeof(when)));
+        return tg__error_set(
+            TG_ETLS,
+            "%s is not valid before %s (is this host's "
+            "clock right?)",
+            item_name(it, name, sizeof(name)),
+            time_text(X509_get0_notBefore(x), when, sizeof(when)));
     if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
-        return tg__error_set(TG_ETLS, "%s expired on %s",
-                             item_name(it, name, sizeof(name)),
-                             time_text(X509_get0_notAfter(x), when,
-                                       sizeof(when)));
+        return tg__error_set(
+            TG_ETLS, "%s expired on %s", item_name(it, name, sizeof(name)),
+            time_text(X509_get0_notAfter(x), when, sizeof(when)));
     return TG_OK;
 }
 
@@ -291,8 +290,7 @@ static void diagnose(tg__tls *t, const item *ca, const item *cert)
         goto cleanup;
     for (int i = 0; i < sk_X509_num(cas); i++)
         X509_STORE_add_cert(store, sk_X509_value(cas, i));
-    if (X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), chain) !=
-        1)
+    if (X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), chain) != 1)
         goto cleanup;
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     if (X509_verify_cert(ctx) == 1)
@@ -377,7 +375,7 @@ void tg__tls_clear(tg__tls *t)
 void tg__tls_cert_role(const char *cert_pem, char *buf, size_t len)
 {
     static const char prefix[] = TG__CERTS_ROLE_URI;
-    STACK_OF(X509) *sk;
+    STACK_OF(X509) * sk;
     GENERAL_NAMES *gens;
     X509 *x;
     int i;
@@ -408,8 +406,8 @@ void tg__tls_cert_role(const char *cert_pem, char *buf, size_t len)
     GENERAL_NAMES_free(gens);
     if (buf[0] == '\0') {
         X509_NAME *subj = X509_get_subject_name(x);
-        int idx = X509_NAME_get_index_by_NID(subj, NID_organizationalUnitName,
-                                             -1);
+        int idx =
+            X509_NAME_get_index_by_NID(subj, NID_organizationalUnitName, -1);
 
         if (idx >= 0) {
             ASN1_STRING *d =
@@ -442,8 +440,7 @@ int tg__tls_worker_identity_set(const char *address, const tg__tls *t)
         identity_tls.ca_pem = strdup(t->ca_pem);
         identity_tls.cert_pem = t->cert_pem ? strdup(t->cert_pem) : NULL;
         identity_tls.key_pem = t->key_pem ? strdup(t->key_pem) : NULL;
-        snprintf(identity_tls.hint, sizeof(identity_tls.hint), "%s",
-                 t->hint);
+        snprintf(identity_tls.hint, sizeof(identity_tls.hint), "%s", t->hint);
     }
     if (identity_address == NULL ||
         (t != NULL && t->ca_pem != NULL &&

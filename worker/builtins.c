@@ -55,8 +55,8 @@ static int parse_one(tg_task_ctx *ctx, const char *fname, const char *what,
             return TG_OK;
         }
         snprintf(msg, sizeof(msg),
-                 "%s takes JSON arguments, but %s has codec '%s'", fname,
-                 what, codec);
+                 "%s takes JSON arguments, but %s has codec '%s'", fname, what,
+                 codec);
         tg_task_set_error(ctx, "TypeError", msg, NULL);
         return TG_EINVAL;
     }
@@ -64,8 +64,8 @@ static int parse_one(tg_task_ctx *ctx, const char *fname, const char *what,
     if (rc == TG_ENOMEM) {
         tg_task_set_error(ctx, "MemoryError", "out of memory", NULL);
     } else if (rc != TG_OK) {
-        snprintf(msg, sizeof(msg), "%s: %s is not valid JSON: %s", fname,
-                 what, tg_error_last());
+        snprintf(msg, sizeof(msg), "%s: %s is not valid JSON: %s", fname, what,
+                 tg_error_last());
         tg_task_set_error(ctx, "ValueError", msg, NULL);
     }
     return rc;
@@ -82,13 +82,14 @@ int tgw_args_parse(tg_task_ctx *ctx, const char *fname, tgw_args *out)
     out->v = NULL;
     out->n = 0;
     if (len > 0) {
-        rc = parse_one(ctx, fname, "the input", in, len, tg_task_codec(ctx),
-                       &v);
+        rc =
+            parse_one(ctx, fname, "the input", in, len, tg_task_codec(ctx), &v);
         if (rc != TG_OK)
             return rc;
         if (json_is_array(v)) {
             rc = TG_OK;
-            json_array_foreach(v, i, item) {
+            json_array_foreach(v, i, item)
+            {
                 if (rc == TG_OK)
                     rc = push_arg(out, &cap, json_incref(item));
             }
@@ -105,8 +106,8 @@ int tgw_args_parse(tg_task_ctx *ctx, const char *fname, tgw_args *out)
         const uint8_t *d = tg_task_dep(ctx, i, &dlen);
 
         snprintf(what, sizeof(what), "dependency %zu", i + 1);
-        rc = parse_one(ctx, fname, what, d, dlen, tg_task_dep_codec(ctx, i),
-                       &v);
+        rc =
+            parse_one(ctx, fname, what, d, dlen, tg_task_dep_codec(ctx, i), &v);
         if (rc != TG_OK)
             return rc;
         if (push_arg(out, &cap, v) != TG_OK)
@@ -170,8 +171,7 @@ static void acc_add(acc *a, const json_t *v)
     if (a->is_int && json_is_integer(v)) {
         int64_t r;
 
-        if (!__builtin_add_overflow(a->i, (int64_t)json_integer_value(v),
-                                    &r)) {
+        if (!__builtin_add_overflow(a->i, (int64_t)json_integer_value(v), &r)) {
             a->i = r;
             return;
         }
@@ -216,8 +216,8 @@ static int step(tg_task_ctx *ctx, const char *fname, int64_t delta)
                      "%s expects one number, got %zu argument%s", fname, a.n,
                      plural(a.n));
         else
-            snprintf(msg, sizeof(msg), "%s expects one number, got %s",
-                     fname, tgw_json_type_name(a.v[0]));
+            snprintf(msg, sizeof(msg), "%s expects one number, got %s", fname,
+                     tgw_json_type_name(a.v[0]));
         tg_task_set_error(ctx, "TypeError", msg, NULL);
         goto out;
     }
@@ -264,8 +264,8 @@ static int fn_add(tg_task_ctx *ctx, void *ud)
         char msg[256];
 
         snprintf(msg, sizeof(msg),
-                 "tg.add expects at least two numbers, got %zu argument%s",
-                 a.n, plural(a.n));
+                 "tg.add expects at least two numbers, got %zu argument%s", a.n,
+                 plural(a.n));
         tg_task_set_error(ctx, "TypeError", msg, NULL);
         goto out;
     }
@@ -298,7 +298,8 @@ static int fn_sum(tg_task_ctx *ctx, void *ud)
         size_t j;
 
         if (json_is_array(v)) {
-            json_array_foreach(v, j, item) {
+            json_array_foreach(v, j, item)
+            {
                 if (!json_is_number(item)) {
                     char msg[256];
 
@@ -371,9 +372,8 @@ static int fn_sleep(tg_task_ctx *ctx, void *ud)
             snprintf(msg, sizeof(msg),
                      "tg.sleep expects a non-negative number of seconds, "
                      "got %s",
-                     json_is_number(a.v[0])
-                         ? "a negative number"
-                         : tgw_json_type_name(a.v[0]));
+                     json_is_number(a.v[0]) ? "a negative number"
+                                            : tgw_json_type_name(a.v[0]));
         tg_task_set_error(ctx, "TypeError", msg, NULL);
         goto out;
     }
@@ -474,9 +474,9 @@ int tgw_builtins_register(tg_registry *r)
         const char *name;
         tg_task_fn fn;
     } table[] = {
-        {"tg.noop", fn_noop}, {"tg.echo", fn_echo},   {"tg.sleep", fn_sleep},
-        {"tg.inc", fn_inc},   {"tg.dec", fn_dec},     {"tg.add", fn_add},
-        {"tg.sum", fn_sum},   {"tg.fail", fn_fail},   {"tg.print", fn_print},
+        {"tg.noop", fn_noop}, {"tg.echo", fn_echo}, {"tg.sleep", fn_sleep},
+        {"tg.inc", fn_inc},   {"tg.dec", fn_dec},   {"tg.add", fn_add},
+        {"tg.sum", fn_sum},   {"tg.fail", fn_fail}, {"tg.print", fn_print},
     };
 
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {

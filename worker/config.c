@@ -88,23 +88,26 @@ static int add_resources(tgw_config *cfg, const char *spec)
         tgw_resource *p;
 
         if (eq == NULL || eq == item || eq[1] == '\0') {
-            rc = tg__error_set(TG_EINVAL,
-                "--resources: '%s' is not NAME=AMOUNT (e.g. GPU=2)", item);
+            rc = tg__error_set(
+                TG_EINVAL, "--resources: '%s' is not NAME=AMOUNT (e.g. GPU=2)",
+                item);
             break;
         }
         *eq = '\0';
         errno = 0;
         amount = strtod(eq + 1, &end);
         if (*end != '\0' || errno != 0 || !isfinite(amount) || amount < 0) {
-            rc = tg__error_set(TG_EINVAL,
+            rc = tg__error_set(
+                TG_EINVAL,
                 "--resources: amount of '%s' must be a non-negative "
-                "number, got '%s'", item, eq + 1);
+                "number, got '%s'",
+                item, eq + 1);
             break;
         }
         for (size_t i = 0; i < cfg->nresources; i++)
             if (strcmp(cfg->resources[i].name, item) == 0) {
                 rc = tg__error_set(TG_EINVAL,
-                    "--resources: '%s' is given twice", item);
+                                   "--resources: '%s' is given twice", item);
                 goto out;
             }
         p = realloc(cfg->resources, (cfg->nresources + 1) * sizeof(*p));
@@ -179,14 +182,15 @@ static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
     switch (id) {
     case OPT_NTHREADS:
         if (parse_uint(v, 1, 4096, &n) != 0)
-            return tg__error_set(TG_EINVAL,
-                "%s must be a whole number from 1 to 4096, got '%s'", opt, v);
+            return tg__error_set(
+                TG_EINVAL, "%s must be a whole number from 1 to 4096, got '%s'",
+                opt, v);
         cfg->nthreads = (unsigned)n;
         return TG_OK;
     case OPT_NAME:
         if (*v == '\0' || strlen(v) > 256)
-            return tg__error_set(TG_EINVAL,
-                "%s must be 1 to 256 characters", opt);
+            return tg__error_set(TG_EINVAL, "%s must be 1 to 256 characters",
+                                 opt);
         return set_str(&cfg->name, v);
     case OPT_RESOURCES:
         return add_resources(cfg, v);
@@ -204,16 +208,17 @@ static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
     }
     case OPT_HEARTBEAT:
         if (parse_uint(v, 10, 3600000, &n) != 0)
-            return tg__error_set(TG_EINVAL,
-                "%s must be milliseconds from 10 to 3600000, got '%s'",
-                opt, v);
+            return tg__error_set(
+                TG_EINVAL,
+                "%s must be milliseconds from 10 to 3600000, got '%s'", opt, v);
         cfg->heartbeat_ms = (int)n;
         return TG_OK;
     case OPT_LOG_LEVEL:
         if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") &&
             strcmp(v, "debug"))
-            return tg__error_set(TG_EINVAL,
-                "%s must be error, warn, info or debug, got '%s'", opt, v);
+            return tg__error_set(
+                TG_EINVAL, "%s must be error, warn, info or debug, got '%s'",
+                opt, v);
         return set_str(&cfg->log_level, v);
     case OPT_TLS_CA:
         return set_str(&cfg->tls_ca, v);
@@ -243,8 +248,9 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
 
         if (only_positional || arg[0] != '-' || arg[1] == '\0') {
             if (cfg->address != NULL)
-                return tg__error_set(TG_EINVAL,
-                    "unexpected argument '%s' (only one ADDRESS)", arg);
+                return tg__error_set(
+                    TG_EINVAL, "unexpected argument '%s' (only one ADDRESS)",
+                    arg);
             rc = set_str(&cfg->address, arg);
             if (rc != TG_OK)
                 return rc;
@@ -261,16 +267,16 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
                 strncmp(opts[k].name, arg, namelen) == 0)
                 break;
         if (k == sizeof(opts) / sizeof(opts[0]))
-            return tg__error_set(TG_EINVAL,
-                "unknown option '%.*s'", (int)namelen, arg);
+            return tg__error_set(TG_EINVAL, "unknown option '%.*s'",
+                                 (int)namelen, arg);
         if (opts[k].has_value) {
             if (eq != NULL)
                 value = eq + 1;
             else if (i + 1 < argc)
                 value = argv[++i];
             else
-                return tg__error_set(TG_EINVAL,
-                    "%s needs a value", opts[k].name);
+                return tg__error_set(TG_EINVAL, "%s needs a value",
+                                     opts[k].name);
         } else if (eq != NULL) {
             return tg__error_set(TG_EINVAL, "%s takes no value", opts[k].name);
         }
@@ -282,19 +288,22 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
         return TG_OK;
     if (cfg->address == NULL)
         return tg__error_set(TG_EINVAL,
-            "missing ADDRESS (e.g. tcp://127.0.0.1:8786)");
+                             "missing ADDRESS (e.g. tcp://127.0.0.1:8786)");
     rc = tg__address_parse(cfg->address, target, sizeof(target), &tls);
     if (rc != TG_OK)
         return rc; /* its message, as it is */
     ntls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) +
            (cfg->tls_key != NULL);
     if (tls && ntls != 3)
-        return tg__error_set(TG_EINVAL,
+        return tg__error_set(
+            TG_EINVAL,
             "%s is a TLS address: --tls-ca, --tls-cert and --tls-key "
-            "are all required", cfg->address);
+            "are all required",
+            cfg->address);
     if (!tls && ntls != 0)
         return tg__error_set(TG_EINVAL,
-            "--tls-* options need a tls:// address, got '%s'", cfg->address);
+                             "--tls-* options need a tls:// address, got '%s'",
+                             cfg->address);
 
     /* Defaults and the environment. */
     if (cfg->nthreads == 0)
@@ -314,8 +323,7 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
             return TG_ENOMEM;
     }
     env = getenv("TASKGRID_LAUNCH_ID");
-    if (env != NULL && *env != '\0' &&
-        set_str(&cfg->launch_id, env) != TG_OK)
+    if (env != NULL && *env != '\0' && set_str(&cfg->launch_id, env) != TG_OK)
         return TG_ENOMEM;
     return TG_OK;
 }

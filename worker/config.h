@@ -20,19 +20,19 @@ typedef struct tgw_resource {
 } tgw_resource;
 
 typedef struct tgw_config {
-    char *address;        /* tcp://host:port or tls://host:port */
-    unsigned nthreads;    /* default: CPUs this process may run on */
-    char *name;           /* default: hostname-pid */
+    char *address;     /* tcp://host:port or tls://host:port */
+    unsigned nthreads; /* default: CPUs this process may run on */
+    char *name;        /* default: hostname-pid */
     tgw_resource *resources;
     size_t nresources;
-    char **preload;       /* plug-in paths, in order */
+    char **preload; /* plug-in paths, in order */
     size_t npreload;
-    int heartbeat_ms;     /* until the scheduler says otherwise */
-    char *log_level;      /* error|warn|info|debug */
+    int heartbeat_ms;                  /* until the scheduler says otherwise */
+    char *log_level;                   /* error|warn|info|debug */
     char *tls_ca, *tls_cert, *tls_key; /* PEM file paths (tls:// only) */
-    char *host;           /* this host's name */
-    char *launch_id;      /* TASKGRID_LAUNCH_ID, or NULL */
-    bool help;            /* --help was given: print usage, exit 0 */
+    char *host;                        /* this host's name */
+    char *launch_id;                   /* TASKGRID_LAUNCH_ID, or NULL */
+    bool help; /* --help was given: print usage, exit 0 */
 } tgw_config;
 
 #define TGW_DEFAULT_HEARTBEAT_MS 1000

@@ -2,9 +2,9 @@
  *
  * executor.c: the slot-based thread pool (see executor.h). One mutex
  * guards everything: a binary heap of queued tasks (util/heap.h; priority,
- * then FIFO sequence), a hash index by key of queued and running tasks (for cancel),
- * the slot counters, and the thread records. Depends on pthreads, task.c
- * and the shared log and error helpers (util/).
+ * then FIFO sequence), a hash index by key of queued and running tasks (for
+ * cancel), the slot counters, and the thread records. Depends on pthreads,
+ * task.c and the shared log and error helpers (util/).
  *
  * Wake-ups are exact: every idle thread waits on its own condition
  * variable on a LIFO stack, and a submit wakes only as many threads as
@@ -19,12 +19,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "executor.h"
+#include "util/array.h"
 #include "util/clock.h"
 #include "util/error.h"
-#include "executor.h"
-#include "util/log.h"
-#include "util/array.h"
 #include "util/heap.h"
+#include "util/log.h"
 
 enum { ST_NONE = 0, ST_QUEUED, ST_RUNNING };
 
@@ -383,8 +383,7 @@ int tg__exec_new(tg__exec **out, const tg__exec_opts *opts)
         if (spawn_locked(e) != 0) {
             pthread_mutex_unlock(&e->mu);
             tg__exec_free(e);
-            return tg__error_set(TG_ENOMEM,
-                                 "cannot start %zu executor threads",
+            return tg__error_set(TG_ENOMEM, "cannot start %zu executor threads",
                                  (size_t)opts->nslots);
         }
     }
@@ -585,14 +584,12 @@ int tg__exec_secede(tg_task_ctx *ctx)
     tg__exec *e = ctx->exec;
 
     if (e == NULL)
-        return tg__error_set(TG_ESTATE,
-                             "task '%s' is not running in an executor",
-                             ctx->key);
+        return tg__error_set(
+            TG_ESTATE, "task '%s' is not running in an executor", ctx->key);
     pthread_mutex_lock(&e->mu);
     if (ctx->exec_state != ST_RUNNING || ctx->seceded) {
         pthread_mutex_unlock(&e->mu);
-        return tg__error_set(TG_ESTATE, "task '%s' cannot secede: %s",
-                             ctx->key,
+        return tg__error_set(TG_ESTATE, "task '%s' cannot secede: %s", ctx->key,
                              ctx->seceded ? "it already seceded"
                                           : "it is not running");
     }
@@ -625,15 +622,13 @@ int tg__exec_rejoin(tg_task_ctx *ctx)
     tg__exec *e = ctx->exec;
 
     if (e == NULL)
-        return tg__error_set(TG_ESTATE,
-                             "task '%s' is not running in an executor",
-                             ctx->key);
+        return tg__error_set(
+            TG_ESTATE, "task '%s' is not running in an executor", ctx->key);
     pthread_mutex_lock(&e->mu);
     if (!ctx->seceded) {
         pthread_mutex_unlock(&e->mu);
-        return tg__error_set(TG_ESTATE,
-                             "task '%s' cannot rejoin: it did not secede",
-                             ctx->key);
+        return tg__error_set(
+            TG_ESTATE, "task '%s' cannot rejoin: it did not secede", ctx->key);
     }
     e->nrejoin++;
     /* While stopping, let it through so it can finish and be joined. */

@@ -37,19 +37,19 @@ typedef struct tg__exec tg__exec;
 typedef void (*tg__exec_done_fn)(void *ud, tg_task_ctx *t);
 
 typedef struct tg__exec_opts {
-    unsigned nslots;         /* tasks running at once (>= 1) */
-    tg__exec_done_fn done;   /* required */
-    void *ud;                /* passed to done */
+    unsigned nslots;       /* tasks running at once (>= 1) */
+    tg__exec_done_fn done; /* required */
+    void *ud;              /* passed to done */
 } tg__exec_opts;
 
 /* A snapshot of the pool, for logs and tests. */
 typedef struct tg__exec_stats {
-    size_t queued;   /* waiting for a slot */
-    size_t running;  /* started, not finished (seceded ones included) */
-    size_t active;   /* running and holding a slot */
-    size_t seceded;  /* running without a slot (incl. waiting to rejoin) */
+    size_t queued;    /* waiting for a slot */
+    size_t running;   /* started, not finished (seceded ones included) */
+    size_t active;    /* running and holding a slot */
+    size_t seceded;   /* running without a slot (incl. waiting to rejoin) */
     size_t rejoining; /* blocked in tg__exec_rejoin */
-    size_t threads;  /* live pool threads */
+    size_t threads;   /* live pool threads */
 } tg__exec_stats;
 
 /** Start a pool; free with tg__exec_free. TG_OK, TG_EINVAL or TG_ENOMEM. */

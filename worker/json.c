@@ -346,7 +346,8 @@ int tgw_json_write(tgw_buf *b, const json_t *v)
         break;
     case JSON_ARRAY:
         tgw_buf_append(b, "[", 1);
-        json_array_foreach(v, i, m) {
+        json_array_foreach(v, i, m)
+        {
             if (i > 0)
                 tgw_buf_append(b, ",", 1);
             tgw_json_write(b, m);
@@ -356,7 +357,8 @@ int tgw_json_write(tgw_buf *b, const json_t *v)
     case JSON_OBJECT:
         tgw_buf_append(b, "{", 1);
         i = 0;
-        json_object_keylen_foreach((json_t *)v, key, klen, m) {
+        json_object_keylen_foreach((json_t *)v, key, klen, m)
+        {
             if (i++ > 0)
                 tgw_buf_append(b, ",", 1);
             write_string(b, key, klen);

@@ -4,8 +4,8 @@
  * the caller's thread owns the session (connect, register, receive and
  * dispatch, shutdown); one sender thread per session turns the outbox into
  * batched WorkerMessages and heartbeats; executor threads run tasks and
- * push outcomes into the outbox. Depends on the transport's client side, the codec, the
- * executor, the outbox and the SDK logger.
+ * push outcomes into the outbox. Depends on the transport's client side, the
+ * codec, the executor, the outbox and the SDK logger.
  *
  * Sessions do not outlive their stream: when it fails (the scheduler
  * restarted or the network broke) the scheduler has already given this
@@ -18,17 +18,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util/clock.h"
-#include "util/error.h"
 #include "executor.h"
 #include "link.h"
-#include "util/array.h"
-#include "util/log.h"
+#include "methods.h"
 #include "outbox.h"
 #include "registry.h"
 #include "task.h"
+#include "util/array.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
 #include "wire.h"
-#include "methods.h"
 
 #define AGENT "taskgrid-worker/0.1 (C)"
 
@@ -69,11 +69,11 @@ typedef struct wlink {
     bool sender_started;
     atomic_bool sender_stop;
     atomic_bool send_failed;
-    bool registered;     /* the scheduler answered our registration */
-    bool draining;       /* the scheduler asked us to drain */
-    bool closing;        /* a signal asked us to stop */
+    bool registered; /* the scheduler answered our registration */
+    bool draining;   /* the scheduler asked us to drain */
+    bool closing;    /* a signal asked us to stop */
     int64_t close_deadline;
-    char why[512];       /* why the session ended */
+    char why[512]; /* why the session ended */
 
     /* Scratch reused across messages (receive side / sender side). */
     tg_task_ctx **tasks;
@@ -220,16 +220,15 @@ static void *sender_main(void *arg)
         tgw_outbox_take(l->ob, &b, BATCH_MAX_ITEMS, BATCH_MAX_BYTES,
                         wait > 0 ? wait : 0);
         if (atomic_load(&l->sender_stop) ||
-            (b.nresults == 0 && b.nreleased == 0 &&
-             tg__now_ms() - last < hb)) {
+            (b.nresults == 0 && b.nreleased == 0 && tg__now_ms() - last < hb)) {
             tgw_outbox_batch_free(&b);
             tgw_outbox_done(l->ob);
             continue;
         }
         rc = send_batch(l, &b);
         if (rc == TG_OK && (b.nresults || b.nreleased))
-            TG_LOG_DEBUG("sent %zu results and %zu released keys",
-                         b.nresults, b.nreleased);
+            TG_LOG_DEBUG("sent %zu results and %zu released keys", b.nresults,
+                         b.nreleased);
         tgw_outbox_batch_free(&b);
         tgw_outbox_done(l->ob);
         if (rc != TG_OK) {
@@ -278,8 +277,8 @@ static void accept_assignments(wlink *l, const taskgrid_v1_SchedulerMessage *m)
         tgw_task_spec spec;
         tg_task_ctx *t = NULL;
 
-        if (!refuse && reserve(&l->deps, &l->ndeps_cap,
-                               a->deps_count, sizeof(*l->deps)) == 0) {
+        if (!refuse && reserve(&l->deps, &l->ndeps_cap, a->deps_count,
+                               sizeof(*l->deps)) == 0) {
             for (pb_size_t d = 0; d < a->deps_count; d++) {
                 l->deps[d].data = bytes_of(a->deps[d].data);
                 l->deps[d].codec = bytes_of(a->deps[d].codec);
@@ -344,8 +343,9 @@ static int handle_message(wlink *l, const uint8_t *buf, size_t len)
     if (m.heartbeat_ms > 0) {
         uint32_t hb = m.heartbeat_ms;
 
-        atomic_store(&l->heartbeat_ms,
-                     (int)(hb < 10 ? 10 : hb > 3600000 ? 3600000 : hb));
+        atomic_store(&l->heartbeat_ms, (int)(hb < 10        ? 10
+                                             : hb > 3600000 ? 3600000
+                                                            : hb));
     }
     /* Cancels and steals first: they refer to earlier assignments. If a
      * key is cancelled and assigned anew in one message, the new run must

@@ -13,8 +13,8 @@
 #include <stdatomic.h>
 
 #include "config.h"
-#include "transport/client.h"
 #include "taskgrid/plugin.h"
+#include "transport/client.h"
 
 /* How tgw_link_run ended. */
 typedef enum tgw_link_end {

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util/error.h"
 #include "loader.h"
+#include "util/error.h"
 
 struct tgw_plugins {
     void **handles; /* in load order */
@@ -61,8 +61,7 @@ int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path)
                  "%u; rebuild it against this worker's taskgrid/plugin.h",
                  (unsigned)abi(), (unsigned)TG_PLUGIN_ABI_VERSION);
         dlclose(h);
-        return fail(TG_EINVAL, path,
-                    detail);
+        return fail(TG_EINVAL, path, detail);
     }
     *(void **)&init = dlsym(h, "tg_plugin_init");
     if (init == NULL) {
@@ -72,8 +71,7 @@ int tgw_plugins_load(tgw_plugins *ps, tg_registry *r, const char *path)
     handles = realloc(ps->handles, (ps->n + 1) * sizeof(*handles));
     if (handles == NULL) {
         dlclose(h);
-        return fail(TG_ENOMEM, path,
-                    "out of memory");
+        return fail(TG_ENOMEM, path, "out of memory");
     }
     ps->handles = handles;
     /* Kept loaded even if init fails: functions it registered before

@@ -18,8 +18,8 @@
 #include "config.h"
 #include "link.h"
 #include "loader.h"
-#include "util/log.h"
 #include "registry.h"
+#include "util/log.h"
 #include "util/tls.h"
 
 static atomic_bool stop_requested;
@@ -108,8 +108,8 @@ int main(int argc, char **argv)
         if (strcmp(role, "worker") != 0)
             TG_LOG_WARN("%s has %s%s%s; a TLS scheduler admits only "
                         "certificates of role 'worker' as workers",
-                        cfg.tls_cert, role[0] ? "role '" : "no role",
-                        role, role[0] ? "'" : "");
+                        cfg.tls_cert, role[0] ? "role '" : "no role", role,
+                        role[0] ? "'" : "");
     }
 
     if (tgw_registry_new(&reg) != TG_OK || tgw_plugins_new(&plugins) != TG_OK ||
@@ -136,8 +136,8 @@ int main(int argc, char **argv)
 
     /* Nested work (the worker-side client) connects with this worker's
      * own address and credentials. */
-    if (tg__tls_worker_identity_set(cfg.address,
-                                    sec.ca_pem ? &tls : NULL) != TG_OK) {
+    if (tg__tls_worker_identity_set(cfg.address, sec.ca_pem ? &tls : NULL) !=
+        TG_OK) {
         TG_LOG_ERROR("cannot start: %s", tg_error_last());
         code = 1;
         goto out;

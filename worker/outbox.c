@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/clock.h"
-#include "util/error.h"
 #include "outbox.h"
 #include "util/array.h"
+#include "util/clock.h"
+#include "util/error.h"
 
 struct tgw_outbox {
     pthread_mutex_t mu;

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/error.h"
 #include "registry.h"
 #include "util/array.h"
+#include "util/error.h"
 
 struct tg_registry {
     tgw_fn *fns;
@@ -120,8 +120,8 @@ int tg_registry_add(tg_registry *r, const char *name, tg_task_fn fn,
                              "(only valid inside tg_plugin_init)",
                              name);
     if (tgw_registry_find(r, name) != NULL)
-        return tg__error_set(TG_EEXIST,
-                             "function '%s' is already registered", name);
+        return tg__error_set(TG_EEXIST, "function '%s' is already registered",
+                             name);
     if (tg__array_grow_to(&r->fns, &r->cap, r->n + 1, sizeof(*r->fns), 16,
                           SIZE_MAX) != TG_OK)
         return tg__error_set(TG_ENOMEM, "out of memory");

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/error.h"
 #include "task.h"
+#include "util/error.h"
 
 /* Placement helper: hands out aligned pieces of the task's allocation. */
 typedef struct arena {
@@ -58,8 +58,8 @@ int tgw_task_new(tg_task_ctx **out, const tgw_task_spec *spec,
 
     *out = NULL;
     for (size_t i = 0; i < spec->ndeps; i++)
-        size += spec->deps[i].data.len + codec_or_raw(spec->deps[i].codec).len +
-                1;
+        size +=
+            spec->deps[i].data.len + codec_or_raw(spec->deps[i].codec).len + 1;
     mem = malloc(size);
     if (mem == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory for task '%.*s'",
@@ -122,8 +122,8 @@ void tgw_task_run(tg_task_ctx *t)
     int rc;
 
     if (t->fn == NULL) {
-        snprintf(msg, sizeof(msg),
-                 "this worker does not provide function '%s'", t->func);
+        snprintf(msg, sizeof(msg), "this worker does not provide function '%s'",
+                 t->func);
         tg_task_set_error(t, "tg.UnknownFunction", msg, NULL);
         return;
     }

@@ -72,10 +72,10 @@ struct tg_task_ctx {
 
     /* Executor bookkeeping, guarded by the executor's lock. */
     struct tg__exec *exec;
-    uint64_t seq;        /* FIFO order among equal priorities */
-    size_t heap_index;   /* position in the ready heap while queued */
-    int exec_state;      /* see executor.c */
-    bool seceded;        /* gave its slot back (tg__exec_secede) */
+    uint64_t seq;              /* FIFO order among equal priorities */
+    size_t heap_index;         /* position in the ready heap while queued */
+    int exec_state;            /* see executor.c */
+    bool seceded;              /* gave its slot back (tg__exec_secede) */
     struct tg_task_ctx *hnext; /* key hash chain */
 
     /* The outcome, written by the task's thread. */

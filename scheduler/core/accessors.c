@@ -124,9 +124,8 @@ tgs_str tgs_task_result_codec(const tgs_task *t)
 
 static const tgs_error *task_error(const tgs_task *t)
 {
-    return (t->state == TGS_ERRED || t->state == TGS_CANCELLED)
-               ? t->out.error
-               : NULL;
+    return (t->state == TGS_ERRED || t->state == TGS_CANCELLED) ? t->out.error
+                                                                : NULL;
 }
 
 tgs_str tgs_task_err_type(const tgs_task *t)

@@ -23,8 +23,8 @@
  */
 #include "scheduler/core/internal.h"
 
-static uint32_t class_hash(const tgs_func *f, const tgs_cres *res,
-                           size_t nres, const tgs_str *names, size_t nnames)
+static uint32_t class_hash(const tgs_func *f, const tgs_cres *res, size_t nres,
+                           const tgs_str *names, size_t nnames)
 {
     uint64_t h = f->hash;
     for (size_t i = 0; i < nres; i++) {
@@ -38,15 +38,13 @@ static uint32_t class_hash(const tgs_func *f, const tgs_cres *res,
     return (uint32_t)(h ^ (h >> 32));
 }
 
-static bool class_is(const tgs_class *k, const tgs_func *f,
-                     const tgs_cres *res, size_t nres, const tgs_str *names,
-                     size_t nnames)
+static bool class_is(const tgs_class *k, const tgs_func *f, const tgs_cres *res,
+                     size_t nres, const tgs_str *names, size_t nnames)
 {
     if (k->func != f || k->nres != nres || k->nnames != nnames)
         return false;
     for (size_t i = 0; i < nres; i++)
-        if (k->res[i].name != res[i].name ||
-            k->res[i].amount != res[i].amount)
+        if (k->res[i].name != res[i].name || k->res[i].amount != res[i].amount)
             return false;
     for (size_t i = 0; i < nnames; i++)
         if (str_cmp(k->names[i], names[i]) != 0)
@@ -120,9 +118,8 @@ int tgs__class_list_reserve(tgs_class ***v, size_t *cap, size_t n)
  * every list it joins first, so a failure leaves nothing half-linked.
  * Unused classes stay until tgs__collect_classes().
  */
-int tgs__class_get(tgs_core *c, tgs_func *f, const tgs_cres *res,
-                     size_t nres, const tgs_str *names, size_t nnames,
-                     tgs_class **out)
+int tgs__class_get(tgs_core *c, tgs_func *f, const tgs_cres *res, size_t nres,
+                   const tgs_str *names, size_t nnames, tgs_class **out)
 {
     if (nres == 0 && nnames == 0) {
         *out = &f->plain;
@@ -210,8 +207,7 @@ long tgs__canon_res(tgs_core *c, const tgs_resource *res, size_t n)
 {
     if (n == 0)
         return 0;
-    if (tg__array_grow(&c->rsort, &c->caprsort, n, sizeof *c->rsort) !=
-            TG_OK ||
+    if (tg__array_grow(&c->rsort, &c->caprsort, n, sizeof *c->rsort) != TG_OK ||
         tg__array_grow(&c->cres, &c->capcres, n, sizeof *c->cres) != TG_OK)
         return TGS_ENOMEM;
     for (size_t i = 0; i < n; i++) {

@@ -106,7 +106,7 @@ int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
         tgs__retry_later(c, t);
     } else {
         tgs_error *e = tgs__error_new(o->err_type, o->err_message,
-                                 o->err_traceback, str_of_key(t));
+                                      o->err_traceback, str_of_key(t));
         if (e == NULL) {
             rc = TGS_ENOMEM;
         } else {

@@ -21,8 +21,7 @@ tgs_str tgs__put_str(char **p, tgs_str s)
     return r;
 }
 
-tgs_error *tgs__error_new(tgs_str type, tgs_str msg, tgs_str tb,
-                          tgs_str origin)
+tgs_error *tgs__error_new(tgs_str type, tgs_str msg, tgs_str tb, tgs_str origin)
 {
     size_t total = sizeof(tgs_error) + 4;
     const tgs_str parts[4] = {type, msg, tb, origin};
@@ -43,8 +42,8 @@ tgs_error *tgs__error_new(tgs_str type, tgs_str msg, tgs_str tb,
     return e;
 }
 
-tgs_error *tgs__error_newf(const char *type, tgs_str origin,
-                           const char *fmt, ...)
+tgs_error *tgs__error_newf(const char *type, tgs_str origin, const char *fmt,
+                           ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -59,7 +58,7 @@ tgs_error *tgs__error_newf(const char *type, tgs_str origin,
     vsnprintf(msg, (size_t)n + 1, fmt, ap);
     va_end(ap);
     tgs_error *e = tgs__error_new((tgs_str){type, strlen(type)},
-                             (tgs_str){msg, (size_t)n}, EMPTY, origin);
+                                  (tgs_str){msg, (size_t)n}, EMPTY, origin);
     free(msg);
     return e;
 }

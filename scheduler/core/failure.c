@@ -56,7 +56,7 @@ void tgs__unschedule(tgs_core *c, tgs_task *t, bool cancel)
  * @return the number of tasks that became final.
  */
 uint32_t tgs__fail_cascade(tgs_core *c, tgs_task *root, tgs_state s,
-                             tgs_error *err)
+                           tgs_error *err)
 {
     uint32_t n = 1;
     root->out.error = err;
@@ -185,9 +185,9 @@ void tgs__fail_unplaceable(tgs_core *c, tgs_class *k, int64_t waited)
     tgs__unplaceable_text(c, k, why, sizeof why);
     while (k->ready.n > 0) {
         tgs_task *t = tg__heap_top(&k->ready);
-        tgs_error *e = tgs__error_newf("tg.NoWorker", str_of_key(t),
-                                       "%s (waited %lld ms)", why,
-                                       (long long)waited);
+        tgs_error *e =
+            tgs__error_newf("tg.NoWorker", str_of_key(t), "%s (waited %lld ms)",
+                            why, (long long)waited);
         if (e == NULL)
             return;
         tgs__ready_remove(c, t);

@@ -158,16 +158,16 @@ struct tgs_func;
 typedef struct tgs_class {
     tg__heap ready; /* its READY tasks, by task_before() */
     struct tgs_func *func;
-    tgs_cres *res;        /* sorted by name, amounts > 0 */
-    tgs_str *names;       /* restrictions: sorted, distinct, non-empty */
-    uint64_t nlive;       /* non-final tasks: room reserved in `ready` */
-    uint64_t refs;        /* tasks pointing here, in any state */
-    uint64_t nprocessing; /* its tasks PROCESSING somewhere */
-    uint64_t nqueued;     /* assignments that found no free thread */
-    int64_t since;        /* starving: when it started */
-    uint32_t nplacers;    /* non-draining workers listing it */
+    tgs_cres *res;         /* sorted by name, amounts > 0 */
+    tgs_str *names;        /* restrictions: sorted, distinct, non-empty */
+    uint64_t nlive;        /* non-final tasks: room reserved in `ready` */
+    uint64_t refs;         /* tasks pointing here, in any state */
+    uint64_t nprocessing;  /* its tasks PROCESSING somewhere */
+    uint64_t nqueued;      /* assignments that found no free thread */
+    int64_t since;         /* starving: when it started */
+    uint32_t nplacers;     /* non-draining workers listing it */
     uint32_t starving_pos; /* index in core->starving, or NONE */
-    uint32_t scratch;     /* per-call counter or mark, zero between calls */
+    uint32_t scratch;      /* per-call counter or mark, zero between calls */
     uint32_t hash;
     uint32_t nres;
     uint32_t nnames;
@@ -202,7 +202,7 @@ typedef struct tgs_worker {
     size_t nfuncs;
     tgs_wres *res;
     uint32_t nres;
-    uint32_t nheld; /* processing tasks holding resources here */
+    uint32_t nheld;      /* processing tasks holding resources here */
     tgs_class **classes; /* classes it could ever run (see class_fits) */
     uint32_t nclasses;
     size_t capclasses;
@@ -210,9 +210,9 @@ typedef struct tgs_worker {
     uint32_t nprocs;
     size_t capprocs;
     uint32_t nthreads;
-    uint32_t nsteal;   /* procs with a steal request out */
+    uint32_t nsteal;      /* procs with a steal request out */
     uint32_t nquarantine; /* procs with TF_QUARANTINE (0 or 1) */
-    uint32_t incoming; /* steal requests out on its behalf */
+    uint32_t incoming;    /* steal requests out on its behalf */
     /* Its last look for work to steal found none, when the nqueued of
      * its classes added up to steal_seen (see tgs__steal_for()). */
     bool steal_memo;
@@ -224,7 +224,7 @@ typedef struct tgs_worker {
     bool draining;
     bool close_sent;
     bool managed; /* started by the caller's launcher (scale.c) */
-    bool dirty; /* in core->dirty */
+    bool dirty;   /* in core->dirty */
     size_t name_len;
     char name[];
 } tgs_worker;
@@ -293,9 +293,9 @@ typedef struct tgs_rsort {
 typedef struct tgs_scale {
     bool have_target; /* Scale or adaptive scaling was asked for */
     bool adaptive;
-    bool low;          /* demand below target since low_since */
-    uint32_t target;   /* workers to keep */
-    uint32_t minimum;  /* adaptive bounds */
+    bool low;         /* demand below target since low_since */
+    uint32_t target;  /* workers to keep */
+    uint32_t minimum; /* adaptive bounds */
     uint32_t maximum;
     uint32_t nthreads; /* per launched worker, >= 1 */
     int64_t hold_ms;
@@ -305,27 +305,27 @@ typedef struct tgs_scale {
 struct tgs_core {
     tgs_core_opts opts;
     int64_t now;
-    tgs_map tasks;   /* key -> tgs_task */
-    tgs_map funcs;   /* name -> tgs_func */
-    tgs_map codecs;  /* name -> tgs_istr */
-    tgs_map rnames;  /* resource name -> tgs_istr */
-    tgs_map classes; /* classes other than the plain ones */
-    tgs_map wmap;    /* id -> tgs_worker */
-    tgs_map steals;  /* task pointer -> tgs_steal */
-    size_t nclasses; /* in `classes` */
-    size_t nunused;  /* of those, with no task (refs == 0) */
+    tgs_map tasks;        /* key -> tgs_task */
+    tgs_map funcs;        /* name -> tgs_func */
+    tgs_map codecs;       /* name -> tgs_istr */
+    tgs_map rnames;       /* resource name -> tgs_istr */
+    tgs_map classes;      /* classes other than the plain ones */
+    tgs_map wmap;         /* id -> tgs_worker */
+    tgs_map steals;       /* task pointer -> tgs_steal */
+    size_t nclasses;      /* in `classes` */
+    size_t nunused;       /* of those, with no task (refs == 0) */
     tgs_worker **workers; /* join order */
     size_t nworkers;
-    size_t capworkers; /* also the capacity of cand, dirty and victims */
+    size_t capworkers;    /* also the capacity of cand, dirty and victims */
     void **cand;          /* scratch heap of tgs__schedule() (workers) */
     tgs_worker **dirty;   /* workers whose load dropped or that joined */
     tgs_worker **victims; /* scratch of tgs__steal_for() */
     size_t ndirty;
     tgs_class **starving; /* classes with READY tasks and no placer */
     uint32_t nstarving;
-    size_t capstarving;   /* >= number of classes, plain ones included */
-    tg__heap timers;      /* tasks in TF_BACKOFF, by (at.due_ms, seq) */
-    tgs_rsort *rsort; /* scratch of canonicalisation */
+    size_t capstarving; /* >= number of classes, plain ones included */
+    tg__heap timers;    /* tasks in TF_BACKOFF, by (at.due_ms, seq) */
+    tgs_rsort *rsort;   /* scratch of canonicalisation */
     size_t caprsort;
     tgs_cres *cres; /* canonical request being looked up */
     size_t capcres;
@@ -345,7 +345,7 @@ struct tgs_core {
     size_t acap;
     tgs_task *graveyard;
     uint32_t forgotten; /* during the current event */
-    bool ready_added;   /* READY tasks appeared since the last tgs__schedule() */
+    bool ready_added; /* READY tasks appeared since the last tgs__schedule() */
     tgs_scale scale;
 };
 
@@ -378,18 +378,16 @@ int tgs__intern_codec(tgs_core *c, tgs_str name, const tgs_istr **out);
 tgs_str tgs__put_str(char **p, tgs_str s);
 tgs_error *tgs__error_new(tgs_str type, tgs_str msg, tgs_str tb,
                           tgs_str origin);
-tgs_error *tgs__error_newf(const char *type, tgs_str origin,
-                           const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+tgs_error *tgs__error_newf(const char *type, tgs_str origin, const char *fmt,
+                           ...) __attribute__((format(printf, 3, 4)));
 void tgs__error_unref(tgs_error *e);
 
 /* classes.c */
 void tgs__class_free(tgs_class *k);
 void tgs__collect_classes(tgs_core *c);
 int tgs__class_list_reserve(tgs_class ***v, size_t *cap, size_t n);
-int tgs__class_get(tgs_core *c, tgs_func *f, const tgs_cres *res,
-                   size_t nres, const tgs_str *names, size_t nnames,
-                   tgs_class **out);
+int tgs__class_get(tgs_core *c, tgs_func *f, const tgs_cres *res, size_t nres,
+                   const tgs_str *names, size_t nnames, tgs_class **out);
 long tgs__canon_res(tgs_core *c, const tgs_resource *res, size_t n);
 long tgs__canon_names(tgs_core *c, const tgs_str *names, size_t n);
 
@@ -433,7 +431,6 @@ void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,
 
 /* scale.c */
 void tgs__scale_tick(tgs_core *c);
-
 
 /* ---- small helpers ---- */
 
@@ -627,7 +624,6 @@ static inline void task_moved(void *t, size_t pos)
 {
     ((tgs_task *)t)->pos = (uint32_t)pos;
 }
-
 
 /* ---- the start of every event ---- */
 

@@ -46,8 +46,8 @@ int tgs_core_watch(tgs_core *c, tgs_str key, uint64_t watcher,
     return TGS_OK;
 }
 
-int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n,
-                    int64_t now_ms, uint32_t *count)
+int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
+                    uint32_t *count)
 {
     if (count != NULL)
         *count = 0;
@@ -61,8 +61,8 @@ int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n,
         if (t == NULL || is_final(t->state))
             continue;
         tgs_error *e = tgs__error_newf("tg.Cancelled", str_of_key(t),
-                                  "task '%.*s' was cancelled",
-                                  plen(t->key_len), task_key(t));
+                                       "task '%.*s' was cancelled",
+                                       plen(t->key_len), task_key(t));
         if (e == NULL) {
             rc = TGS_ENOMEM;
             break;
@@ -168,7 +168,7 @@ int tgs_core_set_resources(tgs_core *c, const tgs_str *keys, size_t n,
         /* c->cres holds the canonical request throughout: class_get does
          * not touch it. The restrictions stay those of the old class. */
         rc = tgs__class_get(c, old->func, c->cres, (size_t)nr, old->names,
-                       old->nnames, &k);
+                            old->nnames, &k);
         if (rc == TGS_OK && k != old &&
             tg__heap_reserve(&k->ready, k->nlive + 1) != TG_OK)
             rc = TGS_ENOMEM;

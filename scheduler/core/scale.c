@@ -40,8 +40,8 @@ int tgs_core_scale(tgs_core *c, uint32_t n, int64_t now_ms)
 
 int tgs_core_adapt(tgs_core *c, const tgs_adapt_opts *o, int64_t now_ms)
 {
-    if (c == NULL || o == NULL || o->maximum == 0 ||
-        o->minimum > o->maximum || o->hold_ms < 0)
+    if (c == NULL || o == NULL || o->maximum == 0 || o->minimum > o->maximum ||
+        o->hold_ms < 0)
         return TGS_EINVAL;
     tgs__event_begin(c, now_ms);
     tgs_scale *s = &c->scale;

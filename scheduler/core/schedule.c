@@ -84,8 +84,8 @@ static int assign(tgs_core *c, tgs_worker *w, tgs_task *t)
  * Tops that would not win anyway are skipped before the room checks.
  * Always inline: it is the inner loop of every assignment.
  */
-static inline __attribute__((always_inline)) tgs_task *
-pick(const tgs_core *c, const tgs_worker *w)
+static inline __attribute__((always_inline)) tgs_task *pick(const tgs_core *c,
+                                                            const tgs_worker *w)
 {
     tgs_task *best = NULL;
     /* Quarantine: a task that was running on a worker that died runs

@@ -89,8 +89,7 @@ static int dependents_push(tgs_task *x, tgs_task *t)
     if (x->ndependents == x->capdependents) {
         /* The capacity is a uint32_t in the task, which stays small. */
         size_t cap = x->capdependents;
-        if (tg__array_grow_to(&x->dependents, &cap,
-                              (size_t)x->ndependents + 1,
+        if (tg__array_grow_to(&x->dependents, &cap, (size_t)x->ndependents + 1,
                               sizeof *x->dependents, 2, UINT32_MAX) != TG_OK)
             return TGS_ENOMEM;
         x->capdependents = (uint32_t)cap;
@@ -126,8 +125,8 @@ static int validate(const tgs_task_spec *specs, size_t n, char *err,
             return TGS_EINVAL;
         }
         if (s->func.len == 0 || s->func.ptr == NULL) {
-            seterr(err, errlen, "task '%.*s' has no function",
-                   plen(s->key.len), s->key.ptr);
+            seterr(err, errlen, "task '%.*s' has no function", plen(s->key.len),
+                   s->key.ptr);
             return TGS_EINVAL;
         }
         if (!spec_ok(s)) {
@@ -172,8 +171,8 @@ typedef struct batch {
     uint32_t *spec_of; /* per new task */
     uint32_t *eoff, *indeg, *outoff, *cursor, *outadj, *order;
     uintptr_t *edges;
-    uint8_t *st;       /* initial state per new task */
-    tgs_error **inh;   /* inherited error per new task (final at once) */
+    uint8_t *st;     /* initial state per new task */
+    tgs_error **inh; /* inherited error per new task (final at once) */
     tgs_class **cls;
     const tgs_istr **cd;
     tgs_task **tasks;
@@ -248,8 +247,7 @@ static int resolve_keys(const tgs_core *c, batch *b)
 
 /* Dependencies of the new tasks: a new task of the batch, or a known
  * task; anything else is an error. */
-static int resolve_deps(const tgs_core *c, batch *b, char *err,
-                        size_t errlen)
+static int resolve_deps(const tgs_core *c, batch *b, char *err, size_t errlen)
 {
     size_t m = b->m;
     for (size_t k = 0; k < m; k++) {
@@ -272,9 +270,8 @@ static int resolve_deps(const tgs_core *c, batch *b, char *err,
         for (size_t d = 0; d < s->ndeps; d++) {
             tgs_str dk = s->deps[d];
             uint32_t h = dk.len && dk.ptr ? tgs_hash32(dk.ptr, dk.len) : 0;
-            uint32_t j = dk.len && dk.ptr
-                             ? batch_find(&b->keys, b->specs, dk, h)
-                             : NONE;
+            uint32_t j =
+                dk.len && dk.ptr ? batch_find(&b->keys, b->specs, dk, h) : NONE;
             if (j != NONE && b->newidx[j] != NONE) {
                 uint32_t q = b->newidx[j];
                 b->edges[e++] = ((uintptr_t)q << 1) | 1;
@@ -283,8 +280,8 @@ static int resolve_deps(const tgs_core *c, batch *b, char *err,
                 b->nnew++;
                 continue;
             }
-            tgs_task *t = j != NONE ? b->known[j]
-                                    : (dk.ptr ? find_task(c, dk, h) : NULL);
+            tgs_task *t =
+                j != NONE ? b->known[j] : (dk.ptr ? find_task(c, dk, h) : NULL);
             if (t == NULL) {
                 seterr(err, errlen,
                        "dependency '%.*s' of task '%.*s' is unknown",
@@ -319,8 +316,8 @@ static int report_cycle(batch *b, char *err, size_t errlen)
         }
     }
     const tgs_task_spec *s = &b->specs[b->spec_of[v]];
-    seterr(err, errlen, "cycle in graph through task '%.*s'",
-           plen(s->key.len), s->key.ptr);
+    seterr(err, errlen, "cycle in graph through task '%.*s'", plen(s->key.len),
+           s->key.ptr);
     return TGS_EINVAL;
 }
 
@@ -439,8 +436,8 @@ static int alloc_classes(tgs_core *c, batch *b)
         long nn = nr < 0 ? 0 : tgs__canon_names(c, s->workers, s->nworkers);
         if (nr < 0 || nn < 0)
             return (int)(nr < 0 ? nr : nn);
-        rc = tgs__class_get(c, fn, c->cres, (size_t)nr, c->cnames,
-                            (size_t)nn, &b->cls[k]);
+        rc = tgs__class_get(c, fn, c->cres, (size_t)nr, c->cnames, (size_t)nn,
+                            &b->cls[k]);
         if (rc != TGS_OK)
             return rc;
     }
@@ -471,10 +468,9 @@ static int alloc_tasks(tgs_core *c, batch *b)
         uint32_t i = b->spec_of[k];
         /* Room for the in-batch dependents; a task final at once keeps
          * none (a final task has no dependents array). */
-        b->tasks[k] = task_new(&b->specs[i], b->hashes[i], b->cd[k],
-                               is_final(b->st[k])
-                                   ? 0
-                                   : b->outoff[k + 1] - b->outoff[k]);
+        b->tasks[k] =
+            task_new(&b->specs[i], b->hashes[i], b->cd[k],
+                     is_final(b->st[k]) ? 0 : b->outoff[k + 1] - b->outoff[k]);
         if (b->tasks[k] == NULL)
             return TGS_ENOMEM;
     }

@@ -37,8 +37,7 @@ static bool named_in(const tgs_class *k, const tgs_worker *w)
     return false;
 }
 
-static void names_text(const tgs_class *k, char *buf, size_t len,
-                       size_t *pos)
+static void names_text(const tgs_class *k, char *buf, size_t len, size_t *pos)
 {
     for (uint32_t i = 0; i < k->nnames; i++)
         bufcat(buf, len, pos, "%s'%.*s'", i ? " or " : "",
@@ -59,8 +58,8 @@ static void res_text(const tgs_class *k, char *buf, size_t len, size_t *pos)
  * that provide the function and carry a name). O(workers): a query, and
  * once per class at the no-worker timeout, never per task.
  */
-void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k,
-                           char *buf, size_t len)
+void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,
+                           size_t len)
 {
     const tgs_func *f = k->func;
     size_t pos = 0;
@@ -126,8 +125,7 @@ static bool res_free_somewhere(const tgs_core *c, const tgs_class *k)
     return false;
 }
 
-void tgs_core_why(const tgs_core *c, const tgs_task *t, char *buf,
-                  size_t len)
+void tgs_core_why(const tgs_core *c, const tgs_task *t, char *buf, size_t len)
 {
     if (buf == NULL || len == 0)
         return;

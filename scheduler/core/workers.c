@@ -76,8 +76,8 @@ static int grow_workers(tgs_core *c)
 }
 
 /* A worker's capacities: names interned, the last of a repeated name. */
-static int worker_resources(tgs_core *c, tgs_worker *w,
-                            const tgs_resource *res, size_t n)
+static int worker_resources(tgs_core *c, tgs_worker *w, const tgs_resource *res,
+                            size_t n)
 {
     if (n > UINT32_MAX)
         return TGS_EINVAL;
@@ -108,8 +108,7 @@ static int worker_classes(tgs_worker *w)
         n += w->funcs[i]->nclasses;
     if (n > UINT32_MAX / 2)
         return TGS_ENOMEM;
-    if (tgs__class_list_reserve(&w->classes, &w->capclasses, n + 1) !=
-        TGS_OK)
+    if (tgs__class_list_reserve(&w->classes, &w->capclasses, n + 1) != TGS_OK)
         return TGS_ENOMEM;
     for (size_t i = 0; i < w->nfuncs; i++) {
         tgs_func *f = w->funcs[i];

@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     tg_client *client = NULL;
     tg_future **fs = NULL;
     tg_task_def *defs = NULL;
-    char (*inputs)[24] = NULL, plugin[PATH_MAX];
+    char(*inputs)[24] = NULL, plugin[PATH_MAX];
     const char *address = NULL, *preload = NULL;
     long count = 10, workers = 0, threads = 0;
     uint32_t nthreads = 0;
@@ -157,10 +157,9 @@ int main(int argc, char **argv)
 
         if (preload == NULL) {
             if (find_plugin(plugin, sizeof(plugin)) != 0) {
-                fprintf(stderr,
-                        "count_to: " PLUGIN " not found; build it with "
-                        "`bazel build //worker/examples:" PLUGIN
-                        "` or pass --preload PATH\n");
+                fprintf(stderr, "count_to: " PLUGIN " not found; build it with "
+                                "`bazel build //worker/examples:" PLUGIN
+                                "` or pass --preload PATH\n");
                 return 1;
             }
             preload = plugin;

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
     tg_client *client = NULL;
     tg_future **fs = NULL;
     tg_task_def *defs = NULL;
-    char (*keys)[64] = NULL, (*inputs)[24] = NULL;
+    char(*keys)[64] = NULL, (*inputs)[24] = NULL;
     const char **pair = NULL, **adds = NULL;
     const char *address;
     size_t n = 0;
@@ -214,8 +214,8 @@ int main(int argc, char **argv)
                a.m, got, elapsed * 1e3, tg_cluster_nworkers(cluster),
                tg_cluster_nworkers(cluster) == 1 ? "" : "s");
     else
-        printf("diamond(%ld) = %.15g in %.1f ms on the scheduler at %s\n",
-               a.m, got, elapsed * 1e3, address);
+        printf("diamond(%ld) = %.15g in %.1f ms on the scheduler at %s\n", a.m,
+               got, elapsed * 1e3, address);
     if (got == (double)a.m * (double)(a.m - 1)) {
         status = 0;
     } else {

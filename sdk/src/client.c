@@ -28,8 +28,8 @@
  * strings point into it.
  */
 int tg__client_unary(tg_client *c, const char *method, const pb_msgdesc_t *reqf,
-                 const void *req, const pb_msgdesc_t *respf, void *resp,
-                 uint8_t **raw, int64_t timeout_ms)
+                     const void *req, const pb_msgdesc_t *respf, void *resp,
+                     uint8_t **raw, int64_t timeout_ms)
 {
     uint8_t *buf = NULL, *out = NULL;
     size_t len = 0, outlen = 0;
@@ -69,9 +69,9 @@ int tg__client_release_keys(tg_client *c, char *const *keys, size_t n)
         memset(&req, 0, sizeof(req));
         req.keys_count = (pb_size_t)(n - i < TG__CHUNK ? n - i : TG__CHUNK);
         req.keys = (char **)(uintptr_t)(keys + i);
-        rc = tg__client_unary(c, TG_METHOD_RELEASE, taskgrid_v1_ReleaseRequest_fields, &req,
-                   taskgrid_v1_ReleaseResponse_fields, &resp, &raw,
-                   c->timeout_ms);
+        rc = tg__client_unary(
+            c, TG_METHOD_RELEASE, taskgrid_v1_ReleaseRequest_fields, &req,
+            taskgrid_v1_ReleaseResponse_fields, &resp, &raw, c->timeout_ms);
         if (rc != TG_OK)
             return rc;
         tg__wire_release(taskgrid_v1_ReleaseResponse_fields, &resp);
@@ -157,8 +157,9 @@ static int check_alive(tg_client *c, int64_t timeout_ms)
         struct timespec nap = {0, 100 * 1000 * 1000};
 
         memset(&req, 0, sizeof(req));
-        rc = tg__client_unary(c, TG_METHOD_STATUS, taskgrid_v1_StatusRequest_fields, &req,
-                   taskgrid_v1_StatusResponse_fields, &resp, &raw, left);
+        rc = tg__client_unary(
+            c, TG_METHOD_STATUS, taskgrid_v1_StatusRequest_fields, &req,
+            taskgrid_v1_StatusResponse_fields, &resp, &raw, left);
         if (rc == TG_OK) {
             tg__wire_release(taskgrid_v1_StatusResponse_fields, &resp);
             free(raw);
@@ -185,8 +186,9 @@ static int check_alive(tg_client *c, int64_t timeout_ms)
                              "//scheduler) or use a local cluster "
                              "(tg_cluster_start)",
                              c->address, tg__now_ms() - start, why);
-    return tg__error_set(rc, "the scheduler at %s refused the connection "
-                             "check: %s",
+    return tg__error_set(rc,
+                         "the scheduler at %s refused the connection "
+                         "check: %s",
                          c->address, why);
 }
 
@@ -230,8 +232,8 @@ int tg_client_connect(tg_client **out, const char *address,
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
     c->max_message =
         opts->max_message > 0 ? opts->max_message : TG__RPC_DEFAULT_MAX_MSG;
-    connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
-                                              : 10000;
+    connect_ms =
+        opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
     if (opts->client_id == NULL)
         tg__key_write(idbuf, "client");
     c->address = strdup(address);

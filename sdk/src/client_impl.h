@@ -42,10 +42,9 @@ struct tg_client {
  * caller owns *raw (free() after tg__wire_release(respf, resp)): decoded
  * strings point into it.
  */
-int tg__client_unary(tg_client *c, const char *method,
-                     const pb_msgdesc_t *reqf, const void *req,
-                     const pb_msgdesc_t *respf, void *resp, uint8_t **raw,
-                     int64_t timeout_ms);
+int tg__client_unary(tg_client *c, const char *method, const pb_msgdesc_t *reqf,
+                     const void *req, const pb_msgdesc_t *respf, void *resp,
+                     uint8_t **raw, int64_t timeout_ms);
 
 /* Release `n` keys in Release calls of at most TG__CHUNK keys; stops at
  * and returns the first failure. */

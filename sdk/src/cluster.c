@@ -35,12 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "taskgrid/client.h"
+#include "taskgrid/cluster.h"
+#include "transport/client.h"
 #include "util/certs.h"
 #include "util/clock.h"
 #include "util/error.h"
-#include "transport/client.h"
-#include "taskgrid/client.h"
-#include "taskgrid/cluster.h"
 
 #define SCHEDULER_BIN "taskgrid-scheduler"
 #define WORKER_BIN "taskgrid-worker"
@@ -65,27 +65,26 @@ struct tg_cluster {
     /* A secure cluster: its certificate directory ("" if none), the files
      * in it, and the owner's (admin) security options. */
     char certdir[PATH_MAX];
-    char ca[PATH_MAX + 32], sched_cert[PATH_MAX + 32],
-        sched_key[PATH_MAX + 32], worker_cert[PATH_MAX + 32],
-        worker_key[PATH_MAX + 32], admin_cert[PATH_MAX + 32],
-        admin_key[PATH_MAX + 32];
+    char ca[PATH_MAX + 32], sched_cert[PATH_MAX + 32], sched_key[PATH_MAX + 32],
+        worker_cert[PATH_MAX + 32], worker_key[PATH_MAX + 32],
+        admin_cert[PATH_MAX + 32], admin_key[PATH_MAX + 32];
     bool secure;
     tg_security security;
 
     /* Shared with the monitor thread, under mu. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool sync_ok;         /* mu and cv initialised */
+    bool sync_ok; /* mu and cv initialised */
     pthread_t thread;
     bool thread_started;
-    bool forked;          /* fork() returned in the monitor */
+    bool forked; /* fork() returned in the monitor */
     int fork_errno;
-    bool exec_checked;    /* exec succeeded or failed */
+    bool exec_checked; /* exec succeeded or failed */
     int exec_errno;
-    pid_t pid;            /* scheduler, 0 if none; group id too */
+    pid_t pid; /* scheduler, 0 if none; group id too */
     bool reaped;
-    bool line_ready;      /* first stdout line complete */
-    bool out_eof;         /* scheduler closed its stdout */
+    bool line_ready; /* first stdout line complete */
+    bool out_eof;    /* scheduler closed its stdout */
     char line[512];
     size_t linelen;
 
@@ -118,8 +117,8 @@ static void tried_add(char *tried, size_t len, const char *place)
 }
 
 /* If `dir`/`name` is executable, write it (absolute) to `out`. */
-static bool try_dir(const char *dir, const char *name, char *out,
-                    size_t outlen, char *tried, size_t triedlen)
+static bool try_dir(const char *dir, const char *name, char *out, size_t outlen,
+                    char *tried, size_t triedlen)
 {
     char path[PATH_MAX];
 
@@ -139,9 +138,8 @@ static bool try_dir(const char *dir, const char *name, char *out,
  * Search `name` (in Bazel's package folder `pkg`) in the places listed in
  * cluster.h. `tried` collects where we looked, for the error message.
  */
-static bool find_binary(const char *bin_dir, const char *name,
-                        const char *pkg, char *out, size_t outlen,
-                        char *tried, size_t triedlen)
+static bool find_binary(const char *bin_dir, const char *name, const char *pkg,
+                        char *out, size_t outlen, char *tried, size_t triedlen)
 {
     char exe[PATH_MAX], dir[PATH_MAX + 64], cwd[PATH_MAX];
     const char *env;
@@ -150,8 +148,7 @@ static bool find_binary(const char *bin_dir, const char *name,
     tried[0] = '\0';
     if (bin_dir != NULL)
         return try_dir(bin_dir, name, out, outlen, tried, triedlen);
-    if (try_dir(getenv("TASKGRID_BIN_DIR"), name, out, outlen, tried,
-                triedlen))
+    if (try_dir(getenv("TASKGRID_BIN_DIR"), name, out, outlen, tried, triedlen))
         return true;
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n > 0) {
@@ -227,7 +224,8 @@ static int find_binaries(tg_cluster *cl, const char *bin_dir)
     if (!find_binary(bin_dir, SCHEDULER_BIN, "scheduler", cl->sched_path,
                      sizeof(cl->sched_path), tried, sizeof(tried)))
         return tg__error_set(TG_ENOTFOUND,
-                             SCHEDULER_BIN " not found; looked in: %s. "
+                             SCHEDULER_BIN
+                             " not found; looked in: %s. "
                              "Build it with `bazel build //scheduler "
                              "//worker`, or name its folder with "
                              "TASKGRID_BIN_DIR or tg_cluster_opts.bin_dir",
@@ -235,7 +233,8 @@ static int find_binaries(tg_cluster *cl, const char *bin_dir)
     if (!find_binary(bin_dir, WORKER_BIN, "worker", cl->worker_path,
                      sizeof(cl->worker_path), tried, sizeof(tried)))
         return tg__error_set(TG_ENOTFOUND,
-                             WORKER_BIN " not found; looked in: %s. "
+                             WORKER_BIN
+                             " not found; looked in: %s. "
                              "Build it with `bazel build //scheduler "
                              "//worker`, or name its folder with "
                              "TASKGRID_BIN_DIR or tg_cluster_opts.bin_dir",
@@ -403,8 +402,7 @@ static bool sched_exited(tg_cluster *cl, int *status)
     if (si.si_pid != cl->pid)
         return false;
     if (status)
-        *status = si.si_code == CLD_EXITED ? si.si_status
-                                           : 128 + si.si_status;
+        *status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
     return true;
 }
 
@@ -507,8 +505,7 @@ static int wait_address(tg_cluster *cl, int64_t deadline)
         goto unlock;
     }
     if (cl->pid <= 0) {
-        rc = tg__error_set(TG_EIO, "cannot fork: %s",
-                           strerror(cl->fork_errno));
+        rc = tg__error_set(TG_EIO, "cannot fork: %s", strerror(cl->fork_errno));
         goto unlock;
     }
     if (cl->exec_errno != 0) {
@@ -579,8 +576,7 @@ static int wait_workers(tg_cluster *cl, uint32_t want, int64_t deadline)
                                  "the local cluster at %s within %" PRId64
                                  " ms%s; see the scheduler's and workers' "
                                  "messages above",
-                                 seen, want, cl->address, cl->timeout_ms,
-                                 why);
+                                 seen, want, cl->address, cl->timeout_ms, why);
         sleep_ms(POLL_MS);
     }
 }
@@ -621,8 +617,7 @@ static int build_argv(tg_cluster *cl, uint32_t procs, uint32_t threads)
     size_t a = 0;
 
     snprintf(cl->nworkers_arg, sizeof(cl->nworkers_arg), "%" PRIu32, procs);
-    snprintf(cl->nthreads_arg, sizeof(cl->nthreads_arg), "%" PRIu32,
-             threads);
+    snprintf(cl->nthreads_arg, sizeof(cl->nthreads_arg), "%" PRIu32, threads);
     cl->argv[a++] = cl->sched_path;
     cl->argv[a++] = "--listen";
     cl->argv[a++] = cl->secure ? "tls://127.0.0.1:0" : "tcp://127.0.0.1:0";
@@ -668,9 +663,9 @@ static int build_argv(tg_cluster *cl, uint32_t procs, uint32_t threads)
 
 /* The files of a secure cluster's directory, as listed in certs.h. */
 static const char *const cert_files[] = {
-    "ca.pem",        "scheduler.pem", "scheduler-key.pem",
-    "worker.pem",    "worker-key.pem", "client.pem",
-    "client-key.pem", "admin.pem",     "admin-key.pem",
+    "ca.pem",         "scheduler.pem",  "scheduler-key.pem",
+    "worker.pem",     "worker-key.pem", "client.pem",
+    "client-key.pem", "admin.pem",      "admin-key.pem",
 };
 
 /* Remove a secure cluster's certificate directory (what we wrote). */
@@ -833,8 +828,8 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
         char abs[PATH_MAX];
 
         /* Workers may run elsewhere than our current directory. */
-        cl->preload = strdup(realpath(opts->preload, abs) ? abs
-                                                          : opts->preload);
+        cl->preload =
+            strdup(realpath(opts->preload, abs) ? abs : opts->preload);
         if (cl->preload == NULL)
             goto oom;
     }
@@ -875,7 +870,7 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
 
 oom:
     rc = tg__error_set(TG_ENOMEM, "out of memory");
-fail: {
+fail : {
     /* tg_cluster_free would overwrite the message. */
     char msg[1024];
 

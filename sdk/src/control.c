@@ -22,8 +22,7 @@ static int check_keys(const char *what, const char *const *keys, size_t n)
         return tg__error_set(TG_EINVAL, "%s: keys is NULL", what);
     for (size_t i = 0; i < n; i++)
         if (keys[i] == NULL || keys[i][0] == '\0')
-            return tg__error_set(TG_EINVAL, "%s: key %zu is empty", what,
-                                 i);
+            return tg__error_set(TG_EINVAL, "%s: key %zu is empty", what, i);
     return TG_OK;
 }
 
@@ -46,9 +45,9 @@ int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
         memset(&req, 0, sizeof(req));
         req.keys_count = (pb_size_t)(n - i < TG__CHUNK ? n - i : TG__CHUNK);
         req.keys = (char **)(uintptr_t)(keys + i);
-        rc = tg__client_unary(c, TG_METHOD_CANCEL, taskgrid_v1_CancelRequest_fields, &req,
-                   taskgrid_v1_CancelResponse_fields, &resp, &raw,
-                   c->timeout_ms);
+        rc = tg__client_unary(
+            c, TG_METHOD_CANCEL, taskgrid_v1_CancelRequest_fields, &req,
+            taskgrid_v1_CancelResponse_fields, &resp, &raw, c->timeout_ms);
         if (rc != TG_OK)
             return rc;
         total += resp.cancelled;
@@ -92,7 +91,7 @@ int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
                              a->version, TG_ANNOTATION_VERSION);
     if (a->set_resources &&
         (rc = tg__client_check_resources("annotation", 0, a->resources,
-                              a->nresources)) != TG_OK)
+                                         a->nresources)) != TG_OK)
         return rc;
     if (a->set_resources && a->nresources > 0) {
         res = calloc(a->nresources, sizeof(*res));
@@ -120,9 +119,9 @@ int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
         req.annotation.resources = res;
         req.annotation.has_retries = a->set_retries;
         req.annotation.retries = a->retries;
-        rc = tg__client_unary(c, TG_METHOD_ANNOTATE, taskgrid_v1_AnnotateRequest_fields, &req,
-                   taskgrid_v1_AnnotateResponse_fields, &resp, &raw,
-                   c->timeout_ms);
+        rc = tg__client_unary(
+            c, TG_METHOD_ANNOTATE, taskgrid_v1_AnnotateRequest_fields, &req,
+            taskgrid_v1_AnnotateResponse_fields, &resp, &raw, c->timeout_ms);
         if (rc != TG_OK)
             break;
         total += resp.changed;
@@ -142,8 +141,9 @@ static int scale_call(tg_client *c, const taskgrid_v1_ScaleRequest *req,
     uint8_t *raw;
     int rc;
 
-    rc = tg__client_unary(c, TG_METHOD_SCALE, taskgrid_v1_ScaleRequest_fields, req,
-               taskgrid_v1_ScaleResponse_fields, &resp, &raw, c->timeout_ms);
+    rc = tg__client_unary(c, TG_METHOD_SCALE, taskgrid_v1_ScaleRequest_fields,
+                          req, taskgrid_v1_ScaleResponse_fields, &resp, &raw,
+                          c->timeout_ms);
     if (rc != TG_OK)
         return rc;
     if (workers_now)

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/error.h"
 #include "future.h"
 #include "util/array.h"
+#include "util/error.h"
 
 /* Strings returned for absent error fields, so accessors never give NULL. */
 static const char empty[] = "";
@@ -67,7 +67,7 @@ struct tg__fslab {
     tg__shared *sh;
     atomic_size_t refs; /* futures not yet freed */
     size_t n;
-    tg_future f[];      /* n futures, then the keys */
+    tg_future f[]; /* n futures, then the keys */
 };
 
 struct tg__rblock {
@@ -228,8 +228,8 @@ static int reserve_locked(tg__shared *sh, size_t want)
 /* Future blocks                                                       */
 /* ------------------------------------------------------------------ */
 
-int tg__fslab_new(tg__shared *sh, size_t n, size_t keybytes,
-                  tg__fslab **out, tg_future **futures, char **keys)
+int tg__fslab_new(tg__shared *sh, size_t n, size_t keybytes, tg__fslab **out,
+                  tg_future **futures, char **keys)
 {
     tg__fslab *slab;
     size_t size;
@@ -242,8 +242,7 @@ int tg__fslab_new(tg__shared *sh, size_t n, size_t keybytes,
     size = sizeof(*slab) + n * sizeof(tg_future) + keybytes;
     slab = malloc(size);
     if (slab == NULL)
-        return tg__error_set(TG_ENOMEM,
-                             "out of memory for %zu futures", n);
+        return tg__error_set(TG_ENOMEM, "out of memory for %zu futures", n);
     memset(slab, 0, sizeof(*slab) + n * sizeof(tg_future));
     slab->sh = sh;
     slab->n = n;
@@ -423,9 +422,8 @@ int tg_future_wait(tg_future *f, int64_t timeout_ms)
         return TG_OK;
     c = tg__shared_client(f->slab->sh);
     if (c == NULL)
-        return tg__error_set(TG_ESTATE,
-                             "cannot wait for '%s': its client was freed",
-                             f->key);
+        return tg__error_set(
+            TG_ESTATE, "cannot wait for '%s': its client was freed", f->key);
     return tg_client_gather(c, &f, 1, timeout_ms);
 }
 
@@ -450,8 +448,7 @@ int tg_future_result(const tg_future *f, const void **data, size_t *len,
         return tg__error_set(TG_ETASK, "task '%s' failed: %s: %s", f->key,
                              f->etype, f->emsg);
     case TG_TASK_CANCELLED:
-        return tg__error_set(TG_ECANCELLED, "task '%s' was cancelled",
-                             f->key);
+        return tg__error_set(TG_ECANCELLED, "task '%s' was cancelled", f->key);
     case TG_TASK_RELEASED:
         return tg__error_set(TG_ENOTFOUND,
                              "task '%s' is unknown to the scheduler "
@@ -465,8 +462,8 @@ int tg_future_result(const tg_future *f, const void **data, size_t *len,
     }
 }
 
-int tg_future_error(const tg_future *f, const char **type,
-                    const char **message, const char **traceback)
+int tg_future_error(const tg_future *f, const char **type, const char **message,
+                    const char **traceback)
 {
     if (f == NULL)
         return tg__error_set(TG_EINVAL, "future is NULL");
@@ -583,8 +580,8 @@ static size_t result_bytes(const taskgrid_v1_TaskResult *r)
     size_t n = r->data.len + 1 + r->codec.len + 1;
 
     if (r->has_error)
-        n += r->error.type.len + r->error.message.len +
-             r->error.traceback.len + r->error.origin_key.len + 4;
+        n += r->error.type.len + r->error.message.len + r->error.traceback.len +
+             r->error.origin_key.len + 4;
     return n;
 }
 
@@ -664,8 +661,8 @@ int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
             eb = put(&p, r->error.traceback);
             eo = put(&p, r->error.origin_key);
         }
-        for (tg_future *g = f;
-             g != NULL && same_key(g, h, f->key, f->keylen); g = g->gnext) {
+        for (tg_future *g = f; g != NULL && same_key(g, h, f->key, f->keylen);
+             g = g->gnext) {
             g->state = (tg_task_state)st;
             g->rb = rb;
             g->data = (const uint8_t *)data;

@@ -23,16 +23,16 @@ typedef struct tg__fslab tg__fslab;
 typedef struct tg__rblock tg__rblock;
 
 struct tg_future {
-    tg__fslab *slab;    /* block this future lives in */
-    const char *key;    /* NUL-terminated, in the slab */
+    tg__fslab *slab; /* block this future lives in */
+    const char *key; /* NUL-terminated, in the slab */
     size_t keylen;
-    uint64_t hash;      /* tg__key_hash(key) */
-    tg_future *lprev;   /* live-key map bucket chain (under sh->mu) */
+    uint64_t hash;    /* tg__key_hash(key) */
+    tg_future *lprev; /* live-key map bucket chain (under sh->mu) */
     tg_future *lnext;
-    tg_future *gnext;   /* per-gather-call chain (caller's thread only) */
-    bool live;          /* in the live-key map */
+    tg_future *gnext; /* per-gather-call chain (caller's thread only) */
+    bool live;        /* in the live-key map */
     tg_task_state state;
-    tg__rblock *rb;     /* owns the strings below when final */
+    tg__rblock *rb; /* owns the strings below when final */
     const uint8_t *data;
     size_t len;
     const char *codec;
@@ -80,8 +80,8 @@ void tg__shared_queue_release(tg__shared *sh, const char *key, size_t len);
  * future's key with tg__future_set_key (consecutively in *keys), then
  * registers them (tg__fslab_register) or drops them (tg__fslab_drop).
  */
-int tg__fslab_new(tg__shared *sh, size_t n, size_t keybytes,
-                  tg__fslab **out, tg_future **futures, char **keys);
+int tg__fslab_new(tg__shared *sh, size_t n, size_t keybytes, tg__fslab **out,
+                  tg_future **futures, char **keys);
 void tg__future_set_key(tg_future *f, const char *key, size_t len);
 
 /* Enter all futures of the block in the live-key map. */
@@ -106,9 +106,9 @@ tg__shared *tg__future_shared(const tg_future *f);
 typedef struct tg__gmap {
     tg_future **buckets;
     size_t mask;
-    char **keys;       /* distinct pending keys, borrowed from futures */
+    char **keys; /* distinct pending keys, borrowed from futures */
     size_t nkeys;
-    size_t pending;    /* distinct keys not final yet */
+    size_t pending; /* distinct keys not final yet */
 } tg__gmap;
 
 /* Map the non-final futures among `fs`; duplicates are folded. */

@@ -24,9 +24,8 @@
 /* ------------------------------------------------------------------ */
 
 /* Open one Gather stream for keys [from, from + n) of the map. */
-static int gather_open(tg_client *c, const tg__gmap *m, size_t from,
-                       size_t n, int64_t timeout_ms, int64_t remaining,
-                       tg__cstream **out)
+static int gather_open(tg_client *c, const tg__gmap *m, size_t from, size_t n,
+                       int64_t timeout_ms, int64_t remaining, tg__cstream **out)
 {
     taskgrid_v1_GatherRequest req;
     uint8_t *buf = NULL, *junk = NULL;
@@ -58,7 +57,8 @@ static int gather_open(tg_client *c, const tg__gmap *m, size_t from,
         return tg__error_set(TG_EINTERNAL, "Gather: %s", tg_error_last());
     /* Request and half-close in one batch: no wait before the first
      * response. */
-    rc = tg__cstream_open_request(out, c->ch, TG_METHOD_GATHER, buf, len, call_ms);
+    rc = tg__cstream_open_request(out, c->ch, TG_METHOD_GATHER, buf, len,
+                                  call_ms);
     free(buf);
     if (rc != TG_OK && *out != NULL) {
         /* A failed send says little ("stream is broken"); the call's
@@ -123,7 +123,7 @@ int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
         return rc;
 
     start = tg__now_ms();
-    deadline = timeout_ms < 0 ? INT64_MAX
+    deadline = timeout_ms < 0    ? INT64_MAX
                : timeout_ms == 0 ? start + c->timeout_ms
                                  : start + timeout_ms;
     nchunks = (m.nkeys + TG__CHUNK - 1) / TG__CHUNK;
@@ -140,7 +140,8 @@ int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
                opened - next < GATHER_WINDOW) {
             int64_t now = tg__now_ms();
             size_t from = opened * TG__CHUNK;
-            size_t cnt = m.nkeys - from < TG__CHUNK ? m.nkeys - from : TG__CHUNK;
+            size_t cnt =
+                m.nkeys - from < TG__CHUNK ? m.nkeys - from : TG__CHUNK;
 
             if (timeout_ms > 0 && now >= deadline) {
                 timed_out = true;
@@ -191,8 +192,7 @@ int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
     }
     if (m.pending > 0 && timed_out)
         rc = tg__error_set(TG_ETIMEDOUT,
-                           "%zu of %zu keys not finished after %" PRId64
-                           " ms",
+                           "%zu of %zu keys not finished after %" PRId64 " ms",
                            m.pending, m.nkeys, tg__now_ms() - start);
     else if (m.pending > 0 && timeout_ms == 0)
         rc = tg__error_set(TG_ETIMEDOUT, "%zu of %zu keys not finished yet",

@@ -54,8 +54,9 @@ static int status_call(tg_client *c, const char *key,
         req.keys_count = 1;
         req.keys = keys;
     }
-    return tg__client_unary(c, TG_METHOD_STATUS, taskgrid_v1_StatusRequest_fields, &req,
-                 taskgrid_v1_StatusResponse_fields, resp, raw, c->timeout_ms);
+    return tg__client_unary(
+        c, TG_METHOD_STATUS, taskgrid_v1_StatusRequest_fields, &req,
+        taskgrid_v1_StatusResponse_fields, resp, raw, c->timeout_ms);
 }
 
 int tg_client_status(tg_client *c, tg_status_report **out)
@@ -144,8 +145,8 @@ int tg_client_key_status(tg_client *c, const char *key, tg_task_state *state,
                      ? (tg_task_state)st
                      : TG_TASK_RELEASED;
         if (reason && reasonlen) {
-            size_t n = k->reason.len < reasonlen - 1 ? k->reason.len
-                                                     : reasonlen - 1;
+            size_t n =
+                k->reason.len < reasonlen - 1 ? k->reason.len : reasonlen - 1;
             if (n)
                 memcpy(reason, k->reason.ptr, n);
             reason[n] = '\0';
@@ -167,14 +168,12 @@ const char *tg_status_report_worker_name(const tg_status_report *r, size_t i)
     return r && i < r->nworkers ? r->workers[i].name : NULL;
 }
 
-uint32_t tg_status_report_worker_nthreads(const tg_status_report *r,
-                                          size_t i)
+uint32_t tg_status_report_worker_nthreads(const tg_status_report *r, size_t i)
 {
     return r && i < r->nworkers ? r->workers[i].nthreads : 0;
 }
 
-uint32_t tg_status_report_worker_processing(const tg_status_report *r,
-                                            size_t i)
+uint32_t tg_status_report_worker_processing(const tg_status_report *r, size_t i)
 {
     return r && i < r->nworkers ? r->workers[i].processing : 0;
 }
@@ -193,8 +192,7 @@ uint32_t tg_status_report_nthreads(const tg_status_report *r)
     return n;
 }
 
-uint64_t tg_status_report_count(const tg_status_report *r,
-                                tg_task_state state)
+uint64_t tg_status_report_count(const tg_status_report *r, tg_task_state state)
 {
     if (r == NULL || state < TG_TASK_WAITING || state > TG_TASK_CANCELLED)
         return 0;

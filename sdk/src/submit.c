@@ -9,8 +9,8 @@
 #include <stdlib.h>
 
 #include "client_impl.h"
-#include "util/array.h"
 #include "methods.h"
+#include "util/array.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -48,16 +48,18 @@ int tg__client_check_resources(const char *what, size_t idx,
                                const tg_resource *res, size_t n)
 {
     if (n > 0 && res == NULL)
-        return tg__error_set(TG_EINVAL, "%s %zu: nresources is %zu but "
-                                        "resources is NULL",
+        return tg__error_set(TG_EINVAL,
+                             "%s %zu: nresources is %zu but "
+                             "resources is NULL",
                              what, idx, n);
     if (n > 65535)
         return tg__error_set(TG_EINVAL, "%s %zu: more than 65535 resources",
                              what, idx);
     for (size_t i = 0; i < n; i++) {
         if (res[i].name == NULL || res[i].name[0] == '\0')
-            return tg__error_set(TG_EINVAL, "%s %zu: resource %zu has no "
-                                            "name",
+            return tg__error_set(TG_EINVAL,
+                                 "%s %zu: resource %zu has no "
+                                 "name",
                                  what, idx, i);
         if (!isfinite(res[i].amount) || res[i].amount < 0)
             return tg__error_set(TG_EINVAL,
@@ -80,13 +82,10 @@ static int check_task(const tg_task_def *t, size_t i)
                              "with TG_TASK_DEF_INIT)",
                              i, t->version, TG_TASK_DEF_VERSION);
     if (t->func == NULL || t->func[0] == '\0')
-        return tg__error_set(TG_EINVAL, "task %zu ('%s'): no function",
-                             i, k);
-    if (t->key != NULL &&
-        (t->key[0] == '\0' || strlen(t->key) > TG_KEY_MAX))
-        return tg__error_set(TG_EINVAL,
-                             "task %zu: key must be 1 to %d bytes", i,
-                             TG_KEY_MAX);
+        return tg__error_set(TG_EINVAL, "task %zu ('%s'): no function", i, k);
+    if (t->key != NULL && (t->key[0] == '\0' || strlen(t->key) > TG_KEY_MAX))
+        return tg__error_set(TG_EINVAL, "task %zu: key must be 1 to %d bytes",
+                             i, TG_KEY_MAX);
     if (t->input_len > 0 && t->input == NULL)
         return tg__error_set(TG_EINVAL,
                              "task %zu ('%s'): input_len is %zu but input "
@@ -104,9 +103,8 @@ static int check_task(const tg_task_def *t, size_t i)
                              i, k);
     for (size_t d = 0; d < t->ndeps; d++)
         if (t->deps[d] == NULL || t->deps[d][0] == '\0')
-            return tg__error_set(TG_EINVAL,
-                                 "task %zu ('%s'): dependency %zu is empty",
-                                 i, k, d);
+            return tg__error_set(
+                TG_EINVAL, "task %zu ('%s'): dependency %zu is empty", i, k, d);
     if (t->nworkers > 0 && t->workers == NULL)
         return tg__error_set(TG_EINVAL,
                              "task %zu ('%s'): nworkers is %zu but workers "
@@ -114,9 +112,8 @@ static int check_task(const tg_task_def *t, size_t i)
                              i, k, t->nworkers);
     for (size_t w = 0; w < t->nworkers; w++)
         if (t->workers[w] == NULL || t->workers[w][0] == '\0')
-            return tg__error_set(TG_EINVAL,
-                                 "task %zu ('%s'): worker %zu is empty", i,
-                                 k, w);
+            return tg__error_set(
+                TG_EINVAL, "task %zu ('%s'): worker %zu is empty", i, k, w);
     return tg__client_check_resources("task", i, t->resources, t->nresources);
 }
 
@@ -144,9 +141,8 @@ static void fill_spec(taskgrid_v1_TaskSpec *s, const tg_task_def *t,
 }
 
 /* Send tasks [from, to) as one SubmitRequest. */
-static int submit_chunk(tg_client *c, const tg_task_def *tasks,
-                        tg_future *fut, size_t from, size_t to,
-                        taskgrid_v1_TaskSpec *specs,
+static int submit_chunk(tg_client *c, const tg_task_def *tasks, tg_future *fut,
+                        size_t from, size_t to, taskgrid_v1_TaskSpec *specs,
                         taskgrid_v1_Resource *res, char **rel, size_t nrel)
 {
     taskgrid_v1_SubmitRequest req;
@@ -166,8 +162,9 @@ static int submit_chunk(tg_client *c, const tg_task_def *tasks,
     req.client_id = tg_pbbuf_str(c->client_id);
     req.release_count = (pb_size_t)nrel;
     req.release = nrel ? rel : NULL;
-    rc = tg__client_unary(c, TG_METHOD_SUBMIT, taskgrid_v1_SubmitRequest_fields, &req,
-               taskgrid_v1_SubmitResponse_fields, &resp, &raw, c->timeout_ms);
+    rc = tg__client_unary(c, TG_METHOD_SUBMIT, taskgrid_v1_SubmitRequest_fields,
+                          &req, taskgrid_v1_SubmitResponse_fields, &resp, &raw,
+                          c->timeout_ms);
     if (rc != TG_OK)
         return rc; /* the scheduler's message is in tg_error_last() */
     tg__wire_release(taskgrid_v1_SubmitResponse_fields, &resp);

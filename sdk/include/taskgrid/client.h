@@ -84,7 +84,7 @@ TG_EXPORT const char *tg_task_state_name(tg_task_state state);
  * change what you need; zero numeric fields mean "the default".
  */
 typedef struct tg_client_opts {
-    uint32_t version;           /**< TG_CLIENT_OPTS_VERSION */
+    uint32_t version; /**< TG_CLIENT_OPTS_VERSION */
     /** Time limit of each call to the scheduler that has no timeout
      *  argument (submit, scale, status, ...). Default 30,000 ms. */
     int64_t timeout_ms;
@@ -105,8 +105,10 @@ typedef struct tg_client_opts {
     bool lazy;
 } tg_client_opts;
 
-#define TG_CLIENT_OPTS_INIT \
-    { TG_CLIENT_OPTS_VERSION, 30000, 10000, 0, NULL, NULL, false }
+#define TG_CLIENT_OPTS_INIT                                        \
+    {                                                              \
+        TG_CLIENT_OPTS_VERSION, 30000, 10000, 0, NULL, NULL, false \
+    }
 
 /**
  * Connect to the scheduler at `address` and check that it answers (a
@@ -137,7 +139,7 @@ typedef struct tg_client_opts {
  *         the scheduler does not answer within opts->connect_timeout_ms.
  */
 TG_EXPORT int tg_client_connect(tg_client **out, const char *address,
-                      const tg_client_opts *opts);
+                                const tg_client_opts *opts);
 
 /**
  * Release every key the client still holds (futures not yet freed and
@@ -214,9 +216,11 @@ typedef struct tg_task_def {
     size_t nworkers;
 } tg_task_def;
 
-#define TG_TASK_DEF_INIT \
-    { TG_TASK_DEF_VERSION, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL, \
-      0, NULL, 0 }
+#define TG_TASK_DEF_INIT                                                     \
+    {                                                                        \
+        TG_TASK_DEF_VERSION, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL, \
+            0, NULL, 0                                                       \
+    }
 
 /**
  * Submit a graph of `n` tasks in one call. Dependencies may name keys of
@@ -240,7 +244,7 @@ typedef struct tg_task_def {
  *         that the scheduler accepted are released.
  */
 TG_EXPORT int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
-                     tg_future **futures);
+                               tg_future **futures);
 
 /* ------------------------------------------------------------------ */
 /* Futures                                                             */
@@ -265,7 +269,7 @@ TG_EXPORT int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
  *         TG_EINVAL (a future of another client); transport errors.
  */
 TG_EXPORT int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
-                     int64_t timeout_ms);
+                               int64_t timeout_ms);
 
 /** The key of `f` (borrowed; valid until tg_future_free(f)). */
 TG_EXPORT const char *tg_future_key(const tg_future *f);
@@ -303,8 +307,8 @@ TG_EXPORT int tg_future_wait(tg_future *f, int64_t timeout_ms);
  *         TG_ECANCELLED; TG_ENOTFOUND if the scheduler had forgotten the
  *         key; TG_ESTATE if it is not final yet (wait first).
  */
-TG_EXPORT int tg_future_result(const tg_future *f, const void **data, size_t *len,
-                     const char **codec);
+TG_EXPORT int tg_future_result(const tg_future *f, const void **data,
+                               size_t *len, const char **codec);
 
 /**
  * The error of an erred (or cancelled) task. Any output pointer may be
@@ -317,7 +321,7 @@ TG_EXPORT int tg_future_result(const tg_future *f, const void **data, size_t *le
  * @return TG_OK, or TG_ESTATE if `f` is neither erred nor cancelled.
  */
 TG_EXPORT int tg_future_error(const tg_future *f, const char **type,
-                    const char **message, const char **traceback);
+                              const char **message, const char **traceback);
 
 /**
  * The key of the task that failed first when `f` inherited its error from
@@ -346,7 +350,7 @@ TG_EXPORT void tg_future_free(tg_future *f);
  *               (dependents included).
  */
 TG_EXPORT int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
-                     uint32_t *count);
+                               uint32_t *count);
 
 /**
  * Tell the scheduler this client no longer needs these results (a result
@@ -354,7 +358,8 @@ TG_EXPORT int tg_client_cancel(tg_client *c, const char *const *keys, size_t n,
  * these keys keep what they already gathered. Usually unnecessary:
  * tg_future_free() releases its key.
  */
-TG_EXPORT int tg_client_release(tg_client *c, const char *const *keys, size_t n);
+TG_EXPORT int tg_client_release(tg_client *c, const char *const *keys,
+                                size_t n);
 
 #define TG_ANNOTATION_VERSION 1
 
@@ -373,16 +378,19 @@ typedef struct tg_annotation {
     uint32_t retries;
 } tg_annotation;
 
-#define TG_ANNOTATION_INIT \
-    { TG_ANNOTATION_VERSION, false, 0, false, NULL, 0, false, 0 }
+#define TG_ANNOTATION_INIT                                        \
+    {                                                             \
+        TG_ANNOTATION_VERSION, false, 0, false, NULL, 0, false, 0 \
+    }
 
 /**
  * Change priority, resources or retries of tasks that have not started.
  *
  * @param changed  if not NULL, receives the number of tasks changed.
  */
-TG_EXPORT int tg_client_annotate(tg_client *c, const char *const *keys, size_t n,
-                       const tg_annotation *a, uint32_t *changed);
+TG_EXPORT int tg_client_annotate(tg_client *c, const char *const *keys,
+                                 size_t n, const tg_annotation *a,
+                                 uint32_t *changed);
 
 /**
  * Ask the scheduler's launcher for `n` workers (extra workers are drained
@@ -414,27 +422,29 @@ TG_EXPORT int tg_client_status(tg_client *c, tg_status_report **out);
  *                   (e.g. no worker provides its function), or "".
  * @param reasonlen  size of `reason` (the text is truncated to fit).
  */
-TG_EXPORT int tg_client_key_status(tg_client *c, const char *key, tg_task_state *state,
-                         char *reason, size_t reasonlen);
+TG_EXPORT int tg_client_key_status(tg_client *c, const char *key,
+                                   tg_task_state *state, char *reason,
+                                   size_t reasonlen);
 
 /** Number of workers connected. */
 TG_EXPORT size_t tg_status_report_nworkers(const tg_status_report *r);
 /** Name of worker `i` (borrowed from `r`), NULL if out of range. */
 TG_EXPORT const char *tg_status_report_worker_name(const tg_status_report *r,
-                                         size_t i);
+                                                   size_t i);
 /** Threads of worker `i` (0 if out of range). */
 TG_EXPORT uint32_t tg_status_report_worker_nthreads(const tg_status_report *r,
-                                          size_t i);
+                                                    size_t i);
 /** Tasks assigned to worker `i` and not finished (0 if out of range). */
 TG_EXPORT uint32_t tg_status_report_worker_processing(const tg_status_report *r,
-                                            size_t i);
+                                                      size_t i);
 /** True while worker `i` is being drained before it stops. */
-TG_EXPORT bool tg_status_report_worker_draining(const tg_status_report *r, size_t i);
+TG_EXPORT bool tg_status_report_worker_draining(const tg_status_report *r,
+                                                size_t i);
 /** Threads of all workers together. */
 TG_EXPORT uint32_t tg_status_report_nthreads(const tg_status_report *r);
 /** Number of tasks in `state` (WAITING..CANCELLED; 0 for the others). */
 TG_EXPORT uint64_t tg_status_report_count(const tg_status_report *r,
-                                tg_task_state state);
+                                          tg_task_state state);
 /** Ready tasks that no connected worker can run (function, resources). */
 TG_EXPORT uint64_t tg_status_report_unplaceable(const tg_status_report *r);
 /** The scheduler's version string (borrowed from `r`; may be ""). */

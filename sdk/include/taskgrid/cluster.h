@@ -70,8 +70,10 @@ typedef struct tg_cluster_opts {
     bool secure;
 } tg_cluster_opts;
 
-#define TG_CLUSTER_OPTS_INIT \
-    { TG_CLUSTER_OPTS_VERSION, 0, 0, true, NULL, NULL, NULL, 0, false }
+#define TG_CLUSTER_OPTS_INIT                                            \
+    {                                                                   \
+        TG_CLUSTER_OPTS_VERSION, 0, 0, true, NULL, NULL, NULL, 0, false \
+    }
 
 /**
  * Start a local cluster and wait (bounded) until all its workers are

@@ -85,7 +85,7 @@ typedef int (*tg_task_fn)(tg_task_ctx *ctx, void *userdata);
  *         TG_ESTATE after the registry was frozen; TG_ENOMEM.
  */
 TG_EXPORT int tg_registry_add(tg_registry *r, const char *name, tg_task_fn fn,
-                    void *userdata);
+                              void *userdata);
 
 /**
  * The task's input bytes.
@@ -137,7 +137,7 @@ TG_EXPORT const char *tg_task_dep_codec(tg_task_ctx *ctx, size_t i);
  * @return TG_OK; TG_EINVAL (NULL data with len > 0); TG_ENOMEM.
  */
 TG_EXPORT int tg_task_set_result(tg_task_ctx *ctx, const void *data, size_t len,
-                       const char *codec);
+                                 const char *codec);
 
 /**
  * Mark the task as failed. Strings are copied; calling it again replaces
@@ -149,8 +149,8 @@ TG_EXPORT int tg_task_set_result(tg_task_ctx *ctx, const void *data, size_t len,
  * @param traceback traceback text, if any (NULL: empty).
  * @return TG_OK or TG_ENOMEM.
  */
-TG_EXPORT int tg_task_set_error(tg_task_ctx *ctx, const char *type, const char *message,
-                      const char *traceback);
+TG_EXPORT int tg_task_set_error(tg_task_ctx *ctx, const char *type,
+                                const char *message, const char *traceback);
 
 /**
  * True once the task was cancelled (by a client, or because the worker
@@ -192,10 +192,10 @@ TG_PLUGIN_EXPORT void tg_plugin_fini(void);
 
 /** Defines tg_plugin_abi_version() for the ABI of this header. Use it once
  * at file scope in a plug-in. */
-#define TG_PLUGIN_DECLARE_ABI()                                          \
-    TG_PLUGIN_EXPORT uint32_t tg_plugin_abi_version(void)                \
-    {                                                                    \
-        return TG_PLUGIN_ABI_VERSION;                                    \
+#define TG_PLUGIN_DECLARE_ABI()                           \
+    TG_PLUGIN_EXPORT uint32_t tg_plugin_abi_version(void) \
+    {                                                     \
+        return TG_PLUGIN_ABI_VERSION;                     \
     }
 
 #ifdef __cplusplus

@@ -51,8 +51,10 @@ typedef struct tg_security {
     const char *key_pem;   /**< private key as PEM text */
 } tg_security;
 
-#define TG_SECURITY_INIT \
-    { TG_SECURITY_VERSION, NULL, NULL, NULL, NULL, NULL, NULL }
+#define TG_SECURITY_INIT                                        \
+    {                                                           \
+        TG_SECURITY_VERSION, NULL, NULL, NULL, NULL, NULL, NULL \
+    }
 
 #ifdef __cplusplus
 }

@@ -16,24 +16,24 @@ extern "C" {
 #endif
 
 /* X(name, value, description) */
-#define TG_STATUS_MAP(X)                                                   \
-    X(TG_OK, 0, "success")                                                 \
-    X(TG_EINVAL, -1, "invalid argument")                                   \
-    X(TG_ENOMEM, -2, "out of memory")                                      \
-    X(TG_ETIMEDOUT, -3, "timed out")                                       \
-    X(TG_EUNAVAILABLE, -4, "scheduler unavailable")                        \
-    X(TG_ENOTFOUND, -5, "not found")                                       \
-    X(TG_EEXIST, -6, "already exists")                                     \
-    X(TG_ETASK, -7, "task failed")                                         \
-    X(TG_ECANCELLED, -8, "cancelled")                                      \
-    X(TG_EPERM, -9, "permission denied")                                   \
-    X(TG_EUNAUTHENTICATED, -10, "unauthenticated")                         \
+#define TG_STATUS_MAP(X)                                                    \
+    X(TG_OK, 0, "success")                                                  \
+    X(TG_EINVAL, -1, "invalid argument")                                    \
+    X(TG_ENOMEM, -2, "out of memory")                                       \
+    X(TG_ETIMEDOUT, -3, "timed out")                                        \
+    X(TG_EUNAVAILABLE, -4, "scheduler unavailable")                         \
+    X(TG_ENOTFOUND, -5, "not found")                                        \
+    X(TG_EEXIST, -6, "already exists")                                      \
+    X(TG_ETASK, -7, "task failed")                                          \
+    X(TG_ECANCELLED, -8, "cancelled")                                       \
+    X(TG_EPERM, -9, "permission denied")                                    \
+    X(TG_EUNAUTHENTICATED, -10, "unauthenticated")                          \
     X(TG_ETOOBIG, -11, "resource exhausted (message or payload too large)") \
-    X(TG_EUNIMPLEMENTED, -12, "not implemented")                           \
-    X(TG_EPROTO, -13, "protocol error")                                    \
-    X(TG_EIO, -14, "i/o or system error")                                  \
-    X(TG_ETLS, -15, "TLS or certificate problem")                          \
-    X(TG_ESTATE, -16, "invalid state for this operation")                  \
+    X(TG_EUNIMPLEMENTED, -12, "not implemented")                            \
+    X(TG_EPROTO, -13, "protocol error")                                     \
+    X(TG_EIO, -14, "i/o or system error")                                   \
+    X(TG_ETLS, -15, "TLS or certificate problem")                           \
+    X(TG_ESTATE, -16, "invalid state for this operation")                   \
     X(TG_EINTERNAL, -17, "internal error")
 
 typedef enum tg_status {

@@ -16,10 +16,10 @@
 #ifndef TASKGRID_TASKGRID_H
 #define TASKGRID_TASKGRID_H
 
-#include "taskgrid/status.h"
-#include "taskgrid/security.h"
 #include "taskgrid/client.h"
 #include "taskgrid/cluster.h"
 #include "taskgrid/plugin.h"
+#include "taskgrid/security.h"
+#include "taskgrid/status.h"
 
 #endif
