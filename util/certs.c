@@ -240,6 +240,15 @@ cleanup:
     return rc;
 }
 
+/* Free a half-made CA, with OpenSSL's reason as the error. */
+static int ca_fail(tg__certs_ca *ca)
+{
+    int rc = ossl_fail("cannot make a CA certificate");
+
+    tg__certs_ca_free(ca);
+    return rc;
+}
+
 int tg__certs_ca_new(tg__certs_ca **out, const char *cn, tg__certs_validity v)
 {
     tg__certs_ca *ca;
@@ -269,16 +278,11 @@ int tg__certs_ca_new(tg__certs_ca **out, const char *cn, tg__certs_validity v)
     *out = ca;
     return TG_OK;
 
-fail : {
-    int rc = ossl_fail("cannot make a CA certificate");
-
-    tg__certs_ca_free(ca);
-    return rc;
-}
+fail:
+    return ca_fail(ca);
 }
 
-/* A PEM password callback that refuses: never prompt on a terminal. */
-static int no_password(char *buf, int size, int rwflag, void *u)
+int tg__certs_no_password(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
@@ -298,10 +302,12 @@ int tg__certs_ca_load(tg__certs_ca **out, const char *cert_pem,
     if (ca == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory");
     b = BIO_new_mem_buf(cert_pem, -1);
-    ca->cert = b ? PEM_read_bio_X509(b, NULL, no_password, NULL) : NULL;
+    ca->cert =
+        b ? PEM_read_bio_X509(b, NULL, tg__certs_no_password, NULL) : NULL;
     BIO_free(b);
     b = BIO_new_mem_buf(key_pem, -1);
-    ca->key = b ? PEM_read_bio_PrivateKey(b, NULL, no_password, NULL) : NULL;
+    ca->key = b ? PEM_read_bio_PrivateKey(b, NULL, tg__certs_no_password, NULL)
+                : NULL;
     BIO_free(b);
     if (ca->cert == NULL || ca->key == NULL) {
         tg__certs_ca_free(ca);

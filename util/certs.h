@@ -97,4 +97,8 @@ int tg__certs_write_dir(const char *dir, const tg__certs_dir_opts *opts);
 int tg__certs_write_file(const char *path, const char *text, unsigned mode,
                          bool overwrite);
 
+/* A PEM password callback (pem_password_cb) that refuses: loading
+ * material never prompts on a terminal; an encrypted key fails to load. */
+int tg__certs_no_password(char *buf, int size, int rwflag, void *u);
+
 #endif

@@ -119,16 +119,6 @@ static int load_item(const item *it, const char *pem, char **out)
     return TG_OK;
 }
 
-/* A PEM password callback that refuses: never prompt on a terminal. */
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
 /* Every certificate in `pem` (at least one), or NULL. */
 static STACK_OF(X509) * read_certs(const char *pem)
 {
@@ -141,7 +131,8 @@ static STACK_OF(X509) * read_certs(const char *pem)
         BIO_free(b);
         return NULL;
     }
-    while ((x = PEM_read_bio_X509(b, NULL, no_password, NULL)) != NULL) {
+    while ((x = PEM_read_bio_X509(b, NULL, tg__certs_no_password, NULL)) !=
+           NULL) {
         if (!sk_X509_push(sk, x)) {
             X509_free(x);
             break;
@@ -239,7 +230,8 @@ static int check_pair(const item *ci, const char *cert_pem, const item *ki,
         goto cleanup;
     }
     b = BIO_new_mem_buf(key_pem, -1);
-    key = b ? PEM_read_bio_PrivateKey(b, NULL, no_password, NULL) : NULL;
+    key = b ? PEM_read_bio_PrivateKey(b, NULL, tg__certs_no_password, NULL)
+            : NULL;
     BIO_free(b);
     ERR_clear_error();
     if (key == NULL) {

@@ -774,6 +774,17 @@ static int check_opts(const tg_cluster_opts *o)
     return TG_OK;
 }
 
+/* Free a half-started cluster and return `rc`, keeping the error message
+ * (tg_cluster_free would overwrite it). */
+static int cluster_fail(tg_cluster *cl, int rc)
+{
+    char msg[1024];
+
+    snprintf(msg, sizeof(msg), "%s", tg_error_last());
+    tg_cluster_free(cl);
+    return tg__error_set(rc, "%s", msg);
+}
+
 int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
 {
     static const tg_cluster_opts defaults = TG_CLUSTER_OPTS_INIT;
@@ -870,14 +881,8 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
 
 oom:
     rc = tg__error_set(TG_ENOMEM, "out of memory");
-fail : {
-    /* tg_cluster_free would overwrite the message. */
-    char msg[1024];
-
-    snprintf(msg, sizeof(msg), "%s", tg_error_last());
-    tg_cluster_free(cl);
-    return tg__error_set(rc, "%s", msg);
-}
+fail:
+    return cluster_fail(cl, rc);
 }
 
 const char *tg_cluster_address(const tg_cluster *cl)
