@@ -21,4 +21,8 @@
 #define TG_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
 #define TG_METHOD_HEALTH_WATCH "/grpc.health.v1.Health/Watch"
 
+/* Longest task key, in bytes (TaskSpec.key in the proto; the SDK's
+ * TG_KEY_MAX is the same number). */
+#define TG_PROTO_KEY_MAX 1024
+
 #endif

@@ -131,6 +131,27 @@ static void act_key(sched *s, uint64_t wid, const tgs_task *t, bool steal)
     free(key);
 }
 
+void srv_gather_timeout(sched *s, peer *g)
+{
+    for (size_t i = 0; i < g->npending; i++) {
+        const tgs_task *t = tgs_core_find(s->core, CS(g->pending[i]));
+        taskgrid_v1_TaskResult r;
+
+        /* Final tasks were answered when they finished; forgotten ones
+         * too (a task is forgotten only once final). */
+        if (t == NULL || tgs_task_state(t) == TGS_MEMORY ||
+            tgs_task_state(t) == TGS_ERRED ||
+            tgs_task_state(t) == TGS_CANCELLED)
+            continue;
+        srv_fill_result(&r, t);
+        srv_gather_append(s, g, &r);
+    }
+    srv_flush_peer(g);
+    tg__scall_finish(g->call, TG_ETIMEDOUT,
+                     "gather timed out before every key finished");
+    g->finished = true;
+}
+
 void srv_gather_maybe_finish(sched *s, peer *g)
 {
     if (g->outstanding == 0 && !g->finished && g->call) {

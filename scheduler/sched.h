@@ -62,6 +62,10 @@ typedef struct peer {
     size_t outstanding;
     int64_t deadline_ms; /* 0: none */
     bool finished;
+    /* With a deadline: the keys waited for, so that a timeout can answer
+     * the pending ones with their current state (GatherRequest). */
+    char **pending;
+    size_t npending, pendingcap;
 } peer;
 
 typedef struct peer_table {
@@ -132,6 +136,9 @@ void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r);
 /* Append one message to a worker's stream. */
 void srv_worker_append(sched *s, peer *w,
                        const taskgrid_v1_SchedulerMessage *m);
+/* A gather's deadline passed: answer each key still pending with its
+ * current state (no data), then end the call with DEADLINE_EXCEEDED. */
+void srv_gather_timeout(sched *s, peer *g);
 /* End a gather once nothing is outstanding. */
 void srv_gather_maybe_finish(sched *s, peer *g);
 /* Pop every queued core action and turn it into messages. */

@@ -277,6 +277,9 @@ static void cb_done(void *ud, tg__scall *c)
         free(p->res_amounts);
     } else if (p->kind == PEER_GATHER) {
         table_remove(&s->gathers, p->id);
+        for (size_t i = 0; i < p->npending; i++)
+            free(p->pending[i]);
+        free(p->pending);
     }
     free(p->out.p);
     free(p);
@@ -295,13 +298,8 @@ static void cb_tick(void *ud, int64_t now)
         /* Gather timeouts (few gathers; a linear pass is fine). */
         for (size_t i = 0; i < s->gathers.n; i++) {
             peer *g = s->gathers.v[i];
-            if (!g->finished && g->deadline_ms && now >= g->deadline_ms) {
-                srv_flush_peer(g);
-                tg__scall_finish(g->call, TG_ETIMEDOUT,
-                                 "gather timed out before every key "
-                                 "finished");
-                g->finished = true;
-            }
+            if (!g->finished && g->deadline_ms && now >= g->deadline_ms)
+                srv_gather_timeout(s, g);
         }
     }
     for (size_t i = 0; i < s->ndirty; i++)

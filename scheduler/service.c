@@ -11,7 +11,9 @@
 
 #include "methods.h"
 #include "sched.h"
+#include "util/array.h"
 #include "util/clock.h"
+#include "util/error.h"
 #include "util/log.h"
 
 /* Key lists (Cancel, Release, SubmitRequest.release) as core strings. */
@@ -81,11 +83,11 @@ void srv_do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len)
             res[ri].amount = t->resources[d].amount;
             ri++;
         }
-        if (t->key.len > 4096) {
+        if (t->key.len > TG_PROTO_KEY_MAX) {
             snprintf(err, sizeof(err),
                      "task #%u: key of %zu bytes is longer than the limit "
-                     "of 4096",
-                     (unsigned)i, t->key.len);
+                     "of %d",
+                     (unsigned)i, t->key.len, TG_PROTO_KEY_MAX);
             tg__scall_finish(c, TG_EINVAL, err);
             goto cleanup;
         }
@@ -110,6 +112,19 @@ cleanup:
     free(strs);
     free(res);
     tg__wire_release(taskgrid_v1_SubmitRequest_fields, &m);
+}
+
+/* Keep a copy of a key a gather with a deadline waits for. */
+static int gather_remember(peer *g, const char *key)
+{
+    char *k;
+
+    if (tg__array_grow(&g->pending, &g->pendingcap, g->npending + 1,
+                       sizeof(*g->pending)) != TG_OK ||
+        (k = strdup(key)) == NULL)
+        return tg__error_set(TG_ENOMEM, "out of memory");
+    g->pending[g->npending++] = k;
+    return TG_OK;
 }
 
 void srv_do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
@@ -172,10 +187,16 @@ void srv_do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
             if (m.no_wait) {
                 srv_fill_result(&r, t);
                 srv_gather_append(s, g, &r);
+            } else if (g->deadline_ms &&
+                       gather_remember(g, m.keys[i]) != TG_OK) {
+                tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
+                g->finished = true;
             } else {
                 g->outstanding++;
             }
         }
+        if (g->finished)
+            break; /* out of memory: the call is over */
     }
     tg__wire_release(taskgrid_v1_GatherRequest_fields, &m);
     srv_gather_maybe_finish(s, g);

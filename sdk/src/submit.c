@@ -18,6 +18,8 @@
  * 64 MiB by default), so a worst-case size estimate never overflows. */
 #define SUBMIT_BYTES_DIV 4
 
+_Static_assert(TG_KEY_MAX == TG_PROTO_KEY_MAX,
+               "the SDK's key limit is the protocol's");
 /* ------------------------------------------------------------------ */
 /* Submit                                                              */
 /* ------------------------------------------------------------------ */

@@ -57,3 +57,41 @@ def test_a_cycle_is_invalid_argument_and_names_the_key(pb, bare_channel):
         stub.Submit(pb.tg.SubmitRequest(tasks=[a, b]), timeout=5)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "cyc-" in e.value.details()
+
+
+def test_key_limit_is_the_protos_1024_bytes(pb, bare_channel):
+    """TaskSpec.key is at most 1,024 bytes (the proto says so): a key of
+    exactly 1,024 bytes is accepted, one byte more is INVALID_ARGUMENT
+    naming the limit."""
+    stub = pb.tg_grpc.SchedulerStub(bare_channel)
+    ok = "k" * 1024
+    r = stub.Submit(pb.tg.SubmitRequest(tasks=[pb.tg.TaskSpec(key=ok, func="tg.noop")]),
+                    timeout=5)
+    assert r.accepted == 1
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Submit(pb.tg.SubmitRequest(tasks=[pb.tg.TaskSpec(key="k" * 1025, func="tg.noop")]),
+                    timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "1025 bytes" in e.value.details()
+    assert "1024" in e.value.details()
+
+
+def test_gather_timeout_answers_pending_keys_with_their_state(pb, bare_channel):
+    """GatherRequest.timeout_ms: keys still pending when it passes are
+    answered with their current state and no data, then the stream ends
+    with DEADLINE_EXCEEDED (the proto's promise)."""
+    stub = pb.tg_grpc.SchedulerStub(bare_channel)
+    # No worker exists, so the task stays READY; its dependent WAITING.
+    a = pb.tg.TaskSpec(key="pending-a", func="tg.noop")
+    b = pb.tg.TaskSpec(key="pending-b", func="tg.noop", deps=["pending-a"])
+    stub.Submit(pb.tg.SubmitRequest(tasks=[a, b]), timeout=5)
+    seen = {}
+    with pytest.raises(grpc.RpcError) as e:
+        for resp in stub.Gather(pb.tg.GatherRequest(keys=["pending-a", "pending-b"],
+                                                    timeout_ms=300), timeout=10):
+            for r in resp.results:
+                seen[r.key] = r
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert seen["pending-a"].state == pb.tg.TASK_STATE_READY
+    assert seen["pending-b"].state == pb.tg.TASK_STATE_WAITING
+    assert not seen["pending-a"].data and not seen["pending-b"].data
