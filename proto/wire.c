@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * wire.c: the taskgrid.v1 codec on top of nanopb (see wire.h). Holds the
- * single field callback that makes string/bytes fields zero copy.
+ * single field callback that makes string/bytes fields zero copy, and
+ * refuses such a field when it arrives with a non-length-delimited wire
+ * type.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +18,30 @@
 #include "wire.h"
 
 /*
- * Decoding: every tg_pbbuf field is length-delimited, so nanopb hands us a
- * substream limited to the field. All decoding goes through tg__wire_decode,
- * which reads from a memory buffer, so the stream's state is the current
- * read pointer: we borrow the bytes instead of copying them, then skip them.
+ * The input of the tg__wire_decode running on this thread: the only bytes
+ * a decoded tg_pbbuf may point into.
+ */
+static _Thread_local struct {
+    uintptr_t lo, hi; /* [lo, hi) */
+    uint32_t bad_tag; /* field number refused by the callback, or 0 */
+} cur;
+
+/*
+ * Decoding: a tg_pbbuf field is declared length-delimited, and then nanopb
+ * hands us a substream of the input buffer limited to the field. All
+ * decoding goes through tg__wire_decode, which reads from a memory buffer,
+ * so the stream's state is the current read pointer: we borrow the bytes
+ * instead of copying them, then skip them.
+ *
+ * But nanopb also calls a field callback when the field arrives with
+ * another wire type (VARINT, FIXED32, FIXED64): it copies the raw value
+ * into a 10-byte buffer on its own stack and passes a stream over that.
+ * Borrowing from it would leave the field pointing at a dead stack frame
+ * (and the scheduler would forward those bytes). So the substream must
+ * lie inside the buffer being decoded; anything else is a wire type that
+ * does not match the declaration, and the message is refused. (Fields
+ * that are not callbacks are checked by nanopb itself: "wrong wire
+ * type"; tests/wire_test.c checks both for every message type.)
  */
 bool tg_pb_field_callback(pb_istream_t *istream, pb_ostream_t *ostream,
                           const pb_field_iter_t *field)
@@ -28,6 +50,12 @@ bool tg_pb_field_callback(pb_istream_t *istream, pb_ostream_t *ostream,
 
     if (istream != NULL) {
         size_t n = istream->bytes_left;
+        uintptr_t p = (uintptr_t)istream->state;
+
+        if (p < cur.lo || p > cur.hi || n > cur.hi - p) {
+            cur.bad_tag = field->tag;
+            PB_RETURN_ERROR(istream, "wrong wire type");
+        }
         b->ptr = (const uint8_t *)istream->state;
         b->len = n;
         return pb_read(istream, NULL, n);
@@ -66,11 +94,25 @@ int tg__wire_decode(const pb_msgdesc_t *fields, void *msg, const uint8_t *buf,
                     size_t len)
 {
     pb_istream_t is = pb_istream_from_buffer(buf, len);
+    bool ok;
 
     clear_callbacks(fields, msg);
+    cur.lo = (uintptr_t)buf;
+    cur.hi = (uintptr_t)buf + len;
+    cur.bad_tag = 0;
     /* pb_decode sets the other fields to defaults and, on failure,
      * releases what it allocated. */
-    if (!pb_decode(&is, fields, msg)) {
+    ok = pb_decode(&is, fields, msg);
+    cur.lo = cur.hi = 0;
+    if (!ok) {
+        /* Nothing may keep pointing anywhere after a failure. */
+        clear_callbacks(fields, msg);
+        if (cur.bad_tag != 0)
+            return tg__error_set(TG_EPROTO,
+                                 "malformed message: field %u of a message "
+                                 "is a string or bytes field, but arrived "
+                                 "with another wire type",
+                                 (unsigned)cur.bad_tag);
         return tg__error_set(TG_EPROTO, "malformed message: %s",
                              PB_GET_ERROR(&is));
     }

@@ -26,7 +26,10 @@
 /*
  * Decode `len` bytes at `buf` into `msg` (a struct of type `fields`, which
  * this call zeroes first). TG_OK, or TG_EPROTO with nanopb's reason in
- * tg_error_last() and nothing left allocated.
+ * tg_error_last() and nothing left allocated. Every field must arrive with
+ * the wire type its declaration implies (length-delimited for strings,
+ * bytes and messages; packed or not for repeated scalars); any other is
+ * TG_EPROTO, so a tg_pbbuf only ever points into `buf`.
  * The message borrows `buf`: keep it alive while the message is used.
  */
 int tg__wire_decode(const pb_msgdesc_t *fields, void *msg, const uint8_t *buf,

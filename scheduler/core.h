@@ -17,7 +17,26 @@
  * arrays, retry delays in a timer heap; no event scans all tasks.
  *
  * Scheduling semantics, in short (each is documented where it applies):
- *  - priority: higher first, FIFO among equals (submission order);
+ *  - priority: higher first, FIFO among equals (submission order), across
+ *    what the core holds READY and what workers hold queued but not
+ *    started. A worker runs what it holds by priority (taskgrid.v1
+ *    Assignment.priority), and its queue beyond its threads (prefetch) is
+ *    bounded (see max_prefetch). When a task is READY that a full worker
+ *    could run and it has a higher priority than a task queued there, the
+ *    core assigns it to that worker at once, beyond the bound, and asks
+ *    the worker to hand the lower one back (TGS_ACT_STEAL); back READY,
+ *    that one may in turn take the place of a still lower one. A READY
+ *    task whose resources a lower queued task holds is assigned once that
+ *    one is back. So a worker never starts a task while a higher one it
+ *    could run is READY or queued behind it, in any order of arrival
+ *    (submit, dependencies done, retries, hand-backs, Annotate). Limits:
+ *    a hand-back racing a start loses (the started task runs, the higher
+ *    one next); the core guesses which queued tasks have started, and a
+ *    wrong guess costs a request answered by a result; a task needing the
+ *    resources of several queued tasks waits for them; across workers,
+ *    the tasks queued are the highest ones, but one queued behind a long
+ *    task stays there (until that task ends or an idle worker steals it)
+ *    while other workers go on with lower ones;
  *  - placement: a task goes only to a worker that provides its function,
  *    is named in its restrictions (if any) and has room for its resources;
  *  - resources: held from assignment until the task leaves the worker
@@ -124,7 +143,7 @@ typedef struct tgs_worker_spec {
 /* Outcome of one run, reported by a worker (borrowed for the call). */
 typedef struct tgs_outcome {
     bool ok;
-    const uint8_t *data; /* ok: result bytes */
+    const uint8_t *data; /* ok: result bytes; !ok: the serialized error */
     size_t data_len;
     tgs_str codec;
     tgs_str err_type; /* !ok: error */
@@ -143,7 +162,9 @@ typedef struct tgs_core_opts {
     uint32_t allowed_failures;
     /* Upper bound of tasks queued on one worker beyond its threads; the
      * actual depth adapts to the measured task duration (0: default 1024).
-     * Tasks with resources are never queued beyond the resources. */
+     * Tasks with resources are never queued beyond the resources. A
+     * higher-priority task taking the place of a lower one exceeds it by
+     * one until the lower one is handed back. */
     uint32_t max_prefetch;
     /* Delay before a retry after an error: retry_backoff_ms *
      * 2^(attempt-1), at most retry_backoff_max_ms (0: defaults 100 ms and
@@ -166,7 +187,8 @@ typedef enum tgs_action_kind {
     /* `worker` finished draining: tell it to stop. */
     TGS_ACT_CLOSE_WORKER = 4,
     /* Ask `worker` to hand `task` back if it has not started it (another
-     * worker is idle). The task stays PROCESSING there until the worker
+     * worker is idle, or a READY task of higher priority took its place
+     * there). The task stays PROCESSING there until the worker
      * answers with tgs_core_task_returned (not started) or
      * tgs_core_task_finished (it had started); either answer is fine. */
     TGS_ACT_STEAL = 5,
@@ -225,6 +247,15 @@ typedef struct tgs_worker_info {
 
 /** New core; `opts` may be NULL for defaults. Free with tgs_core_free. */
 int tgs_core_new(tgs_core **out, const tgs_core_opts *opts);
+/**
+ * Set the process's secret hash key (16 bytes, copied) for the core's
+ * tables. Task keys are chosen by clients; with a known hash they could
+ * make every key collide (the tables use keyed SipHash-1-3). The default
+ * is a fixed key, so the core is deterministic in tests; taskgrid-scheduler
+ * sets a random one at start. Call it before any core exists.
+ */
+void tgs_core_set_hash_key(const uint8_t key[16]);
+
 /** Free the core and every task; NULL is a no-op. */
 void tgs_core_free(tgs_core *c);
 
@@ -449,6 +480,11 @@ tgs_str tgs_task_err_type(const tgs_task *t);
 tgs_str tgs_task_err_message(const tgs_task *t);
 tgs_str tgs_task_err_traceback(const tgs_task *t);
 tgs_str tgs_task_err_origin(const tgs_task *t);
+/* ERRED: the error as the worker serialized it (tgs_outcome.data and
+ * codec of the failed run, e.g. a pickled exception), shared by the
+ * dependents that inherit it; NULL and 0 when none. */
+const uint8_t *tgs_task_err_data(const tgs_task *t, size_t *len);
+tgs_str tgs_task_err_codec(const tgs_task *t);
 /* Resources the task holds while it runs, sorted by name (zero amounts and
  * repeated names dropped). Out of range: an empty name and 0. */
 size_t tgs_task_nresources(const tgs_task *t);

@@ -33,6 +33,13 @@ void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t)
         r->error.message = B(tgs_task_err_message(t));
         r->error.traceback = B(tgs_task_err_traceback(t));
         r->error.origin_key = B(tgs_task_err_origin(t));
+        /* The serialized error, so that clients can restore it. */
+        size_t n;
+        const uint8_t *d = tgs_task_err_data(t, &n);
+        if (d != NULL) {
+            r->data = tg_pbbuf_mem(d, n);
+            r->codec = B(tgs_task_err_codec(t));
+        }
     }
 }
 

@@ -3,15 +3,21 @@
  * main.c: the taskgrid-scheduler command line. Parses flags into
  * tgs_server_opts, loads and checks the TLS files (util/tls.h, the same
  * checks and messages as clients and workers), and runs the daemon
- * (server.c).
+ * (server.c). With --exit-with-parent-fd, a thread watches a pipe from
+ * the parent and stops the daemon (as SIGTERM does) when the parent is gone.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server.h"
 #include "util/log.h"
@@ -48,6 +54,10 @@ static const char usage[] =
     "                          workers the local launcher starts\n"
     "  --worker-tls-ca FILE    CA for those workers (default: --tls-ca)\n"
     "  --log-level LEVEL       error, warn, info (default) or debug\n"
+    "  --exit-with-parent-fd N stop (and stop the workers) when descriptor N,\n"
+    "                          the read end of a pipe whose write end only\n"
+    "                          the parent process holds, reaches end of\n"
+    "                          file: the parent exited, however it ended\n"
     "  --help                  this text\n"
     "\n"
     "On start it prints 'taskgrid-scheduler listening on ADDRESS' on stdout.\n";
@@ -76,6 +86,7 @@ typedef struct cli {
     const char *wtls[3]; /* the same for launched workers */
     char wpath[3][PATH_MAX];
     tg__tls own;
+    int parent_fd; /* --exit-with-parent-fd, -1 if none */
 } cli;
 
 /* Is `a` one of the NULL-terminated `flags`. */
@@ -181,6 +192,63 @@ static int parse_string(cli *c, const char *a, const char *val)
     return 0;
 }
 
+/* --exit-with-parent-fd N: an open descriptor, kept from the workers we
+ * launch. -1 if `a` is another option. */
+static int parse_parent_fd(cli *c, const char *a, const char *val)
+{
+    unsigned long long v;
+
+    if (strcmp(a, "--exit-with-parent-fd") != 0)
+        return -1;
+    if (val == NULL)
+        return bad("missing value for", a);
+    if (parse_u64(val, &v) || v > INT_MAX)
+        return bad("--exit-with-parent-fd expects a file descriptor", val);
+    if (fcntl((int)v, F_SETFD, FD_CLOEXEC) < 0)
+        return bad("--exit-with-parent-fd: not an open file descriptor", val);
+    c->parent_fd = (int)v;
+    return 0;
+}
+
+/* Blocks until the parent's end of the pipe is closed (by its exit or
+ * death, whichever of its threads started us), then asks the daemon to
+ * stop exactly as SIGTERM does: it stops its workers and exits. Bytes
+ * written to the pipe are ignored. */
+static void *watch_parent(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[64];
+    ssize_t r;
+
+    do
+        r = read(fd, buf, sizeof(buf));
+    while (r > 0 || (r < 0 && errno == EINTR));
+    TG_LOG_INFO("parent process gone (end of file on descriptor %d); "
+                "stopping",
+                fd);
+    kill(getpid(), SIGTERM);
+    return NULL;
+}
+
+static int start_parent_watch(int fd)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    int e;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    e = pthread_create(&t, &attr, watch_parent, (void *)(intptr_t)fd);
+    pthread_attr_destroy(&attr);
+    if (e != 0) {
+        fprintf(stderr,
+                "taskgrid-scheduler: cannot watch the parent process: %s\n",
+                strerror(e));
+        return 1;
+    }
+    return -1;
+}
+
 /* Parse every flag. Returns -1 to go on, or the exit code (0 after
  * --help, 2 for a usage error). */
 static int parse_args(cli *c, int argc, char **argv)
@@ -194,7 +262,9 @@ static int parse_args(cli *c, int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         }
-        rc = parse_number(c, a, val);
+        rc = parse_parent_fd(c, a, val);
+        if (rc < 0)
+            rc = parse_number(c, a, val);
         if (rc < 0)
             rc = parse_string(c, a, val);
         if (rc < 0)
@@ -292,12 +362,15 @@ int main(int argc, char **argv)
         return 1;
     c.o.listen = "tcp://0.0.0.0:8786";
     c.o.launcher = "local";
+    c.parent_fd = -1;
     tg__log_set_component("scheduler");
     rc = parse_args(&c, argc, argv);
     if (rc < 0)
         rc = load_own_tls(&c);
     if (rc < 0)
         rc = check_worker_tls(&c);
+    if (rc < 0 && c.parent_fd >= 0)
+        rc = start_parent_watch(c.parent_fd);
     if (rc < 0)
         rc = tgs_server_main(&c.o);
     tg__tls_clear(&c.own);

@@ -10,11 +10,13 @@
  * holds the transport callbacks, the peer tables and output buffers, and
  * start-up and shutdown. No scheduling decision is taken here.
  */
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -348,6 +350,24 @@ static char *find_worker_bin(void)
     return NULL;
 }
 
+/*
+ * A secret hash key per process for the core's tables: clients choose task
+ * keys, so with a known hash they could make every key collide
+ * (tgs_core_set_hash_key). Before the core exists.
+ */
+static int seed_core_hash(void)
+{
+    uint8_t key[16];
+
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        fprintf(stderr, "taskgrid-scheduler: no random hash key: %s\n",
+                strerror(errno));
+        return -1;
+    }
+    tgs_core_set_hash_key(key);
+    return 0;
+}
+
 int tgs_server_main(const tgs_server_opts *o)
 {
     sched s;
@@ -369,6 +389,8 @@ int tgs_server_main(const tgs_server_opts *o)
     co.allowed_failures = o->allowed_failures;
     co.retry_backoff_ms = o->retry_backoff_ms;
     co.retry_backoff_max_ms = o->retry_backoff_max_ms;
+    if (seed_core_hash() != 0)
+        return 1;
     if (tgs_core_new(&s.core, &co) != TGS_OK) {
         fprintf(stderr, "taskgrid-scheduler: out of memory\n");
         return 1;

@@ -280,6 +280,50 @@ static void test_core__graph_in_order(void **state)
     tgs_core_free(c);
 }
 
+/* The worker's serialized error (e.g. a pickled exception) is kept with
+ * the error and shared by the dependents that inherit it. */
+static void test_core__error_keeps_serialized_error(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_str da[] = {LIT("a")};
+    tgs_task_spec s[2] = {mk("a", "tg.f"), mk("b", "tg.f")};
+    s[1].deps = da, s[1].ndeps = 1;
+    assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    static const uint8_t pickled[] = {0x80, 0x04, 0x00, 'Q', 0xff};
+    tgs_outcome o;
+    memset(&o, 0, sizeof o);
+    o.ok = false;
+    o.err_type = LIT("QuotaExceeded");
+    o.err_message = LIT("over quota");
+    o.data = pickled;
+    o.data_len = sizeof(pickled);
+    o.codec = LIT("pickle");
+    assert_int_equal(tgs_core_task_finished(c, 1, LIT("a"), &o, 1), TGS_OK);
+    const char *keys[] = {"a", "b"};
+    for (size_t i = 0; i < 2; i++) {
+        const tgs_task *t = tgs_core_find(c, S(keys[i]));
+        size_t n = 0;
+        const uint8_t *d = tgs_task_err_data(t, &n);
+        assert_int_equal(tgs_task_state(t), TGS_ERRED);
+        assert_int_equal(n, sizeof(pickled));
+        assert_memory_equal(d, pickled, sizeof(pickled));
+        assert_str_is(tgs_task_err_codec(t), "pickle");
+    }
+    /* An error without one has none. */
+    tgs_task_spec x = mk("x", "tg.f");
+    assert_int_equal(submit(c, &x, 1, 2, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(finish_err(c, 1, "x", "E", "m", "", 3), TGS_OK);
+    size_t n = 1;
+    assert_null(tgs_task_err_data(tgs_core_find(c, LIT("x")), &n));
+    assert_int_equal(n, 0);
+    tgs_core_free(c);
+}
+
 static void test_core__error_propagates(void **state)
 {
     (void)state;
@@ -600,21 +644,34 @@ static void test_core__priority_order(void **state)
     assert_int_equal(k, 2);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "p5a");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "p5b");
-    /* A later, more urgent task overtakes the queued ones. */
+    /* A later, more urgent task overtakes the queued ones: it takes the
+     * place of p5b on the worker (which runs it next), and p5b, queued
+     * there unstarted, is asked back. */
     tgs_task_spec p9 = mk("p9", "tg.f");
     p9.priority = 9;
     assert_int_equal(submit(c, &p9, 1, 1, NULL), TGS_OK);
+    k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    assert_act(&a[0], TGS_ACT_STEAL, 1, "p5b");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 1, "p9");
+    assert_int_equal(tgs_core_task_returned(c, 1, LIT("p5b"), 2), TGS_OK);
     assert_no_actions(c);
-    assert_int_equal(state_of(c, "p9"), TGS_READY);
+    assert_int_equal(state_of(c, "p5b"), TGS_READY);
 
     int64_t now = 1;
     char order[16][64];
     assert_int_equal(finish_ok(c, 1, "p5a", "", 5), TGS_OK);
+    /* Now 5 ms a task: the queue deepens to two. */
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "p5b");
+    assert_act(&a[1], TGS_ACT_ASSIGN, 1, "p1");
+    assert_int_equal(finish_ok(c, 1, "p9", "", 10), TGS_OK);
     assert_int_equal(finish_ok(c, 1, "p5b", "", 10), TGS_OK);
+    assert_int_equal(finish_ok(c, 1, "p1", "", 10), TGS_OK);
     now = 10;
     size_t n = run_order(c, 1, &now, order, 16);
-    const char *want[] = {"p9", "p1", "p0a", "p0b", "p0c"};
-    assert_int_equal(n, 5);
+    const char *want[] = {"p0a", "p0b", "p0c"};
+    assert_int_equal(n, 3);
     for (size_t i = 0; i < n; i++)
         assert_string_equal(order[i], want[i]);
     assert_counts(c, 0, 0, 0, 7, 0, 0);
@@ -2383,11 +2440,410 @@ static void test_core__large_graph(void **state)
     tgs_core_free(c);
 }
 
+/* ---- priority across the scheduler and the workers' queues ---- */
+
+/* A fake worker that behaves as the real ones do: it holds what it is
+ * assigned, runs it on `nthreads` threads by priority then arrival, and
+ * answers a steal by handing back a task it has not started. */
+typedef struct fw_task {
+    char key[64];
+    int32_t prio;
+    uint64_t arrival;
+    bool started;
+} fw_task;
+
+typedef struct fworker {
+    uint64_t id;
+    uint32_t nthreads;
+    fw_task t[64];
+    size_t n;
+} fworker;
+
+typedef struct fcluster {
+    tgs_core *c;
+    fworker w[2];
+    size_t nw;
+    uint64_t arrivals;
+    int64_t now;
+    char started[64][64]; /* every start, in order */
+    uint64_t started_on[64];
+    size_t nstarted;
+} fcluster;
+
+static fworker *fc_worker(fcluster *f, uint64_t id)
+{
+    for (size_t i = 0; i < f->nw; i++)
+        if (f->w[i].id == id)
+            return &f->w[i];
+    fail_msg("no fake worker %llu", (unsigned long long)id);
+    return NULL;
+}
+
+static void fc_remove(fworker *w, size_t i)
+{
+    w->t[i] = w->t[--w->n];
+}
+
+/* Free threads start the best task held (priority, then arrival). */
+static void fc_start(fcluster *f)
+{
+    for (size_t wi = 0; wi < f->nw; wi++) {
+        fworker *w = &f->w[wi];
+        for (;;) {
+            uint32_t running = 0;
+            fw_task *best = NULL;
+            for (size_t i = 0; i < w->n; i++) {
+                fw_task *t = &w->t[i];
+                if (t->started)
+                    running++;
+                else if (best == NULL || t->prio > best->prio ||
+                         (t->prio == best->prio && t->arrival < best->arrival))
+                    best = t;
+            }
+            if (best == NULL || running >= w->nthreads)
+                break;
+            best->started = true;
+            assert_true(f->nstarted < 64);
+            strcpy(f->started[f->nstarted], best->key);
+            f->started_on[f->nstarted++] = w->id;
+        }
+    }
+}
+
+/* Deliver every action (and what the answers cause) until none is left;
+ * each batch is a message: received, then started where threads are
+ * free. */
+static void fc_pump(fcluster *f)
+{
+    act a[MAX_ACTS];
+    size_t k;
+    while ((k = pop_all(f->c, a, MAX_ACTS)) > 0) {
+        char back[MAX_ACTS][64];
+        uint64_t back_on[MAX_ACTS];
+        size_t nback = 0;
+        for (size_t i = 0; i < k; i++) {
+            fworker *w = fc_worker(f, a[i].worker);
+            if (a[i].kind == TGS_ACT_ASSIGN) {
+                assert_true(w->n < 64);
+                fw_task *t = &w->t[w->n++];
+                strcpy(t->key, a[i].key);
+                t->prio = tgs_task_priority(tgs_core_find(f->c, S(a[i].key)));
+                t->arrival = f->arrivals++;
+                t->started = false;
+            } else if (a[i].kind == TGS_ACT_STEAL) {
+                for (size_t j = 0; j < w->n; j++) {
+                    if (strcmp(w->t[j].key, a[i].key) == 0 &&
+                        !w->t[j].started) {
+                        strcpy(back[nback], a[i].key);
+                        back_on[nback++] = w->id;
+                        fc_remove(w, j);
+                        break;
+                    }
+                }
+            } else {
+                fail_msg("unexpected action %d", (int)a[i].kind);
+            }
+        }
+        fc_start(f);
+        for (size_t i = 0; i < nback; i++)
+            assert_int_equal(
+                tgs_core_task_returned(f->c, back_on[i], S(back[i]), f->now),
+                TGS_OK);
+    }
+}
+
+/* `key`, running on `wid`, finishes. */
+static void fc_finish(fcluster *f, uint64_t wid, const char *key)
+{
+    fworker *w = fc_worker(f, wid);
+    size_t i = 0;
+    while (i < w->n && strcmp(w->t[i].key, key) != 0)
+        i++;
+    assert_true(i < w->n && w->t[i].started);
+    fc_remove(w, i);
+    assert_int_equal(finish_ok(f->c, wid, key, "", f->now), TGS_OK);
+    fc_start(f);
+    fc_pump(f);
+}
+
+static void fc_submit(fcluster *f, const char *key, int32_t prio)
+{
+    tgs_task_spec s = mk(key, "tg.f");
+    s.priority = prio;
+    assert_int_equal(submit(f->c, &s, 1, f->now, NULL), TGS_OK);
+    fc_pump(f);
+}
+
+/* The rule itself: no READY task a worker could run, and no task queued
+ * on that worker, has a higher priority than a task it holds unstarted
+ * (here every task is of tg.f and every worker runs it). */
+static void fc_check_rule(fcluster *f, char keys[][16], size_t nkeys)
+{
+    for (size_t wi = 0; wi < f->nw; wi++) {
+        const fworker *w = &f->w[wi];
+        for (size_t i = 0; i < w->n; i++) {
+            if (w->t[i].started)
+                continue;
+            for (size_t j = 0; j < nkeys; j++) {
+                const tgs_task *t = tgs_core_find(f->c, S(keys[j]));
+                if (t != NULL && tgs_task_state(t) == TGS_READY &&
+                    tgs_task_priority(t) > w->t[i].prio)
+                    fail_msg("%s (READY, priority %d) waits while %s "
+                             "(priority %d) is queued on worker %llu",
+                             keys[j], tgs_task_priority(t), w->t[i].key,
+                             w->t[i].prio, (unsigned long long)w->id);
+            }
+        }
+    }
+}
+
+static fcluster *fc_new(const tgs_core_opts *o, size_t nw, uint32_t nthreads)
+{
+    static fcluster f;
+    memset(&f, 0, sizeof f);
+    f.c = core_new(o);
+    f.nw = nw;
+    for (size_t i = 0; i < nw; i++) {
+        f.w[i].id = i + 1;
+        f.w[i].nthreads = nthreads;
+        char name[24];
+        snprintf(name, sizeof name, "w%zu", i + 1);
+        add_worker(f.c, i + 1, name, nthreads, "tg.f", NULL, 0);
+    }
+    fc_pump(&f);
+    return &f;
+}
+
+/* Busy workers (one blocker per thread), then p1..p20 submitted one at a
+ * time in rising priority, the rule checked after each. */
+static void fc_rising(fcluster *f, char keys[20][16])
+{
+    for (size_t i = 0; i < f->nw; i++)
+        for (uint32_t j = 0; j < f->w[i].nthreads; j++) {
+            char b[48];
+            snprintf(b, sizeof b, "block%zu.%u", i, j);
+            fc_submit(f, b, 0);
+        }
+    for (int i = 0; i < 20; i++) {
+        snprintf(keys[i], 16, "p%d", i + 1);
+        f->now++;
+        fc_submit(f, keys[i], i + 1);
+        fc_check_rule(f, keys, (size_t)i + 1);
+        for (size_t w = 0; w < f->nw; w++) /* the over-take is bounded */
+            assert_true(processing_count(f->c, f->w[w].id) <=
+                        f->w[w].nthreads + 1024 + 1);
+    }
+}
+
+/* Finish what runs, round robin over the workers, until nothing is left;
+ * returns how many tasks started after `from`. */
+static size_t fc_drain(fcluster *f, size_t from)
+{
+    for (size_t guard = 0; guard < 1000; guard++) {
+        bool any = false;
+        for (size_t wi = 0; wi < f->nw; wi++) {
+            fworker *w = &f->w[wi];
+            for (size_t i = 0; i < w->n; i++) {
+                if (w->t[i].started) {
+                    char key[64];
+                    strcpy(key, w->t[i].key);
+                    f->now += 5;
+                    fc_finish(f, w->id, key);
+                    any = true;
+                    break;
+                }
+            }
+        }
+        if (!any)
+            return f->nstarted - from;
+    }
+    fail_msg("the fake cluster does not drain");
+    return 0;
+}
+
+static void assert_started_desc(const fcluster *f, size_t from, size_t n,
+                                int top)
+{
+    for (size_t i = 0; i < n; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "p%d", top - (int)i);
+        assert_string_equal(f->started[from + i], want);
+    }
+}
+
+static void test_core__priority_beats_prefetch_busy_worker(void **state)
+{
+    (void)state;
+    fcluster *f = fc_new(NULL, 1, 1);
+    char keys[20][16];
+    fc_rising(f, keys);
+    /* The blocker ends: the worker starts the highest, then the rest in
+     * order, though p1 was queued there first. */
+    size_t from = f->nstarted;
+    assert_int_equal(fc_drain(f, from), 20);
+    assert_started_desc(f, from, 20, 20);
+    assert_counts(f->c, 0, 0, 0, 21, 0, 0);
+    tgs_core_free(f->c);
+}
+
+static void test_core__priority_beats_prefetch_two_workers(void **state)
+{
+    (void)state;
+    fcluster *f = fc_new(NULL, 2, 1);
+    char keys[20][16];
+    fc_rising(f, keys);
+    /* What the workers hold unstarted are the two highest. */
+    size_t from = f->nstarted;
+    assert_int_equal(fc_drain(f, from), 20);
+    assert_true(strcmp(f->started[from], "p20") == 0 ||
+                strcmp(f->started[from], "p19") == 0);
+    assert_true(strcmp(f->started[from + 1], "p20") == 0 ||
+                strcmp(f->started[from + 1], "p19") == 0);
+    assert_started_desc(f, from + 2, 18, 18);
+    assert_counts(f->c, 0, 0, 0, 22, 0, 0);
+    tgs_core_free(f->c);
+}
+
+static void test_core__priority_beats_prefetch_warm(void **state)
+{
+    (void)state;
+    /* Warm estimates: tasks of tg.f took 4 ms, so the worker queues
+     * 10 ms / 4 ms = 2 of them beyond its thread; and 0 ms, so it queues
+     * up to max_prefetch. Either way the highest starts next. */
+    for (int warm_ms = 4; warm_ms >= 0; warm_ms -= 4) {
+        fcluster *f = fc_new(NULL, 1, 1);
+        for (int i = 0; i < 10; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "warm%d", i);
+            fc_submit(f, k, 0);
+            f->now += warm_ms;
+            fc_finish(f, 1, k);
+        }
+        char keys[20][16];
+        fc_rising(f, keys);
+        if (warm_ms == 4)
+            assert_int_equal(processing_count(f->c, 1), 3);
+        size_t from = f->nstarted;
+        assert_int_equal(fc_drain(f, from), 20);
+        assert_started_desc(f, from, 20, 20);
+        tgs_core_free(f->c);
+    }
+}
+
+static void test_core__priority_beats_prefetch_two_threads(void **state)
+{
+    (void)state;
+    fcluster *f = fc_new(NULL, 1, 2);
+    char keys[20][16];
+    fc_rising(f, keys);
+    size_t from = f->nstarted;
+    assert_int_equal(fc_drain(f, from), 20);
+    /* Two threads free at once (round robin finishes both blockers):
+     * the two highest first, then in order. */
+    assert_true(strcmp(f->started[from], "p20") == 0);
+    assert_started_desc(f, from, 20, 20);
+    tgs_core_free(f->c);
+}
+
+/* A READY task needing resources that a lower task queued on the worker
+ * holds: the lower one is handed back, and the higher one is assigned
+ * once its resources are free. */
+static void test_core__priority_beats_prefetch_resources(void **state)
+{
+    (void)state;
+    static const tgs_resource gpu1[] = {{{"GPU", 3}, 1}};
+    tgs_core *c = core_new(NULL);
+    add_worker_res(c, 1, "w1", 1, "tg.f", gpu1, 1, 0);
+    tgs_task_spec b = mk("block", "tg.f");
+    assert_int_equal(submit(c, &b, 1, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    tgs_task_spec lo = mk_res("lo", "tg.f", gpu1, 1);
+    lo.priority = 1;
+    assert_int_equal(submit(c, &lo, 1, 1, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "lo"); /* queued, holds the GPU */
+    tgs_task_spec hi = mk_res("hi", "tg.f", gpu1, 1);
+    hi.priority = 5;
+    assert_int_equal(submit(c, &hi, 1, 2, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_STEAL, 1, "lo");
+    assert_int_equal(state_of(c, "hi"), TGS_READY); /* the GPU is not free */
+    /* Asked once only, however often the core looks. */
+    tgs_core_tick(c, 3);
+    assert_no_actions(c);
+    assert_int_equal(tgs_core_task_returned(c, 1, LIT("lo"), 4), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "hi");
+    assert_int_equal(state_of(c, "lo"), TGS_READY);
+    assert_int_equal(finish_ok(c, 1, "block", "", 10), TGS_OK);
+    assert_no_actions(c); /* hi holds the GPU: lo waits */
+    assert_int_equal(finish_ok(c, 1, "hi", "", 20), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "lo");
+    tgs_core_free(c);
+}
+
+/* A lower task that had started when asked back answers with its result;
+ * it is not asked again, and what took its place stays. */
+static void test_core__priority_displaced_task_had_started(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_task_spec s[2] = {mk("b", "tg.f"), mk("lo", "tg.f")};
+    assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    tgs_task_spec hi = mk("hi", "tg.f");
+    hi.priority = 3;
+    assert_int_equal(submit(c, &hi, 1, 1, NULL), TGS_OK);
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    assert_true(find_act(a, k, TGS_ACT_STEAL, "lo") >= 0);
+    assert_true(find_act(a, k, TGS_ACT_ASSIGN, "hi") >= 0);
+    /* b finished and lo had started before the request arrived. */
+    assert_int_equal(finish_ok(c, 1, "b", "", 2), TGS_OK);
+    assert_no_actions(c);
+    assert_int_equal(finish_ok(c, 1, "lo", "", 3), TGS_OK);
+    assert_int_equal(state_of(c, "lo"), TGS_MEMORY);
+    assert_int_equal(worker_of(c, "hi"), 1);
+    tgs_task_spec hi2 = mk("hi2", "tg.f");
+    hi2.priority = 2;
+    assert_int_equal(submit(c, &hi2, 1, 4, NULL), TGS_OK);
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_act(&a[0], TGS_ACT_ASSIGN, 1, "hi2"); /* room again */
+    tgs_core_free(c);
+}
+
+/* Annotate raising a READY task above work queued on a worker. */
+static void test_core__priority_annotate_beats_prefetch(void **state)
+{
+    (void)state;
+    tgs_core *c = core_new(NULL);
+    add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
+    tgs_task_spec s[3] = {mk("b", "tg.f"), mk("q", "tg.f"), mk("r", "tg.f")};
+    assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
+    act a[MAX_ACTS];
+    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_int_equal(state_of(c, "r"), TGS_READY);
+    tgs_str r = LIT("r");
+    uint32_t n = 0;
+    assert_int_equal(tgs_core_set_priority(c, &r, 1, 7, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    size_t k = pop_all(c, a, MAX_ACTS);
+    assert_int_equal(k, 2);
+    assert_true(find_act(a, k, TGS_ACT_STEAL, "q") >= 0);
+    assert_true(find_act(a, k, TGS_ACT_ASSIGN, "r") >= 0);
+    tgs_core_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_core__graph_in_order),
         cmocka_unit_test(test_core__error_propagates),
+        cmocka_unit_test(test_core__error_keeps_serialized_error),
         cmocka_unit_test(test_core__worker_loss_reassigns),
         cmocka_unit_test(test_core__killed_workers),
         cmocka_unit_test(test_core__repeated_keys),
@@ -2416,6 +2872,13 @@ int main(void)
         cmocka_unit_test(test_core__killed_workers_alone),
         cmocka_unit_test(test_core__killed_in_a_row_resets),
         cmocka_unit_test(test_core__steal_to_idle_worker),
+        cmocka_unit_test(test_core__priority_beats_prefetch_busy_worker),
+        cmocka_unit_test(test_core__priority_beats_prefetch_two_workers),
+        cmocka_unit_test(test_core__priority_beats_prefetch_warm),
+        cmocka_unit_test(test_core__priority_beats_prefetch_two_threads),
+        cmocka_unit_test(test_core__priority_beats_prefetch_resources),
+        cmocka_unit_test(test_core__priority_displaced_task_had_started),
+        cmocka_unit_test(test_core__priority_annotate_beats_prefetch),
         cmocka_unit_test(test_core__set_resources),
         cmocka_unit_test(test_core__worker_loss_keeps_results),
         cmocka_unit_test(test_core__cancel_frees_resources),

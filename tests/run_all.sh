@@ -7,7 +7,9 @@
 #      staticcheck on the bindings (tests/lint_bindings.sh)
 #   1. bazel test //...           unit tests (pure core, codec, worker, SDK)
 #                                 and multi-process integration tests
-#   2. the same under AddressSanitizer + UBSan (--config=asan)
+#   2. the same under AddressSanitizer + UBSan (--config=asan), then
+#      each codec entry point fuzzed briefly (tests/fuzz.sh, libFuzzer)
+#      and the C install checked out of tree (tests/install_test.sh)
 #   3. the Go binding (go vet, go test -race) against real C processes
 #   4. the Python binding (client, worker, Prefect runner) and a stock
 #      Python gRPC client (grpcio, stubs generated from proto/)
@@ -30,10 +32,16 @@ bazel test //...
 echo "== bazel test --config=asan //..."
 bazel test --config=asan //...
 
+echo "== fuzz (libFuzzer, each decode entry point, briefly)"
+bash tests/fuzz.sh
+
 # Back to the plain build for the process-level checks below, which use
 # this checkout's programs (not ones found elsewhere on the machine).
 bazel build //scheduler //worker //scheduler:taskgrid-certs //sdk/examples:diamond >/dev/null
 export TASKGRID_BIN_DIR="$PWD/bazel-bin"
+
+echo "== C install (bazel run //:install, pkg-config, out-of-tree build)"
+bash tests/install_test.sh
 
 echo "== Go binding (go vet, go test -race)"
 (cd bindings/go && go vet ./... && CI=true go test -race -count=1 ./...)

@@ -38,6 +38,7 @@
 #include "taskgrid/taskgrid.h"
 #include "transport/client.h"
 #include "util/certs.h"
+#include "util/role.h"
 #include "util/tls.h"
 
 static char dir[600];   /* the cluster's certificates */
@@ -329,7 +330,7 @@ static void test_security__certs_carry_roles(void **state)
 
         snprintf(file, sizeof(file), "%s.pem", roles[i]);
         pem = slurp(P(dir, file));
-        tg__tls_cert_role(pem, role, sizeof(role));
+        tg__role_from_pem(pem, strlen(pem), role, sizeof(role), NULL, 0);
         assert_string_equal(role, roles[i]);
         free(pem);
         snprintf(file, sizeof(file), "%s-key.pem", roles[i]);
@@ -339,11 +340,11 @@ static void test_security__certs_carry_roles(void **state)
     {
         char *pem = slurp(P(dir, "ouclient.pem"));
 
-        tg__tls_cert_role(pem, role, sizeof(role));
+        tg__role_from_pem(pem, strlen(pem), role, sizeof(role), NULL, 0);
         assert_string_equal(role, "client");
         free(pem);
         pem = slurp(P(dir, "norole.pem"));
-        tg__tls_cert_role(pem, role, sizeof(role));
+        tg__role_from_pem(pem, strlen(pem), role, sizeof(role), NULL, 0);
         assert_string_equal(role, "");
         free(pem);
     }
@@ -886,7 +887,8 @@ static void test_security__certs_tool(void **state)
     s.cert_file = P(d, "host2.pem");
     s.key_file = P(d, "host2-key.pem");
     assert_int_equal(tg__tls_load(&t, &s, "worker"), TG_OK);
-    tg__tls_cert_role(t.cert_pem, role, sizeof(role));
+    tg__role_from_pem(t.cert_pem, strlen(t.cert_pem), role, sizeof(role), NULL,
+                      0);
     assert_string_equal(role, "worker");
     assert_string_equal(t.hint, "");
     tg__tls_clear(&t);

@@ -3,7 +3,8 @@
 #
 # Installs what taskgrid needs on a Debian 12 machine, skipping what is
 # already there: the C toolchain and libraries (gRPC C core, nanopb,
-# OpenSSL, cmocka, jansson), Bazel and clang-format from Debian's
+# OpenSSL, cmocka, jansson), Bazel, clang-format and clang with its
+# libFuzzer runtime (the fuzz targets) from Debian's
 # packages, and the Python test
 # dependencies (grpcio, grpcio-tools, grpcio-health-checking, pytest) from PyPI.
 set -euo pipefail
@@ -15,6 +16,7 @@ APT_PACKAGES=(
   nanopb libnanopb-dev
   libssl-dev libcmocka-dev libjansson-dev
   bazel-bootstrap valgrind clang-format
+  clang libclang-rt-14-dev
 )
 
 SUDO=""

@@ -24,6 +24,8 @@
 #include "util/address.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
+#include "util/role.h"
 
 /* ------------------------------------------------------------------ */
 /* Server                                                              */
@@ -388,7 +390,8 @@ void tg__scall_role(const tg__scall *c, char *buf, size_t len)
     grpc_auth_context *ac;
     grpc_auth_property_iterator it;
     const grpc_auth_property *p;
-    static const char uri_prefix[] = "taskgrid:role=";
+    char why[512];
+    int rc;
 
     if (len == 0)
         return;
@@ -396,46 +399,19 @@ void tg__scall_role(const tg__scall *c, char *buf, size_t len)
     ac = grpc_call_auth_context(c->call);
     if (ac == NULL)
         return;
-    /* A URI SAN "taskgrid:role=NAME" wins: under "peer_uri" in gRPC
-     * 1.51, and also under the generic SAN property, which older gRPC
-     * versions fill with every SAN. */
-    for (int k = 0; k < 2; k++) {
-        it = grpc_auth_context_find_properties_by_name(
-            ac,
-            k == 0 ? GRPC_PEER_URI_PROPERTY_NAME : GRPC_X509_SAN_PROPERTY_NAME);
-        while ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
-            size_t pl = sizeof(uri_prefix) - 1;
-            if (p->value_length > pl && memcmp(p->value, uri_prefix, pl) == 0) {
-                size_t n = p->value_length - pl;
-                if (n >= len)
-                    n = len - 1;
-                memcpy(buf, p->value + pl, n);
-                buf[n] = '\0';
-                grpc_auth_context_release(ac);
-                return;
-            }
-        }
-    }
-    /* Else the subject's OU. */
+    /* The verified leaf certificate as gRPC received it, parsed as X.509
+     * by util/role.c. Never the "x509_subject" text or the SAN properties:
+     * matching text there lets a CN such as "x,OU=admin" or a DNS name
+     * "taskgrid:role=admin" choose a role. */
     it = grpc_auth_context_find_properties_by_name(
-        ac, GRPC_X509_SUBJECT_PROPERTY_NAME);
-    if ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
-        const char *v = p->value, *end = p->value + p->value_length;
-        const char *ou = NULL;
-        for (const char *q = v; q + 3 <= end; q++) {
-            if ((q == v || q[-1] == ',' || q[-1] == '/' || q[-1] == ' ') &&
-                memcmp(q, "OU=", 3) == 0) {
-                ou = q + 3;
-                break;
-            }
-        }
-        if (ou != NULL) {
-            size_t n = 0;
-            while (ou + n < end && ou[n] != ',' && ou[n] != '/' && n + 1 < len)
-                n++;
-            memcpy(buf, ou, n);
-            buf[n] = '\0';
-        }
+        ac, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    p = grpc_auth_property_iterator_next(&it);
+    if (p != NULL && grpc_auth_property_iterator_next(&it) == NULL) {
+        rc = tg__role_from_pem(p->value, p->value_length, buf, len, why,
+                               sizeof(why));
+        if (rc != TG_OK)
+            TG_LOG_WARN("peer %s: its certificate gets no role: %s",
+                        tg__scall_peer(c), why);
     }
     grpc_auth_context_release(ac);
 }

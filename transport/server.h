@@ -106,14 +106,15 @@ void *tg__scall_data(const tg__scall *c);
 const char *tg__scall_peer(const tg__scall *c);
 
 /**
- * The peer certificate's role for TLS calls: the value after
- * "taskgrid:role=" in a URI SAN, else the certificate's OU; "" when
- * plaintext or absent. Written to `buf`.
+ * The peer certificate's role for TLS calls, written to `buf`; "" when
+ * plaintext, when the certificate carries none, or when its role is
+ * refused as ambiguous (then the reason is logged as a warning).
  *
- * gRPC 1.51 lists a certificate's URI SANs under "peer_uri" (and, with the
- * DNS names, under "x509_subject_alternative_name"; tested in
- * //tests:security_test); the subject comes as RFC 2253 text,
- * "CN=x,OU=role,O=taskgrid".
+ * The role comes from the verified leaf certificate gRPC offers as PEM
+ * ("x509_pem_cert"), read as X.509 by tg__role_from_pem (util/role.h, the
+ * rules): a URI SAN "taskgrid:role=NAME", else the subject's one OU
+ * attribute; the URI SAN wins when both are present. gRPC's subject text
+ * and its other SAN properties are not consulted.
  */
 void tg__scall_role(const tg__scall *c, char *buf, size_t len);
 

@@ -364,54 +364,6 @@ void tg__tls_clear(tg__tls *t)
     memset(t, 0, sizeof(*t));
 }
 
-void tg__tls_cert_role(const char *cert_pem, char *buf, size_t len)
-{
-    static const char prefix[] = TG__CERTS_ROLE_URI;
-    STACK_OF(X509) * sk;
-    GENERAL_NAMES *gens;
-    X509 *x;
-    int i;
-
-    if (len == 0)
-        return;
-    buf[0] = '\0';
-    if (cert_pem == NULL || (sk = read_certs(cert_pem)) == NULL)
-        return;
-    x = sk_X509_value(sk, 0);
-    gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        const unsigned char *v;
-        int n;
-
-        if (g->type != GEN_URI)
-            continue;
-        v = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
-        n = ASN1_STRING_length(g->d.uniformResourceIdentifier);
-        if (n > (int)sizeof(prefix) - 1 &&
-            memcmp(v, prefix, sizeof(prefix) - 1) == 0) {
-            snprintf(buf, len, "%.*s", n - (int)(sizeof(prefix) - 1),
-                     (const char *)v + sizeof(prefix) - 1);
-            break;
-        }
-    }
-    GENERAL_NAMES_free(gens);
-    if (buf[0] == '\0') {
-        X509_NAME *subj = X509_get_subject_name(x);
-        int idx =
-            X509_NAME_get_index_by_NID(subj, NID_organizationalUnitName, -1);
-
-        if (idx >= 0) {
-            ASN1_STRING *d =
-                X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-            snprintf(buf, len, "%.*s", ASN1_STRING_length(d),
-                     (const char *)ASN1_STRING_get0_data(d));
-        }
-    }
-    sk_X509_pop_free(sk, X509_free);
-    ERR_clear_error();
-}
-
 /* The worker identity: written once before tasks run, then read-only. */
 static pthread_mutex_t identity_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool identity_set;

@@ -44,13 +44,6 @@ int tg__tls_load(tg__tls *out, const tg_security *sec, const char *who);
 /** Free the texts, wiping the private key first. */
 void tg__tls_clear(tg__tls *t);
 
-/**
- * The role a certificate (PEM) carries: the URI SAN "taskgrid:role=NAME",
- * else its subject OU; "" if none or unparsable. Mirrors what the
- * scheduler reads from the handshake (tg__scall_role).
- */
-void tg__tls_cert_role(const char *cert_pem, char *buf, size_t len);
-
 /*
  * The identity of the worker this process runs: its scheduler address and
  * TLS material, set once by taskgrid-worker at start (before any task

@@ -43,6 +43,9 @@
  * of the protocol, and large enough to amortise a message's fixed cost. */
 #define BATCH_MAX_ITEMS 4096
 #define BATCH_MAX_BYTES (4u * 1024u * 1024u)
+/* One message is at most the protocol's limit: a batch that would pass it
+ * with its next result ends before that result (see outbox.c). */
+_Static_assert(BATCH_MAX_BYTES <= TGW_RESULT_MAX_BYTES, "batch cap");
 /* After a stop signal: how long running tasks may take to finish. */
 #define STOP_GRACE_MS 10000
 /* How long to wait for unsent results to go out before closing. */
@@ -605,6 +608,11 @@ static void on_task_done(void *ud, tg_task_ctx *t)
 {
     wlink *l = ud;
 
+    /* A result too large for one message would break the stream (and the
+     * scheduler would blame the task for a lost worker): fail it here. */
+    if (tgw_task_limit_result(t, TGW_RESULT_MAX_BYTES))
+        TG_LOG_WARN("task %.*s: %s", (int)t->key_len, t->key,
+                    t->err_message ? t->err_message : "outcome too large");
     tgw_outbox_push(l->ob, t);
 }
 

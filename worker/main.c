@@ -20,6 +20,7 @@
 #include "loader.h"
 #include "registry.h"
 #include "util/log.h"
+#include "util/role.h"
 #include "util/tls.h"
 
 static atomic_bool stop_requested;
@@ -90,7 +91,7 @@ int main(int argc, char **argv)
          * a bad file is a clear error now, not a refused handshake. The
          * same material serves every connection this worker opens. */
         tg_security ts = TG_SECURITY_INIT;
-        char role[64];
+        char role[64], why[512];
 
         ts.ca_file = cfg.tls_ca;
         ts.cert_file = cfg.tls_cert;
@@ -104,12 +105,15 @@ int main(int argc, char **argv)
         sec.cert_pem = tls.cert_pem;
         sec.key_pem = tls.key_pem;
         sec.hint = tls.hint[0] ? tls.hint : NULL;
-        tg__tls_cert_role(tls.cert_pem, role, sizeof(role));
+        /* The scheduler's own reading (util/role.h), so this warning
+         * and its refusal agree. */
+        tg__role_from_pem(tls.cert_pem, strlen(tls.cert_pem), role,
+                          sizeof(role), why, sizeof(why));
         if (strcmp(role, "worker") != 0)
-            TG_LOG_WARN("%s has %s%s%s; a TLS scheduler admits only "
+            TG_LOG_WARN("%s has %s%s%s%s%s; a TLS scheduler admits only "
                         "certificates of role 'worker' as workers",
                         cfg.tls_cert, role[0] ? "role '" : "no role", role,
-                        role[0] ? "'" : "");
+                        role[0] ? "'" : "", why[0] ? ": " : "", why);
     }
 
     if (tgw_registry_new(&reg) != TG_OK || tgw_plugins_new(&plugins) != TG_OK ||

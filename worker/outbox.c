@@ -127,12 +127,16 @@ void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,
     ob->taker_waiting = false;
     ob->woken = false;
 
-    /* Results: a prefix of the list, cut after max_items or max_bytes. */
+    /* Results: a prefix of the list of at most max_items and max_bytes
+     * (but at least one result): a result that would take the batch past
+     * max_bytes waits for the next batch, so a batch of results that each
+     * fit one message never makes a message too large. */
     if (ob->head != NULL) {
         tg_task_ctx *last = NULL, *t = ob->head;
 
         while (t != NULL && b->nresults < max_items &&
-               (b->nresults == 0 || bytes < max_bytes)) {
+               (b->nresults == 0 ||
+                bytes + tgw_task_result_size(t) <= max_bytes)) {
             bytes += tgw_task_result_size(t);
             b->nresults++;
             last = t;

@@ -43,7 +43,8 @@ int tgw_outbox_push_released(tgw_outbox *ob, const char *key);
 /**
  * Wait up to `wait_ms` for something to send (or tgw_outbox_wake), then
  * take at most `max_items` results and keys, and results of about
- * `max_bytes` (at least one result however large). Marks a batch in
+ * `max_bytes` at most (but at least one result, however large: see
+ * tgw_task_limit_result). Marks a batch in
  * flight until tgw_outbox_done. The batch may be empty (timeout or wake).
  */
 void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,

@@ -155,6 +155,35 @@ size_t tgw_task_result_size(const tg_task_ctx *t)
     return n;
 }
 
+bool tgw_task_limit_result(tg_task_ctx *t, size_t max_bytes)
+{
+    char msg[512];
+    size_t size = tgw_task_result_size(t);
+
+    if (size <= max_bytes)
+        return false;
+    if (t->erred) {
+        /* Keep the type and the start of the text. */
+        size_t room = max_bytes / 4;
+
+        if (t->err_message && strlen(t->err_message) > room)
+            t->err_message[room] = '\0';
+        if (t->err_traceback && strlen(t->err_traceback) > room)
+            t->err_traceback[room] = '\0';
+        return true;
+    }
+    snprintf(msg, sizeof(msg),
+             "the result of %s is %zu bytes (codec %s), over the %zu-byte "
+             "limit of one message (%.1f MiB); results travel inside "
+             "messages: return a smaller value (or store large data "
+             "elsewhere and return a reference)",
+             t->func ? t->func : "the task", t->data_len,
+             tgw_task_result_codec(t), max_bytes,
+             (double)max_bytes / (1024.0 * 1024.0));
+    tg_task_set_error(t, "tg.ResultTooLarge", msg, NULL);
+    return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* The plug-in ABI                                                     */
 /* ------------------------------------------------------------------ */

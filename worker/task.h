@@ -117,4 +117,20 @@ const char *tgw_task_result_codec(const tg_task_ctx *t);
 /** Approximate bytes the outcome adds to a message (for batching). */
 size_t tgw_task_result_size(const tg_task_ctx *t);
 
+/*
+ * The largest outcome one WorkerMessage can carry: the protocol's 64 MiB
+ * message limit (the scheduler's default --max-message) less room for the
+ * message's other fields.
+ */
+#define TGW_RESULT_MAX_BYTES (64u * 1024u * 1024u - 64u * 1024u)
+
+/**
+ * Fail a task whose outcome is larger than `max_bytes` (until a data plane
+ * exists, results travel inside one message): its result is replaced by a
+ * "tg.ResultTooLarge" error naming the result's size and the limit, so the
+ * task fails at once instead of breaking the worker's stream. Error text
+ * over the limit is cut. True if the outcome was changed.
+ */
+bool tgw_task_limit_result(tg_task_ctx *t, size_t max_bytes);
+
 #endif

@@ -61,6 +61,10 @@ var (
 	// ErrUnknownKey matches the TaskError of a key the scheduler does not
 	// know (never submitted, or released): error type "tg.UnknownKey".
 	ErrUnknownKey = errors.New("taskgrid: key not known to the scheduler")
+	// ErrResultTooLarge matches the TaskError of a task whose result was
+	// larger than one message can carry (error type "tg.ResultTooLarge",
+	// from a Go, C or Python worker): results travel inside messages.
+	ErrResultTooLarge = errors.New("taskgrid: result too large for one message")
 	// ErrClosed is returned by calls on a closed Client.
 	ErrClosed = errors.New("taskgrid: client is closed")
 )
@@ -100,10 +104,12 @@ func (e *TaskError) Error() string {
 	return msg
 }
 
-// Is makes errors.Is(err, ErrCancelled) and errors.Is(err, ErrUnknownKey)
-// work.
+// Is makes errors.Is(err, ErrCancelled), errors.Is(err, ErrUnknownKey) and
+// errors.Is(err, ErrResultTooLarge) work.
 func (e *TaskError) Is(target error) bool {
 	switch target {
+	case ErrResultTooLarge:
+		return e.Type == "tg.ResultTooLarge"
 	case ErrCancelled:
 		return e.State == StateCancelled
 	case ErrUnknownKey:

@@ -29,6 +29,10 @@ type executor struct {
 	changed  chan struct{} // poked (never blocks) when a task ends
 	runTask  func(*task)   // called on a new goroutine per started task
 	idleWait []chan struct{}
+	// Called under mu (they must not block) when a task secedes (its first
+	// nested wait, while it held a slot) and when its last nested wait
+	// ends; nil: nothing to do.
+	onSecede, onRejoin func(*task)
 }
 
 type rejoiner struct {
@@ -228,6 +232,9 @@ func (e *executor) secede(t *task) {
 		t.holdsSlot = false
 		e.active--
 		e.dispatchLocked()
+		if e.onSecede != nil {
+			e.onSecede(t)
+		}
 	}
 }
 
@@ -236,7 +243,10 @@ func (e *executor) secede(t *task) {
 // cancelled and is about to return).
 func (e *executor) rejoin(ctx context.Context, t *task) {
 	e.mu.Lock()
-	if t.waits--; t.waits > 0 || t.holdsSlot || t.state != taskRunning {
+	if t.waits--; t.waits == 0 && e.onRejoin != nil {
+		e.onRejoin(t)
+	}
+	if t.waits > 0 || t.holdsSlot || t.state != taskRunning {
 		e.mu.Unlock()
 		return
 	}

@@ -60,6 +60,17 @@ type Worker struct {
 	conn  *grpc.ClientConn
 	exec  *executor
 	start time.Time
+
+	// Lent links (lend.go): the lent link serving each seceded task's
+	// thread, or the timer about to start one.
+	lentMu    sync.Mutex
+	lent      map[*task]*lending
+	idleLinks []*Worker // lingering links, ready to be lent again
+	nlent     int
+	lentWG    sync.WaitGroup
+	runCtx    context.Context // ends when Run ends; lent links derive from it
+	lender    *Worker         // on a lent link: the worker that lent it
+	link      *linkState      // on a lent link (guarded by lender.lentMu)
 }
 
 const (
@@ -68,6 +79,9 @@ const (
 	// large enough to amortise a message's fixed cost.
 	sendMaxItems = 4096
 	sendMaxBytes = 4 << 20
+	// messageHeadroom: room for a message's other fields; a result larger
+	// than the message limit less this fails with tg.ResultTooLarge.
+	messageHeadroom = 64 << 10
 	// registerTimeout bounds waiting for the scheduler's answer to the
 	// registration.
 	registerTimeout = 5 * time.Second
@@ -157,10 +171,30 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
+	w.serve(ctx, conn)
+	return nil
+}
+
+// serve runs sessions on conn until ctx ends or the worker is drained
+// (Run's loop; a lent link runs it on its lender's connection). The links
+// this worker lent end with it.
+func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) {
 	w.conn = conn
 	w.exec = newExecutor(w.cfg.nthreads, w.execute)
+	w.exec.onSecede, w.exec.onRejoin = w.onSecede, w.onRejoin
 	w.start = time.Now()
 	log := w.cfg.logger
+	runCtx, endLinks := context.WithCancel(ctx)
+	w.lentMu.Lock()
+	w.runCtx, w.lent = runCtx, make(map[*task]*lending)
+	w.lentMu.Unlock()
+	defer func() {
+		endLinks()
+		w.lentWG.Wait()
+	}()
+	if w.lender != nil {
+		go w.lingerLoop(runCtx)
+	}
 
 	backoff, failures, lastWarn := backoffMin, 0, time.Time{}
 	grace := w.cfg.stopGrace
@@ -191,7 +225,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		log.Warn("taskgrid: tasks did not stop; returning without waiting for them")
 	}
 	log.Info("taskgrid: worker stopped", "name", w.Name())
-	return nil
 }
 
 // registration is the worker's first message.
@@ -200,6 +233,10 @@ func (w *Worker) registration() *pb.WorkerMessage {
 	funcs := slices.Sorted(maps.Keys(w.funcs))
 	w.mu.Unlock()
 	host, _ := os.Hostname()
+	launchID := os.Getenv("TASKGRID_LAUNCH_ID")
+	if w.lender != nil {
+		launchID = "" // a lent link is not the process the launcher started
+	}
 	return &pb.WorkerMessage{
 		Registration: &pb.Register{
 			Name:      w.cfg.name,
@@ -209,7 +246,7 @@ func (w *Worker) registration() *pb.WorkerMessage {
 			Agent:     agent + " " + runtime.Version(),
 			Pid:       uint32(os.Getpid()),
 			Host:      host,
-			LaunchId:  os.Getenv("TASKGRID_LAUNCH_ID"),
+			LaunchId:  launchID,
 		},
 		UptimeMs: uptimeMs(w.start),
 	}
@@ -343,6 +380,7 @@ func (s *session) handle(m *pb.SchedulerMessage) {
 		w.exec.cancel(key)
 	}
 	if as := m.GetAssign(); len(as) > 0 {
+		w.noteAssign()
 		if s.closing || s.draining {
 			keys := make([]string, len(as))
 			for i, a := range as {
@@ -455,6 +493,16 @@ func (w *Worker) call(t *task) (r *pb.TaskResult) {
 	r.State, r.Data, r.Codec = pb.TaskState_TASK_STATE_MEMORY, out, t.codec()
 	if r.Codec == "" {
 		r.Codec = "raw"
+	}
+	// A result too large for one message would break the stream (and the
+	// scheduler would blame the task for a lost worker): fail it here.
+	if limit := w.cfg.maxMessage - messageHeadroom; resultSize(r) > limit {
+		r.State, r.Data, r.Codec = pb.TaskState_TASK_STATE_ERRED, nil, ""
+		r.Error = &pb.TaskError{Type: "tg.ResultTooLarge", Message: fmt.Sprintf(
+			"the result of task %q is %d bytes (codec %s), over the %d-byte limit of one message (%.1f MiB); "+
+				"results travel inside messages: return a smaller value (or store large data elsewhere and return a reference)",
+			t.key, len(out), t.codec(), limit, float64(limit)/(1<<20))}
+		w.cfg.logger.Warn("taskgrid: "+r.Error.Message, "task", t.key)
 	}
 	return r
 }

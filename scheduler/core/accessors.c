@@ -152,6 +152,20 @@ tgs_str tgs_task_err_origin(const tgs_task *t)
     return e && (t->flags & TF_INHERITED) ? e->origin : EMPTY;
 }
 
+const uint8_t *tgs_task_err_data(const tgs_task *t, size_t *len)
+{
+    const tgs_error *e = task_error(t);
+
+    *len = e ? e->payload.len : 0;
+    return e && e->payload.len ? (const uint8_t *)e->payload.ptr : NULL;
+}
+
+tgs_str tgs_task_err_codec(const tgs_task *t)
+{
+    const tgs_error *e = task_error(t);
+    return e ? e->payload_codec : EMPTY;
+}
+
 size_t tgs_task_nresources(const tgs_task *t)
 {
     return t->cls->nres;

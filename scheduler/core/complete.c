@@ -105,8 +105,10 @@ int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
         t->killed = 0;
         tgs__retry_later(c, t);
     } else {
-        tgs_error *e = tgs__error_new(o->err_type, o->err_message,
-                                      o->err_traceback, str_of_key(t));
+        tgs_error *e = tgs__error_new_payload(
+            o->err_type, o->err_message, o->err_traceback, str_of_key(t),
+            (tgs_str){(const char *)o->data, o->data ? o->data_len : 0},
+            o->codec);
         if (e == NULL) {
             rc = TGS_ENOMEM;
         } else {

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * errors.c: the error records of failed and cancelled tasks. One record
- * (type, message, traceback and the key of the task that failed first,
- * in one allocation) is shared, reference counted, by a failed task and
- * every dependent that inherits it, so that failing a million dependents
- * does not copy a traceback a million times. Depends on internal.h.
+ * (type, message, traceback, the key of the task that failed first and
+ * the worker's serialized error, in one allocation) is shared, reference
+ * counted, by a failed task and every dependent that inherits it, so that
+ * failing a million dependents does not copy a traceback a million times.
+ * Depends on internal.h.
  */
 #include "scheduler/core/internal.h"
 
@@ -23,9 +24,16 @@ tgs_str tgs__put_str(char **p, tgs_str s)
 
 tgs_error *tgs__error_new(tgs_str type, tgs_str msg, tgs_str tb, tgs_str origin)
 {
-    size_t total = sizeof(tgs_error) + 4;
-    const tgs_str parts[4] = {type, msg, tb, origin};
-    for (int i = 0; i < 4; i++) {
+    return tgs__error_new_payload(type, msg, tb, origin, EMPTY, EMPTY);
+}
+
+tgs_error *tgs__error_new_payload(tgs_str type, tgs_str msg, tgs_str tb,
+                                  tgs_str origin, tgs_str payload,
+                                  tgs_str payload_codec)
+{
+    size_t total = sizeof(tgs_error) + 6;
+    const tgs_str parts[6] = {type, msg, tb, origin, payload, payload_codec};
+    for (int i = 0; i < 6; i++) {
         if (parts[i].len > SIZE_MAX - total)
             return NULL;
         total += parts[i].len;
@@ -39,6 +47,8 @@ tgs_error *tgs__error_new(tgs_str type, tgs_str msg, tgs_str tb, tgs_str origin)
     e->message = tgs__put_str(&p, msg);
     e->traceback = tgs__put_str(&p, tb);
     e->origin = tgs__put_str(&p, origin);
+    e->payload = tgs__put_str(&p, payload);
+    e->payload_codec = tgs__put_str(&p, payload_codec);
     return e;
 }
 

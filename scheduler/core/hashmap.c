@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * hashmap.c: the core's hash function and its open-addressing table (see
- * hashmap.h). Depends on libc only (status codes from core.h).
+ * hashmap.c: the core's hash function (keyed SipHash-1-3, written here
+ * from the reference description because the core links libc only and
+ * Debian's SipHash libraries, libsodium and libhighwayhash, are not libc)
+ * and its open-addressing table (see hashmap.h). Depends on libc only
+ * (status codes from core.h).
  */
 #include "scheduler/core/hashmap.h"
 
@@ -14,67 +17,102 @@
  * and a probe here only compares 32-bit hashes, so short runs are cheap. */
 #define MAP_MIN_CAP 16
 
+/*
+ * The key of the hash. Keys come from clients (task keys, function and
+ * codec names), so an unkeyed hash lets anyone who knows the function
+ * send keys that all land in one probe run: every insert and lookup then
+ * walks the whole run, and a few thousand tasks stall the scheduler's
+ * only thread (bench/hashflood.c measures it). A secret key makes the
+ * slots unpredictable. The default is fixed, so the core stays
+ * deterministic for tests; the daemon sets a random one at start
+ * (tgs_hash_seed).
+ */
+static uint64_t key0 = 0x736f6d6570736575ull, key1 = 0x646f72616e646f6dull;
+
+void tgs_hash_seed(const uint8_t key[16])
+{
+    memcpy(&key0, key, 8);
+    memcpy(&key1, key + 8, 8);
+}
+
 static inline uint64_t rd64(const uint8_t *p)
 {
     uint64_t v;
     memcpy(&v, p, sizeof v);
-    return v;
+    return v; /* little-endian hosts only (as SipHash's word order) */
 }
 
-static inline uint64_t rd32(const uint8_t *p)
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+/* One SipRound (Aumasson and Bernstein, "SipHash: a fast short-input
+ * PRF", 2012, section 2). */
+#define SIPROUND           \
+    do {                   \
+        v0 += v1;          \
+        v1 = ROTL(v1, 13); \
+        v1 ^= v0;          \
+        v0 = ROTL(v0, 32); \
+        v2 += v3;          \
+        v3 = ROTL(v3, 16); \
+        v3 ^= v2;          \
+        v0 += v3;          \
+        v3 = ROTL(v3, 21); \
+        v3 ^= v0;          \
+        v2 += v1;          \
+        v1 = ROTL(v1, 17); \
+        v1 ^= v2;          \
+        v2 = ROTL(v2, 32); \
+    } while (0)
+
+/* SipHash-c-d of `len` bytes under (k0, k1): c rounds per 8-byte word, d
+ * at the end. Inlined with constant c and d, the loops unroll. */
+static inline uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *p,
+                               size_t len, int c, int d)
 {
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ull;
+    uint64_t v1 = k1 ^ 0x646f72616e646f6dull;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ull;
+    uint64_t v3 = k1 ^ 0x7465646279746573ull;
+    uint64_t m, b = (uint64_t)len << 56;
+    size_t words = len / 8, left = len % 8;
+
+    /* Indexes, not pointer steps: `p` may be NULL when len is 0. */
+    for (size_t w = 0; w < words; w++) {
+        m = rd64(p + 8 * w);
+        v3 ^= m;
+        for (int i = 0; i < c; i++)
+            SIPROUND;
+        v0 ^= m;
+    }
+    /* The last 0 to 7 bytes, little-endian, under the length byte. */
+    for (size_t i = 0; i < left; i++)
+        b |= (uint64_t)p[8 * words + i] << (8 * i);
+    v3 ^= b;
+    for (int i = 0; i < c; i++)
+        SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    for (int i = 0; i < d; i++)
+        SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* 64x64 -> 128-bit multiply, folded: the mixing step of wyhash. One
- * multiplication spreads every input bit over the whole result, so the low
- * bits the table uses as an index depend on all of the key. */
-static inline uint64_t mum(uint64_t a, uint64_t b)
+uint64_t tgs_siphash(const uint8_t key[16], const void *data, size_t len, int c,
+                     int d)
 {
-#ifdef __SIZEOF_INT128__
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-#else
-    uint64_t ha = a >> 32, la = (uint32_t)a, hb = b >> 32, lb = (uint32_t)b;
-    uint64_t rh = ha * hb, rm0 = ha * lb, rm1 = hb * la, rl = la * lb;
-    uint64_t t = rl + (rm0 << 32), c = t < rl;
-    uint64_t lo = t + (rm1 << 32);
-    c += lo < t;
-    uint64_t hi = rh + (rm0 >> 32) + (rm1 >> 32) + c;
-    return lo ^ hi;
-#endif
+    uint64_t k0, k1;
+
+    memcpy(&k0, key, 8);
+    memcpy(&k1, key + 8, 8);
+    return siphash(k0, k1, data, len, c, d);
 }
 
+/* SipHash-1-3, as Python, Rust and Ruby use for their tables: the rounds
+ * SipHash-2-4 adds buy a margin for MAC use that a hash table, whose
+ * output an attacker only sees through timing, does not need. */
 uint64_t tgs_hash_bytes(const void *data, size_t len)
 {
-    static const uint64_t P0 = 0xa0761d6478bd642full;
-    static const uint64_t P1 = 0xe7037ed1a0b428dbull;
-    static const uint64_t P2 = 0x8ebc6af09c88c6e3ull;
-    const uint8_t *p = data;
-    uint64_t seed = P0 ^ mum(P0 ^ (uint64_t)len, P1);
-    size_t n = len;
-    uint64_t a, b;
-
-    while (n > 16) {
-        seed = mum(rd64(p) ^ P1, rd64(p + 8) ^ seed);
-        p += 16;
-        n -= 16;
-    }
-    if (n > 8) {
-        a = rd64(p);
-        b = rd64(p + n - 8);
-    } else if (n >= 4) {
-        a = rd32(p);
-        b = rd32(p + n - 4);
-    } else if (n > 0) {
-        a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
-        b = 0;
-    } else {
-        a = b = 0;
-    }
-    return mum(P1 ^ (uint64_t)len, mum(a ^ P1, b ^ seed) ^ P2);
+    return siphash(key0, key1, data, len, 1, 3);
 }
 
 void tgs_map_free(tgs_map *m)

@@ -16,8 +16,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/** 64-bit hash of `len` bytes (wyhash-style multiply-fold mixing). */
+/**
+ * 64-bit hash of `len` bytes: SipHash-1-3 under the process's hash key.
+ * Keys are chosen by clients, so the hash is keyed: without the key, no
+ * one can make keys collide on purpose (hash flooding).
+ */
 uint64_t tgs_hash_bytes(const void *data, size_t len);
+
+/**
+ * Set the process's hash key (16 bytes, copied). The default is a fixed
+ * key, so that the core is deterministic (tests); taskgrid-scheduler sets
+ * a random one from getrandom() at start. Call it before any tgs_core
+ * exists: hashes already stored in tables would no longer match. Not
+ * thread-safe (the core has one thread).
+ */
+void tgs_hash_seed(const uint8_t key[16]);
+
+/**
+ * SipHash-c-d (c rounds per word, d finalisation rounds) of `len` bytes
+ * under `key`; tgs_hash_bytes is c = 1, d = 3. For the reference test
+ * vectors and the benchmark.
+ */
+uint64_t tgs_siphash(const uint8_t key[16], const void *data, size_t len, int c,
+                     int d);
 
 /** The 32-bit hash the table stores for `len` bytes at `data`. */
 static inline uint32_t tgs_hash32(const void *data, size_t len)

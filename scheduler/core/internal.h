@@ -14,12 +14,13 @@
  * errors.c (shared error records), classes.c (placement classes),
  * resources.c (resource accounting), ready.c (ready heaps, starving
  * classes), submit.c (graph validation and insertion), schedule.c
- * (assignment), steal.c (work stealing), workers.c (the worker table),
- * complete.c (results and hand-backs), failure.c (failure cascades, lost
- * workers and quarantine, the no-worker timeout), retry.c (retry timers
- * and the tick), requests.c (cancel, release, annotate, watch), why.c
- * ("why is this task waiting"), scale.c (the scaling policy),
- * accessors.c (queries and task accessors).
+ * (assignment), steal.c (work stealing, and higher-priority tasks
+ * taking the place of lower ones queued on a worker), workers.c (the
+ * worker table), complete.c (results and hand-backs), failure.c (failure
+ * cascades, lost workers and quarantine, the no-worker timeout), retry.c
+ * (retry timers and the tick), requests.c (cancel, release, annotate,
+ * watch), why.c ("why is this task waiting"), scale.c (the scaling
+ * policy), accessors.c (queries and task accessors).
  *
  * The invariants that keep every event O(size of the change) rather than
  * O(number of tasks):
@@ -105,6 +106,10 @@ enum {
     /* PROCESSING in quarantine: it was blamed for a lost worker before,
      * so it runs alone on its worker (see pick()). */
     TF_QUARANTINE = 64,
+    /* PROCESSING, received into a free thread of its worker: started
+     * there at once, so never handed back for a higher-priority task (see
+     * tgs__displace()). */
+    TF_DIRECT = 128,
 };
 
 /* An interned string (codecs, resource names). Never freed before the
@@ -125,6 +130,10 @@ typedef struct tgs_error {
     tgs_str message;
     tgs_str traceback;
     tgs_str origin;
+    /* The error as the worker serialized it (e.g. a pickled exception),
+     * with its codec; empty when none came. Opaque bytes. */
+    tgs_str payload;
+    tgs_str payload_codec;
     char data[];
 } tgs_error;
 
@@ -213,6 +222,17 @@ typedef struct tgs_worker {
     uint32_t nsteal;      /* procs with a steal request out */
     uint32_t nquarantine; /* procs with TF_QUARANTINE (0 or 1) */
     uint32_t incoming;    /* steal requests out on its behalf */
+    /* A lower bound of the priorities of its tasks without a steal
+     * request (INT32_MAX when it has none): a READY task it could run
+     * with a higher priority may take the place of one of them (see
+     * tgs__displace()); at or below it, nothing queued there is lower, and
+     * the check costs one comparison. Lowered at each assignment, made
+     * exact by each look. */
+    int32_t floor;
+    /* Its last look for a task to hand back found none for a READY task
+     * of priority disp_prio, and its tasks have not changed since. */
+    bool disp_memo;
+    int32_t disp_prio;
     /* Its last look for work to steal found none, when the nqueued of
      * its classes added up to steal_seen (see tgs__steal_for()). */
     bool steal_memo;
@@ -376,6 +396,10 @@ int tgs__intern_codec(tgs_core *c, tgs_str name, const tgs_istr **out);
 
 /* errors.c */
 tgs_str tgs__put_str(char **p, tgs_str s);
+/* An error record carrying the worker's serialized error too. */
+tgs_error *tgs__error_new_payload(tgs_str type, tgs_str msg, tgs_str tb,
+                                  tgs_str origin, tgs_str payload,
+                                  tgs_str payload_codec);
 tgs_error *tgs__error_new(tgs_str type, tgs_str msg, tgs_str tb,
                           tgs_str origin);
 tgs_error *tgs__error_newf(const char *type, tgs_str origin, const char *fmt,
@@ -409,6 +433,7 @@ void tgs__schedule(tgs_core *c);
 /* steal.c */
 void tgs__steal_resolve(tgs_core *c, tgs_task *t);
 void tgs__steal_for(tgs_core *c, tgs_worker *th, uint32_t want);
+tgs_task *tgs__displace(tgs_core *c, tgs_worker *w);
 
 /* workers.c */
 void tgs__worker_free(tgs_worker *w);

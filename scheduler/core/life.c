@@ -125,3 +125,8 @@ void tgs_core_free(tgs_core *c)
     free(c->actions);
     free(c);
 }
+
+void tgs_core_set_hash_key(const uint8_t key[16])
+{
+    tgs_hash_seed(key);
+}

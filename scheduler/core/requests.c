@@ -117,13 +117,16 @@ int tgs_core_set_priority(tgs_core *c, const tgs_str *keys, size_t n,
         if (t == NULL || !not_started(t))
             continue;
         t->priority = priority;
-        if (t->state == TGS_READY)
+        if (t->state == TGS_READY) {
             tg__heap_fix(t->cls->ready.items, t->cls->ready.n, t->pos,
                          task_before, task_moved);
+            c->ready_added = true; /* it may now beat work queued */
+        }
         changed++;
     }
     if (count != NULL)
         *count = changed;
+    tgs__schedule(c);
     return TGS_OK;
 }
 

@@ -4,8 +4,9 @@
  * least loaded worker that can take one (a heap of candidate workers,
  * util/heap.h), each worker taking the best top among the ready heaps of
  * its classes where it has room (its prefetch depth for the function,
- * free resources), then idle workers steal (steal.c). Depends on
- * internal.h, ready.c, resources.c, actions.c and steal.c.
+ * free resources) or, full, in place of a lower-priority task it has
+ * queued, then idle workers steal (steal.c). Depends on internal.h,
+ * ready.c, resources.c, actions.c and steal.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -61,9 +62,16 @@ static int assign(tgs_core *c, tgs_worker *w, tgs_task *t)
     if (k->nres)
         tgs__res_hold(w, k);
     k->nprocessing++;
-    if (w->nprocs >= w->nthreads)
+    if (w->nprocs >= w->nthreads) {
         k->nqueued++; /* queued there: something to steal, perhaps */
+        t->flags &= (uint8_t)~TF_DIRECT;
+    } else {
+        t->flags |= TF_DIRECT;
+    }
     t->u.worker = w;
+    if (t->priority < w->floor)
+        w->floor = t->priority;
+    w->disp_memo = false;
     t->at.assigned_ms = c->now;
     t->aseq = c->next_aseq++;
     if (t->killed > 0) {
@@ -121,6 +129,9 @@ static inline __attribute__((always_inline)) tgs_task *pick(const tgs_core *c,
  * Capacity of others is unchanged, and they were already full or without
  * work after the previous pass.
  *
+ * A worker without room still takes a READY task of higher priority than
+ * one it has queued, which it hands back (see tgs__displace()).
+ *
  * Then rebalance: a considered worker left with idle threads (and nothing
  * it can take) steals queued tasks from busy ones (see tgs__steal_for()).
  */
@@ -150,6 +161,8 @@ void tgs__schedule(tgs_core *c)
     while (n > 0 && c->counts[TGS_READY] > 0) {
         tgs_worker *w = c->cand[0];
         tgs_task *best = pick(c, w);
+        if (best == NULL)
+            best = tgs__displace(c, w); /* in place of a lower one */
         if (best == NULL) {
             c->cand[0] = c->cand[--n];
             c->cand[n] = w;

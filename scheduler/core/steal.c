@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * steal.c: work stealing. A worker left with idle threads and nothing
- * READY it can take asks the most loaded workers to hand back tasks they
- * have queued beyond their threads (TGS_ACT_STEAL); the answer is a
- * hand-back or a result, either of which resolves the request. Depends on
- * internal.h, hashmap.h (outstanding requests by task), util/heap.h and
- * actions.c.
+ * steal.c: handing queued tasks back. Work stealing: a worker left with
+ * idle threads and nothing READY it can take asks the most loaded workers
+ * to hand back tasks they have queued beyond their threads
+ * (TGS_ACT_STEAL). Displacement: a READY task of higher priority than one
+ * queued on a full worker takes its place there, and the lower one is
+ * asked back the same way. The answer is a hand-back or a result, either
+ * of which resolves the request. Depends on internal.h, hashmap.h
+ * (outstanding requests by task), util/heap.h and actions.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -147,4 +149,169 @@ void tgs__steal_for(tgs_core *c, tgs_worker *th, uint32_t want)
         th->classes[i]->scratch = 0;
     th->steal_memo = want == wanted;
     th->steal_seen = seen;
+}
+
+/* ---- higher priority takes the place of lower queued work ---- */
+
+/* Later in a worker's run order: lower priority, then later arrival. */
+static inline bool runs_after(const tgs_task *a, const tgs_task *b)
+{
+    return a->priority < b->priority ||
+           (a->priority == b->priority && a->aseq > b->aseq);
+}
+
+/* Max-heap of assignment order (the latest on top). */
+static inline bool later_assigned(const void *a, const void *b)
+{
+    return ((const tgs_task *)a)->aseq > ((const tgs_task *)b)->aseq;
+}
+
+/*
+ * The assignment order up to which `w`'s queued tasks have most likely
+ * started. The core sees assignments and results, not starts. A task
+ * received into a free thread started at once (TF_DIRECT); as threads
+ * free up, a worker starts the best it has queued, so among equal
+ * priorities the earliest received: take that many (its threads not held
+ * by TF_DIRECT tasks) of the earliest. 0 (none) when there are no such
+ * threads or the scratch cannot grow.
+ */
+static uint64_t started_upto(tgs_core *c, const tgs_worker *w)
+{
+    uint32_t k = w->nthreads;
+    for (uint32_t i = 0; i < w->nprocs && k > 0; i++)
+        if (w->procs[i]->flags & TF_DIRECT)
+            k--;
+    if (k == 0 ||
+        tg__array_grow(&c->pick, &c->cappick, k, sizeof *c->pick) != TG_OK)
+        return 0;
+    size_t n = 0;
+    for (uint32_t i = 0; i < w->nprocs; i++) {
+        tgs_task *t = w->procs[i];
+        if (t->flags & TF_DIRECT)
+            continue;
+        if (n < k) {
+            c->pick[n++] = t;
+            tg__heap_sift_up(c->pick, n - 1, later_assigned, NULL);
+        } else if (t->aseq < ((tgs_task *)c->pick[0])->aseq) {
+            c->pick[0] = t;
+            tg__heap_sift_down(c->pick, n, 0, later_assigned, NULL);
+        }
+    }
+    return n > 0 ? ((tgs_task *)c->pick[0])->aseq : 0;
+}
+
+/* Would `k`'s request fit on `w` once `v` (there) let go of its own. */
+static bool fits_without(const tgs_worker *w, const tgs_class *k,
+                         const tgs_class *v)
+{
+    for (uint32_t i = 0; i < k->nres; i++) {
+        const tgs_wres *r = wres_find(w, k->res[i].name);
+        if (r == NULL)
+            return false;
+        double used = r->used;
+        for (uint32_t j = 0; j < v->nres; j++)
+            if (v->res[j].name == k->res[i].name)
+                used -= v->res[j].amount;
+        if (used + k->res[i].amount > r->cap + res_slack(r->cap))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The task of `w` to hand back for `top`: one without a steal request,
+ * not TF_DIRECT, of lower priority, and (unless `top` fits already) whose
+ * resources make room for `top`'s. Among them the one `w` would run
+ * last, preferring those it has most likely not started (see
+ * started_upto(); the guess may be wrong when a later, higher task went
+ * first, so a likely started one is asked for when no other will do: if
+ * it had started, `w` answers with its result, and it is not asked
+ * twice).
+ * Also makes w->floor exact: the lowest priority of its tasks without a
+ * steal request once the one returned has one.
+ */
+static tgs_task *victim(tgs_core *c, tgs_worker *w, const tgs_task *top,
+                        bool fits)
+{
+    uint64_t upto = started_upto(c, w);
+    tgs_task *best = NULL;
+    bool best_started = true;
+    int32_t lo1 = INT32_MAX, lo2 = INT32_MAX; /* the two lowest */
+    for (uint32_t i = 0; i < w->nprocs; i++) {
+        tgs_task *t = w->procs[i];
+        if (t->flags & TF_STEALING)
+            continue;
+        if (t->priority < lo1) {
+            lo2 = lo1;
+            lo1 = t->priority;
+        } else if (t->priority < lo2) {
+            lo2 = t->priority;
+        }
+        if (t->priority >= top->priority || (t->flags & TF_DIRECT) ||
+            (!fits &&
+             (t->cls->nres == 0 || !fits_without(w, top->cls, t->cls))))
+            continue;
+        bool started = t->aseq <= upto;
+        if (best == NULL || (best_started && !started) ||
+            (started == best_started && runs_after(t, best))) {
+            best = t;
+            best_started = started;
+        }
+    }
+    w->floor = best != NULL && best->priority == lo1 ? lo2 : lo1;
+    return best;
+}
+
+/* Ask `w` to hand `t` back (no idle worker waits for it). */
+static bool hand_back(tgs_core *c, tgs_worker *w, tgs_task *t)
+{
+    if (tgs__action_push(c, TGS_ACT_STEAL, w->id, 0, t) != TGS_OK)
+        return false;
+    c->queued -= queued_on(w);
+    t->flags |= TF_STEALING;
+    w->nsteal++;
+    c->queued += queued_on(w);
+    return true;
+}
+
+/*
+ * Priority across the scheduler and the workers' queues. `w` has no room
+ * (pick() found nothing): if a READY task it could run has a higher
+ * priority than a task queued there, ask `w` to hand the lower one back
+ * (TGS_ACT_STEAL; it returns to READY, from where it may in turn take the
+ * place of a still lower one) and return the higher one, for the caller
+ * to assign to `w` at once: `w` runs its queue by priority, so it starts
+ * the higher one next even if the hand-back comes too late. A READY task
+ * whose resources are held by the lower one is not returned: it is
+ * assigned once they are back. NULL: nothing to do.
+ *
+ * O(classes of `w`) when nothing queued there is lower (w->floor), which
+ * is the hot path; O(tasks on `w`) for a look, not repeated until its
+ * tasks change or a higher READY task appears (disp_memo).
+ */
+tgs_task *tgs__displace(tgs_core *c, tgs_worker *w)
+{
+    if (w->nquarantine > 0 || w->nprocs <= w->nthreads)
+        return NULL;
+    tgs_task *top = NULL;
+    for (uint32_t i = 0; i < w->nclasses; i++) {
+        tgs_task *t = tg__heap_top(&w->classes[i]->ready);
+        if (t != NULL && t->priority > w->floor && t->killed == 0 &&
+            (top == NULL || task_before(t, top)))
+            top = t;
+    }
+    if (top == NULL || (w->disp_memo && top->priority <= w->disp_prio))
+        return NULL;
+    bool fits = top->cls->nres == 0 || res_free(w, top->cls);
+    tgs_task *v = victim(c, w, top, fits);
+    if (v != NULL && hand_back(c, w, v)) {
+        if (fits)
+            return top;
+        /* `top` waits for v's resources: no second hand-back for it. */
+    } else if (v != NULL && v->priority < w->floor) {
+        w->floor = v->priority; /* it still has no request */
+    }
+    w->disp_memo = true;
+    w->disp_prio = top->priority;
+    return NULL;
 }

@@ -43,6 +43,7 @@ void tgs__proc_remove(tgs_core *c, tgs_task *t)
         w->nquarantine--;
     }
     w->steal_memo = false; /* its resources or load changed */
+    w->disp_memo = false;
     uint32_t i = t->pos;
     tgs_task *last = w->procs[--w->nprocs];
     if (last != t) {
@@ -50,6 +51,8 @@ void tgs__proc_remove(tgs_core *c, tgs_task *t)
         last->pos = i;
     }
     c->queued += queued_on(w);
+    if (w->nprocs == 0)
+        w->floor = INT32_MAX;
     t->u.worker = NULL;
     mark_dirty(c, w);
     tgs__maybe_close(c, w);
@@ -134,6 +137,7 @@ static int add_worker(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws)
     w->id = wid;
     w->hash = tgs_hash32(&wid, sizeof wid);
     w->nthreads = ws->nthreads;
+    w->floor = INT32_MAX;
     w->funcs = malloc((ws->nfuncs + 1) * sizeof *w->funcs);
     int rc = w->funcs ? TGS_OK : TGS_ENOMEM;
     /* Intern the functions, once each (`scratch` marks those seen). */

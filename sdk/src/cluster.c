@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * cluster.c: the temporary local cluster (see taskgrid/cluster.h). It finds
- * the taskgrid-scheduler and taskgrid-worker binaries, runs the scheduler
+ * the taskgrid-scheduler and taskgrid-worker binaries (in the order
+ * cluster.h documents for tg_cluster_opts.bin_dir), runs the scheduler
  * as a child process (which starts and supervises the workers through its
  * local launcher), learns its address from the first line it prints, waits
  * until the workers have connected, and tears everything down. A secure
@@ -10,14 +11,18 @@
  * Depends on POSIX/Linux process calls, certs.h, and on the public client
  * API (for Status and Scale); no gRPC.
  *
- * Why a monitor thread: PR_SET_PDEATHSIG fires when the *thread* that
- * forked the child exits, not the process. Forking from the caller's thread
- * would kill the scheduler as soon as that thread ends (a thread pool, a
- * binding's helper thread). So a thread owned by the cluster forks, then
- * forwards the scheduler's standard output (a pipe it must keep draining,
- * or the scheduler and its workers would block on a full pipe), and lives
- * until tg_cluster_free().
+ * Dying with this process: the scheduler gets --exit-with-parent-fd, the
+ * read end of a pipe whose write end only this process holds (close-on-
+ * exec, closed by tg_cluster_free()); when this process ends, however and
+ * from whichever thread the cluster was started, the kernel closes it, the
+ * scheduler reads EOF and stops with its workers. PR_SET_PDEATHSIG is set
+ * too, but it fires when the *thread* that forked exits, so a thread owned
+ * by the cluster forks (never the caller's, which may end: a thread pool, a
+ * binding's helper thread), then forwards the scheduler's standard output
+ * (a pipe it must keep draining, or the scheduler and its workers would
+ * block on a full pipe), and lives until tg_cluster_free().
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -52,7 +57,7 @@ struct tg_cluster {
     /* Fixed at start. */
     char sched_path[PATH_MAX];
     char worker_path[PATH_MAX];
-    char *argv[32];
+    char *argv[40];
     char nworkers_arg[16], nthreads_arg[16];
     char *resources, *preload;
     bool processes;
@@ -91,6 +96,8 @@ struct tg_cluster {
     int out_rd, out_wr;   /* scheduler stdout */
     int err_rd, err_wr;   /* exec error report (close-on-exec) */
     int stop_rd, stop_wr; /* wakes the monitor at free */
+    int life_rd, life_wr; /* --exit-with-parent-fd: EOF when we are gone */
+    char life_arg[16];
     int devnull;
 };
 
@@ -106,140 +113,142 @@ static bool is_exec(const char *path)
            access(path, X_OK) == 0;
 }
 
-/* Append a place to the "looked in" list (truncating quietly). */
-static void tried_add(char *tried, size_t len, const char *place)
-{
-    size_t n = strlen(tried);
-
-    if (n + 3 >= len)
-        return;
-    snprintf(tried + n, len - n, "%s%s", n ? ", " : "", place);
-}
-
-/* If `dir`/`name` is executable, write it (absolute) to `out`. */
-static bool try_dir(const char *dir, const char *name, char *out, size_t outlen,
-                    char *tried, size_t triedlen)
+/* `dir`/`name`, or `dir`/`pkg`/`name` (a bazel-bin-like tree), if
+ * executable: its absolute path goes to `out`. */
+static bool in_dir(const char *dir, const char *name, const char *pkg,
+                   char *out, size_t outlen)
 {
     char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
 
-    if (dir == NULL || dir[0] == '\0')
-        return false;
-    tried_add(tried, triedlen, dir);
-    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-        return false;
-    if (!is_exec(path))
-        return false;
+    if (n < 0 || n >= (int)sizeof(path) || !is_exec(path)) {
+        n = snprintf(path, sizeof(path), "%s/%s/%s", dir, pkg, name);
+        if (n < 0 || n >= (int)sizeof(path) || !is_exec(path))
+            return false;
+    }
     if (realpath(path, out) == NULL)
         snprintf(out, outlen, "%s", path);
     return true;
 }
 
-/*
- * Search `name` (in Bazel's package folder `pkg`) in the places listed in
- * cluster.h. `tried` collects where we looked, for the error message.
- */
-static bool find_binary(const char *bin_dir, const char *name, const char *pkg,
-                        char *out, size_t outlen, char *tried, size_t triedlen)
+/* Try `dir` (ignored if NULL or empty), noting it in `tried`. */
+static bool try_dir(const char *dir, const char *name, const char *pkg,
+                    char *out, size_t outlen, char *tried, size_t triedlen)
 {
-    char exe[PATH_MAX], dir[PATH_MAX + 64], cwd[PATH_MAX];
-    const char *env;
+    size_t n = strlen(tried);
+
+    if (dir == NULL || dir[0] == '\0')
+        return false;
+    if (n + 3 < triedlen)
+        snprintf(tried + n, triedlen - n, "%s%s", n ? ", " : "", dir);
+    return in_dir(dir, name, pkg, out, outlen);
+}
+
+/* The folder of the shared libtaskgrid this code runs in (not of a
+ * program it is linked into statically), or "". */
+static void library_dir(char *out, size_t outlen, const char *exe)
+{
+    Dl_info info;
+    char lib[PATH_MAX], *slash;
+
+    out[0] = '\0';
+    if (dladdr((void *)library_dir, &info) == 0 || info.dli_fname == NULL ||
+        realpath(info.dli_fname, lib) == NULL || strcmp(lib, exe) == 0 ||
+        (slash = strrchr(lib, '/')) == NULL)
+        return;
+    *slash = '\0';
+    snprintf(out, outlen, "%s", lib);
+}
+
+/*
+ * Find `name` (`pkg`: its Bazel package folder) in the order cluster.h
+ * documents. An explicit place (bin_dir, then $TASKGRID_BIN_DIR) is the
+ * only one searched: if it lacks the program, that is the error.
+ */
+static int find_binary(const char *bin_dir, const char *name, const char *pkg,
+                       char *out, size_t outlen)
+{
+    char tried[2048] = "", exe[PATH_MAX] = "", dir[PATH_MAX + 64];
+    const char *env = getenv("TASKGRID_BIN_DIR"), *what = NULL;
     ssize_t n;
 
-    tried[0] = '\0';
     if (bin_dir != NULL)
-        return try_dir(bin_dir, name, out, outlen, tried, triedlen);
-    if (try_dir(getenv("TASKGRID_BIN_DIR"), name, out, outlen, tried, triedlen))
-        return true;
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        char *slash;
-
-        exe[n] = '\0';
-        /* Runfiles first: they hold the binaries the program was built
-         * with, while the program's own folder may hold older ones. */
-        snprintf(dir, sizeof(dir), "%s.runfiles/taskgrid/%s", exe, pkg);
-        if (try_dir(dir, name, out, outlen, tried, triedlen))
-            return true;
-        slash = strrchr(exe, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            if (try_dir(exe, name, out, outlen, tried, triedlen))
-                return true;
-        }
+        what = "tg_cluster_opts.bin_dir";
+    else if (env != NULL && env[0] != '\0')
+        what = "$TASKGRID_BIN_DIR", bin_dir = env;
+    if (what != NULL) {
+        if (in_dir(bin_dir, name, pkg, out, outlen))
+            return TG_OK;
+        return tg__error_set(TG_ENOTFOUND,
+                             "%s is '%s', which holds no %s (looked for "
+                             "%s/%s and %s/%s/%s); point it at the folder "
+                             "of the installed programs or at a bazel-bin "
+                             "(`bazel build //scheduler //worker`)",
+                             what, bin_dir, name, bin_dir, name, bin_dir, pkg,
+                             name);
     }
-    /* `bazel run` and `bazel test` name the runfiles tree and the
-     * workspace in the environment. */
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    /* The programs a Bazel-built program was built with: its runfiles. */
+    if (exe[0] != '\0') {
+        snprintf(dir, sizeof(dir), "%s.runfiles/taskgrid", exe);
+        if (try_dir(dir, name, pkg, out, outlen, tried, sizeof(tried)))
+            return TG_OK;
+    }
     if ((env = getenv("RUNFILES_DIR")) != NULL) {
-        snprintf(dir, sizeof(dir), "%s/taskgrid/%s", env, pkg);
-        if (try_dir(dir, name, out, outlen, tried, triedlen))
-            return true;
+        snprintf(dir, sizeof(dir), "%s/taskgrid", env);
+        if (try_dir(dir, name, pkg, out, outlen, tried, sizeof(tried)))
+            return TG_OK;
     }
     if ((env = getenv("TEST_SRCDIR")) != NULL) {
-        snprintf(dir, sizeof(dir), "%s/taskgrid/%s", env, pkg);
-        if (try_dir(dir, name, out, outlen, tried, triedlen))
-            return true;
+        snprintf(dir, sizeof(dir), "%s/taskgrid", env);
+        if (try_dir(dir, name, pkg, out, outlen, tried, sizeof(tried)))
+            return TG_OK;
     }
-    if ((env = getenv("BUILD_WORKSPACE_DIRECTORY")) != NULL) {
-        snprintf(dir, sizeof(dir), "%s/bazel-bin/%s", env, pkg);
-        if (try_dir(dir, name, out, outlen, tried, triedlen))
-            return true;
+    /* Installed together: PREFIX/lib/libtaskgrid.so -> PREFIX/bin. */
+    library_dir(dir, sizeof(dir) - 8, exe);
+    if (dir[0] != '\0') {
+        strcat(dir, "/../bin");
+        if (try_dir(dir, name, pkg, out, outlen, tried, sizeof(tried)))
+            return TG_OK;
     }
-    if (getcwd(cwd, sizeof(cwd)) != NULL) {
-        for (;;) {
-            char *slash;
-
-            snprintf(dir, sizeof(dir), "%s/bazel-bin/%s",
-                     strcmp(cwd, "/") == 0 ? "" : cwd, pkg);
-            if (try_dir(dir, name, out, outlen, tried, triedlen))
-                return true;
-            slash = strrchr(cwd, '/');
-            if (slash == NULL || slash == cwd)
-                break;
-            *slash = '\0';
-        }
+    if (strrchr(exe, '/') != NULL) {
+        *strrchr(exe, '/') = '\0'; /* the program's own folder */
+        if (try_dir(exe, name, pkg, out, outlen, tried, sizeof(tried)))
+            return TG_OK;
     }
     if ((env = getenv("PATH")) != NULL) {
         char *copy = strdup(env), *save = NULL;
-        bool found = false;
 
-        for (char *d = copy ? strtok_r(copy, ":", &save) : NULL;
-             d != NULL && !found; d = strtok_r(NULL, ":", &save)) {
-            size_t before = strlen(tried);
-
-            found = try_dir(d, name, out, outlen, tried, triedlen);
-            tried[before] = '\0'; /* PATH is summarised below */
+        for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d != NULL;
+             d = strtok_r(NULL, ":", &save)) {
+            if (in_dir(d, name, "", out, outlen)) {
+                free(copy);
+                return TG_OK;
+            }
         }
         free(copy);
-        tried_add(tried, triedlen, "$PATH");
-        if (found)
-            return true;
     }
-    return false;
+    return tg__error_set(TG_ENOTFOUND,
+                         "%s not found (looked in %s%s$PATH). Install "
+                         "taskgrid (`bazel run //:install -- --prefix DIR` "
+                         "puts the programs in DIR/bin) and put DIR/bin on "
+                         "PATH, or name their folder with TASKGRID_BIN_DIR "
+                         "or tg_cluster_opts.bin_dir (in a checkout: `bazel "
+                         "build //scheduler //worker` and "
+                         "TASKGRID_BIN_DIR=$PWD/bazel-bin)",
+                         name, tried, tried[0] ? ", " : "");
 }
 
 static int find_binaries(tg_cluster *cl, const char *bin_dir)
 {
-    char tried[2048];
+    int rc = find_binary(bin_dir, SCHEDULER_BIN, "scheduler", cl->sched_path,
+                         sizeof(cl->sched_path));
 
-    if (!find_binary(bin_dir, SCHEDULER_BIN, "scheduler", cl->sched_path,
-                     sizeof(cl->sched_path), tried, sizeof(tried)))
-        return tg__error_set(TG_ENOTFOUND,
-                             SCHEDULER_BIN
-                             " not found; looked in: %s. "
-                             "Build it with `bazel build //scheduler "
-                             "//worker`, or name its folder with "
-                             "TASKGRID_BIN_DIR or tg_cluster_opts.bin_dir",
-                             tried);
-    if (!find_binary(bin_dir, WORKER_BIN, "worker", cl->worker_path,
-                     sizeof(cl->worker_path), tried, sizeof(tried)))
-        return tg__error_set(TG_ENOTFOUND,
-                             WORKER_BIN
-                             " not found; looked in: %s. "
-                             "Build it with `bazel build //scheduler "
-                             "//worker`, or name its folder with "
-                             "TASKGRID_BIN_DIR or tg_cluster_opts.bin_dir",
-                             tried);
-    return TG_OK;
+    if (rc == TG_OK)
+        rc = find_binary(bin_dir, WORKER_BIN, "worker", cl->worker_path,
+                         sizeof(cl->worker_path));
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -271,7 +280,10 @@ static void child_exec(tg_cluster *cl, pid_t parent)
     /* Do not leak the application's descriptors into the daemons. */
     close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
 #endif
-    execv(cl->sched_path, cl->argv);
+    /* The one descriptor the scheduler keeps: its end of the pipe whose
+     * other end only this process holds (--exit-with-parent-fd). */
+    if (fcntl(cl->life_rd, F_SETFD, 0) == 0)
+        execv(cl->sched_path, cl->argv);
     e = errno;
     if (write(cl->err_wr, &e, sizeof(e)) < 0)
         _exit(126);
@@ -341,7 +353,8 @@ static void *monitor(void *arg)
     pthread_mutex_unlock(&cl->mu);
     close(cl->out_wr);
     close(cl->err_wr);
-    cl->out_wr = cl->err_wr = -1;
+    close(cl->life_rd);
+    cl->out_wr = cl->err_wr = cl->life_rd = -1;
     if (pid < 0)
         return NULL;
 
@@ -657,6 +670,9 @@ static int build_argv(tg_cluster *cl, uint32_t procs, uint32_t threads)
         cl->argv[a++] = "--worker-log-level";
         cl->argv[a++] = (char *)lvl;
     }
+    snprintf(cl->life_arg, sizeof(cl->life_arg), "%d", cl->life_rd);
+    cl->argv[a++] = "--exit-with-parent-fd";
+    cl->argv[a++] = cl->life_arg;
     cl->argv[a] = NULL;
     return TG_OK;
 }
@@ -808,6 +824,7 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
         return tg__error_set(TG_ENOMEM, "out of memory");
     cl->out_rd = cl->out_wr = cl->err_rd = cl->err_wr = -1;
     cl->stop_rd = cl->stop_wr = cl->devnull = -1;
+    cl->life_rd = cl->life_wr = -1;
     cl->processes = opts->processes;
     cl->secure = opts->version >= 2 && opts->secure;
     procs = opts->n_workers ? opts->n_workers : online_cores();
@@ -844,6 +861,10 @@ int tg_cluster_start(tg_cluster **out, const tg_cluster_opts *opts)
         if (cl->preload == NULL)
             goto oom;
     }
+    if ((rc = pipe_cloexec(fds)) != TG_OK)
+        goto fail;
+    cl->life_rd = fds[0];
+    cl->life_wr = fds[1];
     build_argv(cl, procs, threads);
 
     if ((rc = pipe_cloexec(fds)) != TG_OK)
@@ -949,6 +970,8 @@ void tg_cluster_free(tg_cluster *cl)
     close_fd(&cl->err_wr);
     close_fd(&cl->stop_rd);
     close_fd(&cl->stop_wr);
+    close_fd(&cl->life_rd);
+    close_fd(&cl->life_wr); /* after the stop: the scheduler is gone */
     close_fd(&cl->devnull);
     remove_certs(cl); /* after the scheduler and workers are gone */
     if (cl->sync_ok) {

@@ -198,12 +198,10 @@ def test_higher_priority_runs_first(one_slot: taskgrid.Client) -> None:
     assert lows == sorted(lows) and highs == sorted(highs)  # FIFO among equals
 
 
-@pytest.mark.xfail(reason="scheduler: a lower-priority task prefetched to a busy worker "
-                          "runs before a higher-priority one submitted later", strict=False)
 def test_priority_beats_prefetch_to_a_busy_worker(one_slot: taskgrid.Client) -> None:
     # Separate submissions while the only slot is busy: the scheduler hands
     # `low` to the worker's prefetch queue at once; `high`, arriving later,
-    # waits in the scheduler until the slot frees, and runs after `low`.
+    # must still start first (it takes low's place, low is handed back).
     blocker = one_slot.submit(started_at, "blocker", 0.5, pure=False)
     blocker_start = time.monotonic()
     wait_until(lambda: one_slot.status([blocker.key]).keys[blocker.key][0] == "processing",

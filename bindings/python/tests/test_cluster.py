@@ -48,7 +48,6 @@ def test_missing_binaries_say_how_to_get_them(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("TASKGRID_BIN_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cluster_mod, "_source_root", lambda: None)
     monkeypatch.setattr(cluster_mod, "__file__", str(tmp_path / "taskgrid" / "cluster.py"))
     with pytest.raises(taskgrid.BinaryNotFound) as e:
         taskgrid.LocalCluster(n_workers=1)

@@ -52,11 +52,19 @@ typedef struct tg_cluster_opts {
     /** A plug-in library every worker loads (taskgrid-worker --preload),
      *  e.g. the path of libshout.so; NULL for none. */
     const char *preload;
-    /** Directory holding taskgrid-scheduler and taskgrid-worker. NULL:
-     *  search $TASKGRID_BIN_DIR, the directory of the running program,
-     *  its Bazel runfiles (<exe>.runfiles/taskgrid/{scheduler,worker}),
-     *  bazel-bin/{scheduler,worker} under the current directory and its
-     *  parents, then $PATH. */
+    /** Where taskgrid-scheduler and taskgrid-worker are. A "programs
+     *  folder" holds them itself (an install's bin/) or in scheduler/ and
+     *  worker/ subfolders (a bazel-bin). The first that applies is used:
+     *  1. bin_dir, a programs folder;
+     *  2. $TASKGRID_BIN_DIR, if set and not empty, a programs folder.
+     *     Given one of these, only it is searched: if it lacks a program,
+     *     tg_cluster_start() fails with TG_ENOTFOUND naming it;
+     *  3. otherwise the first of: the running program's Bazel runfiles
+     *     (<exe>.runfiles/taskgrid, $RUNFILES_DIR/taskgrid,
+     *     $TEST_SRCDIR/taskgrid); PREFIX/bin when this code runs in
+     *     PREFIX/lib/libtaskgrid.so (as `bazel run //:install` lays them
+     *     out); the running program's own folder; then $PATH.
+     *  The current directory is never searched. */
     const char *bin_dir;
     /** Bound on start-up (scheduler listening and all workers connected),
      *  and on tg_cluster_scale(). 0: 10,000 ms. */
@@ -80,8 +88,12 @@ typedef struct tg_cluster_opts {
  * connected.
  *
  * The scheduler runs as a child process in its own process group, listens
- * on 127.0.0.1 at a free port, and dies with the calling process (it gets
- * SIGTERM if this process exits without tg_cluster_free()). Its standard
+ * on 127.0.0.1 at a free port, and dies with the calling process: if this
+ * process exits without tg_cluster_free(), normally, by _exit() or by a
+ * signal, and whichever thread called tg_cluster_start() (that thread may
+ * end first; the cluster lives on), the scheduler sees its pipe from this
+ * process close (taskgrid-scheduler --exit-with-parent-fd) and stops,
+ * stopping its workers. Its standard
  * error, and its standard output after the address line, go to this
  * process's.
  *

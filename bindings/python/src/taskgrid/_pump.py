@@ -212,6 +212,10 @@ class ClientIO:
                     st.error = (e.type, e.message, e.traceback, e.origin_key)
                     if s == _ERRED:
                         st.status = ERROR
+                        # A Python worker's pickled exception (see
+                        # Client._exception_of), when the scheduler kept it.
+                        st.data = r.data
+                        st.codec = r.codec
                     elif s == _CANCELLED:
                         st.status = CANCELLED
                     elif s == _RELEASED:

@@ -69,7 +69,7 @@ from ._loop import IOLoop
 from ._pump import ClientIO
 from ._rpc import normalize_address, pb, pb_grpc
 from ._waiting import DoneAndNotDone, as_completed, collect, pack, wait
-from .errors import CancelledError, SchedulerError, rebuild
+from .errors import CancelledError, SchedulerError, rebuild, restore
 from .security import Security
 
 __all__ = [
@@ -351,6 +351,9 @@ class Client(ClientIO):
         if self._io.in_loop():
             raise RuntimeError("cannot wait for a taskgrid future on taskgrid's I/O thread")
         deadline = None if timeout is None else time.monotonic() + timeout
+        states = [st for st in states if st.status is PENDING]
+        if not states:
+            return  # nothing to wait for: no need to give the slot away
         with _context.blocking(), self._cond:
             for st in states:
                 while st.status is PENDING:
@@ -380,7 +383,12 @@ class Client(ClientIO):
                     type_ = "tg.Cancelled"
                 if st.status is LOST and not type_:
                     type_ = "tg.UnknownKey"
-                st.exc = rebuild(type_, message, tb, st.key, origin)
+                if st.status is ERROR and st.data and st.codec == _codec.PICKLE:
+                    # The original exception object (type and attributes).
+                    st.exc = restore(st.data, type_, message, tb, st.key, origin)
+                    st.data = b""
+                else:
+                    st.exc = rebuild(type_, message, tb, st.key, origin)
         return st.exc
 
     def _add_callback(self, fut: Future, fn: Callable[[Future], Any]) -> None:

@@ -7,10 +7,14 @@ workers through a small wrapper script, or C workers), restarted if they
 die, or, with ``processes=False``, Python workers running as threads of this
 process. Everything is torn down on close() (and at interpreter exit).
 
-The C programs are found, in order, in ``$TASKGRID_BIN_DIR`` (the programs
-themselves, or ``scheduler/`` and ``worker/`` subfolders, as in bazel-bin),
-in ``bazel-bin`` of the taskgrid checkout this package was installed from or
-of the current directory and its parents, then on ``PATH``.
+The C programs (taskgrid-scheduler, taskgrid-worker) are looked up in one
+documented order (see find_binary): the ``bin_dir`` argument, else
+``$TASKGRID_BIN_DIR``, else the programs inside this package (a wheel built
+with them carries them in ``taskgrid/_bin/``), else ``PATH``. A folder given
+explicitly (argument or variable) is the only place searched, and one that
+lacks the program is an error naming it. The scheduler stops with its
+workers when this process ends, however it ends and from whichever thread
+the cluster was started (``--exit-with-parent-fd``).
 
 Depends on client.py (the RPC client behind status/scale) and worker/ (the
 in-process workers); neither imports this module at import time.
@@ -42,10 +46,14 @@ from .worker.core import Worker, format_resources
 
 SCHEDULER = "taskgrid-scheduler"
 C_WORKER = "taskgrid-worker"
-_HOW_TO_BUILD = (
-    "build them with 'bazel build //scheduler //worker' in a checkout of the "
-    "taskgrid repository, or set TASKGRID_BIN_DIR to the folder holding them, "
-    "or put them on PATH"
+CERTS = "taskgrid-certs"
+# Each program's folder in a bazel-bin-like tree.
+_BAZEL_PACKAGE = {SCHEDULER: "scheduler", C_WORKER: "worker", CERTS: "scheduler"}
+_HOW_TO_GET = (
+    "install a taskgrid wheel built with the programs, or build them with "
+    "'bazel build //scheduler //worker' in a checkout of the taskgrid "
+    "repository and set TASKGRID_BIN_DIR to its bazel-bin (or to any folder "
+    "holding them), or put them on PATH"
 )
 
 
@@ -53,48 +61,54 @@ class BinaryNotFound(FileNotFoundError):
     pass
 
 
-def _source_root() -> pathlib.Path | None:
-    try:
-        from ._build_info import SOURCE_ROOT  # written by setup.py
-    except ImportError:
-        return None
-    return pathlib.Path(SOURCE_ROOT) if SOURCE_ROOT else None
+def package_bin_dir() -> pathlib.Path:
+    """Where a wheel built with the C programs carries them."""
+    return pathlib.Path(__file__).resolve().parent / "_bin"
 
 
-def _candidates(program: str) -> list[pathlib.Path]:
-    sub = "scheduler" if program == SCHEDULER else "worker"
-    dirs: list[pathlib.Path] = []
-    env = os.environ.get("TASKGRID_BIN_DIR")
-    if env:
-        dirs += [pathlib.Path(env), pathlib.Path(env) / sub]
-    starts = [pathlib.Path(__file__).resolve().parent, pathlib.Path.cwd().resolve()]
-    root = _source_root()
-    if root is not None:
-        starts.insert(0, root)
-    for start in starts:
-        for d in [start, *start.parents]:
-            dirs.append(d / "bazel-bin" / sub)
-    return [d / program for d in dict.fromkeys(dirs)]
-
-
-def find_binary(program: str) -> str:
-    """Path of taskgrid-scheduler or taskgrid-worker; a clear error if none."""
-    for p in _candidates(program):
+def _in_dir(folder: str | os.PathLike[str], program: str) -> str | None:
+    """`folder`/program, or `folder`/scheduler|worker/program (bazel-bin)."""
+    base = pathlib.Path(folder)
+    for p in (base / program, base / _BAZEL_PACKAGE.get(program, "") / program):
         if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    found = shutil.which(program)
+            return str(p.absolute())
+    return None
+
+
+def find_binary(program: str, bin_dir: str | os.PathLike[str] | None = None) -> str:
+    """Path of a taskgrid C program (taskgrid-scheduler, taskgrid-worker,
+    taskgrid-certs), from the first of these that applies:
+
+    1. ``bin_dir``, if given;
+    2. ``$TASKGRID_BIN_DIR``, if set and not empty;
+    3. the programs inside this package (``taskgrid/_bin/``);
+    4. ``PATH``.
+
+    A folder in 1 or 2 holds the programs themselves or in ``scheduler/``
+    and ``worker/`` subfolders (a bazel-bin), and is the only place
+    searched: if it lacks the program, BinaryNotFound names it.
+    """
+    explicit = [("bin_dir", bin_dir), ("TASKGRID_BIN_DIR", os.environ.get("TASKGRID_BIN_DIR"))]
+    for what, folder in explicit:
+        if folder:
+            found = _in_dir(folder, program)
+            if found:
+                return found
+            sub = _BAZEL_PACKAGE.get(program, "")
+            raise BinaryNotFound(
+                f"{what} is {str(folder)!r}, which holds no {program} (looked for "
+                f"{os.path.join(folder, program)} and {os.path.join(folder, sub, program)}); "
+                f"point it at the folder holding the programs or at a bazel-bin "
+                f"('bazel build //scheduler //worker'), or unset it"
+            )
+    found = _in_dir(package_bin_dir(), program) or shutil.which(program)
     if found:
         return found
-    env = os.environ.get("TASKGRID_BIN_DIR")
-    root = _source_root()
-    where = [
-        f"$TASKGRID_BIN_DIR ({env or 'not set'})",
-        "bazel-bin/ of "
-        + (f"the checkout {root}, " if root else "")
-        + "the current directory and its parents",
-        "PATH",
-    ]
-    raise BinaryNotFound(f"cannot find {program} (looked in {'; '.join(where)}): {_HOW_TO_BUILD}")
+    raise BinaryNotFound(
+        f"cannot find {program} (looked in: $TASKGRID_BIN_DIR (not set); this package's "
+        f"programs ({package_bin_dir()}, absent: the package was built without them); "
+        f"PATH): {_HOW_TO_GET}"
+    )
 
 
 def _default_sizes(processes: bool, n_workers: int | None, threads: int | None) -> tuple[int, int]:
@@ -125,7 +139,9 @@ class LocalCluster:
     process; ``resources`` (e.g. ``{"GPU": 1}``) are each worker's
     capacities; ``worker="c"`` starts C workers instead of Python ones;
     ``preload`` names modules (Python) or shared libraries (C) to load in
-    every worker. Use as a context manager or call close().
+    every worker; ``bin_dir`` is the folder of the C programs (see
+    find_binary for where they are found without it). Use as a context
+    manager or call close().
     """
 
     def __init__(
@@ -142,6 +158,7 @@ class LocalCluster:
         no_worker_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
+        bin_dir: str | os.PathLike[str] | None = None,
         **unused: Any,
     ) -> None:
         if worker not in ("python", "c"):
@@ -170,11 +187,12 @@ class LocalCluster:
         self._timeout = timeout
         self._tmp = tempfile.mkdtemp(prefix="taskgrid-cluster-")
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None  # write end of --exit-with-parent-fd
         self._threads: list[Any] = []  # in-process workers
         self._closed = False
         self._lock = threading.Lock()
         self._client: Client | None = None
-        scheduler = find_binary(SCHEDULER)
+        scheduler = find_binary(SCHEDULER, bin_dir)
         args = [scheduler, "--listen", f"tcp://{host}:{scheduler_port}", "--log-level", log_level]
         if no_worker_timeout is not None:
             args += ["--no-worker-timeout", str(int(no_worker_timeout * 1000))]
@@ -188,7 +206,7 @@ class LocalCluster:
                 log_level,
             ]
             if worker == "c":
-                args += ["--worker-bin", find_binary(C_WORKER)]
+                args += ["--worker-bin", find_binary(C_WORKER, bin_dir)]
             else:
                 args += ["--worker-bin", self._python_worker_script()]
             if self.resources:
@@ -231,22 +249,31 @@ class LocalCluster:
 
     def _start_scheduler(self, args: list[str], env: Mapping[str, str] | None) -> None:
         # Its own session, so a terminal's Ctrl-C reaches only us and we stop
-        # it in order. And it should die with this process even if we are
-        # killed: PR_SET_PDEATHSIG, set by util-linux's setpriv. Not with a
-        # preexec_fn: Python code between fork and exec aborts in gRPC's
-        # fork handlers when gRPC threads run; without one CPython uses
-        # vfork, which runs none. The signal fires when the forking *thread*
-        # exits, so only the main thread can ask for it.
-        setpriv = shutil.which("setpriv")
-        if setpriv and threading.current_thread() is threading.main_thread():
-            args = [setpriv, "--pdeathsig", "TERM", "--", *args]
-        self._proc = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=self._worker_env(env),
-            start_new_session=True,
-        )
+        # it in order. And it must die with this process however that ends
+        # (os._exit, SIGKILL), from whichever thread we were started: the
+        # scheduler watches the read end of a pipe whose write end only this
+        # process holds (os.pipe() descriptors are not inherited by other
+        # children) and stops with its workers at end of file, when the
+        # kernel closes our end. (PR_SET_PDEATHSIG would fire when the
+        # starting *thread* ends, and needs a preexec_fn, which gRPC's fork
+        # handlers do not survive.)
+        life_r, life_w = os.pipe()
+        args = [*args, "--exit-with-parent-fd", str(life_r)]
+        try:
+            self._proc = subprocess.Popen(
+                args,
+                stdout=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=self._worker_env(env),
+                start_new_session=True,
+                pass_fds=(life_r,),
+            )
+        except BaseException:
+            os.close(life_w)
+            raise
+        finally:
+            os.close(life_r)
+        self._lifeline = life_w
         assert self._proc.stdout is not None
         out = self._proc.stdout
         deadline = time.monotonic() + self._timeout
@@ -408,6 +435,9 @@ class LocalCluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         shutil.rmtree(self._tmp, ignore_errors=True)
         _live.discard(self)
 

@@ -69,6 +69,16 @@ class NoWorkerError(TaskError):
     """No connected worker provides the task's function or resources."""
 
 
+class ResultTooLarge(TaskError):
+    """The task's result is larger than one message can carry (64 MiB).
+
+    Results travel inside gRPC messages until a data plane exists: return
+    a smaller value, or store large data elsewhere and return a reference.
+    """
+
+    wire_type = "tg.ResultTooLarge"
+
+
 class SchedulerError(TaskgridError, ConnectionError):
     """The connection to the scheduler failed."""
 
@@ -90,6 +100,7 @@ _TG_TYPES = {
     "tg.KilledWorker": KilledWorker,
     "tg.WorkerLost": KilledWorker,
     "tg.NoWorker": NoWorkerError,
+    "tg.ResultTooLarge": ResultTooLarge,
 }
 
 
@@ -155,6 +166,48 @@ def rebuild(
                 # __init__ and give it the message as its only argument.
                 exc = cls.__new__(cls)
                 exc.args = (message,)
+    return _decorate(exc, traceback, key, origin_key)
+
+
+# How a Python worker sends an exception object in an error's data (codec
+# pickle): (EXC_FORMAT, type, args, attributes).
+EXC_FORMAT = "taskgrid.exception/1"
+
+
+def restore(
+    pickled: bytes,
+    type_: str,
+    message: str,
+    traceback: str = "",
+    key: str = "",
+    origin_key: str = "",
+) -> BaseException:
+    """The original exception object a Python worker pickled (its type and
+    attributes), with its traceback chained; `rebuild` when it cannot be
+    unpickled here (e.g. its class is not importable)."""
+    import pickle
+
+    exc: object = None
+    try:
+        obj = pickle.loads(pickled)
+        if isinstance(obj, tuple) and len(obj) == 4 and obj[0] == EXC_FORMAT:
+            _, cls, args, state = obj
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                # Without __init__ (its signature may differ from args).
+                exc = cls.__new__(cls, *args)
+                exc.args = tuple(args)
+                if state:
+                    exc.__dict__.update(state)
+        elif isinstance(obj, BaseException):
+            exc = obj
+    except Exception:  # noqa: BLE001 - any failure to unpickle: fall back
+        exc = None
+    if not isinstance(exc, BaseException):
+        return rebuild(type_, message, traceback, key, origin_key)
+    return _decorate(exc, traceback, key, origin_key)
+
+
+def _decorate(exc: BaseException, traceback: str, key: str, origin_key: str) -> BaseException:
     if traceback:
         exc.__cause__ = RemoteTraceback(traceback)
     where = origin_key or key

@@ -46,8 +46,8 @@ from typing import Any
 import grpc
 
 from .. import _codec, _context
-from .._rpc import normalize_address, pb, pb_grpc, sync_channel
-from ..errors import type_name
+from .._rpc import MAX_SEND, normalize_address, pb, pb_grpc, sync_channel
+from ..errors import EXC_FORMAT, type_name
 from ..security import Security
 from . import registry
 from .builtins import BUILTINS
@@ -61,6 +61,15 @@ BATCH_MAX_ITEMS = 4096
 BATCH_MAX_BYTES = 4 * 1024 * 1024
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 2.0
 POLL_S = 0.2  # how often the request generator looks at stop/drain flags
+# The largest result one WorkerMessage can carry: the protocol's 64 MiB
+# message limit (the scheduler's default --max-message) less room for the
+# message's other fields. Larger results fail with tg.ResultTooLarge.
+RESULT_MAX_BYTES = MAX_SEND - 64 * 1024
+# A lent link no longer lent disconnects after this long without work.
+LINGER_S = 1.0
+# A task still waiting on nested futures after this long lends its thread
+# to the scheduler as a one-thread link (see Worker.secede).
+LEND_DELAY_S = 0.02
 
 _MEMORY = pb.TASK_STATE_MEMORY
 _ERRED = pb.TASK_STATE_ERRED
@@ -109,6 +118,48 @@ def load_preload(spec: str) -> None:
         mod_spec.loader.exec_module(module)
     else:
         importlib.import_module(spec)
+
+
+# A pickled exception larger than this is not sent (the error's type,
+# message and traceback still are).
+ERROR_DATA_MAX_BYTES = 1024 * 1024
+ERROR_TEXT_MAX_CHARS = 1024 * 1024
+
+
+def _pickled_error(e: BaseException) -> bytes:
+    """The exception object, pickled, so the client can raise it with its
+    attributes (b"" when it does not pickle, or is too large)."""
+    # Not the object itself: exceptions whose __init__ takes other arguments
+    # than their args do not unpickle (a classic pickle pitfall). Its type,
+    # args and attributes (errors.restore builds it without __init__); not
+    # its traceback, cause or context (the traceback travels as text).
+    state = dict(getattr(e, "__dict__", {}))
+    try:
+        data = _codec.dumps((EXC_FORMAT, type(e), e.args, state))
+    except BaseException:  # noqa: BLE001 - some attribute does not pickle: drop those
+        for name, value in list(state.items()):
+            try:
+                _codec.dumps(value)
+            except BaseException:  # noqa: BLE001
+                del state[name]
+        try:
+            data = _codec.dumps((EXC_FORMAT, type(e), e.args, state))
+        except BaseException:  # noqa: BLE001 - the type or args do not pickle
+            return b""
+    return data if len(data) <= ERROR_DATA_MAX_BYTES else b""
+
+
+def _too_large(t: Task, data: bytes, codec: str) -> tuple[str, str, str]:
+    # Sending it would break the stream, and the scheduler would blame the
+    # task for a lost worker: fail it at once instead, and keep working.
+    msg = (
+        f"the result of task {t.key!r} is {len(data):,} bytes (codec {codec}), over the "
+        f"{RESULT_MAX_BYTES:,}-byte limit of one message ({RESULT_MAX_BYTES / 2**20:.1f} MiB); "
+        "results travel inside messages: return a smaller value (or store large data "
+        "elsewhere and return a reference)"
+    )
+    logger.warning("%s", msg)
+    return "tg.ResultTooLarge", msg, ""
 
 
 class _Outbox:
@@ -218,6 +269,16 @@ class Worker:
         self._why = ""
         self._call: Any = None
         self._said_goodbye = False
+        # Seceded tasks -> the timer that will lend their thread, or the
+        # lent link (a one-thread Worker) serving it; see secede().
+        self._lent: dict[Task, Any] = {}
+        self._links: list[Worker] = []  # every lent link still running
+        self._idle_links: list[Worker] = []  # lingering, ready to be lent again
+        self._nlent = 0
+        self._lend_lock = threading.Lock()
+        self._lender: Worker | None = None  # set on a lent link: its worker
+        self._linger_since = 0.0  # on a link: when its task rejoined (0: lent)
+        self._last_assign = 0.0  # on a link: when work last arrived
 
     def __repr__(self) -> str:
         return f"<taskgrid.Worker {self.name!r} {self.address} nthreads={self.nthreads}>"
@@ -271,6 +332,7 @@ class Worker:
             if not self._executor.wait_idle(max(grace, 0.5)):
                 logger.warning("tasks did not stop; exiting without waiting for them")
         finally:
+            self._stop_lent_links(join=True)
             self._executor.stop()
             with self._client_lock:
                 client, self._client = self._client, None
@@ -339,6 +401,8 @@ class Worker:
         while True:
             if self._dead_session == sid:
                 return
+            if self._lender is not None and not self._closing:
+                self._linger_over()
             if self._stop.is_set() and not self._closing:
                 self._begin_close(sid)
             if (self._closing or self._draining) and self._executor.idle() and self._outbox.empty():
@@ -385,6 +449,8 @@ class Worker:
                     key=key,
                     state=state,
                     attempt=attempt,
+                    data=data,  # the pickled exception, if any
+                    codec=codec if data else "",
                     error=pb.TaskError(type=error[0], message=error[1], traceback=error[2]),
                 )
         if released:
@@ -416,6 +482,7 @@ class Worker:
             if self._executor.steal(key):
                 self._outbox.push_released(sid, key)
         if msg.assign:
+            self._last_assign = time.monotonic()
             if self._closing or self._draining:
                 for a in msg.assign:
                     self._outbox.push_released(sid, a.key)
@@ -452,8 +519,10 @@ class Worker:
         try:
             data, codec = self._execute(t, t.assignment)
             out: _Result = (t.key, _MEMORY, data, codec, None, t.attempt)
+            if len(data) + len(t.key) + 64 > RESULT_MAX_BYTES:
+                out = (t.key, _ERRED, b"", "", _too_large(t, data, codec), t.attempt)
         except BaseException as e:  # noqa: BLE001 - reported to the scheduler
-            out = (t.key, _ERRED, b"", "", self._error(e), t.attempt)
+            out = (t.key, _ERRED, _pickled_error(e), _codec.PICKLE, self._error(e), t.attempt)
         finally:
             _context.clear_current()
             t.assignment = None  # let the input and dependency data go
@@ -497,19 +566,109 @@ class Worker:
             tb = tb.tb_next
         text = "".join(traceback.format_exception(type(e), e, tb or e.__traceback__))
         wire = getattr(type(e), "wire_type", None) or type_name(e)
-        return wire, str(e), text
+        return wire, str(e)[:ERROR_TEXT_MAX_CHARS], text[-ERROR_TEXT_MAX_CHARS:]
 
     # -- nested work ----------------------------------------------------------
 
+    # A task that waits on nested futures secedes: it gives its executor slot
+    # back, so this worker's queued tasks can run. That alone does not stop a
+    # deadlock: the scheduler still counts the waiting task against this
+    # worker's threads (and prefetch), so once every worker holds only
+    # waiting parents it sends them no children. Until the protocol can
+    # report a seceded task (see the README's known limits), a task that is
+    # still waiting after LEND_DELAY_S lends its thread to the scheduler as a
+    # separate one-thread link (a Worker named "<name>-lent-N", same
+    # functions and credentials, no resources, no launch id), which the
+    # scheduler feeds like any worker. When the task rejoins, the link
+    # lingers: it runs what it is still sent, is reused by the next task
+    # that waits, and disconnects once it has had no work for LINGER_S. (A
+    # link cannot disconnect at once: the scheduler may have assignments to
+    # it in flight, which it would count as lost with the link.) So a
+    # waiting task always frees a thread's worth of capacity, at any depth.
+
     def secede(self, t: Task) -> bool:
-        return self._executor.secede(t)
+        if not self._executor.secede(t):
+            return False
+        if not self._stop.is_set():
+            timer = threading.Timer(LEND_DELAY_S, self._lend, (t,))
+            timer.daemon = True
+            with self._lend_lock:
+                self._lent[t] = timer
+            timer.start()
+        return True
 
     def rejoin(self, t: Task) -> None:
+        with self._lend_lock:
+            lent = self._lent.pop(t, None)
+            if isinstance(lent, Worker):
+                lent._linger_since = time.monotonic()
+                self._idle_links.append(lent)
+        if isinstance(lent, threading.Timer):
+            lent.cancel()
         self._executor.rejoin(t)
+
+    def _lend(self, t: Task) -> None:
+        with self._lend_lock:
+            if not isinstance(self._lent.get(t), threading.Timer):
+                return  # rejoined meanwhile
+            if self._stop.is_set():
+                del self._lent[t]
+                return
+            if self._idle_links:
+                link = self._idle_links.pop()
+                link._linger_since = 0.0
+                self._lent[t] = link
+                return
+            self._nlent += 1
+            link = Worker(
+                self.address,
+                nthreads=1,
+                name=f"{self.name}-lent-{self._nlent}",
+                security=self.security,
+                heartbeat_ms=int(self._heartbeat_s * 1000),
+                launch_id="",
+            )
+            link._lender = self
+            self._lent[t] = link
+            self._links.append(link)
+            link.start()
+        logger.debug("task %s waits on nested work: lent its thread as %s", t.key, link.name)
+
+    def _linger_over(self) -> bool:
+        """On a lent link (request generator): True once it has lingered
+        idle for LINGER_S; it then leaves its lender's pool and stops."""
+        lender = self._lender
+        if lender is None or not self._linger_since or not self._executor.idle():
+            return False
+        now = time.monotonic()
+        if now - max(self._linger_since, self._last_assign) < LINGER_S:
+            return False
+        with lender._lend_lock:
+            if not self._linger_since or self not in lender._idle_links:
+                return False  # lent again meanwhile
+            lender._idle_links.remove(self)
+            lender._links.remove(self)
+        self._stop.set()
+        return True
+
+    def _stop_lent_links(self, join: bool) -> None:
+        with self._lend_lock:
+            timers = [x for x in self._lent.values() if isinstance(x, threading.Timer)]
+            links, self._links, self._idle_links, self._lent = self._links, [], [], {}
+        for timer in timers:
+            timer.cancel()
+        for link in links:
+            link._stop.set()
+            link._outbox.wake()
+        if join:
+            for link in links:
+                link.stop(STOP_GRACE_S)
 
     @property
     def client(self) -> Any:
         """A client to this worker's scheduler with its credentials (shared)."""
+        if self._lender is not None:
+            return self._lender.client  # a lent link: its worker's client
         with self._client_lock:
             if self._client is None:
                 # The one use of the client layer, which sits above this one

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// nested_test.go: nested work never deadlocks a full cluster: more
+// waiting parents than worker threads, at one level and recursively.
+
+package taskgrid_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	taskgrid "github.com/taskgrid/taskgrid/bindings/go"
+	"github.com/taskgrid/taskgrid/bindings/go/internal/tgtest"
+)
+
+// nestedFuncs: go.nparent(i) maps 4 go.nchild tasks and waits for them
+// (Gather, or each Future.Result); go.tree(d) waits on two go.tree(d-1).
+func nestedFuncs(perFuture bool) map[string]taskgrid.Func {
+	child := taskgrid.JSONFunc(func(_ context.Context, args []json.RawMessage) (any, error) {
+		var x float64
+		err := json.Unmarshal(args[0], &x)
+		return 2 * x, err
+	})
+	parent := taskgrid.JSONFunc(func(ctx context.Context, args []json.RawMessage) (any, error) {
+		var i int
+		if err := json.Unmarshal(args[0], &i); err != nil {
+			return nil, err
+		}
+		nc, err := taskgrid.ClientFromContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var tasks []taskgrid.Task
+		for j := range 4 {
+			tasks = append(tasks, jsonTask("go.nchild", fmt.Sprint(10*i+j)))
+		}
+		fs, err := nc.SubmitMany(ctx, tasks)
+		if err != nil {
+			return nil, err
+		}
+		if !perFuture {
+			if err := nc.Gather(ctx, fs...); err != nil {
+				return nil, err
+			}
+		}
+		sum := 0.0
+		for _, f := range fs {
+			var v float64
+			if err := f.Decode(ctx, &v); err != nil {
+				return nil, err
+			}
+			sum += v
+		}
+		return sum, nil
+	})
+	tree := taskgrid.JSONFunc(func(ctx context.Context, args []json.RawMessage) (any, error) {
+		var d int
+		if err := json.Unmarshal(args[0], &d); err != nil {
+			return nil, err
+		}
+		if d == 0 {
+			return 1, nil
+		}
+		nc, err := taskgrid.ClientFromContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		fs, err := nc.SubmitMany(ctx, []taskgrid.Task{
+			jsonTask("go.tree", fmt.Sprint(d-1)), jsonTask("go.tree", fmt.Sprint(d-1))})
+		if err != nil {
+			return nil, err
+		}
+		if err := nc.Gather(ctx, fs...); err != nil {
+			return nil, err
+		}
+		sum := 0.0
+		for _, f := range fs {
+			var v float64
+			if err := f.Decode(ctx, &v); err != nil {
+				return nil, err
+			}
+			sum += v
+		}
+		return sum, nil
+	})
+	return map[string]taskgrid.Func{"go.nchild": child, "go.nparent": parent, "go.tree": tree}
+}
+
+// twoByOne: a scheduler and 2 Go workers x 1 thread.
+func twoByOne(t *testing.T, perFuture bool) *taskgrid.Client {
+	addr := tgtest.Scheduler(t, "--launcher", "none")
+	c := dial(t, addr)
+	for i := range 2 {
+		goWorker(t, addr, nestedFuncs(perFuture), taskgrid.WithNThreads(1), taskgrid.WithName(fmt.Sprintf("g%d", i)))
+	}
+	waitForWorkers(t, c, 2)
+	return c
+}
+
+func TestMoreWaitingParentsThanSlots(t *testing.T) {
+	for _, perFuture := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Gather", true: "Result"}[perFuture], func(t *testing.T) {
+			c := twoByOne(t, perFuture)
+			ctx := testContext(t)
+			var tasks []taskgrid.Task
+			for i := range 6 {
+				tasks = append(tasks, jsonTask("go.nparent", fmt.Sprint(i)))
+			}
+			fs, err := c.SubmitMany(ctx, tasks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Gather(ctx, fs...); err != nil {
+				t.Fatalf("6 waiting parents on 2 x 1 threads: %v", err)
+			}
+			for i, f := range fs {
+				var got float64
+				if err := f.Decode(ctx, &got); err != nil {
+					t.Fatal(err)
+				}
+				if want := float64(2 * (40*i + 6)); got != want {
+					t.Errorf("parent %d = %v, want %v", i, got, want)
+				}
+			}
+			// The lent links end once their parents rejoined.
+			waitForWorkers(t, c, 2)
+		})
+	}
+}
+
+func TestRecursiveNesting(t *testing.T) {
+	c := twoByOne(t, false)
+	ctx := testContext(t)
+	f, err := c.Submit(ctx, jsonTask("go.tree", "4")) // 15 waiting at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	if err := f.Decode(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != 16 {
+		t.Errorf("go.tree(4) = %v, want 16", got)
+	}
+}
