@@ -17,6 +17,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "transport/grpc_util.h"
@@ -416,6 +417,68 @@ void tg__scall_role(const tg__scall *c, char *buf, size_t len)
     grpc_auth_context_release(ac);
 }
 
+/*
+ * What a refused TLS handshake means, from the OpenSSL reason gRPC logs.
+ * gRPC C core 1.51 refuses a client certificate inside the handshake and
+ * tells the application nothing (the client only sees "Socket closed"),
+ * so its own log line is the one place the reason appears.
+ */
+static const char *handshake_meaning(const char *msg)
+{
+    static const struct {
+        const char *reason;
+        const char *meaning;
+    } known[] = {
+        {"peer did not return a certificate",
+         "the client presented no certificate"},
+        {"certificate verify failed",
+         "the client's certificate is not signed by the cluster CA, or has "
+         "expired or is not valid yet"},
+        {"unknown ca", "the client does not trust this scheduler's CA"},
+        {"certificate expired", "a certificate has expired"},
+        {"wrong version number", "the client does not speak TLS"},
+        {"http request", "the client does not speak TLS"},
+    };
+
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strstr(msg, known[i].reason) != NULL)
+            return known[i].meaning;
+    return "see the reason";
+}
+
+/*
+ * gRPC's own log lines, in the daemon's log format. A refused handshake
+ * becomes one clear line with its meaning and OpenSSL's reason; the rest
+ * keep gRPC's severity. Runs on gRPC's threads: only writes a line.
+ */
+static void grpc_log_line(gpr_log_func_args *a)
+{
+    static const char marker[] = "Handshake failed with fatal error ";
+    const char *m = a->message ? a->message : "";
+    const char *h = strstr(m, marker);
+
+    if (h != NULL) {
+        const char *reason = strrchr(h, ':');
+
+        reason = reason ? reason + 1 : h + sizeof(marker) - 1;
+        while (*reason == ' ')
+            reason++;
+        int n = (int)strlen(reason);
+
+        while (n > 0 && (reason[n - 1] == '.' || reason[n - 1] == '\n'))
+            n--;
+        TG_LOG_WARN("refused a TLS handshake: %s (%.*s)", handshake_meaning(m),
+                    n, reason);
+        return;
+    }
+    if (a->severity == GPR_LOG_SEVERITY_ERROR)
+        TG_LOG_ERROR("grpc: %s", m);
+    else if (a->severity == GPR_LOG_SEVERITY_INFO)
+        TG_LOG_INFO("grpc: %s", m);
+    else
+        TG_LOG_DEBUG("grpc: %s", m);
+}
+
 int tg__server_new(tg__server **out, const tg__server_opts *opts,
                    const tg__method *methods, size_t nmethods,
                    const tg__server_ops *ops, void *ud)
@@ -439,6 +502,8 @@ int tg__server_new(tg__server **out, const tg__server_opts *opts,
                              "listening on %s needs a CA, a certificate and "
                              "a key",
                              opts->listen);
+    if (tls)
+        gpr_set_log_function(grpc_log_line);
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory");

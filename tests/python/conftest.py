@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 import pytest
@@ -56,11 +56,12 @@ def _scheduler_bin() -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def run_scheduler(args: list[str]) -> Iterator[str]:
+def run_scheduler(args: list[str], stderr: Any = None) -> Iterator[str]:
     """Run taskgrid-scheduler ARGS (its --listen among them) until the
-    block ends; yields the host:port it printed."""
+    block ends; yields the host:port it printed. Its log goes to `stderr`
+    (a file, or None for this process's)."""
     proc = subprocess.Popen([str(_scheduler_bin()), *args],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         assert ready, "scheduler did not print its address within 10 s"
