@@ -45,7 +45,9 @@ for needed in libgrpc.so libgpr.so libcrypto.so libc.so; do
 $dyn"
 done
 # Everything resolves against the NEEDED libraries alone.
-if ldd -r "$lib" 2>&1 | grep -q 'undefined symbol'; then
+# (grep reads whole outputs from here-strings: with pipefail, `cmd | grep
+# -q` can fail when grep exits early and cmd gets SIGPIPE.)
+if grep -q 'undefined symbol' <<<"$(ldd -r "$lib" 2>&1)"; then
   ldd -r "$lib" 2>&1 | grep 'undefined symbol' | head
   fail "undefined symbols in $lib"
 fi
@@ -69,8 +71,9 @@ cc -o diamond diamond.c $(pkg-config --cflags --libs taskgrid) \
   -Wl,-rpath,"$(pkg-config --variable=libdir taskgrid)"
 # shellcheck disable=SC2046
 cc -o diamond-static diamond.c $(pkg-config --cflags --libs taskgrid-static)
-ldd diamond | grep -q "$prefix/lib/libtaskgrid.so.0" || fail "diamond does not use the installed libtaskgrid.so"
-if ldd diamond-static | grep -q libtaskgrid; then fail "diamond-static needs libtaskgrid.so"; fi
+grep -q "$prefix/lib/libtaskgrid.so.0" <<<"$(ldd diamond)" ||
+  fail "diamond does not use the installed libtaskgrid.so"
+if grep -q libtaskgrid <<<"$(ldd diamond-static)"; then fail "diamond-static needs libtaskgrid.so"; fi
 
 # Only the install's programs and the system's on PATH; nothing else.
 clean=(env -i "HOME=$tmp" "TMPDIR=$tmp" "PATH=$prefix/bin:/usr/bin:/bin")

@@ -96,7 +96,7 @@ gobin() {
   echo "$d"
 }
 STATICCHECK="$(gobin)/staticcheck"
-if ! "$STATICCHECK" -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
+if ! grep -qF "(${STATICCHECK_VERSION#v})" <<<"$("$STATICCHECK" -version 2>/dev/null)"; then
   echo "lint: installing staticcheck $STATICCHECK_VERSION"
   # From the module's folder, so it is built by the Go the module asks for
   # (an older go fetches that toolchain itself): staticcheck can only check
