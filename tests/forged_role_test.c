@@ -105,20 +105,6 @@ static const char *P(const char *name, const char *suffix)
     return b;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = calloc(1, 1 << 16);
-    size_t n;
-
-    assert_non_null(f);
-    assert_non_null(buf);
-    n = fread(buf, 1, (1 << 16) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void forge_files(const forged *f)
 {
     tgt_forge spec = {f->attrs, f->nattrs, f->sans, f->nsans, 0};
@@ -139,9 +125,9 @@ static tg__chan *chan_as(const char *name, char *pem[3])
     tg__rpc_sec sec = {NULL, NULL, NULL, NULL};
     tg__chan *ch = NULL;
 
-    pem[0] = slurp(P("ca", ".pem"));
-    pem[1] = slurp(P(name, ".pem"));
-    pem[2] = slurp(P(name, "-key.pem"));
+    pem[0] = th_slurp(P("ca", ".pem"));
+    pem[1] = th_slurp(P(name, ".pem"));
+    pem[2] = th_slurp(P(name, "-key.pem"));
     sec.ca_pem = pem[0];
     sec.cert_pem = pem[1];
     sec.key_pem = pem[2];
@@ -205,8 +191,8 @@ static int group_setup(void **state)
     o.hosts = "localhost,127.0.0.1";
     if (tg__certs_write_dir(dir, &o) != TG_OK)
         fail_msg("certificates: %s", tg_error_last());
-    ca_pem = slurp(P("ca", ".pem"));
-    ca_key = slurp(P("ca-key", ".pem"));
+    ca_pem = th_slurp(P("ca", ".pem"));
+    ca_key = th_slurp(P("ca-key", ".pem"));
     for (size_t i = 0; i < N(fakes); i++)
         forge_files(&fakes[i]);
     forge_files(&uri_wins);

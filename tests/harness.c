@@ -292,3 +292,17 @@ double th_number(tg_future *f)
     buf[n] = '\0';
     return strtod(buf, NULL);
 }
+
+char *th_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = calloc(1, 1 << 20);
+    size_t n;
+
+    assert_non_null(f);
+    assert_non_null(buf);
+    n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}

@@ -62,6 +62,10 @@ int th_wait_exit(th_proc *p, int64_t timeout_ms);
 /* Everything the (exited) process wrote to stderr; free() it. */
 char *th_read_err(th_proc *p);
 
+/** The whole file at `path` (at most 1 MiB), NUL-terminated; free(). Fails
+ * the test if it cannot be read. */
+char *th_slurp(const char *path);
+
 void th_close(th_proc *p);
 
 /* Send `sig`, wait (15 s bound, then SIGKILL), close; the wait status. */

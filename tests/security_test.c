@@ -66,20 +66,6 @@ static const char *P(const char *d, const char *name)
     return b;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = calloc(1, 1 << 20);
-    size_t n;
-
-    assert_non_null(f);
-    assert_non_null(buf);
-    n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void write_text(const char *path, const char *text, unsigned mode)
 {
     if (tg__certs_write_file(path, text, mode, true) != TG_OK)
@@ -222,11 +208,11 @@ static int raw_unary(const char *addr, const char *method, const char *ca,
     int rc;
 
     if (ca)
-        sec.ca_pem = pem[0] = slurp(ca);
+        sec.ca_pem = pem[0] = th_slurp(ca);
     if (cert)
-        sec.cert_pem = pem[1] = slurp(cert);
+        sec.cert_pem = pem[1] = th_slurp(cert);
     if (key)
-        sec.key_pem = pem[2] = slurp(key);
+        sec.key_pem = pem[2] = th_slurp(key);
     rc = tg__chan_open(&ch, addr, ca ? &sec : NULL, 0);
     if (rc == TG_OK) {
         /* An empty message is a valid StatusRequest and
@@ -249,7 +235,7 @@ static int raw_unary(const char *addr, const char *method, const char *ca,
 static void issue(const char *name, const char *role, bool ou_only,
                   int64_t not_before_s, int64_t not_after_s)
 {
-    char *cc = slurp(P(dir, "ca.pem")), *ck = slurp(P(dir, "ca-key.pem"));
+    char *cc = th_slurp(P(dir, "ca.pem")), *ck = th_slurp(P(dir, "ca-key.pem"));
     char *cert = NULL, *key = NULL, file[128];
     tg__certs_ca *ca = NULL;
     tg__certs_leaf leaf = {0};
@@ -329,7 +315,7 @@ static void test_security__certs_carry_roles(void **state)
         char *pem;
 
         snprintf(file, sizeof(file), "%s.pem", roles[i]);
-        pem = slurp(P(dir, file));
+        pem = th_slurp(P(dir, file));
         tg__role_from_pem(pem, strlen(pem), role, sizeof(role), NULL, 0);
         assert_string_equal(role, roles[i]);
         free(pem);
@@ -338,12 +324,12 @@ static void test_security__certs_carry_roles(void **state)
         assert_int_equal(st.st_mode & 0777, 0600);
     }
     {
-        char *pem = slurp(P(dir, "ouclient.pem"));
+        char *pem = th_slurp(P(dir, "ouclient.pem"));
 
         tg__role_from_pem(pem, strlen(pem), role, sizeof(role), NULL, 0);
         assert_string_equal(role, "client");
         free(pem);
-        pem = slurp(P(dir, "norole.pem"));
+        pem = th_slurp(P(dir, "norole.pem"));
         tg__role_from_pem(pem, strlen(pem), role, sizeof(role), NULL, 0);
         assert_string_equal(role, "");
         free(pem);
@@ -431,7 +417,7 @@ static void test_security__sdk_checks_before_connecting(void **state)
 
     /* An encrypted key is refused (never a passphrase prompt). */
     {
-        char *pem = slurp(P(dir, "client-key.pem"));
+        char *pem = th_slurp(P(dir, "client-key.pem"));
         BIO *in = BIO_new_mem_buf(pem, -1), *out = BIO_new(BIO_s_mem());
         EVP_PKEY *k = PEM_read_bio_PrivateKey(in, NULL, NULL, NULL);
         char *data = NULL, *text;
@@ -543,9 +529,9 @@ static void test_security__mtls_end_to_end(void **state)
     run_sum(c, "e2e-files", 20);
     tg_client_free(c);
     /* The same material as PEM text in memory. */
-    pem[0] = slurp(P(dir, "ca.pem"));
-    pem[1] = slurp(P(dir, "client.pem"));
-    pem[2] = slurp(P(dir, "client-key.pem"));
+    pem[0] = th_slurp(P(dir, "ca.pem"));
+    pem[1] = th_slurp(P(dir, "client.pem"));
+    pem[2] = th_slurp(P(dir, "client-key.pem"));
     s = (tg_security)TG_SECURITY_INIT;
     s.ca_pem = pem[0];
     s.cert_pem = pem[1];
@@ -641,9 +627,9 @@ static void test_security__client_cannot_register_as_worker(void **state)
     (void)state;
     /* The protocol: WorkerLink/Connect with a client certificate ends
      * with PERMISSION_DENIED naming the role needed. */
-    pem[0] = slurp(P(dir, "ca.pem"));
-    pem[1] = slurp(P(dir, "client.pem"));
-    pem[2] = slurp(P(dir, "client-key.pem"));
+    pem[0] = th_slurp(P(dir, "ca.pem"));
+    pem[1] = th_slurp(P(dir, "client.pem"));
+    pem[2] = th_slurp(P(dir, "client-key.pem"));
     sec.ca_pem = pem[0];
     sec.cert_pem = pem[1];
     sec.key_pem = pem[2];

@@ -367,7 +367,10 @@ type TaskResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	State TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=taskgrid.v1.TaskState" json:"state,omitempty"`
-	// The result bytes (state MEMORY).
+	// The result bytes (state MEMORY). With state ERRED: the error as the
+	// worker serialized it, if it did (e.g. a pickled exception, so that a
+	// Python client can raise the original exception object); dependents
+	// that inherit the error carry the same bytes. Empty otherwise.
 	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 	// Codec tag of `data`.
 	Codec string `protobuf:"bytes,4,opt,name=codec,proto3" json:"codec,omitempty"`
