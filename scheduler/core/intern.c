@@ -10,12 +10,17 @@
 
 int tgs__intern_func(tgs_core *c, tgs_str name, tgs_func **out)
 {
+    if (c->last_func != NULL &&
+        bytes_eq(c->last_func->name, c->last_func->len, name)) {
+        *out = c->last_func;
+        return TGS_OK;
+    }
     uint32_t h = tgs_hash32(name.ptr, name.len);
     size_t pos = tgs_map_start(&c->funcs, h);
     tgs_func *f;
     while ((f = tgs_map_next(&c->funcs, h, &pos)) != NULL) {
         if (bytes_eq(f->name, f->len, name)) {
-            *out = f;
+            *out = c->last_func = f;
             return TGS_OK;
         }
     }
@@ -40,7 +45,7 @@ int tgs__intern_func(tgs_core *c, tgs_str name, tgs_func **out)
     f->plain.starving_pos = NONE;
     f->plain.hash = h;
     tgs_map_insert(&c->funcs, h, f);
-    *out = f;
+    *out = c->last_func = f;
     return TGS_OK;
 }
 
@@ -79,5 +84,13 @@ int tgs__intern_codec(tgs_core *c, tgs_str name, const tgs_istr **out)
     *out = NULL;
     if (name.len == 0)
         return TGS_OK;
-    return tgs__intern_str(&c->codecs, name, out);
+    if (c->last_codec != NULL &&
+        bytes_eq(c->last_codec->s, c->last_codec->len, name)) {
+        *out = c->last_codec;
+        return TGS_OK;
+    }
+    int rc = tgs__intern_str(&c->codecs, name, out);
+    if (rc == TGS_OK)
+        c->last_codec = *out;
+    return rc;
 }

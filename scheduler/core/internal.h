@@ -325,9 +325,14 @@ typedef struct tgs_scale {
 struct tgs_core {
     tgs_core_opts opts;
     int64_t now;
-    tgs_map tasks;        /* key -> tgs_task */
-    tgs_map funcs;        /* name -> tgs_func */
-    tgs_map codecs;       /* name -> tgs_istr */
+    tgs_map tasks;  /* key -> tgs_task */
+    tgs_map funcs;  /* name -> tgs_func */
+    tgs_map codecs; /* name -> tgs_istr */
+    /* The last function and codec interned: tasks of a batch mostly share
+     * them, and a compare is far cheaper than the keyed hash. Interned
+     * names live as long as the core, so these never dangle. */
+    tgs_func *last_func;
+    const tgs_istr *last_codec;
     tgs_map rnames;       /* resource name -> tgs_istr */
     tgs_map classes;      /* classes other than the plain ones */
     tgs_map wmap;         /* id -> tgs_worker */
