@@ -319,9 +319,13 @@ void srv_do_cancel(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     if (!srv_decode(c, taskgrid_v1_CancelRequest_fields, &m, req, len))
         return;
     keys = keys_of(m.keys, m.keys_count);
-    if (keys)
-        tgs_core_cancel(s->core, keys, m.keys_count, tg__now_ms(),
-                        &r.cancelled);
+    if (keys == NULL) {
+        /* Say so rather than answer "none cancelled" unlooked-at. */
+        tg__wire_release(taskgrid_v1_CancelRequest_fields, &m);
+        tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
+        return;
+    }
+    tgs_core_cancel(s->core, keys, m.keys_count, tg__now_ms(), &r.cancelled);
     free(keys);
     tg__wire_release(taskgrid_v1_CancelRequest_fields, &m);
     srv_reply(c, taskgrid_v1_CancelResponse_fields, &r);
@@ -337,8 +341,13 @@ void srv_do_release(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     if (!srv_decode(c, taskgrid_v1_ReleaseRequest_fields, &m, req, len))
         return;
     keys = keys_of(m.keys, m.keys_count);
-    if (keys)
-        tgs_core_release(s->core, keys, m.keys_count, &r.released);
+    if (keys == NULL) {
+        /* Say so rather than answer "none released" unlooked-at. */
+        tg__wire_release(taskgrid_v1_ReleaseRequest_fields, &m);
+        tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
+        return;
+    }
+    tgs_core_release(s->core, keys, m.keys_count, &r.released);
     free(keys);
     tg__wire_release(taskgrid_v1_ReleaseRequest_fields, &m);
     srv_reply(c, taskgrid_v1_ReleaseResponse_fields, &r);
