@@ -18,11 +18,17 @@
 /* Reserved for the event stream; admitted by the access policy already. */
 #define TG_METHOD_WATCH "/taskgrid.v1.Scheduler/Watch"
 #define TG_METHOD_CONNECT "/taskgrid.v1.WorkerLink/Connect"
+#define TG_METHOD_FETCH "/taskgrid.v1.DataService/Fetch"
 #define TG_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
 #define TG_METHOD_HEALTH_WATCH "/grpc.health.v1.Health/Watch"
 
 /* Longest task key, in bytes (TaskSpec.key in the proto; the SDK's
  * TG_KEY_MAX is the same number). */
 #define TG_PROTO_KEY_MAX 1024
+
+/* Largest DataChunk.data, in bytes. */
+#define TG_PROTO_CHUNK_MAX (1u << 20)
+/* Default inline limit (SchedulerMessage.inline_limit), in bytes. */
+#define TG_PROTO_INLINE_LIMIT_DEFAULT (64u << 10)
 
 #endif
