@@ -35,9 +35,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest' 2>/dev/null; then
-  echo "setup: installing grpcio grpcio-tools grpcio-health-checking pytest"
-  "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest
+if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest, cryptography' 2>/dev/null; then
+  echo "setup: installing grpcio grpcio-tools grpcio-health-checking pytest cryptography"
+  "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest cryptography
 fi
 
 # The Python binding and its test extras (Prefect, ...). Always installed

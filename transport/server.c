@@ -22,6 +22,7 @@
 
 #include "transport/grpc_util.h"
 #include "transport/server.h"
+#include "transport/server_tls.h"
 #include "util/address.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -533,16 +534,14 @@ int tg__server_new(tg__server **out, const tg__server_opts *opts,
                 : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
             0);
     if (tls) {
-        grpc_ssl_pem_key_cert_pair pair = {opts->sec->key_pem,
-                                           opts->sec->cert_pem};
-        creds = grpc_ssl_server_credentials_create_ex(
-            opts->sec->ca_pem, &pair, 1,
-            GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+        creds = tg__server_tls_credentials(
+            opts->sec->ca_pem, opts->sec->cert_pem, opts->sec->key_pem);
     } else {
         creds = grpc_insecure_server_credentials_create();
     }
-    s->port = grpc_server_add_http2_port(s->server, target, creds);
-    grpc_server_credentials_release(creds);
+    s->port = creds ? grpc_server_add_http2_port(s->server, target, creds) : 0;
+    if (creds != NULL)
+        grpc_server_credentials_release(creds);
     if (s->port == 0) {
         grpc_server_destroy(s->server);
         grpc_completion_queue_shutdown(s->cq);
@@ -554,6 +553,11 @@ int tg__server_new(tg__server **out, const tg__server_opts *opts,
         free(s->registered);
         free(s);
         tg__rpc_shutdown();
+        if (creds == NULL)
+            return tg__error_set(TG_ETLS,
+                                 "cannot serve TLS on %s: the CA holds no "
+                                 "certificate (or out of memory)",
+                                 opts->listen);
         return tg__error_set(TG_EIO, "cannot listen on %s (in use?)",
                              opts->listen);
     }

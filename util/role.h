@@ -23,8 +23,9 @@
  *  4. An OU inside a multi-valued RDN ("CN=x+OU=worker" as two
  *     attributes) is a real OU attribute the CA signed, and counts.
  *
- * The caller has verified the certificate chain (gRPC did, in the
- * handshake); this function only reads the leaf.
+ * The caller has verified the certificate chain (the transport's
+ * verifier did, in the handshake: util/verify.h); this function only
+ * reads the leaf.
  */
 #ifndef TG_SRC_ROLE_H
 #define TG_SRC_ROLE_H
