@@ -119,8 +119,7 @@ static int load_item(const item *it, const char *pem, char **out)
     return TG_OK;
 }
 
-/* Every certificate in `pem` (at least one), or NULL. */
-static STACK_OF(X509) * read_certs(const char *pem)
+STACK_OF(X509) * tg__tls_read_certs(const char *pem)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
     BIO *b = BIO_new_mem_buf(pem, -1);
@@ -180,7 +179,7 @@ static int check_dates(const item *it, X509 *x)
 
 static int check_ca(const item *it, const char *pem)
 {
-    STACK_OF(X509) *sk = read_certs(pem);
+    STACK_OF(X509) *sk = tg__tls_read_certs(pem);
     char name[600];
     int rc = TG_OK;
 
@@ -209,7 +208,7 @@ static bool is_encrypted(const char *pem)
 static int check_pair(const item *ci, const char *cert_pem, const item *ki,
                       const char *key_pem)
 {
-    STACK_OF(X509) *sk = read_certs(cert_pem);
+    STACK_OF(X509) *sk = tg__tls_read_certs(cert_pem);
     EVP_PKEY *key = NULL;
     BIO *b;
     char cname[600], kname[600];
@@ -274,8 +273,8 @@ static void diagnose(tg__tls *t, const item *ca, const item *cert)
                  cert->who);
         return;
     }
-    cas = read_certs(t->ca_pem);
-    chain = read_certs(t->cert_pem);
+    cas = tg__tls_read_certs(t->ca_pem);
+    chain = tg__tls_read_certs(t->cert_pem);
     store = X509_STORE_new();
     ctx = X509_STORE_CTX_new();
     if (cas == NULL || chain == NULL || store == NULL || ctx == NULL)

@@ -18,6 +18,8 @@
 
 #include <stddef.h>
 
+#include <openssl/x509.h>
+
 #include "taskgrid/security.h"
 #include "taskgrid/status.h"
 
@@ -43,6 +45,12 @@ int tg__tls_load(tg__tls *out, const tg_security *sec, const char *who);
 
 /** Free the texts, wiping the private key first. */
 void tg__tls_clear(tg__tls *t);
+
+/**
+ * Every certificate in the PEM text `pem` (NUL-terminated), in order, or
+ * NULL when it holds none. Free with sk_X509_pop_free(sk, X509_free).
+ */
+STACK_OF(X509) * tg__tls_read_certs(const char *pem);
 
 /*
  * The identity of the worker this process runs: its scheduler address and

@@ -15,44 +15,15 @@
 #include <string.h>
 
 #include "taskgrid/status.h"
+#include "util/tls.h"
 
 struct tg__verifier {
     X509_STORE *store;
 };
 
-/* Every certificate in a PEM text, in order; NULL when there is none. */
-static STACK_OF(X509) * pem_certs(const char *pem)
-{
-    STACK_OF(X509) * sk;
-    BIO *bio;
-    X509 *x;
-
-    if (pem == NULL || *pem == '\0')
-        return NULL;
-    bio = BIO_new_mem_buf(pem, -1);
-    sk = sk_X509_new_null();
-    if (bio == NULL || sk == NULL) {
-        BIO_free(bio);
-        sk_X509_free(sk);
-        return NULL;
-    }
-    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
-        if (!sk_X509_push(sk, x)) {
-            X509_free(x);
-            break;
-        }
-    ERR_clear_error(); /* the end of the text reads as an error */
-    BIO_free(bio);
-    if (sk_X509_num(sk) == 0) {
-        sk_X509_free(sk);
-        return NULL;
-    }
-    return sk;
-}
-
 int tg__verifier_new(tg__verifier **out, const char *ca_pem)
 {
-    STACK_OF(X509) *cas = pem_certs(ca_pem);
+    STACK_OF(X509) *cas = tg__tls_read_certs(ca_pem);
     tg__verifier *v;
     int ok = 1;
 
@@ -171,8 +142,8 @@ static void explain(X509_STORE_CTX *ctx, X509 *leaf, char *why, size_t len)
 int tg__verifier_check(const tg__verifier *v, const char *leaf_pem,
                        const char *chain_pem, char *why, size_t why_len)
 {
-    STACK_OF(X509) *leaf = pem_certs(leaf_pem);
-    STACK_OF(X509) *chain = pem_certs(chain_pem);
+    STACK_OF(X509) *leaf = tg__tls_read_certs(leaf_pem);
+    STACK_OF(X509) *chain = tg__tls_read_certs(chain_pem);
     X509_STORE_CTX *ctx = NULL;
     int rc = TG_ETLS;
 
