@@ -26,6 +26,12 @@
  * TG_KEY_MAX is the same number). */
 #define TG_PROTO_KEY_MAX 1024
 
+/* The TLS name a worker verifies when it fetches from another worker's
+ * DataService (gRPC's target name override): the holder's certificate must
+ * chain to the cluster CA and name it; taskgrid-certs writes it into every
+ * worker certificate. */
+#define TG_PROTO_WORKER_TLS_NAME "taskgrid-worker"
+
 /* Largest DataChunk.data, in bytes. */
 #define TG_PROTO_CHUNK_MAX (1u << 20)
 /* Default inline limit (SchedulerMessage.inline_limit), in bytes. */

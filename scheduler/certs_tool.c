@@ -23,7 +23,9 @@ static const char usage[] =
     "in DIR (which must exist):\n"
     "  ca.pem ca-key.pem          the cluster CA (keep ca-key.pem offline)\n"
     "  scheduler.pem/-key.pem     role scheduler; its names are --hosts\n"
-    "  worker.pem/-key.pem        role worker: may join as a worker\n"
+    "  worker.pem/-key.pem        role worker: may join as a worker and\n"
+    "                             serve results to other workers (TLS\n"
+    "                             name taskgrid-worker)\n"
     "  client.pem/-key.pem        role client: submit, gather, cancel...\n"
     "  admin.pem/-key.pem         role admin: what a client may, and Scale\n"
     "The second form signs one more certificate with DIR/ca.pem and\n"
@@ -66,6 +68,7 @@ static int issue(const char *dir, const char *role, const char *name, int days,
                  const char *hosts, bool force)
 {
     char path[PATH_MAX], *ca_cert, *ca_key, *cert = NULL, *key = NULL;
+    char names[4096];
     tg__certs_ca *ca = NULL;
     tg__certs_leaf leaf = {0};
     int rc;
@@ -92,8 +95,14 @@ static int issue(const char *dir, const char *role, const char *name, int days,
         goto fail;
     leaf.cn = name;
     leaf.role = role;
+    leaf.server = strcmp(role, "scheduler") == 0 || strcmp(role, "worker") == 0;
+    if (strcmp(role, "worker") == 0) {
+        /* The name other workers verify when they fetch from it. */
+        snprintf(names, sizeof(names), "%s%s%s", TG__CERTS_WORKER_NAME,
+                 hosts ? "," : "", hosts ? hosts : "");
+        hosts = names;
+    }
     leaf.hosts = hosts;
-    leaf.server = strcmp(role, "scheduler") == 0;
     leaf.validity.not_before_s = -3600;
     leaf.validity.not_after_s = (int64_t)days * 86400;
     if ((rc = tg__certs_issue(ca, &leaf, &cert, &key)) != TG_OK)

@@ -424,13 +424,16 @@ int tg__certs_write_file(const char *path, const char *text, unsigned mode,
     return TG_OK;
 }
 
-/* The roles of a cluster, and whether each is a server. */
+/* The roles of a cluster, and whether each is a server. A worker serves
+ * its results to other workers (DataService) under the fixed name
+ * TG__CERTS_WORKER_NAME, since workers' addresses are not known when
+ * certificates are made. */
 static const struct {
     const char *role;
     bool server;
 } roles[] = {
     {"scheduler", true},
-    {"worker", false},
+    {"worker", true},
     {"client", false},
     {"admin", false},
 };
@@ -525,7 +528,10 @@ int tg__certs_write_dir(const char *dir, const tg__certs_dir_opts *opts)
         snprintf(cn, sizeof(cn), "taskgrid %s", roles[i].role);
         leaf.cn = cn;
         leaf.role = roles[i].role;
-        leaf.hosts = roles[i].server ? o.hosts : NULL;
+        leaf.hosts = !roles[i].server ? NULL
+                     : strcmp(roles[i].role, "worker") == 0
+                         ? TG__CERTS_WORKER_NAME
+                         : o.hosts;
         leaf.server = roles[i].server;
         leaf.validity = v;
         if ((rc = tg__certs_issue(ca, &leaf, &cert, &key)) != TG_OK)

@@ -19,6 +19,10 @@
 
 /* The URI SAN prefix that carries a certificate's role. */
 #define TG__CERTS_ROLE_URI "taskgrid:role="
+/* The DNS name every worker certificate carries (besides the worker role):
+ * a worker fetching a result from another verifies the holder's
+ * certificate for this name (proto/methods.h TG_PROTO_WORKER_TLS_NAME). */
+#define TG__CERTS_WORKER_NAME "taskgrid-worker"
 
 /* A CA: its certificate and private key. Opaque. */
 typedef struct tg__certs_ca tg__certs_ca;

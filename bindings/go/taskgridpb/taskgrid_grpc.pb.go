@@ -500,7 +500,11 @@ type DataServiceClient interface {
 	// The bytes of `key`, in order, in chunks of at most 1 MiB (a result of
 	// any size). A key the worker does not hold (unknown, freed) ends the
 	// call with NOT_FOUND at once. Over mutual TLS only certificates with the
-	// worker role may call it (PERMISSION_DENIED otherwise).
+	// worker role may call it (PERMISSION_DENIED otherwise), and the caller
+	// verifies the holder's certificate against the cluster CA for the TLS
+	// name "taskgrid-worker" (not the holder's host name, which is not known
+	// when certificates are made); taskgrid-certs writes that name into every
+	// worker certificate.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DataChunk], error)
 }
 
@@ -538,7 +542,11 @@ type DataServiceServer interface {
 	// The bytes of `key`, in order, in chunks of at most 1 MiB (a result of
 	// any size). A key the worker does not hold (unknown, freed) ends the
 	// call with NOT_FOUND at once. Over mutual TLS only certificates with the
-	// worker role may call it (PERMISSION_DENIED otherwise).
+	// worker role may call it (PERMISSION_DENIED otherwise), and the caller
+	// verifies the holder's certificate against the cluster CA for the TLS
+	// name "taskgrid-worker" (not the holder's host name, which is not known
+	// when certificates are made); taskgrid-certs writes that name into every
+	// worker certificate.
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[DataChunk]) error
 	mustEmbedUnimplementedDataServiceServer()
 }
