@@ -24,6 +24,11 @@
 // futures its executor slot is lent to other tasks, so nested work cannot
 // deadlock a full worker.
 //
+// Data: small results travel inline through the scheduler; a result over
+// the scheduler's inline limit stays on the worker that made it, which
+// serves it to dependents on other workers (DataService.Fetch) and
+// uploads it in chunks for a client's Gather (see [WithDataListen]).
+//
 // Throughput: tasks travel in batches both ways. SubmitMany sends a graph in
 // one Submit message (split at 10,000 tasks), Gather waits on many futures
 // over one stream, and a worker sends every result that is waiting in one

@@ -63,7 +63,9 @@ var (
 	ErrUnknownKey = errors.New("taskgrid: key not known to the scheduler")
 	// ErrResultTooLarge matches the TaskError of a task whose result was
 	// larger than one message can carry (error type "tg.ResultTooLarge",
-	// from a Go, C or Python worker): results travel inside messages.
+	// from a Go, C or Python worker without a data service, which sends
+	// every result inside a message, or from the scheduler for a Gather
+	// that does not take chunks).
 	ErrResultTooLarge = errors.New("taskgrid: result too large for one message")
 	// ErrClosed is returned by calls on a closed Client.
 	ErrClosed = errors.New("taskgrid: client is closed")

@@ -203,10 +203,11 @@ func (c *Client) wait(ctx context.Context, keys []string, waiting map[string][]*
 }
 
 func (c *Client) gatherStream(ctx context.Context, keys []string, waiting map[string][]*Future) error {
-	stream, err := c.rpc.Gather(ctx, &pb.GatherRequest{Keys: keys})
+	stream, err := c.rpc.Gather(ctx, &pb.GatherRequest{Keys: keys, Chunked: true})
 	if err != nil {
 		return callError(ctx, "gather", err)
 	}
+	g := &gathering{waiting: waiting, parts: make(map[string]*partial)}
 	for {
 		resp, err := stream.Recv()
 		if err == io.EOF {
@@ -216,19 +217,85 @@ func (c *Client) gatherStream(ctx context.Context, keys []string, waiting map[st
 			return callError(ctx, "gather", err)
 		}
 		for _, r := range resp.GetResults() {
-			if TaskState(r.GetState()).Final() {
-				for _, f := range waiting[r.GetKey()] {
-					f.settle(r)
-				}
-			}
+			g.result(r)
+		}
+		for _, ch := range resp.GetChunks() {
+			g.chunk(ch)
 		}
 	}
 	for _, k := range keys {
-		if !waiting[k][0].isDone() {
-			return fmt.Errorf("taskgrid: gather: the scheduler ended the stream without answering %q", k)
+		if waiting[k][0].isDone() {
+			continue
 		}
+		if p := g.parts[k]; p != nil {
+			return fmt.Errorf("taskgrid: gather: the scheduler ended the stream after %d of the %d bytes of %q", len(p.buf), p.size, k)
+		}
+		return fmt.Errorf("taskgrid: gather: the scheduler ended the stream without answering %q", k)
 	}
 	return nil
+}
+
+// gathering is the state of one Gather stream: the futures it fills and
+// the results arriving in chunks (GatherRequest.chunked), by key.
+type gathering struct {
+	waiting map[string][]*Future
+	parts   map[string]*partial
+}
+
+// partial is a result whose bytes are arriving in chunks.
+type partial struct {
+	*assembly
+	header *pb.TaskResult
+}
+
+// result applies one TaskResult: a final one settles its futures, except
+// a MEMORY result without its bytes, whose chunks follow. An ERRED result
+// for a key being assembled (its holder was lost) ends the assembly.
+func (g *gathering) result(r *pb.TaskResult) {
+	key := r.GetKey()
+	fs := g.waiting[key]
+	if !TaskState(r.GetState()).Final() || len(fs) == 0 || fs[0].isDone() {
+		return
+	}
+	if r.GetState() == pb.TaskState_TASK_STATE_MEMORY && len(r.GetData()) == 0 && r.GetSize() > 0 {
+		if g.parts[key] == nil {
+			g.parts[key] = &partial{assembly: newAssembly(r.GetSize()), header: r}
+		}
+		return
+	}
+	delete(g.parts, key)
+	g.settle(key, r)
+}
+
+// chunk adds one chunk to its result, settling the futures when the
+// result is complete, or with a "tg.DataCorrupt" error (naming the key)
+// when the chunk does not fit.
+func (g *gathering) chunk(ch *pb.DataChunk) {
+	key := ch.GetKey()
+	p := g.parts[key]
+	if p == nil {
+		return
+	}
+	if err := p.add(ch); err != nil {
+		delete(g.parts, key)
+		g.settle(key, &pb.TaskResult{Key: key, State: pb.TaskState_TASK_STATE_ERRED, Error: &pb.TaskError{
+			Type:    "tg.DataCorrupt",
+			Message: fmt.Sprintf("the result of %q (%d bytes) arrived damaged and was discarded: %v", key, p.size, err),
+		}})
+		return
+	}
+	if p.done() {
+		delete(g.parts, key)
+		r := p.header
+		r.Data = p.buf
+		g.settle(key, r)
+	}
+}
+
+func (g *gathering) settle(key string, r *pb.TaskResult) {
+	for _, f := range g.waiting[key] {
+		f.settle(r)
+	}
 }
 
 // NewKey returns a new unique task key "<fn>-<16 hex digits>", the key

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// large_test.go: a result over the message limit fails its task at once
-// with tg.ResultTooLarge, and the Go worker survives and keeps working;
-// large results that together pass the limit still arrive.
+// large_test.go: on a worker without a data service (every result
+// inline), a result over the message limit fails its task at once with
+// tg.ResultTooLarge, and the Go worker survives and keeps working; large
+// results that together pass the limit still arrive.
 
 package taskgrid_test
 
@@ -37,7 +38,7 @@ func TestResultOverTheMessageLimit(t *testing.T) {
 			return []byte(strconv.Itoa(calls)), nil
 		},
 	}
-	goWorker(t, addr, funcs, taskgrid.WithNThreads(1), taskgrid.WithName("g"))
+	goWorker(t, addr, funcs, taskgrid.WithNThreads(1), taskgrid.WithName("g"), taskgrid.WithDataListen(taskgrid.DataNone))
 	waitForWorkers(t, c, 1)
 	ctx := testContext(t)
 	run := func(fn, in string) ([]byte, error) {

@@ -74,7 +74,7 @@ func (w *Worker) lend(t *task, l *lending) {
 		return
 	}
 	w.nlent++
-	link := &Worker{address: w.address, cfg: w.cfg, funcs: w.funcs, started: true, lender: w}
+	link := &Worker{address: w.address, cfg: w.cfg, funcs: w.funcs, started: true, lender: w, data: w.data}
 	link.cfg.nthreads = 1
 	link.cfg.resources = nil
 	link.cfg.name = fmt.Sprintf("%s-lent-%d", w.Name(), w.nlent)

@@ -30,6 +30,10 @@ type config struct {
 	resources map[string]float64
 	heartbeat time.Duration
 	stopGrace time.Duration
+	// Data service (data.go): listen address, advertised address; "" for
+	// the defaults, DataNone to run none.
+	dataListen  string
+	dataAddress string
 }
 
 // defaultMaxMessage is the scheduler's default message limit (64 MiB).
@@ -101,3 +105,22 @@ func WithResources(r map[string]float64) Option {
 // context given to Run is cancelled (default 10 s); after it they are
 // cancelled and the scheduler reschedules them. Worker only.
 func WithStopGrace(d time.Duration) Option { return func(c *config) { c.stopGrace = d } }
+
+// DataNone, given to WithDataListen, runs the worker without a data
+// service: it registers no data address and sends every result inline.
+const DataNone = "none"
+
+// WithDataListen sets where the worker's data service listens
+// ("HOST:PORT"; port 0 picks a free one). The data service serves the
+// results this worker holds to other workers (DataService.Fetch). Default:
+// 127.0.0.1:0 when the scheduler's address is a loopback literal
+// (127.x.x.x, ::1, localhost), else 0.0.0.0:0. DataNone ("none"): no data
+// service. Worker only.
+func WithDataListen(addr string) Option { return func(c *config) { c.dataListen = addr } }
+
+// WithDataAddress sets the address ("HOST:PORT") the worker advertises for
+// its data service, e.g. a name other workers can resolve. A missing port
+// or port 0 stands for the port the service listens on. Default: the listen
+// host with that port, or the machine's host name when listening on all
+// interfaces. Worker only.
+func WithDataAddress(addr string) Option { return func(c *config) { c.dataAddress = addr } }

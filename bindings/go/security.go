@@ -95,16 +95,9 @@ func transportCredentials(address string, sec *Security) (string, credentials.Tr
 // an expired certificate is named clearly instead of surfacing later as
 // "connection closed".
 func (s *Security) tlsConfig(host string) (*tls.Config, error) {
-	caPEM, err := pemItem("CA", s.CA, s.CAFile)
+	pool, pair, err := s.material()
 	if err != nil {
 		return nil, err
-	}
-	if caPEM == nil {
-		return nil, errors.New("taskgrid: security: the cluster CA is required (CAFile or CA)")
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("taskgrid: security: no PEM certificate in the CA %s", origin(s.CAFile))
 	}
 	cfg := &tls.Config{
 		RootCAs:    pool,
@@ -114,37 +107,56 @@ func (s *Security) tlsConfig(host string) (*tls.Config, error) {
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
+	if pair != nil {
+		cfg.Certificates = []tls.Certificate{*pair}
+	}
+	// Without a pair: server-authenticated TLS only; a scheduler that
+	// requires client certificates refuses it.
+	return cfg, nil
+}
+
+// material loads and checks the CA pool and, when given, this side's
+// certificate and key (nil when neither is given).
+func (s *Security) material() (*x509.CertPool, *tls.Certificate, error) {
+	caPEM, err := pemItem("CA", s.CA, s.CAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if caPEM == nil {
+		return nil, nil, errors.New("taskgrid: security: the cluster CA is required (CAFile or CA)")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, nil, fmt.Errorf("taskgrid: security: no PEM certificate in the CA %s", origin(s.CAFile))
+	}
 	certPEM, err := pemItem("certificate", s.Cert, s.CertFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keyPEM, err := pemItem("key", s.Key, s.KeyFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch {
 	case certPEM == nil && keyPEM == nil:
-		// Server-authenticated TLS only; a scheduler that requires client
-		// certificates refuses it.
+		return pool, nil, nil
 	case certPEM == nil || keyPEM == nil:
-		return nil, errors.New("taskgrid: security: certificate and key go together (give both or neither)")
-	default:
-		pair, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("taskgrid: security: certificate %s / key %s: %w", origin(s.CertFile), origin(s.KeyFile), err)
-		}
-		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
-			now := time.Now()
-			if now.After(leaf.NotAfter) {
-				return nil, fmt.Errorf("taskgrid: security: certificate %s expired on %s", origin(s.CertFile), leaf.NotAfter.Format(time.RFC3339))
-			}
-			if now.Before(leaf.NotBefore) {
-				return nil, fmt.Errorf("taskgrid: security: certificate %s is not valid before %s", origin(s.CertFile), leaf.NotBefore.Format(time.RFC3339))
-			}
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+		return nil, nil, errors.New("taskgrid: security: certificate and key go together (give both or neither)")
 	}
-	return cfg, nil
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("taskgrid: security: certificate %s / key %s: %w", origin(s.CertFile), origin(s.KeyFile), err)
+	}
+	if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
+		now := time.Now()
+		if now.After(leaf.NotAfter) {
+			return nil, nil, fmt.Errorf("taskgrid: security: certificate %s expired on %s", origin(s.CertFile), leaf.NotAfter.Format(time.RFC3339))
+		}
+		if now.Before(leaf.NotBefore) {
+			return nil, nil, fmt.Errorf("taskgrid: security: certificate %s is not valid before %s", origin(s.CertFile), leaf.NotBefore.Format(time.RFC3339))
+		}
+	}
+	return pool, &pair, nil
 }
 
 // pemItem returns inline PEM bytes or a file's contents (nil when neither).

@@ -13,7 +13,8 @@
 //
 // A session does not outlive its stream: when it breaks, the scheduler has
 // already given this worker's tasks to others, so queued tasks are dropped,
-// running ones are cancelled and unsent results are discarded.
+// running ones are cancelled and unsent results are discarded, and the
+// results it held (data.go) are dropped.
 
 package taskgrid
 
@@ -60,6 +61,7 @@ type Worker struct {
 	conn  *grpc.ClientConn
 	exec  *executor
 	start time.Time
+	data  *dataPlane // shared with lent links; set under mu
 
 	// Lent links (lend.go): the lent link serving each seceded task's
 	// thread, or the timer about to start one.
@@ -171,7 +173,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
+	data, err := newDataPlane(w)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.data = data
+	w.mu.Unlock()
+	if data.addr != "" {
+		w.cfg.logger.Info("taskgrid: data service listening", "address", data.addr, "tls", data.useTLS)
+	}
 	w.serve(ctx, conn)
+	data.close()
+	data.logStats(w.cfg.logger)
 	return nil
 }
 
@@ -239,14 +253,15 @@ func (w *Worker) registration() *pb.WorkerMessage {
 	}
 	return &pb.WorkerMessage{
 		Registration: &pb.Register{
-			Name:      w.cfg.name,
-			Nthreads:  uint32(w.cfg.nthreads),
-			Functions: funcs,
-			Resources: resourcesToPB(w.cfg.resources),
-			Agent:     agent + " " + runtime.Version(),
-			Pid:       uint32(os.Getpid()),
-			Host:      host,
-			LaunchId:  launchID,
+			Name:        w.cfg.name,
+			Nthreads:    uint32(w.cfg.nthreads),
+			Functions:   funcs,
+			Resources:   resourcesToPB(w.cfg.resources),
+			Agent:       agent + " " + runtime.Version(),
+			Pid:         uint32(os.Getpid()),
+			Host:        host,
+			LaunchId:    launchID,
+			DataAddress: w.data.addr,
 		},
 		UptimeMs: uptimeMs(w.start),
 	}
@@ -254,13 +269,18 @@ func (w *Worker) registration() *pb.WorkerMessage {
 
 // session is one WorkerLink stream.
 type session struct {
-	w          *Worker
-	stream     pb.WorkerLink_ConnectClient
-	out        *outbox
-	heartbeat  atomic.Int64 // nanoseconds
-	registered bool
-	draining   bool // the scheduler asked us to drain
-	closing    bool // Run's context was cancelled
+	w         *Worker
+	stream    pb.WorkerLink_ConnectClient
+	out       *outbox
+	heartbeat atomic.Int64 // nanoseconds
+	// The results this session holds; nil on a lent link or without a
+	// data service (every result inline).
+	store *store
+	// Results larger than this are held (0: none), from the scheduler.
+	inlineLimit atomic.Uint64
+	registered  bool
+	draining    bool // the scheduler asked us to drain
+	closing     bool // Run's context was cancelled
 }
 
 type received struct {
@@ -283,7 +303,13 @@ func (w *Worker) session(ctx context.Context) (done, registered bool, why error)
 		return false, false, err
 	}
 	s := &session{w: w, stream: stream, out: newOutbox()}
+	s.out.uploaded = &w.data.uploaded
 	s.heartbeat.Store(int64(w.cfg.heartbeat))
+	if w.lender == nil && w.data.addr != "" {
+		s.store = newStore()
+		w.data.setStore(s.store)
+		defer w.data.dropStore(s.store)
+	}
 	if err := stream.Send(w.registration()); err != nil {
 		// The final status says more than "EOF".
 		if _, rerr := stream.Recv(); rerr != nil {
@@ -374,6 +400,17 @@ func (s *session) handle(m *pb.SchedulerMessage) {
 	if hb := m.GetHeartbeatMs(); hb > 0 {
 		s.heartbeat.Store(int64(time.Duration(min(max(hb, 10), 3600000)) * time.Millisecond))
 	}
+	if limit := m.GetInlineLimit(); limit > 0 && s.store != nil {
+		s.inlineLimit.Store(limit)
+	}
+	// Uploads before frees: bytes asked for in the same message as their
+	// free still go out.
+	for _, u := range m.GetUpload() {
+		s.upload(u)
+	}
+	if free := m.GetFree(); len(free) > 0 && s.store != nil {
+		s.store.free(free)
+	}
 	// Cancels first: they refer to earlier assignments. If a key is
 	// cancelled and assigned anew in one message, the new run must live.
 	for _, key := range m.GetCancel() {
@@ -399,6 +436,21 @@ func (s *session) handle(m *pb.SchedulerMessage) {
 		s.draining = true
 		w.cfg.logger.Info("taskgrid: draining: finishing assigned work, then stopping", "name", w.Name())
 	}
+}
+
+// upload queues the bytes of a held result for the scheduler, or reports
+// the key missing.
+func (s *session) upload(u *pb.Upload) {
+	var h heldResult
+	ok := false
+	if s.store != nil {
+		h, ok = s.store.get(u.GetKey())
+	}
+	if !ok {
+		s.out.pushMissing(u.GetKey())
+		return
+	}
+	s.out.pushUpload(&pendingUpload{id: u.GetId(), key: u.GetKey(), h: h})
 }
 
 func (s *session) newTask(a *pb.Assignment) *task {
@@ -460,8 +512,45 @@ func (w *Worker) execute(t *task) {
 	// Before the task counts as finished, so that a stopping worker does
 	// not close the connection under this release.
 	t.releaseNested()
-	w.exec.finish(t, func() { t.sess.out.push(r) })
+	hold := t.sess.prepare(r)
+	w.exec.finish(t, func() { t.sess.deliver(r, hold) })
 	t.cancel()
+}
+
+// prepare decides whether a result stays in the store (it succeeded and is
+// larger than the inline limit) and, if it must go inline, fails it when
+// it is too large for one message.
+func (s *session) prepare(r *pb.TaskResult) (hold bool) {
+	if r.State != pb.TaskState_TASK_STATE_MEMORY {
+		return false
+	}
+	r.Size = uint64(len(r.Data))
+	if limit := s.inlineLimit.Load(); s.store != nil && limit > 0 && r.Size > limit {
+		return true
+	}
+	// A result too large for one message would break the stream (and the
+	// scheduler would blame the task for a lost worker): fail it here.
+	if limit := s.w.cfg.maxMessage - messageHeadroom; resultSize(r) > limit {
+		n, codec := len(r.Data), r.Codec
+		r.State, r.Data, r.Codec, r.Size = pb.TaskState_TASK_STATE_ERRED, nil, "", 0
+		r.Error = &pb.TaskError{Type: "tg.ResultTooLarge", Message: fmt.Sprintf(
+			"the result of task %q is %d bytes (codec %s), over the %d-byte limit of one message (%.1f MiB), "+
+				"and this worker sends results inside messages (it has no data service, or the scheduler sent no inline limit): "+
+				"return a smaller value, or run the worker with a data service",
+			r.Key, n, codec, limit, float64(limit)/(1<<20))}
+		s.w.cfg.logger.Warn("taskgrid: "+r.Error.Message, "task", r.Key)
+	}
+	return false
+}
+
+// deliver (under the executor's lock) keeps a result to hold in the store
+// and queues what goes to the scheduler.
+func (s *session) deliver(r *pb.TaskResult, hold bool) {
+	if hold && s.store.put(r.Key, r.Data, r.Codec) {
+		s.w.data.held.add(len(r.Data))
+		r.Held, r.Data = true, nil
+	}
+	s.out.push(r)
 }
 
 // call runs the task's function and turns its outcome into a TaskResult.
@@ -480,9 +569,11 @@ func (w *Worker) call(t *task) (r *pb.TaskResult) {
 			Message: fmt.Sprintf("function %q is not provided by worker %s", t.a.GetFunc(), w.Name())}
 		return r
 	}
-	deps := make([][]byte, len(t.a.GetDeps()))
-	for i, d := range t.a.GetDeps() {
-		deps[i] = d.GetData()
+	deps, err := w.inputs(t)
+	if err != nil {
+		r.State = pb.TaskState_TASK_STATE_ERRED
+		r.Error = errorToPB(err)
+		return r
 	}
 	out, err := fn(t.ctx, t.a.GetInput(), deps)
 	if err != nil {
@@ -493,16 +584,6 @@ func (w *Worker) call(t *task) (r *pb.TaskResult) {
 	r.State, r.Data, r.Codec = pb.TaskState_TASK_STATE_MEMORY, out, t.codec()
 	if r.Codec == "" {
 		r.Codec = "raw"
-	}
-	// A result too large for one message would break the stream (and the
-	// scheduler would blame the task for a lost worker): fail it here.
-	if limit := w.cfg.maxMessage - messageHeadroom; resultSize(r) > limit {
-		r.State, r.Data, r.Codec = pb.TaskState_TASK_STATE_ERRED, nil, ""
-		r.Error = &pb.TaskError{Type: "tg.ResultTooLarge", Message: fmt.Sprintf(
-			"the result of task %q is %d bytes (codec %s), over the %d-byte limit of one message (%.1f MiB); "+
-				"results travel inside messages: return a smaller value (or store large data elsewhere and return a reference)",
-			t.key, len(out), t.codec(), limit, float64(limit)/(1<<20))}
-		w.cfg.logger.Warn("taskgrid: "+r.Error.Message, "task", t.key)
 	}
 	return r
 }
@@ -528,15 +609,28 @@ func errorToPB(err error) *pb.TaskError {
 // Outgoing: the outbox and the sender
 // ---------------------------------------------------------------------
 
-// outbox collects finished results and handed-back keys until the sender
-// takes them, all at once, into one message.
+// outbox collects finished results, handed-back keys, the chunks of
+// uploads and missing keys until the sender takes them, all at once, into
+// one message (the chunks of an upload spread over several messages, so
+// that results keep flowing between them).
 type outbox struct {
 	mu       sync.Mutex
 	results  []*pb.TaskResult
 	released []string
+	uploads  []*pendingUpload // FIFO; the first one is being sent
+	missing  []string
 	flushing bool // send what is left, then stop
 	aborted  bool // drop everything, stop
 	wake     chan struct{}
+	uploaded *counter // counts each upload sent in full
+}
+
+// pendingUpload is a result on its way up to the scheduler: sent up to off.
+type pendingUpload struct {
+	id  uint64
+	key string
+	h   heldResult
+	off int
 }
 
 func newOutbox() *outbox { return &outbox{wake: make(chan struct{}, 1)} }
@@ -569,10 +663,28 @@ func (o *outbox) pushReleased(keys ...string) {
 	o.poke()
 }
 
+func (o *outbox) pushUpload(u *pendingUpload) {
+	o.mu.Lock()
+	if !o.aborted {
+		o.uploads = append(o.uploads, u)
+	}
+	o.mu.Unlock()
+	o.poke()
+}
+
+func (o *outbox) pushMissing(key string) {
+	o.mu.Lock()
+	if !o.aborted {
+		o.missing = append(o.missing, key)
+	}
+	o.mu.Unlock()
+	o.poke()
+}
+
 func (o *outbox) pending() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.results) + len(o.released)
+	return len(o.results) + len(o.released) + len(o.uploads) + len(o.missing)
 }
 
 func (o *outbox) flush() {
@@ -585,19 +697,67 @@ func (o *outbox) flush() {
 func (o *outbox) abort() {
 	o.mu.Lock()
 	o.aborted = true
-	o.results, o.released = nil, nil
+	o.results, o.released, o.uploads, o.missing = nil, nil, nil, nil
 	o.mu.Unlock()
 	o.poke()
 }
 
-// take removes up to sendMaxItems entries (about sendMaxBytes) and says
-// whether more are waiting and whether the sender should stop once empty.
-func (o *outbox) take() (results []*pb.TaskResult, released []string, more, flushing, aborted bool) {
+// batch is what one WorkerMessage carries.
+type batch struct {
+	results  []*pb.TaskResult
+	released []string
+	chunks   []*pb.DataChunk
+	missing  []string
+}
+
+func (b *batch) empty() bool {
+	return len(b.results) == 0 && len(b.released) == 0 && len(b.chunks) == 0 && len(b.missing) == 0
+}
+
+// take removes what one message carries: up to sendMaxItems results and
+// keys (about sendMaxBytes), up to sendMaxBytes of upload chunks, and the
+// missing keys. It says whether more is waiting and whether the sender
+// should stop once empty.
+func (o *outbox) take() (b batch, more, flushing, aborted bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.aborted {
-		return nil, nil, false, false, true
+		return batch{}, false, false, true
 	}
+	b.results, b.released = o.takeResults()
+	b.chunks = o.takeChunks()
+	b.missing, o.missing = o.missing, nil
+	more = len(o.results) > 0 || len(o.released) > 0 || len(o.uploads) > 0
+	return b, more, o.flushing, false
+}
+
+// takeChunks (under mu) cuts the next chunks of the uploads in order, at
+// most sendMaxBytes of them.
+func (o *outbox) takeChunks() []*pb.DataChunk {
+	var chunks []*pb.DataChunk
+	budget := sendMaxBytes
+	for len(o.uploads) > 0 {
+		u := o.uploads[0]
+		n := min(chunkMax, len(u.h.data)-u.off)
+		if len(chunks) > 0 && n > budget {
+			break
+		}
+		chunks = append(chunks, newChunk(u.h, u.key, u.off, n, u.id))
+		budget -= n
+		if u.off += n; u.off >= len(u.h.data) {
+			o.uploads[0] = nil
+			o.uploads = o.uploads[1:]
+			if o.uploaded != nil {
+				o.uploaded.add(len(u.h.data))
+			}
+		}
+	}
+	return chunks
+}
+
+// takeResults (under mu) removes up to sendMaxItems results and released
+// keys, about sendMaxBytes.
+func (o *outbox) takeResults() (results []*pb.TaskResult, released []string) {
 	n, bytes := 0, 0
 	for n < len(o.results) && n < sendMaxItems && (n == 0 || bytes+resultSize(o.results[n]) < sendMaxBytes) {
 		bytes += resultSize(o.results[n])
@@ -616,7 +776,7 @@ func (o *outbox) take() (results []*pb.TaskResult, released []string, more, flus
 		released = slices.Clone(o.released[:room])
 		o.released = slices.Delete(o.released, 0, room)
 	}
-	return results, released, len(o.results) > 0 || len(o.released) > 0, o.flushing, false
+	return results, released
 }
 
 // resultSize approximates a result's share of a message.
@@ -654,12 +814,12 @@ func (s *session) sendLoop() error {
 				break
 			}
 		}
-		results, released, more, flushing, aborted := s.out.take()
+		b, more, flushing, aborted := s.out.take()
 		if aborted {
 			return nil
 		}
 		hb := time.Duration(s.heartbeat.Load())
-		if len(results) == 0 && len(released) == 0 {
+		if b.empty() {
 			if flushing {
 				return nil
 			}
@@ -668,7 +828,7 @@ func (s *session) sendLoop() error {
 				continue
 			}
 		}
-		m := &pb.WorkerMessage{Results: results, Released: released, UptimeMs: uptimeMs(s.w.start)}
+		m := &pb.WorkerMessage{Results: b.results, Released: b.released, Chunks: b.chunks, Missing: b.missing, UptimeMs: uptimeMs(s.w.start)}
 		if err := s.stream.Send(m); err != nil {
 			return err
 		}

@@ -3,13 +3,20 @@
  * future.c: tg_future and the bookkeeping behind it (see future.h). Futures
  * of one submit live in one block (one malloc for n futures and their
  * keys); results of one Gather message are copied into one block shared by
- * the futures they fill; the keys a client holds are counted in a map so a
- * key is released only when its last future goes. Depends on proto/wire.h
- * for the decoded result type and on gather.c for waiting; no gRPC.
+ * the futures they fill, and results that arrive in chunks are assembled
+ * straight into the block their futures get; the keys a client holds are
+ * counted in a map so a key is released only when its last future goes.
+ * Depends on proto/wire.h for the decoded result type, zlib for CRC-32
+ * and gather.c for waiting; no gRPC.
  */
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <zlib.h>
 
 #include "future.h"
 #include "util/array.h"
@@ -547,8 +554,12 @@ int tg__gmap_init(tg__gmap *m, tg_future *const *fs, size_t n)
     return TG_OK;
 }
 
+static void part_drop(tg__gmap *m, tg__gpart *p);
+
 void tg__gmap_free(tg__gmap *m)
 {
+    while (m->parts != NULL)
+        part_drop(m, m->parts);
     free(m->buckets);
     free(m->keys);
     memset(m, 0, sizeof(*m));
@@ -596,12 +607,23 @@ static const char *put(char **p, tg_pbbuf b)
     return s;
 }
 
-int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
+/* A MEMORY result whose bytes follow as chunks. */
+static bool awaits_chunks(const taskgrid_v1_TaskResult *r)
+{
+    return r->state == taskgrid_v1_TaskState_TASK_STATE_MEMORY &&
+           r->data.len == 0 && r->size > 0;
+}
+
+static int part_start(tg__gmap *m, tg_future *f,
+                      const taskgrid_v1_TaskResult *r);
+
+static int apply_results(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
 {
     size_t total = 0, refs = 0;
     tg__rblock *rb = NULL;
     tg_future **hit;
     char *p;
+    int rc = TG_OK;
 
     if (resp->results_count == 0)
         return TG_OK;
@@ -619,7 +641,7 @@ int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
 
         hit[i] = f;
         if (f != NULL && !tg__state_final(f->state) &&
-            proto_final((int)r->state))
+            proto_final((int)r->state) && !awaits_chunks(r))
             total += result_bytes(r);
     }
     if (total > 0) {
@@ -653,6 +675,13 @@ int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
                 g->state = (tg_task_state)st;
             continue;
         }
+        if (awaits_chunks(r)) {
+            if (f->part == NULL && (rc = part_start(m, f, r)) != TG_OK)
+                break;
+            continue;
+        }
+        if (f->part != NULL)
+            part_drop(m, f->part); /* e.g. its holder was lost mid-way */
         data = put(&p, r->data);
         codec = put(&p, r->codec);
         if (r->has_error) {
@@ -683,5 +712,188 @@ int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
         else
             atomic_store(&rb->refs, refs);
     }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Gather: results that arrive in chunks                               */
+/* ------------------------------------------------------------------ */
+
+/* A result being assembled: its bytes go straight into the block its
+ * futures get (size bytes, a NUL, the codec and a NUL). */
+struct tg__gpart {
+    tg_future *f; /* first future of the key in the map */
+    tg__rblock *rb;
+    uint64_t size, got;
+    const char *codec; /* in rb */
+    tg__gpart *prev, *next;
+};
+
+static void part_drop(tg__gmap *m, tg__gpart *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        m->parts = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->f->part = NULL;
+    free(p->rb);
+    free(p);
+}
+
+/* Final state for every future of f's key (the block `rb`, NULL for none,
+ * is shared by them). */
+static void settle(tg__gmap *m, tg_future *f, tg_task_state st, tg__rblock *rb,
+                   const uint8_t *data, size_t len, const char *codec,
+                   const char *et, const char *em)
+{
+    size_t refs = 0;
+    uint64_t h = f->hash;
+
+    for (tg_future *g = f; g != NULL && same_key(g, h, f->key, f->keylen);
+         g = g->gnext) {
+        g->state = st;
+        g->rb = rb;
+        g->data = data;
+        g->len = len;
+        g->codec = codec;
+        g->etype = et;
+        g->emsg = em;
+        g->etb = g->eorigin = empty;
+        refs++;
+    }
+    if (rb != NULL)
+        atomic_store(&rb->refs, refs);
+    m->pending--;
+}
+
+/* Fail f's key with an error of `type` and a message naming the key. */
+static int settle_error(tg__gmap *m, tg_future *f, const char *type,
+                        const char *fmt, ...)
+{
+    size_t tlen = strlen(type), mlen;
+    tg__rblock *rb;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return tg__error_set(TG_EINTERNAL, "cannot format an error");
+    mlen = (size_t)n;
+    rb = malloc(sizeof(*rb) + tlen + 1 + mlen + 1);
+    if (rb == NULL)
+        return tg__error_set(TG_ENOMEM, "out of memory for results");
+    memcpy(rb->bytes, type, tlen + 1);
+    va_start(ap, fmt);
+    vsnprintf(rb->bytes + tlen + 1, mlen + 1, fmt, ap);
+    va_end(ap);
+    settle(m, f, TG_TASK_ERRED, rb, NULL, 0, empty, rb->bytes,
+           rb->bytes + tlen + 1);
     return TG_OK;
+}
+
+static int part_start(tg__gmap *m, tg_future *f,
+                      const taskgrid_v1_TaskResult *r)
+{
+    tg__gpart *p = calloc(1, sizeof(*p));
+    uint64_t size = r->size;
+    char *q;
+
+    if (p == NULL)
+        return tg__error_set(TG_ENOMEM, "out of memory for results");
+    if (size < SIZE_MAX - sizeof(*p->rb) - r->codec.len - 2)
+        p->rb = malloc(sizeof(*p->rb) + (size_t)size + 1 + r->codec.len + 1);
+    if (p->rb == NULL) {
+        free(p);
+        return settle_error(m, f, "tg.ResultTooLarge",
+                            "the result of '%s' is %" PRIu64
+                            " bytes, more than this process can allocate",
+                            f->key, size);
+    }
+    q = p->rb->bytes + size;
+    *q++ = '\0';
+    p->codec = put(&q, r->codec);
+    p->f = f;
+    p->size = size;
+    p->next = m->parts;
+    if (m->parts)
+        m->parts->prev = p;
+    m->parts = p;
+    f->part = p;
+    return TG_OK;
+}
+
+/* Add one chunk to its result: checked, copied into place; the futures
+ * are filled when the last byte arrived. */
+static int part_chunk(tg__gmap *m, const taskgrid_v1_DataChunk *c)
+{
+    tg_future *f = gmap_find(m, c->key);
+    tg__gpart *p = f ? f->part : NULL;
+    char why[160] = "";
+    uLong crc;
+
+    if (p == NULL || tg__state_final(f->state))
+        return TG_OK; /* not asked for, not being assembled, or failed */
+    if (c->offset != p->got)
+        snprintf(why, sizeof(why),
+                 "a chunk at offset %" PRIu64 " where offset %" PRIu64
+                 " was due",
+                 c->offset, p->got);
+    else if (c->size != p->size)
+        snprintf(why, sizeof(why),
+                 "the chunk at offset %" PRIu64 " gives the size as %" PRIu64
+                 " bytes",
+                 c->offset, c->size);
+    else if (c->data.len > p->size - p->got)
+        snprintf(why, sizeof(why),
+                 "the chunk at offset %" PRIu64
+                 " (%zu bytes) runs past the size",
+                 c->offset, c->data.len);
+    if (why[0] != '\0') {
+        uint64_t size = p->size;
+
+        part_drop(m, p);
+        return settle_error(m, f, "tg.DataCorrupt",
+                            "the result of '%s' (%" PRIu64
+                            " bytes) arrived damaged and was discarded: %s",
+                            f->key, size, why);
+    }
+    crc = crc32_z(0L, c->data.len ? c->data.ptr : Z_NULL, c->data.len);
+    if (crc != c->crc32) {
+        uint64_t size = p->size;
+
+        part_drop(m, p);
+        return settle_error(m, f, "tg.DataCorrupt",
+                            "the result of '%s' (%" PRIu64
+                            " bytes) arrived damaged and was discarded: "
+                            "CRC-32 mismatch in the chunk at offset %" PRIu64
+                            " (%zu bytes): computed %08lx, the chunk says "
+                            "%08" PRIx32,
+                            f->key, size, c->offset, c->data.len,
+                            (unsigned long)crc, c->crc32);
+    }
+    if (c->data.len)
+        memcpy(p->rb->bytes + p->got, c->data.ptr, c->data.len);
+    p->got += c->data.len;
+    if (p->got == p->size) {
+        tg__rblock *rb = p->rb;
+
+        p->rb = NULL; /* now the futures' */
+        settle(m, f, TG_TASK_MEMORY, rb, (const uint8_t *)rb->bytes,
+               (size_t)p->size, p->codec, empty, empty);
+        part_drop(m, p);
+    }
+    return TG_OK;
+}
+
+int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
+{
+    int rc = apply_results(m, resp);
+
+    for (pb_size_t i = 0; rc == TG_OK && i < resp->chunks_count; i++)
+        rc = part_chunk(m, &resp->chunks[i]);
+    return rc;
 }

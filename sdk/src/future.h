@@ -21,6 +21,7 @@
 typedef struct tg__shared tg__shared;
 typedef struct tg__fslab tg__fslab;
 typedef struct tg__rblock tg__rblock;
+typedef struct tg__gpart tg__gpart;
 
 struct tg_future {
     tg__fslab *slab; /* block this future lives in */
@@ -30,6 +31,8 @@ struct tg_future {
     tg_future *lprev; /* live-key map bucket chain (under sh->mu) */
     tg_future *lnext;
     tg_future *gnext; /* per-gather-call chain (caller's thread only) */
+    tg__gpart *part;  /* per-gather-call: the result being assembled from
+                         chunks, on the first future of its key */
     bool live;        /* in the live-key map */
     tg_task_state state;
     tg__rblock *rb; /* owns the strings below when final */
@@ -108,7 +111,8 @@ typedef struct tg__gmap {
     size_t mask;
     char **keys; /* distinct pending keys, borrowed from futures */
     size_t nkeys;
-    size_t pending; /* distinct keys not final yet */
+    size_t pending;   /* distinct keys not final yet */
+    tg__gpart *parts; /* results being assembled from chunks */
 } tg__gmap;
 
 /* Map the non-final futures among `fs`; duplicates are folded. */
@@ -117,7 +121,11 @@ int tg__gmap_init(tg__gmap *m, tg_future *const *fs, size_t n);
 /*
  * Apply one decoded GatherResponse: final results are copied into one
  * block shared by the futures they fill; other states only update
- * tg_future_state. Returns TG_OK or TG_ENOMEM.
+ * tg_future_state. A MEMORY result without its bytes (empty data, size >
+ * 0) is assembled from the chunks that follow, straight into the block
+ * its futures get, each chunk checked (offset, size, CRC-32); a chunk
+ * that does not fit fails that key with error type "tg.DataCorrupt"
+ * naming it. Returns TG_OK or TG_ENOMEM.
  */
 int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp);
 

@@ -37,6 +37,8 @@ static int gather_open(tg_client *c, const tg__gmap *m, size_t from, size_t n,
     *out = NULL;
     req.keys_count = (pb_size_t)n;
     req.keys = m->keys + from;
+    /* Results held on workers come as chunks (tg__gmap_apply). */
+    req.chunked = true;
     if (timeout_ms == 0) {
         /* A poll: the scheduler answers with the current states. */
         req.no_wait = true;

@@ -7,6 +7,7 @@
 //	taskgrid-go-worker ADDRESS [--nthreads N] [--name NAME]
 //	                   [--resources K=V,...] [--log-level LEVEL]
 //	                   [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+//	                   [--data-listen HOST:PORT|none] [--data-address HOST:PORT]
 //
 // and provides these functions:
 //
@@ -54,6 +55,8 @@ func run(args []string) int {
 	ca := fs.String("tls-ca", "", "cluster CA (PEM file), for a tls:// address")
 	cert := fs.String("tls-cert", "", "this worker's certificate (PEM file)")
 	key := fs.String("tls-key", "", "this worker's private key (PEM file)")
+	dataListen := fs.String("data-listen", "", "where the data service listens, HOST:PORT, or none for no data service\n(default: 127.0.0.1:0 for a loopback scheduler address, else 0.0.0.0:0)")
+	dataAddress := fs.String("data-address", "", "the data service's address advertised to the cluster, HOST:PORT\n(default: the listen host, or this host's name for 0.0.0.0, with the bound port)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: taskgrid-go-worker ADDRESS [options]")
 		fs.PrintDefaults()
@@ -89,6 +92,7 @@ func run(args []string) int {
 	opts := []taskgrid.Option{
 		taskgrid.WithNThreads(*nthreads), taskgrid.WithName(*name),
 		taskgrid.WithResources(res), taskgrid.WithLogger(logger),
+		taskgrid.WithDataListen(*dataListen), taskgrid.WithDataAddress(*dataAddress),
 	}
 	if *ca != "" || *cert != "" || *key != "" {
 		opts = append(opts, taskgrid.WithSecurity(&taskgrid.Security{CAFile: *ca, CertFile: *cert, KeyFile: *key}))

@@ -56,6 +56,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"tcp://127.0.0.1:1", "--resources", "GPU"},
 		{"tcp://127.0.0.1:1", "--log-level", "loud"},
 		{"http://127.0.0.1:1"},
+		{"tcp://127.0.0.1:1", "--data-listen", "no-port"}, // the worker cannot start
 	}
 	for _, args := range tests {
 		if code := run(args); code != 2 {

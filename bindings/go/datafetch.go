@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// datafetch.go: a task's inputs whose bytes are held on workers (an
+// Assignment dep with empty data and a list of holders): from this
+// worker's own store when it holds them (no transfer), else fetched from
+// the holders in order with DataService.Fetch, every chunk checked. A task
+// whose input no holder delivers fails with "tg.FetchFailed" before its
+// function runs. Fetched copies live only as long as the task.
+
+package taskgrid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	pb "github.com/taskgrid/taskgrid/bindings/go/taskgridpb"
+)
+
+// inputs returns the bytes of t's dependencies, in order.
+func (w *Worker) inputs(t *task) ([][]byte, error) {
+	deps := t.a.GetDeps()
+	out := make([][]byte, len(deps))
+	for i, d := range deps {
+		if len(d.GetData()) > 0 || len(d.GetHolders()) == 0 {
+			out[i] = d.GetData()
+			continue
+		}
+		b, err := w.data.input(t.ctx, t.sess, d)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// input finds a held dependency locally or fetches it from its holders.
+func (p *dataPlane) input(ctx context.Context, s *session, d *pb.TaskResult) ([]byte, error) {
+	key := d.GetKey()
+	if h, ok := p.lookup(key); ok {
+		p.local.add(len(h.data))
+		return h.data, nil
+	}
+	var why []string
+	for _, addr := range d.GetHolders() {
+		if p.addr != "" && addr == p.addr {
+			// Named as a holder, but not in the store (freed, or held by
+			// an earlier session): the scheduler must stop counting on it.
+			why = append(why, fmt.Sprintf("holder %s: this worker, which does not hold it", addr))
+			if s.store != nil {
+				s.out.pushMissing(key)
+			}
+			continue
+		}
+		b, err := p.fetch(ctx, addr, key, d.GetSize())
+		if err == nil {
+			p.fetched.add(len(b))
+			return b, nil
+		}
+		why = append(why, fmt.Sprintf("holder %s: %s", addr, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, &TaskError{Type: "tg.FetchFailed", Message: fmt.Sprintf("input '%s' (%d bytes): %s", key, d.GetSize(), strings.Join(why, "; "))}
+}
+
+// fetch reads key from the data service at addr and checks it: want is
+// the size the scheduler recorded (0: take the holder's).
+func (p *dataPlane) fetch(ctx context.Context, addr, key string, want uint64) ([]byte, error) {
+	conn, err := p.peer(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pb.NewDataServiceClient(conn).Fetch(ctx, &pb.FetchRequest{Key: key})
+	if err != nil {
+		return nil, errors.New(statusText(err))
+	}
+	var a *assembly
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, errors.New(statusText(err))
+		}
+		if k := c.GetKey(); k != "" && k != key {
+			return nil, fmt.Errorf("it sent a chunk of '%s'", k)
+		}
+		if a == nil {
+			if want > 0 && c.GetSize() != want {
+				return nil, fmt.Errorf("it holds %d bytes, not %d", c.GetSize(), want)
+			}
+			a = newAssembly(c.GetSize())
+		}
+		if err := a.add(c); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case a == nil:
+		return nil, errors.New("it ended the call without a chunk")
+	case !a.done():
+		return nil, fmt.Errorf("it ended the call after %d of %d bytes", len(a.buf), a.size)
+	}
+	return a.buf, nil
+}
