@@ -373,7 +373,7 @@ int tgs_server_main(const tgs_server_opts *o)
     sched s;
     tgs_core_opts co = {0};
     tg__server_opts so = {0};
-    tg__rpc_sec sec = {o->ca_pem, o->cert_pem, o->key_pem, NULL};
+    tg__rpc_sec sec = {o->ca_pem, o->cert_pem, o->key_pem, NULL, NULL};
     tg__server_ops ops = {cb_call, cb_message, cb_done, cb_tick};
     struct sigaction sa;
     char host[256];

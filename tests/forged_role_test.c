@@ -122,7 +122,7 @@ static void forge_files(const forged *f)
 /* Open a channel presenting certificate NAME.pem. */
 static tg__chan *chan_as(const char *name, char *pem[3])
 {
-    tg__rpc_sec sec = {NULL, NULL, NULL, NULL};
+    tg__rpc_sec sec = {0};
     tg__chan *ch = NULL;
 
     pem[0] = th_slurp(P("ca", ".pem"));

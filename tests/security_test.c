@@ -200,7 +200,7 @@ static void run_sum(tg_client *c, const char *prefix, int n)
 static int raw_unary(const char *addr, const char *method, const char *ca,
                      const char *cert, const char *key)
 {
-    tg__rpc_sec sec = {NULL, NULL, NULL, NULL};
+    tg__rpc_sec sec = {0};
     char *pem[3] = {NULL, NULL, NULL};
     tg__chan *ch = NULL;
     uint8_t *resp = NULL;
@@ -616,7 +616,7 @@ static void test_security__client_cannot_register_as_worker(void **state)
         {"client.pem", "client-key.pem"},
         {"admin.pem", "admin-key.pem"},
     };
-    tg__rpc_sec sec = {NULL, NULL, NULL, NULL};
+    tg__rpc_sec sec = {0};
     tg__chan *ch = NULL;
     tg__cstream *st = NULL;
     uint8_t *buf = NULL;

@@ -886,7 +886,7 @@ static int exec_teardown(void **state)
 
 static tg__exec *new_exec(unsigned nslots)
 {
-    tg__exec_opts o = {nslots, on_done, NULL};
+    tg__exec_opts o = {nslots, on_done, NULL, NULL};
     tg__exec *e = NULL;
 
     s_reset();

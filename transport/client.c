@@ -32,7 +32,8 @@ struct tg__chan {
     char target[512];
     char address[520]; /* as given, for messages */
     bool tls;
-    char *hint; /* see tg__rpc_sec.hint; NULL if none */
+    char *hint;    /* see tg__rpc_sec.hint; NULL if none */
+    char what[32]; /* the server, in messages: "scheduler", "worker" */
 };
 
 int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
@@ -41,7 +42,7 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
     tg__chan *ch;
     bool tls;
     grpc_channel_credentials *creds;
-    grpc_arg argv[2];
+    grpc_arg argv[3];
     grpc_channel_args args;
     int rc;
 
@@ -55,6 +56,7 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
         return rc;
     }
     snprintf(ch->address, sizeof(ch->address), "%s", address);
+    snprintf(ch->what, sizeof(ch->what), "scheduler");
     ch->tls = tls;
     if (tls && (sec == NULL || sec->ca_pem == NULL)) {
         free(ch);
@@ -84,6 +86,12 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
     }
     tg__grpc_channel_args(max_msg ? max_msg : TG__RPC_DEFAULT_MAX_MSG, argv);
     args.num_args = 2;
+    if (tls && sec->tls_name != NULL) {
+        argv[2].type = GRPC_ARG_STRING;
+        argv[2].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        argv[2].value.string = (char *)sec->tls_name;
+        args.num_args = 3;
+    }
     args.args = argv;
     ch->channel = grpc_channel_create(ch->target, creds, &args);
     grpc_channel_credentials_release(creds);
@@ -96,6 +104,11 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
     }
     *out = ch;
     return TG_OK;
+}
+
+void tg__chan_set_peer_kind(tg__chan *ch, const char *what)
+{
+    snprintf(ch->what, sizeof(ch->what), "%s", what ? what : "server");
 }
 
 void tg__chan_close(tg__chan *ch)
@@ -152,11 +165,11 @@ static int tls_failure(const tg__chan *ch, const char *msg)
         strstr(msg, "is not in peer certificate") != NULL)
         return tg__error_set(
             TG_ETLS,
-            "the TLS handshake with %s failed: the scheduler's certificate "
+            "the TLS handshake with %s failed: the %s's certificate "
             "does not name the host of this address (%.*s); connect with a "
             "name the certificate lists, or remake it to include this one "
             "(taskgrid-certs --hosts)",
-            ch->address, (int)strcspn(peer + 10, " "), peer + 10);
+            ch->address, ch->what, (int)strcspn(peer + 10, " "), peer + 10);
     if (strstr(msg, "wrong version number") != NULL)
         return tg__error_set(TG_ETLS,
                              "the TLS handshake with %s failed: the server "
@@ -166,10 +179,10 @@ static int tls_failure(const tg__chan *ch, const char *msg)
     if (strstr(msg, "certificate verify failed") != NULL)
         return tg__error_set(TG_ETLS,
                              "the TLS handshake with %s failed: the "
-                             "scheduler's certificate is not trusted here "
+                             "%s's certificate is not trusted here "
                              "(not signed by the CA given as security.ca / "
                              "--tls-ca, or expired)",
-                             ch->address);
+                             ch->address, ch->what);
     if (strstr(msg, "Ssl handshake failed") != NULL ||
         strstr(msg, "Handshake failed") != NULL)
         return tg__error_set(TG_ETLS, "the TLS handshake with %s failed: %s",
@@ -177,10 +190,11 @@ static int tls_failure(const tg__chan *ch, const char *msg)
     if (closed)
         return tg__error_set(
             TG_ETLS,
-            "the TLS handshake with %s failed: the scheduler closed the "
+            "the TLS handshake with %s failed: the %s closed the "
             "connection, which is how it refuses a certificate (none "
             "given, not signed by the cluster CA it trusts, or expired)%s%s",
-            ch->address, ch->hint ? "; " : "", ch->hint ? ch->hint : "");
+            ch->address, ch->what, ch->hint ? "; " : "",
+            ch->hint ? ch->hint : "");
     return TG_OK;
 }
 
@@ -197,7 +211,8 @@ static int report_status(grpc_status_code code, grpc_slice details,
     }
     rc = tg__grpc_to_status(code);
     if (rc == TG_EUNAVAILABLE)
-        tg__error_set(rc, "scheduler at %s unavailable: %s", ch->target, msg);
+        tg__error_set(rc, "%s at %s unavailable: %s", ch->what, ch->target,
+                      msg);
     else if (rc == TG_ETIMEDOUT && msg[0] == '\0')
         tg__error_set(rc, "%s timed out", method);
     else

@@ -23,6 +23,13 @@ int tg__chan_open(tg__chan **out, const char *address, const tg__rpc_sec *sec,
 void tg__chan_close(tg__chan *ch);
 
 /**
+ * What the server at the other end is, for error messages ("scheduler
+ * at ... unavailable"): "scheduler" unless set (copied; e.g. "worker"
+ * for a peer's data service).
+ */
+void tg__chan_set_peer_kind(tg__chan *ch, const char *what);
+
+/**
  * One unary call of `method` (e.g. "/taskgrid.v1.Scheduler/Submit") with
  * request bytes `req`. On TG_OK, *resp is a malloc'd response (free()).
  * Gives up after `timeout_ms` (> 0) with TG_ETIMEDOUT.

@@ -123,6 +123,33 @@ grpc_status_code tg__status_to_grpc(int status)
     }
 }
 
+const char *tg__rpc_status_name(int status)
+{
+    static const char *const names[] = {
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    };
+    grpc_status_code code = tg__status_to_grpc(status);
+
+    return (size_t)code < sizeof(names) / sizeof(names[0]) ? names[code]
+                                                           : "UNKNOWN";
+}
+
 /* Copy a received byte buffer into one malloc'd block. */
 int tg__grpc_read(grpc_byte_buffer *bb, uint8_t **out, size_t *len)
 {

@@ -2,8 +2,8 @@
  *
  * server.h (internal): the server side of taskgrid's gRPC transport: one
  * completion queue driven by one thread (tg__server_run), which owns every
- * call and runs all callbacks. Used by the scheduler. See transport.h for
- * what both sides share.
+ * call and runs all callbacks. Used by the scheduler and by the worker's
+ * data service. See transport.h for what both sides share.
  */
 #ifndef TG_TRANSPORT_SERVER_H
 #define TG_TRANSPORT_SERVER_H

@@ -40,7 +40,18 @@ typedef struct tg__rpc_sec {
     const char *cert_pem;
     const char *key_pem;
     const char *hint;
+    /* If set: the name the server's certificate must carry, checked
+     * instead of the host dialled (gRPC's target name override), e.g.
+     * TG_PROTO_WORKER_TLS_NAME for a worker's data service. */
+    const char *tls_name;
 } tg__rpc_sec;
+
+/**
+ * The name of the gRPC status code that carries `status` (a tg_status)
+ * on the wire, e.g. "UNAVAILABLE", "NOT_FOUND" (static string), for
+ * messages that name what a peer answered.
+ */
+const char *tg__rpc_status_name(int status);
 
 /* Reference-counted grpc_init/grpc_shutdown. */
 void tg__rpc_init(void);

@@ -303,6 +303,38 @@ cleanup:
     sk_X509_pop_free(chain, X509_free);
 }
 
+int tg__tls_server_check(const char *cert_pem, const char *host, char *why,
+                         size_t why_len)
+{
+    STACK_OF(X509) *chain = tg__tls_read_certs(cert_pem);
+    X509 *x = chain ? sk_X509_value(chain, 0) : NULL;
+    char h[256];
+    size_t n = strlen(host);
+    int rc = TG_OK;
+
+    /* "[::1]" is how an IPv6 literal appears in an address. */
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        snprintf(h, sizeof(h), "%.*s", (int)(n - 2), host + 1);
+    else
+        snprintf(h, sizeof(h), "%s", host);
+    if (x == NULL) {
+        snprintf(why, why_len, "it holds no certificate");
+        rc = TG_ETLS;
+    } else if (X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) != 1) {
+        snprintf(why, why_len,
+                 "it is not a server certificate (no serverAuth extended "
+                 "key usage)");
+        rc = TG_ETLS;
+    } else if (X509_check_ip_asc(x, h, 0) != 1 &&
+               X509_check_host(x, h, 0, 0, NULL) != 1) {
+        snprintf(why, why_len, "it does not name '%s' (DNS or IP SAN)", h);
+        rc = TG_ETLS;
+    }
+    ERR_clear_error();
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
 int tg__tls_load(tg__tls *out, const tg_security *s, const char *who)
 {
     item ca = {who, "CA", NULL}, cert = {who, "certificate", NULL},

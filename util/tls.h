@@ -52,6 +52,17 @@ void tg__tls_clear(tg__tls *t);
  */
 STACK_OF(X509) * tg__tls_read_certs(const char *pem);
 
+/**
+ * Why `cert_pem` (its first certificate) cannot serve TLS to peers that
+ * dial `host` (a DNS name or an IP literal): TG_OK when it can, else
+ * TG_ETLS with one sentence in `why` (no serverAuth usage, or `host` not
+ * among its names). A worker checks its data service's certificate with
+ * it at start, since a peer's refused handshake would not say why.
+ * Does not set tg_error_last().
+ */
+int tg__tls_server_check(const char *cert_pem, const char *host, char *why,
+                         size_t why_len);
+
 /*
  * The identity of the worker this process runs: its scheduler address and
  * TLS material, set once by taskgrid-worker at start (before any task

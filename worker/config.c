@@ -36,10 +36,26 @@ static const char usage[] =
     "  --tls-ca FILE       CA certificate (PEM) of the cluster\n"
     "  --tls-cert FILE     this worker's certificate (PEM)\n"
     "  --tls-key FILE      this worker's private key (PEM)\n"
+    "  --data-listen HOST:PORT\n"
+    "                      where the data service listens: it serves the\n"
+    "                      results this worker holds to other workers\n"
+    "                      (port 0 picks one; default 127.0.0.1:0 for a\n"
+    "                      scheduler on a loopback address, else\n"
+    "                      0.0.0.0:0); 'none': no data service, every\n"
+    "                      result goes inline through the scheduler\n"
+    "  --data-address HOST:PORT\n"
+    "                      the address other workers use to reach the data\n"
+    "                      service (default: the listen host, or this\n"
+    "                      host's name for 0.0.0.0, with the bound port)\n"
     "  -h, --help          show this help and exit\n"
     "\n"
     "environment:\n"
     "  TASKGRID_LAUNCH_ID  launcher token echoed to the scheduler\n"
+    "\n"
+    "Results larger than the scheduler's inline limit stay in this worker's\n"
+    "memory until the scheduler frees them or the connection ends; other\n"
+    "workers fetch them from the data service, in the TLS mode of ADDRESS\n"
+    "(over TLS only certificates of role 'worker' may fetch).\n"
     "\n"
     "SIGTERM or SIGINT: hand queued tasks back, finish running ones (up to\n"
     "10 s), send their results and exit 0. A second signal exits at once.\n";
@@ -131,6 +147,59 @@ out:
     return rc;
 }
 
+/* A data service address: HOST:PORT, no scheme (its TLS mode is the
+ * scheduler address's), a port from 0 to 65535. */
+static int check_host_port(const char *opt, const char *v)
+{
+    char target[512];
+    bool tls;
+    long port;
+
+    if (strstr(v, "://") != NULL)
+        return tg__error_set(TG_EINVAL,
+                             "%s takes HOST:PORT without a scheme (the data "
+                             "service uses the TLS mode of the scheduler "
+                             "address), got '%s'",
+                             opt, v);
+    if (tg__address_parse(v, target, sizeof(target), &tls) != TG_OK ||
+        parse_uint(strrchr(target, ':') + 1, 0, 65535, &port) != 0)
+        return tg__error_set(TG_EINVAL,
+                             "%s must be HOST:PORT (e.g. 127.0.0.1:0), got "
+                             "'%s'",
+                             opt, v);
+    return TG_OK;
+}
+
+/* True for a loopback literal: 127.x.y.z, ::1 (bracketed or not),
+ * localhost. `target` is "host:port". */
+static bool loopback_host(const char *target)
+{
+    size_t n = (size_t)(strrchr(target, ':') - target);
+
+    return strncmp(target, "127.", 4) == 0 ||
+           (n == 9 && strncmp(target, "localhost", 9) == 0) ||
+           (n == 5 && strncmp(target, "[::1]", 5) == 0) ||
+           (n == 3 && strncmp(target, "::1", 3) == 0);
+}
+
+/* Defaults of --data-listen, and "none". */
+static int data_defaults(tgw_config *cfg, const char *target)
+{
+    if (cfg->data_listen != NULL && strcmp(cfg->data_listen, "none") == 0) {
+        free(cfg->data_listen);
+        cfg->data_listen = NULL;
+        if (cfg->data_address != NULL)
+            return tg__error_set(TG_EINVAL,
+                                 "--data-address needs a data service (it "
+                                 "was turned off with --data-listen none)");
+        return TG_OK;
+    }
+    if (cfg->data_listen == NULL)
+        return set_str(&cfg->data_listen,
+                       loopback_host(target) ? "127.0.0.1:0" : "0.0.0.0:0");
+    return TG_OK;
+}
+
 static unsigned default_nthreads(void)
 {
     cpu_set_t set;
@@ -153,6 +222,8 @@ enum opt_id {
     OPT_TLS_CA,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
+    OPT_DATA_LISTEN,
+    OPT_DATA_ADDRESS,
     OPT_HELP,
 };
 
@@ -170,6 +241,8 @@ static const struct {
     {"--tls-ca", OPT_TLS_CA, true},
     {"--tls-cert", OPT_TLS_CERT, true},
     {"--tls-key", OPT_TLS_KEY, true},
+    {"--data-listen", OPT_DATA_LISTEN, true},
+    {"--data-address", OPT_DATA_ADDRESS, true},
     {"--help", OPT_HELP, false},
     {"-h", OPT_HELP, false},
 };
@@ -226,6 +299,14 @@ static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
         return set_str(&cfg->tls_cert, v);
     case OPT_TLS_KEY:
         return set_str(&cfg->tls_key, v);
+    case OPT_DATA_LISTEN:
+        if (strcmp(v, "none") != 0 && check_host_port(opt, v) != TG_OK)
+            return TG_EINVAL;
+        return set_str(&cfg->data_listen, v);
+    case OPT_DATA_ADDRESS:
+        if (check_host_port(opt, v) != TG_OK)
+            return TG_EINVAL;
+        return set_str(&cfg->data_address, v);
     case OPT_HELP:
         cfg->help = true;
         return TG_OK;
@@ -306,6 +387,9 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
                              cfg->address);
 
     /* Defaults and the environment. */
+    rc = data_defaults(cfg, target);
+    if (rc != TG_OK)
+        return rc;
     if (cfg->nthreads == 0)
         cfg->nthreads = default_nthreads();
     if (cfg->heartbeat_ms == 0)
@@ -344,5 +428,7 @@ void tgw_config_free(tgw_config *cfg)
     free(cfg->tls_key);
     free(cfg->host);
     free(cfg->launch_id);
+    free(cfg->data_listen);
+    free(cfg->data_address);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -32,6 +32,12 @@ typedef struct tgw_config {
     char *tls_ca, *tls_cert, *tls_key; /* PEM file paths (tls:// only) */
     char *host;                        /* this host's name */
     char *launch_id;                   /* TASKGRID_LAUNCH_ID, or NULL */
+    /* The data service: where it listens ("HOST:PORT"; NULL with
+     * --data-listen none: no data service, every result inline) and what
+     * it advertises (NULL: the listen host with the bound port, the
+     * host name for a wildcard host). */
+    char *data_listen;
+    char *data_address;
     bool help; /* --help was given: print usage, exit 0 */
 } tgw_config;
 

@@ -51,6 +51,7 @@ struct tg__exec {
     size_t nidle_waiters;
     bool stop;
     tg__exec_done_fn done;
+    tg__exec_prepare_fn prepare;
     void *ud;
 
     tg__heap heap; /* queued tasks, by before(), each knowing its index */
@@ -268,7 +269,8 @@ static void run_one_locked(tg__exec *e)
         TG_LOG_DEBUG("task '%s' (%s, attempt %u) started", t->key, t->func,
                      (unsigned)t->attempt);
     }
-    tgw_task_run(t);
+    if (t->nheld == 0 || e->prepare == NULL || e->prepare(e->ud, t))
+        tgw_task_run(t);
     if (tg__log_enabled(TG__LOG_DEBUG)) {
         int64_t ms = tg__now_ms() - t0;
 
@@ -367,6 +369,7 @@ int tg__exec_new(tg__exec **out, const tg__exec_opts *opts)
         return tg__error_set(TG_ENOMEM, "out of memory");
     e->nslots = opts->nslots;
     e->done = opts->done;
+    e->prepare = opts->prepare;
     e->ud = opts->ud;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->slot_cv, NULL);

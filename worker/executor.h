@@ -36,10 +36,21 @@ typedef struct tg__exec tg__exec;
  */
 typedef void (*tg__exec_done_fn)(void *ud, tg_task_ctx *t);
 
+/*
+ * Called on the executor thread, without the executor's lock, just
+ * before a task's function would run; it may block (fetching the task's
+ * inputs from peers) and holds the task's slot meanwhile. Return true to
+ * run the function, false when it set the task's outcome itself (an
+ * error: then the function does not run). Only called for tasks with
+ * held inputs (tg_task_ctx.nheld > 0), so other tasks pay nothing.
+ */
+typedef bool (*tg__exec_prepare_fn)(void *ud, tg_task_ctx *t);
+
 typedef struct tg__exec_opts {
-    unsigned nslots;       /* tasks running at once (>= 1) */
-    tg__exec_done_fn done; /* required */
-    void *ud;              /* passed to done */
+    unsigned nslots;             /* tasks running at once (>= 1) */
+    tg__exec_done_fn done;       /* required */
+    void *ud;                    /* passed to done and prepare */
+    tg__exec_prepare_fn prepare; /* optional (NULL: run every task as is) */
 } tg__exec_opts;
 
 /* A snapshot of the pool, for logs and tests. */

@@ -3,14 +3,19 @@
  * link.c: the worker's session with the scheduler (see link.h). Threads:
  * the caller's thread owns the session (connect, register, receive and
  * dispatch, shutdown); one sender thread per session turns the outbox into
- * batched WorkerMessages and heartbeats; executor threads run tasks and
- * push outcomes into the outbox. Depends on the transport's client side, the
- * codec, the executor, the outbox and the SDK logger.
+ * batched WorkerMessages (results, handed-back keys, upload chunks) and
+ * heartbeats; executor threads fetch held inputs (fetcher.h), run tasks
+ * and push outcomes into the outbox, keeping large results in the store;
+ * the data service (dataservice.h) serves the store to peers on a thread
+ * of its own. Depends on the transport's client side, the codec, zlib,
+ * the executor, the outbox, the store, the fetcher, the data service and
+ * the SDK logger.
  *
  * Sessions do not outlive their stream: when it fails (the scheduler
  * restarted or the network broke) the scheduler has already given this
- * worker's tasks to others, so queued tasks are dropped, running ones are
- * cancelled and unsent results are discarded before reconnecting.
+ * worker's tasks to others and counts its held results as lost, so queued
+ * tasks are dropped, running ones are cancelled, unsent results are
+ * discarded and the store is emptied before reconnecting.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -18,16 +23,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
+#include "dataservice.h"
 #include "executor.h"
+#include "fetcher.h"
 #include "link.h"
 #include "methods.h"
 #include "outbox.h"
 #include "registry.h"
+#include "store.h"
 #include "task.h"
 #include "util/array.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/tls.h"
 #include "wire.h"
 
 #define AGENT "taskgrid-worker/0.1 (C)"
@@ -46,6 +57,10 @@
 /* One message is at most the protocol's limit: a batch that would pass it
  * with its next result ends before that result (see outbox.c). */
 _Static_assert(BATCH_MAX_BYTES <= TGW_RESULT_MAX_BYTES, "batch cap");
+/* Upload chunks ride beside a batch of results (see tgw_outbox_take). */
+_Static_assert(BATCH_MAX_BYTES + TGW_BATCH_CHUNK_BYTES <= TGW_RESULT_MAX_BYTES,
+               "batch and chunks cap");
+_Static_assert(TGW_CHUNK_MAX == TG_PROTO_CHUNK_MAX, "chunk size");
 /* After a stop signal: how long running tasks may take to finish. */
 #define STOP_GRACE_MS 10000
 /* How long to wait for unsent results to go out before closing. */
@@ -64,6 +79,18 @@ typedef struct wlink {
     tgw_outbox *ob;
     int64_t start_ms;
     atomic_int heartbeat_ms;
+
+    /* The data plane (see store.h, fetcher.h, dataservice.h). */
+    tgw_store *store;
+    tgw_fetcher *fetcher;
+    tgw_dataservice *ds;    /* NULL with --data-listen none */
+    char data_address[600]; /* advertised; "" without a data service */
+    tgw_counters *counters; /* the caller's, or own_counters */
+    tgw_counters own_counters;
+    /* Results longer than this are held (0: all inline). From the
+     * scheduler's first message; read by executor threads. */
+    atomic_uint_fast64_t inline_limit;
+    bool first_message; /* the session's first message is still to come */
 
     /* The current session. */
     tg__chan *ch;
@@ -85,6 +112,8 @@ typedef struct wlink {
     size_t ndeps_cap;
     taskgrid_v1_TaskResult *results;
     size_t nresults_cap;
+    taskgrid_v1_DataChunk *chunks;
+    size_t nchunks_cap;
 } wlink;
 
 static void set_why(wlink *l, const char *fmt, const char *detail)
@@ -164,11 +193,31 @@ static int send_registration(wlink *l)
     r->pid = (uint32_t)getpid();
     r->host = tg_pbbuf_str(c->host);
     r->launch_id = tg_pbbuf_str(c->launch_id);
+    r->data_address = tg_pbbuf_str(l->data_address);
     m.uptime_ms = (uint64_t)uptime_ms(l);
     rc = send_message(l, &m, REGISTER_TIMEOUT_MS);
     free(funcs);
     free(res);
     return rc;
+}
+
+/* The batch's upload chunks as DataChunks pointing into the store. */
+static void fill_chunks(wlink *l, const tgw_batch *b)
+{
+    for (size_t i = 0; i < b->nchunks; i++) {
+        const tgw_chunk *c = &b->chunks[i];
+        const uint8_t *p = c->h->data ? c->h->data + c->offset : NULL;
+        taskgrid_v1_DataChunk *d = &l->chunks[i];
+
+        memset(d, 0, sizeof(*d));
+        d->key = tg_pbbuf_mem(c->h->key, c->h->key_len);
+        d->offset = c->offset;
+        d->data = tg_pbbuf_mem(p, c->len);
+        d->size = c->h->len;
+        d->codec = tg_pbbuf_str(c->h->codec);
+        d->crc32 = (uint32_t)crc32(0L, p ? p : Z_NULL, (uInt)c->len);
+        d->upload = c->upload;
+    }
 }
 
 /* One WorkerMessage for a batch; an empty batch is a heartbeat. */
@@ -178,7 +227,9 @@ static int send_batch(wlink *l, const tgw_batch *b)
     size_t i = 0;
 
     if (reserve(&l->results, &l->nresults_cap, b->nresults,
-                sizeof(*l->results)) != 0)
+                sizeof(*l->results)) != 0 ||
+        reserve(&l->chunks, &l->nchunks_cap, b->nchunks, sizeof(*l->chunks)) !=
+            0)
         return tg__error_set(TG_ENOMEM, "out of memory");
     memset(&m, 0, sizeof(m));
     for (const tg_task_ctx *t = b->results; t != NULL; t = t->next, i++) {
@@ -195,16 +246,41 @@ static int send_batch(wlink *l, const tgw_batch *b)
             r->error.traceback = tg_pbbuf_str(t->err_traceback);
         } else {
             r->state = taskgrid_v1_TaskState_TASK_STATE_MEMORY;
-            r->data = tg_pbbuf_mem(t->data, t->data_len);
+            /* A held result's bytes stay in the store. */
+            r->data = tg_pbbuf_mem(t->data, t->held ? 0 : t->data_len);
+            r->size = t->data_len;
+            r->held = t->held;
             r->codec = tg_pbbuf_str(tgw_task_result_codec(t));
         }
     }
+    fill_chunks(l, b);
     m.results_count = (pb_size_t)b->nresults;
     m.results = b->nresults ? l->results : NULL;
     m.released_count = (pb_size_t)b->nreleased;
     m.released = b->released;
+    m.missing_count = (pb_size_t)b->nmissing;
+    m.missing = b->missing;
+    m.chunks_count = (pb_size_t)b->nchunks;
+    m.chunks = b->nchunks ? l->chunks : NULL;
     m.uptime_ms = (uint64_t)uptime_ms(l);
     return send_message(l, &m, SEND_TIMEOUT_MS);
+}
+
+static bool batch_empty(const tgw_batch *b)
+{
+    return b->nresults == 0 && b->nreleased == 0 && b->nmissing == 0 &&
+           b->nchunks == 0;
+}
+
+/* Uploads count once each (at their last chunk), bytes chunk by chunk. */
+static void count_uploads(wlink *l, const tgw_batch *b)
+{
+    for (size_t i = 0; i < b->nchunks; i++) {
+        if (b->chunks[i].last)
+            tgw_counters_add(l->counters, TGW_COUNT_UPLOADED, 0);
+        tgw_counters_add_bytes(l->counters, TGW_COUNT_UPLOADED,
+                               b->chunks[i].len);
+    }
 }
 
 /* The sender: whatever waits in the outbox goes out as one message; when
@@ -223,15 +299,18 @@ static void *sender_main(void *arg)
         tgw_outbox_take(l->ob, &b, BATCH_MAX_ITEMS, BATCH_MAX_BYTES,
                         wait > 0 ? wait : 0);
         if (atomic_load(&l->sender_stop) ||
-            (b.nresults == 0 && b.nreleased == 0 && tg__now_ms() - last < hb)) {
+            (batch_empty(&b) && tg__now_ms() - last < hb)) {
             tgw_outbox_batch_free(&b);
             tgw_outbox_done(l->ob);
             continue;
         }
         rc = send_batch(l, &b);
-        if (rc == TG_OK && (b.nresults || b.nreleased))
-            TG_LOG_DEBUG("sent %zu results and %zu released keys", b.nresults,
-                         b.nreleased);
+        if (rc == TG_OK && !batch_empty(&b)) {
+            count_uploads(l, &b);
+            TG_LOG_DEBUG("sent %zu results, %zu released keys, %zu missing "
+                         "keys and %zu upload chunks",
+                         b.nresults, b.nreleased, b.nmissing, b.nchunks);
+        }
         tgw_outbox_batch_free(&b);
         tgw_outbox_done(l->ob);
         if (rc != TG_OK) {
@@ -283,8 +362,14 @@ static void accept_assignments(wlink *l, const taskgrid_v1_SchedulerMessage *m)
         if (!refuse && reserve(&l->deps, &l->ndeps_cap, a->deps_count,
                                sizeof(*l->deps)) == 0) {
             for (pb_size_t d = 0; d < a->deps_count; d++) {
-                l->deps[d].data = bytes_of(a->deps[d].data);
-                l->deps[d].codec = bytes_of(a->deps[d].codec);
+                const taskgrid_v1_TaskResult *r = &a->deps[d];
+
+                l->deps[d].data = bytes_of(r->data);
+                l->deps[d].codec = bytes_of(r->codec);
+                l->deps[d].key = bytes_of(r->key);
+                l->deps[d].size = r->size;
+                l->deps[d].holders = (const char *const *)r->holders;
+                l->deps[d].nholders = r->holders_count;
             }
             memset(&spec, 0, sizeof(spec));
             spec.key = bytes_of(a->key);
@@ -330,6 +415,44 @@ static void accept_assignments(wlink *l, const taskgrid_v1_SchedulerMessage *m)
     TG_LOG_DEBUG("queued %zu tasks", n);
 }
 
+/* The scheduler's first message sets the inline limit; only a worker
+ * with a data service holds results (0 keeps everything inline). */
+static void set_inline_limit(wlink *l, const taskgrid_v1_SchedulerMessage *m)
+{
+    uint64_t limit = l->ds != NULL ? m->inline_limit : 0;
+
+    if (!l->first_message && m->inline_limit == 0)
+        return; /* later messages leave it as it is */
+    l->first_message = false;
+    atomic_store_explicit(&l->inline_limit, limit, memory_order_relaxed);
+    if (limit > 0)
+        TG_LOG_DEBUG("results over %llu bytes stay here (served at %s)",
+                     (unsigned long long)limit, l->data_address);
+}
+
+/* Uploads (before frees: a key uploaded and freed in one message still
+ * goes out, its bytes kept alive by the upload's reference), then frees. */
+static void data_requests(wlink *l, const taskgrid_v1_SchedulerMessage *m)
+{
+    for (pb_size_t i = 0; i < m->upload_count; i++) {
+        const taskgrid_v1_Upload *u = &m->upload[i];
+        tgw_held *h =
+            tgw_store_get(l->store, (const char *)u->key.ptr, u->key.len);
+
+        if (h != NULL) {
+            if (tgw_outbox_push_upload(l->ob, u->id, h) != TG_OK)
+                TG_LOG_WARN("cannot upload '%.*s': out of memory",
+                            (int)u->key.len, (const char *)u->key.ptr);
+        } else if (tgw_outbox_push_missing(l->ob, (const char *)u->key.ptr,
+                                           u->key.len) != TG_OK) {
+            TG_LOG_WARN("cannot report '%.*s' missing: out of memory",
+                        (int)u->key.len, (const char *)u->key.ptr);
+        }
+    }
+    for (pb_size_t i = 0; i < m->free_count; i++)
+        tgw_store_remove(l->store, m->free[i], strlen(m->free[i]));
+}
+
 static int handle_message(wlink *l, const uint8_t *buf, size_t len)
 {
     taskgrid_v1_SchedulerMessage m;
@@ -339,10 +462,16 @@ static int handle_message(wlink *l, const uint8_t *buf, size_t len)
         return tg__error_set(TG_EPROTO, "bad message from the scheduler: %s",
                              tg_error_last());
     if (m.worker_name.len > 0 && !l->registered) {
+        char *name = tg_pbbuf_strdup(m.worker_name);
+
         l->registered = true;
         TG_LOG_INFO("registered as %.*s", (int)m.worker_name.len,
                     (const char *)m.worker_name.ptr);
+        if (l->ds != NULL && name != NULL)
+            tgw_dataservice_set_name(l->ds, name);
+        free(name);
     }
+    set_inline_limit(l, &m);
     if (m.heartbeat_ms > 0) {
         uint32_t hb = m.heartbeat_ms;
 
@@ -370,6 +499,8 @@ static int handle_message(wlink *l, const uint8_t *buf, size_t len)
     }
     if (m.assign_count > 0)
         accept_assignments(l, &m);
+    if (m.upload_count > 0 || m.free_count > 0)
+        data_requests(l, &m);
     if (m.drain && !l->draining) {
         tg__exec_stats st;
 
@@ -449,6 +580,7 @@ static void teardown(wlink *l)
     tg__exec_cancel_all(l->exec);
     tgw_outbox_clear(l->ob);
     close_stream(l);
+    tgw_store_clear(l->store);
 }
 
 /* A clean end: send what is left, half-close, and let the scheduler see
@@ -480,6 +612,7 @@ static void finish(wlink *l)
         }
     }
     close_stream(l);
+    tgw_store_clear(l->store);
 }
 
 static session_end run_session(wlink *l)
@@ -487,6 +620,8 @@ static session_end run_session(wlink *l)
     int rc;
 
     l->registered = false;
+    l->first_message = true;
+    atomic_store(&l->inline_limit, 0);
     atomic_store(&l->sender_stop, false);
     atomic_store(&l->send_failed, false);
     rc = tg__chan_open(&l->ch, l->cfg->address, l->sec, 0);
@@ -604,26 +739,209 @@ static void backoff_sleep(wlink *l, int64_t ms)
     }
 }
 
+/* Move a large result into the store; it is reported held. Runs with the
+ * executor's lock held: one allocation and the store's lock, no copy. */
+static void hold_result(wlink *l, tg_task_ctx *t)
+{
+    size_t len = t->data_len;
+
+    if (tgw_store_put(l->store, t->key, t->key_len, t->data, len,
+                      tgw_task_result_codec(t)) != TG_OK) {
+        TG_LOG_WARN("task %s: %s; sending its result inline", t->key,
+                    tg_error_last());
+        return;
+    }
+    t->data = NULL;
+    t->held = true;
+    tgw_counters_add(l->counters, TGW_COUNT_HELD, len);
+}
+
+static bool prepare_task(void *ud, tg_task_ctx *t)
+{
+    return tgw_fetcher_resolve(((wlink *)ud)->fetcher, t);
+}
+
 static void on_task_done(void *ud, tg_task_ctx *t)
 {
     wlink *l = ud;
+    uint64_t limit =
+        atomic_load_explicit(&l->inline_limit, memory_order_relaxed);
 
+    if (limit > 0 && t->data_len > limit && !t->erred)
+        hold_result(l, t);
     /* A result too large for one message would break the stream (and the
-     * scheduler would blame the task for a lost worker): fail it here. */
+     * scheduler would blame the task for a lost worker): fail it here. A
+     * held result does not travel in a message and is left alone. */
     if (tgw_task_limit_result(t, TGW_RESULT_MAX_BYTES))
         TG_LOG_WARN("task %.*s: %s", (int)t->key_len, t->key,
                     t->err_message ? t->err_message : "outcome too large");
     tgw_outbox_push(l->ob, t);
 }
 
+/* The advertised data address: --data-address, else the listen host
+ * (this host's name for a wildcard one) with the bound port. */
+static void set_data_address(wlink *l, int port)
+{
+    const tgw_config *c = l->cfg;
+    const char *listen = c->data_listen;
+    int n = (int)(strrchr(listen, ':') - listen);
+
+    if (c->data_address != NULL)
+        snprintf(l->data_address, sizeof(l->data_address), "%s",
+                 c->data_address);
+    else if (n == 0 || (n == 7 && strncmp(listen, "0.0.0.0", 7) == 0) ||
+             (n == 4 && strncmp(listen, "[::]", 4) == 0) ||
+             (n == 2 && strncmp(listen, "::", 2) == 0))
+        snprintf(l->data_address, sizeof(l->data_address), "%s:%d", c->host,
+                 port);
+    else
+        snprintf(l->data_address, sizeof(l->data_address), "%.*s:%d", n, listen,
+                 port);
+}
+
+/* Peers verify the data service's certificate for the workers' fixed TLS
+ * name (TG_PROTO_WORKER_TLS_NAME); a worker certificate without it makes
+ * every fetch from here fail, and the peers' errors would not say why. */
+static void check_server_cert(wlink *l)
+{
+    char why[300];
+
+    if (l->sec == NULL)
+        return;
+    if (tg__tls_server_check(l->sec->cert_pem, TG_PROTO_WORKER_TLS_NAME, why,
+                             sizeof(why)) != TG_OK)
+        TG_LOG_WARN("other workers cannot fetch results from this one over "
+                    "TLS: its certificate %s cannot serve them: %s; make "
+                    "worker certificates with taskgrid-certs (they are "
+                    "server certificates for the name " TG_PROTO_WORKER_TLS_NAME
+                    ")",
+                    l->cfg->tls_cert ? l->cfg->tls_cert : "", why);
+}
+
+/* The store, the data service (unless --data-listen none) and the
+ * fetcher. TG_OK, or an error (logged by the caller). */
+static int data_start(wlink *l)
+{
+    tgw_fetcher_opts fo;
+    int rc;
+
+    rc = tgw_store_new(&l->store);
+    if (rc == TG_OK && l->cfg->data_listen != NULL) {
+        tgw_dataservice_opts o;
+
+        memset(&o, 0, sizeof(o));
+        o.listen = l->cfg->data_listen;
+        o.sec = l->sec;
+        o.store = l->store;
+        o.counters = l->counters;
+        o.name = l->cfg->name;
+        rc = tgw_dataservice_start(&l->ds, &o);
+        if (rc == TG_OK) {
+            set_data_address(l, tgw_dataservice_port(l->ds));
+            TG_LOG_INFO("data service on %s (advertised as %s)",
+                        l->cfg->data_listen, l->data_address);
+            check_server_cert(l);
+        }
+    }
+    if (rc != TG_OK)
+        return rc;
+    memset(&fo, 0, sizeof(fo));
+    fo.sec = l->sec;
+    fo.self = l->ds != NULL ? l->data_address : NULL;
+    fo.store = l->store;
+    fo.ob = l->ob;
+    fo.counters = l->counters;
+    return tgw_fetcher_new(&l->fetcher, &fo);
+}
+
+/* Everything the sessions share; TG_OK or an error (logged here). */
+static int link_start(wlink *l)
+{
+    tg__exec_opts eo;
+    int rc = tgw_outbox_new(&l->ob);
+
+    if (rc == TG_OK)
+        rc = data_start(l);
+    if (rc == TG_OK) {
+        memset(&eo, 0, sizeof(eo));
+        eo.nslots = l->cfg->nthreads;
+        eo.done = on_task_done;
+        eo.prepare = prepare_task;
+        eo.ud = l;
+        rc = tg__exec_new(&l->exec, &eo);
+    }
+    if (rc != TG_OK)
+        TG_LOG_ERROR("cannot start: %s", tg_error_last());
+    return rc;
+}
+
+/* Free what link_start made; with running tasks (`abandoned`) only what
+ * they cannot touch. */
+static void link_stop(wlink *l, bool abandoned)
+{
+    tgw_dataservice_stop(l->ds);
+    l->ds = NULL;
+    if (abandoned)
+        return;
+    tg__exec_free(l->exec);
+    tgw_outbox_free(l->ob);
+    tgw_fetcher_free(l->fetcher);
+    tgw_store_free(l->store);
+    free(l->tasks);
+    free(l->deps);
+    free(l->results);
+    free(l->chunks);
+}
+
+/* Sessions until a stop, a drain or a refusal. */
+static tgw_link_end run_sessions(wlink *l)
+{
+    const tgw_config *cfg = l->cfg;
+    int64_t backoff = BACKOFF_MIN_MS, last_warn = 0;
+    unsigned failures = 0;
+
+    while (!atomic_load(l->stop)) {
+        session_end se = run_session(l);
+
+        if (se == SESSION_DONE)
+            break;
+        if (se == SESSION_REFUSED) {
+            TG_LOG_ERROR("the scheduler at %s refused this worker: %s",
+                         cfg->address, l->why);
+            return TGW_LINK_FAILED;
+        }
+        if (atomic_load(l->stop))
+            break;
+        if (l->registered) {
+            backoff = BACKOFF_MIN_MS;
+            failures = 0;
+            TG_LOG_INFO("connection to the scheduler lost (%s); "
+                        "reconnecting",
+                        l->why);
+        } else if (failures++ == 0 ||
+                   tg__now_ms() - last_warn >= WARN_EVERY_MS) {
+            last_warn = tg__now_ms();
+            TG_LOG_WARN("cannot reach the scheduler at %s (%s); retrying",
+                        cfg->address, l->why);
+        } else {
+            TG_LOG_DEBUG("cannot reach the scheduler at %s (%s); retrying "
+                         "in %lld ms",
+                         cfg->address, l->why, (long long)backoff);
+        }
+        backoff_sleep(l, backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    return TGW_LINK_CLEAN;
+}
+
 tgw_link_end tgw_link_run(const tgw_config *cfg, const tg__rpc_sec *sec,
-                          const tg_registry *reg, atomic_bool *stop)
+                          const tg_registry *reg, atomic_bool *stop,
+                          tgw_counters *counters)
 {
     wlink l;
-    tg__exec_opts eo;
-    int64_t backoff = BACKOFF_MIN_MS, last_warn = 0, grace;
-    unsigned failures = 0;
-    tgw_link_end end = TGW_LINK_CLEAN;
+    int64_t grace;
+    tgw_link_end end;
+    char line[512];
 
     memset(&l, 0, sizeof(l));
     l.cfg = cfg;
@@ -634,54 +952,16 @@ tgw_link_end tgw_link_run(const tgw_config *cfg, const tg__rpc_sec *sec,
     atomic_init(&l.heartbeat_ms, cfg->heartbeat_ms);
     atomic_init(&l.sender_stop, false);
     atomic_init(&l.send_failed, false);
-    if (tgw_outbox_new(&l.ob) != TG_OK) {
-        TG_LOG_ERROR("%s", tg_error_last());
-        return TGW_LINK_FAILED;
-    }
-    eo.nslots = cfg->nthreads;
-    eo.done = on_task_done;
-    eo.ud = &l;
-    if (tg__exec_new(&l.exec, &eo) != TG_OK) {
-        TG_LOG_ERROR("%s", tg_error_last());
-        tgw_outbox_free(l.ob);
-        return TGW_LINK_FAILED;
-    }
+    atomic_init(&l.inline_limit, 0);
+    tgw_counters_init(&l.own_counters);
+    l.counters = counters != NULL ? counters : &l.own_counters;
     tg__rpc_init();
-
-    while (!atomic_load(stop)) {
-        bool was_registered;
-        session_end se = run_session(&l);
-
-        if (se == SESSION_DONE)
-            break;
-        if (se == SESSION_REFUSED) {
-            TG_LOG_ERROR("the scheduler at %s refused this worker: %s",
-                         cfg->address, l.why);
-            end = TGW_LINK_FAILED;
-            break;
-        }
-        was_registered = l.registered;
-        if (atomic_load(stop))
-            break;
-        if (was_registered) {
-            backoff = BACKOFF_MIN_MS;
-            failures = 0;
-            TG_LOG_INFO("connection to the scheduler lost (%s); "
-                        "reconnecting",
-                        l.why);
-        } else if (failures++ == 0 ||
-                   tg__now_ms() - last_warn >= WARN_EVERY_MS) {
-            last_warn = tg__now_ms();
-            TG_LOG_WARN("cannot reach the scheduler at %s (%s); retrying",
-                        cfg->address, l.why);
-        } else {
-            TG_LOG_DEBUG("cannot reach the scheduler at %s (%s); retrying "
-                         "in %lld ms",
-                         cfg->address, l.why, (long long)backoff);
-        }
-        backoff_sleep(&l, backoff);
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    if (link_start(&l) != TG_OK) {
+        link_stop(&l, false);
+        tg__rpc_shutdown();
+        return TGW_LINK_FAILED;
     }
+    end = run_sessions(&l);
 
     /* Tasks may still run: cancelled ones from a lost session, or ones
      * abandoned at the stop deadline. Give them what is left of the grace
@@ -692,13 +972,10 @@ tgw_link_end tgw_link_run(const tgw_config *cfg, const tg__rpc_sec *sec,
     if (!tg__exec_wait_idle(l.exec, grace)) {
         TG_LOG_WARN("tasks did not stop; exiting without waiting for them");
         end = TGW_LINK_ABANDONED;
-    } else {
-        tg__exec_free(l.exec);
-        tgw_outbox_free(l.ob);
     }
-    free(l.tasks);
-    free(l.deps);
-    free(l.results);
+    tgw_counters_format(l.counters, line, sizeof(line));
+    TG_LOG_INFO("%s", line);
+    link_stop(&l, end == TGW_LINK_ABANDONED);
     tg__rpc_shutdown();
     TG_LOG_INFO("exiting");
     return end;

@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     tgw_config cfg;
     tg_registry *reg = NULL;
     tgw_plugins *plugins = NULL;
-    tg__rpc_sec sec = {NULL, NULL, NULL, NULL};
+    tg__rpc_sec sec = {0};
     tg__tls tls;
     tgw_link_end end;
     int code = 2;
@@ -147,7 +147,8 @@ int main(int argc, char **argv)
         goto out;
     }
     install_signals();
-    end = tgw_link_run(&cfg, sec.ca_pem ? &sec : NULL, reg, &stop_requested);
+    end = tgw_link_run(&cfg, sec.ca_pem ? &sec : NULL, reg, &stop_requested,
+                       NULL);
     if (end == TGW_LINK_ABANDONED) {
         /* Threads still run plug-in code: unloading it or freeing what
          * they use would crash them. Leave without cleaning up. */

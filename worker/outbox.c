@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * outbox.c: the result queue between executor threads and the sender (see
- * outbox.h). Results are an intrusive list through tg_task_ctx.next, so a
- * push is a pointer swap under a mutex and costs no allocation. Depends on
- * pthreads and task.c.
+ * outbox.c: the queue between executor threads, the link and the sender
+ * (see outbox.h). Results are an intrusive list through tg_task_ctx.next,
+ * so a push is a pointer swap under a mutex and costs no allocation;
+ * keys are growable arrays; uploads are a FIFO of (id, held result,
+ * offset) cut into chunks as batches are taken, so an upload costs no
+ * copy until the message is encoded. Depends on pthreads, task.c and
+ * store.c.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,14 +18,29 @@
 #include "util/clock.h"
 #include "util/error.h"
 
+/* A list of malloc'd keys. */
+typedef struct keylist {
+    char **v;
+    size_t n, cap;
+} keylist;
+
+/* One upload waiting for (more of) its chunks to be taken. */
+typedef struct upload_job {
+    struct upload_job *next;
+    uint64_t id;
+    tgw_held *h;
+    uint64_t offset;
+} upload_job;
+
 struct tgw_outbox {
     pthread_mutex_t mu;
     pthread_cond_t cv;       /* the taker waits for work here */
     pthread_cond_t flush_cv; /* tgw_outbox_flush waits here */
     tg_task_ctx *head, *tail;
     size_t nresults;
-    char **released;
-    size_t nreleased, capreleased;
+    keylist released, missing;
+    upload_job *up_head, *up_tail;
+    size_t nuploads;
     bool taker_waiting;
     bool woken;
     bool inflight;
@@ -46,6 +64,19 @@ int tgw_outbox_new(tgw_outbox **out)
     return TG_OK;
 }
 
+static bool idle_locked(const tgw_outbox *ob)
+{
+    return ob->head == NULL && ob->released.n == 0 && ob->missing.n == 0 &&
+           ob->up_head == NULL;
+}
+
+static void keys_clear(keylist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    l->n = 0;
+}
+
 static void clear_locked(tgw_outbox *ob)
 {
     while (ob->head != NULL) {
@@ -56,9 +87,17 @@ static void clear_locked(tgw_outbox *ob)
     }
     ob->tail = NULL;
     ob->nresults = 0;
-    for (size_t i = 0; i < ob->nreleased; i++)
-        free(ob->released[i]);
-    ob->nreleased = 0;
+    keys_clear(&ob->released);
+    keys_clear(&ob->missing);
+    while (ob->up_head != NULL) {
+        upload_job *j = ob->up_head;
+
+        ob->up_head = j->next;
+        tgw_held_release(j->h);
+        free(j);
+    }
+    ob->up_tail = NULL;
+    ob->nuploads = 0;
 }
 
 void tgw_outbox_free(tgw_outbox *ob)
@@ -66,7 +105,8 @@ void tgw_outbox_free(tgw_outbox *ob)
     if (ob == NULL)
         return;
     clear_locked(ob);
-    free(ob->released);
+    free(ob->released.v);
+    free(ob->missing.v);
     pthread_cond_destroy(&ob->cv);
     pthread_cond_destroy(&ob->flush_cv);
     pthread_mutex_destroy(&ob->mu);
@@ -85,83 +125,169 @@ void tgw_outbox_push(tgw_outbox *ob, tg_task_ctx *t)
     ob->nresults++;
     /* Only the first result after the sender went to sleep needs a
      * wake-up; the rest ride along in the same batch. */
-    if (ob->taker_waiting && ob->nresults + ob->nreleased == 1)
+    if (ob->taker_waiting && ob->nresults + ob->released.n == 1)
         pthread_cond_signal(&ob->cv);
     pthread_mutex_unlock(&ob->mu);
 }
 
-int tgw_outbox_push_released(tgw_outbox *ob, const char *key)
+/* Append a copy of `len` bytes at `key` to `l`. */
+static int push_key(tgw_outbox *ob, keylist *l, const char *key, size_t len)
 {
-    char *copy = strdup(key);
+    char *copy = malloc(len + 1);
 
     if (copy == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory");
+    memcpy(copy, key, len);
+    copy[len] = '\0';
     pthread_mutex_lock(&ob->mu);
-    if (tg__array_grow_to(&ob->released, &ob->capreleased, ob->nreleased + 1,
-                          sizeof(*ob->released), 64, SIZE_MAX) != TG_OK) {
+    if (tg__array_grow_to(&l->v, &l->cap, l->n + 1, sizeof(*l->v), 64,
+                          SIZE_MAX) != TG_OK) {
         pthread_mutex_unlock(&ob->mu);
         free(copy);
         return tg__error_set(TG_ENOMEM, "out of memory");
     }
-    ob->released[ob->nreleased++] = copy;
+    l->v[l->n++] = copy;
     if (ob->taker_waiting)
         pthread_cond_signal(&ob->cv);
     pthread_mutex_unlock(&ob->mu);
     return TG_OK;
 }
 
+int tgw_outbox_push_released(tgw_outbox *ob, const char *key)
+{
+    return push_key(ob, &ob->released, key, strlen(key));
+}
+
+int tgw_outbox_push_missing(tgw_outbox *ob, const char *key, size_t len)
+{
+    return push_key(ob, &ob->missing, key, len);
+}
+
+int tgw_outbox_push_upload(tgw_outbox *ob, uint64_t id, tgw_held *h)
+{
+    upload_job *j = malloc(sizeof(*j));
+
+    if (j == NULL) {
+        tgw_held_release(h);
+        return tg__error_set(TG_ENOMEM, "out of memory");
+    }
+    j->next = NULL;
+    j->id = id;
+    j->h = h;
+    j->offset = 0;
+    pthread_mutex_lock(&ob->mu);
+    if (ob->up_tail)
+        ob->up_tail->next = j;
+    else
+        ob->up_head = j;
+    ob->up_tail = j;
+    ob->nuploads++;
+    if (ob->taker_waiting)
+        pthread_cond_signal(&ob->cv);
+    pthread_mutex_unlock(&ob->mu);
+    return TG_OK;
+}
+
+/* Results: a prefix of the list of at most max_items and max_bytes (but
+ * at least one result): a result that would take the batch past
+ * max_bytes waits for the next batch, so a batch of results that each
+ * fit one message never makes a message too large. Lock held. */
+static size_t take_results(tgw_outbox *ob, tgw_batch *b, size_t max_items,
+                           size_t max_bytes)
+{
+    tg_task_ctx *last = NULL, *t = ob->head;
+    size_t bytes = 0;
+
+    if (t == NULL)
+        return 0;
+    while (t != NULL && b->nresults < max_items &&
+           (b->nresults == 0 || bytes + tgw_task_result_size(t) <= max_bytes)) {
+        bytes += tgw_task_result_size(t);
+        b->nresults++;
+        last = t;
+        t = t->next;
+    }
+    b->results = ob->head;
+    ob->head = t;
+    last->next = NULL;
+    if (ob->head == NULL)
+        ob->tail = NULL;
+    ob->nresults -= b->nresults;
+    return bytes;
+}
+
+/* The oldest keys of `l`, up to max_items. Lock held. */
+static void take_keys(keylist *l, char ***out, size_t *nout, size_t max_items)
+{
+    size_t n = l->n < max_items ? l->n : max_items;
+
+    if (n == 0 || (*out = malloc(n * sizeof(**out))) == NULL)
+        return;
+    memcpy(*out, l->v, n * sizeof(**out));
+    memmove(l->v, l->v + n, (l->n - n) * sizeof(*l->v));
+    l->n -= n;
+    *nout = n;
+}
+
+/* Upload chunks, in FIFO order of the uploads, up to
+ * TGW_BATCH_CHUNK_BYTES (and max_items pieces). Lock held. */
+static void take_chunks(tgw_outbox *ob, tgw_batch *b, size_t max_items)
+{
+    size_t cap = 0, bytes = 0;
+
+    while (ob->up_head != NULL && b->nchunks < max_items &&
+           bytes < TGW_BATCH_CHUNK_BYTES) {
+        upload_job *j = ob->up_head;
+        uint64_t left = j->h->len - j->offset;
+        size_t n = left < TGW_CHUNK_MAX ? (size_t)left : TGW_CHUNK_MAX;
+        tgw_chunk *c;
+
+        if (b->nchunks > 0 && bytes + n > TGW_BATCH_CHUNK_BYTES)
+            break;
+        if (tg__array_grow_to(&b->chunks, &cap, b->nchunks + 1,
+                              sizeof(*b->chunks), 8, SIZE_MAX) != TG_OK)
+            break; /* the rest goes in a later batch */
+        c = &b->chunks[b->nchunks++];
+        c->upload = j->id;
+        c->h = tgw_held_ref(j->h);
+        c->offset = j->offset;
+        c->len = n;
+        j->offset += n;
+        c->last = j->offset >= j->h->len;
+        bytes += n;
+        if (c->last) {
+            ob->up_head = j->next;
+            if (ob->up_head == NULL)
+                ob->up_tail = NULL;
+            ob->nuploads--;
+            tgw_held_release(j->h);
+            free(j);
+        }
+    }
+}
+
 void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,
                      size_t max_bytes, int64_t wait_ms)
 {
     struct timespec deadline = tg__deadline_ms(wait_ms > 0 ? wait_ms : 0);
-    size_t bytes = 0;
+    size_t bytes;
 
     memset(b, 0, sizeof(*b));
     pthread_mutex_lock(&ob->mu);
     ob->taker_waiting = true;
-    while (ob->head == NULL && ob->nreleased == 0 && !ob->woken &&
-           wait_ms > 0) {
+    while (idle_locked(ob) && !ob->woken && wait_ms > 0) {
         if (pthread_cond_timedwait(&ob->cv, &ob->mu, &deadline) == ETIMEDOUT)
             break;
     }
     ob->taker_waiting = false;
     ob->woken = false;
-
-    /* Results: a prefix of the list of at most max_items and max_bytes
-     * (but at least one result): a result that would take the batch past
-     * max_bytes waits for the next batch, so a batch of results that each
-     * fit one message never makes a message too large. */
-    if (ob->head != NULL) {
-        tg_task_ctx *last = NULL, *t = ob->head;
-
-        while (t != NULL && b->nresults < max_items &&
-               (b->nresults == 0 ||
-                bytes + tgw_task_result_size(t) <= max_bytes)) {
-            bytes += tgw_task_result_size(t);
-            b->nresults++;
-            last = t;
-            t = t->next;
-        }
-        b->results = ob->head;
-        ob->head = t;
-        last->next = NULL;
-        if (ob->head == NULL)
-            ob->tail = NULL;
-        ob->nresults -= b->nresults;
-    }
-    /* Released keys: the oldest ones, up to max_items. */
-    if (ob->nreleased > 0) {
-        size_t n = ob->nreleased < max_items ? ob->nreleased : max_items;
-
-        b->released = malloc(n * sizeof(*b->released));
-        if (b->released != NULL) {
-            memcpy(b->released, ob->released, n * sizeof(*b->released));
-            memmove(ob->released, ob->released + n,
-                    (ob->nreleased - n) * sizeof(*ob->released));
-            ob->nreleased -= n;
-            b->nreleased = n;
-        }
-    }
+    bytes = take_results(ob, b, max_items, max_bytes);
+    take_keys(&ob->released, &b->released, &b->nreleased, max_items);
+    take_keys(&ob->missing, &b->missing, &b->nmissing, max_items);
+    /* A result over max_bytes travels alone (it may be close to the
+     * message limit): chunks wait for the next batch. */
+    if (bytes <= max_bytes)
+        take_chunks(ob, b, max_items);
     ob->inflight = true;
     pthread_mutex_unlock(&ob->mu);
 }
@@ -170,7 +296,7 @@ void tgw_outbox_done(tgw_outbox *ob)
 {
     pthread_mutex_lock(&ob->mu);
     ob->inflight = false;
-    if (ob->head == NULL && ob->nreleased == 0)
+    if (idle_locked(ob))
         pthread_cond_broadcast(&ob->flush_cv);
     pthread_mutex_unlock(&ob->mu);
 }
@@ -186,6 +312,12 @@ void tgw_outbox_batch_free(tgw_batch *b)
     for (size_t i = 0; i < b->nreleased; i++)
         free(b->released[i]);
     free(b->released);
+    for (size_t i = 0; i < b->nmissing; i++)
+        free(b->missing[i]);
+    free(b->missing);
+    for (size_t i = 0; i < b->nchunks; i++)
+        tgw_held_release(b->chunks[i].h);
+    free(b->chunks);
     memset(b, 0, sizeof(*b));
 }
 
@@ -212,12 +344,12 @@ bool tgw_outbox_flush(tgw_outbox *ob, int64_t timeout_ms)
     bool flushed;
 
     pthread_mutex_lock(&ob->mu);
-    while (ob->head != NULL || ob->nreleased > 0 || ob->inflight) {
+    while (!idle_locked(ob) || ob->inflight) {
         if (pthread_cond_timedwait(&ob->flush_cv, &ob->mu, &deadline) ==
             ETIMEDOUT)
             break;
     }
-    flushed = ob->head == NULL && ob->nreleased == 0 && !ob->inflight;
+    flushed = idle_locked(ob) && !ob->inflight;
     pthread_mutex_unlock(&ob->mu);
     return flushed;
 }
@@ -227,7 +359,7 @@ size_t tgw_outbox_pending(tgw_outbox *ob)
     size_t n;
 
     pthread_mutex_lock(&ob->mu);
-    n = ob->nresults + ob->nreleased;
+    n = ob->nresults + ob->released.n + ob->missing.n + ob->nuploads;
     pthread_mutex_unlock(&ob->mu);
     return n;
 }

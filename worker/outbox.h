@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * outbox.h: what the worker has to tell the scheduler and has not sent
- * yet: finished tasks (results) and keys handed back unstarted. Executor
- * threads push; the link's sender thread takes everything that is waiting
- * as one batch, so under load one WorkerMessage carries thousands of
- * results (one message per task would cap throughput far lower), while an
- * idle worker still sends each result at once. Depends on pthreads and
- * task.h.
+ * yet: finished tasks (results), keys handed back unstarted, keys it was
+ * asked for but does not hold (missing), and the bytes of held results
+ * the scheduler asked to upload. Executor threads and the link push; the
+ * link's sender thread takes everything that is waiting as one batch, so
+ * under load one WorkerMessage carries thousands of results (one message
+ * per task would cap throughput far lower), while an idle worker still
+ * sends each result at once. Uploads go out a few chunks per batch, so
+ * results and heartbeats keep flowing between the pieces of a large
+ * upload. Depends on pthreads, task.h and store.h.
  */
 #ifndef TGW_OUTBOX_H
 #define TGW_OUTBOX_H
@@ -15,9 +18,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store.h"
 #include "task.h"
 
 typedef struct tgw_outbox tgw_outbox;
+
+/* The largest upload chunk (DataChunk.data, TG_PROTO_CHUNK_MAX). */
+#define TGW_CHUNK_MAX (1u << 20)
+/* Upload bytes per batch: a large upload takes several messages, and
+ * what else waits rides along in each. */
+#define TGW_BATCH_CHUNK_BYTES (4u << 20)
+
+/* One piece of an upload, taken for sending. */
+typedef struct tgw_chunk {
+    uint64_t upload; /* Upload.id it answers */
+    tgw_held *h;     /* a reference (released by tgw_outbox_batch_free) */
+    uint64_t offset; /* where the piece starts in h->data */
+    size_t len;      /* at most TGW_CHUNK_MAX; 0 only for an empty result */
+    bool last;       /* the upload's final piece */
+} tgw_chunk;
 
 /* One batch taken from the outbox (owned by the taker). */
 typedef struct tgw_batch {
@@ -25,6 +44,10 @@ typedef struct tgw_batch {
     size_t nresults;
     char **released; /* malloc'd keys */
     size_t nreleased;
+    char **missing; /* malloc'd keys */
+    size_t nmissing;
+    tgw_chunk *chunks; /* in upload order, then offset order */
+    size_t nchunks;
 } tgw_batch;
 
 /** New empty outbox. TG_OK or TG_ENOMEM. */
@@ -40,12 +63,21 @@ void tgw_outbox_push(tgw_outbox *ob, tg_task_ctx *t);
 /** Append a key to hand back unstarted (copied). TG_OK or TG_ENOMEM. */
 int tgw_outbox_push_released(tgw_outbox *ob, const char *key);
 
+/** Append a key this worker was asked for and does not hold (copied).
+ * TG_OK or TG_ENOMEM. */
+int tgw_outbox_push_missing(tgw_outbox *ob, const char *key, size_t len);
+
+/** Queue the upload `id` of held result `h`; takes over the caller's
+ * reference to `h` (released on failure too). TG_OK or TG_ENOMEM. */
+int tgw_outbox_push_upload(tgw_outbox *ob, uint64_t id, tgw_held *h);
+
 /**
  * Wait up to `wait_ms` for something to send (or tgw_outbox_wake), then
- * take at most `max_items` results and keys, and results of about
- * `max_bytes` at most (but at least one result, however large: see
- * tgw_task_limit_result). Marks a batch in
- * flight until tgw_outbox_done. The batch may be empty (timeout or wake).
+ * take at most `max_items` results and keys of each kind, and results of
+ * about `max_bytes` at most (but at least one result, however large: see
+ * tgw_task_limit_result), and upload chunks of TGW_BATCH_CHUNK_BYTES at
+ * most (at least one). Marks a batch in flight until tgw_outbox_done.
+ * The batch may be empty (timeout or wake).
  */
 void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,
                      size_t max_bytes, int64_t wait_ms);
@@ -66,7 +98,7 @@ void tgw_outbox_clear(tgw_outbox *ob);
  * `timeout_ms`. True if flushed. */
 bool tgw_outbox_flush(tgw_outbox *ob, int64_t timeout_ms);
 
-/** Number of results and keys waiting (not in flight). */
+/** Number of results, keys and uploads waiting (not in flight). */
 size_t tgw_outbox_pending(tgw_outbox *ob);
 
 #endif

@@ -45,6 +45,40 @@ static tgw_bytes codec_or_raw(tgw_bytes c)
     return c;
 }
 
+/* True if the dependency's bytes are held elsewhere (see tgw_dep_spec). */
+static bool dep_is_held(const tgw_dep_spec *d)
+{
+    return d->data.len == 0 && d->nholders > 0;
+}
+
+/* Bytes a held dependency adds to the task's allocation: its key, the
+ * holder pointers (aligned) and their strings. */
+static size_t held_size(const tgw_dep_spec *d)
+{
+    size_t n = d->key.len + 1 + d->nholders * sizeof(char *) + sizeof(char *);
+
+    for (size_t i = 0; i < d->nholders; i++)
+        n += strlen(d->holders[i]) + 1;
+    return n;
+}
+
+/* Copy a held dependency's key and holders into the arena. */
+static void take_held(arena *a, tgw_dep *dep, const tgw_dep_spec *d)
+{
+    const char **hs = take(a, d->nholders * sizeof(char *), sizeof(char *));
+
+    dep->key = take_str(a, d->key);
+    dep->key_len = d->key.len;
+    dep->size = d->size;
+    for (size_t i = 0; i < d->nholders; i++) {
+        tgw_bytes h = {(const uint8_t *)d->holders[i], strlen(d->holders[i])};
+
+        hs[i] = take_str(a, h);
+    }
+    dep->holders = hs;
+    dep->nholders = d->nholders;
+}
+
 int tgw_task_new(tg_task_ctx **out, const tgw_task_spec *spec,
                  const tg_registry *reg)
 {
@@ -57,9 +91,12 @@ int tgw_task_new(tg_task_ctx **out, const tgw_task_spec *spec,
     arena a;
 
     *out = NULL;
-    for (size_t i = 0; i < spec->ndeps; i++)
+    for (size_t i = 0; i < spec->ndeps; i++) {
         size +=
             spec->deps[i].data.len + codec_or_raw(spec->deps[i].codec).len + 1;
+        if (dep_is_held(&spec->deps[i]))
+            size += held_size(&spec->deps[i]);
+    }
     mem = malloc(size);
     if (mem == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory for task '%.*s'",
@@ -77,13 +114,21 @@ int tgw_task_new(tg_task_ctx **out, const tgw_task_spec *spec,
         memcpy((uint8_t *)t->input, spec->input.ptr, spec->input.len);
     t->input_len = spec->input.len;
     for (size_t i = 0; i < spec->ndeps; i++) {
-        uint8_t *d = take(&a, spec->deps[i].data.len, 1);
+        const tgw_dep_spec *d = &spec->deps[i];
+        tgw_dep *dep = &t->deps[i];
+        uint8_t *data = take(&a, d->data.len, 1);
 
-        if (spec->deps[i].data.len)
-            memcpy(d, spec->deps[i].data.ptr, spec->deps[i].data.len);
-        t->deps[i].data = d;
-        t->deps[i].len = spec->deps[i].data.len;
-        t->deps[i].codec = take_str(&a, codec_or_raw(spec->deps[i].codec));
+        memset(dep, 0, sizeof(*dep));
+        if (d->data.len)
+            memcpy(data, d->data.ptr, d->data.len);
+        dep->data = data;
+        dep->len = d->data.len;
+        dep->codec = take_str(&a, codec_or_raw(d->codec));
+        if (dep_is_held(d)) {
+            take_held(&a, dep, d);
+            dep->data = NULL;
+            t->nheld++;
+        }
     }
     t->ndeps = spec->ndeps;
     t->attempt = spec->attempt;
@@ -96,6 +141,7 @@ int tgw_task_new(tg_task_ctx **out, const tgw_task_spec *spec,
 
 static void clear_outcome(tg_task_ctx *t)
 {
+    t->held = false;
     free(t->data);
     free(t->out_codec);
     free(t->err_type);
@@ -112,6 +158,9 @@ void tgw_task_free(tg_task_ctx *t)
 {
     if (t == NULL)
         return;
+    for (size_t i = 0; t->nheld > 0 && i < t->ndeps; i++)
+        if (t->deps[i].unhold != NULL)
+            t->deps[i].unhold(t->deps[i].hold);
     clear_outcome(t);
     free(t);
 }
@@ -144,7 +193,7 @@ const char *tgw_task_result_codec(const tg_task_ctx *t)
 
 size_t tgw_task_result_size(const tg_task_ctx *t)
 {
-    size_t n = t->key_len + t->data_len + 32;
+    size_t n = t->key_len + (t->held ? 0 : t->data_len) + 32;
 
     if (t->out_codec)
         n += strlen(t->out_codec);
@@ -160,7 +209,7 @@ bool tgw_task_limit_result(tg_task_ctx *t, size_t max_bytes)
     char msg[512];
     size_t size = tgw_task_result_size(t);
 
-    if (size <= max_bytes)
+    if (t->held || size <= max_bytes)
         return false;
     if (t->erred) {
         /* Keep the type and the start of the text. */
@@ -174,9 +223,10 @@ bool tgw_task_limit_result(tg_task_ctx *t, size_t max_bytes)
     }
     snprintf(msg, sizeof(msg),
              "the result of %s is %zu bytes (codec %s), over the %zu-byte "
-             "limit of one message (%.1f MiB); results travel inside "
-             "messages: return a smaller value (or store large data "
-             "elsewhere and return a reference)",
+             "limit of one message (%.1f MiB); this worker sends results "
+             "inside messages (it has no data service, --data-listen none, "
+             "or its scheduler keeps every result inline): return a "
+             "smaller value, or run the worker with a data service",
              t->func ? t->func : "the task", t->data_len,
              tgw_task_result_codec(t), max_bytes,
              (double)max_bytes / (1024.0 * 1024.0));

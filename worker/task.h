@@ -28,10 +28,19 @@ typedef struct tgw_bytes {
     size_t len;
 } tgw_bytes;
 
-/* One dependency result as assigned (borrowed for tgw_task_new). */
+/*
+ * One dependency result as assigned (borrowed for tgw_task_new). With
+ * empty `data` and at least one holder the bytes are held elsewhere (or
+ * in this worker's store) and are resolved before the task runs (see
+ * tgw_dep and tg__exec_opts.prepare).
+ */
 typedef struct tgw_dep_spec {
     tgw_bytes data;
     tgw_bytes codec;
+    tgw_bytes key;              /* the dependency's key */
+    uint64_t size;              /* TaskResult.size */
+    const char *const *holders; /* data addresses, in the scheduler's order */
+    size_t nholders;
 } tgw_dep_spec;
 
 /* An assignment to copy into a new task (all borrowed for the call). */
@@ -46,11 +55,23 @@ typedef struct tgw_task_spec {
     int32_t priority;
 } tgw_task_spec;
 
-/* A dependency inside a task (points into the task's allocation). */
+/*
+ * A dependency inside a task (points into the task's allocation). A held
+ * one (nholders > 0) has no bytes until it is resolved: then `data` and
+ * `len` point at bytes that `hold` keeps alive (a reference to a stored
+ * result, or a fetched copy) until tgw_task_free calls `unhold(hold)`.
+ */
 typedef struct tgw_dep {
     const uint8_t *data;
     size_t len;
     const char *codec; /* NUL-terminated; "raw" if none was given */
+    const char *key;   /* NUL-terminated; held dependencies only */
+    size_t key_len;
+    uint64_t size;              /* announced size of a held dependency */
+    const char *const *holders; /* NUL-terminated addresses */
+    size_t nholders;
+    void *hold;
+    void (*unhold)(void *hold);
 } tgw_dep;
 
 struct tg_task_ctx {
@@ -63,6 +84,7 @@ struct tg_task_ctx {
     const char *codec;
     tgw_dep *deps;
     size_t ndeps;
+    size_t nheld; /* deps whose bytes are held elsewhere (resolve first) */
     uint32_t attempt;
     int32_t priority;
     const tgw_fn *fn; /* resolved at creation; NULL if unknown */
@@ -80,6 +102,9 @@ struct tg_task_ctx {
 
     /* The outcome, written by the task's thread. */
     bool erred;
+    /* The result moved to the worker's store: `data` is NULL and
+     * `data_len` is its size (reported as TaskResult.held). */
+    bool held;
     uint8_t *data;
     size_t data_len;
     char *out_codec; /* NULL: "raw" */
@@ -125,11 +150,12 @@ size_t tgw_task_result_size(const tg_task_ctx *t);
 #define TGW_RESULT_MAX_BYTES (64u * 1024u * 1024u - 64u * 1024u)
 
 /**
- * Fail a task whose outcome is larger than `max_bytes` (until a data plane
- * exists, results travel inside one message): its result is replaced by a
- * "tg.ResultTooLarge" error naming the result's size and the limit, so the
- * task fails at once instead of breaking the worker's stream. Error text
- * over the limit is cut. True if the outcome was changed.
+ * Fail a task whose inline outcome is larger than `max_bytes` (a result
+ * sent inline travels inside one message; a held one does not, and is
+ * left alone): its result is replaced by a "tg.ResultTooLarge" error
+ * naming the result's size and the limit, so the task fails at once
+ * instead of breaking the worker's stream. Error text over the limit is
+ * cut. True if the outcome was changed.
  */
 bool tgw_task_limit_result(tg_task_ctx *t, size_t max_bytes);
 
