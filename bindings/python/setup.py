@@ -118,7 +118,9 @@ def _stub_requirements() -> list[str]:
         v1 = pathlib.Path(tmp) / "taskgrid" / "v1"
         pb2 = (v1 / "taskgrid_pb2.py").read_text()
         grpc = (v1 / "taskgrid_pb2_grpc.py").read_text()
-    reqs = ["cloudpickle>=2.2"]
+    # cryptography: a worker's data service reads the taskgrid role of a
+    # peer's certificate over TLS (taskgrid.security.certificate_role).
+    reqs = ["cloudpickle>=2.2", "cryptography>=3.1"]
     m = re.search(r"Protobuf Python Version: (\d+)\.(\d+)\.(\d+)", pb2)
     if m:
         major = int(m.group(1))

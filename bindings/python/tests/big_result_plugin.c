@@ -6,6 +6,8 @@
  *                  made on the worker (an input that size could not even be
  *                  submitted)
  *   big.pid   ""   returns the worker's pid (JSON), to see it survived
+ *   big.len        returns the total size in bytes of its dependencies'
+ *                  results (JSON), whatever their codec (test_data_plane.py)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,10 +56,27 @@ static int big_pid(tg_task_ctx *ctx, void *userdata)
     return tg_task_set_result(ctx, text, (size_t)n, "json");
 }
 
+static int big_len(tg_task_ctx *ctx, void *userdata)
+{
+    char text[32];
+    unsigned long long total = 0;
+    int n;
+
+    (void)userdata;
+    for (size_t i = 0; i < tg_task_ndeps(ctx); i++) {
+        size_t len = 0;
+        (void)tg_task_dep(ctx, i, &len);
+        total += len;
+    }
+    n = snprintf(text, sizeof(text), "%llu", total);
+    return tg_task_set_result(ctx, text, (size_t)n, "json");
+}
+
 int tg_plugin_init(tg_registry *reg)
 {
     if (tg_registry_add(reg, "big.bytes", big_bytes, NULL) != 0 ||
-        tg_registry_add(reg, "big.pid", big_pid, NULL) != 0)
+        tg_registry_add(reg, "big.pid", big_pid, NULL) != 0 ||
+        tg_registry_add(reg, "big.len", big_len, NULL) != 0)
         return -1;
     return 0;
 }

@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Results over the message limit, and failed tasks' exception objects.
 
-* A result larger than one message (64 MiB) fails its task at once with
-  taskgrid.ResultTooLarge naming the size and the limit; the worker (Python
-  or C) survives and keeps working (before: the stream broke, the worker
-  was lost three times and the task failed with KilledWorker). Several
-  large results that together pass the limit still arrive (a batch is cut
-  before a result that would make its message too large).
+* On a worker without a data service (--data-listen none), which sends
+  every result inline, a result larger than one message (64 MiB) fails its
+  task at once with taskgrid.ResultTooLarge naming the size and the limit;
+  the worker (Python or C) survives and keeps working (before: the stream
+  broke, the worker was lost three times and the task failed with
+  KilledWorker). Several large results that together pass the limit still
+  arrive (a batch is cut before a result that would make its message too
+  large). A worker with a data service keeps such results in its store
+  instead (test_data_plane.py).
 * A Python worker sends the pickled exception with an error, and the client
   raises the original object (type and attributes).
 """
@@ -16,6 +19,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import time
 from typing import Iterator
 
@@ -63,12 +67,27 @@ def plus_one(x: int) -> int:
 # ---------------------------------------------------------------------------
 
 
+def no_data_service(cluster: taskgrid.LocalCluster, program: list, options: list
+                    ) -> Iterator[taskgrid.Client]:
+    """A client of `cluster` once `program` (a worker, with `options` that
+    leave it no data service, so every result is inline) has joined it."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
+    worker = subprocess.Popen([*program, cluster.address, "--log-level", "warn", *options],
+                              env=env)
+    try:
+        with taskgrid.Client(cluster, set_as_default=False) as c:
+            c.wait_for_workers(1, timeout=30)
+            yield c
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
 @pytest.fixture(scope="module")
 def py_small(binaries: tuple[str, str]) -> Iterator[taskgrid.Client]:
-    with taskgrid.LocalCluster(n_workers=1, threads_per_worker=2) as cl, taskgrid.Client(
-        cl, set_as_default=False
-    ) as c:
-        yield c
+    with taskgrid.LocalCluster(n_workers=0) as cl:
+        yield from no_data_service(cl, [sys.executable, "-m", "taskgrid.worker"],
+                                   ["--nthreads", "2", "--data-listen", "none"])
 
 
 def check_too_large(e: BaseException, size: str) -> None:
@@ -111,10 +130,12 @@ def big_plugin(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def c_small(binaries: tuple[str, str], big_plugin: str) -> Iterator[taskgrid.Client]:
-    with taskgrid.LocalCluster(
-        n_workers=1, threads_per_worker=4, worker="c", preload=[big_plugin]
-    ) as cl, taskgrid.Client(cl, set_as_default=False) as c:
-        yield c
+    options = ["--nthreads", "4", "--preload", big_plugin]
+    help_text = subprocess.run([binaries[1], "--help"], capture_output=True, text=True)
+    if "--data-listen" in help_text.stdout + help_text.stderr:
+        options += ["--data-listen", "none"]
+    with taskgrid.LocalCluster(n_workers=0, worker="c") as cl:
+        yield from no_data_service(cl, [binaries[1]], options)
 
 
 def test_c_result_over_the_limit_fails_at_once(c_small: taskgrid.Client) -> None:

@@ -56,6 +56,9 @@ def _certificates(d: pathlib.Path) -> dict:
         key = ec.generate_private_key(ec.SECP256R1())
         san = [x509.UniformResourceIdentifier(f"taskgrid:role={role}"),
                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        if role == "worker":
+            # The name other workers verify when they fetch from it.
+            san.append(x509.DNSName("taskgrid-worker"))
         cert = (x509.CertificateBuilder().subject_name(name(cn))
                 .issuer_name(ca_cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())

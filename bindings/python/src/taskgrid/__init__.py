@@ -32,6 +32,9 @@ from .client import Client, ClusterStatus, Future, WorkerInfo, as_completed, get
 from .cluster import BinaryNotFound, LocalCluster, find_binary
 from .errors import (
     CancelledError,
+    DataCorrupt,
+    DataLost,
+    FetchFailed,
     KilledWorker,
     NoWorkerError,
     RemoteTraceback,
@@ -51,6 +54,9 @@ __all__ = [
     "CancelledError",
     "Client",
     "ClusterStatus",
+    "DataCorrupt",
+    "DataLost",
+    "FetchFailed",
     "Future",
     "KilledWorker",
     "LocalCluster",

@@ -14,6 +14,11 @@ callers' appends to the outbox:
   per-task RPC is ever made, and results are decoded lazily, on result().
 * When the last Future of a key is garbage-collected the key is released
   (batched, like everything else), so the scheduler can forget the result.
+* Gather streams are chunked (GatherRequest.chunked): a result held on a
+  worker comes as its TaskResult (size and codec, no bytes) and then its
+  chunks, which are checked (offsets contiguous, CRC-32, total size) and
+  joined once when the last one arrives; a corrupt or incomplete result
+  fails that key's futures with DataCorrupt naming the key.
 
 :class:`ClientIO` is the base class of :class:`taskgrid.Client`, which
 creates every attribute declared here. Depends on _future and the stubs.
@@ -26,6 +31,7 @@ import collections
 import contextlib
 import logging
 import threading
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,7 +40,7 @@ import grpc
 from ._future import CANCELLED, ERROR, FINISHED, LOST, PENDING, _State, run_callback
 from ._loop import IOLoop
 from ._rpc import pb, pb_grpc
-from .errors import SchedulerError
+from .errors import DataCorrupt, SchedulerError
 
 logger = logging.getLogger("taskgrid.client")
 
@@ -52,6 +58,18 @@ _RELEASED = pb.TASK_STATE_RELEASED
 # An outbox entry: ("submit", [TaskSpec]), ("release", [key]),
 # ("gather", [key]) or ("call", (coroutine function, concurrent future)).
 Op = tuple[str, Any]
+
+
+class _Assembly:
+    """The chunks of one held result received so far (one Gather stream)."""
+
+    __slots__ = ("codec", "got", "parts", "size")
+
+    def __init__(self, size: int, codec: str) -> None:
+        self.size = size
+        self.codec = codec
+        self.got = 0
+        self.parts: list[bytes] = []
 
 
 class ClientIO:
@@ -169,10 +187,13 @@ class ClientIO:
         task.add_done_callback(self._calls.discard)
 
     async def _gather(self, keys: list[str]) -> None:
-        call = self._stub.Gather(pb.GatherRequest(keys=keys))
+        call = self._stub.Gather(pb.GatherRequest(keys=keys, chunked=True))
+        assembling: dict[str, _Assembly] = {}
         try:
             async for resp in call:
-                self._on_results(resp.results)
+                self._on_results(resp.results, assembling)
+                if resp.chunks:
+                    self._on_chunks(resp.chunks, assembling)
         except asyncio.CancelledError:
             call.cancel()
             raise
@@ -186,6 +207,10 @@ class ClientIO:
                     ),
                 )
             return
+        for key, a in assembling.items():
+            self._fail_key(
+                key, f"the result of '{key}' ended incomplete: {a.got} of {a.size} bytes arrived"
+            )
         # Every key has been answered; anything still pending was missed.
         with self._cond:
             missed = [
@@ -194,7 +219,9 @@ class ClientIO:
         if missed and not self._closed:
             self._fail(missed, SchedulerError("the scheduler ended a gather without these keys"))
 
-    def _on_results(self, results: Iterable[pb.TaskResult]) -> None:
+    def _on_results(
+        self, results: Iterable[pb.TaskResult], assembling: dict[str, _Assembly]
+    ) -> None:
         fired = []
         with self._cond:
             states = self._states
@@ -203,6 +230,11 @@ class ClientIO:
                 if st is None or st.status is not PENDING:
                     continue
                 s = r.state
+                assembling.pop(r.key, None)
+                if s == _MEMORY and not r.data and r.size > 0:
+                    # Held on a worker: its chunks follow.
+                    assembling[r.key] = _Assembly(r.size, r.codec)
+                    continue
                 if s == _MEMORY:
                     st.data = r.data
                     st.codec = r.codec
@@ -228,6 +260,48 @@ class ClientIO:
             self._cond.notify_all()
         for st in fired:
             self._fire(st)
+
+    def _on_chunks(self, chunks: Iterable[pb.DataChunk], assembling: dict[str, _Assembly]) -> None:
+        for c in chunks:
+            a = assembling.get(c.key)
+            if a is None:
+                continue  # not awaited here (already answered, or not ours)
+            data = c.data
+            if c.offset != a.got:
+                why = f"a chunk at offset {c.offset} where {a.got} was expected"
+            elif c.size != a.size:
+                why = f"a chunk giving the size as {c.size}, not {a.size}"
+            elif a.got + len(data) > a.size:
+                why = f"more than its {a.size} bytes"
+            elif zlib.crc32(data) != c.crc32:
+                why = f"a chunk at offset {c.offset} that fails its CRC-32"
+            else:
+                a.parts.append(data)
+                a.got += len(data)
+                if a.got == a.size:
+                    del assembling[c.key]
+                    self._on_assembled(c.key, a)
+                continue
+            del assembling[c.key]
+            self._fail_key(c.key, f"the result of '{c.key}' arrived corrupt: {why}; discarded")
+
+    def _on_assembled(self, key: str, a: _Assembly) -> None:
+        data = a.parts[0] if len(a.parts) == 1 else b"".join(a.parts)
+        a.parts = []
+        with self._cond:
+            st = self._states.get(key)
+            if st is None or st.status is not PENDING:
+                return
+            st.data = data
+            st.codec = a.codec
+            st.status = FINISHED
+            self._cond.notify_all()
+            fire = bool(st.callbacks)
+        if fire:
+            self._fire(st)
+
+    def _fail_key(self, key: str, message: str) -> None:
+        self._fail([key], DataCorrupt(message, type="tg.DataCorrupt", key=key))
 
     def _fail(self, keys: Iterable[str], exc: BaseException) -> None:
         fired = []

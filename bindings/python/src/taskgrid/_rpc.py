@@ -31,6 +31,7 @@ __all__ = [
     "parse_address",
     "pb",
     "pb_grpc",
+    "peer_channel",
     "sync_channel",
 ]
 
@@ -104,3 +105,23 @@ def aio_channel(address: str, security: Security | None = None) -> grpc.aio.Chan
     if creds is None:
         return grpc.aio.insecure_channel(target, options=options)
     return grpc.aio.secure_channel(target, creds, options=options)
+
+
+#: The DNS name every worker certificate carries (taskgrid-certs writes it);
+#: a worker fetching from another verifies the holder's certificate for it
+#: (the contract's DataService; TG_PROTO_WORKER_TLS_NAME in C).
+WORKER_TLS_NAME = "taskgrid-worker"
+
+
+def peer_channel(target: str, security: Security | None) -> grpc.Channel:
+    """A blocking-API channel to another worker's data service ("host:port",
+    as it advertised it): over TLS when `security` is given (the cluster's
+    TLS mode), checking the peer's certificate against the cluster CA for
+    the workers' fixed TLS name (WORKER_TLS_NAME), not the host it is
+    reached by: workers' addresses are not known when certificates are
+    made."""
+    options = list(_OPTIONS)
+    if security is None:
+        return grpc.insecure_channel(target, options=options)
+    options.append(("grpc.ssl_target_name_override", WORKER_TLS_NAME))
+    return grpc.secure_channel(target, security.channel_credentials(), options=options)

@@ -72,11 +72,33 @@ class NoWorkerError(TaskError):
 class ResultTooLarge(TaskError):
     """The task's result is larger than one message can carry (64 MiB).
 
-    Results travel inside gRPC messages until a data plane exists: return
-    a smaller value, or store large data elsewhere and return a reference.
+    Raised for a worker without a data service (or a scheduler that sends
+    every result inline): a worker with one keeps a large result in its
+    store instead, and it may have any size.
     """
 
     wire_type = "tg.ResultTooLarge"
+
+
+class FetchFailed(TaskError):
+    """A worker could not fetch a task's input from any holder (the message
+    names the key, each holder tried and why)."""
+
+    wire_type = "tg.FetchFailed"
+
+
+class DataCorrupt(TaskError):
+    """A result streamed to the client arrived corrupt or incomplete (a
+    chunk's CRC-32, offset or size did not match; the message names the
+    key). The same type as the Go and C clients report."""
+
+    wire_type = "tg.DataCorrupt"
+
+
+class DataLost(TaskError):
+    """A result held only on a worker was lost with that worker."""
+
+    wire_type = "tg.DataLost"
 
 
 class SchedulerError(TaskgridError, ConnectionError):
@@ -101,6 +123,8 @@ _TG_TYPES = {
     "tg.WorkerLost": KilledWorker,
     "tg.NoWorker": NoWorkerError,
     "tg.ResultTooLarge": ResultTooLarge,
+    "tg.FetchFailed": FetchFailed,
+    "tg.DataLost": DataLost,
 }
 
 

@@ -5,9 +5,10 @@ It takes the C worker's flags, so the scheduler's local launcher can start
 it (``--worker-bin`` pointing to a wrapper running this module): ADDRESS,
 --name, --nthreads, --resources, --preload (a module name or a .py path
 whose import registers functions), --log-level, --heartbeat-ms and
---tls-ca/--tls-cert/--tls-key; TASKGRID_LAUNCH_ID is echoed to the
-scheduler. Exit codes: 0 after a clean stop or drain, 2 for a usage or
-start-up error. SIGTERM/SIGINT stop cleanly; a second one exits at once.
+--tls-ca/--tls-cert/--tls-key, and the data service's --data-listen and
+--data-address; TASKGRID_LAUNCH_ID is echoed to the scheduler. Exit codes:
+0 after a clean stop or drain, 2 for a usage or start-up error.
+SIGTERM/SIGINT stop cleanly; a second one exits at once.
 """
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-ca", help="CA certificate (PEM) of the cluster")
     p.add_argument("--tls-cert", help="this worker's certificate (PEM)")
     p.add_argument("--tls-key", help="this worker's private key (PEM)")
+    p.add_argument(
+        "--data-listen",
+        metavar="HOST:PORT",
+        help="where the data service (DataService.Fetch: results this worker holds, for "
+        "other workers) listens; 'none': no data service, every result is sent inline "
+        "(default: 127.0.0.1:0 when the scheduler's address is a loopback one, else 0.0.0.0:0)",
+    )
+    p.add_argument(
+        "--data-address",
+        metavar="HOST:PORT",
+        help="the data service's address as other workers reach it, sent to the scheduler "
+        "(default: the listen host with the bound port; this host's name for 0.0.0.0; "
+        "port 0: the bound port)",
+    )
     return p
 
 
@@ -105,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             preload=args.preload,
             security=security,
             heartbeat_ms=args.heartbeat_ms,
+            data_listen=args.data_listen,
+            data_address=args.data_address,
         )
     except Exception as e:  # noqa: BLE001 - reported as a start-up error
         print(f"taskgrid worker: error: {type(e).__name__}: {e}", file=sys.stderr)

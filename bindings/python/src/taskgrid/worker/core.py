@@ -25,6 +25,16 @@ Semantics shared with the C worker (worker/link.c):
   running ones flagged and unsent results discarded before reconnecting.
 * Errors go back as (type, message, traceback); retries are the
   scheduler's (the assignment's ``attempt`` says which run this is).
+
+The data plane (data.py): the worker runs a DataService server unless
+``data_listen="none"`` and registers its address. A successful result
+larger than the scheduler's ``inline_limit`` stays in the worker's store
+and is reported ``held`` (size and codec, no bytes) until the scheduler
+frees it or the session ends; inputs held elsewhere are fetched from their
+holders before the task runs (a key in the store is used as is), and
+``upload`` requests are answered with chunks between results and
+heartbeats. Without a data service every result is inline, and one over
+the message limit fails with ``tg.ResultTooLarge``.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ from ..errors import EXC_FORMAT, type_name
 from ..security import Security
 from . import registry
 from .builtins import BUILTINS
+from .data import DataPlane, Piece, UploadQueue, add_pieces
 from .executor import Executor, Task
 
 logger = logging.getLogger("taskgrid.worker")
@@ -76,8 +87,8 @@ _ERRED = pb.TASK_STATE_ERRED
 _OWN_MODULES = ("taskgrid.worker.core", "taskgrid.worker.builtins")
 
 # A finished task as the outbox holds it: (key, state, data, codec,
-# (error type, message, traceback) or None, attempt).
-_Result = tuple[str, int, bytes, str, "tuple[str, str, str] | None", int]
+# (error type, message, traceback) or None, attempt, size, held).
+_Result = tuple[str, int, bytes, str, "tuple[str, str, str] | None", int, int, bool]
 
 
 def parse_resources(spec: str | Mapping[str, float] | None) -> dict[str, float]:
@@ -163,12 +174,15 @@ def _too_large(t: Task, data: bytes, codec: str) -> tuple[str, str, str]:
 
 
 class _Outbox:
-    """Finished results and handed-back keys waiting to be sent."""
+    """Finished results, handed-back keys, upload chunks and missing keys
+    waiting to be sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, uploads: UploadQueue) -> None:
         self._cv = threading.Condition()
         self._results: list[_Result] = []
         self._released: list[str] = []
+        self._uploads = uploads
+        self._missing: list[str] = []
         self.session = 0
 
     def reset(self, session: int) -> None:
@@ -176,6 +190,8 @@ class _Outbox:
             self.session = session
             self._results = []
             self._released = []
+            self._uploads.clear()
+            self._missing = []
             self._cv.notify_all()
 
     def push(self, session: int, result: _Result) -> None:
@@ -192,18 +208,37 @@ class _Outbox:
                 self._released.append(key)
                 self._cv.notify()
 
+    def push_upload(self, session: int, upload: int, key: str, data: bytes, codec: str) -> None:
+        with self._cv:
+            if session == self.session:
+                self._uploads.add(upload, key, data, codec)
+                self._cv.notify()
+
+    def push_missing(self, session: int, key: str) -> None:
+        with self._cv:
+            if session == self.session:
+                self._missing.append(key)
+                self._cv.notify()
+
     def wake(self) -> None:
         with self._cv:
             self._cv.notify_all()
 
+    def _empty(self) -> bool:
+        return not (self._results or self._released or self._uploads or self._missing)
+
     def empty(self) -> bool:
         with self._cv:
-            return not self._results and not self._released
+            return self._empty()
 
-    def take(self, timeout: float) -> tuple[list[_Result], list[str]]:
+    def take(self, timeout: float) -> tuple[list[_Result], list[str], list[Piece], list[str]]:
+        """What to send next: results (a batch), released keys, upload
+        chunks (about 4 MiB of them) and missing keys."""
         with self._cv:
-            if not self._results and not self._released and timeout > 0:
+            if self._empty() and timeout > 0:
                 self._cv.wait(timeout)
+            pieces = self._uploads.take() if self._uploads else []
+            missing, self._missing = self._missing, []
             results, released = self._results, self._released
             if len(results) > BATCH_MAX_ITEMS:
                 results, self._results = results[:BATCH_MAX_ITEMS], results[BATCH_MAX_ITEMS:]
@@ -217,7 +252,7 @@ class _Outbox:
                 else:
                     self._results = []
             self._released = []
-            return results, released
+            return results, released, pieces, missing
 
 
 class Worker:
@@ -225,7 +260,11 @@ class Worker:
 
     ``Worker(address, nthreads=2).run()`` blocks until stopped or drained;
     ``start()`` runs it on a background thread (how LocalCluster's
-    in-process workers run), ``stop()`` ends it cleanly.
+    in-process workers run), ``stop()`` ends it cleanly. ``data_listen``
+    ("HOST:PORT", or "none" for no data service) and ``data_address`` (the
+    address registered for it) are the command line's --data-listen and
+    --data-address; the data service is listening once the constructor
+    returns.
     """
 
     def __init__(
@@ -239,6 +278,8 @@ class Worker:
         security: Any = None,
         heartbeat_ms: int = 1000,
         launch_id: str | None = None,
+        data_listen: str | None = None,
+        data_address: str | None = None,
     ) -> None:
         self.address = normalize_address(address)
         self.security = Security.coerce(security)
@@ -253,7 +294,10 @@ class Worker:
         self._heartbeat_s = max(heartbeat_ms, 10) / 1000
         self._fns = _codec.FunctionCache()
         self._executor = Executor(self.nthreads, self._run_task, name=f"taskgrid-task-{self.name}")
-        self._outbox = _Outbox()
+        self._data = DataPlane(
+            self.address, self.security, lambda: self.name, data_listen, data_address
+        )
+        self._outbox = _Outbox(UploadQueue(self._data.counters))
         self._stop = threading.Event()
         self._done = threading.Event()
         self._session = 0
@@ -338,6 +382,8 @@ class Worker:
                 client, self._client = self._client, None
             if client is not None:
                 client._close(timeout=5)
+            self._data.stop()
+            logger.info("%s", self._data.counters.line())
             self._done.set()
             logger.info("exiting")
 
@@ -355,6 +401,7 @@ class Worker:
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 launch_id=self.launch_id,
+                data_address=self._data.address,
             )
         )
 
@@ -364,6 +411,7 @@ class Worker:
         sid = self._session
         self._registered = False
         self._outbox.reset(sid)
+        self._data.begin_session(sid)
         channel = sync_channel(self.address, self.security)
         ended_cleanly = False
         try:
@@ -380,6 +428,8 @@ class Worker:
             self._why = f"{code.name if code else 'error'}: {details}"
         finally:
             self._dead_session = sid
+            # Held results do not outlive the session.
+            self._data.end_session()
             self._outbox.wake()
             channel.close()
         if self._closing or self._draining:
@@ -420,11 +470,17 @@ class Worker:
                 self._goodbye()
                 return
             wait = min(POLL_S, max(0.0, last + self._heartbeat_s - time.monotonic()))
-            results, released = self._outbox.take(wait)
+            results, released, pieces, missing = self._outbox.take(wait)
             if self._dead_session == sid:
                 return
-            if results or released or time.monotonic() - last >= self._heartbeat_s:
-                yield self._message(results, released)
+            if (
+                results
+                or released
+                or pieces
+                or missing
+                or time.monotonic() - last >= self._heartbeat_s
+            ):
+                yield self._message(results, released, pieces, missing)
                 last = time.monotonic()
 
     def _goodbye(self) -> None:
@@ -437,12 +493,26 @@ class Worker:
             timer.daemon = True
             timer.start()
 
-    def _message(self, results: list[_Result], released: list[str]) -> Any:
+    def _message(
+        self,
+        results: list[_Result],
+        released: list[str],
+        pieces: list[Piece],
+        missing: list[str],
+    ) -> Any:
         m = pb.WorkerMessage(uptime_ms=int((time.monotonic() - self._start_time) * 1000))
         add = m.results.add
-        for key, state, data, codec, error, attempt in results:
+        for key, state, data, codec, error, attempt, size, held in results:
             if state == _MEMORY:
-                add(key=key, state=state, data=data, codec=codec, attempt=attempt)
+                add(
+                    key=key,
+                    state=state,
+                    data=data,
+                    codec=codec,
+                    attempt=attempt,
+                    size=size,
+                    held=held,
+                )
             else:
                 assert error is not None  # _run_task pairs every error state with one
                 add(
@@ -455,6 +525,10 @@ class Worker:
                 )
         if released:
             m.released.extend(released)
+        if pieces:
+            add_pieces(m, pieces)
+        if missing:
+            m.missing.extend(missing)
         return m
 
     def _handle(self, sid: int, msg: Any) -> None:
@@ -472,6 +546,16 @@ class Worker:
             )
         if msg.heartbeat_ms:
             self._heartbeat_s = min(max(msg.heartbeat_ms, 10), 3_600_000) / 1000
+        if msg.inline_limit:
+            self._data.inline_limit = msg.inline_limit
+        if msg.free:
+            self._data.store.free(msg.free)
+        for u in msg.upload:
+            item = self._data.store.get(u.key)
+            if item is None:
+                self._outbox.push_missing(sid, u.key)
+            else:
+                self._outbox.push_upload(sid, u.id, u.key, item[0], item[1])
         # Cancels first: they refer to earlier assignments; a key cancelled
         # and assigned anew in one message must run.
         for key in msg.cancel:
@@ -516,13 +600,28 @@ class Worker:
         if t.cancelled:
             return
         _context.set_current(self, t)
+        sid = t.session
         try:
-            data, codec = self._execute(t, t.assignment)
-            out: _Result = (t.key, _MEMORY, data, codec, None, t.attempt)
-            if len(data) + len(t.key) + 64 > RESULT_MAX_BYTES:
-                out = (t.key, _ERRED, b"", "", _too_large(t, data, codec), t.attempt)
+            a = self._data.inputs(t, t.assignment, lambda k: self._outbox.push_missing(sid, k))
+            data, codec = self._execute(t, a)
+            del a
+            n = len(data)
+            out: _Result = (t.key, _MEMORY, data, codec, None, t.attempt, n, False)
+            if self._data.hold(sid, t.key, data, codec):
+                out = (t.key, _MEMORY, b"", codec, None, t.attempt, n, True)
+            elif n + len(t.key) + 64 > RESULT_MAX_BYTES:
+                out = (t.key, _ERRED, b"", "", _too_large(t, data, codec), t.attempt, 0, False)
         except BaseException as e:  # noqa: BLE001 - reported to the scheduler
-            out = (t.key, _ERRED, _pickled_error(e), _codec.PICKLE, self._error(e), t.attempt)
+            out = (
+                t.key,
+                _ERRED,
+                _pickled_error(e),
+                _codec.PICKLE,
+                self._error(e),
+                t.attempt,
+                0,
+                False,
+            )
         finally:
             _context.clear_current()
             t.assignment = None  # let the input and dependency data go
@@ -620,6 +719,7 @@ class Worker:
                 self._lent[t] = link
                 return
             self._nlent += 1
+            listen, advertise = self._data.link_options()
             link = Worker(
                 self.address,
                 nthreads=1,
@@ -627,6 +727,8 @@ class Worker:
                 security=self.security,
                 heartbeat_ms=int(self._heartbeat_s * 1000),
                 launch_id="",
+                data_listen=listen,
+                data_address=advertise,
             )
             link._lender = self
             self._lent[t] = link

@@ -1,0 +1,559 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Python worker's data plane: held results, DataService, inputs.
+
+* :class:`Store` holds the results of this session that are larger than
+  the scheduler's inline limit (the first SchedulerMessage's
+  ``inline_limit``; 0 means every result is inline). They stay until the
+  scheduler frees them or the session ends: a reconnect is a new worker,
+  and the scheduler has already counted the old session's results as lost.
+  A key stored again (a rerun) replaces the old bytes.
+* :class:`DataServer` is the grpcio server of ``DataService.Fetch``: the
+  bytes of a held result in chunks of at most 1 MiB, each with its CRC-32
+  (zlib's). Over TLS it serves with the worker's own certificate, requires
+  a client certificate from the cluster CA and answers only the worker
+  role (``security.certificate_role``).
+* :class:`Fetcher` gets a task's input from the workers holding it, in
+  order, checking every chunk (offset, size, CRC-32); when none delivers,
+  the task fails with ``tg.FetchFailed`` naming the key, each holder and
+  why.
+* :class:`UploadQueue` cuts the answers to ``SchedulerMessage.upload``
+  (for a client's Gather through the scheduler) into the chunks the
+  request generator sends, at most ~4 MiB per WorkerMessage, so results
+  and heartbeats keep flowing between them.
+* :class:`DataPlane` ties them together for one Worker, and
+  :class:`Counters` counts what moved, for the exit log line.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import ipaddress
+import logging
+import socket
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
+from typing import Any, NamedTuple
+
+import grpc
+
+from .._rpc import MAX_SEND, parse_address, pb, peer_channel
+from ..errors import FetchFailed
+from ..security import Security, certificate_role
+
+logger = logging.getLogger("taskgrid.worker")
+
+# proto/methods.h: TG_PROTO_CHUNK_MAX.
+CHUNK_MAX = 1 << 20
+# Upload chunks per WorkerMessage, in bytes.
+UPLOAD_MESSAGE_BYTES = 4 << 20
+FETCH_METHOD = "/taskgrid.v1.DataService/Fetch"
+# A Fetch may take this long plus one second per MiB before it is given up.
+FETCH_TIMEOUT_BASE_S = 60.0
+FETCH_TIMEOUT_PER_MIB_S = 1.0
+# Channels to peers kept open for later fetches.
+PEER_CHANNELS_MAX = 32
+SERVER_THREADS = 8
+
+
+# ---------------------------------------------------------------------------
+# Addresses
+# ---------------------------------------------------------------------------
+
+
+def split_host_port(spec: str, what: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[V6]:PORT' -> (host, port); ValueError naming `what`."""
+    host, sep, port = spec.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not sep or not host or not 0 <= number <= 65535:
+        raise ValueError(f"{what}: {spec!r} is not HOST:PORT (e.g. 127.0.0.1:0)")
+    return host, number
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_listen(scheduler_address: str) -> str:
+    """127.0.0.1:0 when the scheduler is on a loopback address, else 0.0.0.0:0."""
+    target, _tls = parse_address(scheduler_address)
+    host = target.rpartition(":")[0]
+    return "127.0.0.1:0" if is_loopback(host) else "0.0.0.0:0"
+
+
+# ---------------------------------------------------------------------------
+# Counters and the store
+# ---------------------------------------------------------------------------
+
+COUNTERS = ("held", "served", "fetched", "local", "uploaded")
+
+
+class Counters:
+    """What moved through the data plane: (count, bytes) per kind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(COUNTERS, (0, 0))
+
+    def add(self, kind: str, nbytes: int) -> None:
+        with self._lock:
+            n, b = self._counts[kind]
+            self._counts[kind] = (n + 1, b + nbytes)
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        with self._lock:
+            return dict(self._counts)
+
+    def line(self) -> str:
+        c = self.snapshot()
+        return "data: " + ", ".join(f"{k} {c[k][0]} ({c[k][1]} bytes)" for k in COUNTERS)
+
+
+class Store:
+    """The held results of one session: key -> (bytes, codec), thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[bytes, str]] = {}
+        self._session = 0
+
+    def reset(self, session: int) -> None:
+        """Drop everything; from now on only `session` may store."""
+        with self._lock:
+            self._session = session
+            self._items = {}
+
+    def put(self, session: int, key: str, data: bytes, codec: str) -> bool:
+        with self._lock:
+            if session != self._session:
+                return False
+            self._items[key] = (data, codec)
+            return True
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def free(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self._items.pop(k, None)
+
+
+def chunks_of(key: str, data: bytes, codec: str) -> Iterator[pb.DataChunk]:
+    """`data` as DataChunks of at most CHUNK_MAX bytes (one empty chunk for
+    an empty result)."""
+    size = len(data)
+    for offset in range(0, max(size, 1), CHUNK_MAX):
+        piece = data[offset : offset + CHUNK_MAX]
+        yield pb.DataChunk(
+            key=key, offset=offset, data=piece, size=size, codec=codec, crc32=zlib.crc32(piece)
+        )
+
+
+# ---------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------
+
+
+class DataServer:
+    """DataService on `listen` ("HOST:PORT"), serving `store`."""
+
+    def __init__(
+        self,
+        listen: str,
+        advertise: str | None,
+        store: Store,
+        counters: Counters,
+        name: Callable[[], str],
+        security: Security | None,
+    ) -> None:
+        self._store = store
+        self._counters = counters
+        self._name = name
+        self._tls = security is not None
+        host, port = split_host_port(listen, "--data-listen")
+        adv_host, adv_port = host, 0
+        if advertise:
+            adv_host, adv_port = split_host_port(advertise, "--data-address")
+        elif host in ("0.0.0.0", "::"):
+            adv_host = socket.gethostname()
+        handler = grpc.method_handlers_generic_handler(
+            "taskgrid.v1.DataService",
+            {
+                "Fetch": grpc.unary_stream_rpc_method_handler(
+                    self._fetch,
+                    request_deserializer=pb.FetchRequest.FromString,
+                    response_serializer=pb.DataChunk.SerializeToString,
+                )
+            },
+        )
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(SERVER_THREADS, thread_name_prefix="taskgrid-data"),
+            handlers=[handler],
+            options=[("grpc.max_send_message_length", MAX_SEND)],
+        )
+        bind = join_host_port(host, port)
+        try:
+            if security is not None:
+                bound = self._server.add_secure_port(bind, security.server_credentials())
+            else:
+                bound = self._server.add_insecure_port(bind)
+        except RuntimeError as e:
+            raise OSError(f"--data-listen {listen}: cannot listen there ({e})") from None
+        if bound == 0:
+            raise OSError(f"--data-listen {listen}: cannot listen there")
+        self.listen_host = host
+        self.port = bound
+        # The address workers fetch from; port 0 in --data-address means
+        # the port bound here.
+        self.address = join_host_port(adv_host, adv_port or bound)
+        self.advertised_host = adv_host
+        self._server.start()
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._server.stop(grace).wait(5)
+
+    def _fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> Iterator[Any]:
+        if self._tls:
+            self._check_role(context)
+        key = request.key
+        item = self._store.get(key)
+        if item is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no result '{key}' on worker {self._name()}")
+        data, codec = item
+        yield from chunks_of(key, data, codec)
+        self._counters.add("served", len(data))
+
+    @staticmethod
+    def _check_role(context: grpc.ServicerContext) -> None:
+        auth: Any = context.auth_context()
+        pems = auth.get("x509_pem_cert") or []
+        if pems:
+            role, why = certificate_role(pems[0])
+        else:
+            role, why = "", "no client certificate"
+        if role != "worker":
+            has = f"role '{role}'" if role else f"no role ({why})"
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"DataService.Fetch needs the worker role; this certificate has {has}",
+            )
+
+
+# ---------------------------------------------------------------------------
+# Fetching inputs
+# ---------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """One holder did not deliver (the message says why)."""
+
+
+class Fetcher:
+    """Fetches results from their holders, over the cluster's TLS mode."""
+
+    def __init__(self, security: Security | None) -> None:
+        self._security = security
+        self._lock = threading.Lock()
+        self._peers: collections.OrderedDict[str, tuple[grpc.Channel, Any]] = (
+            collections.OrderedDict()
+        )
+
+    def _call(self, holder: str) -> Any:
+        with self._lock:
+            peer = self._peers.get(holder)
+            if peer is not None:
+                self._peers.move_to_end(holder)
+                return peer[1]
+            channel = peer_channel(holder, self._security)
+            call = channel.unary_stream(
+                FETCH_METHOD,
+                request_serializer=pb.FetchRequest.SerializeToString,
+                response_deserializer=pb.DataChunk.FromString,
+            )
+            self._peers[holder] = (channel, call)
+            old = None
+            if len(self._peers) > PEER_CHANNELS_MAX:
+                old = self._peers.popitem(last=False)[1][0]
+        if old is not None:
+            old.close()
+        return call
+
+    def close(self) -> None:
+        with self._lock:
+            peers, self._peers = self._peers, collections.OrderedDict()
+        for channel, _ in peers.values():
+            channel.close()
+
+    def fetch(
+        self,
+        key: str,
+        size: int,
+        holders: Sequence[str],
+        cancelled: Callable[[], bool],
+        reasons: Sequence[str] = (),
+    ) -> bytes:
+        """The bytes of `key` from the first holder that delivers them
+        whole; FetchFailed naming every holder tried and why (after
+        `reasons`, what was already found)."""
+        reasons = list(reasons)
+        for holder in holders:
+            try:
+                return self._fetch_one(holder, key, size, cancelled)
+            except _Refused as e:
+                reasons.append(f"holder {holder}: {e}")
+            if cancelled():
+                break
+        tried = "; ".join(reasons) if reasons else "no holder"
+        raise FetchFailed(f"input '{key}' ({size} bytes): {tried}")
+
+    def _fetch_one(self, holder: str, key: str, size: int, cancelled: Callable[[], bool]) -> bytes:
+        timeout = FETCH_TIMEOUT_BASE_S + FETCH_TIMEOUT_PER_MIB_S * size / (1 << 20)
+        parts: list[bytes] = []
+        got = 0
+        expect = size
+        try:
+            stream = self._call(holder)(pb.FetchRequest(key=key), timeout=timeout)
+            for c in stream:
+                if cancelled():
+                    stream.cancel()
+                    raise _Refused("the task was cancelled")
+                if not expect and not got:
+                    expect = c.size
+                piece = c.data
+                if c.offset != got:
+                    why = f"a chunk at offset {c.offset}, expected {got}"
+                elif c.size != expect:
+                    why = f"a chunk says the size is {c.size}, expected {expect}"
+                elif got + len(piece) > expect:
+                    why = f"more than {expect} bytes"
+                elif zlib.crc32(piece) != c.crc32:
+                    why = f"a chunk at offset {c.offset} that fails its CRC-32"
+                else:
+                    parts.append(piece)
+                    got += len(piece)
+                    continue
+                stream.cancel()
+                raise _Refused(f"sent {why}: discarded")
+        except grpc.RpcError as e:
+            code = e.code() if hasattr(e, "code") else None
+            details = e.details() if hasattr(e, "details") else str(e)
+            raise _Refused(f"{code.name if code else 'error'}: {details}") from None
+        except ValueError as e:  # a bad address
+            raise _Refused(str(e)) from None
+        if got != expect:
+            raise _Refused(f"the stream ended after {got} of {expect} bytes")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Uploads
+# ---------------------------------------------------------------------------
+
+
+class Piece(NamedTuple):
+    """One chunk of an upload, as the request generator sends it."""
+
+    upload: int
+    key: str
+    offset: int
+    data: bytes
+    size: int
+    codec: str
+
+
+@dataclasses.dataclass
+class _Upload:
+    id: int
+    key: str
+    data: bytes
+    codec: str
+    offset: int = 0
+
+
+class UploadQueue:
+    """Uploads not yet sent, in order; the caller locks (the outbox does)."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
+        self._items: collections.deque[_Upload] = collections.deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def add(self, upload: int, key: str, data: bytes, codec: str) -> None:
+        self._items.append(_Upload(upload, key, data, codec))
+
+    def take(self, budget: int = UPLOAD_MESSAGE_BYTES) -> list[Piece]:
+        """The next chunks, about `budget` bytes of them (at least one)."""
+        out: list[Piece] = []
+        used = 0
+        while self._items and (not out or used + CHUNK_MAX <= budget):
+            u = self._items[0]
+            size = len(u.data)
+            piece = u.data[u.offset : u.offset + CHUNK_MAX]
+            out.append(Piece(u.id, u.key, u.offset, piece, size, u.codec))
+            used += len(piece)
+            u.offset += len(piece)
+            if u.offset >= size:
+                self._items.popleft()
+                self._counters.add("uploaded", size)
+        return out
+
+
+def add_pieces(message: Any, pieces: Iterable[Piece]) -> None:
+    """Append `pieces` to a WorkerMessage's chunks."""
+    add = message.chunks.add
+    for p in pieces:
+        add(
+            key=p.key,
+            offset=p.offset,
+            data=p.data,
+            size=p.size,
+            codec=p.codec,
+            crc32=zlib.crc32(p.data),
+            upload=p.upload,
+        )
+
+
+# ---------------------------------------------------------------------------
+# One worker's data plane
+# ---------------------------------------------------------------------------
+
+
+class _Input:
+    """A dependency's bytes as a task sees them (like a TaskResult)."""
+
+    __slots__ = ("codec", "data")
+
+    def __init__(self, data: bytes, codec: str) -> None:
+        self.data = data
+        self.codec = codec
+
+
+class _Resolved:
+    """An Assignment whose dependencies' bytes are all here."""
+
+    __slots__ = ("attempt", "codec", "deps", "func", "input", "key", "priority")
+
+    def __init__(self, a: Any, deps: list[_Input]) -> None:
+        self.key = a.key
+        self.func = a.func
+        self.input = a.input
+        self.codec = a.codec
+        self.attempt = a.attempt
+        self.priority = a.priority
+        self.deps = deps
+
+
+class DataPlane:
+    """A worker's store, data service (unless disabled) and fetcher.
+
+    `listen` is "HOST:PORT", None for the default (see default_listen) or
+    "none" for no data service: the worker then registers no data address
+    and sends every result inline.
+    """
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        security: Security | None,
+        name: Callable[[], str],
+        listen: str | None = None,
+        advertise: str | None = None,
+    ) -> None:
+        tls = parse_address(scheduler_address)[1]
+        peer_security = security if tls else None
+        self.counters = Counters()
+        self.store = Store()
+        self.fetcher = Fetcher(peer_security)
+        self.inline_limit = 0
+        self.server: DataServer | None = None
+        if listen is None:
+            listen = default_listen(scheduler_address)
+        if listen != "none":
+            self.server = DataServer(
+                listen, advertise, self.store, self.counters, name, peer_security
+            )
+        self.address = self.server.address if self.server is not None else ""
+
+    def link_options(self) -> tuple[str, str | None]:
+        """(listen, advertise) for a lent link of this worker: the same
+        hosts, each with a port of its own."""
+        if self.server is None:
+            return "none", None
+        s = self.server
+        return join_host_port(s.listen_host, 0), join_host_port(s.advertised_host, 0)
+
+    def begin_session(self, session: int) -> None:
+        self.inline_limit = 0
+        self.store.reset(session)
+
+    def end_session(self) -> None:
+        self.inline_limit = 0
+        self.store.reset(0)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.fetcher.close()
+        self.store.reset(-1)
+
+    def hold(self, session: int, key: str, data: bytes, codec: str) -> bool:
+        """Keep a successful result here if it is over the inline limit."""
+        limit = self.inline_limit
+        if self.server is None or limit <= 0 or len(data) <= limit:
+            return False
+        if not self.store.put(session, key, data, codec):
+            return False
+        self.counters.add("held", len(data))
+        return True
+
+    def inputs(self, task: Any, a: Any, missing: Callable[[str], None]) -> Any:
+        """`a`, or a copy whose held dependencies carry their bytes: from
+        this worker's store when it has them, else fetched from a holder.
+        `missing(key)` is told of a key the scheduler thinks is here but
+        is not."""
+        deps = a.deps
+        if not any(not d.data and d.holders for d in deps):
+            return a
+        out = []
+        for d in deps:
+            if d.data or not d.holders:
+                out.append(_Input(d.data, d.codec))
+                continue
+            holders = list(d.holders)
+            item = self.store.get(d.key)
+            if item is not None:
+                self.counters.add("local", len(item[0]))
+                out.append(_Input(item[0], d.codec or item[1]))
+                continue
+            why = []
+            if self.address and self.address in holders:
+                missing(d.key)
+                holders.remove(self.address)
+                why.append(f"holder {self.address}: this worker, which does not hold it")
+            data = self.fetcher.fetch(d.key, d.size, holders, lambda: bool(task.cancelled), why)
+            self.counters.add("fetched", len(data))
+            out.append(_Input(data, d.codec))
+        return _Resolved(a, out)
