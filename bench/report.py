@@ -21,6 +21,10 @@ METRICS = {
     # Per-task memory compares across N (Dask cannot hold 1M in time).
     "pending": (None, [("bytes_per_task", "B/task", False)]),
     "startup": ("workers", [("start_ms", "ms", False), ("stop_ms", "ms", False)]),
+    # The data plane (bench/data_bench.py).
+    "floor": ("mb", [("gbps", "GB/s", True)]),
+    "transfer": ("mb", [("gbps", "GB/s", True), ("seconds", "s", False)]),
+    "pipeline": ("mb", [("seconds", "s", False), ("sched_rss_mb", "MiB", False)]),
 }
 
 
@@ -91,7 +95,8 @@ def main(path: str) -> None:
                 c = statistics.median(dq)
                 ratio += f" ({(a / c if higher else c / a):,.1f}x)"
         if fl:
-            rows.append(f"| {case} (raw gRPC, no scheduling) | {size} | {metric} {unit} | {fmt(fl)} | | | |")
+            what = "raw loopback TCP copy" if case == "floor" else "raw gRPC, no scheduling"
+            rows.append(f"| {case} ({what}) | {size} | {metric} {unit} | {fmt(fl)} | | | |")
             continue
         rows.append(f"| {case} | {size} | {metric} {unit} | {fmt(tg)} | {fmt(dk)} | {fmt(dq)} | {ratio} |")
     print("\n".join(rows))
@@ -120,6 +125,9 @@ def main(path: str) -> None:
     rt, fl = med("roundtrip", "1000", "p50_us"), med("floor_unary", "1000", "p50_us", "floor")
     if rt and fl:
         print(f"- round trip vs raw gRPC unary echo (<= 3x): {rt / fl:.1f}x")
+    tr, cp = med("transfer", "1024", "gbps"), med("floor", "1024", "gbps", "floor")
+    if tr and cp:
+        print(f"- peer transfer of 1 GiB vs a raw loopback copy (>= 50%): {100 * tr / cp:.0f}%")
 
     print("""
 Where the round trip falls short: one task costs two RPCs from the client

@@ -37,6 +37,9 @@ case "$mode" in
     $TG --case startup --repeat 1
     $TG --case pending --n 1000 --repeat 1
     "$BIN/bench/rpc_floor" --n-unary 50 --n-stream 1000 --repeat 1
+    python3 bench/data_bench.py --case floor --mb 8 --repeat 1
+    python3 bench/data_bench.py --case transfer --mb 8 --repeat 1
+    python3 bench/data_bench.py --case pipeline --mb 1 --parts 2 --repeat 1
     rm -rf "$BIN"
     echo "bench smoke: ok"
     ;;
@@ -86,6 +89,14 @@ case "$mode" in
     done
     run taskgrid $TG --case startup --repeat "$REPEAT"
     run dask $DASK --case startup --repeat "$REPEAT"
+    # The data plane: the same Python code on both (Python workers).
+    DATA="$VENV/bin/python bench/data_bench.py"
+    "$VENV/bin/pip" install -q ./bindings/python
+    run floor $DATA --case floor --mb 1024 --repeat "$REPEAT"
+    run taskgrid $DATA --system taskgrid --case transfer --mb 1024 --repeat "$REPEAT"
+    run dask $DATA --system dask --case transfer --mb 1024 --repeat "$REPEAT"
+    run taskgrid $DATA --system taskgrid --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
+    run dask $DATA --system dask --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
     rm -rf "$BIN"
     python3 bench/report.py "$log" > bench/RESULTS.md
     cat bench/RESULTS.md

@@ -3,7 +3,8 @@
  * core.h: the pure scheduling core of taskgrid-scheduler. A deterministic
  * state machine: events in (submit, worker joined/left, task finished,
  * cancel, release, scale, tick), actions out (assign, cancel-on-worker,
- * notify a watcher, close a worker, scale the cluster, retire a worker).
+ * notify a watcher, close a worker, scale the cluster, retire a worker,
+ * free a result held on a worker).
  * Time is injected as `now_ms`. It has no sockets, threads, gRPC or
  * nanopb; its Bazel target (//scheduler:core) depends on libc and two
  * header-level libraries only (the public status codes and the libc-only
@@ -49,7 +50,19 @@
  *    to hand back queued tasks (TGS_ACT_STEAL);
  *  - scaling: Scale(n) or adaptive Scale(minimum, maximum) set how many
  *    workers the caller's launcher should keep (TGS_ACT_SCALE); surplus
- *    workers are retired by draining (TGS_ACT_RETIRE).
+ *    workers are retired by draining (TGS_ACT_RETIRE), those holding no
+ *    result first;
+ *  - held results: a worker that can fetch (tgs_worker_spec.can_fetch)
+ *    may keep a result in its own store and report it held
+ *    (tgs_outcome.held): the core records its holders and size, not its
+ *    bytes. A task with a held dependency runs only on workers that can
+ *    fetch (it moves to the "fetch" variant of its placement class, so
+ *    tasks without held inputs pay nothing). Forgetting a held result
+ *    emits TGS_ACT_FREE for each holder. A worker lost (or one reporting
+ *    it no longer has it, tgs_core_result_missing) that was a result's
+ *    only holder loses it: the task becomes ERRED with tg.DataLost and
+ *    its dependents inherit the error; results inline are never lost.
+ *    A draining worker closes only once it holds no result.
  *
  * Ownership: the core copies everything it is given (keys, inputs, result
  * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
@@ -138,6 +151,10 @@ typedef struct tgs_worker_spec {
      * (else TGS_EINVAL); a name given twice: the last one wins. */
     const tgs_resource *resources;
     size_t nresources;
+    /* It has a data service (taskgrid.v1 Register.data_address): it may
+     * report results held in its store, and it can fetch inputs held on
+     * other workers, so tasks with held dependencies may run there. */
+    bool can_fetch;
 } tgs_worker_spec;
 
 /* Outcome of one run, reported by a worker (borrowed for the call). */
@@ -149,6 +166,11 @@ typedef struct tgs_outcome {
     tgs_str err_type; /* !ok: error */
     tgs_str err_message;
     tgs_str err_traceback;
+    /* ok: the result's bytes stay in the worker's store (data_len 0), and
+     * `size` is their length. From a worker that cannot fetch, or with
+     * bytes inline too, the task fails with tg.ProtocolError (no retry). */
+    bool held;
+    uint64_t size;
 } tgs_outcome;
 
 typedef struct tgs_core_opts {
@@ -201,9 +223,13 @@ typedef enum tgs_action_kind {
     /* `worker` (a managed one, see tgs_core_worker_managed) is retired to
      * meet the target: the core has already stopped assigning to it (as
      * tgs_core_worker_drain does), and TGS_ACT_CLOSE_WORKER follows once
-     * nothing runs there. Its process no longer counts toward the
-     * target. */
+     * nothing runs there and it holds no result. Its process no longer
+     * counts toward the target. */
     TGS_ACT_RETIRE = 7,
+    /* `task`'s result, held on `worker`, is no longer needed (the task was
+     * forgotten): tell the worker to drop it. Only its key is meaningful:
+     * the task is no longer in the core. */
+    TGS_ACT_FREE = 8,
 } tgs_action_kind;
 
 typedef struct tgs_action {
@@ -279,13 +305,17 @@ int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *w,
 
 /**
  * Worker `wid` is gone. Tasks processing there go back to READY at once;
- * results are held by the scheduler, so none is lost or recomputed. Those
+ * results inline are held by the scheduler, so none is lost or
+ * recomputed. Those
  * it had most likely started (the `nthreads` it received first and the
  * `nthreads` it would run first) count an attempt and a lost worker; the
  * others (queued behind them) go back as if handed back. A task that was
  * running on `allowed_failures` lost workers in a row fails with
  * tg.KilledWorker (its dependents with it); other tasks go on. Worker loss
- * does not use the task's `retries`.
+ * does not use the task's `retries`. Each result held only on it becomes
+ * ERRED with tg.DataLost ("the result was held only on worker NAME, which
+ * was lost"), and every task still needing it inherits the error (a
+ * processing one gets TGS_ACT_CANCEL).
  */
 int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms);
 
@@ -296,7 +326,9 @@ int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms);
 int tgs_core_worker_drain(tgs_core *c, uint64_t wid, int64_t now_ms);
 
 /**
- * Worker `wid` finished `key` with outcome `o`. Copies the result. A report
+ * Worker `wid` finished `key` with outcome `o`. Copies the result (or,
+ * held, records `wid` as its holder and its size; its waiting dependents
+ * then run only on workers that can fetch). A report
  * for a task not processing on that worker (stale after a cancel or a
  * reschedule) is ignored and returns TGS_ESTATE.
  * An error with retries left uses one, and the task goes back to READY
@@ -315,6 +347,16 @@ int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
  */
 int tgs_core_task_returned(tgs_core *c, uint64_t wid, tgs_str key,
                            int64_t now_ms);
+
+/**
+ * Worker `wid` says it does not hold `key`'s result (taskgrid.v1
+ * WorkerMessage.missing): it is no longer counted as a holder. If it was
+ * the only one, the result is lost as in tgs_core_worker_remove (message
+ * "... which no longer has it"). TGS_ENOTFOUND if `key` is not a held
+ * result of `wid`.
+ */
+int tgs_core_result_missing(tgs_core *c, uint64_t wid, tgs_str key,
+                            int64_t now_ms);
 
 /**
  * Ask to be told (TGS_ACT_NOTIFY with `watcher`) when `key` reaches a final
@@ -337,8 +379,9 @@ int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
 
 /**
  * Drop one client hold of each key. A task with no holds whose result no
- * pending dependent needs is forgotten (its memory returned); *count (may
- * be NULL) = tasks forgotten.
+ * pending dependent needs is forgotten (its memory returned; a result
+ * held on workers gets a TGS_ACT_FREE per holder); *count (may be NULL) =
+ * tasks forgotten.
  */
 int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
                      uint32_t *count);
@@ -471,9 +514,19 @@ size_t tgs_task_ndeps(const tgs_task *t);
  * (what an assignment needs). Once the task is final it lets go of its
  * dependencies, which may then be forgotten, and this returns NULL. */
 const tgs_task *tgs_task_dep(const tgs_task *t, size_t i);
-/* MEMORY: the result bytes and codec. */
+/* MEMORY: the result bytes and codec. A result held on workers has no
+ * bytes here (NULL and 0): see tgs_task_held. */
 const uint8_t *tgs_task_result(const tgs_task *t, size_t *len);
 tgs_str tgs_task_result_codec(const tgs_task *t);
+/* MEMORY: the result's size in bytes, inline or held; else 0. */
+uint64_t tgs_task_result_size(const tgs_task *t);
+/* MEMORY with its bytes held on workers (not in the core). */
+bool tgs_task_held(const tgs_task *t);
+/* The workers holding a held result (none for any other task), in no
+ * particular order: tgs_task_holder gives the i-th one's id in *wid
+ * (false when out of range). */
+size_t tgs_task_nholders(const tgs_task *t);
+bool tgs_task_holder(const tgs_task *t, size_t i, uint64_t *wid);
 /* ERRED/CANCELLED: the error (empty strings when none). origin is the key
  * of the task that failed first when inherited from a dependency. */
 tgs_str tgs_task_err_type(const tgs_task *t);

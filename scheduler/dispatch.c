@@ -1,17 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * dispatch.c: the core's actions (assign, cancel, steal, notify, close,
- * scale, retire) turned into messages: one-entry messages appended to the
- * buffer of their destination (a worker's stream or a gather's), which
- * server.c flushes once per loop turn.
+ * scale, retire, free) turned into messages: one-entry messages appended
+ * to the buffer of their destination (a worker's stream or a gather's),
+ * which server.c flushes once per loop turn. A held result a gather waits
+ * for goes through relay.c.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "methods.h"
 #include "sched.h"
+#include "transport/transport.h"
 #include "util/clock.h"
 #include "util/log.h"
+
+size_t srv_max_message(const sched *s)
+{
+    return s->opts.max_message ? s->opts.max_message : TG__RPC_DEFAULT_MAX_MSG;
+}
 
 /* Fill a TaskResult for a task in its current state. */
 void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t)
@@ -24,9 +31,13 @@ void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t)
     r->attempt = tgs_task_attempt(t);
     if (st == TGS_MEMORY) {
         size_t n;
-        const uint8_t *d = tgs_task_result(t, &n);
+        const uint8_t *d = tgs_task_result(t, &n); /* held: none here */
         r->data = tg_pbbuf_mem(d, n);
         r->codec = B(tgs_task_result_codec(t));
+        /* Inline, the size is len(data): leaving it out keeps the
+         * messages of small results as they were. */
+        if (tgs_task_held(t))
+            r->size = tgs_task_result_size(t);
     } else if (st == TGS_ERRED || st == TGS_CANCELLED) {
         r->has_error = true;
         r->error.type = B(tgs_task_err_type(t));
@@ -73,6 +84,30 @@ void srv_worker_append(sched *s, peer *w, const taskgrid_v1_SchedulerMessage *m)
         srv_flush_peer(w);
 }
 
+/*
+ * A dependency whose result is held on workers: its holders' data
+ * addresses (an array allocated here, freed by the caller), so the worker
+ * fetches it from one (or finds it in its own store). false: out of
+ * memory.
+ */
+static bool dep_holders(sched *s, taskgrid_v1_TaskResult *r, const tgs_task *d)
+{
+    size_t n = tgs_task_nholders(d);
+
+    r->holders = calloc(n ? n : 1, sizeof(*r->holders));
+    if (r->holders == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t wid;
+        peer *h;
+        if (tgs_task_holder(d, i, &wid) &&
+            (h = srv_table_find(&s->workers, wid)) != NULL &&
+            h->data_address != NULL)
+            r->holders[r->holders_count++] = h->data_address;
+    }
+    return true;
+}
+
 static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
 {
     peer *w = srv_table_find(&s->workers, wid);
@@ -80,6 +115,7 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
     taskgrid_v1_Assignment a = {0};
     taskgrid_v1_TaskResult small[8], *deps = small;
     size_t nd = tgs_task_ndeps(t), len;
+    bool held = false;
 
     if (w == NULL)
         return; /* the core learns of the loss from on_done */
@@ -90,8 +126,15 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
             return;
         }
     }
-    for (size_t i = 0; i < nd; i++)
-        srv_fill_result(&deps[i], tgs_task_dep(t, i));
+    for (size_t i = 0; i < nd; i++) {
+        const tgs_task *d = tgs_task_dep(t, i);
+        srv_fill_result(&deps[i], d);
+        if (tgs_task_held(d)) {
+            held = true;
+            if (!dep_holders(s, &deps[i], d))
+                TG_LOG_ERROR("out of memory listing the holders of a result");
+        }
+    }
     a.key = B(tgs_task_key(t));
     a.func = B(tgs_task_func(t));
     a.input.ptr = tgs_task_input(t, &len);
@@ -104,6 +147,8 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
     m.assign_count = 1;
     m.assign = &a;
     srv_worker_append(s, w, &m);
+    for (size_t i = 0; held && i < nd; i++)
+        free(deps[i].holders);
     if (deps != small)
         free(deps);
     if (tg__log_enabled(TG__LOG_DEBUG)) {
@@ -112,8 +157,9 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
     }
 }
 
-/* Cancel and steal: a key in one of the repeated string fields. */
-static void act_key(sched *s, uint64_t wid, const tgs_task *t, bool steal)
+/* Cancel, steal and free: a key in one of the repeated string fields. */
+static void act_key(sched *s, uint64_t wid, const tgs_task *t,
+                    tgs_action_kind kind)
 {
     peer *w = srv_table_find(&s->workers, wid);
     taskgrid_v1_SchedulerMessage m = {0};
@@ -127,9 +173,12 @@ static void act_key(sched *s, uint64_t wid, const tgs_task *t, bool steal)
         return;
     memcpy(key, k.ptr, k.len);
     key[k.len] = '\0';
-    if (steal) {
+    if (kind == TGS_ACT_STEAL) {
         m.steal_count = 1;
         m.steal = &key;
+    } else if (kind == TGS_ACT_FREE) {
+        m.free_count = 1;
+        m.free = &key;
     } else {
         m.cancel_count = 1;
         m.cancel = &key;
@@ -153,6 +202,9 @@ void srv_gather_timeout(sched *s, peer *g)
         srv_fill_result(&r, t);
         srv_gather_append(s, g, &r);
     }
+    /* Keys being relayed are not answered (a result without its bytes
+     * would read as empty to a client not asking for chunks). */
+    srv_relay_gather_gone(s, g);
     srv_flush_peer(g);
     tg__scall_finish(g->call, TG_ETIMEDOUT,
                      "gather timed out before every key finished");
@@ -183,10 +235,14 @@ static void act_notify(sched *s, uint64_t watcher, const tgs_task *t)
 
     if (g == NULL || g->finished)
         return;
-    srv_fill_result(&r, t);
-    srv_gather_append(s, g, &r);
     if (g->outstanding > 0)
         g->outstanding--;
+    if (tgs_task_held(t)) {
+        srv_gather_answer(s, g, t); /* through a relay */
+    } else {
+        srv_fill_result(&r, t);
+        srv_gather_append(s, g, &r);
+    }
     srv_gather_maybe_finish(s, g);
 }
 
@@ -235,10 +291,9 @@ void srv_run_actions(sched *s)
             act_assign(s, a.worker, a.task);
             break;
         case TGS_ACT_CANCEL:
-            act_key(s, a.worker, a.task, false);
-            break;
         case TGS_ACT_STEAL:
-            act_key(s, a.worker, a.task, true);
+        case TGS_ACT_FREE:
+            act_key(s, a.worker, a.task, a.kind);
             break;
         case TGS_ACT_NOTIFY:
             act_notify(s, a.watcher, a.task);

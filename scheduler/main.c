@@ -19,7 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "methods.h"
 #include "server.h"
+#include "transport/transport.h"
 #include "util/log.h"
 #include "util/tls.h"
 
@@ -44,6 +46,12 @@ static const char usage[] =
     "                          each attempt (default 100; 0: retry at once)\n"
     "  --retry-backoff-max MS  longest delay between retries (default 5000)\n"
     "  --max-message BYTES     largest gRPC message accepted (default 64 MiB)\n"
+    "  --inline-limit BYTES    results larger than this stay on the worker\n"
+    "                          that made them, if it has a data service, and\n"
+    "                          go peer to peer (default 65536; 0: every\n"
+    "                          result travels inline through the scheduler;\n"
+    "                          below --max-message, whose half it is by\n"
+    "                          default when that is smaller)\n"
     "  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
     "                          mutual TLS (with a tls:// --listen address):\n"
     "                          the cluster CA, and this scheduler's\n"
@@ -86,7 +94,8 @@ typedef struct cli {
     const char *wtls[3]; /* the same for launched workers */
     char wpath[3][PATH_MAX];
     tg__tls own;
-    int parent_fd; /* --exit-with-parent-fd, -1 if none */
+    int parent_fd;     /* --exit-with-parent-fd, -1 if none */
+    bool inline_given; /* --inline-limit was given */
 } cli;
 
 /* Is `a` one of the NULL-terminated `flags`. */
@@ -104,10 +113,9 @@ static bool is_one_of(const char *a, const char *const *flags)
 static int parse_number(cli *c, const char *a, const char *val)
 {
     static const char *const flags[] = {
-        "--workers",           "--nthreads",
-        "--no-worker-timeout", "--allowed-failures",
-        "--retry-backoff",     "--retry-backoff-max",
-        "--max-message",       NULL,
+        "--workers",          "--nthreads",      "--no-worker-timeout",
+        "--allowed-failures", "--retry-backoff", "--retry-backoff-max",
+        "--max-message",      "--inline-limit",  NULL,
     };
     tgs_server_opts *o = &c->o;
     unsigned long long v;
@@ -144,8 +152,36 @@ static int parse_number(cli *c, const char *a, const char *val)
         if (parse_u64(val, &v) || v < 1024 || v > 0x7fffffffull)
             return bad("--max-message expects 1024 to 2147483647 bytes", val);
         o->max_message = (size_t)v;
+    } else if (strcmp(a, "--inline-limit") == 0) {
+        if (parse_u64(val, &v) || v > 0x7fffffffull)
+            return bad("--inline-limit expects 0 to 2147483647 bytes", val);
+        o->inline_limit = v;
+        c->inline_given = true;
     }
     return 0;
+}
+
+/* An inline result travels in one message with others: the limit must
+ * stay below the message size. The default yields to a small
+ * --max-message (half of it); a limit given is checked. Returns -1 to go
+ * on, or 2. */
+static int check_inline_limit(cli *c)
+{
+    size_t max = c->o.max_message ? c->o.max_message : TG__RPC_DEFAULT_MAX_MSG;
+    char msg[200];
+
+    if (c->o.inline_limit < max)
+        return -1;
+    if (!c->inline_given) {
+        c->o.inline_limit = max / 2;
+        return -1;
+    }
+    snprintf(msg, sizeof(msg),
+             "--inline-limit (%llu bytes) must be below the message limit "
+             "(--max-message, %zu bytes): inline results travel inside one "
+             "message",
+             (unsigned long long)c->o.inline_limit, max);
+    return bad(msg, NULL);
 }
 
 /* Options that take a string; -1 if `a` is not one of them. */
@@ -362,9 +398,12 @@ int main(int argc, char **argv)
         return 1;
     c.o.listen = "tcp://0.0.0.0:8786";
     c.o.launcher = "local";
+    c.o.inline_limit = TG_PROTO_INLINE_LIMIT_DEFAULT;
     c.parent_fd = -1;
     tg__log_set_component("scheduler");
     rc = parse_args(&c, argc, argv);
+    if (rc < 0)
+        rc = check_inline_limit(&c);
     if (rc < 0)
         rc = load_own_tls(&c);
     if (rc < 0)

@@ -10,6 +10,8 @@
  *   workerlink.c service taskgrid.v1.WorkerLink: registration and the
  *                messages of each worker's stream
  *   dispatch.c   the core's actions encoded into per-destination buffers
+ *   relay.c      Gather of results held on workers: uploads asked of a
+ *                holder, its chunks checked and relayed (or collected)
  *   scaling.c    the local launcher following the core's scaling target
  * No scheduling decision is taken in any of them: that is the core's
  * (core.h).
@@ -42,6 +44,8 @@ typedef struct outbuf {
 
 typedef enum peer_kind { PEER_RPC = 0, PEER_WORKER, PEER_GATHER } peer_kind;
 
+struct relay;
+
 /* Per-call state (tg__scall data). Workers and gathers are found by id in
  * sorted arrays (ids only grow), so a stale id from the core is harmless. */
 typedef struct peer {
@@ -58,14 +62,22 @@ typedef struct peer {
     char **res_names;
     double *res_amounts;
     size_t nres;
+    /* Register.data_address ("host:port"), NULL without a data service */
+    char *data_address;
     /* gather */
-    size_t outstanding;
+    size_t outstanding;  /* keys not answered yet, relays included */
     int64_t deadline_ms; /* 0: none */
     bool finished;
     /* With a deadline: the keys waited for, so that a timeout can answer
      * the pending ones with their current state (GatherRequest). */
     char **pending;
     size_t npending, pendingcap;
+    /* GatherRequest.chunked: held results may come as chunks */
+    bool chunked;
+    /* Held results to answer through the scheduler, in order (relay.c):
+     * the first `nactive` that started are uploading. */
+    struct relay *rhead, *rtail;
+    uint32_t nactive;
 } peer;
 
 typedef struct peer_table {
@@ -89,6 +101,13 @@ typedef struct sched {
     int64_t last_spawn_ms;
     char address[300];
     bool tls; /* mutual TLS: every call is checked against auth.c */
+    /* Relays uploading (relay.c), by upload id (ids only grow, so the
+     * array stays sorted), and the relays of all gathers, started or
+     * not (0: the loop has none to look after). */
+    struct relay **uploads;
+    size_t nuploads, capuploads;
+    uint64_t next_upload;
+    size_t nrelays;
 } sched;
 
 /* Core strings from and to the codec's zero-copy buffers. */
@@ -143,6 +162,24 @@ void srv_gather_timeout(sched *s, peer *g);
 void srv_gather_maybe_finish(sched *s, peer *g);
 /* Pop every queued core action and turn it into messages. */
 void srv_run_actions(sched *s);
+/* The largest message this scheduler sends (--max-message). */
+size_t srv_max_message(const sched *s);
+
+/* ---- relay.c: held results through the scheduler ---- */
+
+/* Answer final task `t` on gather `g`: inline as srv_fill_result, or, if
+ * its result is held on workers, through a relay (chunks, or collected
+ * and sent inline), counted in g->outstanding until it is done. */
+void srv_gather_answer(sched *s, peer *g, const tgs_task *t);
+/* The upload chunks and `missing` keys of a worker's message. */
+void srv_relay_message(sched *s, peer *w, const taskgrid_v1_WorkerMessage *m);
+/* Worker `wid` (`name`) is gone: its uploads end with tg.DataLost. */
+void srv_relay_worker_lost(sched *s, uint64_t wid, const char *name);
+/* Gather `g` ends (answered, timed out, or gone): drop its relays. */
+void srv_relay_gather_gone(sched *s, peer *g);
+/* Every loop turn: start the relays that waited for their gather's
+ * stream to drain. */
+void srv_relay_tick(sched *s);
 
 /* ---- service.c: one handler per method ---- */
 

@@ -267,8 +267,10 @@ static void cb_done(void *ud, tg__scall *c)
             TG_LOG_INFO("worker %s left", p->name);
             tgs_core_worker_remove(s->core, p->id, tg__now_ms());
             srv_run_actions(s);
+            srv_relay_worker_lost(s, p->id, p->name);
         }
         free(p->name);
+        free(p->data_address);
         free(p->launch_id);
         for (size_t i = 0; i < p->nfuncs; i++)
             free(p->funcs[i]);
@@ -278,6 +280,7 @@ static void cb_done(void *ud, tg__scall *c)
         free(p->res_names);
         free(p->res_amounts);
     } else if (p->kind == PEER_GATHER) {
+        srv_relay_gather_gone(s, p);
         table_remove(&s->gathers, p->id);
         for (size_t i = 0; i < p->npending; i++)
             free(p->pending[i]);
@@ -304,6 +307,7 @@ static void cb_tick(void *ud, int64_t now)
                 srv_gather_timeout(s, g);
         }
     }
+    srv_relay_tick(s); /* relays that waited for their stream to drain */
     for (size_t i = 0; i < s->ndirty; i++)
         if (s->dirty[i])
             srv_flush_peer(s->dirty[i]);
@@ -489,6 +493,7 @@ cleanup:
     tgs_core_free(s.core);
     free(s.workers.v);
     free(s.gathers.v);
+    free(s.uploads);
     free(s.dirty);
     free(worker_bin);
     return rc;

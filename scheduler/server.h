@@ -28,6 +28,9 @@ typedef struct tgs_server_opts {
     int64_t retry_backoff_ms;     /* 0: default 100; < 0: retry at once */
     int64_t retry_backoff_max_ms; /* 0: default 5000 */
     size_t max_message;
+    /* SchedulerMessage.inline_limit for workers with a data service:
+     * larger results stay on the worker that made them (0: all inline). */
+    uint64_t inline_limit;
     const char *ca_pem, *cert_pem, *key_pem; /* TLS (all or none) */
     /* Files (absolute paths) the local launcher passes to the workers it
      * starts as --tls-ca/--tls-cert/--tls-key; a TLS scheduler's launcher

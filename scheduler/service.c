@@ -144,6 +144,7 @@ void srv_do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     g->kind = PEER_GATHER;
     g->id = ++s->next_id;
     g->call = c; /* the newest id is the largest: the table stays sorted */
+    g->chunked = m.chunked;
     tg__scall_set_data(c, g);
     if (m.timeout_ms)
         g->deadline_ms = tg__now_ms() + m.timeout_ms;
@@ -178,6 +179,8 @@ void srv_do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
             continue;
         switch (tgs_task_state(t)) {
         case TGS_MEMORY:
+            srv_gather_answer(s, g, t); /* a held one through a relay */
+            break;
         case TGS_ERRED:
         case TGS_CANCELLED:
             srv_fill_result(&r, t);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * workerlink.c: service taskgrid.v1.WorkerLink: a worker's registration (its
- * functions, threads and resources become a core worker) and the messages
- * of its stream (results, hand-backs, heartbeats).
+ * functions, threads, resources and data address become a core worker)
+ * and the messages of its stream (results, held or inline, hand-backs,
+ * heartbeats, and the chunks and missing keys that relay.c takes).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +15,87 @@
 #include "util/clock.h"
 #include "util/log.h"
 
+/*
+ * Is `a` a data address other workers can dial: "host:port", at most 255
+ * bytes, a host of letters, digits, '.', '-' and '_' (or an IPv6 literal
+ * in brackets) and a port from 1 to 65535. Else false, and why in `why`.
+ */
+static bool data_address_ok(tg_pbbuf a, char *why, size_t len)
+{
+    const char *p = (const char *)a.ptr;
+    size_t colon = a.len, port = 0, i;
+
+    if (a.len > 255) {
+        snprintf(why, len, "is %zu bytes long (at most 255)", a.len);
+        return false;
+    }
+    for (i = 0; i < a.len; i++)
+        if (p[i] == ':')
+            colon = i;
+    if (colon == a.len || colon == 0 || colon + 1 == a.len) {
+        snprintf(why, len, "is not host:port");
+        return false;
+    }
+    for (i = colon + 1; i < a.len; i++) {
+        if (!isdigit((unsigned char)p[i]) ||
+            (port = port * 10 + (size_t)(p[i] - '0')) > 65535) {
+            snprintf(why, len, "has no port from 1 to 65535");
+            return false;
+        }
+    }
+    if (port == 0) {
+        snprintf(why, len, "has no port from 1 to 65535");
+        return false;
+    }
+    bool v6 = p[0] == '[' && p[colon - 1] == ']';
+    for (i = v6 ? 1 : 0; i < (v6 ? colon - 1 : colon); i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (!(isalnum(ch) || ch == '.' || ch == '-' || ch == '_' ||
+              (v6 && (ch == ':' || ch == '%')))) {
+            snprintf(why, len, "has an invalid host");
+            return false;
+        }
+    }
+    if (v6 && colon <= 2) {
+        snprintf(why, len, "has an invalid host");
+        return false;
+    }
+    return true;
+}
+
+/* The first message to a worker: its name, the heartbeat and, to one
+ * with a data service, the inline limit. */
+static void worker_hello(sched *s, peer *w)
+{
+    taskgrid_v1_SchedulerMessage hello = {0};
+
+    hello.worker_name = tg_pbbuf_str(w->name);
+    hello.heartbeat_ms = HEARTBEAT_MS;
+    if (w->data_address != NULL)
+        hello.inline_limit = s->opts.inline_limit;
+    srv_worker_append(s, w, &hello);
+}
+
 static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
 {
     tgs_worker_spec spec = {0};
     tgs_str *funcs;
     tgs_resource *res;
-    taskgrid_v1_SchedulerMessage hello = {0};
-    char name[256];
+    char name[256], why[128], msg[512];
     int rc;
+
+    if (reg->data_address.len > 0 &&
+        !data_address_ok(reg->data_address, why, sizeof(why))) {
+        snprintf(
+            msg, sizeof(msg),
+            "Register.data_address '%.*s' %s: give the host:port "
+            "other workers reach this worker's data service at",
+            (int)(reg->data_address.len > 300 ? 300 : reg->data_address.len),
+            (const char *)reg->data_address.ptr, why);
+        TG_LOG_WARN("refused a worker (%s): %s", tg__scall_peer(w->call), msg);
+        tg__scall_finish(w->call, TG_EINVAL, msg);
+        return;
+    }
 
     funcs =
         calloc(reg->functions_count ? reg->functions_count : 1, sizeof(*funcs));
@@ -48,6 +123,13 @@ static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
     }
     w->name = strdup(name);
     w->launch_id = tg_pbbuf_strdup(reg->launch_id);
+    if (reg->data_address.len > 0 &&
+        (w->data_address = tg_pbbuf_strdup(reg->data_address)) == NULL) {
+        free(funcs);
+        free(res);
+        tg__scall_finish(w->call, TG_ENOMEM, "scheduler out of memory");
+        return;
+    }
     w->funcs =
         calloc(reg->functions_count ? reg->functions_count : 1, sizeof(char *));
     w->res_names =
@@ -77,6 +159,7 @@ static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
     spec.nfuncs = reg->functions_count;
     spec.resources = res;
     spec.nresources = reg->resources_count;
+    spec.can_fetch = w->data_address != NULL;
     rc = tgs_core_worker_add(s->core, w->id, &spec, tg__now_ms());
     if (rc != TGS_OK) {
         free(funcs);
@@ -87,13 +170,37 @@ static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
         return;
     }
     w->registered = true;
-    TG_LOG_INFO("worker %s joined (%u threads, %u functions, %s)", w->name,
-                spec.nthreads, (unsigned)spec.nfuncs, tg__scall_peer(w->call));
-    hello.worker_name = tg_pbbuf_str(w->name);
-    hello.heartbeat_ms = HEARTBEAT_MS;
-    srv_worker_append(s, w, &hello);
+    TG_LOG_INFO("worker %s joined (%u threads, %u functions, %s%s%s)", w->name,
+                spec.nthreads, (unsigned)spec.nfuncs, tg__scall_peer(w->call),
+                w->data_address ? ", data at " : "",
+                w->data_address ? w->data_address : "");
+    worker_hello(s, w);
     free(funcs);
     free(res);
+}
+
+/*
+ * A held result the core did not take (stale: cancelled, or running
+ * elsewhere now): unless `w` holds that key for the task as it stands, it
+ * keeps bytes nobody will ask for, so tell it to drop them.
+ */
+static void free_stale(sched *s, peer *w, tg_pbbuf key)
+{
+    const tgs_task *t = tgs_core_find(s->core, S(key));
+    taskgrid_v1_SchedulerMessage m = {0};
+    char *k;
+
+    for (size_t i = 0; t != NULL && i < tgs_task_nholders(t); i++) {
+        uint64_t wid;
+        if (tgs_task_holder(t, i, &wid) && wid == w->id)
+            return;
+    }
+    if ((k = tg_pbbuf_strdup(key)) == NULL)
+        return;
+    m.free_count = 1;
+    m.free = &k;
+    srv_worker_append(s, w, &m);
+    free(k);
 }
 
 void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
@@ -131,11 +238,23 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
                                                            : CS("tg.TaskError");
             o.err_message = S(r->error.message);
             o.err_traceback = S(r->error.traceback);
+        } else if (r->held) {
+            o.held = true;
+            o.size = r->size;
         }
-        tgs_core_task_finished(s->core, w->id, S(r->key), &o, now);
+        if (tgs_core_task_finished(s->core, w->id, S(r->key), &o, now) ==
+                TGS_ESTATE &&
+            o.held && w->data_address != NULL)
+            free_stale(s, w, r->key);
     }
     for (pb_size_t i = 0; i < m.released_count; i++)
         tgs_core_task_returned(s->core, w->id, CS(m.released[i]), now);
-    tg__wire_release(taskgrid_v1_WorkerMessage_fields, &m);
+    /* A key it does not have is no longer counted as held there (before
+     * the relays, so none is asked of it again). */
+    for (pb_size_t i = 0; i < m.missing_count; i++)
+        tgs_core_result_missing(s->core, w->id, CS(m.missing[i]), now);
     srv_run_actions(s);
+    if (m.chunks_count > 0 || m.missing_count > 0)
+        srv_relay_message(s, w, &m);
+    tg__wire_release(taskgrid_v1_WorkerMessage_fields, &m);
 }

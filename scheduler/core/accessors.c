@@ -107,7 +107,7 @@ const tgs_task *tgs_task_dep(const tgs_task *t, size_t i)
 
 const uint8_t *tgs_task_result(const tgs_task *t, size_t *len)
 {
-    if (t->state != TGS_MEMORY) {
+    if (t->state != TGS_MEMORY || t->held) {
         if (len != NULL)
             *len = 0;
         return NULL;
@@ -187,4 +187,28 @@ size_t tgs_task_nrestrictions(const tgs_task *t)
 tgs_str tgs_task_restriction(const tgs_task *t, size_t i)
 {
     return i < t->cls->nnames ? t->cls->names[i] : EMPTY;
+}
+
+uint64_t tgs_task_result_size(const tgs_task *t)
+{
+    return t->state == TGS_MEMORY ? t->out.result->len : 0;
+}
+
+bool tgs_task_held(const tgs_task *t)
+{
+    return t->held;
+}
+
+size_t tgs_task_nholders(const tgs_task *t)
+{
+    return t->held ? held_of(t)->nholders : 0;
+}
+
+bool tgs_task_holder(const tgs_task *t, size_t i, uint64_t *wid)
+{
+    if (!t->held || i >= held_of(t)->nholders)
+        return false;
+    if (wid != NULL)
+        *wid = held_of(t)->holders[i].w->id;
+    return true;
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * classes.c: placement classes: their identity (a function, a canonical
- * resource request, canonical worker restrictions), making them, and
- * collecting those no task uses any more. Depends on internal.h,
+ * resource request, canonical worker restrictions, and whether an input
+ * is held on workers), making them, and collecting those no task uses
+ * any more. Depends on internal.h,
  * resources.c (class_fits) and ready.c (the starving list's room).
  *
  * A READY task waits in the heap of its class. Tasks of one class are
@@ -20,13 +21,20 @@
  * ("starving"); the no-worker timeout and tgs_core_why work per class,
  * never per task. Classes no task refers to any more are collected in
  * batches (see tgs__collect_classes()).
+ *
+ * Held inputs are one more part of the identity: a task with a dependency
+ * whose result is held on workers moves to the "fetch" variant of its
+ * class (data.c; submit.c for a dependency already held), which only
+ * workers that can fetch list (class_fits). So the placement rule costs
+ * nothing at assignment time, and tasks without held inputs stay in
+ * their usual class (the plain one, most often).
  */
 #include "scheduler/core/internal.h"
 
 static uint32_t class_hash(const tgs_func *f, const tgs_cres *res, size_t nres,
-                           const tgs_str *names, size_t nnames)
+                           const tgs_str *names, size_t nnames, bool fetch)
 {
-    uint64_t h = f->hash;
+    uint64_t h = f->hash ^ (fetch ? 0x9e3779b97f4a7c15ull : 0);
     for (size_t i = 0; i < nres; i++) {
         uint64_t part[2];
         part[0] = ((uint64_t)res[i].name->hash << 32) ^ h;
@@ -39,9 +47,11 @@ static uint32_t class_hash(const tgs_func *f, const tgs_cres *res, size_t nres,
 }
 
 static bool class_is(const tgs_class *k, const tgs_func *f, const tgs_cres *res,
-                     size_t nres, const tgs_str *names, size_t nnames)
+                     size_t nres, const tgs_str *names, size_t nnames,
+                     bool fetch)
 {
-    if (k->func != f || k->nres != nres || k->nnames != nnames)
+    if (k->func != f || k->nres != nres || k->nnames != nnames ||
+        k->fetch != fetch)
         return false;
     for (size_t i = 0; i < nres; i++)
         if (k->res[i].name != res[i].name || k->res[i].amount != res[i].amount)
@@ -112,24 +122,25 @@ int tgs__class_list_reserve(tgs_class ***v, size_t *cap, size_t n)
 }
 
 /*
- * The class of function `f` with canonical request `res` and
- * restrictions `names` (see canon_res, canon_names): found, or made and
- * listed by every connected worker that could run it. Making one reserves
- * every list it joins first, so a failure leaves nothing half-linked.
- * Unused classes stay until tgs__collect_classes().
+ * The class of function `f` with canonical request `res`, restrictions
+ * `names` (see canon_res, canon_names) and, if `fetch`, a held input:
+ * found, or made and listed by every connected worker that could run it.
+ * Making one reserves every list it joins first, so a failure leaves
+ * nothing half-linked. Unused classes stay until tgs__collect_classes().
  */
 int tgs__class_get(tgs_core *c, tgs_func *f, const tgs_cres *res, size_t nres,
-                   const tgs_str *names, size_t nnames, tgs_class **out)
+                   const tgs_str *names, size_t nnames, bool fetch,
+                   tgs_class **out)
 {
-    if (nres == 0 && nnames == 0) {
+    if (nres == 0 && nnames == 0 && !fetch) {
         *out = &f->plain;
         return TGS_OK;
     }
-    uint32_t h = class_hash(f, res, nres, names, nnames);
+    uint32_t h = class_hash(f, res, nres, names, nnames, fetch);
     size_t pos = tgs_map_start(&c->classes, h);
     tgs_class *k;
     while ((k = tgs_map_next(&c->classes, h, &pos)) != NULL) {
-        if (class_is(k, f, res, nres, names, nnames)) {
+        if (class_is(k, f, res, nres, names, nnames, fetch)) {
             *out = k;
             return TGS_OK;
         }
@@ -147,6 +158,7 @@ int tgs__class_get(tgs_core *c, tgs_func *f, const tgs_cres *res, size_t nres,
     k->starving_pos = NONE;
     k->nres = (uint32_t)nres;
     k->nnames = (uint32_t)nnames;
+    k->fetch = fetch;
     k->res = (tgs_cres *)(k + 1);
     k->names = (tgs_str *)(k->res + nres);
     if (nres)

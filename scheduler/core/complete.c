@@ -4,8 +4,9 @@
  * to MEMORY and wakes its dependents), an error (a retry, or a failure
  * cascade) or hands a task back unstarted; and what the core learns from
  * it (each function's measured run time, which sizes the prefetch in
- * schedule.c). Depends on internal.h, intern.c, errors.c, workers.c,
- * retry.c, ready.c and failure.c.
+ * schedule.c). A result held on its worker is recorded by data.c.
+ * Depends on internal.h, intern.c, errors.c, workers.c, retry.c, ready.c,
+ * failure.c and data.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -38,7 +39,8 @@ static void record_duration(tgs_worker *w, tgs_task *t, int64_t now)
     w->has_finished = true;
 }
 
-/* `t` (off its worker) produced `res`. */
+/* `t` (off its worker) produced `res` (held on workers if t->held: its
+ * waiting dependents become its consumers, in fetch classes). */
 static void finish_ok(tgs_core *c, tgs_task *t, tgs_result *res)
 {
     t->out.result = res;
@@ -47,6 +49,8 @@ static void finish_ok(tgs_core *c, tgs_task *t, tgs_result *res)
         tgs_task *d = t->dependents[i];
         d->unfinished--;
         if (d->state == TGS_WAITING) {
+            if (t->held)
+                tgs__held_consumer(c, t, d);
             if (d->unfinished == 0)
                 tgs__ready_push(c, d);
         } else {
@@ -67,6 +71,58 @@ static tgs_task *processing_on(tgs_core *c, uint64_t wid, tgs_str key)
     return t;
 }
 
+/*
+ * A result reported held that cannot be: from a worker without a data
+ * service (nobody could fetch it), or with bytes inline as well. The task
+ * fails with tg.ProtocolError, without a retry: the same worker would
+ * answer the same way. NULL (out of memory) or the error.
+ */
+static tgs_error *held_refused(const tgs_worker *w, const tgs_task *t,
+                               const tgs_outcome *o)
+{
+    if (o->data_len > 0)
+        return tgs__error_newf(
+            "tg.ProtocolError", str_of_key(t),
+            "worker %.*s reported result '%.*s' as held on it but also "
+            "sent %zu bytes of it inline",
+            plen(w->name_len), w->name, plen(t->key_len), task_key(t),
+            o->data_len);
+    return tgs__error_newf("tg.ProtocolError", str_of_key(t),
+                           "worker %.*s reported result '%.*s' as held on "
+                           "it, but it registered no data address to serve "
+                           "it from",
+                           plen(w->name_len), w->name, plen(t->key_len),
+                           task_key(t));
+}
+
+/* The outcome is an error (or a refused held result, `e` given): retry
+ * or fail. */
+static int finish_error(tgs_core *c, tgs_task *t, const tgs_outcome *o,
+                        tgs_error *e, int64_t now_ms)
+{
+    tgs_worker *w = t->u.worker;
+    if (e == NULL && t->retries > 0) {
+        record_duration(w, t, now_ms);
+        tgs__proc_remove(c, t);
+        t->killed = 0;
+        tgs__retry_later(c, t);
+        return TGS_OK;
+    }
+    if (e == NULL)
+        e = tgs__error_new_payload(
+            o->err_type, o->err_message, o->err_traceback, str_of_key(t),
+            (tgs_str){(const char *)o->data, o->data ? o->data_len : 0},
+            o->codec);
+    if (e == NULL)
+        return TGS_ENOMEM;
+    record_duration(w, t, now_ms);
+    tgs__proc_remove(c, t);
+    t->killed = 0;
+    tgs__fail_cascade(c, t, TGS_ERRED, e);
+    tgs__error_unref(e);
+    return TGS_OK;
+}
+
 int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
                            const tgs_outcome *o, int64_t now_ms)
 {
@@ -83,41 +139,33 @@ int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
 
     /* A run that ended with an outcome did not kill its worker: the run
      * of lost workers counted for tg.KilledWorker is over. */
-    if (o->ok) {
+    if (o->ok && o->held && (!w->can_fetch || o->data_len > 0)) {
+        tgs_error *e = held_refused(w, t, o);
+        rc = e ? finish_error(c, t, o, e, now_ms) : TGS_ENOMEM;
+    } else if (o->ok) {
         const tgs_istr *codec;
         tgs_result *r = NULL;
         rc = tgs__intern_codec(c, o->codec, &codec);
-        if (rc == TGS_OK && (r = malloc(sizeof *r + o->data_len)) == NULL)
+        if (rc == TGS_OK && o->held)
+            rc = tgs__held_prepare(c, t, w, codec, o->size, &r);
+        else if (rc == TGS_OK && (r = malloc(sizeof *r + o->data_len)) == NULL)
             rc = TGS_ENOMEM;
         if (rc == TGS_OK) {
-            r->codec = codec;
-            r->len = o->data_len;
-            if (o->data_len)
-                memcpy(r->data, o->data, o->data_len);
+            if (!o->held) {
+                r->codec = codec;
+                r->len = o->data_len;
+                if (o->data_len)
+                    memcpy(r->data, o->data, o->data_len);
+            }
             record_duration(w, t, now_ms);
             tgs__proc_remove(c, t);
             t->killed = 0;
+            if (o->held)
+                tgs__held_commit(c, t, w, r);
             finish_ok(c, t, r);
         }
-    } else if (t->retries > 0) {
-        record_duration(w, t, now_ms);
-        tgs__proc_remove(c, t);
-        t->killed = 0;
-        tgs__retry_later(c, t);
     } else {
-        tgs_error *e = tgs__error_new_payload(
-            o->err_type, o->err_message, o->err_traceback, str_of_key(t),
-            (tgs_str){(const char *)o->data, o->data ? o->data_len : 0},
-            o->codec);
-        if (e == NULL) {
-            rc = TGS_ENOMEM;
-        } else {
-            record_duration(w, t, now_ms);
-            tgs__proc_remove(c, t);
-            t->killed = 0;
-            tgs__fail_cascade(c, t, TGS_ERRED, e);
-            tgs__error_unref(e);
-        }
+        rc = finish_error(c, t, o, NULL, now_ms);
     }
     tgs__schedule(c);
     return rc;

@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * failure.c: how tasks fail and what a failure takes with it: becoming
- * final (watchers told, dependencies let go), the cascade of an error or
- * a cancel through every dependent, the tasks of a lost worker (back to
- * READY, or failed with tg.KilledWorker when one keeps killing its
- * workers; the quarantine that makes that blame exact is in schedule.c's
- * pick()), and the no-worker timeout (tg.NoWorker). Depends on
- * internal.h, errors.c, ready.c, retry.c, steal.c, workers.c and why.c.
+ * final (watchers told, dependencies let go, held ones through data.c),
+ * the cascade of an error or a cancel through every dependent, the tasks
+ * of a lost worker (back to READY, or failed with tg.KilledWorker when
+ * one keeps killing its workers; the quarantine that makes that blame
+ * exact is in schedule.c's pick()), and the no-worker timeout
+ * (tg.NoWorker). Depends on internal.h, errors.c, ready.c, retry.c,
+ * steal.c, workers.c, why.c and data.c.
  */
 #include "scheduler/core/internal.h"
 
-/* Detach a task that just became final from its dependencies. */
+/* Detach a task that just became final from its dependencies (and from
+ * the consumers of those held on workers). */
 static void release_deps(tgs_core *c, tgs_task *t)
 {
     for (uint32_t i = 0; i < t->ndeps; i++) {
@@ -19,7 +21,10 @@ static void release_deps(tgs_core *c, tgs_task *t)
             continue;
         t->deps[i] = NULL;
         d->needed--;
-        tgs__maybe_forget(c, d);
+        if (d->held)
+            tgs__held_release(c, d, t); /* and maybe forget it */
+        else
+            tgs__maybe_forget(c, d);
     }
 }
 

@@ -20,7 +20,8 @@
  * cascades, lost workers and quarantine, the no-worker timeout), retry.c
  * (retry timers and the tick), requests.c (cancel, release, annotate,
  * watch), why.c ("why is this task waiting"), scale.c (the scaling
- * policy), accessors.c (queries and task accessors).
+ * policy), data.c (results held on workers: holders, consumers, frees,
+ * data loss), accessors.c (queries and task accessors).
  *
  * The invariants that keep every event O(size of the change) rather than
  * O(number of tasks):
@@ -38,9 +39,17 @@
  *    Forgotten tasks leave the map at once but are freed only at the start
  *    of a later event, when no queued action can still point at them.
  *  - Every class's ready heap has room for all of its non-final tasks,
- *    reserved when a task joins the class (submit, set_resources), where
- *    failing is clean, so moving a task back to READY (a retry, a lost
- *    worker, a hand-back) can never fail half-way.
+ *    reserved when a task joins the class (submit, set_resources, a
+ *    dependency's result held on a worker), where failing is clean, so
+ *    moving a task back to READY (a retry, a lost worker, a hand-back)
+ *    can never fail half-way.
+ *  - A MEMORY task whose result is held on workers (`held`) lists its
+ *    holders, each of which lists it back (tgs_worker.store), and the
+ *    non-final tasks that need it (tgs_held.consumers, once per
+ *    occurrence: as many as `needed`). Both lists are kept exact, so a
+ *    lost worker finds what it held, and a lost result what depends on
+ *    it, without a scan. Tasks without held dependencies never touch
+ *    them.
  */
 #ifndef TGS_CORE_INTERNAL_H
 #define TGS_CORE_INTERNAL_H
@@ -137,11 +146,43 @@ typedef struct tgs_error {
     char data[];
 } tgs_error;
 
+/* A result. Inline: `len` bytes in `data`. Held on workers (task->held):
+ * `len` is its size, and `data` holds the tgs_held record instead of
+ * bytes (one allocation either way; see held_of()). */
 typedef struct tgs_result {
     const tgs_istr *codec;
     size_t len;
     uint8_t data[];
 } tgs_result;
+
+struct tgs_worker;
+
+/* One holder of a held result: the worker, and the index of the result's
+ * entry in that worker's `store`. */
+typedef struct tgs_holder {
+    struct tgs_worker *w;
+    uint32_t pos;
+} tgs_holder;
+
+/* An entry of a worker's `store`: a held result, and the index of this
+ * worker in its holders. */
+typedef struct tgs_stored {
+    tgs_task *t;
+    uint32_t slot;
+} tgs_stored;
+
+/* The bookkeeping of a result held on workers (no bytes: those stay with
+ * the holders). */
+typedef struct tgs_held {
+    tgs_holder *holders;
+    uint32_t nholders;
+    uint32_t capholders;
+    /* The non-final tasks that need it, once per occurrence (values: task
+     * pointers, keyed by the hash of the pointer), so that losing it fails
+     * exactly them. */
+    tgs_map consumers;
+    uint32_t scratch; /* per-call counter (submit), zero between calls */
+} tgs_held;
 
 typedef struct tgs_watchers {
     uint32_t n;
@@ -180,6 +221,9 @@ typedef struct tgs_class {
     uint32_t hash;
     uint32_t nres;
     uint32_t nnames;
+    /* Its tasks have an input held on workers: only workers that can
+     * fetch (tgs_worker_spec.can_fetch) run them (see class_fits). */
+    bool fetch;
 } tgs_class;
 
 /* A function name: interned, with its classes and run-time statistics. */
@@ -243,15 +287,21 @@ typedef struct tgs_worker {
     bool has_finished;
     bool draining;
     bool close_sent;
-    bool managed; /* started by the caller's launcher (scale.c) */
-    bool dirty;   /* in core->dirty */
+    bool managed;   /* started by the caller's launcher (scale.c) */
+    bool dirty;     /* in core->dirty */
+    bool can_fetch; /* has a data service (tgs_worker_spec.can_fetch) */
+    /* The held results it holds (see tgs_held); a draining worker closes
+     * only once it holds none. */
+    tgs_stored *store;
+    uint32_t nstore;
+    size_t capstore;
     size_t name_len;
     char name[];
 } tgs_worker;
 
 /*
  * One task, in one allocation: this struct, then the dependency pointers,
- * then the key, then the input bytes. About 136 bytes plus key and input.
+ * then the key, then the input bytes. 136 bytes plus key and input.
  * Resources and restrictions live in the class, shared by all its tasks.
  */
 struct tgs_task {
@@ -293,6 +343,10 @@ struct tgs_task {
     uint32_t killed; /* lost workers in a row while it ran there */
     uint8_t state;
     uint8_t flags;
+    /* MEMORY, and the result's bytes are held on workers: its record is a
+     * tgs_held (see held_of()). A byte of its own, in what was padding, so
+     * that tasks without held results test it in one instruction. */
+    bool held;
     tgs_task *deps[]; /* NULL once final */
 };
 
@@ -416,7 +470,8 @@ void tgs__class_free(tgs_class *k);
 void tgs__collect_classes(tgs_core *c);
 int tgs__class_list_reserve(tgs_class ***v, size_t *cap, size_t n);
 int tgs__class_get(tgs_core *c, tgs_func *f, const tgs_cres *res, size_t nres,
-                   const tgs_str *names, size_t nnames, tgs_class **out);
+                   const tgs_str *names, size_t nnames, bool fetch,
+                   tgs_class **out);
 long tgs__canon_res(tgs_core *c, const tgs_resource *res, size_t n);
 long tgs__canon_names(tgs_core *c, const tgs_str *names, size_t n);
 
@@ -454,6 +509,17 @@ uint32_t tgs__fail_cascade(tgs_core *c, tgs_task *root, tgs_state s,
                            tgs_error *err);
 void tgs__requeue_lost(tgs_core *c, tgs_worker *w);
 void tgs__fail_unplaceable(tgs_core *c, tgs_class *k, int64_t waited);
+
+/* data.c */
+int tgs__held_prepare(tgs_core *c, tgs_task *t, tgs_worker *w,
+                      const tgs_istr *codec, uint64_t size, tgs_result **out);
+void tgs__held_commit(tgs_core *c, tgs_task *t, tgs_worker *w, tgs_result *r);
+void tgs__held_consumer(tgs_core *c, tgs_task *h, tgs_task *d);
+void tgs__held_consumer_add(tgs_task *h, tgs_task *d);
+void tgs__held_release(tgs_core *c, tgs_task *h, const tgs_task *d);
+void tgs__held_forget(tgs_core *c, tgs_task *h);
+void tgs__held_free(tgs_task *t);
+void tgs__store_lost(tgs_core *c, tgs_worker *w);
 
 /* why.c */
 void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,
@@ -536,6 +602,12 @@ static inline tgs_worker *find_worker(const tgs_core *c, uint64_t wid)
         if (w->id == wid)
             return w;
     return NULL;
+}
+
+/* The record of a held result (task->held), in its result's data area. */
+static inline tgs_held *held_of(const tgs_task *t)
+{
+    return (tgs_held *)(void *)t->out.result->data;
 }
 
 static inline tgs_str istr(const tgs_istr *s)

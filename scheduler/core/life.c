@@ -3,15 +3,18 @@
  * life.c: the life cycle of the core and of its tasks: tgs_core_new and
  * tgs_core_free, forgetting tasks (out of the map at once) and freeing
  * them later, when no queued action can point at them any more (see the
- * invariants in internal.h). Depends on internal.h.
+ * invariants in internal.h); a forgotten result held on workers is
+ * dropped there (data.c). Depends on internal.h and data.c.
  */
 #include "scheduler/core/internal.h"
 
 void tgs__task_free(tgs_core *c, tgs_task *t)
 {
-    if (t->state == TGS_MEMORY)
+    if (t->state == TGS_MEMORY) {
+        if (t->held)
+            tgs__held_free(t);
         free(t->out.result);
-    else if (t->state == TGS_ERRED || t->state == TGS_CANCELLED)
+    } else if (t->state == TGS_ERRED || t->state == TGS_CANCELLED)
         tgs__error_unref(t->out.error);
     if (t->cls != NULL)
         class_unref(c, t->cls);
@@ -45,6 +48,8 @@ void tgs__maybe_forget(tgs_core *c, tgs_task *t)
     c->counts[t->state]--;
     c->counts[TGS_RELEASED]++;
     t->flags |= TF_FORGOTTEN;
+    if (t->held)
+        tgs__held_forget(c, t); /* its holders drop it (TGS_ACT_FREE) */
     t->u.link = c->graveyard;
     c->graveyard = t;
     c->forgotten++;

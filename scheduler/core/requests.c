@@ -169,9 +169,10 @@ int tgs_core_set_resources(tgs_core *c, const tgs_str *keys, size_t n,
             continue;
         tgs_class *old = t->cls, *k;
         /* c->cres holds the canonical request throughout: class_get does
-         * not touch it. The restrictions stay those of the old class. */
+         * not touch it. The restrictions (and a held input) stay those of
+         * the old class. */
         rc = tgs__class_get(c, old->func, c->cres, (size_t)nr, old->names,
-                            old->nnames, &k);
+                            old->nnames, old->fetch, &k);
         if (rc == TGS_OK && k != old &&
             tg__heap_reserve(&k->ready, k->nlive + 1) != TG_OK)
             rc = TGS_ENOMEM;

@@ -25,13 +25,15 @@ bool tgs__res_valid(const tgs_resource *res, size_t n, size_t *bad)
 }
 
 /*
- * Could `w` ever run tasks of `k`: it is named in the restrictions (if
- * any) and each amount is within its capacity. (That it provides the
- * function is the caller's business.) A resource the worker does not
- * declare has capacity 0.
+ * Could `w` ever run tasks of `k`: it can fetch if their inputs are held
+ * on workers, it is named in the restrictions (if any) and each amount is
+ * within its capacity. (That it provides the function is the caller's
+ * business.) A resource the worker does not declare has capacity 0.
  */
 bool tgs__class_fits(const tgs_worker *w, const tgs_class *k)
 {
+    if (k->fetch && !w->can_fetch)
+        return false;
     if (k->nnames != 0) {
         tgs_str me = {w->name, w->name_len};
         bool named = false;

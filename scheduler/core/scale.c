@@ -124,9 +124,10 @@ static void adapt(tgs_core *c)
     }
 }
 
-/* The managed, non-draining worker to retire first: the least loaded
- * (processing per thread); among equals the one that joined last, the
- * least likely to hold results or warm state. NULL if none. */
+/* The managed, non-draining worker to retire first: one holding no
+ * result (a retired worker closes only once its held results are freed),
+ * then the least loaded (processing per thread); among equals the one
+ * that joined last, the least likely to hold warm state. NULL if none. */
 static tgs_worker *retire_choice(const tgs_core *c, size_t *nmanaged)
 {
     tgs_worker *best = NULL;
@@ -138,6 +139,11 @@ static tgs_worker *retire_choice(const tgs_core *c, size_t *nmanaged)
         n++;
         if (best == NULL) {
             best = w;
+            continue;
+        }
+        if ((w->nstore == 0) != (best->nstore == 0)) {
+            if (w->nstore == 0)
+                best = w;
             continue;
         }
         uint64_t lw = (uint64_t)w->nprocs * best->nthreads;

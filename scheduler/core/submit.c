@@ -173,6 +173,10 @@ typedef struct batch {
     uintptr_t *edges;
     uint8_t *st;     /* initial state per new task */
     tgs_error **inh; /* inherited error per new task (final at once) */
+    /* Per new task: a known dependency's result is held on workers (so
+     * it goes to a fetch class); NULL while no task of the batch has
+     * one, which is the common case. */
+    uint8_t *fetch;
     tgs_class **cls;
     const tgs_istr **cd;
     tgs_task **tasks;
@@ -204,6 +208,7 @@ static void plan_free(batch *b)
     free(b->edges);
     free(b->st);
     free(b->inh);
+    free(b->fetch);
     free(b->cls);
     free(b->cd);
     free(b->tasks);
@@ -242,6 +247,15 @@ static int resolve_keys(const tgs_core *c, batch *b)
             b->spec_of[b->m++] = (uint32_t)i;
         }
     }
+    return TGS_OK;
+}
+
+/* New task `k` has a dependency held on workers. */
+static __attribute__((noinline)) int mark_fetch(batch *b, size_t k)
+{
+    if (b->fetch == NULL && (b->fetch = calloc(b->m + 1, 1)) == NULL)
+        return TGS_ENOMEM;
+    b->fetch[k] = 1;
     return TGS_OK;
 }
 
@@ -289,6 +303,8 @@ static int resolve_deps(const tgs_core *c, batch *b, char *err, size_t errlen)
                        s->key.ptr);
                 return TGS_EINVAL;
             }
+            if (t->held && mark_fetch(b, k) != TGS_OK)
+                return TGS_ENOMEM;
             b->edges[e++] = (uintptr_t)t;
         }
     }
@@ -437,8 +453,17 @@ static int alloc_classes(tgs_core *c, batch *b)
         if (nr < 0 || nn < 0)
             return (int)(nr < 0 ? nr : nn);
         rc = tgs__class_get(c, fn, c->cres, (size_t)nr, c->cnames, (size_t)nn,
-                            &b->cls[k]);
+                            b->fetch != NULL && b->fetch[k], &b->cls[k]);
         if (rc != TGS_OK)
+            return rc;
+    }
+    /* Plain tasks with a held input: the fetch variant of the plain
+     * class (a pass of its own, so other batches never pay for it). */
+    for (size_t k = 0; b->fetch != NULL && k < m; k++) {
+        const tgs_task_spec *s = &b->specs[b->spec_of[k]];
+        if (b->fetch[k] && s->nresources == 0 && s->nworkers == 0 &&
+            (rc = tgs__class_get(c, b->cls[k]->func, NULL, 0, NULL, 0, true,
+                                 &b->cls[k])) != TGS_OK)
             return rc;
     }
     /* `scratch` counts the batch's non-final tasks per class. */
@@ -451,6 +476,34 @@ static int alloc_classes(tgs_core *c, batch *b)
             tg__heap_reserve(&q->ready, q->nlive + q->scratch) != TG_OK)
             rc = TGS_ENOMEM;
         q->scratch = 0;
+    }
+    return rc;
+}
+
+/* Room in the consumer lists of the held results the new non-final
+ * tasks depend on (`scratch` counts the occurrences per result). */
+static __attribute__((noinline)) int reserve_consumers(batch *b)
+{
+    int rc = TGS_OK;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t k = 0; k < b->m; k++) {
+            if (!b->fetch[k] || is_final(b->st[k]))
+                continue;
+            for (uint32_t x = b->eoff[k]; x < b->eoff[k + 1]; x++) {
+                tgs_task *d = (tgs_task *)b->edges[x];
+                if (edge_is_new(b->edges[x]) || !d->held)
+                    continue;
+                tgs_held *hd = held_of(d);
+                if (pass == 0) {
+                    hd->scratch++;
+                } else if (hd->scratch != 0) {
+                    if (rc == TGS_OK &&
+                        tgs_map_reserve(&hd->consumers, hd->scratch) != TGS_OK)
+                        rc = TGS_ENOMEM;
+                    hd->scratch = 0;
+                }
+            }
+        }
     }
     return rc;
 }
@@ -479,7 +532,8 @@ static int alloc_tasks(tgs_core *c, batch *b)
             b->tasks[k]->deps[d] = edge_is_new(b->edges[x])
                                        ? b->tasks[edge_new(b->edges[x])]
                                        : (tgs_task *)b->edges[x];
-    if (tgs_map_reserve(&c->tasks, m) != TGS_OK)
+    if (tgs_map_reserve(&c->tasks, m) != TGS_OK ||
+        (b->fetch != NULL && reserve_consumers(b) != TGS_OK))
         return TGS_ENOMEM;
     b->appended = malloc((b->nedges + 1) * sizeof *b->appended);
     if (b->appended == NULL)
@@ -525,8 +579,11 @@ static void commit_task(tgs_core *c, batch *b, uint32_t k)
     for (uint32_t x = b->eoff[k], d = 0; x < b->eoff[k + 1]; x++, d++) {
         tgs_task *dep = t->deps[d];
         dep->needed++;
-        if (is_final(dep->state))
+        if (is_final(dep->state)) {
+            if (dep->held)
+                tgs__held_consumer_add(dep, t); /* room reserved above */
             continue;
+        }
         t->unfinished++;
         if (edge_is_new(b->edges[x]))
             dep->dependents[dep->ndependents++] = t; /* sized above */

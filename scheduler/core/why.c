@@ -51,12 +51,21 @@ static void res_text(const tgs_class *k, char *buf, size_t len, size_t *pos)
                k->res[i].amount);
 }
 
+/* Could `w` run tasks of `k` but for the resources: it provides the
+ * function, carries a name (if any) and can fetch (if need be). */
+static bool runs_but_res(const tgs_class *k, const tgs_worker *w)
+{
+    return !w->draining && provides(w, k->func) &&
+           (k->nnames == 0 || named_in(k, w)) && (!k->fetch || w->can_fetch);
+}
+
 /*
  * Why no connected worker lists class `k` (which has READY tasks), from
  * the first missing piece: the function, a worker with one of the names,
- * or the resources (with the largest capacity of each among the workers
- * that provide the function and carry a name). O(workers): a query, and
- * once per class at the no-worker timeout, never per task.
+ * a data service (an input is held on workers), or the resources (with
+ * the largest capacity of each among the workers that could run it
+ * otherwise). O(workers): a query, and once per class at the no-worker
+ * timeout, never per task.
  */
 void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,
                            size_t len)
@@ -87,6 +96,18 @@ void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,
             return;
         }
     }
+    if (k->fetch) {
+        bool any = false;
+        for (size_t i = 0; i < c->nworkers && !any; i++)
+            any = runs_but_res(k, c->workers[i]);
+        if (!any) {
+            bufcat(buf, len, &pos,
+                   "no worker with a data service provides function "
+                   "'%.*s' (an input is held on a worker)",
+                   plen(f->len), f->name);
+            return;
+        }
+    }
     if (k->nres == 0) {
         bufcat(buf, len, &pos, "no worker can run it");
         return;
@@ -98,8 +119,7 @@ void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,
         double largest = 0;
         for (size_t i = 0; i < c->nworkers; i++) {
             const tgs_worker *w = c->workers[i];
-            if (w->draining || !provides(w, f) ||
-                (k->nnames != 0 && !named_in(k, w)))
+            if (!runs_but_res(k, w))
                 continue;
             const tgs_wres *wr = wres_find(w, k->res[r].name);
             if (wr != NULL && wr->cap > largest)

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * workers.c: the worker table: workers joining (their functions,
- * capacities and the classes they could ever run), leaving (their tasks
- * are handed to failure.c), draining, and the set of tasks processing on
- * each (`procs`, each task recording its index). Depends on internal.h,
- * intern.c, classes.c, resources.c, ready.c, steal.c and failure.c.
+ * capacities, whether they can fetch, and the classes they could ever
+ * run), leaving (their tasks are handed to failure.c, the results they
+ * held to data.c), draining, and the set of tasks processing on each
+ * (`procs`, each task recording its index). Depends on internal.h,
+ * intern.c, classes.c, resources.c, ready.c, steal.c, failure.c and
+ * data.c.
  */
 #include "scheduler/core/internal.h"
 
 void tgs__worker_free(tgs_worker *w)
 {
+    free(w->store);
     free(w->funcs);
     free(w->res);
     free(w->classes);
@@ -17,9 +20,11 @@ void tgs__worker_free(tgs_worker *w)
     free(w);
 }
 
+/* A draining worker closes once nothing runs there and it holds no
+ * result: closing it would lose them (there is no other copy). */
 void tgs__maybe_close(tgs_core *c, tgs_worker *w)
 {
-    if (w->draining && w->nprocs == 0 && !w->close_sent &&
+    if (w->draining && w->nprocs == 0 && w->nstore == 0 && !w->close_sent &&
         tgs__action_push(c, TGS_ACT_CLOSE_WORKER, w->id, 0, NULL) == TGS_OK)
         w->close_sent = true;
 }
@@ -137,6 +142,7 @@ static int add_worker(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws)
     w->id = wid;
     w->hash = tgs_hash32(&wid, sizeof wid);
     w->nthreads = ws->nthreads;
+    w->can_fetch = ws->can_fetch;
     w->floor = INT32_MAX;
     w->funcs = malloc((ws->nfuncs + 1) * sizeof *w->funcs);
     int rc = w->funcs ? TGS_OK : TGS_ENOMEM;
@@ -223,6 +229,7 @@ int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms)
     }
     unlink_worker(c, w);
     tgs__requeue_lost(c, w);
+    tgs__store_lost(c, w); /* after: no task runs there any more */
     tgs__worker_free(w);
     tgs__schedule(c);
     return TGS_OK;

@@ -1,0 +1,208 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The data-plane benchmarks (bench/README.md), the same Python code on
+taskgrid and on Dask distributed, each on a local cluster of 2 Python
+workers x 1 thread; lines in the format bench/report.py reads:
+
+    case=transfer mb=1024 run=1 seconds=0.71 gbps=1.51
+
+Cases:
+  transfer  one result of `--mb` MiB made on worker A, consumed (its
+            length taken) on worker B: the time from the consumer's submit
+            to its result, minus the same for a tiny input, so it is the
+            move of the bytes between two workers.
+  floor     the same bytes sent once over a loopback TCP socket between
+            two processes: what a transfer cannot beat on this machine.
+  pipeline  `--parts` partitions of `--mb` MiB each through 4 stages (make,
+            transform, transform, reduce to a length): the wall time and
+            the scheduler's peak RSS while it runs (sampled every 20 ms).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+MIB = 1 << 20
+
+
+def make(n: int, seed: int = 1) -> bytes:
+    return bytes([seed % 251]) * n
+
+
+def size_of(b: bytes) -> int:
+    return len(b)
+
+
+def transform(b: bytes) -> bytes:
+    # A new object of the same size: a real stage produces new data.
+    return b[1:] + b[:1]
+
+
+def rss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakRSS:
+    """The peak RSS of process `pid`, sampled on a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self.peak = max(self.peak, rss_of(self.pid))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> PeakRSS:
+        self._t.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+# ---- the two systems, behind one small interface ----
+
+
+@contextlib.contextmanager
+def taskgrid_cluster() -> Iterator[tuple[Any, list[str], int]]:
+    import taskgrid
+
+    with taskgrid.LocalCluster(n_workers=2, threads_per_worker=1) as cluster:
+        with taskgrid.Client(cluster) as client:
+            client.wait_for_workers(2)
+            names = sorted(w.name for w in client.status().workers)
+            yield client, names, cluster._proc.pid  # the scheduler process
+
+
+@contextlib.contextmanager
+def dask_cluster() -> Iterator[tuple[Any, list[str], int]]:
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, scheduler_port=0) as cluster:
+        with Client(cluster) as client:
+            client.wait_for_workers(2)
+            names = sorted(client.scheduler_info()["workers"])
+            # The scheduler runs in this process with a LocalCluster.
+            yield client, names, os.getpid()
+
+
+def submit(system: str, client: Any, fn: Any, *args: Any, worker: str) -> Any:
+    if system == "dask":
+        return client.submit(fn, *args, workers=[worker], allow_other_workers=False, pure=False)
+    return client.submit(fn, *args, workers=[worker])
+
+
+# ---- cases ----
+
+
+def case_transfer(system: str, mb: int, repeat: int) -> None:
+    cluster = taskgrid_cluster if system == "taskgrid" else dask_cluster
+    with cluster() as (client, (a, b), _pid):
+        for run in range(1, repeat + 1):
+            small = submit(system, client, make, 1, run, worker=a)
+            big = submit(system, client, make, mb * MIB, run, worker=a)
+            client.gather([small, big])
+            t0 = time.perf_counter()
+            assert client.gather(submit(system, client, size_of, small, worker=b)) == 1
+            base = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            got = client.gather(submit(system, client, size_of, big, worker=b))
+            seconds = time.perf_counter() - t0 - base
+            assert got == mb * MIB, got
+            del small, big
+            print(f"case=transfer mb={mb} run={run} seconds={seconds:.4f} "
+                  f"gbps={mb * MIB / seconds / 1e9:.3f}", flush=True)
+
+
+def _sink(port_q: Any, n: int) -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    port_q.put(srv.getsockname()[1])
+    conn, _ = srv.accept()
+    buf = bytearray(4 * MIB)
+    got = 0
+    while got < n:
+        k = conn.recv_into(buf)
+        if k == 0:
+            break
+        got += k
+    conn.sendall(b"k")
+
+
+def case_floor(mb: int, repeat: int) -> None:
+    n = mb * MIB
+    data = make(n)
+    for run in range(1, repeat + 1):
+        q: Any = multiprocessing.Queue()
+        p = multiprocessing.Process(target=_sink, args=(q, n))
+        p.start()
+        with socket.create_connection(("127.0.0.1", q.get())) as s:
+            t0 = time.perf_counter()
+            s.sendall(data)
+            s.recv(1)
+            seconds = time.perf_counter() - t0
+        p.join()
+        print(f"case=floor mb={mb} run={run} seconds={seconds:.4f} "
+              f"gbps={n / seconds / 1e9:.3f}", flush=True)
+
+
+def case_pipeline(system: str, mb: int, parts: int, repeat: int) -> None:
+    cluster = taskgrid_cluster if system == "taskgrid" else dask_cluster
+    with cluster() as (client, _names, pid):
+        for run in range(1, repeat + 1):
+            with PeakRSS(pid) as rss:
+                t0 = time.perf_counter()
+                if system == "dask":
+                    opts: dict[str, Any] = {"pure": False}
+                else:
+                    opts = {}
+                s1 = [client.submit(make, mb * MIB, run * 100 + i, **opts) for i in range(parts)]
+                s2 = [client.submit(transform, f, **opts) for f in s1]
+                s3 = [client.submit(transform, f, **opts) for f in s2]
+                s4 = [client.submit(size_of, f, **opts) for f in s3]
+                del s1, s2, s3
+                sizes = client.gather(s4)
+                seconds = time.perf_counter() - t0
+            assert sizes == [mb * MIB] * parts, sizes
+            total_gb = 4 * parts * mb * MIB / 1e9
+            print(f"case=pipeline parts={parts} mb={mb} run={run} seconds={seconds:.3f} "
+                  f"total_gb={total_gb:.2f} sched_rss_mb={rss.peak / MIB:.1f}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--system", choices=("taskgrid", "dask"), default="taskgrid")
+    ap.add_argument("--case", choices=("transfer", "floor", "pipeline"), required=True)
+    ap.add_argument("--mb", type=int, default=1024)
+    ap.add_argument("--parts", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    if a.mb <= 0 or a.parts <= 0 or a.repeat <= 0:
+        ap.error("--mb, --parts and --repeat must be positive")
+    if a.case == "floor":
+        case_floor(a.mb, a.repeat)
+    elif a.case == "transfer":
+        case_transfer(a.system, a.mb, a.repeat)
+    else:
+        case_pipeline(a.system, a.mb, a.parts, a.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

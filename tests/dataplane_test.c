@@ -1,0 +1,779 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * dataplane_test.c: a real taskgrid-scheduler (plaintext, loopback) and a
+ * fake worker written here that speaks WorkerLink raw: it registers with
+ * a data address, reports a result held in its (pretend) store, and
+ * answers the scheduler's uploads with chunks. A client speaking the
+ * Scheduler service raw gathers it: chunked=true gets the TaskResult then
+ * the relayed chunks, chunked=false the bytes inline (or tg.ResultTooLarge
+ * past the message limit); a dependent's assignment names the holder; a
+ * release frees the result on the worker; a holder answering `missing`,
+ * lost mid-upload or sending a bad chunk ends the key with tg.DataLost.
+ * This proves the scheduler's relay without the real worker. Every wait
+ * is bounded.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <zlib.h>
+
+#include "harness.h"
+#include "methods.h"
+#include "transport/client.h"
+#include "wire.h"
+
+#define WAIT_MS 10000
+
+static char addr[256];
+static th_proc sched = TH_PROC_NONE;
+
+/* ---- bytes on the wire ---- */
+
+static void send_msg(tg__cstream *st, const pb_msgdesc_t *f, const void *m)
+{
+    uint8_t *buf;
+    size_t len;
+
+    assert_int_equal(tg__wire_encode(f, m, &buf, &len), TG_OK);
+    assert_int_equal(tg__cstream_send(st, buf, len, WAIT_MS), TG_OK);
+    free(buf);
+}
+
+static int unary(tg__chan *ch, const char *method, const pb_msgdesc_t *f,
+                 const void *req, const pb_msgdesc_t *rf, void *resp)
+{
+    uint8_t *buf, *out = NULL;
+    size_t len, olen = 0;
+    int rc;
+
+    assert_int_equal(tg__wire_encode(f, req, &buf, &len), TG_OK);
+    rc = tg__chan_unary(ch, method, buf, len, &out, &olen, WAIT_MS);
+    free(buf);
+    if (rc == TG_OK)
+        assert_int_equal(tg__wire_decode(rf, resp, out, olen), TG_OK);
+    free(out); /* the responses used here keep no pointer into it */
+    return rc;
+}
+
+static uint8_t pattern(uint64_t i)
+{
+    return (uint8_t)(i * 131 + (i >> 9));
+}
+
+static uint32_t crc_of(const uint8_t *p, size_t n)
+{
+    return (uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)n);
+}
+
+/* ---- the fake worker ---- */
+
+typedef struct fake {
+    tg__chan *ch;
+    tg__cstream *st;
+    uint64_t inline_limit;
+    bool hello;
+    /* What the scheduler asked, as it came (copied out). */
+    char assigned[8][64];
+    size_t nassigned;
+    char dep_holder[64]; /* holders[0] of the first held dep seen */
+    uint64_t dep_size;
+    uint64_t upload_id[8];
+    char upload_key[8][64];
+    size_t nuploads;
+    char freed[8][64];
+    size_t nfreed;
+} fake;
+
+static void copy_key(char dst[64], tg_pbbuf b)
+{
+    assert_true(b.len < 64);
+    memcpy(dst, b.ptr, b.len);
+    dst[b.len] = '\0';
+}
+
+/* Receive one SchedulerMessage and note what it asks. */
+static void fake_pump(fake *f)
+{
+    taskgrid_v1_SchedulerMessage m;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+
+    assert_int_equal(tg__cstream_recv(f->st, &buf, &len, WAIT_MS), TG_OK);
+    assert_non_null(buf);
+    assert_int_equal(
+        tg__wire_decode(taskgrid_v1_SchedulerMessage_fields, &m, buf, len),
+        TG_OK);
+    if (m.worker_name.len > 0) {
+        f->hello = true;
+        f->inline_limit = m.inline_limit;
+    }
+    for (pb_size_t i = 0; i < m.assign_count; i++) {
+        const taskgrid_v1_Assignment *a = &m.assign[i];
+        assert_true(f->nassigned < 8);
+        copy_key(f->assigned[f->nassigned++], a->key);
+        for (pb_size_t d = 0; d < a->deps_count; d++) {
+            if (a->deps[d].holders_count == 0)
+                continue;
+            assert_int_equal(a->deps[d].data.len, 0);
+            snprintf(f->dep_holder, sizeof(f->dep_holder), "%s",
+                     a->deps[d].holders[0]);
+            f->dep_size = a->deps[d].size;
+        }
+    }
+    for (pb_size_t i = 0; i < m.upload_count; i++) {
+        assert_true(f->nuploads < 8);
+        f->upload_id[f->nuploads] = m.upload[i].id;
+        copy_key(f->upload_key[f->nuploads++], m.upload[i].key);
+    }
+    for (pb_size_t i = 0; i < m.free_count; i++) {
+        assert_true(f->nfreed < 8);
+        snprintf(f->freed[f->nfreed++], 64, "%s", m.free[i]);
+    }
+    tg__wire_release(taskgrid_v1_SchedulerMessage_fields, &m);
+    free(buf);
+}
+
+static fake *fake_start(const char *name, const char *data_address)
+{
+    taskgrid_v1_WorkerMessage m = {0};
+    char *funcs[] = {"fake.big"};
+    fake *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    assert_int_equal(tg__chan_open(&f->ch, addr, NULL, 0), TG_OK);
+    assert_int_equal(tg__cstream_open(&f->st, f->ch, TG_METHOD_CONNECT, 0),
+                     TG_OK);
+    m.has_registration = true;
+    m.registration.name = tg_pbbuf_str(name);
+    m.registration.nthreads = 4;
+    m.registration.functions_count = 1;
+    m.registration.functions = funcs;
+    m.registration.data_address = tg_pbbuf_str(data_address);
+    send_msg(f->st, taskgrid_v1_WorkerMessage_fields, &m);
+    return f;
+}
+
+static void fake_free(fake *f)
+{
+    tg__cstream_free(f->st);
+    tg__chan_close(f->ch);
+    free(f);
+}
+
+static void fake_wait_hello(fake *f)
+{
+    while (!f->hello)
+        fake_pump(f);
+}
+
+static void fake_wait_assigned(fake *f, const char *key)
+{
+    for (;;) {
+        for (size_t i = 0; i < f->nassigned; i++)
+            if (strcmp(f->assigned[i], key) == 0)
+                return;
+        fake_pump(f);
+    }
+}
+
+/* The id of the first upload of `key` not taken yet (then taken). */
+static uint64_t fake_wait_upload(fake *f, const char *key)
+{
+    for (;;) {
+        for (size_t i = 0; i < f->nuploads; i++) {
+            if (strcmp(f->upload_key[i], key) == 0) {
+                uint64_t id = f->upload_id[i];
+                f->upload_key[i][0] = '\0';
+                return id;
+            }
+        }
+        fake_pump(f);
+    }
+}
+
+static void fake_wait_freed(fake *f, const char *key)
+{
+    for (;;) {
+        for (size_t i = 0; i < f->nfreed; i++)
+            if (strcmp(f->freed[i], key) == 0)
+                return;
+        fake_pump(f);
+    }
+}
+
+/* Report `key` done: held (`size` bytes in the store) or inline. */
+static void fake_result(fake *f, const char *key, uint64_t size, bool held)
+{
+    taskgrid_v1_WorkerMessage m = {0};
+    taskgrid_v1_TaskResult r;
+
+    memset(&r, 0, sizeof(r));
+    r.key = tg_pbbuf_str(key);
+    r.state = taskgrid_v1_TaskState_TASK_STATE_MEMORY;
+    r.codec = tg_pbbuf_str("raw");
+    r.size = size;
+    r.held = held;
+    r.attempt = 1;
+    if (!held)
+        r.data = tg_pbbuf_str("42");
+    m.results_count = 1;
+    m.results = &r;
+    send_msg(f->st, taskgrid_v1_WorkerMessage_fields, &m);
+}
+
+/* Send chunks [from, to) of the `size`-byte pattern result `key` for
+ * upload `id`, `chunk` bytes each, one per message. */
+static void fake_chunks(fake *f, uint64_t id, const char *key, uint64_t size,
+                        uint64_t from, uint64_t to, size_t chunk)
+{
+    uint8_t *buf = malloc(chunk);
+
+    assert_non_null(buf);
+    for (uint64_t off = from; off < to; off += chunk) {
+        size_t n = (size_t)(to - off < chunk ? to - off : chunk);
+        taskgrid_v1_WorkerMessage m = {0};
+        taskgrid_v1_DataChunk c;
+
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(off + i);
+        memset(&c, 0, sizeof(c));
+        c.key = tg_pbbuf_str(key);
+        c.offset = off;
+        c.data = tg_pbbuf_mem(buf, n);
+        c.size = size;
+        c.codec = tg_pbbuf_str("raw");
+        c.crc32 = crc_of(buf, n);
+        c.upload = id;
+        m.chunks_count = 1;
+        m.chunks = &c;
+        send_msg(f->st, taskgrid_v1_WorkerMessage_fields, &m);
+    }
+    free(buf);
+}
+
+static void fake_missing(fake *f, const char *key)
+{
+    taskgrid_v1_WorkerMessage m = {0};
+    char *keys[] = {(char *)key};
+
+    m.missing_count = 1;
+    m.missing = keys;
+    send_msg(f->st, taskgrid_v1_WorkerMessage_fields, &m);
+}
+
+/* ---- the client ---- */
+
+static void submit(tg__chan *ch, const char *key, const char *dep)
+{
+    taskgrid_v1_SubmitRequest req = {0};
+    taskgrid_v1_SubmitResponse resp;
+    taskgrid_v1_TaskSpec t;
+    char *deps[] = {(char *)dep};
+
+    memset(&t, 0, sizeof(t));
+    t.key = tg_pbbuf_str(key);
+    t.func = tg_pbbuf_str("fake.big");
+    if (dep != NULL) {
+        t.deps_count = 1;
+        t.deps = deps;
+    }
+    req.tasks_count = 1;
+    req.tasks = &t;
+    assert_int_equal(unary(ch, TG_METHOD_SUBMIT,
+                           taskgrid_v1_SubmitRequest_fields, &req,
+                           taskgrid_v1_SubmitResponse_fields, &resp),
+                     TG_OK);
+}
+
+static void release(tg__chan *ch, const char *key)
+{
+    taskgrid_v1_ReleaseRequest req = {0};
+    taskgrid_v1_ReleaseResponse resp;
+    char *keys[] = {(char *)key};
+
+    req.keys_count = 1;
+    req.keys = keys;
+    assert_int_equal(unary(ch, TG_METHOD_RELEASE,
+                           taskgrid_v1_ReleaseRequest_fields, &req,
+                           taskgrid_v1_ReleaseResponse_fields, &resp),
+                     TG_OK);
+}
+
+/* What one Gather of one key brought. */
+typedef struct gathered {
+    size_t nresults;
+    int state[4]; /* of each TaskResult, in order */
+    uint64_t size[4];
+    size_t inline_len[4];
+    char err_type[64];
+    char err_message[512];
+    uint8_t *bytes; /* inline data, or the chunks reassembled */
+    uint64_t nbytes;
+    size_t nchunks;
+    int status; /* how the stream ended */
+} gathered;
+
+static void gathered_free(gathered *g)
+{
+    free(g->bytes);
+    memset(g, 0, sizeof(*g));
+}
+
+static void take_result(gathered *g, const taskgrid_v1_TaskResult *r)
+{
+    size_t i = g->nresults++;
+
+    assert_true(i < 4);
+    g->state[i] = r->state;
+    g->size[i] = r->size;
+    g->inline_len[i] = r->data.len;
+    if (r->state == taskgrid_v1_TaskState_TASK_STATE_MEMORY &&
+        r->data.len > 0) {
+        g->bytes = malloc(r->data.len);
+        assert_non_null(g->bytes);
+        memcpy(g->bytes, r->data.ptr, r->data.len);
+        g->nbytes = r->data.len;
+    }
+    if (r->has_error) {
+        snprintf(g->err_type, sizeof(g->err_type), "%.*s",
+                 (int)r->error.type.len, (const char *)r->error.type.ptr);
+        snprintf(g->err_message, sizeof(g->err_message), "%.*s",
+                 (int)r->error.message.len, (const char *)r->error.message.ptr);
+    }
+}
+
+/* A chunk must follow the previous ones of the key, checked as a client
+ * does (offset, size, CRC-32). */
+static void take_chunk(gathered *g, const taskgrid_v1_DataChunk *c)
+{
+    assert_int_equal(c->upload, 0);
+    assert_true(tg_pbbuf_eq(c->codec, "raw"));
+    assert_int_equal(c->offset, g->nbytes);
+    assert_true(c->offset + c->data.len <= c->size);
+    assert_true(c->data.len <= TG_PROTO_CHUNK_MAX);
+    assert_int_equal(crc_of(c->data.ptr, c->data.len), c->crc32);
+    if (g->bytes == NULL)
+        g->bytes = malloc(c->size ? c->size : 1);
+    assert_non_null(g->bytes);
+    memcpy(g->bytes + c->offset, c->data.ptr, c->data.len);
+    g->nbytes += c->data.len;
+    g->nchunks++;
+}
+
+/* Open a Gather of `nkeys` keys; the caller serves the worker side
+ * meanwhile, then reads the stream. */
+static tg__cstream *gather_open_keys(tg__chan *ch, char **keys, size_t nkeys,
+                                     bool chunked)
+{
+    taskgrid_v1_GatherRequest req = {0};
+    tg__cstream *st;
+    uint8_t *buf;
+    size_t len;
+
+    req.keys_count = (pb_size_t)nkeys;
+    req.keys = keys;
+    req.chunked = chunked;
+    assert_int_equal(
+        tg__wire_encode(taskgrid_v1_GatherRequest_fields, &req, &buf, &len),
+        TG_OK);
+    assert_int_equal(
+        tg__cstream_open_request(&st, ch, TG_METHOD_GATHER, buf, len, WAIT_MS),
+        TG_OK);
+    free(buf);
+    return st;
+}
+
+/* The same for one key (gather_read reads it). */
+static tg__cstream *gather_open(tg__chan *ch, const char *key, bool chunked)
+{
+    char *keys[] = {(char *)key};
+
+    return gather_open_keys(ch, keys, 1, chunked);
+}
+
+static void gather_read(tg__cstream *st, gathered *g)
+{
+    for (;;) {
+        taskgrid_v1_GatherResponse m;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int rc = tg__cstream_recv(st, &buf, &len, WAIT_MS);
+
+        if (rc != TG_OK || buf == NULL) {
+            g->status = rc;
+            break;
+        }
+        assert_int_equal(
+            tg__wire_decode(taskgrid_v1_GatherResponse_fields, &m, buf, len),
+            TG_OK);
+        for (pb_size_t i = 0; i < m.results_count; i++)
+            take_result(g, &m.results[i]);
+        for (pb_size_t i = 0; i < m.chunks_count; i++)
+            take_chunk(g, &m.chunks[i]);
+        tg__wire_release(taskgrid_v1_GatherResponse_fields, &m);
+        free(buf);
+    }
+    tg__cstream_free(st);
+}
+
+static void assert_pattern(const gathered *g, uint64_t size)
+{
+    assert_int_equal(g->nbytes, size);
+    for (uint64_t i = 0; i < size; i++)
+        if (g->bytes[i] != pattern(i))
+            fail_msg("byte %llu differs", (unsigned long long)i);
+}
+
+/* A fake worker with a held result `key` of `size` bytes. */
+static fake *held_result(tg__chan *ch, const char *name, const char *key,
+                         uint64_t size)
+{
+    fake *f = fake_start(name, "127.0.0.1:1");
+
+    fake_wait_hello(f);
+    submit(ch, key, NULL);
+    fake_wait_assigned(f, key);
+    fake_result(f, key, size, true);
+    return f;
+}
+
+/* ---- tests ---- */
+
+static void test_dataplane__relay_chunked_and_inline(void **state)
+{
+    /* Two chunks, and small enough to come inline (the limit is 2 MiB). */
+    const uint64_t size = TG_PROTO_CHUNK_MAX + 512345;
+    tg__chan *ch;
+    gathered g = {0};
+    tg__cstream *st;
+    uint64_t id;
+    fake *f;
+
+    (void)state;
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = held_result(ch, "fake-a", "big", size);
+    assert_int_equal(f->inline_limit, TG_PROTO_INLINE_LIMIT_DEFAULT);
+
+    /* chunked=true: the TaskResult (size, no bytes), then the chunks. */
+    st = gather_open(ch, "big", true);
+    id = fake_wait_upload(f, "big");
+    assert_true(id != 0);
+    fake_chunks(f, id, "big", size, 0, size, TG_PROTO_CHUNK_MAX);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.nresults, 1);
+    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_MEMORY);
+    assert_int_equal(g.size[0], size);
+    assert_int_equal(g.inline_len[0], 0);
+    assert_int_equal(g.nchunks, 2);
+    assert_pattern(&g, size);
+    gathered_free(&g);
+
+    /* chunked=false: the scheduler collects them and answers inline (the
+     * worker may send smaller chunks). */
+    st = gather_open(ch, "big", false);
+    id = fake_wait_upload(f, "big");
+    fake_chunks(f, id, "big", size, 0, size, 300000);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.nresults, 1);
+    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_MEMORY);
+    assert_int_equal(g.inline_len[0], size);
+    assert_int_equal(g.nchunks, 0);
+    assert_pattern(&g, size);
+    gathered_free(&g);
+
+    /* A dependent's assignment names the holder, with the size and no
+     * bytes; the dependent's own small result comes inline. */
+    submit(ch, "dep", "big");
+    fake_wait_assigned(f, "dep");
+    assert_string_equal(f->dep_holder, "127.0.0.1:1");
+    assert_int_equal(f->dep_size, size);
+    fake_result(f, "dep", 2, false);
+    st = gather_open(ch, "dep", true);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.inline_len[0], 2);
+    gathered_free(&g);
+
+    /* Released, and needed by no one: the worker is told to drop it. */
+    release(ch, "big");
+    fake_wait_freed(f, "big");
+    fake_free(f);
+    tg__chan_close(ch);
+}
+
+/* Larger than the message limit: chunked=false answers
+ * tg.ResultTooLarge naming both sizes, chunked=true still works. */
+static void test_dataplane__too_large_inline(void **state)
+{
+    const uint64_t size = 3u << 20;
+    char max[32];
+    tg__chan *ch;
+    gathered g = {0};
+    tg__cstream *st;
+    fake *f;
+
+    (void)state;
+    snprintf(max, sizeof(max), "%u", 2u << 20);
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = held_result(ch, "fake-b", "huge", size);
+    st = gather_open(ch, "huge", false);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.nresults, 1);
+    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(g.err_type, "tg.ResultTooLarge");
+    assert_non_null(strstr(g.err_message, "3145728 bytes"));
+    assert_non_null(strstr(g.err_message, max));
+    gathered_free(&g);
+
+    st = gather_open(ch, "huge", true);
+    fake_chunks(f, fake_wait_upload(f, "huge"), "huge", size, 0, size,
+                TG_PROTO_CHUNK_MAX);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_pattern(&g, size);
+    gathered_free(&g);
+    fake_free(f);
+    tg__chan_close(ch);
+}
+
+/* The holder fails the relay: a bad chunk, `missing`, or lost half-way.
+ * Each ends the key with an ERRED TaskResult tg.DataLost after its
+ * header, and the stream still ends OK. */
+static void test_dataplane__holder_failures(void **state)
+{
+    const uint64_t size = 2 * TG_PROTO_CHUNK_MAX;
+    tg__chan *ch;
+    gathered g = {0};
+    tg__cstream *st;
+    uint64_t id;
+    fake *f;
+
+    (void)state;
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = held_result(ch, "fake-c", "k1", size);
+    submit(ch, "k2", NULL);
+    fake_wait_assigned(f, "k2");
+    fake_result(f, "k2", size, true);
+
+    /* A chunk out of place: tg.DataLost for this gather only. */
+    st = gather_open(ch, "k1", true);
+    id = fake_wait_upload(f, "k1");
+    fake_chunks(f, id, "k1", size, TG_PROTO_CHUNK_MAX, size,
+                TG_PROTO_CHUNK_MAX);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.nresults, 2);
+    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_MEMORY);
+    assert_int_equal(g.state[1], taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(g.err_type, "tg.DataLost");
+    assert_non_null(strstr(g.err_message, "offset 1048576 (expected 0)"));
+    gathered_free(&g);
+
+    /* `missing`: the result is lost for good (its only holder). */
+    st = gather_open(ch, "k1", true);
+    (void)fake_wait_upload(f, "k1");
+    fake_missing(f, "k1");
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.state[g.nresults - 1],
+                     taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(g.err_type, "tg.DataLost");
+    gathered_free(&g);
+    st = gather_open(ch, "k1", true);
+    gather_read(st, &g);
+    assert_int_equal(g.nresults, 1);
+    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(g.err_message, "the result was held only on worker "
+                                       "fake-c, which no longer has it");
+    gathered_free(&g);
+
+    /* Lost half-way: one chunk relayed, then the worker is gone. */
+    st = gather_open(ch, "k2", true);
+    id = fake_wait_upload(f, "k2");
+    fake_chunks(f, id, "k2", size, 0, TG_PROTO_CHUNK_MAX, TG_PROTO_CHUNK_MAX);
+    fake_free(f);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.nresults, 2);
+    assert_int_equal(g.state[1], taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(g.err_type, "tg.DataLost");
+    assert_true(g.nchunks <= 1);
+    gathered_free(&g);
+    tg__chan_close(ch);
+}
+
+/* Two held keys in one chunked Gather: both uploads run at once, their
+ * chunks interleave on the stream, and each key reassembles on its own;
+ * the stream ends once both are complete. */
+static void test_dataplane__two_keys_interleaved(void **state)
+{
+    const uint64_t size = TG_PROTO_CHUNK_MAX + 1000;
+    char *keys[] = {"i1", "i2"};
+    gathered g[2] = {{0}, {0}};
+    size_t nheads = 0;
+    tg__chan *ch;
+    tg__cstream *st;
+    uint64_t id[2];
+    fake *f;
+    int rc;
+
+    (void)state;
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = held_result(ch, "fake-d", "i1", size);
+    submit(ch, "i2", NULL);
+    fake_wait_assigned(f, "i2");
+    fake_result(f, "i2", size, true);
+    st = gather_open_keys(ch, keys, 2, true);
+    id[0] = fake_wait_upload(f, "i1");
+    id[1] = fake_wait_upload(f, "i2");
+    for (uint64_t off = 0; off < size; off += TG_PROTO_CHUNK_MAX) {
+        uint64_t end =
+            off + TG_PROTO_CHUNK_MAX < size ? off + TG_PROTO_CHUNK_MAX : size;
+        fake_chunks(f, id[1], "i2", size, off, end, TG_PROTO_CHUNK_MAX);
+        fake_chunks(f, id[0], "i1", size, off, end, TG_PROTO_CHUNK_MAX);
+    }
+    for (;;) {
+        taskgrid_v1_GatherResponse m;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        rc = tg__cstream_recv(st, &buf, &len, WAIT_MS);
+        if (rc != TG_OK || buf == NULL)
+            break;
+        assert_int_equal(
+            tg__wire_decode(taskgrid_v1_GatherResponse_fields, &m, buf, len),
+            TG_OK);
+        for (pb_size_t i = 0; i < m.results_count; i++) {
+            assert_int_equal(m.results[i].state,
+                             taskgrid_v1_TaskState_TASK_STATE_MEMORY);
+            assert_int_equal(m.results[i].size, size);
+            nheads++;
+        }
+        for (pb_size_t i = 0; i < m.chunks_count; i++)
+            take_chunk(&g[tg_pbbuf_eq(m.chunks[i].key, "i1") ? 0 : 1],
+                       &m.chunks[i]);
+        tg__wire_release(taskgrid_v1_GatherResponse_fields, &m);
+        free(buf);
+    }
+    tg__cstream_free(st);
+    assert_int_equal(rc, TG_OK);
+    assert_int_equal(nheads, 2);
+    for (int k = 0; k < 2; k++) {
+        assert_pattern(&g[k], size);
+        gathered_free(&g[k]);
+    }
+    fake_free(f);
+    tg__chan_close(ch);
+}
+
+/* A held result the scheduler no longer wants (its task was cancelled
+ * while it ran) is freed on the worker at once. */
+static void test_dataplane__stale_held_result_freed(void **state)
+{
+    taskgrid_v1_CancelRequest req = {0};
+    taskgrid_v1_CancelResponse resp;
+    char *keys[] = {"gone"};
+    tg__chan *ch;
+    fake *f;
+
+    (void)state;
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = fake_start("fake-e", "127.0.0.1:2");
+    fake_wait_hello(f);
+    submit(ch, "gone", NULL);
+    fake_wait_assigned(f, "gone");
+    req.keys_count = 1;
+    req.keys = keys;
+    assert_int_equal(unary(ch, TG_METHOD_CANCEL,
+                           taskgrid_v1_CancelRequest_fields, &req,
+                           taskgrid_v1_CancelResponse_fields, &resp),
+                     TG_OK);
+    assert_int_equal(resp.cancelled, 1);
+    fake_result(f, "gone", 500000, true);
+    fake_wait_freed(f, "gone");
+    fake_free(f);
+    tg__chan_close(ch);
+}
+
+/* A bad data address is refused at registration, clearly; a worker
+ * without one gets no inline limit, and a held result from it fails its
+ * task with tg.ProtocolError. */
+static void test_dataplane__registration(void **state)
+{
+    static const char *const bad[] = {"no-port", "host:0",   "host:99999",
+                                      ":80",     "ho st:80", "[::1:80"};
+    gathered g = {0};
+    tg__chan *ch;
+    fake *f;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t *buf = NULL;
+        size_t len;
+        f = fake_start("fake-bad", bad[i]);
+        assert_int_equal(tg__cstream_recv(f->st, &buf, &len, WAIT_MS),
+                         TG_EINVAL);
+        assert_non_null(strstr(tg_error_last(), "Register.data_address"));
+        fake_free(f);
+    }
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = fake_start("fake-plain", "");
+    fake_wait_hello(f);
+    assert_int_equal(f->inline_limit, 0);
+    submit(ch, "p1", NULL);
+    fake_wait_assigned(f, "p1");
+    fake_result(f, "p1", 100000, true);
+    gather_read(gather_open(ch, "p1", true), &g);
+    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(g.err_type, "tg.ProtocolError");
+    gathered_free(&g);
+    fake_free(f);
+
+    /* IPv6 literals and host names are fine. */
+    f = fake_start("fake-v6", "[::1]:4242");
+    fake_wait_hello(f);
+    fake_free(f);
+    tg__chan_close(ch);
+}
+
+static int group_setup(void **state)
+{
+    const char *extra[] = {"--max-message", "2097152", NULL};
+
+    (void)state;
+    sched = th_start_scheduler("tcp://127.0.0.1:0", extra, addr, sizeof(addr));
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(th_stop(&sched, SIGTERM), 0);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dataplane__relay_chunked_and_inline),
+        cmocka_unit_test(test_dataplane__too_large_inline),
+        cmocka_unit_test(test_dataplane__holder_failures),
+        cmocka_unit_test(test_dataplane__two_keys_interleaved),
+        cmocka_unit_test(test_dataplane__stale_held_result_freed),
+        cmocka_unit_test(test_dataplane__registration),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    th_find_bins();
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
