@@ -79,11 +79,15 @@ class PeakRSS:
 # ---- the two systems, behind one small interface ----
 
 
+PLUGIN = ""  # --plugin: C workers with bench/data_plugin.c's functions
+
+
 @contextlib.contextmanager
 def taskgrid_cluster() -> Iterator[tuple[Any, list[str], int]]:
     import taskgrid
 
-    with taskgrid.LocalCluster(n_workers=2, threads_per_worker=1) as cluster:
+    kind = {"worker": "c", "preload": [PLUGIN]} if PLUGIN else {}
+    with taskgrid.LocalCluster(n_workers=2, threads_per_worker=1, **kind) as cluster:
         with taskgrid.Client(cluster) as client:
             client.wait_for_workers(2)
             names = sorted(w.name for w in client.status().workers)
@@ -92,18 +96,46 @@ def taskgrid_cluster() -> Iterator[tuple[Any, list[str], int]]:
 
 @contextlib.contextmanager
 def dask_cluster() -> Iterator[tuple[Any, list[str], int]]:
-    from distributed import Client, LocalCluster
+    """A Dask scheduler and 2 workers as separate processes (as taskgrid's
+    are), so the scheduler's RSS is its own."""
+    import subprocess
+    import tempfile
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, scheduler_port=0) as cluster:
-        with Client(cluster) as client:
-            client.wait_for_workers(2)
-            names = sorted(client.scheduler_info()["workers"])
-            # The scheduler runs in this process with a LocalCluster.
-            yield client, names, os.getpid()
+    from distributed import Client
+
+    with tempfile.TemporaryDirectory() as d:
+        sfile = os.path.join(d, "scheduler.json")
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0",
+             "--no-dashboard", "--scheduler-file", sfile],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(sfile):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("dask scheduler did not start")
+                time.sleep(0.05)
+            for i in range(2):
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                     sfile, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                     "--name", f"w{i}"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            with Client(scheduler_file=sfile) as client:
+                client.wait_for_workers(2)
+                yield client, ["w0", "w1"], procs[0].pid
+        finally:
+            for p in reversed(procs):
+                p.terminate()
+            for p in procs:
+                p.wait(30)
 
 
 def submit(system: str, client: Any, fn: Any, *args: Any, worker: str) -> Any:
+    if PLUGIN:  # C workers: the plug-in's functions, by name
+        if fn is make:
+            return client.submit("bench.make", str(args[0]), workers=[worker], pure=False)
+        return client.submit("bench.size", *args, workers=[worker], pure=False)
     if system == "dask":
         return client.submit(fn, *args, workers=[worker], allow_other_workers=False, pure=False)
     return client.submit(fn, *args, workers=[worker])
@@ -127,7 +159,8 @@ def case_transfer(system: str, mb: int, repeat: int) -> None:
             seconds = time.perf_counter() - t0 - base
             assert got == mb * MIB, got
             del small, big
-            print(f"case=transfer mb={mb} run={run} seconds={seconds:.4f} "
+            case = "transfer_c" if PLUGIN else "transfer"
+            print(f"case={case} mb={mb} run={run} seconds={seconds:.4f} "
                   f"gbps={mb * MIB / seconds / 1e9:.3f}", flush=True)
 
 
@@ -192,7 +225,14 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=1024)
     ap.add_argument("--parts", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--plugin", default="",
+                    help="taskgrid only: C workers with this bench/data_plugin.c build "
+                         "(transfer only), instead of Python workers")
     a = ap.parse_args()
+    global PLUGIN
+    PLUGIN = a.plugin
+    if PLUGIN and (a.system != "taskgrid" or a.case != "transfer"):
+        ap.error("--plugin is for --system taskgrid --case transfer")
     if a.mb <= 0 or a.parts <= 0 or a.repeat <= 0:
         ap.error("--mb, --parts and --repeat must be positive")
     if a.case == "floor":

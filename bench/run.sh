@@ -16,14 +16,14 @@ REPEAT=${REPEAT:-3}
 DASK_VERSION=2026.8.0
 
 build() {
-  bazel build -c opt //bench:tg_bench //bench:rpc_floor //scheduler //worker >/dev/null 2>&1 ||
-    bazel build -c opt //bench:tg_bench //bench:rpc_floor //scheduler //worker
+  bazel build -c opt //bench:tg_bench //bench:rpc_floor //bench:data_plugin.so //scheduler //worker >/dev/null 2>&1 ||
+    bazel build -c opt //bench:tg_bench //bench:rpc_floor //bench:data_plugin.so //scheduler //worker
   # Copy out of bazel-bin, which the next build with other options repoints.
   BIN=$(mktemp -d)
   mkdir -p "$BIN/scheduler" "$BIN/worker" "$BIN/bench"
   cp bazel-bin/scheduler/taskgrid-scheduler "$BIN/scheduler/"
   cp bazel-bin/worker/taskgrid-worker "$BIN/worker/"
-  cp bazel-bin/bench/tg_bench bazel-bin/bench/rpc_floor "$BIN/bench/"
+  cp bazel-bin/bench/tg_bench bazel-bin/bench/rpc_floor bazel-bin/bench/data_plugin.so "$BIN/bench/"
   export TASKGRID_BIN_DIR="$BIN"
   TG="$BIN/bench/tg_bench"
 }
@@ -39,6 +39,7 @@ case "$mode" in
     "$BIN/bench/rpc_floor" --n-unary 50 --n-stream 1000 --repeat 1
     python3 bench/data_bench.py --case floor --mb 8 --repeat 1
     python3 bench/data_bench.py --case transfer --mb 8 --repeat 1
+    python3 bench/data_bench.py --case transfer --mb 8 --repeat 1 --plugin "$BIN/bench/data_plugin.so"
     python3 bench/data_bench.py --case pipeline --mb 1 --parts 2 --repeat 1
     rm -rf "$BIN"
     echo "bench smoke: ok"
@@ -94,6 +95,8 @@ case "$mode" in
     "$VENV/bin/pip" install -q ./bindings/python
     run floor $DATA --case floor --mb 1024 --repeat "$REPEAT"
     run taskgrid $DATA --system taskgrid --case transfer --mb 1024 --repeat "$REPEAT"
+    run taskgrid $DATA --system taskgrid --case transfer --mb 1024 --repeat "$REPEAT" \
+      --plugin "$BIN/bench/data_plugin.so"
     run dask $DATA --system dask --case transfer --mb 1024 --repeat "$REPEAT"
     run taskgrid $DATA --system taskgrid --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
     run dask $DATA --system dask --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
