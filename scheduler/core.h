@@ -40,6 +40,17 @@
  *    while other workers go on with lower ones;
  *  - placement: a task goes only to a worker that provides its function,
  *    is named in its restrictions (if any) and has room for its resources;
+ *    among the workers that could take it, the least loaded (then the
+ *    first to join);
+ *  - data locality: a task with held inputs goes, among the workers that
+ *    could take it now (a free slot or prefetch room, its function,
+ *    resources, restrictions, able to fetch, and no READY task of higher
+ *    priority they could take instead), to the one holding the most bytes
+ *    of its distinct held inputs; on a tie with the usual choice, or when
+ *    no such holder holds more than it, the usual choice. Locality only
+ *    chooses among workers that can take the task now: it never waits for
+ *    a busy holder while another worker is free. Tasks without held
+ *    inputs pay nothing for it (they are never in a "fetch" class);
  *  - resources: held from assignment until the task leaves the worker
  *    (result, hand-back, cancel, worker lost), never over-committed;
  *  - retries: an error with retries left goes back to READY after a
@@ -60,9 +71,25 @@
  *    tasks without held inputs pay nothing). Forgetting a held result
  *    emits TGS_ACT_FREE for each holder. A worker lost (or one reporting
  *    it no longer has it, tgs_core_result_missing) that was a result's
- *    only holder loses it: the task becomes ERRED with tg.DataLost and
- *    its dependents inherit the error; results inline are never lost.
- *    A draining worker closes only once it holds no result.
+ *    only holder loses it; results inline are never lost. A draining
+ *    worker closes only once it holds no result;
+ *  - lineage: a lost result still needed (a client hold, or a task not
+ *    final that depends on it; a forgotten one is not) is computed again
+ *    from the graph: the task goes back to WAITING (READY once its
+ *    dependencies are final), counts an attempt but uses no retry, and
+ *    every task needing it waits for it again (one PROCESSING elsewhere
+ *    gets TGS_ACT_CANCEL and goes back). A result with another holder is
+ *    not lost. To be recomputed, a held result keeps its specification
+ *    and its links to its dependencies while it is held; the links do
+ *    not keep a dependency's result in memory, so a dependency released
+ *    and no longer needed is forgotten as usual (only its record of a
+ *    few hundred bytes stays while a link names it). A dependency lost
+ *    in the same event is recomputed first; one forgotten, erred or
+ *    cancelled makes the loss final: the task becomes ERRED with
+ *    tg.DataLost ("the result was held only on worker W, which was lost,
+ *    and its input 'k' was forgotten") and its dependents inherit it.
+ *    The allowed_failures-th loss of one result (at most 255) fails it
+ *    with tg.KilledWorker ("the result of 'k' was lost N times").
  *
  * Ownership: the core copies everything it is given (keys, inputs, result
  * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
@@ -312,10 +339,13 @@ int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *w,
  * others (queued behind them) go back as if handed back. A task that was
  * running on `allowed_failures` lost workers in a row fails with
  * tg.KilledWorker (its dependents with it); other tasks go on. Worker loss
- * does not use the task's `retries`. Each result held only on it becomes
+ * does not use the task's `retries`. Each result held only on it and
+ * still needed is computed again, and every task needing it waits for it
+ * again (a processing one gets TGS_ACT_CANCEL); when it cannot be (an
+ * input forgotten, erred or cancelled, or lost too often) it becomes
  * ERRED with tg.DataLost ("the result was held only on worker NAME, which
- * was lost"), and every task still needing it inherits the error (a
- * processing one gets TGS_ACT_CANCEL).
+ * was lost, and ...") or tg.KilledWorker, and every task still needing it
+ * inherits the error (see "lineage" above).
  */
 int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms);
 
@@ -351,9 +381,9 @@ int tgs_core_task_returned(tgs_core *c, uint64_t wid, tgs_str key,
 /**
  * Worker `wid` says it does not hold `key`'s result (taskgrid.v1
  * WorkerMessage.missing): it is no longer counted as a holder. If it was
- * the only one, the result is lost as in tgs_core_worker_remove (message
- * "... which no longer has it"). TGS_ENOTFOUND if `key` is not a held
- * result of `wid`.
+ * the only one, the result is lost as in tgs_core_worker_remove
+ * (recomputed, or an error "... which no longer has it"). TGS_ENOTFOUND
+ * if `key` is not a held result of `wid`.
  */
 int tgs_core_result_missing(tgs_core *c, uint64_t wid, tgs_str key,
                             int64_t now_ms);
@@ -502,8 +532,8 @@ tgs_str tgs_task_codec(const tgs_task *t);
 const uint8_t *tgs_task_input(const tgs_task *t, size_t *len);
 tgs_state tgs_task_state(const tgs_task *t);
 int32_t tgs_task_priority(const tgs_task *t);
-/* 1 for the first run; counts retries after errors and reruns after a
- * worker running it was lost. */
+/* 1 for the first run; counts retries after errors, reruns after a
+ * worker running it was lost, and recomputations of a lost result. */
 uint32_t tgs_task_attempt(const tgs_task *t);
 /* Retries left. */
 uint32_t tgs_task_retries(const tgs_task *t);

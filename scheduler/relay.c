@@ -321,6 +321,13 @@ void srv_gather_answer(sched *s, peer *g, const tgs_task *t)
         srv_gather_append(s, g, &res);
         return;
     }
+    if (g->defer_held) { /* done, and where: the bytes stay put */
+        srv_fill_result(&res, t);
+        res.size = tgs_task_result_size(t);
+        res.held = true;
+        srv_gather_append(s, g, &res);
+        return;
+    }
     codec = tgs_task_result_codec(t);
     r = calloc(1, sizeof(*r));
     if (r != NULL) {

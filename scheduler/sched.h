@@ -74,6 +74,9 @@ typedef struct peer {
     size_t npending, pendingcap;
     /* GatherRequest.chunked: held results may come as chunks */
     bool chunked;
+    /* GatherRequest.defer_held: held results come as their TaskResult
+     * only (no bytes) */
+    bool defer_held;
     /* Held results to answer through the scheduler, in order (relay.c):
      * the first `nactive` that started are uploading. */
     struct relay *rhead, *rtail;

@@ -145,6 +145,7 @@ void srv_do_gather(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     g->id = ++s->next_id;
     g->call = c; /* the newest id is the largest: the table stays sorted */
     g->chunked = m.chunked;
+    g->defer_held = m.defer_held;
     tg__scall_set_data(c, g);
     if (m.timeout_ms)
         g->deadline_ms = tg__now_ms() + m.timeout_ms;

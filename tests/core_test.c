@@ -4,7 +4,8 @@
  * driven with a fake clock and fake workers: no network, no threads. Each
  * test plays the part of the transport: it feeds events (submit, worker
  * joined/left, results, ticks) and checks the actions that come out and
- * the states users see. Depends on //scheduler:core and cmocka.
+ * the states users see. Depends on //scheduler:core, the core fixture
+ * (core_fixture.h) and cmocka.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -17,54 +18,18 @@
 
 #include <cmocka.h>
 
+#include "core_fixture.h"
 #include "scheduler/core.h"
 
 #define LIT(z) ((tgs_str){(z), sizeof(z) - 1})
 
-static tgs_str S(const char *z)
-{
-    return (tgs_str){z, strlen(z)};
-}
-
-/* An action with the task key copied out (task pointers are borrowed
- * only until the next event). */
-typedef struct act {
-    tgs_action_kind kind;
-    uint64_t worker;
-    uint64_t watcher;
-    char key[64];
-} act;
-
-#define MAX_ACTS 64
-
-static size_t pop_all(tgs_core *c, act *out, size_t cap)
-{
-    tgs_action a;
-    size_t n = 0;
-    while (tgs_core_next_action(c, &a)) {
-        assert_true(n < cap);
-        out[n].kind = a.kind;
-        out[n].worker = a.worker;
-        out[n].watcher = a.watcher;
-        out[n].key[0] = '\0';
-        if (a.task != NULL) {
-            tgs_str k = tgs_task_key(a.task);
-            assert_true(k.len < sizeof out[n].key);
-            memcpy(out[n].key, k.ptr, k.len);
-            out[n].key[k.len] = '\0';
-        }
-        n++;
-    }
-    return n;
-}
-
 static void assert_no_actions(tgs_core *c)
 {
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 0);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 0);
 }
 
-static void assert_act(const act *a, tgs_action_kind kind, uint64_t worker,
+static void assert_act(const cf_act *a, tgs_action_kind kind, uint64_t worker,
                        const char *key)
 {
     assert_int_equal(a->kind, kind);
@@ -73,31 +38,13 @@ static void assert_act(const act *a, tgs_action_kind kind, uint64_t worker,
     assert_string_equal(a->key, key);
 }
 
-static void assert_str_is(tgs_str s, const char *z)
-{
-    char buf[512];
-    assert_true(s.len < sizeof buf);
-    if (s.len)
-        memcpy(buf, s.ptr, s.len);
-    buf[s.len] = '\0';
-    assert_string_equal(buf, z);
-}
-
 static tgs_task_spec mk(const char *key, const char *func)
 {
     tgs_task_spec s;
     memset(&s, 0, sizeof s);
-    s.key = S(key);
-    s.func = S(func);
+    s.key = cf_str(key);
+    s.func = cf_str(func);
     return s;
-}
-
-static tgs_core *core_new(const tgs_core_opts *opts)
-{
-    tgs_core *c = NULL;
-    assert_int_equal(tgs_core_new(&c, opts), TGS_OK);
-    assert_non_null(c);
-    return c;
 }
 
 static void add_worker(tgs_core *c, uint64_t wid, const char *name,
@@ -107,12 +54,12 @@ static void add_worker(tgs_core *c, uint64_t wid, const char *name,
     tgs_str funcs[2];
     size_t n = 0;
     if (f1)
-        funcs[n++] = S(f1);
+        funcs[n++] = cf_str(f1);
     if (f2)
-        funcs[n++] = S(f2);
+        funcs[n++] = cf_str(f2);
     tgs_worker_spec w;
     memset(&w, 0, sizeof w);
-    w.name = S(name);
+    w.name = cf_str(name);
     w.nthreads = nthreads;
     w.funcs = funcs;
     w.nfuncs = n;
@@ -138,7 +85,7 @@ static int finish_ok(tgs_core *c, uint64_t wid, const char *key,
     o.data = (const uint8_t *)data;
     o.data_len = strlen(data);
     o.codec = LIT("raw");
-    return tgs_core_task_finished(c, wid, S(key), &o, now);
+    return tgs_core_task_finished(c, wid, cf_str(key), &o, now);
 }
 
 static int finish_err(tgs_core *c, uint64_t wid, const char *key,
@@ -148,15 +95,15 @@ static int finish_err(tgs_core *c, uint64_t wid, const char *key,
     tgs_outcome o;
     memset(&o, 0, sizeof o);
     o.ok = false;
-    o.err_type = S(type);
-    o.err_message = S(msg);
-    o.err_traceback = S(tb);
-    return tgs_core_task_finished(c, wid, S(key), &o, now);
+    o.err_type = cf_str(type);
+    o.err_message = cf_str(msg);
+    o.err_traceback = cf_str(tb);
+    return tgs_core_task_finished(c, wid, cf_str(key), &o, now);
 }
 
 static tgs_state state_of(tgs_core *c, const char *key)
 {
-    const tgs_task *t = tgs_core_find(c, S(key));
+    const tgs_task *t = tgs_core_find(c, cf_str(key));
     assert_non_null(t);
     return tgs_task_state(t);
 }
@@ -178,7 +125,7 @@ static void assert_counts(tgs_core *c, uint64_t waiting, uint64_t ready,
 static void why_is(tgs_core *c, const char *key, const char *text)
 {
     char buf[256];
-    tgs_core_why(c, tgs_core_find(c, S(key)), buf, sizeof buf);
+    tgs_core_why(c, tgs_core_find(c, cf_str(key)), buf, sizeof buf);
     assert_string_equal(buf, text);
 }
 
@@ -187,7 +134,7 @@ static void why_is(tgs_core *c, const char *key, const char *text)
 static void test_core__graph_in_order(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 4, "tg.f", NULL, 0);
     assert_no_actions(c);
 
@@ -206,8 +153,8 @@ static void test_core__graph_in_order(void **state)
     assert_int_equal(res.accepted, 3);
     assert_int_equal(res.existing, 0);
 
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "b");
     assert_counts(c, 1, 0, 2, 0, 0, 0);
@@ -218,8 +165,8 @@ static void test_core__graph_in_order(void **state)
     const uint8_t *in = tgs_task_input(ta, &len);
     assert_int_equal(len, 4);
     assert_memory_equal(in, "in-a", 4);
-    assert_str_is(tgs_task_codec(ta), "json");
-    assert_str_is(tgs_task_func(ta), "tg.f");
+    cf_assert_str_is(tgs_task_codec(ta), "json");
+    cf_assert_str_is(tgs_task_func(ta), "tg.f");
     assert_int_equal(tgs_task_attempt(ta), 1);
     uint64_t wid = 0;
     assert_true(tgs_task_worker(ta, &wid));
@@ -229,29 +176,29 @@ static void test_core__graph_in_order(void **state)
     assert_no_actions(c);
     why_is(c, "c", "waiting for 1 dependency");
     assert_int_equal(finish_ok(c, 1, "a", "A", 4), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c");
 
     /* The assignment carries the dependencies in submission order, with
      * their results. */
     const tgs_task *tc = tgs_core_find(c, LIT("c"));
     assert_int_equal(tgs_task_ndeps(tc), 2);
-    assert_str_is(tgs_task_key(tgs_task_dep(tc, 0)), "b");
-    assert_str_is(tgs_task_key(tgs_task_dep(tc, 1)), "a");
+    cf_assert_str_is(tgs_task_key(tgs_task_dep(tc, 0)), "b");
+    cf_assert_str_is(tgs_task_key(tgs_task_dep(tc, 1)), "a");
     assert_null(tgs_task_dep(tc, 2));
     const uint8_t *r = tgs_task_result(tgs_task_dep(tc, 0), &len);
     assert_int_equal(len, 1);
     assert_memory_equal(r, "B", 1);
     r = tgs_task_result(tgs_task_dep(tc, 1), &len);
     assert_memory_equal(r, "A", 1);
-    assert_str_is(tgs_task_result_codec(tgs_task_dep(tc, 1)), "raw");
+    cf_assert_str_is(tgs_task_result_codec(tgs_task_dep(tc, 1)), "raw");
 
     const tgs_task *w = NULL;
     assert_int_equal(tgs_core_watch(c, LIT("c"), 7, &w), TGS_OK);
     assert_ptr_equal(w, tc);
     assert_int_equal(tgs_task_state(w), TGS_PROCESSING);
     assert_int_equal(finish_ok(c, 1, "c", "AB", 5), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
     assert_int_equal(a[0].watcher, 7);
     assert_string_equal(a[0].key, "c");
@@ -273,10 +220,10 @@ static void test_core__graph_in_order(void **state)
     d.deps = deps_d;
     d.ndeps = 1;
     assert_int_equal(submit(c, &d, 1, 6, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "d");
-    assert_str_is(tgs_task_key(tgs_task_dep(tgs_core_find(c, LIT("d")), 0)),
-                  "c");
+    cf_assert_str_is(tgs_task_key(tgs_task_dep(tgs_core_find(c, LIT("d")), 0)),
+                     "c");
     tgs_core_free(c);
 }
 
@@ -285,14 +232,14 @@ static void test_core__graph_in_order(void **state)
 static void test_core__error_keeps_serialized_error(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_str da[] = {LIT("a")};
     tgs_task_spec s[2] = {mk("a", "tg.f"), mk("b", "tg.f")};
     s[1].deps = da, s[1].ndeps = 1;
     assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     static const uint8_t pickled[] = {0x80, 0x04, 0x00, 'Q', 0xff};
     tgs_outcome o;
     memset(&o, 0, sizeof o);
@@ -305,18 +252,18 @@ static void test_core__error_keeps_serialized_error(void **state)
     assert_int_equal(tgs_core_task_finished(c, 1, LIT("a"), &o, 1), TGS_OK);
     const char *keys[] = {"a", "b"};
     for (size_t i = 0; i < 2; i++) {
-        const tgs_task *t = tgs_core_find(c, S(keys[i]));
+        const tgs_task *t = tgs_core_find(c, cf_str(keys[i]));
         size_t n = 0;
         const uint8_t *d = tgs_task_err_data(t, &n);
         assert_int_equal(tgs_task_state(t), TGS_ERRED);
         assert_int_equal(n, sizeof(pickled));
         assert_memory_equal(d, pickled, sizeof(pickled));
-        assert_str_is(tgs_task_err_codec(t), "pickle");
+        cf_assert_str_is(tgs_task_err_codec(t), "pickle");
     }
     /* An error without one has none. */
     tgs_task_spec x = mk("x", "tg.f");
     assert_int_equal(submit(c, &x, 1, 2, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(finish_err(c, 1, "x", "E", "m", "", 3), TGS_OK);
     size_t n = 1;
     assert_null(tgs_task_err_data(tgs_core_find(c, LIT("x")), &n));
@@ -327,7 +274,7 @@ static void test_core__error_keeps_serialized_error(void **state)
 static void test_core__error_propagates(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 4, "tg.f", NULL, 0);
     tgs_str da[] = {LIT("a")}, db[] = {LIT("b")}, dcx[] = {LIT("c"), LIT("x")};
     tgs_task_spec s[5] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
@@ -338,15 +285,15 @@ static void test_core__error_propagates(void **state)
     assert_int_equal(submit(c, s, 5, 0, NULL), TGS_OK);
     assert_int_equal(tgs_core_watch(c, LIT("c"), 8, NULL), TGS_OK);
     assert_int_equal(tgs_core_watch(c, LIT("d"), 9, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "x");
 
     assert_int_equal(finish_err(c, 1, "a", "ValueError", "bad input",
                                 "Traceback: line 1", 10),
                      TGS_OK);
-    size_t n = pop_all(c, a, MAX_ACTS);
+    size_t n = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(n, 2);
     uint64_t seen = 0;
     for (size_t i = 0; i < n; i++) {
@@ -356,12 +303,12 @@ static void test_core__error_propagates(void **state)
     assert_int_equal(seen, (1u << 8) | (1u << 9));
     const char *keys[] = {"a", "b", "c", "d"};
     for (size_t i = 0; i < 4; i++) {
-        const tgs_task *t = tgs_core_find(c, S(keys[i]));
+        const tgs_task *t = tgs_core_find(c, cf_str(keys[i]));
         assert_int_equal(tgs_task_state(t), TGS_ERRED);
-        assert_str_is(tgs_task_err_type(t), "ValueError");
-        assert_str_is(tgs_task_err_message(t), "bad input");
-        assert_str_is(tgs_task_err_traceback(t), "Traceback: line 1");
-        assert_str_is(tgs_task_err_origin(t), i == 0 ? "" : "a");
+        cf_assert_str_is(tgs_task_err_type(t), "ValueError");
+        cf_assert_str_is(tgs_task_err_message(t), "bad input");
+        cf_assert_str_is(tgs_task_err_traceback(t), "Traceback: line 1");
+        cf_assert_str_is(tgs_task_err_origin(t), i == 0 ? "" : "a");
         /* Final tasks let go of their dependencies. */
         assert_null(tgs_task_dep(t, 0));
     }
@@ -380,10 +327,10 @@ static void test_core__error_propagates(void **state)
     assert_int_equal(res.accepted, 2);
     assert_no_actions(c);
     for (size_t i = 0; i < 2; i++) {
-        const tgs_task *t = tgs_core_find(c, S(i ? "e" : "f"));
+        const tgs_task *t = tgs_core_find(c, cf_str(i ? "e" : "f"));
         assert_int_equal(tgs_task_state(t), TGS_ERRED);
-        assert_str_is(tgs_task_err_origin(t), "a");
-        assert_str_is(tgs_task_err_message(t), "bad input");
+        cf_assert_str_is(tgs_task_err_origin(t), "a");
+        cf_assert_str_is(tgs_task_err_message(t), "bad input");
     }
     assert_counts(c, 0, 0, 0, 1, 6, 0);
     tgs_core_free(c);
@@ -392,18 +339,18 @@ static void test_core__error_propagates(void **state)
 static void test_core__worker_loss_reassigns(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_task_spec s = mk("t", "tg.f");
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
 
     add_worker(c, 2, "w2", 1, "tg.f", NULL, 1);
     assert_no_actions(c);
     assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t");
     const tgs_task *t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_attempt(t), 2);
@@ -411,7 +358,7 @@ static void test_core__worker_loss_reassigns(void **state)
     tgs_worker_info wi;
     assert_true(tgs_core_worker_at(c, 0, &wi));
     assert_int_equal(wi.id, 2);
-    assert_str_is(wi.name, "w2");
+    cf_assert_str_is(wi.name, "w2");
     assert_int_equal(wi.processing, 1);
     assert_false(tgs_core_worker_at(c, 1, &wi));
 
@@ -430,16 +377,16 @@ static void test_core__killed_workers(void **state)
 {
     (void)state;
     tgs_core_opts o = {.allowed_failures = 2};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     tgs_str dt[] = {LIT("t")};
     tgs_task_spec s[2] = {mk("t", "tg.f"), mk("u", "tg.f")};
     s[1].deps = dt, s[1].ndeps = 1;
     assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
     assert_int_equal(tgs_core_watch(c, LIT("u"), 5, NULL), TGS_OK);
-    act a[MAX_ACTS];
+    cf_act a[CF_MAX_ACTS];
 
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 1);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
     assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK);
     assert_no_actions(c);
@@ -447,23 +394,23 @@ static void test_core__killed_workers(void **state)
     assert_int_equal(tgs_core_unplaceable(c), 1);
 
     add_worker(c, 2, "w2", 1, "tg.f", NULL, 3);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t");
     assert_int_equal(tgs_core_worker_remove(c, 2, 4), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
     assert_int_equal(a[0].watcher, 5);
 
     const tgs_task *t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
-    assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
-    assert_str_is(tgs_task_err_message(t),
-                  "task 't' killed 2 workers in a row: each died while "
-                  "running it (allowed_failures=2)");
+    cf_assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
+    cf_assert_str_is(tgs_task_err_message(t),
+                     "task 't' killed 2 workers in a row: each died while "
+                     "running it (allowed_failures=2)");
     const tgs_task *u = tgs_core_find(c, LIT("u"));
     assert_int_equal(tgs_task_state(u), TGS_ERRED);
-    assert_str_is(tgs_task_err_type(u), "tg.KilledWorker");
-    assert_str_is(tgs_task_err_origin(u), "t");
+    cf_assert_str_is(tgs_task_err_type(u), "tg.KilledWorker");
+    cf_assert_str_is(tgs_task_err_origin(u), "t");
     assert_int_equal(tgs_core_unplaceable(c), 0);
     assert_counts(c, 0, 0, 0, 0, 2, 0);
     tgs_core_free(c);
@@ -472,7 +419,7 @@ static void test_core__killed_workers(void **state)
 static void test_core__repeated_keys(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_task_spec s[3] = {mk("a", "tg.f"), mk("a", "tg.f"), mk("b", "tg.f")};
     tgs_submit_result res;
     assert_int_equal(submit(c, s, 3, 0, &res), TGS_OK);
@@ -484,11 +431,11 @@ static void test_core__repeated_keys(void **state)
     assert_int_equal(res.accepted, 0);
     assert_int_equal(res.existing, 1);
     assert_counts(c, 0, 2, 0, 0, 0, 0);
-    assert_str_is(tgs_task_func(tgs_core_find(c, LIT("a"))), "tg.f");
+    cf_assert_str_is(tgs_task_func(tgs_core_find(c, LIT("a"))), "tg.f");
 
     add_worker(c, 1, "w1", 2, "tg.f", NULL, 2);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     assert_int_equal(finish_ok(c, 1, "a", "A", 3), TGS_OK);
     assert_int_equal(finish_ok(c, 1, "b", "B", 3), TGS_OK);
 
@@ -519,7 +466,7 @@ static void test_core__repeated_keys(void **state)
 static void test_core__unknown_dep_rejected(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_str db[] = {LIT("a"), LIT("zz")};
     tgs_task_spec s[2] = {mk("a", "tg.f"), mk("b", "tg.f")};
     s[1].deps = db, s[1].ndeps = 2;
@@ -536,8 +483,8 @@ static void test_core__unknown_dep_rejected(void **state)
     /* A forgotten key is unknown too. */
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     assert_int_equal(submit(c, s, 1, 1, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(finish_ok(c, 1, "a", "A", 2), TGS_OK);
     tgs_str ka = LIT("a");
     uint32_t n;
@@ -557,7 +504,7 @@ static void test_core__unknown_dep_rejected(void **state)
 static void test_core__cycle_rejected(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_str da[] = {LIT("b")}, db[] = {LIT("a")}, dc[] = {LIT("a")};
     /* `c` only depends on the cycle: it must not be the one named. */
     tgs_task_spec s[4] = {mk("c", "tg.f"), mk("a", "tg.f"), mk("b", "tg.f"),
@@ -585,7 +532,7 @@ static void test_core__cycle_rejected(void **state)
 static void test_core__empty_key_or_func(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     char err[128];
     tgs_task_spec s[2] = {mk("a", "tg.f"), mk("", "tg.f")};
     assert_int_equal(tgs_core_submit(c, s, 2, 0, NULL, err, sizeof err),
@@ -608,14 +555,14 @@ static size_t run_order(tgs_core *c, uint64_t wid, int64_t *now,
                         char order[][64], size_t cap)
 {
     size_t n = 0;
-    act a[MAX_ACTS];
-    char running[MAX_ACTS][64];
+    cf_act a[CF_MAX_ACTS];
+    char running[CF_MAX_ACTS][64];
     size_t nrun = 0, head = 0;
     for (;;) {
-        size_t k = pop_all(c, a, MAX_ACTS);
+        size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
         for (size_t i = 0; i < k; i++) {
             assert_int_equal(a[i].kind, TGS_ACT_ASSIGN);
-            assert_true(n < cap && nrun < MAX_ACTS);
+            assert_true(n < cap && nrun < CF_MAX_ACTS);
             strcpy(order[n++], a[i].key);
             strcpy(running[nrun++], a[i].key);
         }
@@ -629,7 +576,7 @@ static size_t run_order(tgs_core *c, uint64_t wid, int64_t *now,
 static void test_core__priority_order(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_task_spec s[6] = {mk("p0a", "tg.f"), mk("p0b", "tg.f"),
                           mk("p5a", "tg.f"), mk("p1", "tg.f"),
                           mk("p0c", "tg.f"), mk("p5b", "tg.f")};
@@ -639,8 +586,8 @@ static void test_core__priority_order(void **state)
     assert_int_equal(submit(c, s, 6, 0, NULL), TGS_OK);
     /* One thread, but it may prefetch: check the order, not the count. */
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
-    act a[MAX_ACTS];
-    size_t k = pop_all(c, a, MAX_ACTS);
+    cf_act a[CF_MAX_ACTS];
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 2);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "p5a");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "p5b");
@@ -650,7 +597,7 @@ static void test_core__priority_order(void **state)
     tgs_task_spec p9 = mk("p9", "tg.f");
     p9.priority = 9;
     assert_int_equal(submit(c, &p9, 1, 1, NULL), TGS_OK);
-    k = pop_all(c, a, MAX_ACTS);
+    k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 2);
     assert_act(&a[0], TGS_ACT_STEAL, 1, "p5b");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "p9");
@@ -662,7 +609,7 @@ static void test_core__priority_order(void **state)
     char order[16][64];
     assert_int_equal(finish_ok(c, 1, "p5a", "", 5), TGS_OK);
     /* Now 5 ms a task: the queue deepens to two. */
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "p5b");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "p1");
     assert_int_equal(finish_ok(c, 1, "p9", "", 10), TGS_OK);
@@ -682,13 +629,13 @@ static void test_core__function_placement(void **state)
 {
     (void)state;
     tgs_core_opts o = {.no_worker_timeout_ms = 1000};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     add_worker(c, 1, "wf", 1, "tg.f", NULL, 0);
     add_worker(c, 2, "wg", 1, "tg.g", NULL, 0);
     tgs_task_spec s[3] = {mk("tf", "tg.f"), mk("tg", "tg.g"), mk("th", "tg.h")};
     assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     for (size_t i = 0; i < 2; i++)
         assert_act(&a[i], TGS_ACT_ASSIGN, strcmp(a[i].key, "tf") ? 2 : 1,
                    a[i].key);
@@ -700,7 +647,7 @@ static void test_core__function_placement(void **state)
     /* A worker busy with other tasks: placeable, just waiting. */
     tgs_task_spec f2[2] = {mk("tf2", "tg.f"), mk("tf3", "tg.f")};
     assert_int_equal(submit(c, f2, 2, 1, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "tf2");
     why_is(c, "tf3", "waiting for a free worker slot");
     assert_int_equal(tgs_core_unplaceable(c), 1);
@@ -710,9 +657,9 @@ static void test_core__function_placement(void **state)
     tgs_core_tick(c, 1001);
     const tgs_task *th = tgs_core_find(c, LIT("th"));
     assert_int_equal(tgs_task_state(th), TGS_ERRED);
-    assert_str_is(tgs_task_err_type(th), "tg.NoWorker");
-    assert_str_is(tgs_task_err_message(th),
-                  "no worker provides function 'tg.h' (waited 1001 ms)");
+    cf_assert_str_is(tgs_task_err_type(th), "tg.NoWorker");
+    cf_assert_str_is(tgs_task_err_message(th),
+                     "no worker provides function 'tg.h' (waited 1001 ms)");
     assert_int_equal(tgs_core_unplaceable(c), 0);
     assert_int_equal(state_of(c, "tf3"), TGS_READY);
 
@@ -722,7 +669,7 @@ static void test_core__function_placement(void **state)
     assert_int_equal(tgs_core_unplaceable(c), 1);
     tgs_core_tick(c, 2500);
     add_worker(c, 3, "wh", 1, "tg.h", "tg.g", 2600);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 3, "th2");
     assert_int_equal(tgs_core_unplaceable(c), 0);
     tgs_core_tick(c, 5000);
@@ -730,7 +677,7 @@ static void test_core__function_placement(void **state)
     assert_int_equal(tgs_core_nworkers(c), 3);
     tgs_worker_info wi;
     assert_true(tgs_core_worker_at(c, 2, &wi));
-    assert_str_is(wi.name, "wh");
+    cf_assert_str_is(wi.name, "wh");
     assert_int_equal(wi.nfuncs, 2);
     tgs_core_free(c);
 }
@@ -740,23 +687,23 @@ static void test_core__retries(void **state)
     (void)state;
     /* Immediate retries here; test_core__retry_backoff has the delays. */
     tgs_core_opts o = {.retry_backoff_ms = -1};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_task_spec s = mk("t", "tg.f");
     s.retries = 1;
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
     assert_int_equal(tgs_core_watch(c, LIT("t"), 3, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(finish_err(c, 1, "t", "IOError", "flaky", "", 1), TGS_OK);
     /* Retried, not reported. */
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
     const tgs_task *t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_attempt(t), 2);
     assert_int_equal(tgs_task_retries(t), 0);
     assert_int_equal(finish_ok(c, 1, "t", "ok", 2), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
     t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_state(t), TGS_MEMORY);
@@ -765,27 +712,27 @@ static void test_core__retries(void **state)
     /* Retries set later (Annotate) count too; final tasks are left. */
     tgs_task_spec u = mk("u", "tg.f");
     assert_int_equal(submit(c, &u, 1, 3, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     tgs_str keys[] = {LIT("u"), LIT("t"), LIT("nope")};
     uint32_t n;
     assert_int_equal(tgs_core_set_retries(c, keys, 3, 1, &n), TGS_OK);
     assert_int_equal(n, 1);
     assert_int_equal(finish_err(c, 1, "u", "E", "m", "", 4), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "u");
     assert_int_equal(finish_err(c, 1, "u", "E", "m2", "tb", 5), TGS_OK);
     t = tgs_core_find(c, LIT("u"));
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
     assert_int_equal(tgs_task_attempt(t), 2);
-    assert_str_is(tgs_task_err_message(t), "m2");
-    assert_str_is(tgs_task_err_origin(t), "");
+    cf_assert_str_is(tgs_task_err_message(t), "m2");
+    cf_assert_str_is(tgs_task_err_origin(t), "");
     tgs_core_free(c);
 }
 
 static void test_core__cancel(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_str da[] = {LIT("a")}, db[] = {LIT("b")};
     tgs_task_spec s[5] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
@@ -793,8 +740,8 @@ static void test_core__cancel(void **state)
     s[1].deps = da, s[1].ndeps = 1;
     s[2].deps = db, s[2].ndeps = 1;
     assert_int_equal(submit(c, s, 5, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "x");
     assert_int_equal(tgs_core_watch(c, LIT("c"), 4, NULL), TGS_OK);
@@ -804,7 +751,7 @@ static void test_core__cancel(void **state)
     uint32_t n = 0;
     assert_int_equal(tgs_core_cancel(c, ka, 2, 1, &n), TGS_OK);
     assert_int_equal(n, 3);
-    size_t k = pop_all(c, a, MAX_ACTS);
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 3);
     assert_act(&a[0], TGS_ACT_CANCEL, 1, "a");
     assert_int_equal(a[1].kind, TGS_ACT_NOTIFY);
@@ -814,11 +761,11 @@ static void test_core__cancel(void **state)
     assert_act(&a[2], TGS_ACT_ASSIGN, 1, "y");
     const char *keys[] = {"a", "b", "c"};
     for (size_t i = 0; i < 3; i++) {
-        const tgs_task *t = tgs_core_find(c, S(keys[i]));
+        const tgs_task *t = tgs_core_find(c, cf_str(keys[i]));
         assert_int_equal(tgs_task_state(t), TGS_CANCELLED);
-        assert_str_is(tgs_task_err_type(t), "tg.Cancelled");
-        assert_str_is(tgs_task_err_message(t), "task 'a' was cancelled");
-        assert_str_is(tgs_task_err_origin(t), i ? "a" : "");
+        cf_assert_str_is(tgs_task_err_type(t), "tg.Cancelled");
+        cf_assert_str_is(tgs_task_err_message(t), "task 'a' was cancelled");
+        cf_assert_str_is(tgs_task_err_origin(t), i ? "a" : "");
     }
     assert_int_equal(finish_ok(c, 1, "a", "late", 2), TGS_ESTATE);
     assert_counts(c, 0, 0, 2, 0, 0, 3);
@@ -846,7 +793,7 @@ static void test_core__cancel(void **state)
     assert_int_equal(submit(c, &d, 1, 8, NULL), TGS_OK);
     const tgs_task *td = tgs_core_find(c, LIT("d"));
     assert_int_equal(tgs_task_state(td), TGS_CANCELLED);
-    assert_str_is(tgs_task_err_origin(td), "a");
+    cf_assert_str_is(tgs_task_err_origin(td), "a");
     assert_counts(c, 0, 0, 0, 2, 0, 5);
     tgs_core_free(c);
 }
@@ -854,7 +801,7 @@ static void test_core__cancel(void **state)
 static void test_core__release_forgets(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_str da[] = {LIT("a")};
     tgs_task_spec s[2] = {mk("a", "tg.f"), mk("b", "tg.f")};
     s[1].deps = da, s[1].ndeps = 1;
@@ -868,11 +815,11 @@ static void test_core__release_forgets(void **state)
     assert_non_null(tgs_core_find(c, ka));
 
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 1);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(finish_ok(c, 1, "a", "A", 2), TGS_OK);
     /* In memory, but b still needs it. */
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "b");
     const tgs_task *tb = tgs_core_find(c, kb);
     size_t len;
@@ -901,7 +848,7 @@ static void test_core__release_forgets(void **state)
     tgs_task_spec s2[2] = {mk("p", "tg.f"), mk("q", "tg.f")};
     s2[1].deps = dp, s2[1].ndeps = 1;
     assert_int_equal(submit(c, s2, 2, 4, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     tgs_str kq = LIT("q"), kp = LIT("p");
     assert_int_equal(tgs_core_cancel(c, &kq, 1, 5, &n), TGS_OK);
     assert_int_equal(tgs_core_release(c, &kq, 1, &n), TGS_OK);
@@ -920,13 +867,13 @@ static void test_core__release_forgets(void **state)
 static void test_core__stale_finished_ignored(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     add_worker(c, 2, "w2", 1, "tg.g", NULL, 0);
     tgs_task_spec s = mk("t", "tg.f");
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(finish_ok(c, 2, "t", "", 1), TGS_ESTATE);
     assert_int_equal(finish_ok(c, 9, "t", "", 1), TGS_ESTATE);
     assert_int_equal(finish_ok(c, 1, "nope", "", 1), TGS_ESTATE);
@@ -945,19 +892,19 @@ static void test_core__stale_finished_ignored(void **state)
 static void test_core__task_returned(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_task_spec s = mk("t", "tg.f");
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     /* Handed back by a draining worker: goes elsewhere, no attempt lost. */
     assert_int_equal(tgs_core_worker_drain(c, 1, 1), TGS_OK);
     assert_no_actions(c);
     add_worker(c, 2, "w2", 1, "tg.f", NULL, 2);
     assert_no_actions(c);
     assert_int_equal(tgs_core_task_returned(c, 1, LIT("t"), 3), TGS_OK);
-    size_t k = pop_all(c, a, MAX_ACTS);
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 2);
     assert_act(&a[0], TGS_ACT_CLOSE_WORKER, 1, "");
     assert_act(&a[1], TGS_ACT_ASSIGN, 2, "t");
@@ -968,12 +915,12 @@ static void test_core__task_returned(void **state)
 static void test_core__drain(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 2, "tg.f", NULL, 0);
     tgs_task_spec s[3] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f")};
     assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 3);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 3);
     assert_int_equal(tgs_core_worker_drain(c, 1, 1), TGS_OK);
     assert_no_actions(c);
     tgs_worker_info wi;
@@ -992,7 +939,7 @@ static void test_core__drain(void **state)
     assert_int_equal(finish_ok(c, 1, "b", "", 4), TGS_OK);
     assert_no_actions(c);
     assert_int_equal(finish_ok(c, 1, "c", "", 5), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_CLOSE_WORKER, 1, "");
     assert_int_equal(tgs_core_worker_drain(c, 1, 6), TGS_OK);
     tgs_core_tick(c, 7);
@@ -1003,7 +950,7 @@ static void test_core__drain(void **state)
     /* An idle worker closes at once. */
     add_worker(c, 2, "w2", 1, "tg.g", NULL, 9);
     assert_int_equal(tgs_core_worker_drain(c, 2, 10), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_CLOSE_WORKER, 2, "");
     assert_int_equal(tgs_core_worker_drain(c, 3, 10), TGS_ENOTFOUND);
     tgs_core_free(c);
@@ -1012,7 +959,7 @@ static void test_core__drain(void **state)
 static void test_core__annotate_priority(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_str da[] = {LIT("a")};
     tgs_task_spec s[5] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
                           mk("d", "tg.f"), mk("w", "tg.f")};
@@ -1048,7 +995,7 @@ static void test_core__annotate_priority(void **state)
 static void test_core__balance(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "small", 1, "tg.f", NULL, 0);
     add_worker(c, 2, "big", 2, "tg.f", NULL, 0);
     tgs_task_spec s[8];
@@ -1058,8 +1005,8 @@ static void test_core__balance(void **state)
         s[i] = mk(keys[i], "tg.f");
     }
     assert_int_equal(submit(c, s, 8, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    size_t k = pop_all(c, a, MAX_ACTS);
+    cf_act a[CF_MAX_ACTS];
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     /* Capacity 2 + 4 (prefetch = threads until run times are known),
      * filled in proportion to threads. */
     assert_int_equal(k, 6);
@@ -1079,7 +1026,7 @@ static void test_core__prefetch_adapts(void **state)
 {
     (void)state;
     tgs_core_opts o = {.max_prefetch = 64};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     enum { N = 200 };
     static char keys[N][16];
     tgs_task_spec s[N];
@@ -1089,12 +1036,12 @@ static void test_core__prefetch_adapts(void **state)
     }
     assert_int_equal(submit(c, s, N, 0, NULL), TGS_OK);
     add_worker(c, 1, "w1", 2, "tg.fast", NULL, 0);
-    act a[MAX_ACTS * 2];
-    size_t k = pop_all(c, a, MAX_ACTS * 2);
+    cf_act a[CF_MAX_ACTS * 2];
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS * 2);
     assert_int_equal(k, 4);
     /* Sub-millisecond tasks: the queue deepens up to 2 + max_prefetch. */
     assert_int_equal(finish_ok(c, 1, a[0].key, "", 0), TGS_OK);
-    k = pop_all(c, a, MAX_ACTS * 2);
+    k = cf_pop_all(c, a, CF_MAX_ACTS * 2);
     assert_int_equal(k, 64 + 2 - 3);
     tgs_worker_info wi;
     assert_true(tgs_core_worker_at(c, 0, &wi));
@@ -1105,7 +1052,7 @@ static void test_core__prefetch_adapts(void **state)
 static void test_core__counts_and_two_cores(void **state)
 {
     (void)state;
-    tgs_core *c1 = core_new(NULL), *c2 = core_new(NULL);
+    tgs_core *c1 = cf_core_new(NULL), *c2 = cf_core_new(NULL);
     tgs_str da[] = {LIT("a")};
     tgs_task_spec s[3] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("x", "tg.g")};
     s[1].deps = da, s[1].ndeps = 1;
@@ -1129,7 +1076,7 @@ static void test_core__counts_and_two_cores(void **state)
 static void test_core__annotations_kept(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_resource res[] = {{LIT("GPU"), 1.0}, {LIT("MEMORY"), 2e9}};
     tgs_str only[] = {LIT("w-gpu")};
     tgs_task_spec s = mk("t", "tg.f");
@@ -1142,20 +1089,20 @@ static void test_core__annotations_kept(void **state)
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
     const tgs_task *t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_nresources(t), 2);
-    assert_str_is(tgs_task_resource(t, 0).name, "GPU");
+    cf_assert_str_is(tgs_task_resource(t, 0).name, "GPU");
     assert_true(tgs_task_resource(t, 1).amount == 2e9);
-    assert_str_is(tgs_task_resource(t, 2).name, "");
+    cf_assert_str_is(tgs_task_resource(t, 2).name, "");
     assert_int_equal(tgs_task_nrestrictions(t), 1);
-    assert_str_is(tgs_task_restriction(t, 0), "w-gpu");
-    assert_str_is(tgs_task_restriction(t, 1), "");
+    cf_assert_str_is(tgs_task_restriction(t, 0), "w-gpu");
+    cf_assert_str_is(tgs_task_restriction(t, 1), "");
     assert_int_equal(tgs_task_priority(t), -3);
     assert_int_equal(tgs_task_retries(t), 4);
     assert_false(tgs_task_worker(t, NULL));
-    assert_str_is(tgs_task_codec(t), "");
+    cf_assert_str_is(tgs_task_codec(t), "");
     size_t len = 9;
     assert_null(tgs_task_result(t, &len));
     assert_int_equal(len, 0);
-    assert_str_is(tgs_task_err_type(t), "");
+    cf_assert_str_is(tgs_task_err_type(t), "");
 
     /* Workers: resources copied, ids unique, threads required. */
     tgs_str funcs[] = {LIT("tg.f"), LIT("tg.f"), LIT("")};
@@ -1173,8 +1120,8 @@ static void test_core__annotations_kept(void **state)
     assert_true(tgs_core_worker_at(c, 0, &wi));
     assert_int_equal(wi.nfuncs, 1); /* duplicates and empty names dropped */
     assert_int_equal(wi.nthreads, 2);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 5, "t");
     assert_int_equal(tgs_core_task_finished(c, 5, LIT("t"), NULL, 2),
                      TGS_EINVAL);
@@ -1188,10 +1135,10 @@ static void add_worker_res(tgs_core *c, uint64_t wid, const char *name,
                            uint32_t nthreads, const char *func,
                            const tgs_resource *res, size_t nres, int64_t now)
 {
-    tgs_str funcs[1] = {S(func)};
+    tgs_str funcs[1] = {cf_str(func)};
     tgs_worker_spec w;
     memset(&w, 0, sizeof w);
-    w.name = S(name);
+    w.name = cf_str(name);
     w.nthreads = nthreads;
     w.funcs = funcs;
     w.nfuncs = 1;
@@ -1210,7 +1157,7 @@ static tgs_task_spec mk_res(const char *key, const char *func,
 }
 
 /* Index of the action of `kind` on `key` in a[0, n), or -1. */
-static int find_act(const act *a, size_t n, tgs_action_kind kind,
+static int find_act(const cf_act *a, size_t n, tgs_action_kind kind,
                     const char *key)
 {
     for (size_t i = 0; i < n; i++)
@@ -1222,7 +1169,7 @@ static int find_act(const act *a, size_t n, tgs_action_kind kind,
 static uint64_t worker_of(tgs_core *c, const char *key)
 {
     uint64_t wid = 0;
-    assert_true(tgs_task_worker(tgs_core_find(c, S(key)), &wid));
+    assert_true(tgs_task_worker(tgs_core_find(c, cf_str(key)), &wid));
     return wid;
 }
 
@@ -1241,7 +1188,7 @@ static uint32_t processing_count(tgs_core *c, uint64_t wid)
 static void test_core__priority_with_resources(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_resource p1[] = {{LIT("process"), 1}};
     add_worker_res(c, 1, "w1", 1, "tg.f", p1, 1, 0);
     tgs_task_spec s[6] = {
@@ -1252,9 +1199,9 @@ static void test_core__priority_with_resources(void **state)
     s[3].priority = 1;
     s[5].priority = 5;
     assert_int_equal(submit(c, s, 6, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
+    cf_act a[CF_MAX_ACTS];
     /* Room for 2 (a thread and a prefetch slot), resources for 1. */
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "p5a");
     why_is(c, "p5b", "waiting for free resources process=1");
     assert_int_equal(tgs_core_unplaceable(c), 0);
@@ -1276,7 +1223,7 @@ static void test_core__priority_with_resources(void **state)
         assert_int_equal(finish_ok(c, 1, running, "", now), TGS_OK);
         now += 5;
         /* One out, one in: never two on the worker. */
-        assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+        assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
         assert_act(&a[0], TGS_ACT_ASSIGN, 1, want[i]);
         assert_int_equal(processing_count(c, 1), 1);
         running = want[i];
@@ -1290,7 +1237,7 @@ static void test_core__priority_with_resources(void **state)
 static void test_core__resources_gpu_only_on_gpu_worker(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_resource gpu[] = {{LIT("GPU"), 1}};
     add_worker(c, 1, "cpu", 2, "tg.f", NULL, 0);
     add_worker_res(c, 2, "gpu", 1, "tg.f", gpu, 1, 0);
@@ -1302,8 +1249,8 @@ static void test_core__resources_gpu_only_on_gpu_worker(void **state)
                           mk("c3", "tg.f"),
                           mk("c4", "tg.f")};
     assert_int_equal(submit(c, s, 7, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    size_t k = pop_all(c, a, MAX_ACTS);
+    cf_act a[CF_MAX_ACTS];
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     /* The CPU tasks fill both workers; one GPU task runs, on the GPU
      * worker; the others wait without blocking anything behind them. */
     assert_int_equal(k, 5);
@@ -1324,15 +1271,15 @@ static void test_core__resources_gpu_only_on_gpu_worker(void **state)
     for (size_t i = 0; i < k; i++)
         if (a[i].worker == 1)
             assert_int_equal(finish_ok(c, 1, a[i].key, "", 1), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_STEAL, 2, "c4");
     assert_int_equal(tgs_core_task_returned(c, 2, LIT("c4"), 1), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c4");
     assert_int_equal(finish_ok(c, 1, "c4", "", 1), TGS_OK);
     assert_no_actions(c);
     assert_int_equal(finish_ok(c, 2, "g1", "", 2), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "g2");
 
     /* The GPU worker is lost: g2 waits, and says why. */
@@ -1345,12 +1292,12 @@ static void test_core__resources_gpu_only_on_gpu_worker(void **state)
     add_worker_res(c, 3, "gpu2", 4, "tg.f", two, 1, 4);
     /* g2 was running when its worker died: it runs alone (quarantine),
      * then g3 follows. */
-    k = pop_all(c, a, MAX_ACTS);
+    k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 3, "g2");
     assert_int_equal(tgs_core_unplaceable(c), 0);
     assert_int_equal(finish_ok(c, 3, "g2", "", 5), TGS_OK);
-    k = pop_all(c, a, MAX_ACTS);
+    k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_true(find_act(a, k, TGS_ACT_ASSIGN, "g3") >= 0);
     tgs_core_free(c);
 }
@@ -1358,7 +1305,7 @@ static void test_core__resources_gpu_only_on_gpu_worker(void **state)
 static void test_core__resources_serialize(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_resource p1[] = {{LIT("process"), 1}};
     add_worker_res(c, 1, "w1", 4, "tg.f", p1, 1, 0);
     enum { NS = 5, NP = 3 };
@@ -1369,11 +1316,11 @@ static void test_core__resources_serialize(void **state)
         s[i] = i < NS ? mk_res(keys[i], "tg.f", p1, 1) : mk(keys[i], "tg.f");
     }
     assert_int_equal(submit(c, s, NS + NP, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
+    cf_act a[CF_MAX_ACTS];
     char running[NS + NP][16];
     size_t nrun = 0, head = 0, ns_done = 0;
     int64_t now = 0;
-    size_t k = pop_all(c, a, MAX_ACTS);
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     /* The plain tasks do not wait behind the process=1 ones. */
     assert_int_equal(k, 1 + NP);
     for (;;) {
@@ -1390,7 +1337,7 @@ static void test_core__resources_serialize(void **state)
         now++;
         ns_done += running[head][0] == 's';
         assert_int_equal(finish_ok(c, 1, running[head++], "", now), TGS_OK);
-        k = pop_all(c, a, MAX_ACTS);
+        k = cf_pop_all(c, a, CF_MAX_ACTS);
     }
     assert_int_equal(ns_done, NS);
     assert_counts(c, 0, 0, 0, NS + NP, 0, 0);
@@ -1398,7 +1345,7 @@ static void test_core__resources_serialize(void **state)
 
     /* Fractions add up exactly enough: ten tenths fit in 1, not eleven;
      * repeated holds and releases leave no rounding residue behind. */
-    c = core_new(NULL);
+    c = cf_core_new(NULL);
     tgs_resource mem[] = {{LIT("mem"), 1}};
     tgs_resource tenth[] = {{LIT("mem"), 0.1}};
     add_worker_res(c, 1, "w1", 16, "tg.f", mem, 1, 0);
@@ -1410,12 +1357,12 @@ static void test_core__resources_serialize(void **state)
             t[i] = mk_res(tk[i], "tg.f", tenth, 1);
         }
         assert_int_equal(submit(c, t, 11, now, NULL), TGS_OK);
-        k = pop_all(c, a, MAX_ACTS);
+        k = cf_pop_all(c, a, CF_MAX_ACTS);
         assert_int_equal(k, 10);
         assert_int_equal(state_of(c, tk[10]), TGS_READY);
         for (size_t i = 0; i < k; i++)
             assert_int_equal(finish_ok(c, 1, a[i].key, "", ++now), TGS_OK);
-        k = pop_all(c, a, MAX_ACTS);
+        k = cf_pop_all(c, a, CF_MAX_ACTS);
         assert_int_equal(k, 1);
         assert_int_equal(finish_ok(c, 1, a[0].key, "", ++now), TGS_OK);
     }
@@ -1426,7 +1373,7 @@ static void test_core__resources_unfittable(void **state)
 {
     (void)state;
     tgs_core_opts o = {.no_worker_timeout_ms = 1000};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     tgs_resource gpu1[] = {{LIT("GPU"), 1}};
     add_worker_res(c, 1, "small", 1, "tg.f", gpu1, 1, 0);
     tgs_resource gpu2[] = {{LIT("GPU"), 2}};
@@ -1446,8 +1393,8 @@ static void test_core__resources_unfittable(void **state)
     /* A worker that fits joins before the timeout: it gets the task. */
     tgs_resource gpu4[] = {{LIT("GPU"), 4}};
     add_worker_res(c, 2, "large", 1, "tg.f", gpu4, 1, 600);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "big");
     assert_int_equal(tgs_core_unplaceable(c), 1);
 
@@ -1456,14 +1403,14 @@ static void test_core__resources_unfittable(void **state)
     tgs_core_tick(c, 1000);
     assert_no_actions(c);
     tgs_core_tick(c, 1001);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
     const tgs_task *t = tgs_core_find(c, LIT("tpu"));
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
-    assert_str_is(tgs_task_err_type(t), "tg.NoWorker");
-    assert_str_is(tgs_task_err_message(t),
-                  "no worker has resources GPU=1, TPU=1 (largest: GPU=4, "
-                  "TPU=0) (waited 1001 ms)");
+    cf_assert_str_is(tgs_task_err_type(t), "tg.NoWorker");
+    cf_assert_str_is(tgs_task_err_message(t),
+                     "no worker has resources GPU=1, TPU=1 (largest: GPU=4, "
+                     "TPU=0) (waited 1001 ms)");
     assert_int_equal(tgs_core_unplaceable(c), 0);
     assert_int_equal(state_of(c, "big"), TGS_PROCESSING);
 
@@ -1500,7 +1447,7 @@ static void test_core__resources_unfittable(void **state)
     assert_int_equal(submit(c, &ok, 1, 1003, NULL), TGS_OK);
     t = tgs_core_find(c, LIT("ok"));
     assert_int_equal(tgs_task_nresources(t), 1);
-    assert_str_is(tgs_task_resource(t, 0).name, "GPU");
+    cf_assert_str_is(tgs_task_resource(t, 0).name, "GPU");
     assert_true(tgs_task_resource(t, 0).amount == 1);
     assert_int_equal(tgs_core_unplaceable(c), 0);
     tgs_core_free(c);
@@ -1510,7 +1457,7 @@ static void test_core__restrictions(void **state)
 {
     (void)state;
     tgs_core_opts o = {.no_worker_timeout_ms = 100};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     add_worker(c, 1, "a", 1, "tg.f", NULL, 0);
     add_worker(c, 2, "b", 1, "tg.f", NULL, 0);
     add_worker(c, 3, "c", 1, "tg.g", NULL, 0);
@@ -1524,16 +1471,16 @@ static void test_core__restrictions(void **state)
     s[3].workers = only_c, s[3].nworkers = 1;
     s[4].workers = a_or_b, s[4].nworkers = 3;
     assert_int_equal(submit(c, s, 5, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    size_t k = pop_all(c, a, MAX_ACTS);
+    cf_act a[CF_MAX_ACTS];
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 3);
     assert_int_equal(worker_of(c, "tb"), 2);
     assert_int_equal(worker_of(c, "tb2"), 2);
     assert_int_equal(worker_of(c, "tab"), 1);
     const tgs_task *tab = tgs_core_find(c, LIT("tab"));
     assert_int_equal(tgs_task_nrestrictions(tab), 2);
-    assert_str_is(tgs_task_restriction(tab, 0), "a");
-    assert_str_is(tgs_task_restriction(tab, 1), "b");
+    cf_assert_str_is(tgs_task_restriction(tab, 0), "a");
+    cf_assert_str_is(tgs_task_restriction(tab, 1), "b");
     assert_int_equal(tgs_core_unplaceable(c), 2);
     why_is(c, "tz", "no worker named 'zz'");
     why_is(c, "tc", "no worker named 'c' provides function 'tg.f'");
@@ -1547,21 +1494,21 @@ static void test_core__restrictions(void **state)
     assert_no_actions(c);
     why_is(c, "tb3", "waiting for a free worker slot");
     assert_int_equal(finish_ok(c, 2, "tb", "", 3), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "tb3");
 
     /* The named worker joins: it gets its task. */
     add_worker(c, 4, "zz", 1, "tg.f", NULL, 50);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 4, "tz");
     assert_int_equal(tgs_core_unplaceable(c), 1);
     tgs_core_tick(c, 101);
     const tgs_task *t = tgs_core_find(c, LIT("tc"));
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
-    assert_str_is(tgs_task_err_type(t), "tg.NoWorker");
-    assert_str_is(tgs_task_err_message(t),
-                  "no worker named 'c' provides function 'tg.f' (waited 101 "
-                  "ms)");
+    cf_assert_str_is(tgs_task_err_type(t), "tg.NoWorker");
+    cf_assert_str_is(tgs_task_err_message(t),
+                     "no worker named 'c' provides function 'tg.f' (waited 101 "
+                     "ms)");
     assert_int_equal(tgs_core_unplaceable(c), 0);
     tgs_core_free(c);
 }
@@ -1569,14 +1516,14 @@ static void test_core__restrictions(void **state)
 static void test_core__retry_backoff(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL); /* 100 ms, doubling, up to 5 s */
+    tgs_core *c = cf_core_new(NULL); /* 100 ms, doubling, up to 5 s */
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_task_spec s = mk("t", "tg.f");
     s.retries = 2;
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
     assert_int_equal(tgs_core_watch(c, LIT("t"), 3, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
 
     assert_int_equal(finish_err(c, 1, "t", "IOError", "flaky", "", 10), TGS_OK);
     assert_no_actions(c);
@@ -1591,7 +1538,7 @@ static void test_core__retry_backoff(void **state)
     assert_no_actions(c);
     assert_int_equal(state_of(c, "t"), TGS_WAITING);
     tgs_core_tick(c, 110);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
 
     /* Second failure: twice the delay. Any event moves the clock, not
@@ -1601,16 +1548,16 @@ static void test_core__retry_backoff(void **state)
     why_is(c, "t", "retrying in 200 ms (attempt 3)");
     tgs_task_spec other = mk("o", "tg.f");
     assert_int_equal(submit(c, &other, 1, 319, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "o");
     assert_int_equal(state_of(c, "t"), TGS_WAITING);
     assert_int_equal(finish_ok(c, 1, "o", "", 320), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
 
     /* Third attempt succeeds. */
     assert_int_equal(finish_ok(c, 1, "t", "ok", 330), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(a[0].kind, TGS_ACT_NOTIFY);
     t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_state(t), TGS_MEMORY);
@@ -1621,7 +1568,7 @@ static void test_core__retry_backoff(void **state)
     tgs_task_spec u = mk("u", "tg.f");
     u.retries = 1;
     assert_int_equal(submit(c, &u, 1, 400, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(finish_err(c, 1, "u", "E", "m", "", 410), TGS_OK);
     tgs_str ku = LIT("u");
     uint32_t n;
@@ -1634,11 +1581,11 @@ static void test_core__retry_backoff(void **state)
 
     /* The delay doubles up to the cap. */
     tgs_core_opts o = {.retry_backoff_ms = 1000, .retry_backoff_max_ms = 1500};
-    c = core_new(&o);
+    c = cf_core_new(&o);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     s.retries = 3;
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     const int64_t delays[] = {1000, 1500, 1500};
     int64_t now = 0;
     for (size_t i = 0; i < 3; i++) {
@@ -1647,7 +1594,7 @@ static void test_core__retry_backoff(void **state)
         assert_no_actions(c);
         now += delays[i];
         tgs_core_tick(c, now);
-        assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+        assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
         assert_act(&a[0], TGS_ACT_ASSIGN, 1, "t");
     }
     assert_int_equal(finish_err(c, 1, "t", "E", "last", "", now), TGS_OK);
@@ -1661,13 +1608,13 @@ static void test_core__retry_backoff(void **state)
 static void test_core__killed_workers_alone(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL); /* allowed_failures: 3 */
+    tgs_core *c = cf_core_new(NULL); /* allowed_failures: 3 */
     tgs_str dbad[] = {LIT("bad")};
     tgs_task_spec s[4] = {mk("bad", "tg.f"), mk("x1", "tg.f"), mk("x2", "tg.f"),
                           mk("dep", "tg.f")};
     s[3].deps = dbad, s[3].ndeps = 1;
     assert_int_equal(submit(c, s, 4, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
+    cf_act a[CF_MAX_ACTS];
     for (uint64_t r = 1; r <= 3; r++) {
         char name[16];
         snprintf(name, sizeof name, "w%u", (unsigned)r);
@@ -1676,11 +1623,11 @@ static void test_core__killed_workers_alone(void **state)
          * was running on a worker that died, it runs alone (quarantine),
          * so only it is blamed after that. */
         if (r == 1) {
-            assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+            assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
             assert_act(&a[0], TGS_ACT_ASSIGN, r, "bad");
             assert_act(&a[1], TGS_ACT_ASSIGN, r, "x1");
         } else {
-            assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+            assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
             assert_act(&a[0], TGS_ACT_ASSIGN, r, "bad");
         }
         assert_int_equal(tgs_core_worker_remove(c, r, (int64_t)r * 10 + 5),
@@ -1696,21 +1643,21 @@ static void test_core__killed_workers_alone(void **state)
     assert_no_actions(c);
     const tgs_task *t = tgs_core_find(c, LIT("bad"));
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
-    assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
-    assert_str_is(tgs_task_err_message(t),
-                  "task 'bad' killed 3 workers in a row: each died while "
-                  "running it (allowed_failures=3)");
+    cf_assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
+    cf_assert_str_is(tgs_task_err_message(t),
+                     "task 'bad' killed 3 workers in a row: each died while "
+                     "running it (allowed_failures=3)");
     assert_int_equal(tgs_task_attempt(t), 3);
     t = tgs_core_find(c, LIT("dep"));
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
-    assert_str_is(tgs_task_err_origin(t), "bad");
+    cf_assert_str_is(tgs_task_err_origin(t), "bad");
     /* x1 was only queued there: not blamed, no attempt used. */
     t = tgs_core_find(c, LIT("x1"));
     assert_int_equal(tgs_task_state(t), TGS_READY);
     assert_int_equal(tgs_task_attempt(t), 1);
 
     add_worker(c, 9, "good", 2, "tg.f", NULL, 100);
-    size_t k = pop_all(c, a, MAX_ACTS);
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 2);
     for (size_t i = 0; i < k; i++)
         assert_int_equal(finish_ok(c, 9, a[i].key, "", 101), TGS_OK);
@@ -1724,28 +1671,28 @@ static void test_core__killed_in_a_row_resets(void **state)
 {
     (void)state;
     tgs_core_opts o = {.allowed_failures = 2, .retry_backoff_ms = -1};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     tgs_task_spec s = mk("t", "tg.f");
     s.retries = 1;
     assert_int_equal(submit(c, &s, 1, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
+    cf_act a[CF_MAX_ACTS];
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 1);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK); /* 1 lost */
     assert_int_equal(tgs_task_retries(tgs_core_find(c, LIT("t"))), 1);
     add_worker(c, 2, "w2", 1, "tg.f", NULL, 3);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(finish_err(c, 2, "t", "E", "m", "", 4), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1); /* retried at once */
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1); /* retried at once */
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t");
     assert_int_equal(tgs_core_worker_remove(c, 2, 5), TGS_OK); /* 1 again */
     assert_int_equal(state_of(c, "t"), TGS_READY);
     add_worker(c, 3, "w3", 1, "tg.f", NULL, 6);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(tgs_core_worker_remove(c, 3, 7), TGS_OK); /* 2 */
     const tgs_task *t = tgs_core_find(c, LIT("t"));
     assert_int_equal(tgs_task_state(t), TGS_ERRED);
-    assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
+    cf_assert_str_is(tgs_task_err_type(t), "tg.KilledWorker");
     assert_int_equal(tgs_task_attempt(t), 4); /* runs started */
     tgs_core_free(c);
 }
@@ -1754,7 +1701,7 @@ static void test_core__steal_to_idle_worker(void **state)
 {
     (void)state;
     tgs_core_opts o = {.max_prefetch = 8};
-    tgs_core *c = core_new(&o);
+    tgs_core *c = cf_core_new(&o);
     add_worker(c, 1, "slow", 1, "tg.f", NULL, 0);
     enum { N = 10 };
     char keys[N][16];
@@ -1764,17 +1711,17 @@ static void test_core__steal_to_idle_worker(void **state)
         s[i] = mk(keys[i], "tg.f");
     }
     assert_int_equal(submit(c, s, N, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     /* Short tasks: the queue deepens to 1 + 8 and takes everything. */
     assert_int_equal(finish_ok(c, 1, "t0", "", 0), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 8);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 8);
     assert_counts(c, 0, 0, 9, 1, 0, 0);
 
     /* An idle worker joins: it asks for two (its threads) of the tasks
      * the busy one received last. They stay PROCESSING there. */
     add_worker(c, 2, "idle", 2, "tg.f", NULL, 1);
-    size_t k = pop_all(c, a, MAX_ACTS);
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 2);
     assert_true(find_act(a, k, TGS_ACT_STEAL, "t9") >= 0);
     assert_true(find_act(a, k, TGS_ACT_STEAL, "t8") >= 0);
@@ -1789,13 +1736,13 @@ static void test_core__steal_to_idle_worker(void **state)
 
     /* t9 comes back unstarted: to the idle worker, no attempt used. */
     assert_int_equal(tgs_core_task_returned(c, 1, LIT("t9"), 4), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t9");
     assert_int_equal(tgs_task_attempt(tgs_core_find(c, LIT("t9"))), 1);
     /* t8 had started: its result is as good. The idle worker still has
      * a free thread: it asks for the next one. */
     assert_int_equal(finish_ok(c, 1, "t8", "", 5), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_STEAL, 1, "t7");
     assert_int_equal(state_of(c, "t8"), TGS_MEMORY);
 
@@ -1810,10 +1757,10 @@ static void test_core__steal_to_idle_worker(void **state)
     assert_no_actions(c);
     assert_int_equal(processing_count(c, 2), 1);
     assert_int_equal(finish_ok(c, 2, "t9", "", 7), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 2, "t1");
     assert_int_equal(finish_ok(c, 2, "t1", "", 8), TGS_OK);
-    k = pop_all(c, a, MAX_ACTS);
+    k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_true(k >= 2); /* t2... now flow as usual */
     for (size_t i = 0; i < k; i++)
         assert_act(&a[i], TGS_ACT_ASSIGN, 2, a[i].key);
@@ -1823,7 +1770,7 @@ static void test_core__steal_to_idle_worker(void **state)
 static void test_core__set_resources(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_resource gpu[] = {{LIT("GPU"), 1}};
     add_worker_res(c, 1, "gpu", 1, "tg.f", gpu, 1, 0);
     tgs_str da[] = {LIT("a")};
@@ -1831,8 +1778,8 @@ static void test_core__set_resources(void **state)
                           mk_res("b", "tg.f", gpu, 1), mk("e", "tg.f")};
     s[2].deps = da, s[2].ndeps = 1;
     assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "a");
     why_is(c, "b", "waiting for free resources GPU=1");
 
@@ -1841,7 +1788,7 @@ static void test_core__set_resources(void **state)
     uint32_t n = 9;
     assert_int_equal(tgs_core_set_resources(c, &kb, 1, NULL, 0, &n), TGS_OK);
     assert_int_equal(n, 1);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "b");
     assert_int_equal(tgs_task_nresources(tgs_core_find(c, kb)), 0);
 
@@ -1873,13 +1820,13 @@ static void test_core__set_resources(void **state)
     /* a finishes: the GPU goes to e (earliest submitted of the class),
      * then c, then d. */
     assert_int_equal(finish_ok(c, 1, "a", "", 2), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "e");
     assert_int_equal(finish_ok(c, 1, "e", "", 3), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c");
     assert_int_equal(finish_ok(c, 1, "c", "", 4), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "d");
     tgs_core_free(c);
 }
@@ -1889,17 +1836,17 @@ static void test_core__set_resources(void **state)
 static void test_core__worker_loss_keeps_results(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 2, "tg.f", NULL, 0);
     tgs_str da[] = {LIT("a")};
     tgs_task_spec s[4] = {mk("a", "tg.f"), mk("b", "tg.f"), mk("c", "tg.f"),
                           mk("d", "tg.f")};
     s[2].deps = da, s[2].ndeps = 1;
     assert_int_equal(submit(c, s, 4, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 3);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 3);
     assert_int_equal(finish_ok(c, 1, "a", "A", 1), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "c");
 
     assert_int_equal(tgs_core_worker_remove(c, 1, 2), TGS_OK);
@@ -1921,7 +1868,7 @@ static void test_core__worker_loss_keeps_results(void **state)
      * the worker died); a, already in memory, never does. */
     size_t total = 0;
     for (int round = 0; round < 8 && total < 3; round++) {
-        size_t k = pop_all(c, a, MAX_ACTS);
+        size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
         assert_true(k >= 1);
         assert_int_equal(find_act(a, k, TGS_ACT_ASSIGN, "a"), -1);
         for (size_t i = 0; i < k; i++)
@@ -1939,7 +1886,7 @@ static void test_core__worker_loss_keeps_results(void **state)
 static void test_core__cancel_frees_resources(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_resource gpu[] = {{LIT("GPU"), 1}};
     add_worker_res(c, 1, "gpu", 1, "tg.f", gpu, 1, 0);
     tgs_str da[] = {LIT("a")};
@@ -1947,13 +1894,13 @@ static void test_core__cancel_frees_resources(void **state)
                           mk_res("b", "tg.f", gpu, 1), mk("c", "tg.f")};
     s[2].deps = da, s[2].ndeps = 1;
     assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     tgs_str ka = LIT("a");
     uint32_t n;
     assert_int_equal(tgs_core_cancel(c, &ka, 1, 1, &n), TGS_OK);
     assert_int_equal(n, 2);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     assert_act(&a[0], TGS_ACT_CANCEL, 1, "a");
     assert_act(&a[1], TGS_ACT_ASSIGN, 1, "b");
     assert_int_equal(finish_ok(c, 1, "a", "late", 2), TGS_ESTATE);
@@ -1977,10 +1924,10 @@ static void test_core__cancel_frees_resources(void **state)
 static void test_core__classes_collected(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     tgs_resource mem[] = {{LIT("mem"), 1000}};
     add_worker_res(c, 1, "w1", 1, "tg.f", mem, 1, 0);
-    act a[MAX_ACTS];
+    cf_act a[CF_MAX_ACTS];
     int64_t now = 0;
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < 200; i++) {
@@ -1992,11 +1939,11 @@ static void test_core__classes_collected(void **state)
             if (i % 2)
                 s.workers = only, s.nworkers = 1;
             assert_int_equal(submit(c, &s, 1, ++now, NULL), TGS_OK);
-            assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+            assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
             assert_act(&a[0], TGS_ACT_ASSIGN, 1, key);
             assert_int_equal(finish_ok(c, 1, key, "", ++now), TGS_OK);
             uint32_t n;
-            tgs_str k = S(key);
+            tgs_str k = cf_str(key);
             assert_int_equal(tgs_core_release(c, &k, 1, &n), TGS_OK);
             assert_int_equal(n, 1);
         }
@@ -2067,9 +2014,10 @@ static size_t rrequest(rstate *r, tgs_resource *out)
     uint32_t kind = rnd(r, 10);
     if (kind < 6)
         return 0;
-    out[n++] = (tgs_resource){S(rr_names[rnd(r, RR_N)]), amounts[rnd(r, 5)]};
+    out[n++] =
+        (tgs_resource){cf_str(rr_names[rnd(r, RR_N)]), amounts[rnd(r, 5)]};
     if (kind == 9)
-        out[n++] = (tgs_resource){S(rr_names[rnd(r, RR_N)]), 1};
+        out[n++] = (tgs_resource){cf_str(rr_names[rnd(r, RR_N)]), 1};
     return n;
 }
 
@@ -2082,7 +2030,7 @@ static void rcheck(rstate *r)
     double used[RW_MAX][RR_N];
     memset(used, 0, sizeof used);
     for (size_t i = 0; i < r->nk; i++) {
-        const tgs_task *t = tgs_core_find(r->c, S(r->keys[i]));
+        const tgs_task *t = tgs_core_find(r->c, cf_str(r->keys[i]));
         if (t == NULL)
             continue;
         seen[tgs_task_state(t)]++;
@@ -2115,13 +2063,13 @@ static void rcheck(rstate *r)
 }
 
 /* Answer one pending action the way a worker would, at random. */
-static void ranswer(rstate *r, act *pend, size_t *npend)
+static void ranswer(rstate *r, cf_act *pend, size_t *npend)
 {
     size_t i = rnd(r, (uint32_t)*npend);
-    act a = pend[i];
+    cf_act a = pend[i];
     pend[i] = pend[--*npend];
     if (a.kind == TGS_ACT_STEAL || rnd(r, 10) == 0) {
-        tgs_core_task_returned(r->c, a.worker, S(a.key), r->now);
+        tgs_core_task_returned(r->c, a.worker, cf_str(a.key), r->now);
     } else if (rnd(r, 5) == 0) {
         finish_err(r->c, a.worker, a.key, "E", "boom", "", r->now);
     } else {
@@ -2129,7 +2077,7 @@ static void ranswer(rstate *r, act *pend, size_t *npend)
     }
 }
 
-static void rpop(rstate *r, act *pend, size_t *npend, size_t cap)
+static void rpop(rstate *r, cf_act *pend, size_t *npend, size_t cap)
 {
     tgs_action a;
     while (tgs_core_next_action(r->c, &a)) {
@@ -2137,7 +2085,7 @@ static void rpop(rstate *r, act *pend, size_t *npend, size_t cap)
             continue;
         if (*npend == cap)
             continue; /* dropped: the task stays processing, as if slow */
-        act *p = &pend[(*npend)++];
+        cf_act *p = &pend[(*npend)++];
         tgs_str k = tgs_task_key(a.task);
         p->kind = a.kind;
         p->worker = a.worker;
@@ -2166,16 +2114,16 @@ static void rsubmit(rstate *r)
         size_t nd = 0;
         for (size_t d = 0; d < 2 && r->nk + i > 0; d++) {
             const char *dk = r->keys[rnd(r, (uint32_t)(r->nk + i))];
-            if (rnd(r, 3) == 0 && (tgs_core_find(r->c, S(dk)) != NULL ||
+            if (rnd(r, 3) == 0 && (tgs_core_find(r->c, cf_str(dk)) != NULL ||
                                    (size_t)(dk - r->keys[0]) / 16 >= r->nk))
-                deps[i][nd++] = S(dk);
+                deps[i][nd++] = cf_str(dk);
         }
         s[i].deps = deps[i];
         s[i].ndeps = nd;
         if (rnd(r, 8) == 0) {
             static const char *const wn[] = {"w0", "w1", "w2", "w3", "nobody"};
-            names[i][0] = S(wn[rnd(r, 5)]);
-            names[i][1] = S(wn[rnd(r, 5)]);
+            names[i][0] = cf_str(wn[rnd(r, 5)]);
+            names[i][1] = cf_str(wn[rnd(r, 5)]);
             s[i].workers = names[i];
             s[i].nworkers = 1 + rnd(r, 2);
         }
@@ -2204,16 +2152,16 @@ static void radd_worker(rstate *r)
     static const char *const fnames[] = {"tg.r0", "tg.r1", "tg.r2"};
     for (int i = 0; i < 3; i++)
         if (w->funcs & (1u << i))
-            funcs[nf++] = S(fnames[i]);
+            funcs[nf++] = cf_str(fnames[i]);
     tgs_resource res[RR_N];
     size_t nr = 0;
     static const double caps[] = {0, 1, 2, 4};
     for (int i = 0; i < RR_N; i++) {
         w->cap[i] = caps[rnd(r, 4)];
         if (w->cap[i] > 0)
-            res[nr++] = (tgs_resource){S(rr_names[i]), w->cap[i]};
+            res[nr++] = (tgs_resource){cf_str(rr_names[i]), w->cap[i]};
     }
-    tgs_worker_spec ws = {.name = S(w->name),
+    tgs_worker_spec ws = {.name = cf_str(w->name),
                           .nthreads = 1 + rnd(r, 3),
                           .funcs = funcs,
                           .nfuncs = nf,
@@ -2229,7 +2177,7 @@ static void test_core__random_events_keep_invariants(void **state)
 {
     (void)state;
     static rstate r;
-    static act pend[512];
+    static cf_act pend[512];
     memset(&r, 0, sizeof r);
     size_t npend = 0;
     tgs_core_opts o = {.no_worker_timeout_ms = 5000,
@@ -2237,7 +2185,7 @@ static void test_core__random_events_keep_invariants(void **state)
                        .max_prefetch = 4,
                        .retry_backoff_ms = 10,
                        .retry_backoff_max_ms = 40};
-    r.c = core_new(&o);
+    r.c = cf_core_new(&o);
     r.rng = 42;
     for (int step = 0; step < 20000; step++) {
         r.now += rnd(&r, 3);
@@ -2259,16 +2207,16 @@ static void test_core__random_events_keep_invariants(void **state)
         } else if (op < 75 && npend > 0) {
             ranswer(&r, pend, &npend);
         } else if (op < 78 && r.nk > 0) {
-            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_str k = cf_str(r.keys[rnd(&r, (uint32_t)r.nk)]);
             tgs_core_cancel(r.c, &k, 1, r.now, NULL);
         } else if (op < 82 && r.nk > 0) {
-            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_str k = cf_str(r.keys[rnd(&r, (uint32_t)r.nk)]);
             tgs_core_release(r.c, &k, 1, NULL);
         } else if (op < 85 && r.nk > 0) {
-            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_str k = cf_str(r.keys[rnd(&r, (uint32_t)r.nk)]);
             tgs_core_set_priority(r.c, &k, 1, (int32_t)rnd(&r, 9) - 4, NULL);
         } else if (op < 88 && r.nk > 0) {
-            tgs_str k = S(r.keys[rnd(&r, (uint32_t)r.nk)]);
+            tgs_str k = cf_str(r.keys[rnd(&r, (uint32_t)r.nk)]);
             tgs_resource res[2];
             size_t nr = rrequest(&r, res);
             tgs_core_set_resources(r.c, &k, 1, res, nr, NULL);
@@ -2292,7 +2240,7 @@ static void test_core__random_events_keep_invariants(void **state)
     tgs_resource res[RR_N];
     for (int i = 0; i < RR_N; i++) {
         big->cap[i] = 8;
-        res[i] = (tgs_resource){S(rr_names[i]), 8};
+        res[i] = (tgs_resource){cf_str(rr_names[i]), 8};
     }
     tgs_worker_spec ws = {.name = LIT("w0"),
                           .nthreads = 4,
@@ -2319,9 +2267,9 @@ static void test_core__random_events_keep_invariants(void **state)
             break;
         r.now += 5;
         if (npend > 0) {
-            act a = pend[--npend];
+            cf_act a = pend[--npend];
             if (a.kind == TGS_ACT_STEAL)
-                tgs_core_task_returned(r.c, a.worker, S(a.key), r.now);
+                tgs_core_task_returned(r.c, a.worker, cf_str(a.key), r.now);
             else
                 finish_ok(r.c, a.worker, a.key, "x", r.now);
         } else {
@@ -2344,7 +2292,7 @@ static void test_core__large_graph(void **state)
     (void)state;
     enum { N = 100000 };
     const size_t total = 3 * (size_t)N;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     char *keys = malloc(total * 16);
     tgs_task_spec *s = calloc(total, sizeof *s);
     tgs_str *deps = calloc(total, sizeof *deps);
@@ -2365,12 +2313,12 @@ static void test_core__large_graph(void **state)
         s[i] = mk(k, i < 2 * (size_t)N ? "tg.f" : "tg.g");
     }
     for (size_t i = N; i < 2 * (size_t)N - 1; i++) {
-        deps[i] = S(keys + (i + 1) * 16); /* c(k) depends on c(k-1) */
+        deps[i] = cf_str(keys + (i + 1) * 16); /* c(k) depends on c(k-1) */
         s[i].deps = &deps[i];
         s[i].ndeps = 1;
     }
     for (size_t i = 2 * (size_t)N + 1; i < total; i++) {
-        deps[i] = S(keys + (i - 1) * 16);
+        deps[i] = cf_str(keys + (i - 1) * 16);
         s[i].deps = &deps[i];
         s[i].ndeps = 1;
     }
@@ -2418,8 +2366,8 @@ static void test_core__large_graph(void **state)
     assert_true(failed_e0);
     assert_int_equal(done, 2 * (size_t)N + 1);
     assert_counts(c, 0, 0, 0, 2 * (uint64_t)N, N, 0);
-    const tgs_task *last = tgs_core_find(c, S(keys + (total - 1) * 16));
-    assert_str_is(tgs_task_err_origin(last), "e0");
+    const tgs_task *last = tgs_core_find(c, cf_str(keys + (total - 1) * 16));
+    cf_assert_str_is(tgs_task_err_origin(last), "e0");
 
     /* Release everything: all forgotten, counted. */
     uint32_t n = 0;
@@ -2515,11 +2463,11 @@ static void fc_start(fcluster *f)
  * free. */
 static void fc_pump(fcluster *f)
 {
-    act a[MAX_ACTS];
+    cf_act a[CF_MAX_ACTS];
     size_t k;
-    while ((k = pop_all(f->c, a, MAX_ACTS)) > 0) {
-        char back[MAX_ACTS][64];
-        uint64_t back_on[MAX_ACTS];
+    while ((k = cf_pop_all(f->c, a, CF_MAX_ACTS)) > 0) {
+        char back[CF_MAX_ACTS][64];
+        uint64_t back_on[CF_MAX_ACTS];
         size_t nback = 0;
         for (size_t i = 0; i < k; i++) {
             fworker *w = fc_worker(f, a[i].worker);
@@ -2527,7 +2475,8 @@ static void fc_pump(fcluster *f)
                 assert_true(w->n < 64);
                 fw_task *t = &w->t[w->n++];
                 strcpy(t->key, a[i].key);
-                t->prio = tgs_task_priority(tgs_core_find(f->c, S(a[i].key)));
+                t->prio =
+                    tgs_task_priority(tgs_core_find(f->c, cf_str(a[i].key)));
                 t->arrival = f->arrivals++;
                 t->started = false;
             } else if (a[i].kind == TGS_ACT_STEAL) {
@@ -2546,9 +2495,9 @@ static void fc_pump(fcluster *f)
         }
         fc_start(f);
         for (size_t i = 0; i < nback; i++)
-            assert_int_equal(
-                tgs_core_task_returned(f->c, back_on[i], S(back[i]), f->now),
-                TGS_OK);
+            assert_int_equal(tgs_core_task_returned(f->c, back_on[i],
+                                                    cf_str(back[i]), f->now),
+                             TGS_OK);
     }
 }
 
@@ -2585,7 +2534,7 @@ static void fc_check_rule(fcluster *f, char keys[][16], size_t nkeys)
             if (w->t[i].started)
                 continue;
             for (size_t j = 0; j < nkeys; j++) {
-                const tgs_task *t = tgs_core_find(f->c, S(keys[j]));
+                const tgs_task *t = tgs_core_find(f->c, cf_str(keys[j]));
                 if (t != NULL && tgs_task_state(t) == TGS_READY &&
                     tgs_task_priority(t) > w->t[i].prio)
                     fail_msg("%s (READY, priority %d) waits while %s "
@@ -2601,7 +2550,7 @@ static fcluster *fc_new(const tgs_core_opts *o, size_t nw, uint32_t nthreads)
 {
     static fcluster f;
     memset(&f, 0, sizeof f);
-    f.c = core_new(o);
+    f.c = cf_core_new(o);
     f.nw = nw;
     for (size_t i = 0; i < nw; i++) {
         f.w[i].id = i + 1;
@@ -2752,34 +2701,34 @@ static void test_core__priority_beats_prefetch_resources(void **state)
 {
     (void)state;
     static const tgs_resource gpu1[] = {{{"GPU", 3}, 1}};
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker_res(c, 1, "w1", 1, "tg.f", gpu1, 1, 0);
     tgs_task_spec b = mk("block", "tg.f");
     assert_int_equal(submit(c, &b, 1, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     tgs_task_spec lo = mk_res("lo", "tg.f", gpu1, 1);
     lo.priority = 1;
     assert_int_equal(submit(c, &lo, 1, 1, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "lo"); /* queued, holds the GPU */
     tgs_task_spec hi = mk_res("hi", "tg.f", gpu1, 1);
     hi.priority = 5;
     assert_int_equal(submit(c, &hi, 1, 2, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_STEAL, 1, "lo");
     assert_int_equal(state_of(c, "hi"), TGS_READY); /* the GPU is not free */
     /* Asked once only, however often the core looks. */
     tgs_core_tick(c, 3);
     assert_no_actions(c);
     assert_int_equal(tgs_core_task_returned(c, 1, LIT("lo"), 4), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "hi");
     assert_int_equal(state_of(c, "lo"), TGS_READY);
     assert_int_equal(finish_ok(c, 1, "block", "", 10), TGS_OK);
     assert_no_actions(c); /* hi holds the GPU: lo waits */
     assert_int_equal(finish_ok(c, 1, "hi", "", 20), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "lo");
     tgs_core_free(c);
 }
@@ -2789,16 +2738,16 @@ static void test_core__priority_beats_prefetch_resources(void **state)
 static void test_core__priority_displaced_task_had_started(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_task_spec s[2] = {mk("b", "tg.f"), mk("lo", "tg.f")};
     assert_int_equal(submit(c, s, 2, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     tgs_task_spec hi = mk("hi", "tg.f");
     hi.priority = 3;
     assert_int_equal(submit(c, &hi, 1, 1, NULL), TGS_OK);
-    size_t k = pop_all(c, a, MAX_ACTS);
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 2);
     assert_true(find_act(a, k, TGS_ACT_STEAL, "lo") >= 0);
     assert_true(find_act(a, k, TGS_ACT_ASSIGN, "hi") >= 0);
@@ -2811,7 +2760,7 @@ static void test_core__priority_displaced_task_had_started(void **state)
     tgs_task_spec hi2 = mk("hi2", "tg.f");
     hi2.priority = 2;
     assert_int_equal(submit(c, &hi2, 1, 4, NULL), TGS_OK);
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 1);
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_act(&a[0], TGS_ACT_ASSIGN, 1, "hi2"); /* room again */
     tgs_core_free(c);
 }
@@ -2820,18 +2769,18 @@ static void test_core__priority_displaced_task_had_started(void **state)
 static void test_core__priority_annotate_beats_prefetch(void **state)
 {
     (void)state;
-    tgs_core *c = core_new(NULL);
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, "w1", 1, "tg.f", NULL, 0);
     tgs_task_spec s[3] = {mk("b", "tg.f"), mk("q", "tg.f"), mk("r", "tg.f")};
     assert_int_equal(submit(c, s, 3, 0, NULL), TGS_OK);
-    act a[MAX_ACTS];
-    assert_int_equal(pop_all(c, a, MAX_ACTS), 2);
+    cf_act a[CF_MAX_ACTS];
+    assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 2);
     assert_int_equal(state_of(c, "r"), TGS_READY);
     tgs_str r = LIT("r");
     uint32_t n = 0;
     assert_int_equal(tgs_core_set_priority(c, &r, 1, 7, &n), TGS_OK);
     assert_int_equal(n, 1);
-    size_t k = pop_all(c, a, MAX_ACTS);
+    size_t k = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(k, 2);
     assert_true(find_act(a, k, TGS_ACT_STEAL, "q") >= 0);
     assert_true(find_act(a, k, TGS_ACT_ASSIGN, "r") >= 0);

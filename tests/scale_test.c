@@ -4,8 +4,8 @@
  * core (tgs_core_scale, tgs_core_adapt, TGS_ACT_SCALE, TGS_ACT_RETIRE),
  * driven with a fake clock and fake workers: no network, no processes.
  * Each test plays the launcher's part: it reads the target and the
- * workers to retire from the actions. Depends on //scheduler:core and
- * cmocka.
+ * workers to retire from the actions. Depends on //scheduler:core, the
+ * core fixture (core_fixture.h) and cmocka.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,12 +17,8 @@
 
 #include <cmocka.h>
 
+#include "core_fixture.h"
 #include "scheduler/core.h"
-
-static tgs_str S(const char *z)
-{
-    return (tgs_str){z, strlen(z)};
-}
 
 /* What one batch of actions asked of the launcher. */
 typedef struct scale_acts {
@@ -71,23 +67,16 @@ static scale_acts pop(tgs_core *c)
     return s;
 }
 
-static tgs_core *core_new(void)
-{
-    tgs_core *c = NULL;
-    assert_int_equal(tgs_core_new(&c, NULL), TGS_OK);
-    return c;
-}
-
 /* A worker providing "f" with `nthreads` threads; managed if asked. */
 static void add_worker(tgs_core *c, uint64_t wid, uint32_t nthreads,
                        bool managed, int64_t now)
 {
     char name[32];
     snprintf(name, sizeof name, "w%llu", (unsigned long long)wid);
-    tgs_str f = S("f");
+    tgs_str f = cf_str("f");
     tgs_worker_spec w;
     memset(&w, 0, sizeof w);
-    w.name = S(name);
+    w.name = cf_str(name);
     w.nthreads = nthreads;
     w.funcs = &f;
     w.nfuncs = 1;
@@ -106,8 +95,8 @@ static void submit(tgs_core *c, const char *prefix, size_t n, const char *func,
     memset(specs, 0, sizeof specs);
     for (size_t i = 0; i < n; i++) {
         snprintf(keys[i], sizeof keys[i], "%s%zu", prefix, i);
-        specs[i].key = S(keys[i]);
-        specs[i].func = S(func);
+        specs[i].key = cf_str(keys[i]);
+        specs[i].func = cf_str(func);
     }
     assert_int_equal(tgs_core_submit(c, specs, n, now, NULL, NULL, 0), TGS_OK);
 }
@@ -120,7 +109,8 @@ static void finish_all(tgs_core *c, const scale_acts *s, int64_t now)
     o.ok = true;
     for (size_t i = 0; i < s->nassigned; i++)
         assert_int_equal(tgs_core_task_finished(c, s->assigned_to[i],
-                                                S(s->assigned[i]), &o, now),
+                                                cf_str(s->assigned[i]), &o,
+                                                now),
                          TGS_OK);
 }
 
@@ -140,7 +130,7 @@ static tgs_adapt_opts adapt_opts(uint32_t minimum, uint32_t maximum,
 static void test_scale__fixed_target(void **state)
 {
     (void)state;
-    tgs_core *c = core_new();
+    tgs_core *c = cf_core_new(NULL);
     uint32_t target = 99;
     assert_false(tgs_core_scale_target(c, &target));
     assert_int_equal(target, 0);
@@ -191,7 +181,7 @@ static void test_scale__fixed_target(void **state)
 static void test_scale__up_at_once(void **state)
 {
     (void)state;
-    tgs_core *c = core_new();
+    tgs_core *c = cf_core_new(NULL);
     tgs_adapt_opts o = adapt_opts(1, 10, 2);
     assert_int_equal(tgs_core_adapt(c, &o, 1000), TGS_OK);
     scale_acts s = pop(c);
@@ -226,7 +216,7 @@ static void test_scale__up_at_once(void **state)
 static void test_scale__down_after_hold(void **state)
 {
     (void)state;
-    tgs_core *c = core_new();
+    tgs_core *c = cf_core_new(NULL);
     tgs_adapt_opts o = adapt_opts(1, 10, 1);
     assert_int_equal(tgs_core_adapt(c, &o, 0), TGS_OK);
     for (uint64_t w = 1; w <= 3; w++)
@@ -262,7 +252,7 @@ static void test_scale__down_after_hold(void **state)
 static void test_scale__within_bounds(void **state)
 {
     (void)state;
-    tgs_core *c = core_new();
+    tgs_core *c = cf_core_new(NULL);
     tgs_adapt_opts o = adapt_opts(2, 3, 1);
     assert_int_equal(tgs_core_adapt(c, &o, 0), TGS_OK);
     scale_acts s = pop(c);
@@ -276,7 +266,7 @@ static void test_scale__within_bounds(void **state)
     char names[50][16];
     for (int i = 0; i < 50; i++) {
         snprintf(names[i], sizeof names[i], "a%d", i);
-        keys[i] = S(names[i]);
+        keys[i] = cf_str(names[i]);
     }
     assert_int_equal(tgs_core_cancel(c, keys, 50, 200, NULL), TGS_OK);
     for (int64_t t = 300; t <= 10000; t += 100)
@@ -313,7 +303,7 @@ static void test_scale__within_bounds(void **state)
 static void test_scale__retires_least_loaded(void **state)
 {
     (void)state;
-    tgs_core *c = core_new();
+    tgs_core *c = cf_core_new(NULL);
     add_worker(c, 1, 4, true, 0);
     add_worker(c, 2, 4, true, 0);
     add_worker(c, 3, 4, true, 0);
@@ -331,8 +321,8 @@ static void test_scale__retires_least_loaded(void **state)
             if (run.assigned_to[i] == 1)
                 left1 = 0;
             assert_int_equal(tgs_core_task_finished(c, run.assigned_to[i],
-                                                    S(run.assigned[i]), &ok,
-                                                    10),
+                                                    cf_str(run.assigned[i]),
+                                                    &ok, 10),
                              TGS_OK);
         }
     }
@@ -360,7 +350,7 @@ static void test_scale__retires_least_loaded(void **state)
     for (size_t i = 0; i < run.nassigned; i++)
         if (run.assigned_to[i] == 2)
             assert_int_equal(
-                tgs_core_task_finished(c, 2, S(run.assigned[i]), &ok, 70),
+                tgs_core_task_finished(c, 2, cf_str(run.assigned[i]), &ok, 70),
                 TGS_OK);
     s = pop(c);
     assert_int_equal(s.nclosed, 1);
@@ -373,7 +363,7 @@ static void test_scale__retires_least_loaded(void **state)
 static void test_scale__no_flapping(void **state)
 {
     (void)state;
-    tgs_core *c = core_new();
+    tgs_core *c = cf_core_new(NULL);
     tgs_adapt_opts o = adapt_opts(1, 10, 1);
     o.hold_ms = 2000;
     assert_int_equal(tgs_core_adapt(c, &o, 0), TGS_OK);
@@ -425,7 +415,7 @@ static void test_scale__no_flapping(void **state)
 static void test_scale__unplaceable_not_counted(void **state)
 {
     (void)state;
-    tgs_core *c = core_new();
+    tgs_core *c = cf_core_new(NULL);
     tgs_adapt_opts o = adapt_opts(0, 10, 1);
     assert_int_equal(tgs_core_adapt(c, &o, 0), TGS_OK);
     submit(c, "g", 4, "nobody.has.this", 0);

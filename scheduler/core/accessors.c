@@ -102,7 +102,7 @@ size_t tgs_task_ndeps(const tgs_task *t)
 
 const tgs_task *tgs_task_dep(const tgs_task *t, size_t i)
 {
-    return i < t->ndeps ? t->deps[i] : NULL;
+    return i < t->ndeps && !is_final(t->state) ? t->deps[i] : NULL;
 }
 
 const uint8_t *tgs_task_result(const tgs_task *t, size_t *len)

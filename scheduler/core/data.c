@@ -7,11 +7,11 @@
  * their placement class so that only workers able to fetch run them
  * (classes.c). Forgetting a held result tells each holder to drop it
  * (TGS_ACT_FREE). A holder lost, or one saying it no longer has the
- * result, that was its only holder loses it: the task becomes ERRED with
- * tg.DataLost and its consumers inherit the error, as with any error
- * (recomputing it from its lineage is left to a later version). Inline
- * results are never touched here. Depends on internal.h, classes.c,
- * actions.c, errors.c, failure.c and workers.c.
+ * result, that was its only holder loses it: the task is recomputed
+ * from its lineage (lineage.c), or, when it cannot be, becomes ERRED
+ * (tg.DataLost) and its consumers inherit the error, as with any error.
+ * Inline results are never touched here. Depends on internal.h,
+ * classes.c, actions.c, errors.c, failure.c, workers.c and lineage.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -191,24 +191,17 @@ void tgs__held_forget(tgs_core *c, tgs_task *h)
         tgs__maybe_close(c, w);
     }
     hd->nholders = 0;
+    tgs__lineage_drop(c, h);
 }
 
 /*
- * `h` lost its last holder `w` (lost, or `missing`: it says it no longer
- * has it): h becomes ERRED with tg.DataLost, and every consumer fails
- * with the same error (origin h), with what depends on it. Out of memory
- * for the error: h stays MEMORY without a holder, and a task needing it
- * fails when its worker cannot fetch it.
+ * `h` lost its last holder for good (see tgs__result_lost): h becomes
+ * ERRED with `e` (its reference is taken), lets go of its lineage links,
+ * and every consumer fails with the same error (origin h), with what
+ * depends on it.
  */
-static void data_lost(tgs_core *c, tgs_task *h, const tgs_worker *w,
-                      bool missing)
+void tgs__held_lost(tgs_core *c, tgs_task *h, tgs_error *e)
 {
-    tgs_error *e = tgs__error_newf(
-        "tg.DataLost", str_of_key(h),
-        "the result was held only on worker %.*s, which %s", plen(w->name_len),
-        w->name, missing ? "no longer has it" : "was lost");
-    if (e == NULL)
-        return;
     tgs_held *hd = held_of(h);
     tgs_map consumers = hd->consumers;
     hd->consumers = (tgs_map){0};
@@ -217,6 +210,7 @@ static void data_lost(tgs_core *c, tgs_task *h, const tgs_worker *w,
     h->held = false;
     set_state(c, h, TGS_ERRED);
     h->out.error = e; /* the reference tgs__error_newf gave */
+    tgs__lineage_drop(c, h);
     for (size_t i = 0; i < tgs_map_capacity(&consumers); i++) {
         tgs_task *d = tgs_map_at(&consumers, i);
         /* Listed once per occurrence; the first one failed it. */
@@ -249,7 +243,7 @@ void tgs__store_lost(tgs_core *c, tgs_worker *w)
     for (uint32_t i = 0; i < n; i++) {
         tgs_task *h = w->store[i].t;
         if (!(h->flags & TF_FORGOTTEN)) /* else no one needs it any more */
-            data_lost(c, h, w, false);
+            tgs__result_lost(c, h, w, false);
     }
 }
 
@@ -272,7 +266,7 @@ int tgs_core_result_missing(tgs_core *c, uint64_t wid, tgs_str key,
             store_remove(w, pos);
             tgs__maybe_close(c, w);
             if (hd->nholders == 0)
-                data_lost(c, h, w, true);
+                tgs__result_lost(c, h, w, true);
             rc = TGS_OK;
             break;
         }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * failure.c: how tasks fail and what a failure takes with it: becoming
- * final (watchers told, dependencies let go, held ones through data.c),
+ * final (watchers told, dependencies let go, held ones through data.c;
+ * a held result keeps its links to them, lineage.c),
  * the cascade of an error or a cancel through every dependent, the tasks
  * of a lost worker (back to READY, or failed with tg.KilledWorker when
  * one keeps killing its workers; the quarantine that makes that blame
@@ -19,6 +20,10 @@ static void release_deps(tgs_core *c, tgs_task *t)
         tgs_task *d = t->deps[i];
         if (d == NULL)
             continue;
+        if (t->held) { /* in the loop: tasks without deps pay nothing */
+            tgs__lineage_keep(c, t); /* a held result keeps its links */
+            return;
+        }
         t->deps[i] = NULL;
         d->needed--;
         if (d->held)

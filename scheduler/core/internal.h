@@ -21,7 +21,8 @@
  * (retry timers and the tick), requests.c (cancel, release, annotate,
  * watch), why.c ("why is this task waiting"), scale.c (the scaling
  * policy), data.c (results held on workers: holders, consumers, frees,
- * data loss), accessors.c (queries and task accessors).
+ * data loss), lineage.c (recomputing lost results), accessors.c (queries and
+ * task accessors).
  *
  * The invariants that keep every event O(size of the change) rather than
  * O(number of tasks):
@@ -33,7 +34,11 @@
  *    final task has no dependents array.
  *  - `D->needed` counts the non-final tasks that list D as a dependency
  *    (once per occurrence). A task drops its dependency pointers (and those
- *    counts) as soon as it is final, because only an assignment needs them.
+ *    counts) as soon as it is final, because only an assignment needs them;
+ *    a held result keeps the pointers as lineage links (counted in
+ *    `D->lineage`, not in `needed`) until it is forgotten, lost for good or
+ *    recomputed. A forgotten task still named by a link is "parked" when
+ *    swept (state TGS_RELEASED, no result) and freed with its last link.
  *  - A task is forgotten when it is final, has no client holds, is needed
  *    by no one and is listed in no dependents array (`unfinished == 0`).
  *    Forgotten tasks leave the map at once but are freed only at the start
@@ -290,6 +295,10 @@ typedef struct tgs_worker {
     bool managed;   /* started by the caller's launcher (scale.c) */
     bool dirty;     /* in core->dirty */
     bool can_fetch; /* has a data service (tgs_worker_spec.can_fetch) */
+    /* Scratch of the locality choice (schedule.c): bytes of the task's
+     * held inputs it holds, and whether it is listed. */
+    bool local_listed;
+    uint64_t local;
     /* The held results it holds (see tgs_held); a draining worker closes
      * only once it holds none. */
     tgs_stored *store;
@@ -347,7 +356,9 @@ struct tgs_task {
      * tgs_held (see held_of()). A byte of its own, in what was padding, so
      * that tasks without held results test it in one instruction. */
     bool held;
-    tgs_task *deps[]; /* NULL once final */
+    uint8_t nlost;    /* times its result was lost and recomputed */
+    uint32_t lineage; /* lineage links naming it (see lineage.c) */
+    tgs_task *deps[]; /* NULL once final, unless held (lineage links) */
 };
 
 /* An outstanding steal request: `task` (on its victim) is for `thief`. */
@@ -424,6 +435,7 @@ struct tgs_core {
     size_t acap;
     tgs_task *graveyard;
     uint32_t forgotten; /* during the current event */
+    uint64_t nlinked;   /* held results keeping lineage links */
     bool ready_added; /* READY tasks appeared since the last tgs__schedule() */
     tgs_scale scale;
 };
@@ -510,6 +522,13 @@ uint32_t tgs__fail_cascade(tgs_core *c, tgs_task *root, tgs_state s,
 void tgs__requeue_lost(tgs_core *c, tgs_worker *w);
 void tgs__fail_unplaceable(tgs_core *c, tgs_class *k, int64_t waited);
 
+/* lineage.c */
+void tgs__lineage_drop(tgs_core *c, tgs_task *t);
+void tgs__lineage_keep(tgs_core *c, tgs_task *t);
+void tgs__lineage_park(tgs_task *t);
+void tgs__result_lost(tgs_core *c, tgs_task *h, const tgs_worker *w,
+                      bool missing);
+
 /* data.c */
 int tgs__held_prepare(tgs_core *c, tgs_task *t, tgs_worker *w,
                       const tgs_istr *codec, uint64_t size, tgs_result **out);
@@ -520,6 +539,7 @@ void tgs__held_release(tgs_core *c, tgs_task *h, const tgs_task *d);
 void tgs__held_forget(tgs_core *c, tgs_task *h);
 void tgs__held_free(tgs_task *t);
 void tgs__store_lost(tgs_core *c, tgs_worker *w);
+void tgs__held_lost(tgs_core *c, tgs_task *h, tgs_error *e);
 
 /* why.c */
 void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,

@@ -4,7 +4,9 @@
  * tgs_core_free, forgetting tasks (out of the map at once) and freeing
  * them later, when no queued action can point at them any more (see the
  * invariants in internal.h); a forgotten result held on workers is
- * dropped there (data.c). Depends on internal.h and data.c.
+ * dropped there (data.c), and a forgotten task still named by lineage
+ * links is parked (lineage.c). Depends on internal.h, data.c and
+ * lineage.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -34,7 +36,10 @@ void tgs__sweep_slow(tgs_core *c)
     while (c->graveyard != NULL) {
         tgs_task *t = c->graveyard;
         c->graveyard = t->u.link;
-        tgs__task_free(c, t);
+        if (t->lineage > 0)
+            tgs__lineage_park(t); /* freed with its last lineage link */
+        else
+            tgs__task_free(c, t);
     }
     tgs__collect_classes(c);
 }
@@ -92,6 +97,14 @@ void tgs_core_free(tgs_core *c)
         return;
     c->alen = 0;
     tgs__sweep(c);
+    /* Lineage links first: they free the parked tasks they name. */
+    if (c->nlinked > 0) {
+        for (size_t i = 0; i < tgs_map_capacity(&c->tasks); i++) {
+            tgs_task *t = tgs_map_at(&c->tasks, i);
+            if (t != NULL && t->held)
+                tgs__lineage_drop(c, t);
+        }
+    }
     for (size_t i = 0; i < tgs_map_capacity(&c->tasks); i++) {
         tgs_task *t = tgs_map_at(&c->tasks, i);
         if (t != NULL) {

@@ -5,7 +5,9 @@
  * util/heap.h), each worker taking the best top among the ready heaps of
  * its classes where it has room (its prefetch depth for the function,
  * free resources) or, full, in place of a lower-priority task it has
- * queued, then idle workers steal (steal.c). Depends on internal.h,
+ * queued, then idle workers steal (steal.c). A task with held inputs may
+ * go instead to a holder of more of their bytes that could take it too
+ * (data locality, local_worker()). Depends on internal.h,
  * ready.c, resources.c, actions.c and steal.c.
  */
 #include "scheduler/core/internal.h"
@@ -48,7 +50,10 @@ static inline bool lighter(const void *x, const void *y)
     return la != lb ? la < lb : a->order < b->order;
 }
 
-static int assign(tgs_core *c, tgs_worker *w, tgs_task *t)
+/* Always inline: the main loop of tgs__schedule() and assign_local() each
+ * have their copy, so that the common path makes no call. */
+static inline __attribute__((always_inline)) int
+assign(tgs_core *c, tgs_worker *w, tgs_task *t)
 {
     if (w->nprocs == w->capprocs &&
         tg__array_grow_to(&w->procs, &w->capprocs, (size_t)w->nprocs + 1,
@@ -119,6 +124,94 @@ static inline __attribute__((always_inline)) tgs_task *pick(const tgs_core *c,
     return best;
 }
 
+/* `h` (not draining, not in quarantine) has room for `t` now, as pick()
+ * would see it. */
+static bool room_for(const tgs_core *c, const tgs_worker *h, const tgs_task *t)
+{
+    const tgs_class *k = t->cls;
+    return provides(h, k->func) && tgs__class_fits(h, k) &&
+           !(h->nprocs > 0 && t->killed > 0) &&
+           h->nprocs < capacity(c, h, k->func) &&
+           (k->nres == 0 || res_free(h, k));
+}
+
+/*
+ * Data locality: `t` (with a held input) was picked by `w`, the least
+ * loaded candidate. Among the workers holding its held inputs that could
+ * take it now (not draining; pick() finds room for its class, and no
+ * READY task of higher priority they could take instead), the one holding
+ * the most bytes of its distinct held inputs takes it; on a tie with `w`,
+ * or when none holds more than `w`, `w` does (among other holders, the
+ * lighter one). Locality never makes a task wait: only workers that can
+ * take it now are weighed. O(held inputs * holders * classes of a
+ * holder), paid by tasks with held inputs only. `held.scratch` marks an
+ * input counted (a task may name it twice), `local`/`local_listed` sum
+ * bytes per holder, listed in c->victims (free until the rebalancing).
+ */
+static __attribute__((noinline)) tgs_worker *
+local_worker(tgs_core *c, tgs_worker *w, tgs_task *t)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+        tgs_task *d = t->deps[i];
+        if (d == NULL || !d->held || held_of(d)->scratch)
+            continue;
+        tgs_held *hd = held_of(d);
+        hd->scratch = 1;
+        for (uint32_t j = 0; j < hd->nholders; j++) {
+            tgs_worker *h = hd->holders[j].w;
+            if (!h->local_listed) {
+                h->local_listed = true;
+                h->local = 0;
+                c->victims[n++] = h;
+            }
+            h->local += d->out.result->len;
+        }
+    }
+    for (uint32_t i = 0; i < t->ndeps; i++)
+        if (t->deps[i] != NULL && t->deps[i]->held)
+            held_of(t->deps[i])->scratch = 0;
+    tgs_worker *to = w;
+    uint64_t most = w->local_listed ? w->local : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        tgs_worker *h = c->victims[i];
+        h->local_listed = false;
+        if (h == w || h->draining ||
+            !(h->local > most ||
+              (to != w && h->local == most && lighter(h, to))))
+            continue;
+        const tgs_task *b = pick(c, h);
+        if (b != NULL && b->priority == t->priority &&
+            (b == t || room_for(c, h, t))) {
+            to = h;
+            most = h->local;
+        }
+    }
+    return to;
+}
+
+/*
+ * Assign `t` (with a held input), picked by `w` at the top of the
+ * candidate heap cand[0, n), to the worker local_worker() chooses, and
+ * move that worker down the heap (a holder found by a linear search:
+ * only tasks with held inputs pay it). Out of line, so that tasks
+ * without held inputs pay one test of their class.
+ */
+static __attribute__((noinline)) int assign_local(tgs_core *c, tgs_worker *w,
+                                                  tgs_task *t, size_t n)
+{
+    tgs_worker *to = local_worker(c, w, t);
+    if (assign(c, to, t) != TGS_OK)
+        return TGS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (c->cand[i] == to) {
+            tg__heap_sift_down(c->cand, n, i, lighter, NULL);
+            break;
+        }
+    }
+    return TGS_OK;
+}
+
 /*
  * Hand READY tasks to workers, one at a time to the least loaded
  * (processing/nthreads) worker that can take one, so load spreads evenly:
@@ -161,6 +254,11 @@ void tgs__schedule(tgs_core *c)
     while (n > 0 && c->counts[TGS_READY] > 0) {
         tgs_worker *w = c->cand[0];
         tgs_task *best = pick(c, w);
+        if (best != NULL && __builtin_expect(best->cls->fetch, 0)) {
+            if (assign_local(c, w, best, n) != TGS_OK)
+                break; /* out of memory: the task stays READY */
+            continue;
+        }
         if (best == NULL)
             best = tgs__displace(c, w); /* in place of a lower one */
         if (best == NULL) {

@@ -641,7 +641,15 @@ type GatherRequest struct {
 	// in TaskResult.data when it fits the message limit; a larger one is
 	// answered ERRED with error type "tg.ResultTooLarge" naming its size and
 	// the limit, and the stream goes on.
-	Chunked       bool `protobuf:"varint,4,opt,name=chunked,proto3" json:"chunked,omitempty"`
+	Chunked bool `protobuf:"varint,4,opt,name=chunked,proto3" json:"chunked,omitempty"`
+	// If true, a result held on a worker is answered with its TaskResult
+	// only (state MEMORY, `size`, `codec` and `held` set, no data and no
+	// chunks): the client learns that the task is done without moving its
+	// bytes, and gathers them later (a Gather of that key without this flag)
+	// if it needs them. Inline results come with their data as usual. For
+	// clients that follow the completion of everything they submitted, as
+	// futures do.
+	DeferHeld     bool `protobuf:"varint,5,opt,name=defer_held,json=deferHeld,proto3" json:"defer_held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -700,6 +708,13 @@ func (x *GatherRequest) GetNoWait() bool {
 func (x *GatherRequest) GetChunked() bool {
 	if x != nil {
 		return x.Chunked
+	}
+	return false
+}
+
+func (x *GatherRequest) GetDeferHeld() bool {
+	if x != nil {
+		return x.DeferHeld
 	}
 	return false
 }
@@ -2243,13 +2258,15 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\arelease\x18\x03 \x03(\tR\arelease\"H\n" +
 	"\x0eSubmitResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12\x1a\n" +
-	"\bexisting\x18\x02 \x01(\rR\bexisting\"u\n" +
+	"\bexisting\x18\x02 \x01(\rR\bexisting\"\x94\x01\n" +
 	"\rGatherRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12\x17\n" +
 	"\ano_wait\x18\x03 \x01(\bR\x06noWait\x12\x18\n" +
-	"\achunked\x18\x04 \x01(\bR\achunked\"s\n" +
+	"\achunked\x18\x04 \x01(\bR\achunked\x12\x1d\n" +
+	"\n" +
+	"defer_held\x18\x05 \x01(\bR\tdeferHeld\"s\n" +
 	"\x0eGatherResponse\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.taskgrid.v1.TaskResultR\aresults\x12.\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x16.taskgrid.v1.DataChunkR\x06chunks\"\xa1\x01\n" +

@@ -132,3 +132,63 @@ def test_mixed_c_and_python_workers_fetch_from_each_other(mixed) -> None:
     log = stop_python_worker()
     assert (f"data: held 1 ({pickled} bytes), served 1 ({pickled} bytes), fetched 1 ({n} bytes), "
             f"local 0 (0 bytes), uploaded 1 ({pickled} bytes)") in log, log
+
+
+def counted(log: str, name: str, n: int) -> bytes:
+    """`n` bytes, noting each run (name and this worker's pid) in `log`."""
+    with open(log, "a", encoding="ascii") as f:
+        f.write(f"{name} {os.getpid()}\n")
+    return make(n)
+
+
+def joined_size(*parts: bytes) -> int:
+    return sum(len(p) for p in parts)
+
+
+def test_a_killed_holder_costs_only_its_results(data_plane, tmp_path: pathlib.Path) -> None:
+    """A worker SIGKILLed while holding the only copy of an input: that input
+    is recomputed from the graph, the input held on the other worker is
+    not, and the dependent gets the right bytes."""
+    import signal
+
+    log = str(tmp_path / "runs")
+    with taskgrid.LocalCluster(n_workers=2, threads_per_worker=1) as cl, taskgrid.Client(
+        cl, set_as_default=False
+    ) as c:
+        names = [w.name for w in c.status().workers]
+        pids = {n: c.submit(os.getpid, pure=False, workers=[n]).result(timeout=TIMEOUT)
+                for n in names}
+        a = c.submit(counted, log, "a", 2 * MB, pure=False)
+        a.result(timeout=TIMEOUT)
+        (a_pid,) = [int(line.split()[1]) for line in open(log) if line.startswith("a ")]
+        (other,) = [n for n, p in pids.items() if p != a_pid]
+        b = c.submit(counted, log, "b", 2 * MB, pure=False, workers=[other])
+        b.result(timeout=TIMEOUT)
+        os.kill(a_pid, signal.SIGKILL)
+        total = c.submit(joined_size, a, b, pure=False)
+        assert total.result(timeout=TIMEOUT) == 4 * MB
+        runs = [line.split()[0] for line in open(log)]
+        assert runs.count("a") == 2, runs  # recomputed once, after the loss
+        assert runs.count("b") == 1, runs  # held elsewhere: not recomputed
+        assert a.result(timeout=TIMEOUT) == make(2 * MB)
+
+
+def test_futures_follow_held_results_without_moving_their_bytes(data_plane, capfd) -> None:
+    """A future of a held result is done as soon as the task is, without its
+    bytes travelling (GatherRequest.defer_held); they move through the
+    scheduler only when result() asks for them."""
+    with taskgrid.LocalCluster(n_workers=1, threads_per_worker=1, log_level="info") as cl, \
+            taskgrid.Client(cl, set_as_default=False) as c:
+        f = c.submit(make, 5 * MB, pure=False)
+        g = c.submit(len, f, pure=False)
+        assert g.result(timeout=TIMEOUT) == 5 * MB
+        taskgrid.wait([f], timeout=TIMEOUT)
+        assert f.done()
+    err = capfd.readouterr().err
+    assert "uploaded 0 (0 bytes)" in err, err
+    with taskgrid.LocalCluster(n_workers=1, threads_per_worker=1, log_level="info") as cl, \
+            taskgrid.Client(cl, set_as_default=False) as c:
+        f = c.submit(make, 5 * MB, pure=False)
+        assert f.result(timeout=TIMEOUT) == make(5 * MB)
+    err = capfd.readouterr().err
+    assert "uploaded 1 (" in err, err

@@ -44,6 +44,7 @@ class _State:
         "held",
         "key",
         "refs",
+        "remote",
         "status",
         "value",
     )
@@ -54,6 +55,7 @@ class _State:
         self.refs = 0
         self.held = held  # this client submitted it (holds it on the scheduler)
         self.data = b""
+        self.remote = 0  # FINISHED with its bytes still on a worker: their size
         self.codec = ""
         self.error: tuple[str, str, str, str] | None = None
         self.value: Any = None

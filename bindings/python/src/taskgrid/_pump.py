@@ -14,11 +14,16 @@ callers' appends to the outbox:
   per-task RPC is ever made, and results are decoded lazily, on result().
 * When the last Future of a key is garbage-collected the key is released
   (batched, like everything else), so the scheduler can forget the result.
-* Gather streams are chunked (GatherRequest.chunked): a result held on a
-  worker comes as its TaskResult (size and codec, no bytes) and then its
-  chunks, which are checked (offsets contiguous, CRC-32, total size) and
-  joined once when the last one arrives; a corrupt or incomplete result
-  fails that key's futures with DataCorrupt naming the key.
+* The batch Gather streams defer held results (GatherRequest.defer_held):
+  a result held on a worker comes as its TaskResult only (done, its size,
+  no bytes), so following what was submitted never moves large results;
+  a future of one is done at once, and its bytes are fetched when
+  result() asks for them (``fetch_held``: a Gather of that key, chunked).
+* Chunked Gather streams carry a held result as its TaskResult (size and
+  codec, no bytes) and then its chunks, which are checked (offsets
+  contiguous, CRC-32, total size) and joined once when the last one
+  arrives; a corrupt or incomplete result fails with DataCorrupt naming
+  the key.
 
 :class:`ClientIO` is the base class of :class:`taskgrid.Client`, which
 creates every attribute declared here. Depends on _future and the stubs.
@@ -40,7 +45,7 @@ import grpc
 from ._future import CANCELLED, ERROR, FINISHED, LOST, PENDING, _State, run_callback
 from ._loop import IOLoop
 from ._rpc import pb, pb_grpc
-from .errors import DataCorrupt, SchedulerError
+from .errors import DataCorrupt, SchedulerError, rebuild
 
 logger = logging.getLogger("taskgrid.client")
 
@@ -70,6 +75,21 @@ class _Assembly:
         self.codec = codec
         self.got = 0
         self.parts: list[bytes] = []
+
+    def add(self, c: pb.DataChunk) -> str | None:
+        """Take chunk `c`; None, or why it cannot be part of this result."""
+        data = c.data
+        if c.offset != self.got:
+            return f"a chunk at offset {c.offset} where {self.got} was expected"
+        if c.size != self.size:
+            return f"a chunk giving the size as {c.size}, not {self.size}"
+        if self.got + len(data) > self.size:
+            return f"more than its {self.size} bytes"
+        if zlib.crc32(data) != c.crc32:
+            return f"a chunk at offset {c.offset} that fails its CRC-32"
+        self.parts.append(data)
+        self.got += len(data)
+        return None
 
 
 class ClientIO:
@@ -187,7 +207,7 @@ class ClientIO:
         task.add_done_callback(self._calls.discard)
 
     async def _gather(self, keys: list[str]) -> None:
-        call = self._stub.Gather(pb.GatherRequest(keys=keys, chunked=True))
+        call = self._stub.Gather(pb.GatherRequest(keys=keys, chunked=True, defer_held=True))
         assembling: dict[str, _Assembly] = {}
         try:
             async for resp in call:
@@ -231,7 +251,12 @@ class ClientIO:
                     continue
                 s = r.state
                 assembling.pop(r.key, None)
-                if s == _MEMORY and not r.data and r.size > 0:
+                if s == _MEMORY and r.held and not r.data:
+                    # Done; its bytes stay on the worker until result().
+                    st.remote = r.size
+                    st.codec = r.codec
+                    st.status = FINISHED
+                elif s == _MEMORY and not r.data and r.size > 0:
                     # Held on a worker: its chunks follow.
                     assembling[r.key] = _Assembly(r.size, r.codec)
                     continue
@@ -266,24 +291,58 @@ class ClientIO:
             a = assembling.get(c.key)
             if a is None:
                 continue  # not awaited here (already answered, or not ours)
-            data = c.data
-            if c.offset != a.got:
-                why = f"a chunk at offset {c.offset} where {a.got} was expected"
-            elif c.size != a.size:
-                why = f"a chunk giving the size as {c.size}, not {a.size}"
-            elif a.got + len(data) > a.size:
-                why = f"more than its {a.size} bytes"
-            elif zlib.crc32(data) != c.crc32:
-                why = f"a chunk at offset {c.offset} that fails its CRC-32"
-            else:
-                a.parts.append(data)
-                a.got += len(data)
+            why = a.add(c)
+            if why is None:
                 if a.got == a.size:
                     del assembling[c.key]
                     self._on_assembled(c.key, a)
                 continue
             del assembling[c.key]
             self._fail_key(c.key, f"the result of '{c.key}' arrived corrupt: {why}; discarded")
+
+    async def fetch_held(self, key: str) -> tuple[bytes, str]:
+        """The bytes and codec of `key`, a result held on a worker: one
+        chunked Gather of it, through the scheduler. Raises the task's
+        error (e.g. DataLost), DataCorrupt, or SchedulerError."""
+        call = self._stub.Gather(pb.GatherRequest(keys=[key], chunked=True))
+        a: _Assembly | None = None
+        try:
+            async for resp in call:
+                for r in resp.results:
+                    if r.key != key:
+                        continue
+                    if r.state == _MEMORY and (r.data or r.size == 0):
+                        return r.data, r.codec
+                    if r.state == _MEMORY:
+                        a = _Assembly(r.size, r.codec)
+                        continue
+                    e = r.error
+                    raise rebuild(
+                        e.type or "tg.DataLost", e.message, e.traceback, key, e.origin_key
+                    )
+                for c in resp.chunks:
+                    if a is None or c.key != key:
+                        continue
+                    why = a.add(c)
+                    if why is not None:
+                        raise DataCorrupt(
+                            f"the result of '{key}' arrived corrupt: {why}; discarded",
+                            type="tg.DataCorrupt",
+                            key=key,
+                        )
+                    if a.got == a.size:
+                        return (a.parts[0] if len(a.parts) == 1 else b"".join(a.parts)), a.codec
+        except grpc.aio.AioRpcError as e:
+            raise SchedulerError(
+                f"lost the stream of '{key}' from {self.address} ({e.code().name}: {e.details()})"
+            ) from None
+        got = a.got if a is not None else 0
+        size = a.size if a is not None else 0
+        raise DataCorrupt(
+            f"the result of '{key}' ended incomplete: {got} of {size} bytes arrived",
+            type="tg.DataCorrupt",
+            key=key,
+        )
 
     def _on_assembled(self, key: str, a: _Assembly) -> None:
         data = a.parts[0] if len(a.parts) == 1 else b"".join(a.parts)

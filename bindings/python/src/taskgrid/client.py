@@ -367,6 +367,11 @@ class Client(ClientIO):
                     self._cond.wait(remaining)
 
     def _value_of(self, st: _State) -> Any:
+        if st.remote:
+            # Done, with the bytes on a worker: fetch them (through the
+            # scheduler) now that they are wanted.
+            st.data, st.codec = self._io.run(self.fetch_held(st.key))
+            st.remote = 0
         value = _codec.decode(st.data, st.codec)
         st.value = value
         st.has_value = True

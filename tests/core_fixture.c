@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * core_fixture.c: the helpers of core_fixture.h. Depends on
+ * //scheduler:core and cmocka.
+ */
+#include "core_fixture.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+tgs_str cf_str(const char *z)
+{
+    return (tgs_str){z, strlen(z)};
+}
+
+tgs_core *cf_core_new(const tgs_core_opts *opts)
+{
+    tgs_core *c = NULL;
+    assert_int_equal(tgs_core_new(&c, opts), TGS_OK);
+    assert_non_null(c);
+    return c;
+}
+
+size_t cf_pop_all(tgs_core *c, cf_act *out, size_t cap)
+{
+    tgs_action a;
+    size_t n = 0;
+    while (tgs_core_next_action(c, &a)) {
+        assert_true(n < cap);
+        out[n].kind = a.kind;
+        out[n].worker = a.worker;
+        out[n].watcher = a.watcher;
+        out[n].key[0] = '\0';
+        if (a.task != NULL) {
+            tgs_str k = tgs_task_key(a.task);
+            assert_true(k.len < sizeof out[n].key);
+            memcpy(out[n].key, k.ptr, k.len);
+            out[n].key[k.len] = '\0';
+        }
+        n++;
+    }
+    return n;
+}
+
+size_t cf_count_acts(const cf_act *a, size_t n, tgs_action_kind kind,
+                     uint64_t worker, const char *key)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i].kind == kind && strcmp(a[i].key, key) == 0 &&
+            (worker == 0 || a[i].worker == worker))
+            k++;
+    return k;
+}
+
+void cf_assert_str_is(tgs_str s, const char *z)
+{
+    char buf[512];
+    assert_true(s.len < sizeof buf);
+    if (s.len)
+        memcpy(buf, s.ptr, s.len);
+    buf[s.len] = '\0';
+    assert_string_equal(buf, z);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * core_fixture.h: helpers shared by the unit tests of the pure scheduling
+ * core (core_test.c, dataplane_core_test.c, scale_test.c): borrowed strings
+ * from C strings, a new core, the core's actions popped with their task keys
+ * copied out (task pointers are borrowed only until the next event), and
+ * string assertions. Uses cmocka assertions, so call it from inside a
+ * test. Depends on //scheduler:core and cmocka.
+ */
+#ifndef TG_TESTS_CORE_FIXTURE_H
+#define TG_TESTS_CORE_FIXTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scheduler/core.h"
+
+/* Room for the actions of one event in the tests. */
+#define CF_MAX_ACTS 64
+
+/* An action with the task key copied out. */
+typedef struct cf_act {
+    tgs_action_kind kind;
+    uint64_t worker;
+    uint64_t watcher;
+    char key[64]; /* empty when the action names no task */
+} cf_act;
+
+/* `z` as a borrowed core string (z stays the caller's). */
+tgs_str cf_str(const char *z);
+
+/* A new core with `opts` (NULL: defaults); free it with tgs_core_free. */
+tgs_core *cf_core_new(const tgs_core_opts *opts);
+
+/* Pop every queued action into `out` (at most `cap`, else the test
+ * fails). @return the number popped. */
+size_t cf_pop_all(tgs_core *c, cf_act *out, size_t cap);
+
+/* The number of actions among a[0, n) of `kind` for `key` (and `worker`,
+ * unless 0). */
+size_t cf_count_acts(const cf_act *a, size_t n, tgs_action_kind kind,
+                     uint64_t worker, const char *key);
+
+/* Assert that `s` is the string `z`. */
+void cf_assert_str_is(tgs_str s, const char *z);
+
+#endif
