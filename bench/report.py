@@ -147,5 +147,62 @@ submitted, sent ahead of the Submit).""")
         print(f"\n{case} ({who}): skipped: {why.replace('_', ' ')}")
 
 
+DATA_CASES = ("floor", "transfer", "transfer_c", "pipeline")
+
+
+def data_section(path: str) -> str:
+    """The "Data plane" section of RESULTS.md from a bench/run.sh --data log."""
+    data, _ = parse(path)
+    out = ["## Data plane", "",
+           "Produced by `bash bench/run.sh --data` (raw lines in `bench/results-data.log`). "
+           "Both systems run the same Python functions on 2 Python workers x 1 thread, "
+           "scheduler and workers in their own processes (`bench/data_bench.py`); "
+           "`transfer_c` is taskgrid's C workers (no pickling). Median (min–max); ratio: "
+           "how many times better taskgrid is.", "",
+           "| case | size MiB | metric | taskgrid | Dask | ratio |", "|---|---|---|---|---|---|"]
+    seen = []
+    for (case, size, metric, _who) in data:
+        if case in DATA_CASES and (case, size, metric) not in seen:
+            seen.append((case, size, metric))
+    for case, size, metric in seen:
+        unit, higher = next((u, h) for m, u, h in METRICS[case][1] if m == metric)
+        tg = data.get((case, size, metric, "taskgrid"), []) or data.get(
+            (case, size, metric, "floor"), [])
+        dk = data.get((case, size, metric, "dask"), [])
+        ratio = ""
+        if tg and dk:
+            a, b = statistics.median(tg), statistics.median(dk)
+            ratio = f"{(a / b if higher else b / a):,.2f}x"
+        label = case + (" (raw loopback TCP copy)" if case == "floor" else "")
+        out.append(f"| {label} | {size} | {metric} {unit} | {fmt(tg)} | {fmt(dk)} | {ratio} |")
+    cp = data.get(("floor", "1024", "gbps", "floor"), [])
+    for case in ("transfer", "transfer_c"):
+        tr = data.get((case, "1024", "gbps", "taskgrid"), [])
+        if tr and cp:
+            out.append("")
+            out.append(f"- {case} of 1 GiB vs the raw loopback copy (goal >= 50%): "
+                       f"{100 * statistics.median(tr) / statistics.median(cp):.0f}%")
+    return "\n".join(out) + "\n"
+
+
+def splice(results: str, section: str) -> None:
+    """Replace (or add) the "## Data plane" section of the file `results`."""
+    try:
+        text = open(results, encoding="utf-8").read()
+    except FileNotFoundError:
+        text = ""
+    head, sep, rest = text.partition("## Data plane")
+    if sep:
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1:] if nxt >= 0 else ""
+    else:
+        tail = ""
+    with open(results, "w", encoding="utf-8") as f:
+        f.write(head.rstrip("\n") + "\n\n" + section + ("\n" + tail if tail else ""))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results.log")
+    if len(sys.argv) == 4 and sys.argv[2] == "--data-section":
+        splice(sys.argv[3], data_section(sys.argv[1]))
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "bench/results.log")

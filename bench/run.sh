@@ -9,6 +9,9 @@
 #                               for taskgrid and Dask; writes the raw lines
 #                               to bench/results.log and the table to
 #                               bench/RESULTS.md
+#   bash bench/run.sh --data    the data-plane cases only (bench/data_bench.py);
+#                               raw lines to bench/results-data.log, the
+#                               table into RESULTS.md's "Data plane" section
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:---smoke}
@@ -28,6 +31,28 @@ build() {
   TG="$BIN/bench/tg_bench"
 }
 
+venv() {
+  VENV=bench/.venv
+  if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
+  "$VENV/bin/pip" install -q "dask[distributed]==$DASK_VERSION" psutil
+}
+
+# The data plane: the same Python code on both (Python workers), and the
+# C workers' transfer (no pickling).
+data_cases() {
+  DATA="$VENV/bin/python bench/data_bench.py"
+  "$VENV/bin/pip" install -q ./bindings/python
+  run floor $DATA --case floor --mb 1024 --repeat "$REPEAT"
+  run taskgrid $DATA --system taskgrid --case transfer --mb 1024 --repeat "$REPEAT"
+  run taskgrid $DATA --system taskgrid --case transfer --mb 1024 --repeat "$REPEAT" \
+    --plugin "$BIN/bench/data_plugin.so"
+  run dask $DATA --system dask --case transfer --mb 1024 --repeat "$REPEAT"
+  run taskgrid $DATA --system taskgrid --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
+  run dask $DATA --system dask --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
+}
+
+run() { local who=$1; shift; echo "+ $who: $*" >&2; "$@" | sed "s/^/who=$who /" | tee -a "$log"; }
+
 case "$mode" in
   --smoke)
     build
@@ -46,13 +71,10 @@ case "$mode" in
     ;;
   --full)
     build
-    VENV=bench/.venv
-    if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
-    "$VENV/bin/pip" install -q "dask[distributed]==$DASK_VERSION" psutil
+    venv
     DASK="$VENV/bin/python bench/dask_bench.py"
     log=bench/results.log
     : > "$log"
-    run() { local who=$1; shift; echo "+ $who: $*" >&2; "$@" | sed "s/^/who=$who /" | tee -a "$log"; }
 
     run floor "$BIN/bench/rpc_floor" --n-unary 1000 --n-stream 100000 --repeat "$REPEAT"
     for n in 10000 100000; do
@@ -90,22 +112,23 @@ case "$mode" in
     done
     run taskgrid $TG --case startup --repeat "$REPEAT"
     run dask $DASK --case startup --repeat "$REPEAT"
-    # The data plane: the same Python code on both (Python workers).
-    DATA="$VENV/bin/python bench/data_bench.py"
-    "$VENV/bin/pip" install -q ./bindings/python
-    run floor $DATA --case floor --mb 1024 --repeat "$REPEAT"
-    run taskgrid $DATA --system taskgrid --case transfer --mb 1024 --repeat "$REPEAT"
-    run taskgrid $DATA --system taskgrid --case transfer --mb 1024 --repeat "$REPEAT" \
-      --plugin "$BIN/bench/data_plugin.so"
-    run dask $DATA --system dask --case transfer --mb 1024 --repeat "$REPEAT"
-    run taskgrid $DATA --system taskgrid --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
-    run dask $DATA --system dask --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
+    data_cases
     rm -rf "$BIN"
     python3 bench/report.py "$log" > bench/RESULTS.md
     cat bench/RESULTS.md
     ;;
+  --data)
+    build
+    venv
+    log=bench/results-data.log
+    : > "$log"
+    data_cases
+    rm -rf "$BIN"
+    python3 bench/report.py "$log" --data-section bench/RESULTS.md
+    sed -n '/^## Data plane/,$p' bench/RESULTS.md
+    ;;
   *)
-    echo "usage: bash bench/run.sh --smoke | --full" >&2
+    echo "usage: bash bench/run.sh --smoke | --full | --data" >&2
     exit 2
     ;;
 esac
