@@ -101,7 +101,9 @@ func NewWorker(address string, opts ...Option) *Worker {
 
 // Register provides fn under name ("namespace.name", e.g. "go.resize";
 // a '.' between a non-empty namespace and name, no white space). Register
-// before Run; names are unique.
+// before Run; names are unique. Run adds the built-in ScatterFunc
+// ("tg.echo", see Client.Scatter) unless a function of that name is
+// registered.
 func (w *Worker) Register(name string, fn Func) error {
 	if err := checkFuncName(name); err != nil {
 		return err
@@ -152,6 +154,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.started = true
 	nfuncs := len(w.funcs)
+	if _, ok := w.funcs[ScatterFunc]; !ok && nfuncs > 0 {
+		w.funcs[ScatterFunc] = echo
+	}
 	w.mu.Unlock()
 	if nfuncs == 0 {
 		return errors.New("taskgrid: worker: no function registered")

@@ -247,6 +247,66 @@ TG_EXPORT int tg_client_submit(tg_client *c, const tg_task_def *tasks, size_t n,
                                tg_future **futures);
 
 /* ------------------------------------------------------------------ */
+/* Scattering data                                                     */
+/* ------------------------------------------------------------------ */
+
+/** The built-in a scattered object runs as: it returns its input
+ *  unchanged, with the input's codec. C, Python and Go workers all
+ *  provide it. */
+#define TG_SCATTER_FUNC "tg.echo"
+
+/** Room for a key of tg_scatter_key(), with its NUL: a prefix of at most
+ *  64 bytes, '-', 32 hex digits. */
+#define TG_SCATTER_KEY_MAX 98
+
+/**
+ * Write the content key tg_client_scatter() gives `data` with `codec`:
+ * "bytes-" (codec "raw" or NULL) or "<codec>-" (the codec's first 64
+ * bytes), then the first 32 hex digits of the SHA-256 of the codec, a zero
+ * byte and the data. Equal data and codec give equal keys, here and in the
+ * Python (bytes) and Go clients' scatter.
+ *
+ * @param buf     output buffer (NUL-terminated on success);
+ *                TG_SCATTER_KEY_MAX bytes are always enough.
+ * @param data    the bytes (may be NULL when len is 0; borrowed).
+ * @param codec   codec tag, NULL for "raw".
+ * @return TG_OK, or TG_EINVAL (NULL arguments, buffer too small).
+ */
+TG_EXPORT int tg_scatter_key(char *buf, size_t buflen, const void *data,
+                             size_t len, const char *codec);
+
+/**
+ * Put `data` into the cluster once, for use as a dependency of many tasks
+ * (Dask's Client.scatter): one task with key tg_scatter_key(data, codec)
+ * running TG_SCATTER_FUNC with `data` as its input, submitted like
+ * tg_client_submit(). Its result is the data: up to the scheduler's inline
+ * limit it travels inline, a larger one is held by the worker that ran
+ * the task and fetched from there by the tasks that use it. Scattering
+ * equal data again names the same task (it runs once). The data crosses
+ * the scheduler once, inside the Submit message.
+ *
+ * @param c         the client.
+ * @param data      the bytes (borrowed for the call; may be NULL when len
+ *                  is 0). At most tg_client_opts.max_message less 64 KiB
+ *                  (64 MiB less 64 KiB by default; a scheduler started
+ *                  with a smaller --max-message refuses less).
+ * @param codec     codec tag of the data ("raw", "json", ...; copied).
+ *                  NULL means "raw".
+ * @param workers   if nworkers > 0, hold it only on one of these workers
+ *                  (borrowed for the call).
+ * @param out       receives the future, owned by the caller: free it with
+ *                  tg_future_free() (which releases the data once no other
+ *                  future of the client holds its key). Untouched on
+ *                  failure.
+ * @return TG_OK; TG_ETOOBIG (nothing sent; the message names the size and
+ *         the limit) for data over the limit; TG_EINVAL for NULL
+ *         arguments or empty worker names; else as tg_client_submit().
+ */
+TG_EXPORT int tg_client_scatter(tg_client *c, const void *data, size_t len,
+                                const char *codec, const char *const *workers,
+                                size_t nworkers, tg_future **out);
+
+/* ------------------------------------------------------------------ */
 /* Futures                                                             */
 /* ------------------------------------------------------------------ */
 

@@ -67,7 +67,7 @@ from ._future import _is_future as _is_future
 from ._future import _Listener as _Listener
 from ._loop import IOLoop
 from ._pump import ClientIO
-from ._rpc import normalize_address, pb, pb_grpc
+from ._rpc import MAX_SEND, normalize_address, pb, pb_grpc
 from ._waiting import DoneAndNotDone, as_completed, collect, pack, wait
 from .errors import CancelledError, SchedulerError, rebuild, restore
 from .security import Security
@@ -124,6 +124,13 @@ class ClusterStatus:
 
 
 _STATE_NAMES = {v: k[len("TASK_STATE_") :].lower() for k, v in pb.TaskState.items()}
+
+# scatter: the built-in every worker kind provides that returns its input
+# unchanged, with its codec.
+SCATTER_FUNC = "tg.echo"
+# The largest encoded object scatter sends: one Submit message (the
+# scheduler's default --max-message) less room for its other fields.
+SCATTER_MAX_BYTES = MAX_SEND - 64 * 1024
 
 
 # ---------------------------------------------------------------------------
@@ -312,6 +319,83 @@ class Client(ClientIO):
                 raise ValueError(f"map got {len(keys)} keys for {len(calls)} calls")
         specs, out_keys = _taskspec.build(func, calls, keys, prefix, pure, extra, self._key)
         return self._submit(specs, out_keys)
+
+    def scatter(
+        self,
+        data: Any,
+        workers: Sequence[str] | str | None = None,
+        broadcast: bool = False,
+        hash: bool = True,
+    ) -> Any:
+        """Put data into the cluster once; returns Futures to use as inputs.
+
+        As Dask's ``Client.scatter``: one object gives one Future, a list,
+        tuple or set gives the same container of Futures, and a dict gives a
+        dict of Futures whose task keys are the dict's keys. Each object is
+        sent in one Submit, as the input of a task running the built-in
+        ``tg.echo`` (every worker kind has it), whose result is the object:
+        a small one travels inline, a larger one is held by the worker that
+        ran it and fetched from there by the tasks that use it. ``bytes``
+        go as codec ``raw`` (a C or Go function reads them as they are),
+        everything else pickled. ``workers`` restricts where it is held.
+        ``hash=True`` names each key by content (``"<type>-<32 hex>"``), so
+        scattering equal data again gives the same key and stores it once;
+        ``hash=False`` gives a new key each time.
+
+        The data crosses the scheduler once, so each encoded object is at
+        most SCATTER_MAX_BYTES (64 MiB less 64 KiB; a scheduler started
+        with a smaller ``--max-message`` refuses less): larger raises
+        ValueError naming the size and the limit, and nothing is sent.
+        ``broadcast=True`` raises NotImplementedError: a result has one
+        holder, and copies fetched by other workers are not kept.
+        """
+        self._check_open()
+        if broadcast:
+            raise NotImplementedError(
+                "scatter(broadcast=True): a result is held by one worker and copies "
+                "fetched by others are not kept, so data cannot be replicated yet; "
+                "use broadcast=False (tasks on other workers fetch it from its holder)"
+            )
+        extra = self._annotations(None, None, None, workers)
+        if isinstance(data, dict):
+            names: list[str | None] = [str(k) for k in data]
+            values = list(data.values())
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            values = list(data)
+            names = [None] * len(values)
+        else:
+            values, names = [data], [None]
+        specs = [self._scatter_spec(v, k, hash, extra) for v, k in zip(values, names)]
+        futures = self._submit(specs, [s.key for s in specs])
+        if isinstance(data, dict):
+            return dict(zip(data, futures))
+        if isinstance(data, (list, tuple, set, frozenset)):
+            return type(data)(futures) if not isinstance(data, list) else futures
+        return futures[0]
+
+    def _scatter_spec(
+        self, value: Any, key: str | None, by_content: bool, extra: dict[str, Any]
+    ) -> pb.TaskSpec:
+        if type(value) is bytes:
+            blob, codec = value, _codec.RAW
+        else:
+            blob, codec = _codec.dumps(value), _codec.PICKLE
+        if key is None:
+            name = _taskspec.name_of(type(value))
+            if by_content:
+                h = hashlib.sha256(codec.encode())
+                h.update(b"\0")
+                h.update(blob)
+                key = f"{name}-{h.hexdigest()[:32]}"
+            else:
+                key = f"{name}-{uuid.uuid4().hex}"
+        if len(blob) > SCATTER_MAX_BYTES:
+            raise ValueError(
+                f"cannot scatter {key!r}: it is {len(blob)} bytes encoded, over the "
+                f"{SCATTER_MAX_BYTES}-byte limit of one Submit message (scattered data "
+                "crosses the scheduler once); build or load it in a task instead"
+            )
+        return pb.TaskSpec(key=key, func=SCATTER_FUNC, input=blob, codec=codec, **extra)
 
     def _submit(self, specs: list[pb.TaskSpec], keys: list[str]) -> list[Future]:
         futures = []
