@@ -356,6 +356,16 @@ int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms);
 int tgs_core_worker_drain(tgs_core *c, uint64_t wid, int64_t now_ms);
 
 /**
+ * Pause or resume assigning to `wid` (its memory is over its pause
+ * fraction): while paused it gets no new task, takes part in no stealing
+ * as a thief, and still counts as providing its functions (it will
+ * resume). Tasks already processing there stay. TGS_OK, TGS_EINVAL or
+ * TGS_ENOTFOUND.
+ */
+int tgs_core_worker_pause(tgs_core *c, uint64_t wid, bool paused,
+                          int64_t now_ms);
+
+/**
  * Worker `wid` finished `key` with outcome `o`. Copies the result (or,
  * held, records `wid` as its holder and its size; its waiting dependents
  * then run only on workers that can fetch). A report

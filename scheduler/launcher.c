@@ -33,6 +33,7 @@ struct tgs_launcher {
     char **preload;
     size_t npreload;
     char *log_level;
+    char *memory_limit;
     char *tls_ca, *tls_cert, *tls_key;
     child *kids;
     size_t nkids, cap;
@@ -58,6 +59,7 @@ int tgs_launcher_new(tgs_launcher **out, const tgs_launcher_opts *o)
         snprintf(l->nthreads, sizeof(l->nthreads), "%u", o->nthreads);
     l->resources = dup_or_null(o->resources);
     l->log_level = dup_or_null(o->log_level);
+    l->memory_limit = dup_or_null(o->memory_limit);
     l->tls_ca = dup_or_null(o->tls_ca);
     l->tls_cert = dup_or_null(o->tls_cert);
     l->tls_key = dup_or_null(o->tls_key);
@@ -95,6 +97,10 @@ int tgs_launcher_spawn(tgs_launcher *l, char *id, size_t idlen)
     if (l->resources) {
         argv[argc++] = "--resources";
         argv[argc++] = l->resources;
+    }
+    if (l->memory_limit) {
+        argv[argc++] = "--memory-limit";
+        argv[argc++] = l->memory_limit;
     }
     if (l->log_level) {
         argv[argc++] = "--log-level";
@@ -255,6 +261,7 @@ void tgs_launcher_free(tgs_launcher *l, int grace_ms)
     free(l->address);
     free(l->resources);
     free(l->log_level);
+    free(l->memory_limit);
     free(l->tls_ca);
     free(l->tls_cert);
     free(l->tls_key);

@@ -21,7 +21,8 @@ typedef struct tgs_launcher_opts {
     const char *resources;  /* --resources value or NULL */
     const char *const *preload; /* --preload values */
     size_t npreload;
-    const char *log_level; /* --log-level for workers or NULL */
+    const char *log_level;    /* --log-level for workers or NULL */
+    const char *memory_limit; /* --memory-limit for workers or NULL */
     /* --tls-ca/--tls-cert/--tls-key for workers (tls:// address), or
      * NULL. */
     const char *tls_ca, *tls_cert, *tls_key;

@@ -38,6 +38,8 @@ static const char usage[] =
     "                          this program, then PATH)\n"
     "  --worker-resources R    --resources for launched workers (GPU=1,...)\n"
     "  --worker-preload LIB    --preload for launched workers (repeatable)\n"
+    "  --worker-memory-limit M --memory-limit for launched workers (BYTES,\n"
+    "                          e.g. 2GiB, 'auto' or 'none')\n"
     "  --no-worker-timeout MS  fail tasks no worker can run after MS\n"
     "                          (default 0: wait, and Status says why)\n"
     "  --allowed-failures N    fail a task after it was running on N workers\n"
@@ -196,6 +198,7 @@ static int parse_string(cli *c, const char *a, const char *val)
         {"--worker-bin", offsetof(cli, o.worker_bin)},
         {"--worker-resources", offsetof(cli, o.worker_resources)},
         {"--worker-log-level", offsetof(cli, o.worker_log_level)},
+        {"--worker-memory-limit", offsetof(cli, o.worker_memory_limit)},
         {"--tls-ca", offsetof(cli, tls[0])},
         {"--tls-cert", offsetof(cli, tls[1])},
         {"--tls-key", offsetof(cli, tls[2])},

@@ -64,6 +64,9 @@ typedef struct peer {
     size_t nres;
     /* Register.data_address ("host:port"), NULL without a data service */
     char *data_address;
+    /* The worker's last WorkerMessage.memory (zero until one), for
+     * Status; `paused` is also the core's (tgs_core_worker_pause). */
+    taskgrid_v1_MemoryReport mem;
     /* gather */
     size_t outstanding;  /* keys not answered yet, relays included */
     int64_t deadline_ms; /* 0: none */

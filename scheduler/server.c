@@ -450,6 +450,7 @@ int tgs_server_main(const tgs_server_opts *o)
             lo.preload = o->worker_preload;
             lo.npreload = o->nworker_preload;
             lo.log_level = o->worker_log_level;
+            lo.memory_limit = o->worker_memory_limit;
             lo.tls_ca = o->worker_tls_ca;
             lo.tls_cert = o->worker_tls_cert;
             lo.tls_key = o->worker_tls_key;

@@ -23,6 +23,7 @@ typedef struct tgs_server_opts {
     const char *const *worker_preload;
     size_t nworker_preload;
     const char *worker_log_level;
+    const char *worker_memory_limit; /* --memory-limit of launched workers */
     int64_t no_worker_timeout_ms;
     uint32_t allowed_failures;
     int64_t retry_backoff_ms;     /* 0: default 100; < 0: retry at once */

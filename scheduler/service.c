@@ -410,6 +410,11 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
                     rs[ri].name = tg_pbbuf_str(w->res_names[k]);
                     rs[ri].amount = w->res_amounts[k];
                 }
+                wi[i].memory = w->mem.memory;
+                wi[i].spilled = w->mem.spilled;
+                wi[i].memory_limit = w->mem.limit;
+                wi[i].paused = w->mem.paused;
+                wi[i].rss = w->mem.rss;
             }
         }
         r.workers_count++;

@@ -3,7 +3,8 @@
  * workerlink.c: service taskgrid.v1.WorkerLink: a worker's registration (its
  * functions, threads, resources and data address become a core worker)
  * and the messages of its stream (results, held or inline, hand-backs,
- * heartbeats, and the chunks and missing keys that relay.c takes).
+ * heartbeats with memory reports, whose pause goes to the core, and the
+ * chunks and missing keys that relay.c takes).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -203,6 +204,23 @@ static void free_stale(sched *s, peer *w, tg_pbbuf key)
     free(k);
 }
 
+/* A memory report: kept for Status; a pause change goes to the core
+ * (before the message's results free threads, so a worker that just
+ * paused gets nothing new for them). */
+static void worker_memory(sched *s, peer *w, const taskgrid_v1_MemoryReport *r,
+                          int64_t now)
+{
+    if (r->paused != w->mem.paused) {
+        TG_LOG_INFO("worker %s %s (%llu bytes of held results in memory, "
+                    "limit %llu)",
+                    w->name, r->paused ? "paused" : "resumed",
+                    (unsigned long long)r->memory,
+                    (unsigned long long)r->limit);
+        tgs_core_worker_pause(s->core, w->id, r->paused, now);
+    }
+    w->mem = *r;
+}
+
 void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
 {
     taskgrid_v1_WorkerMessage m;
@@ -225,6 +243,8 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
                          "registration");
         return;
     }
+    if (m.has_memory)
+        worker_memory(s, w, &m.memory, now);
     for (pb_size_t i = 0; i < m.results_count; i++) {
         const taskgrid_v1_TaskResult *r = &m.results[i];
         tgs_outcome o = {0};

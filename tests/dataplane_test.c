@@ -9,9 +9,10 @@
  * past the message limit); a dependent's assignment names the holder; a
  * release frees the result on the worker; a holder answering `missing`,
  * lost mid-upload or sending a bad chunk ends the key with tg.DataLost
- * (for that gather: a result lost with its holder is computed again).
- * This proves the scheduler's relay without the real worker. Every wait
- * is bounded.
+ * (for that gather: a result lost with its holder is computed again);
+ * a worker whose memory report says paused gets no new task until it
+ * reports unpaused, and Status shows its report. This proves the
+ * scheduler's relay without the real worker. Every wait is bounded.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -777,6 +778,89 @@ static void test_dataplane__registration(void **state)
     tg__chan_close(ch);
 }
 
+/* Send a memory report. */
+static void fake_memory(fake *f, bool paused, uint64_t memory, uint64_t spilled)
+{
+    taskgrid_v1_WorkerMessage m = {0};
+
+    m.has_memory = true;
+    m.memory.memory = memory;
+    m.memory.spilled = spilled;
+    m.memory.limit = 1000000;
+    m.memory.paused = paused;
+    m.memory.rss = 12345;
+    send_msg(f->st, taskgrid_v1_WorkerMessage_fields, &m);
+}
+
+/* Wait until Status shows worker `name` with `paused`; key's state. */
+static int status_until(tg__chan *ch, const char *name, bool paused,
+                        const char *key, taskgrid_v1_WorkerInfo *out)
+{
+    for (int64_t end = th_now_ms() + WAIT_MS;;) {
+        taskgrid_v1_StatusRequest req = {0};
+        taskgrid_v1_StatusResponse r;
+        char *keys[] = {(char *)key};
+        int state = -1;
+        bool seen = false;
+
+        req.keys_count = 1;
+        req.keys = keys;
+        assert_int_equal(unary(ch, TG_METHOD_STATUS,
+                               taskgrid_v1_StatusRequest_fields, &req,
+                               taskgrid_v1_StatusResponse_fields, &r),
+                         TG_OK);
+        for (pb_size_t i = 0; i < r.workers_count; i++)
+            /* Only this test's worker reports a limit (the names point
+             * into a buffer unary() has freed). */
+            if (r.workers[i].memory_limit == 1000000 &&
+                r.workers[i].paused == paused) {
+                *out = r.workers[i];
+                out->name = tg_pbbuf_str("");
+                seen = true;
+            }
+        if (r.keys_count == 1)
+            state = r.keys[0].state;
+        tg__wire_release(taskgrid_v1_StatusResponse_fields, &r);
+        if (seen)
+            return state;
+        if (th_now_ms() >= end)
+            fail_msg("worker %s not shown with paused=%d", name, paused);
+        th_sleep_ms(20);
+    }
+}
+
+/* A paused worker (WorkerMessage.memory) gets no new task until it
+ * reports unpaused, and Status shows its memory report. */
+static void test_dataplane__paused_worker_gets_nothing_new(void **state)
+{
+    taskgrid_v1_WorkerInfo wi;
+    tg__chan *ch;
+    fake *f;
+
+    (void)state;
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = fake_start("fake-p", "127.0.0.1:3");
+    fake_wait_hello(f);
+    fake_memory(f, true, 900000, 77);
+    status_until(ch, "fake-p", true, "pz", &wi);
+    assert_int_equal(wi.memory, 900000);
+    assert_int_equal(wi.spilled, 77);
+    assert_int_equal(wi.memory_limit, 1000000);
+    assert_int_equal(wi.rss, 12345);
+    submit(ch, "pz", NULL);
+    th_sleep_ms(300);
+    assert_int_equal(status_until(ch, "fake-p", true, "pz", &wi),
+                     taskgrid_v1_TaskState_TASK_STATE_READY);
+    fake_memory(f, false, 1000, 77);
+    fake_wait_assigned(f, "pz");
+    assert_int_equal(status_until(ch, "fake-p", false, "pz", &wi),
+                     taskgrid_v1_TaskState_TASK_STATE_PROCESSING);
+    assert_int_equal(wi.memory, 1000);
+    fake_result(f, "pz", 0, false);
+    fake_free(f);
+    tg__chan_close(ch);
+}
+
 static int group_setup(void **state)
 {
     const char *extra[] = {"--max-message", "2097152", NULL};
@@ -802,6 +886,7 @@ int main(void)
         cmocka_unit_test(test_dataplane__two_keys_interleaved),
         cmocka_unit_test(test_dataplane__stale_held_result_freed),
         cmocka_unit_test(test_dataplane__registration),
+        cmocka_unit_test(test_dataplane__paused_worker_gets_nothing_new),
     };
 
     signal(SIGPIPE, SIG_IGN);

@@ -12,7 +12,10 @@
  * holders failing the task with tg.FetchFailed, uploads in chunks with
  * their id and missing keys, held results dropped with the session,
  * inline-only workers, an empty result, the role check over mutual TLS,
- * the counters' exit line and the new options. Every wait is bounded.
+ * the counters' exit line and the new options; memory management (held
+ * results spilled to files past the target and still served, uploaded
+ * and used whole, pause reported and cleared, tg.ResultTooLarge, the exit
+ * past the terminate fraction, the options). Every wait is bounded.
  * Depends on //worker:worker_net, //transport, //proto:wire, util, zlib
  * and cmocka.
  */
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -46,6 +50,7 @@
 #include "worker/counters.h"
 #include "worker/dataservice.h"
 #include "worker/link.h"
+#include "worker/memory.h"
 #include "worker/registry.h"
 #include "worker/store.h"
 
@@ -128,6 +133,9 @@ typedef struct fs_conn {
     char name[64];
     char data_address[160];
     bool live;
+    /* The last WorkerMessage.memory, and how many came. */
+    taskgrid_v1_MemoryReport mem;
+    int nmem;
 } fs_conn;
 
 typedef struct rec_result {
@@ -294,6 +302,10 @@ static void fs_message(void *ud, tg__scall *c, const uint8_t *msg, size_t len)
         fs_welcome(fs, c, w->name);
     }
     fs_record(fs, conn, &m);
+    if (m.has_memory) {
+        fs->conns[conn].mem = m.memory;
+        fs->conns[conn].nmem++;
+    }
     pthread_cond_broadcast(&fs->cv);
     pthread_mutex_unlock(&fs->mu);
     tg__wire_release(taskgrid_v1_WorkerMessage_fields, &m);
@@ -1375,6 +1387,270 @@ static void test_worker_data__program_logs_counters_at_exit(void **state)
     free(err);
 }
 
+/* ------------------------------------------------------------------ */
+/* Memory management                                                   */
+/* ------------------------------------------------------------------ */
+
+typedef bool (*mem_pred)(const taskgrid_v1_MemoryReport *r);
+
+/* Wait for a memory report of `name` for which `ok` holds; a copy. */
+static taskgrid_v1_MemoryReport fs_wait_mem(fake_sched *fs, const char *name,
+                                            mem_pred ok, const char *what)
+{
+    struct timespec dl = tg__deadline_ms(WAIT_MS);
+    taskgrid_v1_MemoryReport r;
+
+    pthread_mutex_lock(&fs->mu);
+    for (;;) {
+        int c = conn_of_locked(fs, name);
+
+        if (c >= 0 && fs->conns[c].nmem > 0 && ok(&fs->conns[c].mem)) {
+            r = fs->conns[c].mem;
+            break;
+        }
+        if (pthread_cond_timedwait(&fs->cv, &fs->mu, &dl) != 0) {
+            pthread_mutex_unlock(&fs->mu);
+            fail_msg("worker %s never reported %s", name, what);
+        }
+    }
+    pthread_mutex_unlock(&fs->mu);
+    return r;
+}
+
+static bool mem_spilled3(const taskgrid_v1_MemoryReport *r)
+{
+    return r->spilled >= 3 * (2 * MIB + 1) && r->memory <= 4 * MIB;
+}
+
+static bool mem_paused(const taskgrid_v1_MemoryReport *r)
+{
+    return r->paused;
+}
+
+static bool mem_unpaused_empty(const taskgrid_v1_MemoryReport *r)
+{
+    return !r->paused && r->memory == 0 && r->spilled == 0;
+}
+
+static size_t count_files(const char *dir)
+{
+    char cmd[600], line[64] = "";
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    if (fgets(line, sizeof(line), p) == NULL)
+        line[0] = '\0';
+    pclose(p);
+    return (size_t)strtoul(line, NULL, 10);
+}
+
+static void test_worker_data__memory_spills_and_reads_back(void **state)
+{
+    char dir[] = "/tmp/tg-spill-test-XXXXXX", opt[600], addr[160], want[64];
+    const char *x[] = {
+        "--memory-limit", "8MiB", "--memory-target", "0.5", opt, NULL};
+    fake_sched *fs = fs_start(NULL, TG_PROTO_INLINE_LIMIT_DEFAULT);
+    test_worker *w;
+    const size_t n = 2 * MIB + 1;
+    dep_def dep = {"r0", n, {NULL}, 1};
+    taskgrid_v1_MemoryReport r;
+    const char *keys[4] = {"r0", "r1", "r2", "r3"};
+    uint8_t *d;
+    size_t len;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(opt, sizeof(opt), "--spill-dir=%s", dir);
+    w = worker_start(fs, "wm", NULL, x);
+    fs_wait_registered(fs, "wm", 1, addr, sizeof(addr));
+    for (int i = 0; i < 4; i++) {
+        fs_assign(fs, "wm", keys[i], "test.bytes", "2097153", NULL, 0);
+        assert_true(fs_result(fs, keys[i])->held);
+    }
+    /* 8 MiB held, 4 MiB allowed in memory: the three oldest spill. */
+    r = fs_wait_mem(fs, "wm", mem_spilled3, "three results spilled");
+    assert_int_equal(r.limit, 8 * MIB);
+    assert_int_equal(r.spilled, 3 * n);
+    assert_int_equal(r.memory, n);
+    assert_false(r.paused);
+    assert_int_equal(count_files(dir), 3);
+
+    /* Spilled or not, every way out gives the exact bytes. */
+    for (int i = 0; i < 4; i++) {
+        fetched f = raw_fetch(addr, NULL, keys[i]);
+
+        assert_int_equal(f.rc, TG_OK);
+        assert_int_equal(f.len, n);
+        assert_int_equal(f.nchunks, 3);
+        assert_pattern(f.data, f.len);
+        free(f.data);
+    }
+    fs_upload(fs, "wm", 5, "r1");
+    d = upload_bytes(fs, 5, n, &len);
+    assert_int_equal(len, n);
+    assert_pattern(d, len);
+    free(d);
+    dep.holders[0] = addr;
+    expected_digest(n, want, sizeof(want));
+    fs_assign(fs, "wm", "use", "test.digest", "", &dep, 1);
+    assert_null(fs_result(fs, "use")->err_type);
+    assert_string_equal((const char *)fs_result(fs, "use")->data, want);
+    assert_int_equal(tgw_counters_n(&w->counters, TGW_COUNT_LOCAL), 1);
+
+    /* Freed: the files go too. */
+    for (int i = 0; i < 4; i++)
+        fs_free_key(fs, "wm", keys[i]);
+    fs_wait_mem(fs, "wm", mem_unpaused_empty, "an empty store");
+    assert_int_equal(count_files(dir), 0);
+    worker_stop(w);
+    fs_free(fs);
+    rmdir(dir);
+}
+
+static void test_worker_data__memory_pause_reported_and_cleared(void **state)
+{
+    const char *x[] = {"--memory-limit",
+                       "4MiB",
+                       "--memory-target",
+                       "none",
+                       "--memory-pause",
+                       "0.5",
+                       NULL};
+    fake_sched *fs = fs_start(NULL, TG_PROTO_INLINE_LIMIT_DEFAULT);
+    test_worker *w = worker_start(fs, "wp", NULL, x);
+    taskgrid_v1_MemoryReport r;
+
+    (void)state;
+    fs_wait_registered(fs, "wp", 1, NULL, 0);
+    fs_assign(fs, "wp", "a", "test.bytes", "1048576", NULL, 0);
+    assert_true(fs_result(fs, "a")->held);
+    fs_assign(fs, "wp", "b", "test.bytes", "2097152", NULL, 0);
+    assert_true(fs_result(fs, "b")->held);
+    /* 3 MiB in memory, over half of 4 MiB; nothing spills. */
+    r = fs_wait_mem(fs, "wp", mem_paused, "paused");
+    assert_int_equal(r.memory, 3 * MIB);
+    assert_int_equal(r.spilled, 0);
+    assert_int_equal(r.limit, 4 * MIB);
+    fs_free_key(fs, "wp", "b");
+    fs_free_key(fs, "wp", "a");
+    fs_wait_mem(fs, "wp", mem_unpaused_empty, "unpaused");
+    worker_stop(w);
+    fs_free(fs);
+}
+
+static void test_worker_data__memory_result_too_large(void **state)
+{
+    const char *x[] = {"--memory-limit", "1MiB", "--memory-target", "none",
+                       NULL};
+    fake_sched *fs = fs_start(NULL, TG_PROTO_INLINE_LIMIT_DEFAULT);
+    test_worker *w = worker_start(fs, "wt", NULL, x);
+    const rec_result *r;
+
+    (void)state;
+    fs_wait_registered(fs, "wt", 1, NULL, 0);
+    /* 2 MiB: over the limit, and no disk to spill to. */
+    fs_assign(fs, "wt", "huge", "test.bytes", "2097152", NULL, 0);
+    r = fs_result(fs, "huge");
+    assert_int_equal(r->state, taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(r->err_type, "tg.ResultTooLarge");
+    must_contain(r->err_msg, "2097152 bytes");
+    must_contain(r->err_msg, "memory limit 1048576 bytes");
+    /* The worker goes on. */
+    fs_assign(fs, "wt", "next", "test.bytes", "500000", NULL, 0);
+    r = fs_result(fs, "next");
+    assert_int_equal(r->state, taskgrid_v1_TaskState_TASK_STATE_MEMORY);
+    assert_true(r->held);
+    worker_stop(w);
+    fs_free(fs);
+}
+
+static void test_worker_data__memory_terminate_exits(void **state)
+{
+    fake_sched *fs = fs_start(NULL, TG_PROTO_INLINE_LIMIT_DEFAULT);
+    char *argv[] = {th_worker_bin,
+                    fs->addr,
+                    "--name",
+                    "wx",
+                    "--memory-limit",
+                    "2MiB",
+                    "--memory-target",
+                    "none",
+                    "--memory-terminate",
+                    "0.5",
+                    NULL};
+    th_proc p;
+    char *err, *input = malloc(1500001);
+    int st;
+
+    (void)state;
+    assert_non_null(input);
+    memset(input, 'x', 1500000);
+    input[1500000] = '\0';
+    th_find_bins();
+    argv[0] = th_worker_bin;
+    p = th_spawn(argv, false, true);
+    fs_wait_registered(fs, "wx", 1, NULL, 0);
+    /* Held (over the inline limit), 1.5 MB in memory > 0.5 of 2 MiB. */
+    fs_assign(fs, "wx", "big", "tg.echo", input, NULL, 0);
+    free(input);
+    st = th_wait_exit(&p, WAIT_MS);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), TGW_EXIT_MEMORY);
+    err = th_read_err(&p);
+    th_close(&p);
+    must_contain(err, "over the terminate fraction 0.50 of the memory limit "
+                      "2097152 bytes; exiting with status 3");
+    free(err);
+    fs_free(fs);
+}
+
+static void test_worker_data__memory_options(void **state)
+{
+    tgw_config cfg;
+    uint64_t v;
+
+    (void)state;
+    assert_int_equal(tgw_memory_parse_limit("--memory-limit", "4GiB", &v),
+                     TG_OK);
+    assert_int_equal(v, 4ull << 30);
+    assert_int_equal(tgw_memory_parse_limit("--memory-limit", "500MB", &v),
+                     TG_OK);
+    assert_int_equal(v, 500000000ull);
+    assert_int_equal(tgw_memory_parse_limit("--memory-limit", "1.5kib", &v),
+                     TG_OK);
+    assert_int_equal(v, 1536);
+    assert_int_equal(tgw_memory_parse_limit("--memory-limit", "none", &v),
+                     TG_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(tgw_memory_parse_limit("--memory-limit", "auto", &v),
+                     TG_OK);
+    assert_true(v > 0);
+    assert_int_equal(v, tgw_memory_total());
+    assert_int_equal(tgw_memory_parse_limit("--memory-limit", "4XB", &v),
+                     TG_EINVAL);
+    must_contain(tg_error_last(), "--memory-limit must be bytes");
+
+    assert_int_equal(parse(&cfg, "tcp://h:1", NULL, NULL, NULL), TG_OK);
+    assert_int_equal(cfg.memory_limit, tgw_memory_total());
+    assert_true(cfg.memory_target == 0.6 && cfg.memory_pause == 0.8 &&
+                cfg.memory_terminate == 0.95);
+    assert_null(cfg.spill_dir);
+    tgw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, "tcp://h:1", "--memory-limit=64MiB",
+                           "--memory-pause=none", "--spill-dir=/x"),
+                     TG_OK);
+    assert_int_equal(cfg.memory_limit, 64 * MIB);
+    assert_true(cfg.memory_pause == 0);
+    assert_string_equal(cfg.spill_dir, "/x");
+    tgw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, "tcp://h:1", "--memory-target", "1.5", NULL),
+                     TG_EINVAL);
+    must_contain(tg_error_last(), "--memory-target must be a fraction");
+    tgw_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1390,6 +1666,11 @@ int main(void)
         cmocka_unit_test(test_worker_data__counters_line),
         cmocka_unit_test(test_worker_data__options),
         cmocka_unit_test(test_worker_data__program_logs_counters_at_exit),
+        cmocka_unit_test(test_worker_data__memory_spills_and_reads_back),
+        cmocka_unit_test(test_worker_data__memory_pause_reported_and_cleared),
+        cmocka_unit_test(test_worker_data__memory_result_too_large),
+        cmocka_unit_test(test_worker_data__memory_terminate_exits),
+        cmocka_unit_test(test_worker_data__memory_options),
     };
 
     tg__log_set_component("worker");

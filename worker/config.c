@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "memory.h"
 #include "util/address.h"
 #include "util/error.h"
 
@@ -47,6 +48,20 @@ static const char usage[] =
     "                      the address other workers use to reach the data\n"
     "                      service (default: the listen host, or this\n"
     "                      host's name for 0.0.0.0, with the bound port)\n"
+    "  --memory-limit BYTES|auto|none\n"
+    "                      memory for held results, e.g. 4GiB or 500MB\n"
+    "                      (default auto: this machine's memory, or its\n"
+    "                      cgroup's limit)\n"
+    "  --memory-target F   spill the least recently used held results to\n"
+    "                      disk beyond this fraction of the limit\n"
+    "                      (default 0.6; 'none': never spill)\n"
+    "  --memory-pause F    beyond this fraction take no new tasks until\n"
+    "                      results are freed (default 0.8; 'none')\n"
+    "  --memory-terminate F\n"
+    "                      beyond this fraction exit with status 3\n"
+    "                      (default 0.95; 'none')\n"
+    "  --spill-dir DIR     where spilled results go (default: a private\n"
+    "                      temporary directory, removed at exit)\n"
     "  -h, --help          show this help and exit\n"
     "\n"
     "environment:\n"
@@ -200,6 +215,27 @@ static int data_defaults(tgw_config *cfg, const char *target)
     return TG_OK;
 }
 
+/* A fraction from 0 to 1; "none" or "false" turns the step off (0). */
+static int parse_fraction(const char *opt, const char *v, double *out)
+{
+    char *end;
+    double f;
+
+    if (strcmp(v, "none") == 0 || strcmp(v, "false") == 0) {
+        *out = 0;
+        return TG_OK;
+    }
+    errno = 0;
+    f = strtod(v, &end);
+    if (*v == '\0' || *end != '\0' || errno != 0 || !(f >= 0 && f <= 1))
+        return tg__error_set(TG_EINVAL,
+                             "%s must be a fraction from 0 to 1 (of "
+                             "--memory-limit) or 'none', got '%s'",
+                             opt, v);
+    *out = f;
+    return TG_OK;
+}
+
 static unsigned default_nthreads(void)
 {
     cpu_set_t set;
@@ -224,6 +260,11 @@ enum opt_id {
     OPT_TLS_KEY,
     OPT_DATA_LISTEN,
     OPT_DATA_ADDRESS,
+    OPT_MEMORY_LIMIT,
+    OPT_MEMORY_TARGET,
+    OPT_MEMORY_PAUSE,
+    OPT_MEMORY_TERMINATE,
+    OPT_SPILL_DIR,
     OPT_HELP,
 };
 
@@ -243,6 +284,11 @@ static const struct {
     {"--tls-key", OPT_TLS_KEY, true},
     {"--data-listen", OPT_DATA_LISTEN, true},
     {"--data-address", OPT_DATA_ADDRESS, true},
+    {"--memory-limit", OPT_MEMORY_LIMIT, true},
+    {"--memory-target", OPT_MEMORY_TARGET, true},
+    {"--memory-pause", OPT_MEMORY_PAUSE, true},
+    {"--memory-terminate", OPT_MEMORY_TERMINATE, true},
+    {"--spill-dir", OPT_SPILL_DIR, true},
     {"--help", OPT_HELP, false},
     {"-h", OPT_HELP, false},
 };
@@ -307,6 +353,19 @@ static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
         if (check_host_port(opt, v) != TG_OK)
             return TG_EINVAL;
         return set_str(&cfg->data_address, v);
+    case OPT_MEMORY_LIMIT:
+        cfg->memory_limit_set = true;
+        return tgw_memory_parse_limit(opt, v, &cfg->memory_limit);
+    case OPT_MEMORY_TARGET:
+        return parse_fraction(opt, v, &cfg->memory_target);
+    case OPT_MEMORY_PAUSE:
+        return parse_fraction(opt, v, &cfg->memory_pause);
+    case OPT_MEMORY_TERMINATE:
+        return parse_fraction(opt, v, &cfg->memory_terminate);
+    case OPT_SPILL_DIR:
+        if (*v == '\0')
+            return tg__error_set(TG_EINVAL, "%s needs a directory", opt);
+        return set_str(&cfg->spill_dir, v);
     case OPT_HELP:
         cfg->help = true;
         return TG_OK;
@@ -322,6 +381,9 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
     int ntls, rc;
 
     memset(cfg, 0, sizeof(*cfg));
+    cfg->memory_target = TGW_DEFAULT_MEMORY_TARGET;
+    cfg->memory_pause = TGW_DEFAULT_MEMORY_PAUSE;
+    cfg->memory_terminate = TGW_DEFAULT_MEMORY_TERMINATE;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *eq, *value = NULL;
         size_t namelen;
@@ -394,6 +456,8 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
         cfg->nthreads = default_nthreads();
     if (cfg->heartbeat_ms == 0)
         cfg->heartbeat_ms = TGW_DEFAULT_HEARTBEAT_MS;
+    if (!cfg->memory_limit_set)
+        cfg->memory_limit = tgw_memory_total();
     if (cfg->log_level == NULL && set_str(&cfg->log_level, "info") != TG_OK)
         return TG_ENOMEM;
     if (gethostname(host, sizeof(host)) != 0)
@@ -430,5 +494,6 @@ void tgw_config_free(tgw_config *cfg)
     free(cfg->launch_id);
     free(cfg->data_listen);
     free(cfg->data_address);
+    free(cfg->spill_dir);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "taskgrid/status.h"
 
@@ -38,10 +39,21 @@ typedef struct tgw_config {
      * host name for a wildcard host). */
     char *data_listen;
     char *data_address;
-    bool help; /* --help was given: print usage, exit 0 */
+    /* Memory management (memory.h): the limit in bytes (0: none; default
+     * this machine's memory), the target, pause and terminate fractions of
+     * it (0: that step is off) and the spill directory (NULL: a private
+     * temporary one). */
+    uint64_t memory_limit;
+    double memory_target, memory_pause, memory_terminate;
+    char *spill_dir;
+    bool memory_limit_set; /* --memory-limit was given */
+    bool help;             /* --help was given: print usage, exit 0 */
 } tgw_config;
 
 #define TGW_DEFAULT_HEARTBEAT_MS 1000
+#define TGW_DEFAULT_MEMORY_TARGET 0.6
+#define TGW_DEFAULT_MEMORY_PAUSE 0.8
+#define TGW_DEFAULT_MEMORY_TERMINATE 0.95
 
 /**
  * Parse `argv` (argv[0] is the program) and the environment into `cfg`.

@@ -22,6 +22,7 @@
 #include "transport/server.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/tls.h"
 #include "wire.h"
 
 /* Chunks queued on one call at a time (each at most TG_PROTO_CHUNK_MAX). */
@@ -51,6 +52,7 @@ struct tgw_dataservice {
     tgw_store *store;
     tgw_counters *counters;
     fetch_call *active; /* loop thread only */
+    uint8_t *scratch;   /* a chunk read from a spill file (loop thread) */
     pthread_mutex_t name_mu;
     char name[300];
 };
@@ -75,11 +77,25 @@ static void pump(tgw_dataservice *d, fetch_call *f)
         uint64_t left = h->len - f->offset;
         size_t n = left < TG_PROTO_CHUNK_MAX ? (size_t)left
                                              : (size_t)TG_PROTO_CHUNK_MAX;
-        const uint8_t *p = h->data ? h->data + f->offset : NULL;
+        const uint8_t *p = NULL;
         taskgrid_v1_DataChunk ch;
         uint8_t *buf;
         size_t len;
 
+        if (h->spilled && d->scratch == NULL)
+            d->scratch = malloc(TG_PROTO_CHUNK_MAX);
+        if (n > 0 && h->spilled && d->scratch == NULL) {
+            tg__scall_finish(f->c, TG_ENOMEM, "worker out of memory");
+            f->sent_all = true;
+            break;
+        }
+        /* A spilled result streams from its file, a chunk at a time. */
+        if (n > 0 && (p = tgw_held_at(h, f->offset, n, d->scratch)) == NULL) {
+            TG_LOG_WARN("serving '%s': %s", h->key, tg_error_last());
+            tg__scall_finish(f->c, TG_EINTERNAL, tg_error_last());
+            f->sent_all = true;
+            break;
+        }
         memset(&ch, 0, sizeof(ch));
         ch.key = tg_pbbuf_mem(h->key, h->key_len);
         ch.offset = f->offset;
@@ -292,5 +308,25 @@ void tgw_dataservice_stop(tgw_dataservice *d)
      * callbacks on this thread, which is now the only one. */
     tg__server_free(d->srv);
     pthread_mutex_destroy(&d->name_mu);
+    free(d->scratch);
     free(d);
+}
+
+/* Peers verify the data service's certificate for the workers' fixed TLS
+ * name (TG_PROTO_WORKER_TLS_NAME); a worker certificate without it makes
+ * every fetch from here fail, and the peers' errors would not say why. */
+void tgw_dataservice_check_cert(const tg__rpc_sec *sec, const char *cert_path)
+{
+    char why[300];
+
+    if (sec == NULL)
+        return;
+    if (tg__tls_server_check(sec->cert_pem, TG_PROTO_WORKER_TLS_NAME, why,
+                             sizeof(why)) != TG_OK)
+        TG_LOG_WARN("other workers cannot fetch results from this one over "
+                    "TLS: its certificate %s cannot serve them: %s; make "
+                    "worker certificates with taskgrid-certs (they are "
+                    "server certificates for the name " TG_PROTO_WORKER_TLS_NAME
+                    ")",
+                    cert_path ? cert_path : "", why);
 }

@@ -43,6 +43,11 @@ int tgw_dataservice_port(const tgw_dataservice *d);
  * register the worker under another name than it asked for). */
 void tgw_dataservice_set_name(tgw_dataservice *d, const char *name);
 
+/** Warn when the worker certificate of `sec` (NULL: plaintext, nothing to
+ * check; `cert_path` names it in the message) cannot serve peers: they
+ * verify it for the name TG_PROTO_WORKER_TLS_NAME. */
+void tgw_dataservice_check_cert(const tg__rpc_sec *sec, const char *cert_path);
+
 /** Cancel every Fetch in progress, stop the thread and free. NULL is a
  * no-op. */
 void tgw_dataservice_stop(tgw_dataservice *d);

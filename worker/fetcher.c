@@ -310,6 +310,32 @@ static void add_reason(char *msg, size_t *n, size_t *tried, const char *holder,
                                (*tried)++ ? "; " : ": ", holder, why);
 }
 
+/* A local input spilled to disk: read back into memory for the task (the
+ * task needs it whole), dropped after it. */
+static bool local_spilled(tgw_fetcher *f, tgw_dep *dep, tgw_held *h, char *msg)
+{
+    uint8_t *buf = malloc(h->len ? h->len : 1);
+    int rc = buf != NULL ? tgw_held_read(h, 0, buf, h->len) : TG_ENOMEM;
+
+    if (rc != TG_OK) {
+        snprintf(msg, WHY_MAX,
+                 "input '%s' (%zu bytes): this worker's spilled "
+                 "copy: %s",
+                 dep->key, h->len,
+                 buf != NULL ? tg_error_last() : "out of memory");
+        free(buf);
+        tgw_held_release(h);
+        return false;
+    }
+    dep->data = buf;
+    dep->len = h->len;
+    dep->hold = buf;
+    dep->unhold = free;
+    tgw_counters_add(f->counters, TGW_COUNT_LOCAL, h->len);
+    tgw_held_release(h);
+    return true;
+}
+
 /* Resolve one held dependency; false with the reason in `msg`. */
 static bool resolve_dep(tgw_fetcher *f, tg_task_ctx *t, tgw_dep *dep, char *msg)
 {
@@ -317,6 +343,8 @@ static bool resolve_dep(tgw_fetcher *f, tg_task_ctx *t, tgw_dep *dep, char *msg)
     tgw_held *h = tgw_store_get(f->store, dep->key, dep->key_len);
     char why[1536];
 
+    if (h != NULL && h->spilled)
+        return local_spilled(f, dep, h, msg);
     if (h != NULL) {
         dep->data = h->data;
         dep->len = h->len;

@@ -29,6 +29,7 @@
 #include "executor.h"
 #include "fetcher.h"
 #include "link.h"
+#include "memlink.h"
 #include "methods.h"
 #include "outbox.h"
 #include "registry.h"
@@ -82,6 +83,7 @@ typedef struct wlink {
 
     /* The data plane (see store.h, fetcher.h, dataservice.h). */
     tgw_store *store;
+    tgw_memory *mem; /* spills the store, pauses (memory.h) */
     tgw_fetcher *fetcher;
     tgw_dataservice *ds;    /* NULL with --data-listen none */
     char data_address[600]; /* advertised; "" without a data service */
@@ -201,23 +203,34 @@ static int send_registration(wlink *l)
     return rc;
 }
 
-/* The batch's upload chunks as DataChunks pointing into the store. */
-static void fill_chunks(wlink *l, const tgw_batch *b)
+/* The batch's upload chunks as DataChunks pointing into the store (or
+ * the batch's copies of spilled ones); a piece that could not be read
+ * makes the key missing instead. Returns the number filled. */
+static size_t fill_chunks(wlink *l, const tgw_batch *b)
 {
+    size_t n = 0;
+
     for (size_t i = 0; i < b->nchunks; i++) {
         const tgw_chunk *c = &b->chunks[i];
-        const uint8_t *p = c->h->data ? c->h->data + c->offset : NULL;
-        taskgrid_v1_DataChunk *d = &l->chunks[i];
+        taskgrid_v1_DataChunk *d = &l->chunks[n];
 
+        if (c->failed) {
+            TG_LOG_WARN("upload of '%s': %s", c->h->key, tg_error_last());
+            tgw_outbox_push_missing(l->ob, c->h->key, c->h->key_len);
+            continue;
+        }
         memset(d, 0, sizeof(*d));
         d->key = tg_pbbuf_mem(c->h->key, c->h->key_len);
         d->offset = c->offset;
-        d->data = tg_pbbuf_mem(p, c->len);
+        d->data = tg_pbbuf_mem(c->bytes, c->len);
         d->size = c->h->len;
         d->codec = tg_pbbuf_str(c->h->codec);
-        d->crc32 = (uint32_t)crc32(0L, p ? p : Z_NULL, (uInt)c->len);
+        d->crc32 =
+            (uint32_t)crc32(0L, c->bytes ? c->bytes : Z_NULL, (uInt)c->len);
         d->upload = c->upload;
+        n++;
     }
+    return n;
 }
 
 /* One WorkerMessage for a batch; an empty batch is a heartbeat. */
@@ -253,15 +266,15 @@ static int send_batch(wlink *l, const tgw_batch *b)
             r->codec = tg_pbbuf_str(tgw_task_result_codec(t));
         }
     }
-    fill_chunks(l, b);
+    m.chunks_count = (pb_size_t)fill_chunks(l, b);
+    m.chunks = m.chunks_count ? l->chunks : NULL;
+    tgw_memlink_fill(l->mem, &m);
     m.results_count = (pb_size_t)b->nresults;
     m.results = b->nresults ? l->results : NULL;
     m.released_count = (pb_size_t)b->nreleased;
     m.released = b->released;
     m.missing_count = (pb_size_t)b->nmissing;
     m.missing = b->missing;
-    m.chunks_count = (pb_size_t)b->nchunks;
-    m.chunks = b->nchunks ? l->chunks : NULL;
     m.uptime_ms = (uint64_t)uptime_ms(l);
     return send_message(l, &m, SEND_TIMEOUT_MS);
 }
@@ -299,7 +312,8 @@ static void *sender_main(void *arg)
         tgw_outbox_take(l->ob, &b, BATCH_MAX_ITEMS, BATCH_MAX_BYTES,
                         wait > 0 ? wait : 0);
         if (atomic_load(&l->sender_stop) ||
-            (batch_empty(&b) && tg__now_ms() - last < hb)) {
+            (batch_empty(&b) && !tgw_memory_report_due(l->mem) &&
+             tg__now_ms() - last < hb)) {
             tgw_outbox_batch_free(&b);
             tgw_outbox_done(l->ob);
             continue;
@@ -767,7 +781,8 @@ static void on_task_done(void *ud, tg_task_ctx *t)
     uint64_t limit =
         atomic_load_explicit(&l->inline_limit, memory_order_relaxed);
 
-    if (limit > 0 && t->data_len > limit && !t->erred)
+    if (limit > 0 && t->data_len > limit && !t->erred &&
+        tgw_memlink_admit(l->mem, t))
         hold_result(l, t);
     /* A result too large for one message would break the stream (and the
      * scheduler would blame the task for a lost worker): fail it here. A
@@ -799,25 +814,6 @@ static void set_data_address(wlink *l, int port)
                  port);
 }
 
-/* Peers verify the data service's certificate for the workers' fixed TLS
- * name (TG_PROTO_WORKER_TLS_NAME); a worker certificate without it makes
- * every fetch from here fail, and the peers' errors would not say why. */
-static void check_server_cert(wlink *l)
-{
-    char why[300];
-
-    if (l->sec == NULL)
-        return;
-    if (tg__tls_server_check(l->sec->cert_pem, TG_PROTO_WORKER_TLS_NAME, why,
-                             sizeof(why)) != TG_OK)
-        TG_LOG_WARN("other workers cannot fetch results from this one over "
-                    "TLS: its certificate %s cannot serve them: %s; make "
-                    "worker certificates with taskgrid-certs (they are "
-                    "server certificates for the name " TG_PROTO_WORKER_TLS_NAME
-                    ")",
-                    l->cfg->tls_cert ? l->cfg->tls_cert : "", why);
-}
-
 /* The store, the data service (unless --data-listen none) and the
  * fetcher. TG_OK, or an error (logged by the caller). */
 static int data_start(wlink *l)
@@ -826,6 +822,10 @@ static int data_start(wlink *l)
     int rc;
 
     rc = tgw_store_new(&l->store);
+    if (rc == TG_OK)
+        rc = tgw_memory_new(&l->mem, l->store, l->cfg);
+    if (rc == TG_OK)
+        tgw_memory_on_pause(l->mem, tgw_memlink_wake, l->ob);
     if (rc == TG_OK && l->cfg->data_listen != NULL) {
         tgw_dataservice_opts o;
 
@@ -840,7 +840,7 @@ static int data_start(wlink *l)
             set_data_address(l, tgw_dataservice_port(l->ds));
             TG_LOG_INFO("data service on %s (advertised as %s)",
                         l->cfg->data_listen, l->data_address);
-            check_server_cert(l);
+            tgw_dataservice_check_cert(l->sec, l->cfg->tls_cert);
         }
     }
     if (rc != TG_OK)
@@ -886,6 +886,7 @@ static void link_stop(wlink *l, bool abandoned)
     tg__exec_free(l->exec);
     tgw_outbox_free(l->ob);
     tgw_fetcher_free(l->fetcher);
+    tgw_memory_free(l->mem); /* its thread reads the store */
     tgw_store_free(l->store);
     free(l->tasks);
     free(l->deps);

@@ -254,6 +254,9 @@ static void take_chunks(tgw_outbox *ob, tgw_batch *b, size_t max_items)
         c->len = n;
         j->offset += n;
         c->last = j->offset >= j->h->len;
+        c->bytes = NULL;
+        c->copy = NULL;
+        c->failed = false;
         bytes += n;
         if (c->last) {
             ob->up_head = j->next;
@@ -263,6 +266,31 @@ static void take_chunks(tgw_outbox *ob, tgw_batch *b, size_t max_items)
             tgw_held_release(j->h);
             free(j);
         }
+    }
+}
+
+/* Point each chunk at its bytes; those of spilled results are read from
+ * their files here, outside the lock. */
+static void load_chunks(tgw_batch *b)
+{
+    for (size_t i = 0; i < b->nchunks; i++) {
+        tgw_chunk *c = &b->chunks[i];
+
+        if (c->len == 0)
+            continue;
+        if (!c->h->spilled) {
+            c->bytes = c->h->data + c->offset;
+            continue;
+        }
+        c->copy = malloc(c->len);
+        if (c->copy == NULL ||
+            tgw_held_read(c->h, c->offset, c->copy, c->len) != TG_OK) {
+            c->failed = true;
+            free(c->copy);
+            c->copy = NULL;
+            continue;
+        }
+        c->bytes = c->copy;
     }
 }
 
@@ -290,6 +318,7 @@ void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,
         take_chunks(ob, b, max_items);
     ob->inflight = true;
     pthread_mutex_unlock(&ob->mu);
+    load_chunks(b);
 }
 
 void tgw_outbox_done(tgw_outbox *ob)
@@ -315,8 +344,10 @@ void tgw_outbox_batch_free(tgw_batch *b)
     for (size_t i = 0; i < b->nmissing; i++)
         free(b->missing[i]);
     free(b->missing);
-    for (size_t i = 0; i < b->nchunks; i++)
+    for (size_t i = 0; i < b->nchunks; i++) {
         tgw_held_release(b->chunks[i].h);
+        free(b->chunks[i].copy);
+    }
     free(b->chunks);
     memset(b, 0, sizeof(*b));
 }

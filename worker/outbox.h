@@ -36,6 +36,12 @@ typedef struct tgw_chunk {
     uint64_t offset; /* where the piece starts in h->data */
     size_t len;      /* at most TGW_CHUNK_MAX; 0 only for an empty result */
     bool last;       /* the upload's final piece */
+    /* The piece's bytes: into h->data, or `copy` (read from the spill file
+     * of a spilled result, freed with the batch); NULL when len is 0 or
+     * the read failed (then `failed`). */
+    const uint8_t *bytes;
+    uint8_t *copy;
+    bool failed;
 } tgw_chunk;
 
 /* One batch taken from the outbox (owned by the taker). */

@@ -550,6 +550,12 @@ type WorkerInfo struct {
 	Functions  []string
 	Resources  map[string]float64
 	Draining   bool
+	// From the worker's last memory report (zero for a worker that sends
+	// none, such as a Go worker): bytes of held results in its memory and
+	// spilled to its disk, its memory limit (0: none), whether it is
+	// paused (assigned nothing new) and its process RSS (0: unknown).
+	Memory, Spilled, MemoryLimit, RSS uint64
+	Paused                            bool
 }
 
 // KeyStatus is the scheduler's view of one key.
@@ -589,6 +595,8 @@ func (c *Client) Status(ctx context.Context, keys ...string) (*ClusterStatus, er
 		s.Workers = append(s.Workers, WorkerInfo{
 			Name: w.GetName(), NThreads: int(w.GetNthreads()), Processing: int(w.GetProcessing()),
 			Functions: w.GetFunctions(), Resources: resourcesFromPB(w.GetResources()), Draining: w.GetDraining(),
+			Memory: w.GetMemory(), Spilled: w.GetSpilled(), MemoryLimit: w.GetMemoryLimit(), RSS: w.GetRss(),
+			Paused: w.GetPaused(),
 		})
 	}
 	for _, k := range r.GetKeys() {

@@ -291,6 +291,7 @@ typedef struct tgs_worker {
     int64_t last_finish_ms;
     bool has_finished;
     bool draining;
+    bool paused; /* tgs_core_worker_pause: not a candidate for work */
     bool close_sent;
     bool managed;   /* started by the caller's launcher (scale.c) */
     bool dirty;     /* in core->dirty */

@@ -234,11 +234,11 @@ void tgs__schedule(tgs_core *c)
     if (c->counts[TGS_READY] > 0 || c->queued > 0) {
         if (c->ready_added) {
             for (size_t i = 0; i < c->nworkers; i++)
-                if (!c->workers[i]->draining)
+                if (!c->workers[i]->draining && !c->workers[i]->paused)
                     c->cand[n++] = c->workers[i];
         } else {
             for (size_t i = 0; i < c->ndirty; i++)
-                if (!c->dirty[i]->draining)
+                if (!c->dirty[i]->draining && !c->dirty[i]->paused)
                     c->cand[n++] = c->dirty[i];
         }
     }

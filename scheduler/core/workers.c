@@ -3,7 +3,8 @@
  * workers.c: the worker table: workers joining (their functions,
  * capacities, whether they can fetch, and the classes they could ever
  * run), leaving (their tasks are handed to failure.c, the results they
- * held to data.c), draining, and the set of tasks processing on each
+ * held to data.c), draining, pausing (no new work while its memory is
+ * over its pause fraction), and the set of tasks processing on each
  * (`procs`, each task recording its index). Depends on internal.h,
  * intern.c, classes.c, resources.c, ready.c, steal.c, failure.c and
  * data.c.
@@ -255,6 +256,24 @@ int tgs_core_worker_drain(tgs_core *c, uint64_t wid, int64_t now_ms)
         return TGS_ENOTFOUND;
     }
     tgs__drain(c, w);
+    tgs__schedule(c);
+    return TGS_OK;
+}
+
+int tgs_core_worker_pause(tgs_core *c, uint64_t wid, bool paused,
+                          int64_t now_ms)
+{
+    if (c == NULL)
+        return TGS_EINVAL;
+    tgs__event_begin(c, now_ms);
+    tgs_worker *w = find_worker(c, wid);
+    if (w == NULL) {
+        tgs__schedule(c);
+        return TGS_ENOTFOUND;
+    }
+    if (w->paused && !paused)
+        mark_dirty(c, w); /* a candidate again */
+    w->paused = paused;
     tgs__schedule(c);
     return TGS_OK;
 }

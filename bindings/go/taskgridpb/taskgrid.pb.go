@@ -1419,7 +1419,17 @@ type WorkerInfo struct {
 	Functions  []string    `protobuf:"bytes,4,rep,name=functions,proto3" json:"functions,omitempty"`
 	Resources  []*Resource `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
 	// True while the worker is being drained before it stops.
-	Draining      bool `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
+	Draining bool `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
+	// From the worker's last MemoryReport (all 0/false for a worker that
+	// sends none, e.g. a Go worker): bytes of held results in its memory,
+	// bytes of held results it spilled to its local disk, its memory limit
+	// (0: none), whether it is paused (the scheduler assigns it nothing new),
+	// and its process resident set size (0: unknown).
+	Memory        uint64 `protobuf:"varint,7,opt,name=memory,proto3" json:"memory,omitempty"`
+	Spilled       uint64 `protobuf:"varint,8,opt,name=spilled,proto3" json:"spilled,omitempty"`
+	MemoryLimit   uint64 `protobuf:"varint,9,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
+	Paused        bool   `protobuf:"varint,10,opt,name=paused,proto3" json:"paused,omitempty"`
+	Rss           uint64 `protobuf:"varint,11,opt,name=rss,proto3" json:"rss,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1494,6 +1504,41 @@ func (x *WorkerInfo) GetDraining() bool {
 		return x.Draining
 	}
 	return false
+}
+
+func (x *WorkerInfo) GetMemory() uint64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetSpilled() uint64 {
+	if x != nil {
+		return x.Spilled
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetMemoryLimit() uint64 {
+	if x != nil {
+		return x.MemoryLimit
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *WorkerInfo) GetRss() uint64 {
+	if x != nil {
+		return x.Rss
+	}
+	return 0
 }
 
 type KeyStatus struct {
@@ -1915,7 +1960,11 @@ type WorkerMessage struct {
 	// Keys the scheduler named in upload (or the worker needed from its own
 	// store) that this worker does not hold (never held, freed, or its copy
 	// was lost): the scheduler stops counting it as a holder of them.
-	Missing       []string `protobuf:"bytes,6,rep,name=missing,proto3" json:"missing,omitempty"`
+	Missing []string `protobuf:"bytes,6,rep,name=missing,proto3" json:"missing,omitempty"`
+	// The worker's memory, sent in heartbeats and at once when `paused`
+	// changes. Absent: unchanged since the last report (none yet: the
+	// worker has no memory management, and is never paused).
+	Memory        *MemoryReport `protobuf:"bytes,7,opt,name=memory,proto3" json:"memory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1992,6 +2041,103 @@ func (x *WorkerMessage) GetMissing() []string {
 	return nil
 }
 
+func (x *WorkerMessage) GetMemory() *MemoryReport {
+	if x != nil {
+		return x.Memory
+	}
+	return nil
+}
+
+// MemoryReport is a worker's memory use as its memory manager sees it
+// (taskgrid-worker --memory-limit and the fractions of it).
+type MemoryReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes of held results in the worker's memory: what --memory-target,
+	// --memory-pause and --memory-terminate compare with the limit.
+	Memory uint64 `protobuf:"varint,1,opt,name=memory,proto3" json:"memory,omitempty"`
+	// Bytes of held results spilled to the worker's local disk
+	// (--spill-dir), read back from there when fetched, uploaded or used.
+	Spilled uint64 `protobuf:"varint,2,opt,name=spilled,proto3" json:"spilled,omitempty"`
+	// The worker's memory limit in bytes; 0: none (nothing spills, it never
+	// pauses).
+	Limit uint64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// True while `memory` is above the pause fraction of the limit: the
+	// scheduler assigns this worker no new task until a report with false.
+	// Tasks already assigned to it still run.
+	Paused bool `protobuf:"varint,4,opt,name=paused,proto3" json:"paused,omitempty"`
+	// The process's resident set size in bytes, for information (it includes
+	// the runtime and transient task buffers, so no threshold uses it);
+	// 0: unknown.
+	Rss           uint64 `protobuf:"varint,5,opt,name=rss,proto3" json:"rss,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryReport) Reset() {
+	*x = MemoryReport{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryReport) ProtoMessage() {}
+
+func (x *MemoryReport) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryReport.ProtoReflect.Descriptor instead.
+func (*MemoryReport) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MemoryReport) GetMemory() uint64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *MemoryReport) GetSpilled() uint64 {
+	if x != nil {
+		return x.Spilled
+	}
+	return 0
+}
+
+func (x *MemoryReport) GetLimit() uint64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *MemoryReport) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *MemoryReport) GetRss() uint64 {
+	if x != nil {
+		return x.Rss
+	}
+	return 0
+}
+
 // Upload asks a worker for the bytes of a result it holds.
 type Upload struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2004,7 +2150,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2162,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2175,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Upload) GetId() uint64 {
@@ -2081,7 +2227,7 @@ type SchedulerMessage struct {
 
 func (x *SchedulerMessage) Reset() {
 	*x = SchedulerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2239,7 @@ func (x *SchedulerMessage) String() string {
 func (*SchedulerMessage) ProtoMessage() {}
 
 func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2252,7 @@ func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerMessage.ProtoReflect.Descriptor instead.
 func (*SchedulerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SchedulerMessage) GetAssign() []*Assignment {
@@ -2182,7 +2328,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2340,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2353,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -2310,7 +2456,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x0fReleaseResponse\x12\x1a\n" +
 	"\breleased\x18\x01 \x01(\rR\breleased\"#\n" +
 	"\rStatusRequest\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\tR\x04keys\"\xcb\x01\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\"\xca\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
@@ -2320,7 +2466,13 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"processing\x12\x1c\n" +
 	"\tfunctions\x18\x04 \x03(\tR\tfunctions\x123\n" +
 	"\tresources\x18\x05 \x03(\v2\x15.taskgrid.v1.ResourceR\tresources\x12\x1a\n" +
-	"\bdraining\x18\x06 \x01(\bR\bdraining\"c\n" +
+	"\bdraining\x18\x06 \x01(\bR\bdraining\x12\x16\n" +
+	"\x06memory\x18\a \x01(\x04R\x06memory\x12\x18\n" +
+	"\aspilled\x18\b \x01(\x04R\aspilled\x12!\n" +
+	"\fmemory_limit\x18\t \x01(\x04R\vmemoryLimit\x12\x16\n" +
+	"\x06paused\x18\n" +
+	" \x01(\bR\x06paused\x12\x10\n" +
+	"\x03rss\x18\v \x01(\x04R\x03rss\"c\n" +
 	"\tKeyStatus\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.taskgrid.v1.TaskStateR\x05state\x12\x16\n" +
@@ -2357,14 +2509,21 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x05codec\x18\x04 \x01(\tR\x05codec\x12+\n" +
 	"\x04deps\x18\x05 \x03(\v2\x17.taskgrid.v1.TaskResultR\x04deps\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\rR\aattempt\x12\x1a\n" +
-	"\bpriority\x18\a \x01(\x05R\bpriority\"\x80\x02\n" +
+	"\bpriority\x18\a \x01(\x05R\bpriority\"\xb3\x02\n" +
 	"\rWorkerMessage\x129\n" +
 	"\fregistration\x18\x01 \x01(\v2\x15.taskgrid.v1.RegisterR\fregistration\x121\n" +
 	"\aresults\x18\x02 \x03(\v2\x17.taskgrid.v1.TaskResultR\aresults\x12\x1b\n" +
 	"\tuptime_ms\x18\x03 \x01(\x04R\buptimeMs\x12\x1a\n" +
 	"\breleased\x18\x04 \x03(\tR\breleased\x12.\n" +
 	"\x06chunks\x18\x05 \x03(\v2\x16.taskgrid.v1.DataChunkR\x06chunks\x12\x18\n" +
-	"\amissing\x18\x06 \x03(\tR\amissing\"*\n" +
+	"\amissing\x18\x06 \x03(\tR\amissing\x121\n" +
+	"\x06memory\x18\a \x01(\v2\x19.taskgrid.v1.MemoryReportR\x06memory\"\x80\x01\n" +
+	"\fMemoryReport\x12\x16\n" +
+	"\x06memory\x18\x01 \x01(\x04R\x06memory\x12\x18\n" +
+	"\aspilled\x18\x02 \x01(\x04R\aspilled\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x04R\x05limit\x12\x16\n" +
+	"\x06paused\x18\x04 \x01(\bR\x06paused\x12\x10\n" +
+	"\x03rss\x18\x05 \x01(\x04R\x03rss\"*\n" +
 	"\x06Upload\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"\xaf\x02\n" +
@@ -2417,7 +2576,7 @@ func file_taskgrid_v1_taskgrid_proto_rawDescGZIP() []byte {
 }
 
 var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(TaskState)(0),           // 0: taskgrid.v1.TaskState
 	(*Resource)(nil),         // 1: taskgrid.v1.Resource
@@ -2445,9 +2604,10 @@ var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(*Register)(nil),         // 23: taskgrid.v1.Register
 	(*Assignment)(nil),       // 24: taskgrid.v1.Assignment
 	(*WorkerMessage)(nil),    // 25: taskgrid.v1.WorkerMessage
-	(*Upload)(nil),           // 26: taskgrid.v1.Upload
-	(*SchedulerMessage)(nil), // 27: taskgrid.v1.SchedulerMessage
-	(*FetchRequest)(nil),     // 28: taskgrid.v1.FetchRequest
+	(*MemoryReport)(nil),     // 26: taskgrid.v1.MemoryReport
+	(*Upload)(nil),           // 27: taskgrid.v1.Upload
+	(*SchedulerMessage)(nil), // 28: taskgrid.v1.SchedulerMessage
+	(*FetchRequest)(nil),     // 29: taskgrid.v1.FetchRequest
 }
 var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	1,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
@@ -2467,31 +2627,32 @@ var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	23, // 14: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
 	4,  // 15: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
 	9,  // 16: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
-	24, // 17: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
-	26, // 18: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
-	5,  // 19: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
-	7,  // 20: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
-	10, // 21: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
-	13, // 22: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
-	15, // 23: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
-	17, // 24: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
-	19, // 25: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
-	25, // 26: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
-	28, // 27: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
-	6,  // 28: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
-	8,  // 29: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
-	11, // 30: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
-	14, // 31: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
-	16, // 32: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
-	18, // 33: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
-	22, // 34: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
-	27, // 35: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
-	9,  // 36: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
-	28, // [28:37] is the sub-list for method output_type
-	19, // [19:28] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	26, // 17: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
+	24, // 18: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
+	27, // 19: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
+	5,  // 20: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
+	7,  // 21: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
+	10, // 22: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
+	13, // 23: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
+	15, // 24: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
+	17, // 25: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
+	19, // 26: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
+	25, // 27: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
+	29, // 28: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
+	6,  // 29: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
+	8,  // 30: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
+	11, // 31: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
+	14, // 32: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
+	16, // 33: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
+	18, // 34: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
+	22, // 35: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
+	28, // 36: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
+	9,  // 37: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
+	29, // [29:38] is the sub-list for method output_type
+	20, // [20:29] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_taskgrid_v1_taskgrid_proto_init() }
@@ -2505,7 +2666,7 @@ func file_taskgrid_v1_taskgrid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskgrid_v1_taskgrid_proto_rawDesc), len(file_taskgrid_v1_taskgrid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

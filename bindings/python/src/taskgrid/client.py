@@ -101,10 +101,21 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class WorkerInfo:
+    """One worker in Client.status(). The memory fields come from the
+    worker's last memory report (0/False for a worker that sends none,
+    e.g. a Go worker): bytes of held results in its memory and spilled to
+    its disk, its memory limit (0: none), whether it is paused (assigned
+    nothing new) and its process RSS (0: unknown)."""
+
     name: str
     nthreads: int
     processing: int
     draining: bool
+    memory: int = 0
+    spilled: int = 0
+    memory_limit: int = 0
+    paused: bool = False
+    rss: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,7 +555,20 @@ class Client(ClientIO):
 
         r = self._ordered_call(call)
         return ClusterStatus(
-            workers=[WorkerInfo(w.name, w.nthreads, w.processing, w.draining) for w in r.workers],
+            workers=[
+                WorkerInfo(
+                    w.name,
+                    w.nthreads,
+                    w.processing,
+                    w.draining,
+                    memory=w.memory,
+                    spilled=w.spilled,
+                    memory_limit=w.memory_limit,
+                    paused=w.paused,
+                    rss=w.rss,
+                )
+                for w in r.workers
+            ],
             waiting=r.waiting,
             ready=r.ready,
             processing=r.processing,

@@ -43,6 +43,7 @@ from typing import Any
 from .client import Client, ClusterStatus, scale_rpc
 from .security import Security
 from .worker.core import Worker, format_resources
+from .worker.memory import parse_memory_limit, total_memory
 
 SCHEDULER = "taskgrid-scheduler"
 C_WORKER = "taskgrid-worker"
@@ -140,8 +141,12 @@ class LocalCluster:
     capacities; ``worker="c"`` starts C workers instead of Python ones;
     ``preload`` names modules (Python) or shared libraries (C) to load in
     every worker; ``bin_dir`` is the folder of the C programs (see
-    find_binary for where they are found without it). Use as a context
-    manager or call close().
+    find_binary for where they are found without it); ``memory_limit`` is
+    each worker's memory limit as in Dask (bytes, "4GiB", None/"none": no
+    limit; the default "auto" is this machine's memory divided among the
+    ``n_workers``): past 60% of it workers spill held results to disk,
+    past 80% they pause, past 95% they exit (and are restarted). Use as a
+    context manager or call close().
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class LocalCluster:
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         bin_dir: str | os.PathLike[str] | None = None,
+        memory_limit: int | str | None = "auto",
         **unused: Any,
     ) -> None:
         if worker not in ("python", "c"):
@@ -170,7 +176,6 @@ class LocalCluster:
             if name not in (
                 "dashboard_address",
                 "silence_logs",
-                "memory_limit",
                 "asynchronous",
                 "name",
             ):
@@ -180,6 +185,10 @@ class LocalCluster:
         self.n_workers, self.threads_per_worker = _default_sizes(
             processes, n_workers, threads_per_worker
         )
+        if memory_limit == "auto":
+            self.memory_limit = total_memory() // max(self.n_workers, 1)
+        else:
+            self.memory_limit = parse_memory_limit(memory_limit)
         self.resources = dict(resources or {})
         self.preload = list(preload)
         self.security: Security | None = None
@@ -211,6 +220,7 @@ class LocalCluster:
                 args += ["--worker-bin", self._python_worker_script()]
             if self.resources:
                 args += ["--worker-resources", format_resources(self.resources)]
+            args += ["--worker-memory-limit", str(self.memory_limit or "none")]
             for p in self.preload:
                 args += ["--worker-preload", p]
         else:
@@ -386,6 +396,7 @@ class LocalCluster:
                 nthreads=self.threads_per_worker,
                 name=f"inproc-{os.getpid()}-{i}",
                 resources=self.resources,
+                memory_limit=self.memory_limit or None,
                 preload=self.preload if i == 1 else (),
                 security=self.security,
             )

@@ -5,9 +5,11 @@ It takes the C worker's flags, so the scheduler's local launcher can start
 it (``--worker-bin`` pointing to a wrapper running this module): ADDRESS,
 --name, --nthreads, --resources, --preload (a module name or a .py path
 whose import registers functions), --log-level, --heartbeat-ms and
---tls-ca/--tls-cert/--tls-key, and the data service's --data-listen and
---data-address; TASKGRID_LAUNCH_ID is echoed to the scheduler. Exit codes:
-0 after a clean stop or drain, 2 for a usage or start-up error.
+--tls-ca/--tls-cert/--tls-key, the data service's --data-listen and
+--data-address, and memory management's --memory-limit, --memory-target,
+--memory-pause, --memory-terminate and --spill-dir; TASKGRID_LAUNCH_ID is
+echoed to the scheduler. Exit codes: 0 after a clean stop or drain, 2 for
+a usage or start-up error, 3 past the memory terminate fraction.
 SIGTERM/SIGINT stop cleanly; a second one exits at once.
 """
 
@@ -83,6 +85,37 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the listen host with the bound port; this host's name for 0.0.0.0; "
         "port 0: the bound port)",
     )
+    p.add_argument(
+        "--memory-limit",
+        default="auto",
+        metavar="BYTES",
+        help="memory for held results, e.g. 4GiB or 500MB; 'auto': this machine's memory "
+        "(or its cgroup's limit); 'none': no limit (default auto)",
+    )
+    p.add_argument(
+        "--memory-target",
+        default="0.6",
+        metavar="F",
+        help="spill the least recently used held results to disk beyond this fraction of "
+        "the limit (default 0.6; 'none': never spill)",
+    )
+    p.add_argument(
+        "--memory-pause",
+        default="0.8",
+        metavar="F",
+        help="beyond this fraction take no new tasks until results are freed (default 0.8; 'none')",
+    )
+    p.add_argument(
+        "--memory-terminate",
+        default="0.95",
+        metavar="F",
+        help="beyond this fraction exit with status 3 (default 0.95; 'none')",
+    )
+    p.add_argument(
+        "--spill-dir",
+        metavar="DIR",
+        help="where spilled results go (default: a private temporary directory, removed at exit)",
+    )
     return p
 
 
@@ -122,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             heartbeat_ms=args.heartbeat_ms,
             data_listen=args.data_listen,
             data_address=args.data_address,
+            memory_limit=args.memory_limit,
+            memory_target=args.memory_target,
+            memory_pause=args.memory_pause,
+            memory_terminate=args.memory_terminate,
+            spill_dir=args.spill_dir,
         )
     except Exception as e:  # noqa: BLE001 - reported as a start-up error
         print(f"taskgrid worker: error: {type(e).__name__}: {e}", file=sys.stderr)

@@ -35,6 +35,12 @@ holders before the task runs (a key in the store is used as is), and
 ``upload`` requests are answered with chunks between results and
 heartbeats. Without a data service every result is inline, and one over
 the message limit fails with ``tg.ResultTooLarge``.
+
+Memory (memory.py): past the memory target held results spill to disk;
+every WorkerMessage carries the memory report, and a pause change sends
+one at once (the scheduler assigns a paused worker nothing new); a result
+larger than the limit plus the free spill space fails with
+``tg.ResultTooLarge``; past the terminate fraction the process exits 3.
 """
 
 from __future__ import annotations
@@ -63,6 +69,15 @@ from . import registry
 from .builtins import BUILTINS
 from .data import DataPlane, Piece, UploadQueue, add_pieces
 from .executor import Executor, Task
+from .memory import (
+    DEFAULT_PAUSE,
+    DEFAULT_TARGET,
+    DEFAULT_TERMINATE,
+    EXIT_MEMORY,
+    Held,
+    parse_fraction,
+    parse_memory_limit,
+)
 
 logger = logging.getLogger("taskgrid.worker")
 
@@ -208,10 +223,10 @@ class _Outbox:
                 self._released.append(key)
                 self._cv.notify()
 
-    def push_upload(self, session: int, upload: int, key: str, data: bytes, codec: str) -> None:
+    def push_upload(self, session: int, upload: int, held: Held) -> None:
         with self._cv:
             if session == self.session:
-                self._uploads.add(upload, key, data, codec)
+                self._uploads.add(upload, held)
                 self._cv.notify()
 
     def push_missing(self, session: int, key: str) -> None:
@@ -264,7 +279,11 @@ class Worker:
     ("HOST:PORT", or "none" for no data service) and ``data_address`` (the
     address registered for it) are the command line's --data-listen and
     --data-address; the data service is listening once the constructor
-    returns.
+    returns. ``memory_limit`` (bytes, "4GiB", "auto": this machine's
+    memory, None/"none": no limit), ``memory_target``/``memory_pause``/
+    ``memory_terminate`` (fractions of it, None: that step off) and
+    ``spill_dir`` are the memory management of --memory-limit and the
+    rest (memory.py).
     """
 
     def __init__(
@@ -280,8 +299,23 @@ class Worker:
         launch_id: str | None = None,
         data_listen: str | None = None,
         data_address: str | None = None,
+        memory_limit: int | str | None = "auto",
+        memory_target: float | str | None = DEFAULT_TARGET,
+        memory_pause: float | str | None = DEFAULT_PAUSE,
+        memory_terminate: float | str | None = DEFAULT_TERMINATE,
+        spill_dir: str | None = None,
     ) -> None:
         self.address = normalize_address(address)
+        memory = {
+            "limit": parse_memory_limit(memory_limit),
+            "target": parse_fraction(memory_target, "memory_target"),
+            "pause": parse_fraction(memory_pause, "memory_pause"),
+            "terminate": parse_fraction(memory_terminate, "memory_terminate"),
+            "spill_dir": spill_dir,
+            "on_pause": self._memory_paused,
+            "on_terminate": self._memory_terminate,
+        }
+        self._memory_due = False
         self.security = Security.coerce(security)
         self.nthreads = int(nthreads)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -295,7 +329,7 @@ class Worker:
         self._fns = _codec.FunctionCache()
         self._executor = Executor(self.nthreads, self._run_task, name=f"taskgrid-task-{self.name}")
         self._data = DataPlane(
-            self.address, self.security, lambda: self.name, data_listen, data_address
+            self.address, self.security, lambda: self.name, data_listen, data_address, memory
         )
         self._outbox = _Outbox(UploadQueue(self._data.counters))
         self._stop = threading.Event()
@@ -386,6 +420,24 @@ class Worker:
             logger.info("%s", self._data.counters.line())
             self._done.set()
             logger.info("exiting")
+
+    # -- memory ---------------------------------------------------------------
+
+    def _memory_paused(self) -> None:
+        # A report goes out at once (the scheduler stops or resumes
+        # assigning), not at the next heartbeat.
+        self._memory_due = True
+        self._outbox.wake()
+
+    def _memory_terminate(self, msg: str) -> None:
+        if _context.process_worker is self:
+            logger.error("%s; exiting with status %d", msg, EXIT_MEMORY)
+            self._data.memory.close()  # its private spill directory
+            logging.shutdown()
+            os._exit(EXIT_MEMORY)
+        # A worker thread in someone else's process: stop it instead.
+        logger.error("%s; stopping this worker", msg)
+        threading.Thread(target=self.stop, daemon=True).start()
 
     # -- the session ----------------------------------------------------------
 
@@ -478,8 +530,10 @@ class Worker:
                 or released
                 or pieces
                 or missing
+                or self._memory_due
                 or time.monotonic() - last >= self._heartbeat_s
             ):
+                self._memory_due = False
                 yield self._message(results, released, pieces, missing)
                 last = time.monotonic()
 
@@ -529,6 +583,7 @@ class Worker:
             add_pieces(m, pieces)
         if missing:
             m.missing.extend(missing)
+        m.memory.CopyFrom(self._data.memory.report())
         return m
 
     def _handle(self, sid: int, msg: Any) -> None:
@@ -555,7 +610,7 @@ class Worker:
             if item is None:
                 self._outbox.push_missing(sid, u.key)
             else:
-                self._outbox.push_upload(sid, u.id, u.key, item[0], item[1])
+                self._outbox.push_upload(sid, u.id, item)
         # Cancels first: they refer to earlier assignments; a key cancelled
         # and assigned anew in one message must run.
         for key in msg.cancel:
@@ -607,7 +662,13 @@ class Worker:
             del a
             n = len(data)
             out: _Result = (t.key, _MEMORY, data, codec, None, t.attempt, n, False)
-            if self._data.hold(sid, t.key, data, codec):
+            too_large = self._data.memory.too_large(n) if self._data.holds(n) else None
+            if too_large is not None:
+                msg = f"task {t.key!r}: {too_large}"
+                logger.warning("%s", msg)
+                error = ("tg.ResultTooLarge", msg, "")
+                out = (t.key, _ERRED, b"", "", error, t.attempt, 0, False)
+            elif self._data.hold(sid, t.key, data, codec):
                 out = (t.key, _MEMORY, b"", codec, None, t.attempt, n, True)
             elif n + len(t.key) + 64 > RESULT_MAX_BYTES:
                 out = (t.key, _ERRED, b"", "", _too_large(t, data, codec), t.attempt, 0, False)
@@ -729,6 +790,7 @@ class Worker:
                 launch_id="",
                 data_listen=listen,
                 data_address=advertise,
+                memory_limit=None,
             )
             link._lender = self
             self._lent[t] = link

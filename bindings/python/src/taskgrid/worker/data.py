@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """The Python worker's data plane: held results, DataService, inputs.
 
-* :class:`Store` holds the results of this session that are larger than
-  the scheduler's inline limit (the first SchedulerMessage's
+* The store (memory.py) holds the results of this session that are larger
+  than the scheduler's inline limit (the first SchedulerMessage's
   ``inline_limit``; 0 means every result is inline). They stay until the
   scheduler frees them or the session ends: a reconnect is a new worker,
   and the scheduler has already counted the old session's results as lost.
-  A key stored again (a rerun) replaces the old bytes.
+  Its memory manager spills them to disk past the memory target; spilled
+  results are read back from their files, a chunk at a time.
 * :class:`DataServer` is the grpcio server of ``DataService.Fetch``: the
   bytes of a held result in chunks of at most 1 MiB, each with its CRC-32
   (zlib's). Over TLS it serves with the worker's own certificate, requires
@@ -42,6 +43,7 @@ import grpc
 from .._rpc import MAX_SEND, parse_address, pb, peer_channel
 from ..errors import FetchFailed
 from ..security import Security, certificate_role
+from .memory import Held, MemoryManager, Store
 
 logger = logging.getLogger("taskgrid.worker")
 
@@ -125,45 +127,18 @@ class Counters:
         return "data: " + ", ".join(f"{k} {c[k][0]} ({c[k][1]} bytes)" for k in COUNTERS)
 
 
-class Store:
-    """The held results of one session: key -> (bytes, codec), thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: dict[str, tuple[bytes, str]] = {}
-        self._session = 0
-
-    def reset(self, session: int) -> None:
-        """Drop everything; from now on only `session` may store."""
-        with self._lock:
-            self._session = session
-            self._items = {}
-
-    def put(self, session: int, key: str, data: bytes, codec: str) -> bool:
-        with self._lock:
-            if session != self._session:
-                return False
-            self._items[key] = (data, codec)
-            return True
-
-    def get(self, key: str) -> tuple[bytes, str] | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def free(self, keys: Iterable[str]) -> None:
-        with self._lock:
-            for k in keys:
-                self._items.pop(k, None)
-
-
-def chunks_of(key: str, data: bytes, codec: str) -> Iterator[pb.DataChunk]:
-    """`data` as DataChunks of at most CHUNK_MAX bytes (one empty chunk for
-    an empty result)."""
-    size = len(data)
-    for offset in range(0, max(size, 1), CHUNK_MAX):
-        piece = data[offset : offset + CHUNK_MAX]
+def chunks_of(h: Held) -> Iterator[pb.DataChunk]:
+    """`h` as DataChunks of at most CHUNK_MAX bytes (one empty chunk for an
+    empty result), read a piece at a time (from its file when spilled)."""
+    for offset in range(0, max(h.size, 1), CHUNK_MAX):
+        piece = h.read(offset, CHUNK_MAX)
         yield pb.DataChunk(
-            key=key, offset=offset, data=piece, size=size, codec=codec, crc32=zlib.crc32(piece)
+            key=h.key,
+            offset=offset,
+            data=piece,
+            size=h.size,
+            codec=h.codec,
+            crc32=zlib.crc32(piece),
         )
 
 
@@ -237,9 +212,8 @@ class DataServer:
         item = self._store.get(key)
         if item is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no result '{key}' on worker {self._name()}")
-        data, codec = item
-        yield from chunks_of(key, data, codec)
-        self._counters.add("served", len(data))
+        yield from chunks_of(item)
+        self._counters.add("served", item.size)
 
     @staticmethod
     def _check_role(context: grpc.ServicerContext) -> None:
@@ -382,9 +356,7 @@ class Piece(NamedTuple):
 @dataclasses.dataclass
 class _Upload:
     id: int
-    key: str
-    data: bytes
-    codec: str
+    held: Held
     offset: int = 0
 
 
@@ -401,8 +373,8 @@ class UploadQueue:
     def clear(self) -> None:
         self._items.clear()
 
-    def add(self, upload: int, key: str, data: bytes, codec: str) -> None:
-        self._items.append(_Upload(upload, key, data, codec))
+    def add(self, upload: int, held: Held) -> None:
+        self._items.append(_Upload(upload, held))
 
     def take(self, budget: int = UPLOAD_MESSAGE_BYTES) -> list[Piece]:
         """The next chunks, about `budget` bytes of them (at least one)."""
@@ -410,9 +382,10 @@ class UploadQueue:
         used = 0
         while self._items and (not out or used + CHUNK_MAX <= budget):
             u = self._items[0]
-            size = len(u.data)
-            piece = u.data[u.offset : u.offset + CHUNK_MAX]
-            out.append(Piece(u.id, u.key, u.offset, piece, size, u.codec))
+            h = u.held
+            size = h.size
+            piece = h.read(u.offset, CHUNK_MAX)
+            out.append(Piece(u.id, h.key, u.offset, piece, size, h.codec))
             used += len(piece)
             u.offset += len(piece)
             if u.offset >= size:
@@ -481,11 +454,14 @@ class DataPlane:
         name: Callable[[], str],
         listen: str | None = None,
         advertise: str | None = None,
+        memory: dict[str, Any] | None = None,
     ) -> None:
         tls = parse_address(scheduler_address)[1]
         peer_security = security if tls else None
         self.counters = Counters()
         self.store = Store()
+        # Memory management (memory.py): MemoryManager's keyword arguments.
+        self.memory = MemoryManager(self.store, **(memory or {"limit": 0}))
         self.fetcher = Fetcher(peer_security)
         self.inline_limit = 0
         self.server: DataServer | None = None
@@ -518,11 +494,16 @@ class DataPlane:
             self.server.stop()
         self.fetcher.close()
         self.store.reset(-1)
+        self.memory.close()
+
+    def holds(self, size: int) -> bool:
+        """Whether a result of `size` bytes would be held (over the inline limit)."""
+        limit = self.inline_limit
+        return self.server is not None and limit > 0 and size > limit
 
     def hold(self, session: int, key: str, data: bytes, codec: str) -> bool:
         """Keep a successful result here if it is over the inline limit."""
-        limit = self.inline_limit
-        if self.server is None or limit <= 0 or len(data) <= limit:
+        if not self.holds(len(data)):
             return False
         if not self.store.put(session, key, data, codec):
             return False
@@ -545,8 +526,8 @@ class DataPlane:
             holders = list(d.holders)
             item = self.store.get(d.key)
             if item is not None:
-                self.counters.add("local", len(item[0]))
-                out.append(_Input(item[0], d.codec or item[1]))
+                self.counters.add("local", item.size)
+                out.append(_Input(item.whole(), d.codec or item.codec))
                 continue
             why = []
             if self.address and self.address in holders:
