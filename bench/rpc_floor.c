@@ -3,10 +3,13 @@
  * rpc_floor.c: the physical floor the benchmarks are held against. Two C
  * processes on loopback using taskgrid's own transport (transport/)
  * with no scheduling at all: a unary echo round trip (p50/p99 over N
- * calls) and the one-way message rate of a bidirectional stream (N small
- * messages, acknowledged once at the end). Prints lines like
+ * calls), the one-way message rate of a bidirectional stream (N small
+ * messages, acknowledged once at the end) and, with --bulk-mb M, the
+ * throughput of the same stream carrying M messages of 1 MiB (the size of
+ * a data-plane chunk). Prints lines like
  *   case=floor_unary n=1000 run=1 p50_us=41.0 p99_us=80.2
  *   case=floor_stream n=100000 run=1 seconds=0.41 rate=243902.4
+ *   case=floor_bulk mb=1024 run=1 seconds=0.9 gbps=1.19
  */
 #include <signal.h>
 #include <stdio.h>
@@ -92,9 +95,47 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* `mb` messages of 1 MiB one way on the stream, acknowledged at the end. */
+static int bulk(tg__chan *ch, size_t mb, int run)
+{
+    size_t size = (size_t)1 << 20, alen;
+    uint8_t *msg = malloc(size), *ack;
+    struct timespec a, b;
+    tg__cstream *s;
+    char head[32];
+    double secs;
+
+    if (msg == NULL)
+        return 1;
+    memset(msg, 'x', size);
+    tg__cstream_open(&s, ch, "/bench.Floor/Stream", 60000);
+    snprintf(head, sizeof(head), "%zu", mb);
+    tg__cstream_send(s, (const uint8_t *)head, strlen(head) + 1, 10000);
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (size_t i = 0; i < mb; i++)
+        if (tg__cstream_send(s, msg, size, 10000) != TG_OK) {
+            fprintf(stderr, "rpc_floor: %s\n", tg_error_last());
+            return 1;
+        }
+    if (tg__cstream_recv(s, &ack, &alen, 60000) != TG_OK || ack == NULL) {
+        fprintf(stderr, "rpc_floor: no ack\n");
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    free(ack);
+    free(msg);
+    secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+    printf("case=floor_bulk mb=%zu run=%d seconds=%.4f gbps=%.3f\n", mb, run,
+           secs, (double)mb * size / secs / 1e9);
+    tg__cstream_close_send(s, 1000);
+    tg__cstream_free(s);
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    size_t n_unary = 1000, n_stream = 100000;
+    size_t n_unary = 1000, n_stream = 100000, bulk_mb = 0;
     int repeat = 3, fds[2], port = 0;
     pid_t pid;
     char addr[64];
@@ -105,6 +146,8 @@ int main(int argc, char **argv)
             n_unary = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--n-stream") == 0)
             n_stream = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--bulk-mb") == 0)
+            bulk_mb = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--repeat") == 0)
             repeat = atoi(argv[i + 1]);
     }
@@ -180,6 +223,9 @@ int main(int argc, char **argv)
         tg__cstream_free(s);
         fflush(stdout);
     }
+    for (int r = 1; bulk_mb > 0 && r <= repeat; r++)
+        if (bulk(ch, bulk_mb, r) != 0)
+            return 1;
     tg__chan_close(ch);
     tg__rpc_shutdown();
     kill(pid, SIGKILL);
