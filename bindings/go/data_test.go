@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	taskgrid "github.com/taskgrid/taskgrid/bindings/go"
+	"github.com/taskgrid/taskgrid/bindings/go/internal/cluster"
 	pb "github.com/taskgrid/taskgrid/bindings/go/taskgridpb"
 )
 
@@ -261,7 +262,7 @@ const bigSize = 5_000_000
 
 func TestDataPlaneHoldFetchUploadFree(t *testing.T) {
 	f := startFakeSched(t, 64<<10, nil)
-	var logBuf syncBuffer
+	var logBuf cluster.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
 	defer func() {
 		if t.Failed() {
@@ -534,22 +535,4 @@ func caPool(t *testing.T, ca string) *x509.CertPool {
 		t.Error(errors.New("no CA"))
 	}
 	return p
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

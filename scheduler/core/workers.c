@@ -218,16 +218,24 @@ static void unlink_worker(tgs_core *c, tgs_worker *w)
     c->queued -= queued_on(w);
 }
 
+/* The start of an event about worker `wid`: the worker, or NULL when it
+ * is unknown (the event is then over: the caller returns TGS_ENOTFOUND). */
+static tgs_worker *worker_event(tgs_core *c, uint64_t wid, int64_t now_ms)
+{
+    tgs__event_begin(c, now_ms);
+    tgs_worker *w = find_worker(c, wid);
+    if (w == NULL)
+        tgs__schedule(c);
+    return w;
+}
+
 int tgs_core_worker_remove(tgs_core *c, uint64_t wid, int64_t now_ms)
 {
     if (c == NULL)
         return TGS_EINVAL;
-    tgs__event_begin(c, now_ms);
-    tgs_worker *w = find_worker(c, wid);
-    if (w == NULL) {
-        tgs__schedule(c);
+    tgs_worker *w = worker_event(c, wid, now_ms);
+    if (w == NULL)
         return TGS_ENOTFOUND;
-    }
     unlink_worker(c, w);
     tgs__requeue_lost(c, w);
     tgs__store_lost(c, w); /* after: no task runs there any more */
@@ -249,12 +257,9 @@ int tgs_core_worker_drain(tgs_core *c, uint64_t wid, int64_t now_ms)
 {
     if (c == NULL)
         return TGS_EINVAL;
-    tgs__event_begin(c, now_ms);
-    tgs_worker *w = find_worker(c, wid);
-    if (w == NULL) {
-        tgs__schedule(c);
+    tgs_worker *w = worker_event(c, wid, now_ms);
+    if (w == NULL)
         return TGS_ENOTFOUND;
-    }
     tgs__drain(c, w);
     tgs__schedule(c);
     return TGS_OK;
@@ -265,12 +270,9 @@ int tgs_core_worker_pause(tgs_core *c, uint64_t wid, bool paused,
 {
     if (c == NULL)
         return TGS_EINVAL;
-    tgs__event_begin(c, now_ms);
-    tgs_worker *w = find_worker(c, wid);
-    if (w == NULL) {
-        tgs__schedule(c);
+    tgs_worker *w = worker_event(c, wid, now_ms);
+    if (w == NULL)
         return TGS_ENOTFOUND;
-    }
     if (w->paused && !paused)
         mark_dirty(c, w); /* a candidate again */
     w->paused = paused;

@@ -76,7 +76,7 @@ func isFile(p string) bool {
 type Process struct {
 	Name string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *SyncBuffer
 	done chan struct{}
 	err  error // after done
 }
@@ -91,7 +91,7 @@ func start(name, bin string, env []string, lines chan<- string, args ...string) 
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = sysProcAttr()
-	p := &Process{Name: name, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &Process{Name: name, cmd: cmd, log: &SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.log
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -212,19 +212,20 @@ func BuildGoWorker(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers and readers
+// (a process's output, a logger's writes).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
