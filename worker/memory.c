@@ -331,6 +331,7 @@ static int have_dir(tgw_memory *m)
 int tgw_memory_new(tgw_memory **out, tgw_store *store, const tgw_config *cfg)
 {
     tgw_memory *m = calloc(1, sizeof(*m));
+    pthread_condattr_t ca;
     int rc;
 
     *out = m;
@@ -346,7 +347,11 @@ int tgw_memory_new(tgw_memory **out, tgw_store *store, const tgw_config *cfg)
     atomic_init(&m->due, false);
     pthread_mutex_init(&m->check_mu, NULL);
     pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, NULL);
+    /* Waited on with tg__deadline_ms, a monotonic deadline. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->cv, &ca);
+    pthread_condattr_destroy(&ca);
     rc = make_dir(m, cfg->spill_dir);
     if (rc != TG_OK)
         return rc;

@@ -56,10 +56,12 @@ def _scheduler_bin() -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def run_scheduler(args: list[str], stderr: Any = None) -> Iterator[str]:
+def run_scheduler(args: list[str], stderr: Any = None,
+                  return_pid: bool = False) -> Iterator[Any]:
     """Run taskgrid-scheduler ARGS (its --listen among them) until the
-    block ends; yields the host:port it printed. Its log goes to `stderr`
-    (a file, or None for this process's)."""
+    block ends; yields the host:port it printed (with return_pid, the pair
+    (host:port, pid)). Its log goes to `stderr` (a file, or None for this
+    process's)."""
     proc = subprocess.Popen([str(_scheduler_bin()), *args],
                             stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
@@ -68,7 +70,8 @@ def run_scheduler(args: list[str], stderr: Any = None) -> Iterator[str]:
         line = proc.stdout.readline().strip()
         prefix = "taskgrid-scheduler listening on "
         assert line.startswith(prefix), line
-        yield line[len(prefix):].split("://", 1)[1]
+        addr = line[len(prefix):].split("://", 1)[1]
+        yield (addr, proc.pid) if return_pid else addr
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
