@@ -9,7 +9,9 @@ Cases:
   transfer  one result of `--mb` MiB made on worker A, consumed (its
             length taken) on worker B: the time from the consumer's submit
             to its result, minus the same for a tiny input, so it is the
-            move of the bytes between two workers.
+            move of the bytes between two workers; worker_cpu_s is the
+            CPU the workers spent on it (user + system, all processes:
+            what a busy machine cannot hide).
   floor     the same bytes sent once over a loopback TCP socket between
             two processes: what a transfer cannot beat on this machine.
   pipeline  `--parts` partitions of `--mb` MiB each through 4 stages (make,
@@ -43,6 +45,32 @@ def size_of(b: bytes) -> int:
 def transform(b: bytes) -> bytes:
     # A new object of the same size: a real stage produces new data.
     return b[1:] + b[:1]
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (workers, and a Dask nanny's worker)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for t in tasks:
+        with contextlib.suppress(FileNotFoundError):
+            with open(f"/proc/{pid}/task/{t}/children", encoding="ascii") as f:
+                for k in f.read().split():
+                    out += [int(k), *descendants(int(k))]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by `pids` (stat(5) 14, 15)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_of(pid: int) -> int:
@@ -91,7 +119,8 @@ def taskgrid_cluster() -> Iterator[tuple[Any, list[str], int]]:
         with taskgrid.Client(cluster) as client:
             client.wait_for_workers(2)
             names = sorted(w.name for w in client.status().workers)
-            yield client, names, cluster._proc.pid  # the scheduler process
+            pid = cluster._proc.pid  # the scheduler process
+            yield client, names, pid, descendants(pid)
 
 
 @contextlib.contextmanager
@@ -123,7 +152,8 @@ def dask_cluster() -> Iterator[tuple[Any, list[str], int]]:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             with Client(scheduler_file=sfile) as client:
                 client.wait_for_workers(2)
-                yield client, ["w0", "w1"], procs[0].pid
+                yield client, ["w0", "w1"], procs[0].pid, [
+                    q for p in procs[1:] for q in (p.pid, *descendants(p.pid))]
         finally:
             for p in reversed(procs):
                 p.terminate()
@@ -157,7 +187,7 @@ def submit(system: str, client: Any, fn: Any, *args: Any, worker: str) -> Any:
 
 def case_transfer(system: str, mb: int, repeat: int) -> None:
     cluster = taskgrid_cluster if system == "taskgrid" else dask_cluster
-    with cluster() as (client, (a, b), _pid):
+    with cluster() as (client, (a, b), _pid, workers):
         for run in range(1, repeat + 1):
             small = submit(system, client, make, 1, run, worker=a)
             big = submit(system, client, make, mb * MIB, run, worker=a)
@@ -165,14 +195,15 @@ def case_transfer(system: str, mb: int, repeat: int) -> None:
             t0 = time.perf_counter()
             assert client.gather(submit(system, client, size_of, small, worker=b)) == 1
             base = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds(workers)
             got = client.gather(submit(system, client, size_of, big, worker=b))
             seconds = time.perf_counter() - t0 - base
+            cpu = cpu_seconds(workers) - c0
             assert got == mb * MIB, got
             del small, big
             case = "transfer_c" if PLUGIN else "transfer"
             print(f"case={case} mb={mb} run={run} seconds={seconds:.4f} "
-                  f"gbps={mb * MIB / seconds / 1e9:.3f}", flush=True)
+                  f"gbps={mb * MIB / seconds / 1e9:.3f} worker_cpu_s={cpu:.3f}", flush=True)
 
 
 def _sink(port_q: Any, n: int) -> None:
@@ -208,7 +239,7 @@ def case_floor(mb: int, repeat: int) -> None:
 
 def case_pipeline(system: str, mb: int, parts: int, repeat: int) -> None:
     cluster = taskgrid_cluster if system == "taskgrid" else dask_cluster
-    with cluster() as (client, _names, pid):
+    with cluster() as (client, _names, pid, _workers):
         for run in range(1, repeat + 1):
             with PeakRSS(pid) as rss:
                 t0 = time.perf_counter()

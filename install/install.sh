@@ -8,7 +8,7 @@
 #   DIR/lib/libtaskgrid.so.0.1.0, with the links libtaskgrid.so.0 (its
 #     SONAME) and libtaskgrid.so: the SDK with this repository's code and
 #     nanopb inside, exporting only the tg_* API; gRPC, gpr, OpenSSL and
-#     zlib are recorded as NEEDED shared libraries
+#     ISA-L are recorded as NEEDED shared libraries
 #   DIR/lib/libtaskgrid.a: the same code as one static archive
 #   DIR/include/taskgrid/*.h: the public headers
 #   DIR/lib/pkgconfig/taskgrid.pc (the shared library) and
@@ -80,12 +80,12 @@ install -m 644 "$src/sdk/static/libtaskgrid.a" "$libdir/libtaskgrid.a"
 install -m 644 "$src"/sdk/include/taskgrid/*.h "$incdir/"
 
 # What the archive still needs, from its deps' linkopts (-lgrpc -lgpr
-# -lssl -lcrypto -lz -lpthread -ldl); OpenSSL and zlib come through their
-# own openssl.pc and zlib.pc.
+# -lssl -lcrypto -lisal -lpthread -ldl); OpenSSL and ISA-L come through their
+# own openssl.pc and libisal.pc.
 others=""
 while read -r flag; do
   case "$flag" in
-  "" | -lssl | -lcrypto | -lz) ;;
+  "" | -lssl | -lcrypto | -lisal) ;;
   *) others="$others $flag" ;;
   esac
 done <"$src/sdk/static/libtaskgrid.a.linkopts"
@@ -97,11 +97,11 @@ pc() { # NAME DESCRIPTION REQUIRES REQUIRES_PRIVATE LIBS LIBS_PRIVATE
     -e "s|@REQUIRES_PRIVATE@|$4|" -e "s|@LIBS@|$5|" -e "s|@LIBS_PRIVATE@|$6|" \
     "$src/install/taskgrid.pc.in"
 }
-# Shared: gRPC, OpenSSL and zlib are NEEDED by libtaskgrid.so itself, so
+# Shared: gRPC, OpenSSL and ISA-L are NEEDED by libtaskgrid.so itself, so
 # an application links -ltaskgrid only; the private fields serve --static.
-pc taskgrid "" "" "openssl zlib" '-L${libdir} -ltaskgrid' "$others" >"$pcdir/taskgrid.pc"
+pc taskgrid "" "" "openssl libisal" '-L${libdir} -ltaskgrid' "$others" >"$pcdir/taskgrid.pc"
 # Static: the archive by path (a plain -ltaskgrid would pick the .so).
-pc taskgrid-static " (static archive)" "openssl zlib" "" \
+pc taskgrid-static " (static archive)" "openssl libisal" "" \
   "\${libdir}/libtaskgrid.a $others" "" >"$pcdir/taskgrid-static.pc"
 chmod 644 "$pcdir/taskgrid.pc" "$pcdir/taskgrid-static.pc"
 

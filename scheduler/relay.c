@@ -5,7 +5,7 @@
  * gather gets a relay: the scheduler asks a holder for the bytes
  * (SchedulerMessage.upload {id, key}), checks every chunk the holder
  * sends back (WorkerMessage.chunks with that id: in order, consistent
- * sizes, at most TG_PROTO_CHUNK_MAX, CRC-32 as zlib's), and either
+ * sizes, at most TG_PROTO_CHUNK_MAX, CRC-32, util/crc.h), and either
  * forwards each chunk to the gather stream after the key's TaskResult
  * (GatherRequest.chunked) or collects them and answers inline when the
  * result fits the message limit (else tg.ResultTooLarge). A holder lost,
@@ -24,17 +24,16 @@
  * client slower than the workers (for chunked=false, each result is at
  * most the message limit). Bounding that below one result needs uploads
  * by range, a protocol change. Depends on sched.h (dispatch.c, server.c),
- * proto/wire.h and zlib.
+ * proto/wire.h and util/crc.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "methods.h"
 #include "sched.h"
 #include "util/array.h"
+#include "util/crc.h"
 #include "util/log.h"
 
 /* Relays uploading at once per gather. */
@@ -363,8 +362,6 @@ void srv_gather_answer(sched *s, peer *g, const tgs_task *t)
 static bool chunk_ok(const relay *r, const taskgrid_v1_DataChunk *c, char *why,
                      size_t len)
 {
-    uLong crc;
-
     if (c->key.len > 0 && !tg_pbbuf_eq(c->key, r->key)) {
         snprintf(why, len, "a chunk of key '%.*s'",
                  (int)(c->key.len > 200 ? 200 : c->key.len),
@@ -388,9 +385,7 @@ static bool chunk_ok(const relay *r, const taskgrid_v1_DataChunk *c, char *why,
                  (unsigned long long)c->offset);
         return false;
     }
-    crc = crc32(0L, Z_NULL, 0);
-    crc = crc32(crc, c->data.ptr, (uInt)c->data.len);
-    if ((uint32_t)crc != c->crc32) {
+    if (tg__crc32(c->data.ptr, c->data.len) != c->crc32) {
         snprintf(why, len, "a chunk at offset %llu whose CRC-32 does not match",
                  (unsigned long long)c->offset);
         return false;

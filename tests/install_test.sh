@@ -3,8 +3,8 @@
 #
 # `bazel run //:install` gives C users a working taskgrid outside Bazel:
 # installs into a temporary prefix, checks libtaskgrid.so (SONAME, NEEDED
-# gRPC/gpr/OpenSSL/zlib, nothing left undefined, only tg_* exported) and
-# that the .pc files name zlib (the SDK's CRC-32), then
+# gRPC/gpr/OpenSSL/ISA-L, nothing left undefined, only tg_* exported) and
+# that the .pc files name libisal (the SDK's CRC-32), then
 # builds sdk/examples/diamond.c out of tree with
 #   cc diamond.c $(pkg-config --cflags --libs taskgrid)          (shared)
 #   cc diamond.c $(pkg-config --cflags --libs taskgrid-static)   (static)
@@ -41,7 +41,7 @@ echo "== libtaskgrid.so: SONAME, NEEDED, undefined symbols, exports"
 lib=$prefix/lib/libtaskgrid.so
 dyn=$(readelf -d "$lib")
 grep -q 'SONAME.*\[libtaskgrid\.so\.0\]' <<<"$dyn" || fail "no SONAME libtaskgrid.so.0"
-for needed in libgrpc.so libgpr.so libcrypto.so libz.so libc.so; do
+for needed in libgrpc.so libgpr.so libcrypto.so libisal.so libc.so; do
   grep -q "NEEDED.*\[$needed" <<<"$dyn" || fail "$needed is not NEEDED:
 $dyn"
 done
@@ -61,11 +61,11 @@ for m in cluster client wire pb_encode; do
   grep -q "^$m" <<<"$members" || fail "libtaskgrid.a lacks $m"
 done
 
-# zlib comes through its own zlib.pc, as OpenSSL through openssl.pc.
-grep -q '^Requires.private: openssl zlib$' "$prefix/lib/pkgconfig/taskgrid.pc" ||
-  fail "taskgrid.pc does not require zlib privately: $(cat "$prefix/lib/pkgconfig/taskgrid.pc")"
-grep -q '^Requires: openssl zlib$' "$prefix/lib/pkgconfig/taskgrid-static.pc" ||
-  fail "taskgrid-static.pc does not require zlib: $(cat "$prefix/lib/pkgconfig/taskgrid-static.pc")"
+# ISA-L comes through its own libisal.pc, as OpenSSL through openssl.pc.
+grep -q '^Requires.private: openssl libisal$' "$prefix/lib/pkgconfig/taskgrid.pc" ||
+  fail "taskgrid.pc does not require libisal privately: $(cat "$prefix/lib/pkgconfig/taskgrid.pc")"
+grep -q '^Requires: openssl libisal$' "$prefix/lib/pkgconfig/taskgrid-static.pc" ||
+  fail "taskgrid-static.pc does not require libisal: $(cat "$prefix/lib/pkgconfig/taskgrid-static.pc")"
 
 echo "== build sdk/examples/diamond.c out of tree with pkg-config"
 app=$tmp/app

@@ -14,7 +14,7 @@ APT_PACKAGES=(
   build-essential pkg-config
   libgrpc-dev protobuf-compiler protobuf-compiler-grpc
   nanopb libnanopb-dev
-  libssl-dev libcmocka-dev libjansson-dev zlib1g-dev
+  libssl-dev libcmocka-dev libjansson-dev zlib1g-dev libisal-dev
   bazel-bootstrap valgrind clang-format
   clang libclang-rt-14-dev
 )

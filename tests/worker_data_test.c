@@ -488,7 +488,7 @@ static const rec_result *fs_result(fake_sched *fs, const char *key)
 typedef struct dep_def {
     const char *key;
     uint64_t size;
-    const char *holders[3];
+    const char *holders[4];
     size_t nholders;
 } dep_def;
 
@@ -886,8 +886,15 @@ static void test_worker_data__no_holder_delivers_fetch_failed(void **state)
     fs_free(fs);
 }
 
-/* A fake holder that answers every Fetch wrongly, in one of three ways. */
-typedef enum bad_mode { BAD_CRC, BAD_GAP, BAD_SHORT } bad_mode;
+/* A fake holder that answers every Fetch wrongly, in one of four ways, or
+ * rightly but as a protobuf encoder other than ours may (ODD_ORDER). */
+typedef enum bad_mode {
+    BAD_CRC,
+    BAD_GAP,
+    BAD_SHORT,
+    BAD_TWICE,
+    ODD_ORDER
+} bad_mode;
 
 typedef struct bad_holder {
     tg__server *srv;
@@ -920,6 +927,61 @@ static void bad_send(tg__scall *c, tg_pbbuf key, uint64_t off, size_t n,
     tg__scall_send(c, buf, len);
 }
 
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static size_t put_bytes(uint8_t *p, unsigned field, const void *b, size_t n)
+{
+    size_t k = put_varint(p, field << 3 | 2);
+
+    k += put_varint(p + k, n);
+    memcpy(p + k, b, n);
+    return k + n;
+}
+
+/* A chunk of 1000 bytes at `off` encoded by hand: every field in reverse
+ * order, fields this version does not know (a varint, a fixed64, a
+ * string), and with `twice` the data field repeated. */
+static void odd_send(tg__scall *c, tg_pbbuf key, uint64_t off, bool twice)
+{
+    uint8_t data[1000], *buf = malloc(4000);
+    uint32_t crc;
+    size_t n = 0;
+
+    assert_non_null(buf);
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = pattern((size_t)off + i);
+    crc = (uint32_t)crc32(0L, data, sizeof(data));
+    n += put_varint(buf + n, 15 << 3 | 0); /* unknown varint */
+    n += put_varint(buf + n, 123456789);
+    n += put_varint(buf + n, 7 << 3 | 0); /* upload */
+    n += put_varint(buf + n, 0);
+    n += put_varint(buf + n, 6 << 3 | 5); /* crc32, fixed32 */
+    for (int i = 0; i < 4; i++)
+        buf[n++] = (uint8_t)(crc >> (8 * i));
+    n += put_bytes(buf + n, 5, "raw", 3);
+    n += put_varint(buf + n, 16 << 3 | 1); /* unknown fixed64 */
+    memset(buf + n, 0xee, 8);
+    n += 8;
+    n += put_varint(buf + n, 4 << 3 | 0); /* size */
+    n += put_varint(buf + n, 3000);
+    n += put_bytes(buf + n, 3, data, sizeof(data));
+    if (twice)
+        n += put_bytes(buf + n, 3, data, sizeof(data));
+    n += put_bytes(buf + n, 17, "future", 6); /* unknown string */
+    n += put_varint(buf + n, 2 << 3 | 0);     /* offset */
+    n += put_varint(buf + n, off);
+    n += put_bytes(buf + n, 1, key.ptr, key.len);
+    tg__scall_send(c, buf, n);
+}
+
 static void bad_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
                      size_t len)
 {
@@ -930,6 +992,12 @@ static void bad_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
     assert_int_equal(
         tg__wire_decode(taskgrid_v1_FetchRequest_fields, &r, req, len), TG_OK);
     /* Every fake result is 3000 bytes. */
+    if (b->mode == ODD_ORDER || b->mode == BAD_TWICE) {
+        for (uint64_t off = 0; off < 3000; off += 1000)
+            odd_send(c, r.key, off, b->mode == BAD_TWICE && off == 1000);
+        tg__scall_finish(c, TG_OK, "");
+        return;
+    }
     bad_send(c, r.key, 0, 1000, 3000, b->mode != BAD_CRC);
     if (b->mode == BAD_GAP)
         bad_send(c, r.key, 2000, 1000, 3000, true);
@@ -976,8 +1044,9 @@ static void test_worker_data__corrupt_or_partial_inputs_fail(void **state)
     fake_sched *fs = fs_start(NULL, TG_PROTO_INLINE_LIMIT_DEFAULT);
     test_worker *w = worker_start(fs, "wa", NULL, NULL);
     bad_holder *crc = bad_start(BAD_CRC), *gap = bad_start(BAD_GAP),
-               *shrt = bad_start(BAD_SHORT);
-    dep_def dep = {"x", 3000, {crc->addr, gap->addr, shrt->addr}, 3};
+               *shrt = bad_start(BAD_SHORT), *twice = bad_start(BAD_TWICE);
+    dep_def dep = {
+        "x", 3000, {crc->addr, gap->addr, shrt->addr, twice->addr}, 4};
     const rec_result *r;
 
     (void)state;
@@ -989,9 +1058,13 @@ static void test_worker_data__corrupt_or_partial_inputs_fail(void **state)
     must_contain(r->err_msg, "CRC-32 mismatch in the chunk at offset 0");
     must_contain(r->err_msg, "sent a chunk at offset 2000, expected 1000");
     must_contain(r->err_msg, "the stream ended after 1000 of 3000 bytes");
+    must_contain(r->err_msg, "sent two data fields in the chunk at offset "
+                             "1000");
     /* The holders in the scheduler's order. */
     assert_true(strstr(r->err_msg, crc->addr) < strstr(r->err_msg, gap->addr));
     assert_true(strstr(r->err_msg, gap->addr) < strstr(r->err_msg, shrt->addr));
+    assert_true(strstr(r->err_msg, shrt->addr) <
+                strstr(r->err_msg, twice->addr));
     /* A size that disagrees with the scheduler's is refused too. */
     dep.size = 2999;
     dep.holders[0] = shrt->addr;
@@ -1005,6 +1078,32 @@ static void test_worker_data__corrupt_or_partial_inputs_fail(void **state)
     bad_free(crc);
     bad_free(gap);
     bad_free(shrt);
+    bad_free(twice);
+    fs_free(fs);
+}
+
+/* Protobuf lets fields come in any order and unknown ones be skipped: a
+ * holder whose encoder orders them otherwise still serves the input. */
+static void test_worker_data__chunks_in_any_field_order(void **state)
+{
+    fake_sched *fs = fs_start(NULL, TG_PROTO_INLINE_LIMIT_DEFAULT);
+    test_worker *w = worker_start(fs, "wa", NULL, NULL);
+    bad_holder *odd = bad_start(ODD_ORDER);
+    dep_def dep = {"x", 3000, {odd->addr}, 1};
+    const rec_result *r;
+    char want[64];
+
+    (void)state;
+    fs_wait_registered(fs, "wa", 1, NULL, 0);
+    fs_assign(fs, "wa", "t", "test.digest", "", &dep, 1);
+    r = fs_result(fs, "t");
+    assert_null(r->err_type);
+    expected_digest(3000, want, sizeof(want));
+    assert_int_equal(r->len, strlen(want));
+    assert_memory_equal(r->data, want, r->len);
+    assert_int_equal(tgw_counters_bytes(&w->counters, TGW_COUNT_FETCHED), 3000);
+    worker_stop(w);
+    bad_free(odd);
     fs_free(fs);
 }
 
@@ -1658,6 +1757,7 @@ int main(void)
         cmocka_unit_test(test_worker_data__inputs_local_peer_and_in_order),
         cmocka_unit_test(test_worker_data__no_holder_delivers_fetch_failed),
         cmocka_unit_test(test_worker_data__corrupt_or_partial_inputs_fail),
+        cmocka_unit_test(test_worker_data__chunks_in_any_field_order),
         cmocka_unit_test(test_worker_data__upload_in_chunks_and_missing),
         cmocka_unit_test(test_worker_data__session_end_drops_held_results),
         cmocka_unit_test(test_worker_data__inline_only_workers),

@@ -523,14 +523,12 @@ int tg__cstream_close_send(tg__cstream *s, int64_t timeout_ms)
     return rc;
 }
 
-int tg__cstream_recv(tg__cstream *s, uint8_t **buf, size_t *len,
-                     int64_t timeout_ms)
+/* Wait for the next message into s->recv_bb: TG_OK with it set, TG_OK
+ * with it NULL once the server ended the call with OK, or a failure. */
+static int cstream_wait(tg__cstream *s, int64_t timeout_ms)
 {
     grpc_event ev;
-    int rc;
 
-    *buf = NULL;
-    *len = 0;
     if (s->recv_ended)
         return cstream_status(s, 5000);
     if (!s->recv_pending) {
@@ -564,7 +562,106 @@ int tg__cstream_recv(tg__cstream *s, uint8_t **buf, size_t *len,
         s->recv_ended = true;
         return cstream_status(s, 5000);
     }
+    return TG_OK;
+}
+
+int tg__cstream_recv(tg__cstream *s, uint8_t **buf, size_t *len,
+                     int64_t timeout_ms)
+{
+    int rc;
+
+    *buf = NULL;
+    *len = 0;
+    rc = cstream_wait(s, timeout_ms);
+    if (rc != TG_OK || s->recv_bb == NULL)
+        return rc;
     rc = tg__grpc_read(s->recv_bb, buf, len);
+    grpc_byte_buffer_destroy(s->recv_bb);
+    s->recv_bb = NULL;
+    return rc;
+}
+
+struct tg__msg {
+    grpc_byte_buffer_reader r;
+    grpc_slice cur; /* the slice being read (empty before the first) */
+    size_t pos;     /* read so far of `cur` */
+    size_t left;    /* of the whole message */
+};
+
+size_t tg__msg_left(const tg__msg *m)
+{
+    return m->left;
+}
+
+int tg__msg_read(tg__msg *m, void *dst, size_t n)
+{
+    uint8_t *out = dst;
+
+    if (n > m->left)
+        return tg__error_set(TG_EPROTO, "message ends %zu bytes early",
+                             n - m->left);
+    m->left -= n;
+    while (n > 0) {
+        size_t have = GRPC_SLICE_LENGTH(m->cur) - m->pos, k;
+
+        if (have == 0) {
+            grpc_slice_unref(m->cur);
+            m->cur = grpc_empty_slice();
+            m->pos = 0;
+            if (!grpc_byte_buffer_reader_next(&m->r, &m->cur))
+                return tg__error_set(TG_EPROTO, "message ends early");
+            continue;
+        }
+        k = have < n ? have : n;
+        if (out != NULL) {
+            memcpy(out, GRPC_SLICE_START_PTR(m->cur) + m->pos, k);
+            out += k;
+        }
+        m->pos += k;
+        n -= k;
+    }
+    return TG_OK;
+}
+
+/* The message's length as read (after any decompression): the sum of the
+ * slices a reader gives, peeked without copying. */
+static bool message_length(grpc_byte_buffer *bb, size_t *len)
+{
+    grpc_byte_buffer_reader r;
+    grpc_slice *sl;
+
+    *len = 0;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return false;
+    while (grpc_byte_buffer_reader_peek(&r, &sl))
+        *len += GRPC_SLICE_LENGTH(*sl);
+    grpc_byte_buffer_reader_destroy(&r);
+    return true;
+}
+
+int tg__cstream_recv_msg(tg__cstream *s, int (*fn)(void *ud, tg__msg *m),
+                         void *ud, bool *ended, int64_t timeout_ms)
+{
+    tg__msg m;
+    int rc = cstream_wait(s, timeout_ms);
+
+    *ended = false;
+    if (rc != TG_OK)
+        return rc;
+    if (s->recv_bb == NULL) {
+        *ended = true;
+        return TG_OK;
+    }
+    if (!message_length(s->recv_bb, &m.left) ||
+        !grpc_byte_buffer_reader_init(&m.r, s->recv_bb)) {
+        rc = tg__error_set(TG_EPROTO, "cannot read gRPC message");
+    } else {
+        m.cur = grpc_empty_slice();
+        m.pos = 0;
+        rc = fn(ud, &m);
+        grpc_slice_unref(m.cur);
+        grpc_byte_buffer_reader_destroy(&m.r);
+    }
     grpc_byte_buffer_destroy(s->recv_bb);
     s->recv_bb = NULL;
     return rc;

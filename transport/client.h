@@ -82,6 +82,29 @@ int tg__cstream_close_send(tg__cstream *s, int64_t timeout_ms);
 int tg__cstream_recv(tg__cstream *s, uint8_t **buf, size_t *len,
                      int64_t timeout_ms);
 
+/*
+ * A received message read where gRPC holds it (its slices), not first
+ * copied into one block: a large payload is copied once, straight to
+ * where it belongs (tg__cstream_recv_msg).
+ */
+typedef struct tg__msg tg__msg;
+
+/** Bytes of the message not read yet. */
+size_t tg__msg_left(const tg__msg *m);
+
+/** Copy the next `n` bytes to `dst` (NULL: skip them). TG_EPROTO, and
+ * nothing read, if fewer than `n` are left. */
+int tg__msg_read(tg__msg *m, void *dst, size_t n);
+
+/**
+ * Like tg__cstream_recv, but hands the message to `fn(ud, m)` (valid only
+ * during the call) instead of copying it out. Returns fn's result, or what
+ * tg__cstream_recv would; *ended is true when the server ended the call
+ * with OK (fn not called).
+ */
+int tg__cstream_recv_msg(tg__cstream *s, int (*fn)(void *ud, tg__msg *m),
+                         void *ud, bool *ended, int64_t timeout_ms);
+
 /** Cancel (if still running) and free. NULL is a no-op. */
 void tg__cstream_free(tg__cstream *s);
 

@@ -51,6 +51,12 @@ typedef struct send_item {
     struct send_item *next;
     uint8_t *buf;
     size_t len;
+    /* tg__scall_send_borrowed: bytes sent after `buf` in place, and
+     * their release (NULL: none). */
+    const uint8_t *tail;
+    size_t tail_len;
+    void (*release)(void *);
+    void *release_ud;
 } send_item;
 
 /* A pending request for one new call of one method. */
@@ -200,6 +206,8 @@ static void scall_unref(tg__scall *c)
     for (it = c->q_head; it; it = nx) {
         nx = it->next;
         free(it->buf);
+        if (it->release)
+            it->release(it->release_ud);
         free(it);
     }
     if (c->prev)
@@ -263,9 +271,16 @@ static void scall_pump(tg__scall *c)
     }
     it = c->q_head;
     if (it != NULL) {
-        grpc_slice sl = grpc_slice_new(it->buf, it->len, free);
-        c->inflight_bb = grpc_raw_byte_buffer_create(&sl, 1);
-        grpc_slice_unref(sl);
+        grpc_slice sl[2];
+        size_t nsl = 1;
+
+        sl[0] = grpc_slice_new(it->buf, it->len, free);
+        if (it->release != NULL) /* gRPC releases the tail once written */
+            sl[nsl++] = grpc_slice_new_with_user_data(
+                (void *)it->tail, it->tail_len, it->release, it->release_ud);
+        c->inflight_bb = grpc_raw_byte_buffer_create(sl, nsl);
+        for (size_t i = 0; i < nsl; i++)
+            grpc_slice_unref(sl[i]);
         c->q_head = it->next;
         if (c->q_head == NULL)
             c->q_tail = NULL;
@@ -301,22 +316,26 @@ static void scall_pump(tg__scall *c)
 }
 
 /* Queue one message without starting a send (see tg__scall_reply). */
-static int scall_enqueue(tg__scall *c, uint8_t *buf, size_t len)
+static int scall_enqueue_parts(tg__scall *c, uint8_t *buf, size_t len,
+                               const tg__scall_tail *tail)
 {
     send_item *it;
 
-    if (c->closed || c->finish_requested) {
+    if (c->closed || c->finish_requested ||
+        (it = calloc(1, sizeof(*it))) == NULL) {
         free(buf);
-        return TG_ECANCELLED;
+        if (tail != NULL && tail->release != NULL)
+            tail->release(tail->ud);
+        return c->closed || c->finish_requested ? TG_ECANCELLED : TG_ENOMEM;
     }
-    it = malloc(sizeof(*it));
-    if (it == NULL) {
-        free(buf);
-        return TG_ENOMEM;
-    }
-    it->next = NULL;
     it->buf = buf;
     it->len = len;
+    if (tail != NULL && tail->release != NULL) {
+        it->tail = tail->bytes;
+        it->tail_len = tail->len;
+        it->release = tail->release;
+        it->release_ud = tail->ud;
+    }
     if (c->q_tail)
         c->q_tail->next = it;
     else
@@ -326,9 +345,24 @@ static int scall_enqueue(tg__scall *c, uint8_t *buf, size_t len)
     return TG_OK;
 }
 
+static int scall_enqueue(tg__scall *c, uint8_t *buf, size_t len)
+{
+    return scall_enqueue_parts(c, buf, len, NULL);
+}
+
 int tg__scall_send(tg__scall *c, uint8_t *buf, size_t len)
 {
     int rc = scall_enqueue(c, buf, len);
+
+    if (rc == TG_OK)
+        scall_pump(c);
+    return rc;
+}
+
+int tg__scall_send_borrowed(tg__scall *c, uint8_t *head, size_t head_len,
+                            const tg__scall_tail *tail)
+{
+    int rc = scall_enqueue_parts(c, head, head_len, tail);
 
     if (rc == TG_OK)
         scall_pump(c);

@@ -79,6 +79,24 @@ void tg__server_free(tg__server *s);
  */
 int tg__scall_send(tg__scall *c, uint8_t *buf, size_t len);
 
+/* Bytes sent in place, not copied: valid until `release(ud)`, which gRPC
+ * calls (on any thread) once they are written or the call is over. */
+typedef struct tg__scall_tail {
+    const uint8_t *bytes;
+    size_t len;
+    void (*release)(void *ud);
+    void *ud;
+} tg__scall_tail;
+
+/**
+ * Like tg__scall_send, for one message made of `head` (malloc'd, owned
+ * as there) followed by `tail`'s bytes, which are not copied: a large
+ * payload goes to the socket from where it lies. `tail` is released
+ * exactly once, also on failure.
+ */
+int tg__scall_send_borrowed(tg__scall *c, uint8_t *head, size_t head_len,
+                            const tg__scall_tail *tail);
+
 /**
  * End the call with `status` (TG_OK or a tg_status, mapped to the gRPC
  * code) and a message, after every queued message. Later sends fail.

@@ -6,7 +6,7 @@
  * FETCH_WINDOW chunks queued on the call, topping up as gRPC writes them
  * (the loop ticks after every completion), so a large result is never
  * copied whole into send buffers and a slow peer costs one window of
- * memory. Depends on transport/server.h, proto/wire.h, zlib, the store,
+ * memory. Depends on transport/server.h, proto/wire.h, util/crc.h, the store,
  * the counters and util/log.h.
  */
 #include <pthread.h>
@@ -15,11 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "dataservice.h"
 #include "methods.h"
 #include "transport/server.h"
+#include "util/crc.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/tls.h"
@@ -68,6 +67,56 @@ static void active_remove(tgw_dataservice *d, fetch_call *f)
     f->prev = f->next = NULL;
 }
 
+static void release_held(void *h)
+{
+    tgw_held_release(h);
+}
+
+/* Queue one chunk: the `n` bytes at `p`, `f->offset` into the result.
+ * From memory the bytes go to the socket in place (the message is its
+ * encoded fields, then field 3 `data` whose bytes are the held result's,
+ * borrowed with a reference); from a spill file they are in the scratch
+ * buffer, reused for the next chunk, so they are copied. */
+static int send_chunk(fetch_call *f, const uint8_t *p, size_t n)
+{
+    const tgw_held *h = f->h;
+    bool in_place = n > 0 && !h->spilled;
+    taskgrid_v1_DataChunk ch;
+    tg__scall_tail tail;
+    uint8_t *buf, *grown;
+    size_t len;
+
+    memset(&ch, 0, sizeof(ch));
+    ch.key = tg_pbbuf_mem(h->key, h->key_len);
+    ch.offset = f->offset;
+    ch.data = tg_pbbuf_mem(in_place ? NULL : p, in_place ? 0 : n);
+    ch.size = h->len;
+    ch.codec = tg_pbbuf_str(h->codec);
+    ch.crc32 = tg__crc32(p, n);
+    if (tg__wire_encode(taskgrid_v1_DataChunk_fields, &ch, &buf, &len) != TG_OK)
+        return TG_ENOMEM;
+    if (!in_place)
+        return tg__scall_send(f->c, buf, len);
+    /* Field 3, length-delimited (a protobuf field may come in any order),
+     * then its length as a varint; the bytes follow as the tail. */
+    if ((grown = realloc(buf, len + 11)) == NULL) {
+        free(buf);
+        return TG_ENOMEM;
+    }
+    buf = grown;
+    buf[len++] = (3 << 3) | 2;
+    for (uint64_t v = n;; v >>= 7) {
+        buf[len++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80)
+            break;
+    }
+    tail.bytes = p;
+    tail.len = n;
+    tail.release = release_held;
+    tail.ud = tgw_held_ref(f->h);
+    return tg__scall_send_borrowed(f->c, buf, len, &tail);
+}
+
 /* Queue chunks until the window is full or the result is all queued. */
 static void pump(tgw_dataservice *d, fetch_call *f)
 {
@@ -78,9 +127,7 @@ static void pump(tgw_dataservice *d, fetch_call *f)
         size_t n = left < TG_PROTO_CHUNK_MAX ? (size_t)left
                                              : (size_t)TG_PROTO_CHUNK_MAX;
         const uint8_t *p = NULL;
-        taskgrid_v1_DataChunk ch;
-        uint8_t *buf;
-        size_t len;
+        int rc;
 
         if (h->spilled && d->scratch == NULL)
             d->scratch = malloc(TG_PROTO_CHUNK_MAX);
@@ -96,20 +143,10 @@ static void pump(tgw_dataservice *d, fetch_call *f)
             f->sent_all = true;
             break;
         }
-        memset(&ch, 0, sizeof(ch));
-        ch.key = tg_pbbuf_mem(h->key, h->key_len);
-        ch.offset = f->offset;
-        ch.data = tg_pbbuf_mem(p, n);
-        ch.size = h->len;
-        ch.codec = tg_pbbuf_str(h->codec);
-        ch.crc32 = (uint32_t)crc32(0L, p ? p : Z_NULL, (uInt)n);
-        if (tg__wire_encode(taskgrid_v1_DataChunk_fields, &ch, &buf, &len) !=
-            TG_OK) {
+        rc = send_chunk(f, p, n);
+        if (rc == TG_ENOMEM)
             tg__scall_finish(f->c, TG_ENOMEM, "worker out of memory");
-            f->sent_all = true;
-            break;
-        }
-        if (tg__scall_send(f->c, buf, len) != TG_OK) {
+        if (rc != TG_OK) {
             f->sent_all = true; /* the call is over; on_done follows */
             break;
         }

@@ -6,7 +6,7 @@
  * than a small transfer); a channel that failed a fetch is dropped, so a
  * restarted peer gets a fresh connection. Entries are reference-counted:
  * a channel is closed only when no fetch uses it. Depends on
- * transport/client.h, proto/wire.h, zlib, the store, the outbox, the
+ * transport/client.h, proto/wire.h, util/crc.h, the store, the outbox, the
  * counters and the task.
  */
 #include <pthread.h>
@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "fetcher.h"
 #include "methods.h"
 #include "transport/client.h"
+#include "util/bigmem.h"
 #include "util/clock.h"
+#include "util/crc.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "wire.h"
@@ -159,45 +159,140 @@ static void chan_put(tgw_fetcher *f, chan_entry *e, bool failed)
         entry_close(e);
 }
 
-/* Check one chunk against what came before and copy it into `buf`. */
-static int take_chunk(const tgw_dep *dep, const uint8_t *m, size_t mlen,
-                      uint8_t *buf, uint64_t *off, char *why, size_t whylen)
-{
-    taskgrid_v1_DataChunk ch;
-    int rc = TG_EPROTO;
+/* Receiving one DataChunk straight from gRPC's slices: its `data` is
+ * copied once, to where it belongs in the result, and checked there. */
+typedef struct chunk_rx {
+    const tgw_dep *dep;
+    uint8_t *buf;  /* the result being filled */
+    uint64_t *off; /* bytes filled so far */
+    char *why;
+    size_t whylen;
+    bool bad; /* take_chunk refused a chunk (why says why) */
+} chunk_rx;
 
-    if (tg__wire_decode(taskgrid_v1_DataChunk_fields, &ch, m, mlen) != TG_OK) {
-        snprintf(why, whylen, "bad chunk: %s", tg_error_last());
-        return TG_EPROTO;
+static int read_varint(tg__msg *m, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        uint8_t b;
+
+        if (tg__msg_read(m, &b, 1) != TG_OK)
+            return TG_EPROTO;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0)
+            return TG_OK;
     }
-    if (ch.key.len != dep->key_len ||
-        memcmp(ch.key.ptr, dep->key, dep->key_len) != 0)
-        snprintf(why, whylen, "sent a chunk of another key ('%.*s')",
-                 (int)(ch.key.len > 200 ? 200 : ch.key.len),
-                 (const char *)ch.key.ptr);
-    else if (ch.size != dep->size)
-        snprintf(why, whylen,
+    return TG_EPROTO;
+}
+
+/* Field 1: the key, which must be the one asked for. */
+static bool key_matches(tg__msg *m, const tgw_dep *dep, uint64_t len)
+{
+    char key[TG_PROTO_KEY_MAX];
+
+    if (len != dep->key_len || len > sizeof(key)) {
+        (void)tg__msg_read(m, NULL, len);
+        return false;
+    }
+    return tg__msg_read(m, key, len) == TG_OK &&
+           memcmp(key, dep->key, len) == 0;
+}
+
+/* One chunk's fields, in any order (as protobuf allows); unknown fields
+ * are skipped. TG_EPROTO with the reason in rx->why. */
+static int take_chunk(void *ud, tg__msg *m)
+{
+    chunk_rx *rx = ud;
+    const tgw_dep *dep = rx->dep;
+    uint64_t off = *rx->off, offset = 0, size = 0, dlen = 0;
+    uint32_t crc = 0;
+    uint8_t le[4];
+    bool key_ok = false, has_data = false;
+
+    rx->bad = true; /* until the chunk is taken */
+    while (tg__msg_left(m) > 0) {
+        uint64_t tag, v;
+
+        if (read_varint(m, &tag) != TG_OK)
+            goto bad;
+        switch (tag & 7) {
+        case 0: /* varint: offset 2, size 4, upload 7 */
+            if (read_varint(m, &v) != TG_OK)
+                goto bad;
+            if (tag >> 3 == 2)
+                offset = v;
+            else if (tag >> 3 == 4)
+                size = v;
+            break;
+        case 5: /* 32-bit: crc32 6 (fixed32, little-endian) */
+            if (tg__msg_read(m, le, 4) != TG_OK)
+                goto bad;
+            if (tag >> 3 == 6)
+                crc = (uint32_t)le[0] | (uint32_t)le[1] << 8 |
+                      (uint32_t)le[2] << 16 | (uint32_t)le[3] << 24;
+            break;
+        case 1: /* 64-bit */
+            if (tg__msg_read(m, NULL, 8) != TG_OK)
+                goto bad;
+            break;
+        case 2: /* length-delimited: key 1, data 3, codec 5 */
+            if (read_varint(m, &v) != TG_OK || v > tg__msg_left(m))
+                goto bad;
+            if (tag >> 3 == 1) {
+                key_ok = key_matches(m, dep, v);
+            } else if (tag >> 3 == 3) {
+                if (has_data) {
+                    snprintf(rx->why, rx->whylen,
+                             "sent two data fields in the chunk at offset "
+                             "%llu",
+                             (unsigned long long)off);
+                    return TG_EPROTO;
+                }
+                if (v > dep->size - off || v > TG_PROTO_CHUNK_MAX) {
+                    snprintf(rx->why, rx->whylen,
+                             "sent a chunk of %llu bytes at offset %llu, past "
+                             "the end or over the chunk limit",
+                             (unsigned long long)v, (unsigned long long)off);
+                    return TG_EPROTO;
+                }
+                if (tg__msg_read(m, rx->buf + off, v) != TG_OK)
+                    goto bad;
+                has_data = true;
+                dlen = v;
+            } else if (tg__msg_read(m, NULL, v) != TG_OK) {
+                goto bad;
+            }
+            break;
+        default:
+            goto bad;
+        }
+    }
+    if (!key_ok)
+        snprintf(rx->why, rx->whylen, "sent a chunk of another key");
+    else if (size != dep->size)
+        snprintf(rx->why, rx->whylen,
                  "says the result is %llu bytes, the scheduler said %llu",
-                 (unsigned long long)ch.size, (unsigned long long)dep->size);
-    else if (ch.offset != *off)
-        snprintf(why, whylen, "sent a chunk at offset %llu, expected %llu",
-                 (unsigned long long)ch.offset, (unsigned long long)*off);
-    else if (ch.data.len > dep->size - *off)
-        snprintf(why, whylen,
-                 "sent a chunk of %zu bytes at offset %llu, past the end",
-                 ch.data.len, (unsigned long long)*off);
-    else if ((uint32_t)crc32(0L, ch.data.len ? ch.data.ptr : Z_NULL,
-                             (uInt)ch.data.len) != ch.crc32)
-        snprintf(why, whylen, "CRC-32 mismatch in the chunk at offset %llu",
-                 (unsigned long long)*off);
+                 (unsigned long long)size, (unsigned long long)dep->size);
+    else if (offset != off)
+        snprintf(rx->why, rx->whylen,
+                 "sent a chunk at offset %llu, expected %llu",
+                 (unsigned long long)offset, (unsigned long long)off);
+    else if (dlen == 0 && off < dep->size)
+        snprintf(rx->why, rx->whylen, "sent an empty chunk at offset %llu",
+                 (unsigned long long)off);
+    else if (tg__crc32(rx->buf + off, dlen) != crc)
+        snprintf(rx->why, rx->whylen,
+                 "CRC-32 mismatch in the chunk at offset %llu",
+                 (unsigned long long)off);
     else {
-        if (ch.data.len)
-            memcpy(buf + *off, ch.data.ptr, ch.data.len);
-        *off += ch.data.len;
-        rc = TG_OK;
+        *rx->off = off + dlen;
+        rx->bad = false;
+        return TG_OK;
     }
-    tg__wire_release(taskgrid_v1_DataChunk_fields, &ch);
-    return rc;
+    return TG_EPROTO;
+bad:
+    snprintf(rx->why, rx->whylen, "bad chunk: not a DataChunk message");
+    return TG_EPROTO;
 }
 
 /* Receive the whole result from an open Fetch stream into `buf`. */
@@ -206,11 +301,11 @@ static int receive(tg__cstream *st, tg_task_ctx *t, const tgw_dep *dep,
 {
     uint64_t off = 0;
     int64_t last = tg__now_ms();
+    chunk_rx rx = {dep, buf, &off, why, whylen, false};
 
     for (;;) {
-        uint8_t *m = NULL;
-        size_t mlen = 0;
-        int rc = tg__cstream_recv(st, &m, &mlen, POLL_MS);
+        bool ended;
+        int rc = tg__cstream_recv_msg(st, take_chunk, &rx, &ended, POLL_MS);
 
         if (rc == TG_ETIMEDOUT) {
             if (tg_task_cancelled(t)) {
@@ -224,22 +319,20 @@ static int receive(tg__cstream *st, tg_task_ctx *t, const tgw_dep *dep,
             }
             continue;
         }
+        if (rx.bad)
+            return TG_EPROTO; /* `why` says what was wrong with the chunk */
         if (rc != TG_OK) {
             snprintf(why, whylen, "%s: %s", tg__rpc_status_name(rc),
                      tg_error_last());
             return rc;
         }
-        if (m == NULL) { /* the call ended with OK */
+        if (ended) { /* the call ended with OK */
             if (off == dep->size)
                 return TG_OK;
             snprintf(why, whylen, "the stream ended after %llu of %llu bytes",
                      (unsigned long long)off, (unsigned long long)dep->size);
             return TG_EPROTO;
         }
-        rc = take_chunk(dep, m, mlen, buf, &off, why, whylen);
-        free(m);
-        if (rc != TG_OK)
-            return rc;
         last = tg__now_ms();
     }
 }
@@ -270,6 +363,7 @@ static int fetch_from(tgw_fetcher *f, tg_task_ctx *t, const tgw_dep *dep,
                  (unsigned long long)dep->size);
         return TG_ENOMEM;
     }
+    tg__bigmem_hint(buf, (size_t)dep->size);
     if ((e = chan_get(f, address, why, whylen)) == NULL) {
         free(enc);
         free(buf);

@@ -7,7 +7,7 @@
  * heartbeats; executor threads fetch held inputs (fetcher.h), run tasks
  * and push outcomes into the outbox, keeping large results in the store;
  * the data service (dataservice.h) serves the store to peers on a thread
- * of its own. Depends on the transport's client side, the codec, zlib,
+ * of its own. Depends on the transport's client side, the codec, util/crc.h,
  * the executor, the outbox, the store, the fetcher, the data service and
  * the SDK logger.
  *
@@ -23,8 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <zlib.h>
-
 #include "dataservice.h"
 #include "executor.h"
 #include "fetcher.h"
@@ -37,6 +35,7 @@
 #include "task.h"
 #include "util/array.h"
 #include "util/clock.h"
+#include "util/crc.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/tls.h"
@@ -225,8 +224,7 @@ static size_t fill_chunks(wlink *l, const tgw_batch *b)
         d->data = tg_pbbuf_mem(c->bytes, c->len);
         d->size = c->h->len;
         d->codec = tg_pbbuf_str(c->h->codec);
-        d->crc32 =
-            (uint32_t)crc32(0L, c->bytes ? c->bytes : Z_NULL, (uInt)c->len);
+        d->crc32 = tg__crc32(c->bytes, c->len);
         d->upload = c->upload;
         n++;
     }

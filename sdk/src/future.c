@@ -6,7 +6,7 @@
  * the futures they fill, and results that arrive in chunks are assembled
  * straight into the block their futures get; the keys a client holds are
  * counted in a map so a key is released only when its last future goes.
- * Depends on proto/wire.h for the decoded result type, zlib for CRC-32
+ * Depends on proto/wire.h for the decoded result type, util/crc.h for CRC-32
  * and gather.c for waiting; no gRPC.
  */
 #include <inttypes.h>
@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "future.h"
 #include "util/array.h"
+#include "util/bigmem.h"
+#include "util/crc.h"
 #include "util/error.h"
 
 /* Strings returned for absent error fields, so accessors never give NULL. */
@@ -813,6 +813,7 @@ static int part_start(tg__gmap *m, tg_future *f,
                             " bytes, more than this process can allocate",
                             f->key, size);
     }
+    tg__bigmem_hint(p->rb, sizeof(*p->rb) + (size_t)size);
     q = p->rb->bytes + size;
     *q++ = '\0';
     p->codec = put(&q, r->codec);
@@ -833,7 +834,7 @@ static int part_chunk(tg__gmap *m, const taskgrid_v1_DataChunk *c)
     tg_future *f = gmap_find(m, c->key);
     tg__gpart *p = f ? f->part : NULL;
     char why[160] = "";
-    uLong crc;
+    uint32_t crc;
 
     if (p == NULL || tg__state_final(f->state))
         return TG_OK; /* not asked for, not being assembled, or failed */
@@ -861,19 +862,19 @@ static int part_chunk(tg__gmap *m, const taskgrid_v1_DataChunk *c)
                             " bytes) arrived damaged and was discarded: %s",
                             f->key, size, why);
     }
-    crc = crc32_z(0L, c->data.len ? c->data.ptr : Z_NULL, c->data.len);
+    crc = tg__crc32(c->data.ptr, c->data.len);
     if (crc != c->crc32) {
         uint64_t size = p->size;
 
         part_drop(m, p);
-        return settle_error(m, f, "tg.DataCorrupt",
-                            "the result of '%s' (%" PRIu64
-                            " bytes) arrived damaged and was discarded: "
-                            "CRC-32 mismatch in the chunk at offset %" PRIu64
-                            " (%zu bytes): computed %08lx, the chunk says "
-                            "%08" PRIx32,
-                            f->key, size, c->offset, c->data.len,
-                            (unsigned long)crc, c->crc32);
+        return settle_error(
+            m, f, "tg.DataCorrupt",
+            "the result of '%s' (%" PRIu64
+            " bytes) arrived damaged and was discarded: "
+            "CRC-32 mismatch in the chunk at offset %" PRIu64
+            " (%zu bytes): computed %08" PRIx32 ", the chunk says "
+            "%08" PRIx32,
+            f->key, size, c->offset, c->data.len, crc, c->crc32);
     }
     if (c->data.len)
         memcpy(p->rb->bytes + p->got, c->data.ptr, c->data.len);
