@@ -220,6 +220,11 @@ typedef struct tgs_core_opts {
      * 5000 ms; retry_backoff_ms < 0: retry at once). */
     int64_t retry_backoff_ms;
     int64_t retry_backoff_max_ms;
+    /* Bytes per second assumed for moving a held result between workers,
+     * which weighs fetching a task's inputs against waiting for a busy
+     * worker that holds them (placement and stealing of tasks with held
+     * inputs; 0 or not finite and positive: default 100 MB/s). */
+    double transfer_bandwidth;
 } tgs_core_opts;
 
 typedef struct tgs_core tgs_core;

@@ -54,6 +54,11 @@ static const char usage[] =
     "                          result travels inline through the scheduler;\n"
     "                          below --max-message, whose half it is by\n"
     "                          default when that is smaller)\n"
+    "  --transfer-bandwidth B  bytes per second assumed between workers\n"
+    "                          (default 100e6): a task with inputs held on\n"
+    "                          workers goes where it is estimated to start\n"
+    "                          first, waiting for a busy worker that holds\n"
+    "                          them when moving them would take longer\n"
     "  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
     "                          mutual TLS (with a tls:// --listen address):\n"
     "                          the cluster CA, and this scheduler's\n"
@@ -160,6 +165,27 @@ static int parse_number(cli *c, const char *a, const char *val)
         o->inline_limit = v;
         c->inline_given = true;
     }
+    return 0;
+}
+
+/* --transfer-bandwidth B: bytes per second, a positive number (1e8,
+ * 250000000). -1 if `a` is another option. */
+static int parse_bandwidth(cli *c, const char *a, const char *val)
+{
+    char *end;
+    double v;
+
+    if (strcmp(a, "--transfer-bandwidth") != 0)
+        return -1;
+    if (val == NULL)
+        return bad("missing value for", a);
+    errno = 0;
+    v = strtod(val, &end);
+    if (errno || end == val || *end != '\0' || !(v >= 1) || v > 1e15)
+        return bad("--transfer-bandwidth expects bytes per second, from 1 "
+                   "to 1e15",
+                   val);
+    c->o.transfer_bandwidth = v;
     return 0;
 }
 
@@ -302,6 +328,8 @@ static int parse_args(cli *c, int argc, char **argv)
             return 0;
         }
         rc = parse_parent_fd(c, a, val);
+        if (rc < 0)
+            rc = parse_bandwidth(c, a, val);
         if (rc < 0)
             rc = parse_number(c, a, val);
         if (rc < 0)

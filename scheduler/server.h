@@ -32,6 +32,9 @@ typedef struct tgs_server_opts {
     /* SchedulerMessage.inline_limit for workers with a data service:
      * larger results stay on the worker that made them (0: all inline). */
     uint64_t inline_limit;
+    /* Bytes per second assumed between workers when placement weighs
+     * moving held inputs against waiting (0: default 100 MB/s). */
+    double transfer_bandwidth;
     const char *ca_pem, *cert_pem, *key_pem; /* TLS (all or none) */
     /* Files (absolute paths) the local launcher passes to the workers it
      * starts as --tls-ca/--tls-cert/--tls-key; a TLS scheduler's launcher

@@ -79,6 +79,14 @@
 /* Scale down only after the demand stayed lower this long. */
 #define DEFAULT_SCALE_HOLD_MS 2000
 
+/* Bytes per second assumed between workers (tgs_core_opts), as Dask's
+ * distributed.scheduler.bandwidth. */
+#define DEFAULT_TRANSFER_BANDWIDTH 100e6
+
+/* The run time assumed for a function none of whose tasks has finished
+ * yet (ms), as Dask's distributed.scheduler.unknown-task-duration. */
+#define UNKNOWN_DURATION_MS 500.0
+
 /* Queue about this much work (in ms) per thread on each worker: enough to
  * hide the round trip between a result and the next assignment, little
  * enough that a worker joining later (or a higher-priority task arriving)
@@ -424,6 +432,8 @@ struct tgs_core {
     size_t capcnames;
     void **pick; /* scratch (tasks) of tgs__steal_for(), mark_suspects() */
     size_t cappick;
+    void **est; /* scratch (tasks) of the cost model (place.c) */
+    size_t capest;
     uint64_t counts[TGS_NSTATES];
     uint64_t unplaceable;
     uint64_t queued; /* sum over workers of queued_on() */
@@ -438,6 +448,10 @@ struct tgs_core {
     uint32_t forgotten; /* during the current event */
     uint64_t nlinked;   /* held results keeping lineage links */
     bool ready_added; /* READY tasks appeared since the last tgs__schedule() */
+    /* A look for work to steal passed over a task whose inputs cost more
+     * to move than waiting for its worker: idle workers look again at the
+     * next tick, as the estimates change with time (steal.c). */
+    bool relook;
     tgs_scale scale;
 };
 
@@ -507,6 +521,30 @@ void tgs__schedule(tgs_core *c);
 void tgs__steal_resolve(tgs_core *c, tgs_task *t);
 void tgs__steal_for(tgs_core *c, tgs_worker *th, uint32_t want);
 tgs_task *tgs__displace(tgs_core *c, tgs_worker *w);
+/* The assignment order up to which `w`'s queued (not TF_DIRECT) tasks
+ * have most likely started, in *upto; false when none has. `scratch`
+ * (capacity *cap) is a task array of the caller's, grown as needed. */
+bool tgs__started_upto(const tgs_worker *w, void ***scratch, size_t *cap,
+                       uint64_t *upto);
+
+/* place.c: the cost of moving held inputs against waiting (ms) */
+/* The run time expected of a task of `t`'s function: its measured
+ * average, UNKNOWN_DURATION_MS before any. */
+double tgs__duration_ms(const tgs_task *t);
+/* Moving `bytes` between workers at the configured bandwidth. */
+double tgs__transfer_ms(const tgs_core *c, uint64_t bytes);
+/* What is left to run of every task on `w`, added up. O(tasks on w). */
+double tgs__backlog_ms(tgs_core *c, const tgs_worker *w);
+/* Until `w` has a free thread: 0 if it has one now, else its backlog
+ * divided over its threads. */
+double tgs__wait_ms(tgs_core *c, const tgs_worker *w);
+/* The bytes of `t`'s distinct held inputs that `w` holds; all of their
+ * bytes in *total. O(held inputs * holders). */
+uint64_t tgs__held_bytes(const tgs_task *t, const tgs_worker *w,
+                         uint64_t *total);
+/* Mark every idle worker dirty, so that the next pass has it look for
+ * work to steal again (clears core->relook). */
+void tgs__steal_relook(tgs_core *c);
 
 /* workers.c */
 void tgs__worker_free(tgs_worker *w);

@@ -80,6 +80,9 @@ int tgs_core_new(tgs_core **out, const tgs_core_opts *opts)
         c->opts.retry_backoff_ms = DEFAULT_RETRY_BACKOFF_MS;
     if (c->opts.retry_backoff_max_ms <= 0)
         c->opts.retry_backoff_max_ms = DEFAULT_RETRY_BACKOFF_MAX_MS;
+    if (!(c->opts.transfer_bandwidth > 0) ||
+        !isfinite(c->opts.transfer_bandwidth))
+        c->opts.transfer_bandwidth = DEFAULT_TRANSFER_BANDWIDTH;
     *out = c;
     return TGS_OK;
 }
@@ -140,6 +143,7 @@ void tgs_core_free(tgs_core *c)
     free(c->cres);
     free(c->cnames);
     free(c->pick);
+    free(c->est);
     free(c->actions);
     free(c);
 }

@@ -6,8 +6,9 @@
  * task's `at` field with the assignment time, which it cannot need while
  * waiting) until its exponential backoff is over; every event releases
  * the due ones first (advance() in internal.h). Also tgs_core_tick: due
- * retries, the no-worker timeout and the scaling policy. Depends on
- * internal.h, ready.c, failure.c and scale.c.
+ * retries, the no-worker timeout, another look for work to steal when
+ * a task waits for the worker holding its inputs, and the scaling
+ * policy. Depends on internal.h, ready.c, failure.c, place.c and scale.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -91,6 +92,8 @@ void tgs_core_tick(tgs_core *c, int64_t now_ms)
         if (now_ms - k->since > timeout)
             tgs__fail_unplaceable(c, k, now_ms - k->since);
     }
+    if (c->relook)
+        tgs__steal_relook(c); /* the estimates moved with the clock */
     tgs__schedule(c);
     tgs__scale_tick(c); /* after the assignments: the demand is settled */
 }

@@ -5,10 +5,11 @@
  * util/heap.h), each worker taking the best top among the ready heaps of
  * its classes where it has room (its prefetch depth for the function,
  * free resources) or, full, in place of a lower-priority task it has
- * queued, then idle workers steal (steal.c). A task with held inputs may
- * go instead to a holder of more of their bytes that could take it too
- * (data locality, local_worker()). Depends on internal.h,
- * ready.c, resources.c, actions.c and steal.c.
+ * queued, then idle workers steal (steal.c). A task with held inputs goes
+ * to the worker where it is estimated to start first, counting the time
+ * to move the bytes it lacks (data locality weighed against waiting,
+ * local_worker()). Depends on internal.h, ready.c, resources.c,
+ * actions.c, place.c and steal.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -124,40 +125,61 @@ static inline __attribute__((always_inline)) tgs_task *pick(const tgs_core *c,
     return best;
 }
 
-/* `h` (not draining, not in quarantine) has room for `t` now, as pick()
- * would see it. */
-static bool room_for(const tgs_core *c, const tgs_worker *h, const tgs_task *t)
+/*
+ * `h`, a holder of some of `t`'s inputs, may queue `t` now: it takes new
+ * work (not draining, paused or in quarantine), could run it (function,
+ * restrictions and resources of its class, a data service), and has
+ * nothing READY of higher priority it would take instead (pick()). A
+ * holder may queue a task whose inputs it holds beyond its adaptive
+ * prefetch depth, up to max_prefetch beyond its threads: its wait
+ * estimate (place.c) grows with each task queued there, and bounds the
+ * queue before that.
+ */
+static bool may_queue(const tgs_core *c, const tgs_worker *h, const tgs_task *t)
 {
     const tgs_class *k = t->cls;
-    return provides(h, k->func) && tgs__class_fits(h, k) &&
-           !(h->nprocs > 0 && t->killed > 0) &&
-           h->nprocs < capacity(c, h, k->func) &&
-           (k->nres == 0 || res_free(h, k));
+    if (h->draining || h->paused || h->nquarantine > 0 ||
+        !provides(h, k->func) || !tgs__class_fits(h, k) ||
+        (h->nprocs > 0 && t->killed > 0) ||
+        h->nprocs >= (uint64_t)h->nthreads + c->opts.max_prefetch ||
+        (k->nres != 0 && !res_free(h, k)))
+        return false;
+    const tgs_task *b = pick(c, h);
+    return b == NULL || b->priority <= t->priority;
 }
 
 /*
- * Data locality: `t` (with a held input) was picked by `w`, the least
- * loaded candidate. Among the workers holding its held inputs that could
- * take it now (not draining; pick() finds room for its class, and no
- * READY task of higher priority they could take instead), the one holding
- * the most bytes of its distinct held inputs takes it; on a tie with `w`,
- * or when none holds more than `w`, `w` does (among other holders, the
- * lighter one). Locality never makes a task wait: only workers that can
- * take it now are weighed. O(held inputs * holders * classes of a
- * holder), paid by tasks with held inputs only. `held.scratch` marks an
- * input counted (a task may name it twice), `local`/`local_listed` sum
- * bytes per holder, listed in c->victims (free until the rebalancing).
+ * Data locality, weighed against waiting: `t` (with a held input) was
+ * picked by `w`, the least loaded candidate. Each of `w` and the holders
+ * of `t`'s held inputs that may queue it (may_queue()) is given its
+ * estimated start of `t`:
+ *
+ *     wait(X) + (bytes of t's held inputs X does not hold) / bandwidth
+ *
+ * (place.c: wait(X) is 0 when X has a free thread, else its backlog over
+ * its threads). The smallest wins: a free worker fetches small inputs
+ * rather than wait, and `t` waits (queued there) for a busy holder when
+ * moving its inputs would take longer; if that holder's running task
+ * overruns, stealing moves `t` once waiting costs more (steal.c). On a
+ * tie, the worker holding more of the bytes; then `w`; then the lighter.
+ * O(held inputs * holders) plus, for each busy holder whose transfer
+ * alone does not lose already, O(its tasks); paid by tasks with held
+ * inputs only. `held.scratch` marks an input counted (a task may name it
+ * twice), `local`/`local_listed` sum bytes per holder, listed in
+ * c->victims (free until the rebalancing).
  */
 static __attribute__((noinline)) tgs_worker *
 local_worker(tgs_core *c, tgs_worker *w, tgs_task *t)
 {
     uint32_t n = 0;
+    uint64_t total = 0;
     for (uint32_t i = 0; i < t->ndeps; i++) {
         tgs_task *d = t->deps[i];
         if (d == NULL || !d->held || held_of(d)->scratch)
             continue;
         tgs_held *hd = held_of(d);
         hd->scratch = 1;
+        total += d->out.result->len;
         for (uint32_t j = 0; j < hd->nholders; j++) {
             tgs_worker *h = hd->holders[j].w;
             if (!h->local_listed) {
@@ -173,18 +195,22 @@ local_worker(tgs_core *c, tgs_worker *w, tgs_task *t)
             held_of(t->deps[i])->scratch = 0;
     tgs_worker *to = w;
     uint64_t most = w->local_listed ? w->local : 0;
+    double best = tgs__wait_ms(c, w) + tgs__transfer_ms(c, total - most);
     for (uint32_t i = 0; i < n; i++) {
         tgs_worker *h = c->victims[i];
         h->local_listed = false;
-        if (h == w || h->draining ||
-            !(h->local > most ||
-              (to != w && h->local == most && lighter(h, to))))
+        if (h == w)
             continue;
-        const tgs_task *b = pick(c, h);
-        if (b != NULL && b->priority == t->priority &&
-            (b == t || room_for(c, h, t))) {
+        double e = tgs__transfer_ms(c, total - h->local);
+        if (e > best || !may_queue(c, h, t))
+            continue;
+        e += tgs__wait_ms(c, h);
+        if (e < best ||
+            (e == best && (h->local > most ||
+                           (h->local == most && to != w && lighter(h, to))))) {
             to = h;
             most = h->local;
+            best = e;
         }
     }
     return to;

@@ -6,8 +6,27 @@
  * (TGS_ACT_STEAL). Displacement: a READY task of higher priority than one
  * queued on a full worker takes its place there, and the lower one is
  * asked back the same way. The answer is a hand-back or a result, either
- * of which resolves the request. Depends on internal.h, hashmap.h
- * (outstanding requests by task), util/heap.h and actions.c.
+ * of which resolves the request.
+ *
+ * The stealing rule for a task with inputs held on workers: an idle
+ * worker F takes task T queued on worker V only if moving T does not
+ * cost more than it gains, that is only if
+ *
+ *     transfer(T, F) - transfer(T, V)  <  wait(T on V)
+ *
+ * where transfer(T, X) is the time to move the bytes of T's held inputs
+ * that X lacks at the configured bandwidth, and wait(T on V) is how long
+ * T would still queue on V: 0 when V has a thread free for it, else V's
+ * backlog without T divided over its threads (place.c; F is idle, so T
+ * would start there at once). This is placement's rule (schedule.c) seen
+ * from the thief, so a task handed back is not sent back to its victim.
+ * As a running task overruns its estimate V's backlog grows, so a task
+ * stuck behind a long one is taken once waiting costs more than moving;
+ * a look that passed over such a task is repeated at each tick (relook)
+ * for as long as one waits. Tasks without held inputs cost nothing to
+ * move and are stolen as before, with no added cost. Depends on
+ * internal.h, hashmap.h (outstanding requests by task), util/heap.h,
+ * actions.c and place.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -58,6 +77,31 @@ static int victim_cmp(const void *a, const void *b)
 static inline bool earlier_assigned(const void *a, const void *b)
 {
     return ((const tgs_task *)a)->aseq < ((const tgs_task *)b)->aseq;
+}
+
+/*
+ * The stealing rule above: is moving `t` (with held inputs, queued on
+ * `v`) to the idle `th` worth its bytes. `backlog` caches v's backlog
+ * (NAN until computed) across the tasks of one victim.
+ */
+static bool worth_moving(tgs_core *c, const tgs_task *t, const tgs_worker *v,
+                         const tgs_worker *th, double *backlog)
+{
+    uint64_t total = 0;
+    uint64_t on_th = tgs__held_bytes(t, th, &total);
+    uint64_t on_v = tgs__held_bytes(t, v, &total);
+    double cost =
+        tgs__transfer_ms(c, total - on_th) - tgs__transfer_ms(c, total - on_v);
+    if (cost <= 0)
+        return true;
+    if (v->nprocs <= v->nthreads)
+        return false; /* a thread of v is (about to be) free for it */
+    if (isnan(*backlog))
+        *backlog = tgs__backlog_ms(c, v);
+    /* Without t itself: what runs before it (or beside it). */
+    double d = tgs__duration_ms(t);
+    double ahead = *backlog > d ? *backlog - d : 0;
+    return ahead / v->nthreads > cost;
 }
 
 /* Ask `v` to hand `t` back for `thief`. */
@@ -120,6 +164,7 @@ void tgs__steal_for(tgs_core *c, tgs_worker *th, uint32_t want)
     }
     if (nv > 1)
         qsort(c->victims, nv, sizeof *c->victims, victim_cmp);
+    bool passed = false; /* over a task not worth moving */
     for (size_t vi = 0; vi < nv && want > 0; vi++) {
         tgs_worker *v = c->victims[vi];
         uint32_t take = queued_on(v) < want ? queued_on(v) : want;
@@ -129,10 +174,16 @@ void tgs__steal_for(tgs_core *c, tgs_worker *th, uint32_t want)
         /* The `take` most recently assigned candidates: a min-heap by
          * assignment order, O(procs log take). */
         size_t n = 0;
+        double backlog = NAN;
         for (uint32_t i = 0; i < v->nprocs; i++) {
             tgs_task *t = v->procs[i];
             if (!t->cls->scratch || (t->flags & TF_STEALING))
                 continue;
+            if (__builtin_expect(t->cls->fetch, 0) &&
+                !worth_moving(c, t, v, th, &backlog)) {
+                passed = true;
+                continue;
+            }
             if (n < take) {
                 c->pick[n++] = t;
                 tg__heap_sift_up(c->pick, n - 1, earlier_assigned, NULL);
@@ -147,8 +198,12 @@ void tgs__steal_for(tgs_core *c, tgs_worker *th, uint32_t want)
     }
     for (uint32_t i = 0; i < th->nclasses; i++)
         th->classes[i]->scratch = 0;
-    th->steal_memo = want == wanted;
+    /* A look that passed over a task may find it worth moving later: no
+     * memo, and idle workers look again at the next tick. */
+    th->steal_memo = want == wanted && !passed;
     th->steal_seen = seen;
+    if (passed)
+        c->relook = true;
 }
 
 /* ---- higher priority takes the place of lower queued work ---- */
@@ -172,32 +227,36 @@ static inline bool later_assigned(const void *a, const void *b)
  * received into a free thread started at once (TF_DIRECT); as threads
  * free up, a worker starts the best it has queued, so among equal
  * priorities the earliest received: take that many (its threads not held
- * by TF_DIRECT tasks) of the earliest. 0 (none) when there are no such
- * threads or the scratch cannot grow.
+ * by TF_DIRECT tasks) of the earliest. False (none) when there are no
+ * such threads or tasks, or the scratch cannot grow.
  */
-static uint64_t started_upto(tgs_core *c, const tgs_worker *w)
+bool tgs__started_upto(const tgs_worker *w, void ***scratch, size_t *cap,
+                       uint64_t *upto)
 {
     uint32_t k = w->nthreads;
     for (uint32_t i = 0; i < w->nprocs && k > 0; i++)
         if (w->procs[i]->flags & TF_DIRECT)
             k--;
-    if (k == 0 ||
-        tg__array_grow(&c->pick, &c->cappick, k, sizeof *c->pick) != TG_OK)
-        return 0;
+    if (k == 0 || tg__array_grow(scratch, cap, k, sizeof **scratch) != TG_OK)
+        return false;
+    void **h = *scratch;
     size_t n = 0;
     for (uint32_t i = 0; i < w->nprocs; i++) {
         tgs_task *t = w->procs[i];
         if (t->flags & TF_DIRECT)
             continue;
         if (n < k) {
-            c->pick[n++] = t;
-            tg__heap_sift_up(c->pick, n - 1, later_assigned, NULL);
-        } else if (t->aseq < ((tgs_task *)c->pick[0])->aseq) {
-            c->pick[0] = t;
-            tg__heap_sift_down(c->pick, n, 0, later_assigned, NULL);
+            h[n++] = t;
+            tg__heap_sift_up(h, n - 1, later_assigned, NULL);
+        } else if (t->aseq < ((tgs_task *)h[0])->aseq) {
+            h[0] = t;
+            tg__heap_sift_down(h, n, 0, later_assigned, NULL);
         }
     }
-    return n > 0 ? ((tgs_task *)c->pick[0])->aseq : 0;
+    if (n == 0)
+        return false;
+    *upto = ((tgs_task *)h[0])->aseq;
+    return true;
 }
 
 /* Would `k`'s request fit on `w` once `v` (there) let go of its own. */
@@ -233,7 +292,8 @@ static bool fits_without(const tgs_worker *w, const tgs_class *k,
 static tgs_task *victim(tgs_core *c, tgs_worker *w, const tgs_task *top,
                         bool fits)
 {
-    uint64_t upto = started_upto(c, w);
+    uint64_t upto = 0;
+    bool some = tgs__started_upto(w, &c->pick, &c->cappick, &upto);
     tgs_task *best = NULL;
     bool best_started = true;
     int32_t lo1 = INT32_MAX, lo2 = INT32_MAX; /* the two lowest */
@@ -251,7 +311,7 @@ static tgs_task *victim(tgs_core *c, tgs_worker *w, const tgs_task *top,
             (!fits &&
              (t->cls->nres == 0 || !fits_without(w, top->cls, t->cls))))
             continue;
-        bool started = t->aseq <= upto;
+        bool started = some && t->aseq <= upto;
         if (best == NULL || (best_started && !started) ||
             (started == best_started && runs_after(t, best))) {
             best = t;
