@@ -15,6 +15,7 @@
 #define TG_METHOD_CANCEL "/taskgrid.v1.Scheduler/Cancel"
 #define TG_METHOD_RELEASE "/taskgrid.v1.Scheduler/Release"
 #define TG_METHOD_STATUS "/taskgrid.v1.Scheduler/Status"
+#define TG_METHOD_REPLICATE "/taskgrid.v1.Scheduler/Replicate"
 /* Reserved for the event stream; admitted by the access policy already. */
 #define TG_METHOD_WATCH "/taskgrid.v1.Scheduler/Watch"
 #define TG_METHOD_CONNECT "/taskgrid.v1.WorkerLink/Connect"

@@ -6,7 +6,8 @@
  *     which reuses the worker's own credentials (a worker holds one
  *     identity, like a Dask worker's single Security object). It may not
  *     Scale: a compromised worker must not resize the cluster.
- *   - client: Submit, Gather, Annotate, Cancel, Release, Status.
+ *   - client: Submit, Gather, Annotate, Cancel, Release, Status,
+ *     Replicate.
  *   - admin: everything a client may do, plus Scale. Not WorkerLink: only
  *     worker certificates join as workers, so no other identity can
  *     receive tasks (and their inputs) or forge results.
@@ -34,6 +35,7 @@ static const struct {
     {TG_METHOD_CANCEL, CLIENTS},
     {TG_METHOD_RELEASE, CLIENTS},
     {TG_METHOD_STATUS, CLIENTS},
+    {TG_METHOD_REPLICATE, CLIENTS},
     {TG_METHOD_WATCH, CLIENTS}, /* the event stream to come */
     {TG_METHOD_SCALE, TGS_ROLE_ADMIN},
     {TG_METHOD_CONNECT, TGS_ROLE_WORKER},

@@ -262,6 +262,10 @@ typedef enum tgs_action_kind {
      * forgotten): tell the worker to drop it. Only its key is meaningful:
      * the task is no longer in the core. */
     TGS_ACT_FREE = 8,
+    /* Ask `worker` to copy `task`'s held result from one of its holders
+     * into its own store (see tgs_core_replicate); it answers with
+     * tgs_core_copy_done. */
+    TGS_ACT_COPY = 9,
 } tgs_action_kind;
 
 typedef struct tgs_action {
@@ -462,6 +466,48 @@ int tgs_core_set_retries(tgs_core *c, const tgs_str *keys, size_t n,
  */
 void tgs_core_tick(tgs_core *c, int64_t now_ms);
 
+/* ---- replication (more holders of held results) ---- */
+
+/**
+ * Worker `wid`'s memory as it last reported it (taskgrid.v1
+ * MemoryReport): bytes of held results in memory and its limit (0: none
+ * or unknown). Only the choice of replication targets reads it.
+ * TGS_OK or TGS_ENOTFOUND.
+ */
+int tgs_core_worker_memory(tgs_core *c, uint64_t wid, uint64_t memory,
+                           uint64_t limit);
+
+/**
+ * Replicate: give `key`'s held result at least `n` holders (0: every
+ * eligible worker), counting the copies already under way. A target is
+ * eligible when it can fetch (a data service), is neither draining nor
+ * paused, does not hold the result, is not copying it already, and, if
+ * `names` (`nnames` worker names) is not empty, is named there. Targets
+ * are taken by the most free memory first: its limit less its reported
+ * held bytes less the bytes of copies under way to it (a worker without
+ * a limit counts as having the most), then by join order. Each gets a
+ * TGS_ACT_COPY; its id goes into `wids` (room for `cap`, at least the
+ * number of connected workers, or the choice stops there), their number
+ * into *started. Fewer eligible workers than needed is no error.
+ * TGS_ENOTFOUND: unknown key; TGS_ESTATE: not a result held on workers
+ * (inline, not finished, erred); TGS_ENOMEM: nothing started for the
+ * targets that found no room (the others stand).
+ */
+int tgs_core_replicate(tgs_core *c, tgs_str key, uint32_t n,
+                       const tgs_str *names, size_t nnames, uint64_t *wids,
+                       size_t cap, uint32_t *started);
+
+/**
+ * Worker `wid` finished copying `key` (TGS_ACT_COPY): `ok` makes it one
+ * more holder (it then counts in tgs_task_nholders, and is freed with
+ * the result); !ok only ends the copy. TGS_ENOTFOUND when no such copy
+ * is under way (the key was forgotten or lost meanwhile, or the copy was
+ * never asked): a worker that copied it should drop its bytes.
+ * TGS_ENOMEM: the copy ended without a new holder.
+ */
+int tgs_core_copy_done(tgs_core *c, uint64_t wid, tgs_str key, bool ok,
+                       int64_t now_ms);
+
 /* ---- scaling ---- */
 
 /**
@@ -571,6 +617,8 @@ bool tgs_task_held(const tgs_task *t);
  * particular order: tgs_task_holder gives the i-th one's id in *wid
  * (false when out of range). */
 size_t tgs_task_nholders(const tgs_task *t);
+/* Copies of a held result under way to more workers (replicate). */
+size_t tgs_task_ncopies(const tgs_task *t);
 bool tgs_task_holder(const tgs_task *t, size_t i, uint64_t *wid);
 /* ERRED/CANCELLED: the error (empty strings when none). origin is the key
  * of the task that failed first when inherited from a dependency. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * dispatch.c: the core's actions (assign, cancel, steal, notify, close,
- * scale, retire, free) turned into messages: one-entry messages appended
+ * scale, retire, free, copy) turned into messages: one-entry messages appended
  * to the buffer of their destination (a worker's stream or a gather's),
  * which server.c flushes once per loop turn. A held result a gather waits
  * for goes through relay.c.
@@ -157,6 +157,30 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
     }
 }
 
+/* Copy a held result from one of its holders (Replicate). */
+static void act_copy(sched *s, uint64_t wid, const tgs_task *t)
+{
+    peer *w = srv_table_find(&s->workers, wid);
+    taskgrid_v1_SchedulerMessage m = {0};
+    taskgrid_v1_Copy cp = {0};
+    taskgrid_v1_TaskResult r = {0};
+
+    if (w == NULL || !dep_holders(s, &r, t)) {
+        TG_LOG_ERROR("cannot ask for a copy: %s",
+                     w ? "out of memory" : "the worker is gone");
+        return; /* the copy ends with the worker, or at the deadline */
+    }
+    cp.key = B(tgs_task_key(t));
+    cp.size = tgs_task_result_size(t);
+    cp.codec = B(tgs_task_result_codec(t));
+    cp.holders = r.holders;
+    cp.holders_count = r.holders_count;
+    m.copy_count = 1;
+    m.copy = &cp;
+    srv_worker_append(s, w, &m);
+    free(r.holders);
+}
+
 /* Cancel, steal and free: a key in one of the repeated string fields. */
 static void act_key(sched *s, uint64_t wid, const tgs_task *t,
                     tgs_action_kind kind)
@@ -306,6 +330,9 @@ void srv_run_actions(sched *s)
             break;
         case TGS_ACT_RETIRE:
             act_retire(s, a.worker);
+            break;
+        case TGS_ACT_COPY:
+            act_copy(s, a.worker, a.task);
             break;
         }
     }

@@ -12,6 +12,8 @@
  *   dispatch.c   the core's actions encoded into per-destination buffers
  *   relay.c      Gather of results held on workers: uploads asked of a
  *                holder, its chunks checked and relayed (or collected)
+ *   replicate.c  Replicate: copies asked of workers, their answers
+ *                collected, the call answered when they are done
  *   scaling.c    the local launcher following the core's scaling target
  * No scheduling decision is taken in any of them: that is the core's
  * (core.h).
@@ -42,9 +44,15 @@ typedef struct outbuf {
     uint32_t count;
 } outbuf;
 
-typedef enum peer_kind { PEER_RPC = 0, PEER_WORKER, PEER_GATHER } peer_kind;
+typedef enum peer_kind {
+    PEER_RPC = 0,
+    PEER_WORKER,
+    PEER_GATHER,
+    PEER_REPLICATE,
+} peer_kind;
 
 struct relay;
+struct replica;
 
 /* Per-call state (tg__scall data). Workers and gathers are found by id in
  * sorted arrays (ids only grow), so a stale id from the core is harmless. */
@@ -84,6 +92,8 @@ typedef struct peer {
      * the first `nactive` that started are uploading. */
     struct relay *rhead, *rtail;
     uint32_t nactive;
+    /* replicate: the call waiting for its copies (replicate.c) */
+    struct replica *replica;
 } peer;
 
 typedef struct peer_table {
@@ -97,7 +107,8 @@ typedef struct sched {
     tg__server *srv;
     tgs_launcher *launcher;
     peer_table workers, gathers;
-    peer **dirty; /* peers with buffered output */
+    peer_table replicas; /* Replicate calls waiting for copies */
+    peer **dirty;        /* peers with buffered output */
     size_t ndirty, dirtycap;
     uint64_t next_id;
     /* Scaling: the core decides (tgs_core_scale, tgs_core_adapt); this
@@ -186,6 +197,19 @@ void srv_relay_gather_gone(sched *s, peer *g);
 /* Every loop turn: start the relays that waited for their gather's
  * stream to drain. */
 void srv_relay_tick(sched *s);
+
+/* ---- replicate.c: Replicate calls ---- */
+
+void srv_do_replicate(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+/* Worker `w` answered copies (WorkerMessage.copied). */
+void srv_replicate_copied(sched *s, peer *w,
+                          const taskgrid_v1_WorkerMessage *m);
+/* Worker `wid` (`name`) is gone: its copies under way failed. */
+void srv_replicate_worker_lost(sched *s, uint64_t wid, const char *name);
+/* The call of `p` ended (answered or gone). */
+void srv_replicate_gone(sched *s, peer *p);
+/* Every loop turn: calls whose deadline passed are answered. */
+void srv_replicate_tick(sched *s, int64_t now);
 
 /* ---- service.c: one handler per method ---- */
 

@@ -38,6 +38,7 @@ enum method {
     M_CANCEL,
     M_RELEASE,
     M_STATUS,
+    M_REPLICATE,
     M_CONNECT,
     M_HEALTH,
     M_COUNT,
@@ -51,6 +52,7 @@ static const tg__method methods[M_COUNT] = {
     [M_CANCEL] = {TG_METHOD_CANCEL, TG__UNARY},
     [M_RELEASE] = {TG_METHOD_RELEASE, TG__UNARY},
     [M_STATUS] = {TG_METHOD_STATUS, TG__UNARY},
+    [M_REPLICATE] = {TG_METHOD_REPLICATE, TG__UNARY},
     [M_CONNECT] = {TG_METHOD_CONNECT, TG__BIDI},
     [M_HEALTH] = {TG_METHOD_HEALTH_CHECK, TG__UNARY},
 };
@@ -220,6 +222,9 @@ static void cb_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
     case M_HEALTH:
         srv_do_health(s, c, req, len);
         break;
+    case M_REPLICATE:
+        srv_do_replicate(s, c, req, len);
+        break;
     case M_CONNECT: {
         peer *w = calloc(1, sizeof(*w));
         if (w == NULL || srv_table_add(&s->workers, w) != 0) {
@@ -268,6 +273,7 @@ static void cb_done(void *ud, tg__scall *c)
             tgs_core_worker_remove(s->core, p->id, tg__now_ms());
             srv_run_actions(s);
             srv_relay_worker_lost(s, p->id, p->name);
+            srv_replicate_worker_lost(s, p->id, p->name);
         }
         free(p->name);
         free(p->data_address);
@@ -285,6 +291,8 @@ static void cb_done(void *ud, tg__scall *c)
         for (size_t i = 0; i < p->npending; i++)
             free(p->pending[i]);
         free(p->pending);
+    } else if (p->kind == PEER_REPLICATE) {
+        srv_replicate_gone(s, p);
     }
     free(p->out.p);
     free(p);
@@ -308,6 +316,7 @@ static void cb_tick(void *ud, int64_t now)
         }
     }
     srv_relay_tick(s); /* relays that waited for their stream to drain */
+    srv_replicate_tick(s, now);
     for (size_t i = 0; i < s->ndirty; i++)
         if (s->dirty[i])
             srv_flush_peer(s->dirty[i]);
@@ -495,6 +504,7 @@ cleanup:
     tgs_core_free(s.core);
     free(s.workers.v);
     free(s.gathers.v);
+    free(s.replicas.v);
     free(s.uploads);
     free(s.dirty);
     free(worker_bin);

@@ -3,8 +3,9 @@
  * workerlink.c: service taskgrid.v1.WorkerLink: a worker's registration (its
  * functions, threads, resources and data address become a core worker)
  * and the messages of its stream (results, held or inline, hand-backs,
- * heartbeats with memory reports, whose pause goes to the core, and the
- * chunks and missing keys that relay.c takes).
+ * heartbeats with memory reports, whose pause goes to the core, the
+ * chunks and missing keys that relay.c takes, and copies done, which
+ * replicate.c takes).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -219,6 +220,7 @@ static void worker_memory(sched *s, peer *w, const taskgrid_v1_MemoryReport *r,
         tgs_core_worker_pause(s->core, w->id, r->paused, now);
     }
     w->mem = *r;
+    tgs_core_worker_memory(s->core, w->id, r->memory, r->limit);
 }
 
 void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
@@ -273,6 +275,15 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
      * the relays, so none is asked of it again). */
     for (pb_size_t i = 0; i < m.missing_count; i++)
         tgs_core_result_missing(s->core, w->id, CS(m.missing[i]), now);
+    /* Copies done (Replicate): a copy the core no longer waits for (the
+     * key was forgotten or lost meanwhile) is dropped at once. */
+    for (pb_size_t i = 0; i < m.copied_count; i++)
+        if (tgs_core_copy_done(s->core, w->id, S(m.copied[i].key),
+                               m.copied[i].ok, now) != TGS_OK &&
+            m.copied[i].ok)
+            free_stale(s, w, m.copied[i].key);
+    if (m.copied_count > 0)
+        srv_replicate_copied(s, w, &m);
     srv_run_actions(s);
     if (m.chunks_count > 0 || m.missing_count > 0)
         srv_relay_message(s, w, &m);

@@ -10,7 +10,12 @@
  * (dependents wait for it again; tg.DataLost when an input was forgotten,
  * tg.KilledWorker when lost too often) while inline results stay,
  * tg.ProtocolError for a held result from a worker without a data
- * service. Depends on //scheduler:core, the core fixture
+ * service; and replication: the choice of copy targets (able to fetch,
+ * not paused, not holding it, the most free memory first, `workers`
+ * names), copies ending (landed, failed, target lost, result forgotten),
+ * a result with a copy surviving its first holder's loss without
+ * recomputation, and its release freeing it on every holder. Depends on
+ * //scheduler:core, the core fixture
  * (core_fixture.h) and cmocka.
  */
 #include <setjmp.h>
@@ -735,6 +740,202 @@ static void test_dataplane_core__locality_most_bytes(void **state)
     tgs_core_free(c);
 }
 
+/* ---- replication (scheduler/core/replicate.c) ---- */
+
+/* Replicate `key` to `n` holders (names: NULL-terminated or NULL); the
+ * workers chosen go to wids[], their number is returned. */
+static uint32_t replicate(tgs_core *c, const char *key, uint32_t n,
+                          const char *const *names, uint64_t wids[8])
+{
+    tgs_str v[4];
+    size_t nn = 0;
+    uint32_t started = 99;
+    for (; names != NULL && names[nn] != NULL; nn++)
+        v[nn] = cf_str(names[nn]);
+    assert_int_equal(
+        tgs_core_replicate(c, cf_str(key), n, v, nn, wids, 8, &started),
+        TGS_OK);
+    return started;
+}
+
+/* w1 holds "big" (`size` bytes); w2..w5 are other workers. */
+static tgs_core *held_on_w1(uint64_t size)
+{
+    cf_act a[CF_MAX_ACTS];
+    tgs_core *c = cf_core_new(NULL);
+    add_worker(c, 1, "w1", 1, true);
+    submit(c, "big", NULL, "w1");
+    cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(finish_held(c, 1, "big", size), TGS_OK);
+    add_worker(c, 2, "w2", 1, true);
+    add_worker(c, 3, "w3", 1, true);
+    add_worker(c, 4, "w4", 1, false); /* no data service */
+    add_worker(c, 5, "w5", 1, true);
+    assert_int_equal(tgs_core_worker_pause(c, 5, true, 1), TGS_OK);
+    cf_pop_all(c, a, CF_MAX_ACTS);
+    return c;
+}
+
+/* Targets: not holding it, able to fetch, not paused, the most free
+ * memory first (no limit counts as the most), copies under way counted
+ * toward n; a copy that lands is one more holder. */
+static void test_replicate_core__targets_by_free_memory(void **state)
+{
+    cf_act a[CF_MAX_ACTS];
+    uint64_t wids[8];
+    (void)state;
+    tgs_core *c = held_on_w1(1000);
+    assert_int_equal(tgs_core_worker_memory(c, 2, 900, 4000), TGS_OK);
+    assert_int_equal(tgs_core_worker_memory(c, 3, 100, 4000), TGS_OK);
+    assert_int_equal(tgs_core_worker_memory(c, 99, 0, 0), TGS_ENOTFOUND);
+
+    assert_int_equal(replicate(c, "big", 2, NULL, wids), 1);
+    assert_int_equal(wids[0], 3);
+    size_t na = cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(na, 1);
+    assert_int_equal(cf_count_acts(a, na, TGS_ACT_COPY, 3, "big"), 1);
+    const tgs_task *t = find(c, "big");
+    assert_int_equal(tgs_task_ncopies(t), 1);
+    /* The copy under way counts: n=2 asks for nothing more. */
+    assert_int_equal(replicate(c, "big", 2, NULL, wids), 0);
+
+    assert_int_equal(tgs_core_copy_done(c, 3, cf_str("big"), true, 2), TGS_OK);
+    t = find(c, "big");
+    assert_int_equal(tgs_task_ncopies(t), 0);
+    assert_int_equal(tgs_task_nholders(t), 2);
+    /* n=0: every eligible worker; w4 cannot fetch, w5 is paused. */
+    assert_int_equal(replicate(c, "big", 0, NULL, wids), 1);
+    assert_int_equal(wids[0], 2);
+    assert_int_equal(tgs_core_copy_done(c, 2, cf_str("big"), true, 3), TGS_OK);
+    assert_int_equal(tgs_task_nholders(find(c, "big")), 3);
+    assert_int_equal(replicate(c, "big", 0, NULL, wids), 0);
+    /* Resumed, w5 is eligible again. */
+    assert_int_equal(tgs_core_worker_pause(c, 5, false, 4), TGS_OK);
+    assert_int_equal(replicate(c, "big", 9, NULL, wids), 1);
+    assert_int_equal(wids[0], 5);
+    /* A second answer for the same copy is not one. */
+    assert_int_equal(tgs_core_copy_done(c, 5, cf_str("big"), true, 5), TGS_OK);
+    assert_int_equal(tgs_core_copy_done(c, 5, cf_str("big"), true, 5),
+                     TGS_ENOTFOUND);
+    assert_int_equal(tgs_task_nholders(find(c, "big")), 4);
+    tgs_core_free(c);
+}
+
+/* `names` restricts the targets; the bytes of copies under way count
+ * against a worker's free memory, so two results spread out. */
+static void test_replicate_core__names_and_planned_bytes(void **state)
+{
+    cf_act a[CF_MAX_ACTS];
+    uint64_t wids[8];
+    const char *only_w3[] = {"w3", NULL}, *nobody[] = {"w9", NULL};
+    (void)state;
+    tgs_core *c = held_on_w1(600);
+    submit(c, "big2", NULL, "w1");
+    cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(finish_held(c, 1, "big2", 600), TGS_OK);
+    tgs_core_worker_memory(c, 2, 0, 1000);
+    tgs_core_worker_memory(c, 3, 0, 1000);
+
+    assert_int_equal(replicate(c, "big", 0, nobody, wids), 0);
+    assert_int_equal(replicate(c, "big", 2, NULL, wids), 1);
+    assert_int_equal(wids[0], 2); /* a tie: the first to join */
+    assert_int_equal(replicate(c, "big2", 2, NULL, wids), 1);
+    assert_int_equal(wids[0], 3); /* w2 has 600 bytes coming */
+    assert_int_equal(tgs_core_copy_done(c, 2, cf_str("big"), true, 2), TGS_OK);
+    assert_int_equal(tgs_core_copy_done(c, 3, cf_str("big2"), true, 2), TGS_OK);
+    assert_int_equal(replicate(c, "big", 0, only_w3, wids), 1);
+    assert_int_equal(wids[0], 3);
+    tgs_core_free(c);
+}
+
+/* Unknown, unfinished and inline keys are refused; a copy that fails, a
+ * target lost while copying and a result forgotten while copied each end
+ * the copy without a holder. */
+static void test_replicate_core__refusals_and_failed_copies(void **state)
+{
+    cf_act a[CF_MAX_ACTS];
+    uint64_t wids[8];
+    uint32_t started = 7, n = 0;
+    tgs_str kbig = cf_str("big");
+    (void)state;
+    tgs_core *c = held_on_w1(1000);
+    submit(c, "small", NULL, "w1");
+    submit(c, "later", NULL, "w1");
+    cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(finish_inline(c, 1, "small", "1"), TGS_OK);
+    assert_int_equal(
+        tgs_core_replicate(c, cf_str("nope"), 2, NULL, 0, wids, 8, &started),
+        TGS_ENOTFOUND);
+    assert_int_equal(started, 0);
+    assert_int_equal(
+        tgs_core_replicate(c, cf_str("small"), 2, NULL, 0, wids, 8, &started),
+        TGS_ESTATE);
+    assert_int_equal(
+        tgs_core_replicate(c, cf_str("later"), 2, NULL, 0, wids, 8, &started),
+        TGS_ESTATE);
+
+    assert_int_equal(replicate(c, "big", 3, NULL, wids), 2);
+    assert_int_equal(tgs_core_copy_done(c, wids[0], kbig, false, 2), TGS_OK);
+    assert_int_equal(tgs_task_ncopies(find(c, "big")), 1);
+    assert_int_equal(tgs_core_worker_remove(c, wids[1], 3), TGS_OK);
+    const tgs_task *t = find(c, "big");
+    assert_int_equal(tgs_task_ncopies(t), 0);
+    assert_int_equal(tgs_task_nholders(t), 1);
+    /* Copying again, then forgotten: the late answer finds no copy. */
+    assert_int_equal(replicate(c, "big", 2, NULL, wids), 1);
+    cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(tgs_core_release(c, &kbig, 1, &n), TGS_OK);
+    assert_int_equal(n, 1);
+    size_t na = cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(cf_count_acts(a, na, TGS_ACT_FREE, 1, "big"), 1);
+    assert_int_equal(tgs_core_copy_done(c, wids[0], kbig, true, 4),
+                     TGS_ENOTFOUND);
+    tgs_core_free(c);
+}
+
+/* A result with a copy: losing its first holder loses nothing (no
+ * recomputation, its dependent is assigned with the other holder), and
+ * releasing it frees it on every holder. */
+static void test_replicate_core__replica_survives_and_is_freed(void **state)
+{
+    cf_act a[CF_MAX_ACTS];
+    uint64_t wids[8];
+    uint32_t n = 0;
+    const char *on_big[] = {"big", NULL};
+    tgs_str kbig = cf_str("big"), kuse = cf_str("use");
+    (void)state;
+    tgs_core *c = held_on_w1(1000);
+    assert_int_equal(replicate(c, "big", 3, NULL, wids), 2);
+    assert_int_equal(tgs_core_copy_done(c, wids[0], kbig, true, 2), TGS_OK);
+    assert_int_equal(tgs_core_copy_done(c, wids[1], kbig, true, 2), TGS_OK);
+    assert_int_equal(tgs_task_nholders(find(c, "big")), 3);
+    uint32_t attempt = tgs_task_attempt(find(c, "big"));
+    cf_pop_all(c, a, CF_MAX_ACTS);
+
+    assert_int_equal(tgs_core_worker_remove(c, 1, 3), TGS_OK);
+    size_t na = cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(cf_count_acts(a, na, TGS_ACT_ASSIGN, 0, "big"), 0);
+    const tgs_task *t = find(c, "big");
+    assert_int_equal(tgs_task_state(t), TGS_MEMORY);
+    assert_true(tgs_task_held(t));
+    assert_int_equal(tgs_task_nholders(t), 2);
+    assert_int_equal(tgs_task_attempt(t), attempt);
+
+    submit(c, "use", on_big, "w2");
+    na = cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(cf_count_acts(a, na, TGS_ACT_ASSIGN, 2, "use"), 1);
+    assert_int_equal(finish_inline(c, 2, "use", "1"), TGS_OK);
+    cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(tgs_core_release(c, &kbig, 1, &n), TGS_OK);
+    na = cf_pop_all(c, a, CF_MAX_ACTS);
+    assert_int_equal(cf_count_acts(a, na, TGS_ACT_FREE, 0, "big"), 2);
+    assert_int_equal(cf_count_acts(a, na, TGS_ACT_FREE, wids[0], "big"), 1);
+    assert_int_equal(cf_count_acts(a, na, TGS_ACT_FREE, wids[1], "big"), 1);
+    assert_null(tgs_core_find(c, kbig));
+    assert_int_equal(tgs_core_release(c, &kuse, 1, &n), TGS_OK);
+    tgs_core_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +950,10 @@ int main(void)
         cmocka_unit_test(test_dataplane_core__many_consumers),
         cmocka_unit_test(test_dataplane_core__locality_prefers_holder),
         cmocka_unit_test(test_dataplane_core__locality_most_bytes),
+        cmocka_unit_test(test_replicate_core__targets_by_free_memory),
+        cmocka_unit_test(test_replicate_core__names_and_planned_bytes),
+        cmocka_unit_test(test_replicate_core__refusals_and_failed_copies),
+        cmocka_unit_test(test_replicate_core__replica_survives_and_is_freed),
         cmocka_unit_test(test_lineage_core__child_recomputed),
         cmocka_unit_test(test_lineage_core__chain_recomputed_in_order),
         cmocka_unit_test(test_lineage_core__chain_any_store_order),

@@ -275,6 +275,17 @@ tg_task_def th_inc_task(const char *prefix, int i, char key[48], char in[16])
     return d;
 }
 
+char *th_padded_json(size_t n)
+{
+    char *s = malloc(n);
+
+    assert_non_null(s);
+    memset(s, ' ', n);
+    memcpy(s, "[1,2,3", 6);
+    s[n - 1] = ']';
+    return s;
+}
+
 double th_number(tg_future *f)
 {
     const void *d;

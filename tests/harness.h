@@ -81,6 +81,10 @@ void th_wait_workers(tg_client *c, size_t n, int64_t timeout_ms);
  * are written to the caller's buffers, which must outlive the submit. */
 tg_task_def th_inc_task(const char *prefix, int i, char key[48], char in[16]);
 
+/* `n` (>= 8) bytes of JSON, "[1,2,3" then spaces then "]", whose sum is
+ * 6, so every byte must arrive for it to parse; free() it. */
+char *th_padded_json(size_t n);
+
 /* A future's result parsed as a JSON number (fails the test if erred). */
 double th_number(tg_future *f);
 

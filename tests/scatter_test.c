@@ -23,18 +23,6 @@
 
 #define SCATTER_BYTES (20u * 1000u * 1000u)
 
-/* "[1,2,3" + spaces + "]": SCATTER_BYTES bytes of JSON whose sum is 6. */
-static char *padded_json(void)
-{
-    char *s = malloc(SCATTER_BYTES);
-
-    assert_non_null(s);
-    memset(s, ' ', SCATTER_BYTES);
-    memcpy(s, "[1,2,3", 6);
-    s[SCATTER_BYTES - 1] = ']';
-    return s;
-}
-
 static void test_scatter__key_is_the_content(void **state)
 {
     char a[TG_SCATTER_KEY_MAX], b[TG_SCATTER_KEY_MAX];
@@ -61,7 +49,7 @@ static void test_scatter__one_object_feeds_ten_tasks_on_two_workers(void **s)
     const void *got;
     const char *codec;
     size_t len;
-    char *json = padded_json();
+    char *json = th_padded_json(SCATTER_BYTES);
     th_proc sched, w0, w1;
     tg_client *c;
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "dataservice.h"
 #include "executor.h"
 #include "fetcher.h"
@@ -84,6 +85,7 @@ typedef struct wlink {
     tgw_store *store;
     tgw_memory *mem; /* spills the store, pauses (memory.h) */
     tgw_fetcher *fetcher;
+    tgw_copier *copier;     /* copies asked by the scheduler (copy.h) */
     tgw_dataservice *ds;    /* NULL with --data-listen none */
     char data_address[600]; /* advertised; "" without a data service */
     tgw_counters *counters; /* the caller's, or own_counters */
@@ -267,6 +269,7 @@ static int send_batch(wlink *l, const tgw_batch *b)
     m.chunks_count = (pb_size_t)fill_chunks(l, b);
     m.chunks = m.chunks_count ? l->chunks : NULL;
     tgw_memlink_fill(l->mem, &m);
+    tgw_copier_fill(l->copier, &m);
     m.results_count = (pb_size_t)b->nresults;
     m.results = b->nresults ? l->results : NULL;
     m.released_count = (pb_size_t)b->nreleased;
@@ -311,7 +314,7 @@ static void *sender_main(void *arg)
                         wait > 0 ? wait : 0);
         if (atomic_load(&l->sender_stop) ||
             (batch_empty(&b) && !tgw_memory_report_due(l->mem) &&
-             tg__now_ms() - last < hb)) {
+             !tgw_copier_due(l->copier) && tg__now_ms() - last < hb)) {
             tgw_outbox_batch_free(&b);
             tgw_outbox_done(l->ob);
             continue;
@@ -513,6 +516,8 @@ static int handle_message(wlink *l, const uint8_t *buf, size_t len)
         accept_assignments(l, &m);
     if (m.upload_count > 0 || m.free_count > 0)
         data_requests(l, &m);
+    if (m.copy_count > 0)
+        tgw_copier_push(l->copier, &m);
     if (m.drain && !l->draining) {
         tg__exec_stats st;
 
@@ -592,6 +597,7 @@ static void teardown(wlink *l)
     tg__exec_cancel_all(l->exec);
     tgw_outbox_clear(l->ob);
     close_stream(l);
+    tgw_copier_clear(l->copier);
     tgw_store_clear(l->store);
 }
 
@@ -624,6 +630,7 @@ static void finish(wlink *l)
         }
     }
     close_stream(l);
+    tgw_copier_clear(l->copier);
     tgw_store_clear(l->store);
 }
 
@@ -849,7 +856,12 @@ static int data_start(wlink *l)
     fo.store = l->store;
     fo.ob = l->ob;
     fo.counters = l->counters;
-    return tgw_fetcher_new(&l->fetcher, &fo);
+    rc = tgw_fetcher_new(&l->fetcher, &fo);
+    if (rc == TG_OK)
+        rc = tgw_copier_new(&l->copier,
+                            &(tgw_copier_opts){l->fetcher, l->store, l->mem,
+                                               l->ob, l->counters});
+    return rc;
 }
 
 /* Everything the sessions share; TG_OK or an error (logged here). */
@@ -882,6 +894,7 @@ static void link_stop(wlink *l, bool abandoned)
     if (abandoned)
         return;
     tg__exec_free(l->exec);
+    tgw_copier_free(l->copier); /* it uses the fetcher and the outbox */
     tgw_outbox_free(l->ob);
     tgw_fetcher_free(l->fetcher);
     tgw_memory_free(l->mem); /* its thread reads the store */

@@ -416,6 +416,9 @@ func (s *session) handle(m *pb.SchedulerMessage) {
 	if free := m.GetFree(); len(free) > 0 && s.store != nil {
 		s.store.free(free)
 	}
+	if cs := m.GetCopy(); len(cs) > 0 {
+		s.copyResults(cs) // datacopy.go
+	}
 	// Cancels first: they refer to earlier assignments. If a key is
 	// cancelled and assigned anew in one message, the new run must live.
 	for _, key := range m.GetCancel() {
@@ -624,8 +627,9 @@ type outbox struct {
 	released []string
 	uploads  []*pendingUpload // FIFO; the first one is being sent
 	missing  []string
-	flushing bool // send what is left, then stop
-	aborted  bool // drop everything, stop
+	copied   []*pb.CopyResult // answers to SchedulerMessage.copy
+	flushing bool             // send what is left, then stop
+	aborted  bool             // drop everything, stop
 	wake     chan struct{}
 	uploaded *counter // counts each upload sent in full
 }
@@ -689,7 +693,7 @@ func (o *outbox) pushMissing(key string) {
 func (o *outbox) pending() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.results) + len(o.released) + len(o.uploads) + len(o.missing)
+	return len(o.results) + len(o.released) + len(o.uploads) + len(o.missing) + len(o.copied)
 }
 
 func (o *outbox) flush() {
@@ -702,7 +706,7 @@ func (o *outbox) flush() {
 func (o *outbox) abort() {
 	o.mu.Lock()
 	o.aborted = true
-	o.results, o.released, o.uploads, o.missing = nil, nil, nil, nil
+	o.results, o.released, o.uploads, o.missing, o.copied = nil, nil, nil, nil, nil
 	o.mu.Unlock()
 	o.poke()
 }
@@ -713,10 +717,11 @@ type batch struct {
 	released []string
 	chunks   []*pb.DataChunk
 	missing  []string
+	copied   []*pb.CopyResult
 }
 
 func (b *batch) empty() bool {
-	return len(b.results) == 0 && len(b.released) == 0 && len(b.chunks) == 0 && len(b.missing) == 0
+	return len(b.results) == 0 && len(b.released) == 0 && len(b.chunks) == 0 && len(b.missing) == 0 && len(b.copied) == 0
 }
 
 // take removes what one message carries: up to sendMaxItems results and
@@ -732,6 +737,7 @@ func (o *outbox) take() (b batch, more, flushing, aborted bool) {
 	b.results, b.released = o.takeResults()
 	b.chunks = o.takeChunks()
 	b.missing, o.missing = o.missing, nil
+	b.copied, o.copied = o.copied, nil
 	more = len(o.results) > 0 || len(o.released) > 0 || len(o.uploads) > 0
 	return b, more, o.flushing, false
 }
@@ -833,7 +839,7 @@ func (s *session) sendLoop() error {
 				continue
 			}
 		}
-		m := &pb.WorkerMessage{Results: b.results, Released: b.released, Chunks: b.chunks, Missing: b.missing, UptimeMs: uptimeMs(s.w.start)}
+		m := &pb.WorkerMessage{Results: b.results, Released: b.released, Chunks: b.chunks, Missing: b.missing, Copied: b.copied, UptimeMs: uptimeMs(s.w.start)}
 		if err := s.stream.Send(m); err != nil {
 			return err
 		}

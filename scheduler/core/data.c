@@ -46,6 +46,7 @@ static void holder_remove(tgs_task *h, uint32_t slot)
 void tgs__held_free(tgs_task *t)
 {
     tgs_held *hd = held_of(t);
+    tgs__copies_drop(t);
     free(hd->holders);
     tgs_map_free(&hd->consumers);
 }

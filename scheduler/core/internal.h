@@ -195,6 +195,11 @@ typedef struct tgs_held {
      * exactly them. */
     tgs_map consumers;
     uint32_t scratch; /* per-call counter (submit), zero between calls */
+    /* Copies of it under way (replicate.c): each target worker, and the
+     * index of this result in that worker's `copying`. */
+    tgs_holder *copies;
+    uint32_t ncopies;
+    uint32_t capcopies;
 } tgs_held;
 
 typedef struct tgs_watchers {
@@ -313,6 +318,16 @@ typedef struct tgs_worker {
     tgs_stored *store;
     uint32_t nstore;
     size_t capstore;
+    /* Held results being copied to it (replicate.c; entries as in
+     * `store`, `slot` indexing the result's copies), their bytes, and
+     * its memory as last reported (tgs_core_worker_memory; limit 0:
+     * none or unknown). */
+    tgs_stored *copying;
+    uint32_t ncopying;
+    size_t capcopying;
+    uint64_t copy_bytes;
+    uint64_t mem_used;
+    uint64_t mem_limit;
     size_t name_len;
     char name[];
 } tgs_worker;
@@ -552,6 +567,12 @@ void tgs__maybe_close(tgs_core *c, tgs_worker *w);
 void tgs__proc_remove(tgs_core *c, tgs_task *t);
 /* Stop assigning to `w`; TGS_ACT_CLOSE_WORKER once it is empty. */
 void tgs__drain(tgs_core *c, tgs_worker *w);
+
+/* replicate.c */
+/* `t` (held) is freed or loses its record: its copies under way end. */
+void tgs__copies_drop(tgs_task *t);
+/* `w` is freed: the copies to it end. */
+void tgs__copies_worker_gone(tgs_worker *w);
 
 /* failure.c */
 void tgs__become_final(tgs_core *c, tgs_task *t, tgs_state s);

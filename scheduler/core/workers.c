@@ -13,6 +13,7 @@
 
 void tgs__worker_free(tgs_worker *w)
 {
+    tgs__copies_worker_gone(w);
     free(w->store);
     free(w->funcs);
     free(w->res);

@@ -1722,6 +1722,220 @@ func (x *StatusResponse) GetUnplaceable() uint64 {
 	return 0
 }
 
+// ReplicateRequest asks for more copies of results held on workers (as
+// Dask's Client.replicate): each key's result is copied, worker to worker,
+// until it has at least `n` holders. The call answers once every copy it
+// waits for has landed or failed, or at `timeout_ms`.
+type ReplicateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keys of finished results. A key given twice is answered twice; its
+	// copies are asked for once.
+	Keys []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Wanted number of holders per key; 0: every worker that can hold it.
+	// Fewer eligible workers than `n` is no error: the answer says how many
+	// hold it.
+	N uint32 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
+	// If non-empty, copies go only to workers with one of these names
+	// (WorkerInfo.name); holders elsewhere still count toward `n`.
+	Workers []string `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"`
+	// Give up waiting after this many milliseconds (0: wait until the
+	// call's gRPC deadline). Keys whose copies are still under way are then
+	// answered with error type "tg.Timeout"; those copies go on, and a
+	// later Replicate or Status sees them once they land.
+	TimeoutMs     uint32 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateRequest) Reset() {
+	*x = ReplicateRequest{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateRequest) ProtoMessage() {}
+
+func (x *ReplicateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateRequest.ProtoReflect.Descriptor instead.
+func (*ReplicateRequest) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReplicateRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ReplicateRequest) GetN() uint32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *ReplicateRequest) GetWorkers() []string {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *ReplicateRequest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// KeyReplication is the outcome of one key of a ReplicateRequest.
+type KeyReplication struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Workers holding the result when the call answered.
+	Holders uint32 `protobuf:"varint,2,opt,name=holders,proto3" json:"holders,omitempty"`
+	// Copies made by this call (0 when enough holders existed already).
+	Copied uint32 `protobuf:"varint,3,opt,name=copied,proto3" json:"copied,omitempty"`
+	// The result travels inline and lives in the scheduler, so there is
+	// nothing to copy: the key is answered with no error, `holders` 0.
+	InlineResult bool `protobuf:"varint,4,opt,name=inline_result,json=inlineResult,proto3" json:"inline_result,omitempty"`
+	// Set when the key could not be replicated: type "tg.UnknownKey" (never
+	// submitted, or released), "tg.NotFinished" (message names its state),
+	// "tg.Erred" (the task failed or was cancelled; message names its
+	// error), "tg.CopyFailed" (a worker could not copy it, or was lost while
+	// copying; message names the worker and why), or "tg.Timeout".
+	Error         *TaskError `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyReplication) Reset() {
+	*x = KeyReplication{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyReplication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyReplication) ProtoMessage() {}
+
+func (x *KeyReplication) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyReplication.ProtoReflect.Descriptor instead.
+func (*KeyReplication) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *KeyReplication) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyReplication) GetHolders() uint32 {
+	if x != nil {
+		return x.Holders
+	}
+	return 0
+}
+
+func (x *KeyReplication) GetCopied() uint32 {
+	if x != nil {
+		return x.Copied
+	}
+	return 0
+}
+
+func (x *KeyReplication) GetInlineResult() bool {
+	if x != nil {
+		return x.InlineResult
+	}
+	return false
+}
+
+func (x *KeyReplication) GetError() *TaskError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type ReplicateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per requested key, in request order.
+	Keys          []*KeyReplication `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateResponse) Reset() {
+	*x = ReplicateResponse{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateResponse) ProtoMessage() {}
+
+func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
+func (*ReplicateResponse) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReplicateResponse) GetKeys() []*KeyReplication {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 // Register is the first message a worker sends on its stream.
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1755,7 +1969,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1981,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1994,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{22}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Register) GetName() string {
@@ -1864,7 +2078,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2090,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2103,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{23}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Assignment) GetKey() string {
@@ -1964,14 +2178,16 @@ type WorkerMessage struct {
 	// The worker's memory, sent in heartbeats and at once when `paused`
 	// changes. Absent: unchanged since the last report (none yet: the
 	// worker has no memory management, and is never paused).
-	Memory        *MemoryReport `protobuf:"bytes,7,opt,name=memory,proto3" json:"memory,omitempty"`
+	Memory *MemoryReport `protobuf:"bytes,7,opt,name=memory,proto3" json:"memory,omitempty"`
+	// Answers to SchedulerMessage.copy, one per copy asked, when it ends.
+	Copied        []*CopyResult `protobuf:"bytes,8,rep,name=copied,proto3" json:"copied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2199,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2212,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{24}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WorkerMessage) GetRegistration() *Register {
@@ -2048,6 +2264,80 @@ func (x *WorkerMessage) GetMemory() *MemoryReport {
 	return nil
 }
 
+func (x *WorkerMessage) GetCopied() []*CopyResult {
+	if x != nil {
+		return x.Copied
+	}
+	return nil
+}
+
+// CopyResult is how a worker's copy of a held result ended.
+type CopyResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Copy.key being answered.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// True: the worker now holds the result in its store (as a result it
+	// produced: it counts toward its memory and may spill), and the
+	// scheduler counts it as one more holder. False: it does not hold it.
+	Ok bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// !ok: why, naming the holders tried and what each answered, or the
+	// memory limit that refused the size.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyResult) Reset() {
+	*x = CopyResult{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyResult) ProtoMessage() {}
+
+func (x *CopyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyResult.ProtoReflect.Descriptor instead.
+func (*CopyResult) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CopyResult) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CopyResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *CopyResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // MemoryReport is a worker's memory use as its memory manager sees it
 // (taskgrid-worker --memory-limit and the fractions of it).
 type MemoryReport struct {
@@ -2075,7 +2365,7 @@ type MemoryReport struct {
 
 func (x *MemoryReport) Reset() {
 	*x = MemoryReport{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2377,7 @@ func (x *MemoryReport) String() string {
 func (*MemoryReport) ProtoMessage() {}
 
 func (x *MemoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2390,7 @@ func (x *MemoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryReport.ProtoReflect.Descriptor instead.
 func (*MemoryReport) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MemoryReport) GetMemory() uint64 {
@@ -2150,7 +2440,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2452,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2175,7 +2465,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Upload) GetId() uint64 {
@@ -2220,14 +2510,17 @@ type SchedulerMessage struct {
 	Free []string `protobuf:"bytes,8,rep,name=free,proto3" json:"free,omitempty"`
 	// Send the bytes of these held results up the stream
 	// (WorkerMessage.chunks), e.g. for a client's Gather.
-	Upload        []*Upload `protobuf:"bytes,9,rep,name=upload,proto3" json:"upload,omitempty"`
+	Upload []*Upload `protobuf:"bytes,9,rep,name=upload,proto3" json:"upload,omitempty"`
+	// Copy these held results from a holder into this worker's store
+	// (Replicate); each is answered with WorkerMessage.copied.
+	Copy          []*Copy `protobuf:"bytes,10,rep,name=copy,proto3" json:"copy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SchedulerMessage) Reset() {
 	*x = SchedulerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2532,7 @@ func (x *SchedulerMessage) String() string {
 func (*SchedulerMessage) ProtoMessage() {}
 
 func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2545,7 @@ func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerMessage.ProtoReflect.Descriptor instead.
 func (*SchedulerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SchedulerMessage) GetAssign() []*Assignment {
@@ -2318,6 +2611,85 @@ func (x *SchedulerMessage) GetUpload() []*Upload {
 	return nil
 }
 
+func (x *SchedulerMessage) GetCopy() []*Copy {
+	if x != nil {
+		return x.Copy
+	}
+	return nil
+}
+
+// Copy asks a worker to fetch a held result from one of its holders
+// (DataService.Fetch, chunks checked as for a task's input) and keep it.
+type Copy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The result's size in bytes and codec (TaskResult.size, .codec).
+	Size  uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Codec string `protobuf:"bytes,3,opt,name=codec,proto3" json:"codec,omitempty"`
+	// Data addresses of the workers holding it, tried in this order.
+	Holders       []string `protobuf:"bytes,4,rep,name=holders,proto3" json:"holders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Copy) Reset() {
+	*x = Copy{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Copy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Copy) ProtoMessage() {}
+
+func (x *Copy) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Copy.ProtoReflect.Descriptor instead.
+func (*Copy) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Copy) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Copy) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Copy) GetCodec() string {
+	if x != nil {
+		return x.Codec
+	}
+	return ""
+}
+
+func (x *Copy) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
 type FetchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A result the worker holds.
@@ -2328,7 +2700,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2712,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2725,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -2490,7 +2862,21 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x04keys\x18\b \x03(\v2\x16.taskgrid.v1.KeyStatusR\x04keys\x12\x18\n" +
 	"\aversion\x18\t \x01(\tR\aversion\x12 \n" +
 	"\vunplaceable\x18\n" +
-	" \x01(\x04R\vunplaceable\"\x89\x02\n" +
+	" \x01(\x04R\vunplaceable\"m\n" +
+	"\x10ReplicateRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\f\n" +
+	"\x01n\x18\x02 \x01(\rR\x01n\x12\x18\n" +
+	"\aworkers\x18\x03 \x03(\tR\aworkers\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\rR\ttimeoutMs\"\xa7\x01\n" +
+	"\x0eKeyReplication\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aholders\x18\x02 \x01(\rR\aholders\x12\x16\n" +
+	"\x06copied\x18\x03 \x01(\rR\x06copied\x12#\n" +
+	"\rinline_result\x18\x04 \x01(\bR\finlineResult\x12,\n" +
+	"\x05error\x18\x05 \x01(\v2\x16.taskgrid.v1.TaskErrorR\x05error\"D\n" +
+	"\x11ReplicateResponse\x12/\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1b.taskgrid.v1.KeyReplicationR\x04keys\"\x89\x02\n" +
 	"\bRegister\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bnthreads\x18\x02 \x01(\rR\bnthreads\x12\x1c\n" +
@@ -2509,7 +2895,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x05codec\x18\x04 \x01(\tR\x05codec\x12+\n" +
 	"\x04deps\x18\x05 \x03(\v2\x17.taskgrid.v1.TaskResultR\x04deps\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\rR\aattempt\x12\x1a\n" +
-	"\bpriority\x18\a \x01(\x05R\bpriority\"\xb3\x02\n" +
+	"\bpriority\x18\a \x01(\x05R\bpriority\"\xe4\x02\n" +
 	"\rWorkerMessage\x129\n" +
 	"\fregistration\x18\x01 \x01(\v2\x15.taskgrid.v1.RegisterR\fregistration\x121\n" +
 	"\aresults\x18\x02 \x03(\v2\x17.taskgrid.v1.TaskResultR\aresults\x12\x1b\n" +
@@ -2517,7 +2903,13 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\breleased\x18\x04 \x03(\tR\breleased\x12.\n" +
 	"\x06chunks\x18\x05 \x03(\v2\x16.taskgrid.v1.DataChunkR\x06chunks\x12\x18\n" +
 	"\amissing\x18\x06 \x03(\tR\amissing\x121\n" +
-	"\x06memory\x18\a \x01(\v2\x19.taskgrid.v1.MemoryReportR\x06memory\"\x80\x01\n" +
+	"\x06memory\x18\a \x01(\v2\x19.taskgrid.v1.MemoryReportR\x06memory\x12/\n" +
+	"\x06copied\x18\b \x03(\v2\x17.taskgrid.v1.CopyResultR\x06copied\"D\n" +
+	"\n" +
+	"CopyResult\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x80\x01\n" +
 	"\fMemoryReport\x12\x16\n" +
 	"\x06memory\x18\x01 \x01(\x04R\x06memory\x12\x18\n" +
 	"\aspilled\x18\x02 \x01(\x04R\aspilled\x12\x14\n" +
@@ -2526,7 +2918,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x03rss\x18\x05 \x01(\x04R\x03rss\"*\n" +
 	"\x06Upload\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key\"\xaf\x02\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"\xd6\x02\n" +
 	"\x10SchedulerMessage\x12/\n" +
 	"\x06assign\x18\x01 \x03(\v2\x17.taskgrid.v1.AssignmentR\x06assign\x12\x16\n" +
 	"\x06cancel\x18\x02 \x03(\tR\x06cancel\x12\x14\n" +
@@ -2537,7 +2929,14 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x05steal\x18\x06 \x03(\tR\x05steal\x12!\n" +
 	"\finline_limit\x18\a \x01(\x04R\vinlineLimit\x12\x12\n" +
 	"\x04free\x18\b \x03(\tR\x04free\x12+\n" +
-	"\x06upload\x18\t \x03(\v2\x13.taskgrid.v1.UploadR\x06upload\" \n" +
+	"\x06upload\x18\t \x03(\v2\x13.taskgrid.v1.UploadR\x06upload\x12%\n" +
+	"\x04copy\x18\n" +
+	" \x03(\v2\x11.taskgrid.v1.CopyR\x04copy\"\\\n" +
+	"\x04Copy\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x14\n" +
+	"\x05codec\x18\x03 \x01(\tR\x05codec\x12\x18\n" +
+	"\aholders\x18\x04 \x03(\tR\aholders\" \n" +
 	"\fFetchRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key*\xd0\x01\n" +
 	"\tTaskState\x12\x1a\n" +
@@ -2548,7 +2947,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x11TASK_STATE_MEMORY\x10\x04\x12\x14\n" +
 	"\x10TASK_STATE_ERRED\x10\x05\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\x06\x12\x17\n" +
-	"\x13TASK_STATE_RELEASED\x10\a2\xe8\x03\n" +
+	"\x13TASK_STATE_RELEASED\x10\a2\xb4\x04\n" +
 	"\tScheduler\x12A\n" +
 	"\x06Submit\x12\x1a.taskgrid.v1.SubmitRequest\x1a\x1b.taskgrid.v1.SubmitResponse\x12C\n" +
 	"\x06Gather\x12\x1a.taskgrid.v1.GatherRequest\x1a\x1b.taskgrid.v1.GatherResponse0\x01\x12>\n" +
@@ -2556,7 +2955,8 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\bAnnotate\x12\x1c.taskgrid.v1.AnnotateRequest\x1a\x1d.taskgrid.v1.AnnotateResponse\x12A\n" +
 	"\x06Cancel\x12\x1a.taskgrid.v1.CancelRequest\x1a\x1b.taskgrid.v1.CancelResponse\x12D\n" +
 	"\aRelease\x12\x1b.taskgrid.v1.ReleaseRequest\x1a\x1c.taskgrid.v1.ReleaseResponse\x12A\n" +
-	"\x06Status\x12\x1a.taskgrid.v1.StatusRequest\x1a\x1b.taskgrid.v1.StatusResponse2V\n" +
+	"\x06Status\x12\x1a.taskgrid.v1.StatusRequest\x1a\x1b.taskgrid.v1.StatusResponse\x12J\n" +
+	"\tReplicate\x12\x1d.taskgrid.v1.ReplicateRequest\x1a\x1e.taskgrid.v1.ReplicateResponse2V\n" +
 	"\n" +
 	"WorkerLink\x12H\n" +
 	"\aConnect\x12\x1a.taskgrid.v1.WorkerMessage\x1a\x1d.taskgrid.v1.SchedulerMessage(\x010\x012K\n" +
@@ -2576,38 +2976,43 @@ func file_taskgrid_v1_taskgrid_proto_rawDescGZIP() []byte {
 }
 
 var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
-	(TaskState)(0),           // 0: taskgrid.v1.TaskState
-	(*Resource)(nil),         // 1: taskgrid.v1.Resource
-	(*TaskSpec)(nil),         // 2: taskgrid.v1.TaskSpec
-	(*TaskError)(nil),        // 3: taskgrid.v1.TaskError
-	(*TaskResult)(nil),       // 4: taskgrid.v1.TaskResult
-	(*SubmitRequest)(nil),    // 5: taskgrid.v1.SubmitRequest
-	(*SubmitResponse)(nil),   // 6: taskgrid.v1.SubmitResponse
-	(*GatherRequest)(nil),    // 7: taskgrid.v1.GatherRequest
-	(*GatherResponse)(nil),   // 8: taskgrid.v1.GatherResponse
-	(*DataChunk)(nil),        // 9: taskgrid.v1.DataChunk
-	(*ScaleRequest)(nil),     // 10: taskgrid.v1.ScaleRequest
-	(*ScaleResponse)(nil),    // 11: taskgrid.v1.ScaleResponse
-	(*Annotation)(nil),       // 12: taskgrid.v1.Annotation
-	(*AnnotateRequest)(nil),  // 13: taskgrid.v1.AnnotateRequest
-	(*AnnotateResponse)(nil), // 14: taskgrid.v1.AnnotateResponse
-	(*CancelRequest)(nil),    // 15: taskgrid.v1.CancelRequest
-	(*CancelResponse)(nil),   // 16: taskgrid.v1.CancelResponse
-	(*ReleaseRequest)(nil),   // 17: taskgrid.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),  // 18: taskgrid.v1.ReleaseResponse
-	(*StatusRequest)(nil),    // 19: taskgrid.v1.StatusRequest
-	(*WorkerInfo)(nil),       // 20: taskgrid.v1.WorkerInfo
-	(*KeyStatus)(nil),        // 21: taskgrid.v1.KeyStatus
-	(*StatusResponse)(nil),   // 22: taskgrid.v1.StatusResponse
-	(*Register)(nil),         // 23: taskgrid.v1.Register
-	(*Assignment)(nil),       // 24: taskgrid.v1.Assignment
-	(*WorkerMessage)(nil),    // 25: taskgrid.v1.WorkerMessage
-	(*MemoryReport)(nil),     // 26: taskgrid.v1.MemoryReport
-	(*Upload)(nil),           // 27: taskgrid.v1.Upload
-	(*SchedulerMessage)(nil), // 28: taskgrid.v1.SchedulerMessage
-	(*FetchRequest)(nil),     // 29: taskgrid.v1.FetchRequest
+	(TaskState)(0),            // 0: taskgrid.v1.TaskState
+	(*Resource)(nil),          // 1: taskgrid.v1.Resource
+	(*TaskSpec)(nil),          // 2: taskgrid.v1.TaskSpec
+	(*TaskError)(nil),         // 3: taskgrid.v1.TaskError
+	(*TaskResult)(nil),        // 4: taskgrid.v1.TaskResult
+	(*SubmitRequest)(nil),     // 5: taskgrid.v1.SubmitRequest
+	(*SubmitResponse)(nil),    // 6: taskgrid.v1.SubmitResponse
+	(*GatherRequest)(nil),     // 7: taskgrid.v1.GatherRequest
+	(*GatherResponse)(nil),    // 8: taskgrid.v1.GatherResponse
+	(*DataChunk)(nil),         // 9: taskgrid.v1.DataChunk
+	(*ScaleRequest)(nil),      // 10: taskgrid.v1.ScaleRequest
+	(*ScaleResponse)(nil),     // 11: taskgrid.v1.ScaleResponse
+	(*Annotation)(nil),        // 12: taskgrid.v1.Annotation
+	(*AnnotateRequest)(nil),   // 13: taskgrid.v1.AnnotateRequest
+	(*AnnotateResponse)(nil),  // 14: taskgrid.v1.AnnotateResponse
+	(*CancelRequest)(nil),     // 15: taskgrid.v1.CancelRequest
+	(*CancelResponse)(nil),    // 16: taskgrid.v1.CancelResponse
+	(*ReleaseRequest)(nil),    // 17: taskgrid.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),   // 18: taskgrid.v1.ReleaseResponse
+	(*StatusRequest)(nil),     // 19: taskgrid.v1.StatusRequest
+	(*WorkerInfo)(nil),        // 20: taskgrid.v1.WorkerInfo
+	(*KeyStatus)(nil),         // 21: taskgrid.v1.KeyStatus
+	(*StatusResponse)(nil),    // 22: taskgrid.v1.StatusResponse
+	(*ReplicateRequest)(nil),  // 23: taskgrid.v1.ReplicateRequest
+	(*KeyReplication)(nil),    // 24: taskgrid.v1.KeyReplication
+	(*ReplicateResponse)(nil), // 25: taskgrid.v1.ReplicateResponse
+	(*Register)(nil),          // 26: taskgrid.v1.Register
+	(*Assignment)(nil),        // 27: taskgrid.v1.Assignment
+	(*WorkerMessage)(nil),     // 28: taskgrid.v1.WorkerMessage
+	(*CopyResult)(nil),        // 29: taskgrid.v1.CopyResult
+	(*MemoryReport)(nil),      // 30: taskgrid.v1.MemoryReport
+	(*Upload)(nil),            // 31: taskgrid.v1.Upload
+	(*SchedulerMessage)(nil),  // 32: taskgrid.v1.SchedulerMessage
+	(*Copy)(nil),              // 33: taskgrid.v1.Copy
+	(*FetchRequest)(nil),      // 34: taskgrid.v1.FetchRequest
 }
 var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	1,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
@@ -2622,37 +3027,43 @@ var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	0,  // 9: taskgrid.v1.KeyStatus.state:type_name -> taskgrid.v1.TaskState
 	20, // 10: taskgrid.v1.StatusResponse.workers:type_name -> taskgrid.v1.WorkerInfo
 	21, // 11: taskgrid.v1.StatusResponse.keys:type_name -> taskgrid.v1.KeyStatus
-	1,  // 12: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
-	4,  // 13: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
-	23, // 14: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
-	4,  // 15: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
-	9,  // 16: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
-	26, // 17: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
-	24, // 18: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
-	27, // 19: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
-	5,  // 20: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
-	7,  // 21: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
-	10, // 22: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
-	13, // 23: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
-	15, // 24: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
-	17, // 25: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
-	19, // 26: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
-	25, // 27: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
-	29, // 28: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
-	6,  // 29: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
-	8,  // 30: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
-	11, // 31: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
-	14, // 32: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
-	16, // 33: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
-	18, // 34: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
-	22, // 35: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
-	28, // 36: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
-	9,  // 37: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
-	29, // [29:38] is the sub-list for method output_type
-	20, // [20:29] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	3,  // 12: taskgrid.v1.KeyReplication.error:type_name -> taskgrid.v1.TaskError
+	24, // 13: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
+	1,  // 14: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
+	4,  // 15: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
+	26, // 16: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
+	4,  // 17: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
+	9,  // 18: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
+	30, // 19: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
+	29, // 20: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
+	27, // 21: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
+	31, // 22: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
+	33, // 23: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
+	5,  // 24: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
+	7,  // 25: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
+	10, // 26: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
+	13, // 27: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
+	15, // 28: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
+	17, // 29: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
+	19, // 30: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
+	23, // 31: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
+	28, // 32: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
+	34, // 33: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
+	6,  // 34: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
+	8,  // 35: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
+	11, // 36: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
+	14, // 37: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
+	16, // 38: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
+	18, // 39: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
+	22, // 40: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
+	25, // 41: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
+	32, // 42: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
+	9,  // 43: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
+	34, // [34:44] is the sub-list for method output_type
+	24, // [24:34] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_taskgrid_v1_taskgrid_proto_init() }
@@ -2666,7 +3077,7 @@ func file_taskgrid_v1_taskgrid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskgrid_v1_taskgrid_proto_rawDesc), len(file_taskgrid_v1_taskgrid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -44,13 +44,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Scheduler_Submit_FullMethodName   = "/taskgrid.v1.Scheduler/Submit"
-	Scheduler_Gather_FullMethodName   = "/taskgrid.v1.Scheduler/Gather"
-	Scheduler_Scale_FullMethodName    = "/taskgrid.v1.Scheduler/Scale"
-	Scheduler_Annotate_FullMethodName = "/taskgrid.v1.Scheduler/Annotate"
-	Scheduler_Cancel_FullMethodName   = "/taskgrid.v1.Scheduler/Cancel"
-	Scheduler_Release_FullMethodName  = "/taskgrid.v1.Scheduler/Release"
-	Scheduler_Status_FullMethodName   = "/taskgrid.v1.Scheduler/Status"
+	Scheduler_Submit_FullMethodName    = "/taskgrid.v1.Scheduler/Submit"
+	Scheduler_Gather_FullMethodName    = "/taskgrid.v1.Scheduler/Gather"
+	Scheduler_Scale_FullMethodName     = "/taskgrid.v1.Scheduler/Scale"
+	Scheduler_Annotate_FullMethodName  = "/taskgrid.v1.Scheduler/Annotate"
+	Scheduler_Cancel_FullMethodName    = "/taskgrid.v1.Scheduler/Cancel"
+	Scheduler_Release_FullMethodName   = "/taskgrid.v1.Scheduler/Release"
+	Scheduler_Status_FullMethodName    = "/taskgrid.v1.Scheduler/Status"
+	Scheduler_Replicate_FullMethodName = "/taskgrid.v1.Scheduler/Replicate"
 )
 
 // SchedulerClient is the client API for Scheduler service.
@@ -71,6 +72,8 @@ type SchedulerClient interface {
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Workers and task counts.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Copy held results to more workers; answers when the copies are done.
+	Replicate(ctx context.Context, in *ReplicateRequest, opts ...grpc.CallOption) (*ReplicateResponse, error)
 }
 
 type schedulerClient struct {
@@ -160,6 +163,16 @@ func (c *schedulerClient) Status(ctx context.Context, in *StatusRequest, opts ..
 	return out, nil
 }
 
+func (c *schedulerClient) Replicate(ctx context.Context, in *ReplicateRequest, opts ...grpc.CallOption) (*ReplicateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplicateResponse)
+	err := c.cc.Invoke(ctx, Scheduler_Replicate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServer is the server API for Scheduler service.
 // All implementations must embed UnimplementedSchedulerServer
 // for forward compatibility.
@@ -178,6 +191,8 @@ type SchedulerServer interface {
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Workers and task counts.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Copy held results to more workers; answers when the copies are done.
+	Replicate(context.Context, *ReplicateRequest) (*ReplicateResponse, error)
 	mustEmbedUnimplementedSchedulerServer()
 }
 
@@ -208,6 +223,9 @@ func (UnimplementedSchedulerServer) Release(context.Context, *ReleaseRequest) (*
 }
 func (UnimplementedSchedulerServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedSchedulerServer) Replicate(context.Context, *ReplicateRequest) (*ReplicateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Replicate not implemented")
 }
 func (UnimplementedSchedulerServer) mustEmbedUnimplementedSchedulerServer() {}
 func (UnimplementedSchedulerServer) testEmbeddedByValue()                   {}
@@ -349,6 +367,24 @@ func _Scheduler_Status_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Scheduler_Replicate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplicateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServer).Replicate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Scheduler_Replicate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServer).Replicate(ctx, req.(*ReplicateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Scheduler_ServiceDesc is the grpc.ServiceDesc for Scheduler service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -379,6 +415,10 @@ var Scheduler_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Scheduler_Status_Handler,
+		},
+		{
+			MethodName: "Replicate",
+			Handler:    _Scheduler_Replicate_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -468,6 +468,65 @@ TG_EXPORT int tg_client_scale(tg_client *c, uint32_t n, uint32_t *workers_now);
 TG_EXPORT int tg_client_adapt(tg_client *c, uint32_t minimum, uint32_t maximum);
 
 /**
+ * The outcome of tg_client_replicate, one entry per future in call order
+ * (opaque; free with tg_replication_free()).
+ */
+typedef struct tg_replication tg_replication;
+
+/**
+ * Copy finished results to more workers, worker to worker, so that each
+ * has at least `n` holders (as Dask's Client.replicate), and wait until
+ * the copies are done. The scheduler picks the workers (not paused,
+ * not holding it yet, the most free memory first). A copy counts toward
+ * its worker's memory like a result it produced, is freed with the
+ * result, and keeps the result when another holder is lost (nothing is
+ * recomputed). A result small enough to travel inline lives in the
+ * scheduler: it is left as it is (tg_replication_inline), with no error.
+ * Fewer eligible workers than `n` is no error: see
+ * tg_replication_holders().
+ *
+ * @param fs          `nf` futures (borrowed), finished ones.
+ * @param n           wanted holders per result; 0: every worker.
+ * @param workers     `nworkers` worker names (borrowed) copies may go
+ *                    to; NULL and 0: any worker.
+ * @param timeout_ms  how long to wait for the copies (0: the client's
+ *                    timeout); copies still under way then go on.
+ * @param out         if not NULL, receives the outcome per future, also
+ *                    when the call fails with a per-key error; free it
+ *                    with tg_replication_free().
+ * @return TG_OK when every result has its copies (or is inline); else
+ *         the first key's problem, named in tg_error_last():
+ *         TG_ENOTFOUND (unknown or released key), TG_ESTATE (not
+ *         finished, erred or cancelled), TG_EIO (a worker could not copy
+ *         it: which one and why), TG_ETIMEDOUT; or a call error.
+ */
+TG_EXPORT int tg_client_replicate(tg_client *c, tg_future *const *fs, size_t nf,
+                                  uint32_t n, const char *const *workers,
+                                  size_t nworkers, int64_t timeout_ms,
+                                  tg_replication **out);
+
+/** Number of entries (the futures given). */
+TG_EXPORT size_t tg_replication_count(const tg_replication *r);
+/** Key of entry `i` (borrowed from `r`), NULL if out of range. */
+TG_EXPORT const char *tg_replication_key(const tg_replication *r, size_t i);
+/** Workers holding entry `i`'s result when the call answered. */
+TG_EXPORT uint32_t tg_replication_holders(const tg_replication *r, size_t i);
+/** Copies the call made of entry `i`'s result. */
+TG_EXPORT uint32_t tg_replication_copied(const tg_replication *r, size_t i);
+/** True if entry `i`'s result is inline (kept by the scheduler). */
+TG_EXPORT bool tg_replication_inline(const tg_replication *r, size_t i);
+/**
+ * Why entry `i` could not be replicated: its error type (e.g.
+ * "tg.UnknownKey", "tg.NotFinished", "tg.Erred", "tg.CopyFailed",
+ * "tg.Timeout") in *type (may be NULL) and the message as the return
+ * value; NULL (and *type NULL) when it could. Borrowed from `r`.
+ */
+TG_EXPORT const char *tg_replication_error(const tg_replication *r, size_t i,
+                                           const char **type);
+/** Free an outcome. NULL is a no-op. */
+TG_EXPORT void tg_replication_free(tg_replication *r);
+
+/**
  * A snapshot of the cluster: workers and the number of tasks per state.
  *
  * @param out  receives the report; free it with tg_status_report_free().

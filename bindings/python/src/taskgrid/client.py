@@ -69,7 +69,14 @@ from ._loop import IOLoop
 from ._pump import ClientIO
 from ._rpc import MAX_SEND, normalize_address, pb, pb_grpc
 from ._waiting import DoneAndNotDone, as_completed, collect, pack, wait
-from .errors import CancelledError, SchedulerError, rebuild, restore
+from .errors import (
+    CancelledError,
+    ReplicateError,
+    SchedulerError,
+    UnknownKeyError,
+    rebuild,
+    restore,
+)
 from .security import Security
 
 __all__ = [
@@ -543,6 +550,57 @@ class Client(ClientIO):
             return resp.cancelled
 
         return self._ordered_call(call)
+
+    def replicate(
+        self,
+        futures: Future | Iterable[Future],
+        n: int | None = None,
+        workers: Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, int]:
+        """Copy results held on workers to more workers, as Dask's
+        ``Client.replicate``: each result gets at least `n` holders (None:
+        every worker), the copies going only to `workers` (names) if
+        given. Waits for the futures to finish, then for the copies (at
+        most `timeout` seconds for each). A copy counts toward its
+        worker's memory like a result it made, and keeps the result when
+        another holder is lost (nothing is recomputed); it is freed with
+        the result. A small result lives in the scheduler: it is left as
+        it is. Returns each key's number of holders (0 for those).
+
+        Raises UnknownKeyError for a key the scheduler does not know, and
+        ReplicateError (``errors``: key -> (type, message)) for keys that
+        erred or could not be copied.
+        """
+        if isinstance(futures, Future):
+            futures = [futures]
+        futures = list(futures)
+        if n is not None and n < 1:
+            raise ValueError(f"n must be at least 1, or None for every worker (got {n})")
+        self._wait([f._state for f in futures], timeout)
+        keys = [f.key for f in futures]
+        req = pb.ReplicateRequest(
+            keys=keys,
+            n=n or 0,
+            workers=list(workers or ()),
+            timeout_ms=int(timeout * 1000) if timeout else 0,
+        )
+
+        async def call() -> pb.ReplicateResponse:
+            resp: pb.ReplicateResponse = await self._stub.Replicate(
+                req, timeout=timeout + 5 if timeout else None
+            )
+            return resp
+
+        r = self._ordered_call(call, timeout=None)
+        errors = {k.key: (k.error.type, k.error.message) for k in r.keys if k.HasField("error")}
+        for type_, message in errors.values():
+            if type_ == "tg.UnknownKey":
+                raise UnknownKeyError(message)
+        if errors:
+            first = next(iter(errors.values()))
+            raise ReplicateError(f"{first[0]}: {first[1]}", errors)
+        return {k.key: k.holders for k in r.keys}
 
     def status(self, keys: Sequence[str] = ()) -> ClusterStatus:
         """Workers, task counts, and (for `keys`) each key's state and why."""

@@ -101,6 +101,16 @@ class DataLost(TaskError):
     wire_type = "tg.DataLost"
 
 
+class ReplicateError(TaskgridError):
+    """Client.replicate could not copy some results. ``errors`` maps each
+    such key to its (error type, message): "tg.NotFinished", "tg.Erred",
+    "tg.CopyFailed" (which worker, and why) or "tg.Timeout"."""
+
+    def __init__(self, message: str, errors: dict[str, tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class SchedulerError(TaskgridError, ConnectionError):
     """The connection to the scheduler failed."""
 

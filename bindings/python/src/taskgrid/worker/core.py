@@ -198,6 +198,7 @@ class _Outbox:
         self._released: list[str] = []
         self._uploads = uploads
         self._missing: list[str] = []
+        self._copied: list[tuple[str, str | None]] = []
         self.session = 0
 
     def reset(self, session: int) -> None:
@@ -207,6 +208,7 @@ class _Outbox:
             self._released = []
             self._uploads.clear()
             self._missing = []
+            self._copied = []
             self._cv.notify_all()
 
     def push(self, session: int, result: _Result) -> None:
@@ -235,12 +237,26 @@ class _Outbox:
                 self._missing.append(key)
                 self._cv.notify()
 
+    def push_copied(self, session: int, key: str, error: str | None) -> None:
+        """How a copy asked by the scheduler ended (error None: held)."""
+        with self._cv:
+            if session == self.session:
+                self._copied.append((key, error))
+                self._cv.notify()
+
+    def take_copied(self) -> list[tuple[str, str | None]]:
+        with self._cv:
+            copied, self._copied = self._copied, []
+            return copied
+
     def wake(self) -> None:
         with self._cv:
             self._cv.notify_all()
 
     def _empty(self) -> bool:
-        return not (self._results or self._released or self._uploads or self._missing)
+        return not (
+            self._results or self._released or self._uploads or self._missing or self._copied
+        )
 
     def empty(self) -> bool:
         with self._cv:
@@ -523,6 +539,7 @@ class Worker:
                 return
             wait = min(POLL_S, max(0.0, last + self._heartbeat_s - time.monotonic()))
             results, released, pieces, missing = self._outbox.take(wait)
+            copied = self._outbox.take_copied()
             if self._dead_session == sid:
                 return
             if (
@@ -530,11 +547,12 @@ class Worker:
                 or released
                 or pieces
                 or missing
+                or copied
                 or self._memory_due
                 or time.monotonic() - last >= self._heartbeat_s
             ):
                 self._memory_due = False
-                yield self._message(results, released, pieces, missing)
+                yield self._message(results, released, pieces, missing, copied)
                 last = time.monotonic()
 
     def _goodbye(self) -> None:
@@ -553,6 +571,7 @@ class Worker:
         released: list[str],
         pieces: list[Piece],
         missing: list[str],
+        copied: Sequence[tuple[str, str | None]] = (),
     ) -> Any:
         m = pb.WorkerMessage(uptime_ms=int((time.monotonic() - self._start_time) * 1000))
         add = m.results.add
@@ -583,6 +602,8 @@ class Worker:
             add_pieces(m, pieces)
         if missing:
             m.missing.extend(missing)
+        for key, why in copied:
+            m.copied.add(key=key, ok=why is None, error=why or "")
         m.memory.CopyFrom(self._data.memory.report())
         return m
 
@@ -605,6 +626,8 @@ class Worker:
             self._data.inline_limit = msg.inline_limit
         if msg.free:
             self._data.store.free(msg.free)
+        if msg.copy:
+            self._start_copies(sid, list(msg.copy))
         for u in msg.upload:
             item = self._data.store.get(u.key)
             if item is None:
@@ -634,6 +657,19 @@ class Worker:
                 "draining: finishing %d queued and %d running tasks, then exiting", queued, running
             )
             self._outbox.wake()
+
+    def _start_copies(self, sid: int, copies: list[Any]) -> None:
+        """Copy held results here (Replicate) on a thread of their own,
+        one after the other; each answer goes out with the next message."""
+
+        def run() -> None:
+            for c in copies:
+                error = self._data.copy(sid, c, lambda: self._dead_session == sid)
+                if error is not None:
+                    logger.warning("copy of '%s' (%d bytes): %s", c.key, c.size, error)
+                self._outbox.push_copied(sid, c.key, error)
+
+        threading.Thread(target=run, name="taskgrid-copy", daemon=True).start()
 
     def _begin_close(self, sid: int) -> None:
         self._closing = True

@@ -510,6 +510,26 @@ class DataPlane:
         self.counters.add("held", len(data))
         return True
 
+    def copy(self, session: int, c: Any, cancelled: Callable[[], bool]) -> str | None:
+        """Copy a held result here (SchedulerMessage.copy `c`): fetched
+        from its holders as a task's input is, then kept in the store like
+        a result this worker made (it counts toward the memory limit and
+        may spill). None when it is held here; else why not."""
+        if self.store.get(c.key) is not None:
+            return None
+        why = self.memory.too_large(c.size)
+        if why is not None:
+            return why
+        try:
+            data = self.fetcher.fetch(c.key, c.size, list(c.holders), cancelled)
+        except FetchFailed as e:
+            return str(e)
+        self.counters.add("fetched", len(data))
+        if not self.store.put(session, c.key, data, c.codec or "raw"):
+            return "the session ended"
+        self.counters.add("held", len(data))
+        return None
+
     def inputs(self, task: Any, a: Any, missing: Callable[[str], None]) -> Any:
         """`a`, or a copy whose held dependencies carry their bytes: from
         this worker's store when it has them, else fetched from a holder.
