@@ -84,13 +84,7 @@ void srv_worker_append(sched *s, peer *w, const taskgrid_v1_SchedulerMessage *m)
         srv_flush_peer(w);
 }
 
-/*
- * A dependency whose result is held on workers: its holders' data
- * addresses (an array allocated here, freed by the caller), so the worker
- * fetches it from one (or finds it in its own store). false: out of
- * memory.
- */
-static bool dep_holders(sched *s, taskgrid_v1_TaskResult *r, const tgs_task *d)
+bool srv_fill_holders(sched *s, taskgrid_v1_TaskResult *r, const tgs_task *d)
 {
     size_t n = tgs_task_nholders(d);
 
@@ -131,7 +125,7 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
         srv_fill_result(&deps[i], d);
         if (tgs_task_held(d)) {
             held = true;
-            if (!dep_holders(s, &deps[i], d))
+            if (!srv_fill_holders(s, &deps[i], d))
                 TG_LOG_ERROR("out of memory listing the holders of a result");
         }
     }
@@ -165,7 +159,7 @@ static void act_copy(sched *s, uint64_t wid, const tgs_task *t)
     taskgrid_v1_Copy cp = {0};
     taskgrid_v1_TaskResult r = {0};
 
-    if (w == NULL || !dep_holders(s, &r, t)) {
+    if (w == NULL || !srv_fill_holders(s, &r, t)) {
         TG_LOG_ERROR("cannot ask for a copy: %s",
                      w ? "out of memory" : "the worker is gone");
         return; /* the copy ends with the worker, or at the deadline */

@@ -324,7 +324,10 @@ void srv_gather_answer(sched *s, peer *g, const tgs_task *t)
         srv_fill_result(&res, t);
         res.size = tgs_task_result_size(t);
         res.held = true;
+        if (!srv_fill_holders(s, &res, t))
+            TG_LOG_ERROR("out of memory listing the holders of a result");
         srv_gather_append(s, g, &res);
+        free(res.holders);
         return;
     }
     codec = tgs_task_result_codec(t);

@@ -167,6 +167,12 @@ bool srv_decode(tg__scall *c, const pb_msgdesc_t *f, void *msg,
 
 /* Fill a TaskResult for a task in its current state. */
 void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t);
+/* A result held on workers: its connected holders' data addresses in
+ * r->holders (an array allocated here, freed by the caller), as an
+ * Assignment's deps carry them (a worker fetches from one, or finds it in
+ * its own store) and a deferred Gather answer does (a client may fetch
+ * from one directly). false: out of memory. */
+bool srv_fill_holders(sched *s, taskgrid_v1_TaskResult *r, const tgs_task *d);
 /* Append one result to a gather's stream. */
 void srv_gather_append(sched *s, peer *g, const taskgrid_v1_TaskResult *r);
 /* Append one message to a worker's stream. */

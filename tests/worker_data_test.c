@@ -1332,48 +1332,116 @@ static void check_server_certs(const tg__rpc_sec *worker)
     tg__certs_ca_free(ca);
 }
 
-static void test_worker_data__tls_fetch_needs_the_worker_role(void **state)
+/* A new cluster CA (in a directory of its own) and one certificate of
+ * each role, loaded. */
+typedef struct test_pki {
+    tg__rpc_sec sched, worker, client, admin;
+} test_pki;
+
+static void pki_make(test_pki *p)
 {
     const char *tmp = getenv("TEST_TMPDIR");
-    char dir[600];
-    tg__rpc_sec sched_sec, worker_sec, client_sec;
     tg__certs_dir_opts co = {0};
-    fake_sched *fs;
-    test_worker *w;
-    char addr[160];
-    fetched f;
+    char dir[600];
 
-    (void)state;
     snprintf(dir, sizeof(dir), "%s/certs-XXXXXX", tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
     co.hosts = "localhost,127.0.0.1";
     assert_int_equal(tg__certs_write_dir(dir, &co), TG_OK);
-    load_sec(dir, "scheduler", &sched_sec);
-    load_sec(dir, "worker", &worker_sec);
-    load_sec(dir, "client", &client_sec);
-    fs = fs_start(&sched_sec, TG_PROTO_INLINE_LIMIT_DEFAULT);
-    w = worker_start(fs, "wt", &worker_sec, NULL);
-    fs_wait_registered(fs, "wt", 1, addr, sizeof(addr));
-    fs_assign(fs, "wt", "big", "test.bytes", "150000", NULL, 0);
-    assert_true(fs_result(fs, "big")->held);
+    load_sec(dir, "scheduler", &p->sched);
+    load_sec(dir, "worker", &p->worker);
+    load_sec(dir, "client", &p->client);
+    load_sec(dir, "admin", &p->admin);
+}
 
-    f = raw_fetch(addr, &client_sec, "big");
-    assert_int_equal(f.rc, TG_EPERM);
-    must_contain(f.msg, "DataService.Fetch needs the worker role");
-    must_contain(f.msg, "role 'client'");
-    free(f.data);
+static void pki_free(test_pki *p)
+{
+    free_sec(&p->sched);
+    free_sec(&p->worker);
+    free_sec(&p->client);
+    free_sec(&p->admin);
+}
 
-    f = raw_fetch(addr, &worker_sec, "big");
+/* A TLS fake scheduler and a worker (`extra` options) holding "big",
+ * 150000 bytes; its data address in `addr`. */
+static test_worker *tls_holder(const test_pki *p, fake_sched **fs,
+                               const char *const *extra, char *addr, size_t cap)
+{
+    test_worker *w;
+
+    *fs = fs_start(&p->sched, TG_PROTO_INLINE_LIMIT_DEFAULT);
+    w = worker_start(*fs, "wt", &p->worker, extra);
+    fs_wait_registered(*fs, "wt", 1, addr, cap);
+    fs_assign(*fs, "wt", "big", "test.bytes", "150000", NULL, 0);
+    assert_true(fs_result(*fs, "big")->held);
+    return w;
+}
+
+/* A Fetch of "big" from `addr` with `sec` delivers its 150000 bytes. */
+static void assert_fetches(const char *addr, const tg__rpc_sec *sec)
+{
+    fetched f = raw_fetch(addr, sec, "big");
+
     assert_int_equal(f.rc, TG_OK);
     assert_int_equal(f.len, 150000);
     assert_pattern(f.data, f.len);
     free(f.data);
+}
+
+/* A Fetch of "big" from `addr` with `sec` is refused, saying `a` and `b`. */
+static void assert_refused(const char *addr, const tg__rpc_sec *sec,
+                           const char *a, const char *b)
+{
+    fetched f = raw_fetch(addr, sec, "big");
+
+    assert_int_equal(f.rc, TG_EPERM);
+    must_contain(f.msg, a);
+    must_contain(f.msg, b);
+    free(f.data);
+}
+
+static void test_worker_data__tls_fetch_needs_the_worker_role(void **state)
+{
+    test_pki p;
+    fake_sched *fs;
+    test_worker *w;
+    char addr[160];
+
+    (void)state;
+    pki_make(&p);
+    w = tls_holder(&p, &fs, NULL, addr, sizeof(addr));
+    assert_refused(addr, &p.client, "DataService.Fetch needs the worker role",
+                   "role 'client' (the worker's operator can admit clients "
+                   "with --data-clients)");
+    assert_refused(addr, &p.admin, "needs the worker role", "role 'admin'");
+    assert_fetches(addr, &p.worker);
     worker_stop(w);
-    check_server_certs(&worker_sec);
+    check_server_certs(&p.worker);
     fs_free(fs);
-    free_sec(&sched_sec);
-    free_sec(&worker_sec);
-    free_sec(&client_sec);
+    pki_free(&p);
+}
+
+/* --data-clients: a client certificate may fetch too (clients fetching
+ * held results directly); an admin one still may not. */
+static void test_worker_data__data_clients_admits_the_client_role(void **state)
+{
+    const char *const extra[] = {"--data-clients", NULL};
+    test_pki p;
+    fake_sched *fs;
+    test_worker *w;
+    char addr[160];
+
+    (void)state;
+    pki_make(&p);
+    w = tls_holder(&p, &fs, extra, addr, sizeof(addr));
+    assert_fetches(addr, &p.client);
+    assert_refused(addr, &p.admin, "needs the worker or client role",
+                   "role 'admin'");
+    assert_fetches(addr, &p.worker);
+    assert_int_equal(tgw_counters_n(&w->counters, TGW_COUNT_SERVED), 2);
+    worker_stop(w);
+    fs_free(fs);
+    pki_free(&p);
 }
 
 static void test_worker_data__counters_line(void **state)
@@ -1446,6 +1514,23 @@ static void test_worker_data__options(void **state)
         TG_EINVAL);
     must_contain(tg_error_last(), "--data-listen none");
     tgw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, "tcp://h:1", NULL, NULL, NULL), TG_OK);
+    assert_false(cfg.data_clients);
+    tgw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, "tcp://h:1", "--data-clients", NULL, NULL),
+                     TG_OK);
+    assert_true(cfg.data_clients);
+    tgw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, "tcp://h:1", "--data-clients=yes", NULL, NULL),
+                     TG_EINVAL);
+    must_contain(tg_error_last(), "--data-clients takes no value");
+    tgw_config_free(&cfg);
+    assert_int_equal(
+        parse(&cfg, "tcp://h:1", "--data-listen=none", "--data-clients", NULL),
+        TG_EINVAL);
+    must_contain(tg_error_last(), "--data-clients needs a data service");
+    tgw_config_free(&cfg);
+    must_contain(tgw_config_usage(), "--data-clients");
     must_contain(tgw_config_usage(), "--data-listen HOST:PORT");
     must_contain(tgw_config_usage(), "--data-address HOST:PORT");
 }
@@ -1763,6 +1848,7 @@ int main(void)
         cmocka_unit_test(test_worker_data__inline_only_workers),
         cmocka_unit_test(test_worker_data__empty_result_is_one_empty_chunk),
         cmocka_unit_test(test_worker_data__tls_fetch_needs_the_worker_role),
+        cmocka_unit_test(test_worker_data__data_clients_admits_the_client_role),
         cmocka_unit_test(test_worker_data__counters_line),
         cmocka_unit_test(test_worker_data__options),
         cmocka_unit_test(test_worker_data__program_logs_counters_at_exit),

@@ -48,6 +48,10 @@ static const char usage[] =
     "                      the address other workers use to reach the data\n"
     "                      service (default: the listen host, or this\n"
     "                      host's name for 0.0.0.0, with the bound port)\n"
+    "  --data-clients      over TLS, let client certificates fetch held\n"
+    "                      results from the data service too (clients\n"
+    "                      fetching directly, direct_to_workers); default:\n"
+    "                      worker certificates only\n"
     "  --memory-limit BYTES|auto|none\n"
     "                      memory for held results, e.g. 4GiB or 500MB\n"
     "                      (default auto: this machine's memory, or its\n"
@@ -70,7 +74,8 @@ static const char usage[] =
     "Results larger than the scheduler's inline limit stay in this worker's\n"
     "memory until the scheduler frees them or the connection ends; other\n"
     "workers fetch them from the data service, in the TLS mode of ADDRESS\n"
-    "(over TLS only certificates of role 'worker' may fetch).\n"
+    "(over TLS only certificates of role 'worker' may fetch, and role\n"
+    "'client' too with --data-clients).\n"
     "\n"
     "SIGTERM or SIGINT: hand queued tasks back, finish running ones (up to\n"
     "10 s), send their results and exit 0. A second signal exits at once.\n";
@@ -203,10 +208,12 @@ static int data_defaults(tgw_config *cfg, const char *target)
     if (cfg->data_listen != NULL && strcmp(cfg->data_listen, "none") == 0) {
         free(cfg->data_listen);
         cfg->data_listen = NULL;
-        if (cfg->data_address != NULL)
+        if (cfg->data_address != NULL || cfg->data_clients)
             return tg__error_set(TG_EINVAL,
-                                 "--data-address needs a data service (it "
-                                 "was turned off with --data-listen none)");
+                                 "%s needs a data service (it was turned off "
+                                 "with --data-listen none)",
+                                 cfg->data_address != NULL ? "--data-address"
+                                                           : "--data-clients");
         return TG_OK;
     }
     if (cfg->data_listen == NULL)
@@ -260,6 +267,7 @@ enum opt_id {
     OPT_TLS_KEY,
     OPT_DATA_LISTEN,
     OPT_DATA_ADDRESS,
+    OPT_DATA_CLIENTS,
     OPT_MEMORY_LIMIT,
     OPT_MEMORY_TARGET,
     OPT_MEMORY_PAUSE,
@@ -284,6 +292,7 @@ static const struct {
     {"--tls-key", OPT_TLS_KEY, true},
     {"--data-listen", OPT_DATA_LISTEN, true},
     {"--data-address", OPT_DATA_ADDRESS, true},
+    {"--data-clients", OPT_DATA_CLIENTS, false},
     {"--memory-limit", OPT_MEMORY_LIMIT, true},
     {"--memory-target", OPT_MEMORY_TARGET, true},
     {"--memory-pause", OPT_MEMORY_PAUSE, true},
@@ -353,6 +362,9 @@ static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
         if (check_host_port(opt, v) != TG_OK)
             return TG_EINVAL;
         return set_str(&cfg->data_address, v);
+    case OPT_DATA_CLIENTS:
+        cfg->data_clients = true;
+        return TG_OK;
     case OPT_MEMORY_LIMIT:
         cfg->memory_limit_set = true;
         return tgw_memory_parse_limit(opt, v, &cfg->memory_limit);

@@ -39,6 +39,10 @@ typedef struct tgw_config {
      * host name for a wildcard host). */
     char *data_listen;
     char *data_address;
+    /* --data-clients: over TLS the data service also answers certificates
+     * of role "client" (clients fetching held results directly), not only
+     * "worker"; never "admin". */
+    bool data_clients;
     /* Memory management (memory.h): the limit in bytes (0: none; default
      * this machine's memory), the target, pause and terminate fractions of
      * it (0: that step is off) and the spill directory (NULL: a private

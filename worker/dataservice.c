@@ -48,6 +48,7 @@ struct tgw_dataservice {
     tg__server *srv;
     pthread_t thread;
     bool tls;
+    bool clients; /* role "client" may fetch too (--data-clients) */
     tgw_store *store;
     tgw_counters *counters;
     fetch_call *active; /* loop thread only */
@@ -161,26 +162,35 @@ static void pump(tgw_dataservice *d, fetch_call *f)
         active_remove(d, f);
 }
 
-/* Over TLS only workers fetch: a client or admin certificate has no
- * business reading other tasks' intermediate results. */
+/* Over TLS only workers fetch: a client certificate has no business
+ * reading other tasks' intermediate results unless the operator let
+ * clients fetch directly (--data-clients), and an admin one never (it
+ * operates the cluster; it is not a data consumer). */
 static bool authorized(tgw_dataservice *d, tg__scall *c)
 {
+    const char *need =
+        d->clients ? "the worker or client role" : "the worker role";
     char role[64], msg[300];
 
     if (!d->tls)
         return true;
     tg__scall_role(c, role, sizeof(role));
-    if (strcmp(role, "worker") == 0)
+    if (strcmp(role, "worker") == 0 ||
+        (d->clients && strcmp(role, "client") == 0))
         return true;
     if (role[0] == '\0')
         snprintf(msg, sizeof(msg),
-                 "DataService.Fetch needs the worker role; this certificate "
-                 "has no taskgrid role");
+                 "DataService.Fetch needs %s; this certificate has no "
+                 "taskgrid role",
+                 need);
     else
         snprintf(msg, sizeof(msg),
-                 "DataService.Fetch needs the worker role; this certificate "
-                 "has role '%s'",
-                 role);
+                 "DataService.Fetch needs %s; this certificate has role '%s'%s",
+                 need, role,
+                 strcmp(role, "client") == 0
+                     ? " (the worker's operator can admit clients with "
+                       "--data-clients)"
+                     : "");
     TG_LOG_WARN("refused a fetch from %s: %s", tg__scall_peer(c), msg);
     tg__scall_finish(c, TG_EPERM, msg);
     return false;
@@ -292,6 +302,7 @@ int tgw_dataservice_start(tgw_dataservice **out,
     if (d == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory");
     d->tls = opts->sec != NULL;
+    d->clients = opts->clients;
     d->store = opts->store;
     d->counters = opts->counters;
     pthread_mutex_init(&d->name_mu, NULL);

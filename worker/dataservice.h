@@ -5,7 +5,9 @@
  * workers with Fetch, in chunks of at most 1 MiB, each with its CRC-32.
  * Over TLS it serves with the worker's own certificate, requires a
  * client certificate from the cluster CA and answers only certificates
- * of role "worker" (PERMISSION_DENIED otherwise, naming the role seen).
+ * of role "worker", and of role "client" when the operator allows clients
+ * to fetch directly (opts.clients); PERMISSION_DENIED otherwise, naming
+ * the role seen.
  * Depends on the server side of the transport (transport/server.h), the
  * codec (proto/wire.h), zlib, the store and the counters.
  */
@@ -24,6 +26,7 @@ typedef struct tgw_dataservice_opts {
     tgw_store *store;       /* borrowed; must outlive the service */
     tgw_counters *counters; /* borrowed; must outlive the service */
     const char *name;       /* this worker's name, for messages (copied) */
+    bool clients; /* over TLS, answer role "client" too (--data-clients) */
 } tgw_dataservice_opts;
 
 /**

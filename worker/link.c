@@ -840,6 +840,7 @@ static int data_start(wlink *l)
         o.store = l->store;
         o.counters = l->counters;
         o.name = l->cfg->name;
+        o.clients = l->cfg->data_clients;
         rc = tgw_dataservice_start(&l->ds, &o);
         if (rc == TG_OK) {
             set_data_address(l, tgw_dataservice_port(l->ds));

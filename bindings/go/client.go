@@ -80,6 +80,9 @@ type Client struct {
 	// ownsConn is false for a worker-side client, which borrows its
 	// worker's connection.
 	ownsConn bool
+	// direct fetches held results from their holders (WithDirectToWorkers);
+	// nil: through the scheduler.
+	direct *directFetch
 
 	mu     sync.Mutex
 	holds  map[string]int // key -> holds this client has on the scheduler
@@ -97,7 +100,14 @@ func Dial(ctx context.Context, address string, opts ...Option) (*Client, error) 
 		return nil, err
 	}
 	c := newClient(address, cfg, conn, true)
+	if cfg.directToWorkers {
+		if c.direct, err = newDirectFetch(address, cfg); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+	}
 	if err := c.ping(ctx); err != nil {
+		c.closeDirect()
 		_ = conn.Close()
 		return nil, err
 	}
@@ -222,10 +232,17 @@ func (c *Client) Close(ctx context.Context) error {
 	ctx, cancel := boundedContext(ctx, releaseTimeout)
 	defer cancel()
 	err := c.releaseKeys(ctx, keys)
+	c.closeDirect()
 	if c.ownsConn {
 		err = errors.Join(err, c.conn.Close())
 	}
 	return err
+}
+
+func (c *Client) closeDirect() {
+	if c.direct != nil {
+		c.direct.peers.close()
+	}
 }
 
 func (c *Client) checkOpen() error {
@@ -551,7 +568,7 @@ type WorkerInfo struct {
 	Resources  map[string]float64
 	Draining   bool
 	// From the worker's last memory report (zero for a worker that sends
-	// none, such as a Go worker): bytes of held results in its memory and
+	// none, such as a Go worker without a data service): bytes of held results in its memory and
 	// spilled to its disk, its memory limit (0: none), whether it is
 	// paused (assigned nothing new) and its process RSS (0: unknown).
 	Memory, Spilled, MemoryLimit, RSS uint64

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// data.go: the worker's data plane: the store of results it holds (those
-// larger than the scheduler's inline limit), the gRPC server for
-// DataService.Fetch that serves them to other workers, the connections to
-// other workers' data services, and the counters logged when Run ends.
+// data.go: the worker's data plane: the gRPC server for DataService.Fetch
+// that serves the results it holds (those larger than the scheduler's
+// inline limit; the store is store.go, its memory manager memory.go) to
+// other workers, the connections to other workers' data services, and the
+// counters logged when Run ends.
 //
 // One data plane per Run, shared by the worker's lent links (lend.go). The
 // store belongs to the worker's session with the scheduler: it is made when
@@ -16,10 +17,11 @@
 // Over mutual TLS (a tls:// scheduler address) the service presents the
 // worker's certificate, requires a client certificate signed by the
 // cluster CA, and answers only certificates with the role "worker"
-// (role.go). As a client of other workers' services, the worker verifies
-// the holder's certificate against the cluster CA and requires the worker
-// role too; it does not match host names, since worker certificates are
-// issued for a role, not for a host.
+// (role.go), and "client" too with WithDataClients (clients fetching
+// directly; never "admin"). As a client of other workers' services, the
+// worker verifies the holder's certificate against the cluster CA and
+// requires the worker role too; it does not match host names, since
+// worker certificates are issued for a role, not for a host.
 
 package taskgrid
 
@@ -38,7 +40,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -76,55 +77,6 @@ func (c *counter) add(n int) {
 
 func (c *counter) get() DataCount { return DataCount{c.n.Load(), c.bytes.Load()} }
 
-// heldResult is one result in a store. data is never modified.
-type heldResult struct {
-	data  []byte
-	codec string
-}
-
-// store holds one session's results. Safe for concurrent use.
-type store struct {
-	mu     sync.RWMutex
-	m      map[string]heldResult
-	closed bool
-}
-
-func newStore() *store { return &store{m: make(map[string]heldResult)} }
-
-// put keeps a result (replacing one of the same key); false once closed.
-func (s *store) put(key string, data []byte, codec string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.m[key] = heldResult{data, codec}
-	return true
-}
-
-func (s *store) get(key string) (heldResult, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	h, ok := s.m[key]
-	return h, ok
-}
-
-// free drops keys; unknown ones are ignored.
-func (s *store) free(keys []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, k := range keys {
-		delete(s.m, k)
-	}
-}
-
-// close drops everything; later puts are refused.
-func (s *store) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed, s.m = true, nil
-}
-
 // dataPlane is a worker's data service and the state its sessions share.
 type dataPlane struct {
 	w         *Worker // the worker that runs it (not a lent link)
@@ -132,12 +84,14 @@ type dataPlane struct {
 	useTLS    bool
 	srv       *grpc.Server
 	serveDone chan struct{} // closed when srv.Serve returned
-	peerCfg   credentials.TransportCredentials
+	peers     *peerConns
 	maxMsg    int
+	clients   bool // the client role may fetch too (WithDataClients)
 
-	mu    sync.Mutex
-	cur   *store // the current session's store; nil between sessions
-	conns map[string]*grpc.ClientConn
+	mem *memoryManager // nil without a data service
+
+	mu  sync.Mutex
+	cur *store // the current session's store; nil between sessions
 
 	held, served, fetched, local, uploaded counter
 }
@@ -149,9 +103,9 @@ func newDataPlane(w *Worker) (*dataPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &dataPlane{w: w, useTLS: useTLS, maxMsg: w.cfg.maxMessage, conns: make(map[string]*grpc.ClientConn)}
+	p := &dataPlane{w: w, useTLS: useTLS, maxMsg: w.cfg.maxMessage, clients: w.cfg.dataClients}
 	var serverCreds credentials.TransportCredentials
-	p.peerCfg = insecure.NewCredentials()
+	peerCreds := insecure.NewCredentials()
 	if useTLS && w.cfg.security != nil {
 		pool, pair, err := w.cfg.security.material()
 		if err != nil {
@@ -160,11 +114,21 @@ func newDataPlane(w *Worker) (*dataPlane, error) {
 		if pair != nil {
 			serverCreds = credentials.NewTLS(serverTLS(pool, pair))
 		}
-		p.peerCfg = credentials.NewTLS(peerTLS(pool, pair))
+		peerCreds = credentials.NewTLS(peerTLS(pool, pair, ""))
+	}
+	p.peers = newPeerConns(peerCreds, p.maxMsg)
+	// Checked even without a data service, which holds nothing to manage.
+	mem, err := newMemoryManager(w.cfg.memory, p, w.cfg.logger)
+	if err != nil {
+		return nil, err
 	}
 	if w.cfg.dataListen == DataNone {
+		if w.cfg.dataClients {
+			return nil, errors.New("taskgrid: worker: WithDataClients needs a data service (it was turned off with WithDataListen(\"none\"))")
+		}
 		return p, nil
 	}
+	p.mem = mem
 	if useTLS && serverCreds == nil {
 		return nil, errors.New("taskgrid: worker: the data service over TLS needs the worker's certificate and key (Security.CertFile and KeyFile), or WithDataListen(\"none\")")
 	}
@@ -188,6 +152,7 @@ func newDataPlane(w *Worker) (*dataPlane, error) {
 	if serverCreds != nil {
 		opts = append(opts, grpc.Creds(serverCreds))
 	}
+	p.mem.start()
 	p.srv = grpc.NewServer(opts...)
 	pb.RegisterDataServiceServer(p.srv, &dataService{p: p})
 	p.serveDone = make(chan struct{})
@@ -249,8 +214,9 @@ func serverTLS(pool *x509.CertPool, pair *tls.Certificate) *tls.Config {
 
 // peerTLS: fetching from a holder verifies its certificate against the
 // cluster CA (for any key usage) and requires the worker role; host names
-// are not matched.
-func peerTLS(pool *x509.CertPool, pair *tls.Certificate) *tls.Config {
+// are not matched, but the certificate must name `name` when it is not ""
+// (clients ask for the workers' fixed TLS name, workerTLSName).
+func peerTLS(pool *x509.CertPool, pair *tls.Certificate, name string) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Verified by VerifyConnection instead.
@@ -264,7 +230,7 @@ func peerTLS(pool *x509.CertPool, pair *tls.Certificate) *tls.Config {
 			for _, c := range cs.PeerCertificates[1:] {
 				inter.AddCert(c)
 			}
-			_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			_, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 			if err != nil {
 				return fmt.Errorf("the holder's certificate: %w", err)
 			}
@@ -287,8 +253,10 @@ func describeRole(role, why string) string {
 	return "role '" + role + "'"
 }
 
-// setStore makes s the store that Fetch and local inputs read (nil: none).
+// setStore makes s the store that Fetch and local inputs read, and the
+// one the memory manager watches.
 func (p *dataPlane) setStore(s *store) {
+	s.changed = p.mem.poke
 	p.mu.Lock()
 	p.cur = s
 	p.mu.Unlock()
@@ -304,7 +272,14 @@ func (p *dataPlane) dropStore(s *store) {
 	s.close()
 }
 
-// lookup finds key in the current store.
+// current is the current session's store (nil between sessions).
+func (p *dataPlane) current() *store {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cur
+}
+
+// lookup finds key in the current store; release the result when done.
 func (p *dataPlane) lookup(key string) (heldResult, bool) {
 	p.mu.Lock()
 	s := p.cur
@@ -315,41 +290,11 @@ func (p *dataPlane) lookup(key string) (heldResult, bool) {
 	return s.get(key)
 }
 
-// peer returns the (lazily connecting) connection to a holder.
-func (p *dataPlane) peer(addr string) (*grpc.ClientConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c := p.conns[addr]; c != nil {
-		return c, nil
-	}
-	if p.conns == nil {
-		return nil, errors.New("the worker is stopping")
-	}
-	c, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(p.peerCfg),
-		grpc.WithUserAgent(userAgent),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-			MinConnectTimeout: 5 * time.Second,
-		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.maxMsg)))
-	if err != nil {
-		return nil, err
-	}
-	p.conns[addr] = c
-	return c, nil
-}
-
 // close stops the data service (letting Fetches in progress end for a
 // moment) and closes the connections to peers.
 func (p *dataPlane) close() {
-	p.mu.Lock()
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
+	defer p.mem.close() // last: a Fetch may still read a spill file
+	p.peers.close()
 	if p.srv == nil {
 		return
 	}
@@ -409,7 +354,7 @@ type dataService struct {
 
 func (d *dataService) Fetch(req *pb.FetchRequest, stream pb.DataService_FetchServer) error {
 	if d.p.useTLS {
-		if err := checkFetchRole(stream); err != nil {
+		if err := checkFetchRole(stream, d.p.clients); err != nil {
 			return err
 		}
 	}
@@ -418,17 +363,22 @@ func (d *dataService) Fetch(req *pb.FetchRequest, stream pb.DataService_FetchSer
 	if !ok {
 		return status.Errorf(codes.NotFound, "no result '%s' on worker %s", key, d.p.w.Name())
 	}
+	defer h.release()
 	err := sendChunks(h, key, func(c *pb.DataChunk) error { return stream.Send(c) })
 	if err != nil {
 		return err
 	}
-	d.p.served.add(len(h.data))
+	d.p.served.add(h.size)
 	return nil
 }
 
-// checkFetchRole admits only client certificates with the worker role.
-func checkFetchRole(stream grpc.ServerStream) error {
-	const need = "DataService.Fetch needs the worker role"
+// checkFetchRole admits only client certificates with the worker role,
+// and with the client role when clients may fetch (WithDataClients).
+func checkFetchRole(stream grpc.ServerStream, clients bool) error {
+	need := "DataService.Fetch needs the worker role"
+	if clients {
+		need = "DataService.Fetch needs the worker or client role"
+	}
 	pr, _ := peer.FromContext(stream.Context())
 	var info credentials.TLSInfo
 	ok := false
@@ -439,10 +389,13 @@ func checkFetchRole(stream grpc.ServerStream) error {
 		return status.Error(codes.PermissionDenied, need+"; the call has no client certificate")
 	}
 	role, why := certRole(info.State.PeerCertificates[0])
-	if role != roleWorker {
-		return status.Errorf(codes.PermissionDenied, "%s; this certificate has %s", need, describeRole(role, why))
+	switch {
+	case role == roleWorker || clients && role == roleClient:
+		return nil
+	case role == roleClient:
+		return status.Errorf(codes.PermissionDenied, "%s; this certificate has %s (the worker's operator can admit clients with --data-clients)", need, describeRole(role, why))
 	}
-	return nil
+	return status.Errorf(codes.PermissionDenied, "%s; this certificate has %s", need, describeRole(role, why))
 }
 
 // sendChunks cuts a result into chunks of at most chunkMax bytes (one
@@ -450,23 +403,31 @@ func checkFetchRole(stream grpc.ServerStream) error {
 // to send in order.
 func sendChunks(h heldResult, key string, send func(*pb.DataChunk) error) error {
 	for off := 0; ; {
-		n := min(chunkMax, len(h.data)-off)
-		if err := send(newChunk(h, key, off, n, 0)); err != nil {
+		n := min(chunkMax, h.size-off)
+		c, err := newChunk(h, key, off, n, 0)
+		if err != nil {
+			return status.Errorf(codes.Internal, "result '%s': %v", key, err)
+		}
+		if err := send(c); err != nil {
 			return err
 		}
-		if off += n; off >= len(h.data) {
+		if off += n; off >= h.size {
 			return nil
 		}
 	}
 }
 
-// newChunk is the chunk of h's bytes [off, off+n).
-func newChunk(h heldResult, key string, off, n int, upload uint64) *pb.DataChunk {
-	data := h.data[off : off+n]
-	return &pb.DataChunk{
-		Key: key, Offset: uint64(off), Data: data, Size: uint64(len(h.data)),
-		Codec: h.codec, Crc32: crc32.ChecksumIEEE(data), Upload: upload,
+// newChunk is the chunk of h's bytes [off, off+n) (read from its spill
+// file when spilled).
+func newChunk(h heldResult, key string, off, n int, upload uint64) (*pb.DataChunk, error) {
+	data, err := h.read(off, n)
+	if err != nil {
+		return nil, err
 	}
+	return &pb.DataChunk{
+		Key: key, Offset: uint64(off), Data: data, Size: uint64(h.size),
+		Codec: h.codec, Crc32: crc32.ChecksumIEEE(data), Upload: upload,
+	}, nil
 }
 
 // assembly rebuilds a result from its chunks, checking each: the offsets

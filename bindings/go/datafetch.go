@@ -5,7 +5,9 @@
 // worker's own store when it holds them (no transfer), else fetched from
 // the holders in order with DataService.Fetch, every chunk checked. A task
 // whose input no holder delivers fails with "tg.FetchFailed" before its
-// function runs. Fetched copies live only as long as the task.
+// function runs. Fetched copies live only as long as the task. The
+// connections to holders and the checked Fetch (peerConns) serve clients
+// that fetch directly too (direct.go).
 
 package taskgrid
 
@@ -15,6 +17,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 
 	pb "github.com/taskgrid/taskgrid/bindings/go/taskgridpb"
 )
@@ -41,8 +49,14 @@ func (w *Worker) inputs(t *task) ([][]byte, error) {
 func (p *dataPlane) input(ctx context.Context, s *session, d *pb.TaskResult) ([]byte, error) {
 	key := d.GetKey()
 	if h, ok := p.lookup(key); ok {
-		p.local.add(len(h.data))
-		return h.data, nil
+		// Read whole when spilled: the copy lives as long as the task.
+		b, err := h.whole()
+		h.release()
+		if err == nil {
+			p.local.add(len(b))
+			return b, nil
+		}
+		return nil, &TaskError{Type: "tg.FetchFailed", Message: fmt.Sprintf("input '%s' (%d bytes): this worker holds it, spilled: %v", key, h.size, err)}
 	}
 	var why []string
 	for _, addr := range d.GetHolders() {
@@ -55,7 +69,7 @@ func (p *dataPlane) input(ctx context.Context, s *session, d *pb.TaskResult) ([]
 			}
 			continue
 		}
-		b, err := p.fetch(ctx, addr, key, d.GetSize())
+		b, err := p.peers.fetch(ctx, addr, key, d.GetSize())
 		if err == nil {
 			p.fetched.add(len(b))
 			return b, nil
@@ -68,10 +82,60 @@ func (p *dataPlane) input(ctx context.Context, s *session, d *pb.TaskResult) ([]
 	return nil, &TaskError{Type: "tg.FetchFailed", Message: fmt.Sprintf("input '%s' (%d bytes): %s", key, d.GetSize(), strings.Join(why, "; "))}
 }
 
+// peerConns are the connections to data services ("host:port"), made on
+// first use and kept until close. Safe for concurrent use.
+type peerConns struct {
+	creds  credentials.TransportCredentials
+	maxMsg int
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn // nil once closed
+}
+
+func newPeerConns(creds credentials.TransportCredentials, maxMsg int) *peerConns {
+	return &peerConns{creds: creds, maxMsg: maxMsg, conns: make(map[string]*grpc.ClientConn)}
+}
+
+// get returns the (lazily connecting) connection to a holder.
+func (pc *peerConns) get(addr string) (*grpc.ClientConn, error) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if c := pc.conns[addr]; c != nil {
+		return c, nil
+	}
+	if pc.conns == nil {
+		return nil, errors.New("the connections to holders are closed")
+	}
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(pc.creds),
+		grpc.WithUserAgent(userAgent),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pc.maxMsg)))
+	if err != nil {
+		return nil, err
+	}
+	pc.conns[addr] = c
+	return c, nil
+}
+
+// close closes every connection; later fetches fail.
+func (pc *peerConns) close() {
+	pc.mu.Lock()
+	conns := pc.conns
+	pc.conns = nil
+	pc.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
 // fetch reads key from the data service at addr and checks it: want is
 // the size the scheduler recorded (0: take the holder's).
-func (p *dataPlane) fetch(ctx context.Context, addr, key string, want uint64) ([]byte, error) {
-	conn, err := p.peer(addr)
+func (pc *peerConns) fetch(ctx context.Context, addr, key string, want uint64) ([]byte, error) {
+	conn, err := pc.get(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -190,7 +190,7 @@ func (c *Client) wait(ctx context.Context, keys []string, waiting map[string][]*
 	errs := make(chan error, n)
 	for i := 0; i < len(keys); i += maxBatch {
 		part := keys[i:min(i+maxBatch, len(keys))]
-		go func() { errs <- c.gatherStream(ctx, part, waiting) }()
+		go func() { errs <- c.gatherStream(ctx, part, waiting, c.direct != nil) }()
 	}
 	var first error
 	for range n {
@@ -202,12 +202,15 @@ func (c *Client) wait(ctx context.Context, keys []string, waiting map[string][]*
 	return first
 }
 
-func (c *Client) gatherStream(ctx context.Context, keys []string, waiting map[string][]*Future) error {
-	stream, err := c.rpc.Gather(ctx, &pb.GatherRequest{Keys: keys, Chunked: true})
+// gatherStream gathers keys over one Gather stream. deferHeld (a client
+// made WithDirectToWorkers): results held on workers come without their
+// bytes, which are then fetched from a holder (direct.go).
+func (c *Client) gatherStream(ctx context.Context, keys []string, waiting map[string][]*Future, deferHeld bool) error {
+	stream, err := c.rpc.Gather(ctx, &pb.GatherRequest{Keys: keys, Chunked: true, DeferHeld: deferHeld})
 	if err != nil {
 		return callError(ctx, "gather", err)
 	}
-	g := &gathering{waiting: waiting, parts: make(map[string]*partial)}
+	g := &gathering{waiting: waiting, parts: make(map[string]*partial), deferHeld: deferHeld}
 	for {
 		resp, err := stream.Recv()
 		if err == io.EOF {
@@ -221,6 +224,11 @@ func (c *Client) gatherStream(ctx context.Context, keys []string, waiting map[st
 		}
 		for _, ch := range resp.GetChunks() {
 			g.chunk(ch)
+		}
+	}
+	if len(g.held) > 0 {
+		if err := c.settleHeld(ctx, g.held, waiting); err != nil {
+			return err
 		}
 	}
 	for _, k := range keys {
@@ -240,6 +248,9 @@ func (c *Client) gatherStream(ctx context.Context, keys []string, waiting map[st
 type gathering struct {
 	waiting map[string][]*Future
 	parts   map[string]*partial
+	// With deferHeld: the held results answered without their bytes.
+	deferHeld bool
+	held      []*pb.TaskResult
 }
 
 // partial is a result whose bytes are arriving in chunks.
@@ -258,6 +269,10 @@ func (g *gathering) result(r *pb.TaskResult) {
 		return
 	}
 	if r.GetState() == pb.TaskState_TASK_STATE_MEMORY && len(r.GetData()) == 0 && r.GetSize() > 0 {
+		if g.deferHeld && r.GetHeld() {
+			g.held = append(g.held, r)
+			return
+		}
 		if g.parts[key] == nil {
 			g.parts[key] = &partial{assembly: newAssembly(r.GetSize()), header: r}
 		}

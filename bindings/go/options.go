@@ -34,6 +34,14 @@ type config struct {
 	// the defaults, DataNone to run none.
 	dataListen  string
 	dataAddress string
+	// Over TLS, the data service admits client certificates too.
+	dataClients bool
+
+	// Client only: fetch held results from their holders (direct.go).
+	directToWorkers bool
+
+	// Memory management (memory.go).
+	memory memoryOptions
 }
 
 // defaultMaxMessage is the scheduler's default message limit (64 MiB).
@@ -124,3 +132,24 @@ func WithDataListen(addr string) Option { return func(c *config) { c.dataListen 
 // host with that port, or the machine's host name when listening on all
 // interfaces. Worker only.
 func WithDataAddress(addr string) Option { return func(c *config) { c.dataAddress = addr } }
+
+// WithDataClients lets client certificates fetch this worker's held
+// results over TLS (DataService.Fetch), for clients that fetch directly
+// (WithDirectToWorkers); by default only worker certificates may, and
+// admin certificates never do. Over plaintext anyone may fetch. The
+// command line's --data-clients. Worker only.
+func WithDataClients(on bool) Option { return func(c *config) { c.dataClients = on } }
+
+// WithDirectToWorkers makes the client fetch results held on workers
+// (those over the scheduler's inline limit) from a worker holding them
+// (DataService.Fetch, every chunk checked), instead of through the
+// scheduler, as Dask's direct_to_workers. The client must reach the
+// workers' data addresses; over TLS it verifies the holder's certificate
+// against the cluster CA for the name "taskgrid-worker" and the worker
+// role, and the workers must admit client certificates (WithDataClients,
+// --data-clients). When no holder delivers (unreachable, refused, gone, a
+// bad chunk) the result comes through the scheduler after all, with one
+// warning naming each holder and why. Default false: every result comes
+// through the scheduler, so clients never need a route to a worker. Client
+// only.
+func WithDirectToWorkers(on bool) Option { return func(c *config) { c.directToWorkers = on } }

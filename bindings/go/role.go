@@ -31,6 +31,11 @@ const (
 	roleMax       = 32
 	// roleWorker is the role DataService.Fetch requires over TLS.
 	roleWorker = "worker"
+	// roleClient may fetch too from a worker started with WithDataClients.
+	roleClient = "client"
+	// workerTLSName is the DNS name every worker certificate carries
+	// (TG_PROTO_WORKER_TLS_NAME): clients fetching directly verify it.
+	workerTLSName = "taskgrid-worker"
 )
 
 var (

@@ -79,7 +79,7 @@ func (p *testPKI) issue(t *testing.T, name, role string, notBefore, notAfter tim
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     []string{"localhost", "taskgrid-worker"},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 		URIs:         []*url.URL{u},
 	}

@@ -14,7 +14,7 @@
 // A session does not outlive its stream: when it breaks, the scheduler has
 // already given this worker's tasks to others, so queued tasks are dropped,
 // running ones are cancelled and unsent results are discarded, and the
-// results it held (data.go) are dropped.
+// results it held (store.go) are dropped.
 
 package taskgrid
 
@@ -191,7 +191,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.serve(ctx, conn)
 	data.close()
 	data.logStats(w.cfg.logger)
-	return nil
+	return data.mem.err()
 }
 
 // serve runs sessions on conn until ctx ends or the worker is drained
@@ -312,6 +312,7 @@ func (w *Worker) session(ctx context.Context) (done, registered bool, why error)
 	s.heartbeat.Store(int64(w.cfg.heartbeat))
 	if w.lender == nil && w.data.addr != "" {
 		s.store = newStore()
+		s.store.notify = s.out.poke
 		w.data.setStore(s.store)
 		defer w.data.dropStore(s.store)
 	}
@@ -388,6 +389,10 @@ func (w *Worker) session(ctx context.Context) (done, registered bool, why error)
 			w.exec.cancelAll()
 			s.finish(senderDone, recv)
 			return true, s.registered, nil
+		case <-w.data.mem.terminated():
+			// As if the process died: nothing of this session is kept.
+			abandon(false)
+			return true, s.registered, w.data.mem.err()
 		case <-w.exec.changed:
 		}
 	}
@@ -458,7 +463,7 @@ func (s *session) upload(u *pb.Upload) {
 		s.out.pushMissing(u.GetKey())
 		return
 	}
-	s.out.pushUpload(&pendingUpload{id: u.GetId(), key: u.GetKey(), h: h})
+	s.out.pushUpload(&pendingUpload{id: u.GetId(), key: u.GetKey(), h: h}) // releases h
 }
 
 func (s *session) newTask(a *pb.Assignment) *task {
@@ -534,7 +539,14 @@ func (s *session) prepare(r *pb.TaskResult) (hold bool) {
 	}
 	r.Size = uint64(len(r.Data))
 	if limit := s.inlineLimit.Load(); s.store != nil && limit > 0 && r.Size > limit {
-		return true
+		why := s.w.data.mem.tooLarge(r.Size)
+		if why == "" {
+			return true
+		}
+		r.State, r.Data, r.Codec, r.Size = pb.TaskState_TASK_STATE_ERRED, nil, "", 0
+		r.Error = &pb.TaskError{Type: "tg.ResultTooLarge", Message: fmt.Sprintf("task %q: %s", r.Key, why)}
+		s.w.cfg.logger.Warn("taskgrid: "+r.Error.Message, "task", r.Key)
+		return false
 	}
 	// A result too large for one message would break the stream (and the
 	// scheduler would blame the task for a lost worker): fail it here.
@@ -672,10 +684,13 @@ func (o *outbox) pushReleased(keys ...string) {
 	o.poke()
 }
 
+// pushUpload queues u; its held result is released once sent.
 func (o *outbox) pushUpload(u *pendingUpload) {
 	o.mu.Lock()
 	if !o.aborted {
 		o.uploads = append(o.uploads, u)
+	} else {
+		u.h.release()
 	}
 	o.mu.Unlock()
 	o.poke()
@@ -706,6 +721,9 @@ func (o *outbox) flush() {
 func (o *outbox) abort() {
 	o.mu.Lock()
 	o.aborted = true
+	for _, u := range o.uploads {
+		u.h.release()
+	}
 	o.results, o.released, o.uploads, o.missing, o.copied = nil, nil, nil, nil, nil
 	o.mu.Unlock()
 	o.poke()
@@ -749,17 +767,26 @@ func (o *outbox) takeChunks() []*pb.DataChunk {
 	budget := sendMaxBytes
 	for len(o.uploads) > 0 {
 		u := o.uploads[0]
-		n := min(chunkMax, len(u.h.data)-u.off)
+		n := min(chunkMax, u.h.size-u.off)
 		if len(chunks) > 0 && n > budget {
 			break
 		}
-		chunks = append(chunks, newChunk(u.h, u.key, u.off, n, u.id))
-		budget -= n
-		if u.off += n; u.off >= len(u.h.data) {
+		c, err := newChunk(u.h, u.key, u.off, n, u.id)
+		if err != nil {
+			// Its spill file failed: the scheduler must look elsewhere.
+			o.missing = append(o.missing, u.key)
+			u.off = u.h.size
+		} else {
+			chunks = append(chunks, c)
+			budget -= n
+			u.off += n
+		}
+		if u.off >= u.h.size {
 			o.uploads[0] = nil
 			o.uploads = o.uploads[1:]
-			if o.uploaded != nil {
-				o.uploaded.add(len(u.h.data))
+			u.h.release()
+			if o.uploaded != nil && err == nil {
+				o.uploaded.add(u.h.size)
 			}
 		}
 	}
@@ -830,16 +857,23 @@ func (s *session) sendLoop() error {
 			return nil
 		}
 		hb := time.Duration(s.heartbeat.Load())
+		due := s.store != nil && s.w.data.mem.reportDue()
 		if b.empty() {
 			if flushing {
 				return nil
 			}
-			if wait := hb - time.Since(last); wait > 0 {
+			if wait := hb - time.Since(last); wait > 0 && !due {
 				timer.Reset(wait)
 				continue
 			}
 		}
-		m := &pb.WorkerMessage{Results: b.results, Released: b.released, Chunks: b.chunks, Missing: b.missing, Copied: b.copied, UptimeMs: uptimeMs(s.w.start)}
+		// Every message carries the memory report, read after the flag
+		// (so it is at least as new as what set it).
+		var mem *pb.MemoryReport
+		if s.store != nil && s.w.data.mem != nil {
+			mem = s.w.data.mem.report(s.store)
+		}
+		m := &pb.WorkerMessage{Results: b.results, Released: b.released, Chunks: b.chunks, Missing: b.missing, Copied: b.copied, Memory: mem, UptimeMs: uptimeMs(s.w.start)}
 		if err := s.stream.Send(m); err != nil {
 			return err
 		}

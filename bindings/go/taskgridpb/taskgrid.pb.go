@@ -395,7 +395,11 @@ type TaskResult struct {
 	// holding the result, when its bytes are not inline (state MEMORY, `data`
 	// empty, `size` > 0 or `held`). Set by the scheduler in an Assignment's
 	// deps: the worker takes the bytes from its own store when it is a
-	// holder, else fetches them from one holder with DataService.Fetch.
+	// holder, else fetches them from one holder with DataService.Fetch. Set
+	// too in a Gather's answer with GatherRequest.defer_held, so that a
+	// client that can reach the workers may fetch the bytes from a holder
+	// itself (DataService.Fetch, when the holder admits client certificates)
+	// instead of through the scheduler.
 	Holders []string `protobuf:"bytes,8,rep,name=holders,proto3" json:"holders,omitempty"`
 	// From a worker (WorkerMessage.results): the result's bytes stay in this
 	// worker's store (it is larger than SchedulerMessage.inline_limit);
@@ -643,10 +647,11 @@ type GatherRequest struct {
 	// the limit, and the stream goes on.
 	Chunked bool `protobuf:"varint,4,opt,name=chunked,proto3" json:"chunked,omitempty"`
 	// If true, a result held on a worker is answered with its TaskResult
-	// only (state MEMORY, `size`, `codec` and `held` set, no data and no
-	// chunks): the client learns that the task is done without moving its
-	// bytes, and gathers them later (a Gather of that key without this flag)
-	// if it needs them. Inline results come with their data as usual. For
+	// only (state MEMORY, `size`, `codec`, `held` and `holders` set, no data
+	// and no chunks): the client learns that the task is done, and where its
+	// bytes are, without moving them, and gathers them later (a Gather of
+	// that key without this flag, or DataService.Fetch from a holder) if it
+	// needs them. Inline results come with their data as usual. For
 	// clients that follow the completion of everything they submitted, as
 	// futures do.
 	DeferHeld     bool `protobuf:"varint,5,opt,name=defer_held,json=deferHeld,proto3" json:"defer_held,omitempty"`
@@ -1421,7 +1426,7 @@ type WorkerInfo struct {
 	// True while the worker is being drained before it stops.
 	Draining bool `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
 	// From the worker's last MemoryReport (all 0/false for a worker that
-	// sends none, e.g. a Go worker): bytes of held results in its memory,
+	// sends none, e.g. a Go worker without a data service): bytes of held results in its memory,
 	// bytes of held results it spilled to its local disk, its memory limit
 	// (0: none), whether it is paused (the scheduler assigns it nothing new),
 	// and its process resident set size (0: unknown).

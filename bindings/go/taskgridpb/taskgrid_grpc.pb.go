@@ -540,11 +540,13 @@ type DataServiceClient interface {
 	// The bytes of `key`, in order, in chunks of at most 1 MiB (a result of
 	// any size). A key the worker does not hold (unknown, freed) ends the
 	// call with NOT_FOUND at once. Over mutual TLS only certificates with the
-	// worker role may call it (PERMISSION_DENIED otherwise), and the caller
-	// verifies the holder's certificate against the cluster CA for the TLS
-	// name "taskgrid-worker" (not the holder's host name, which is not known
-	// when certificates are made); taskgrid-certs writes that name into every
-	// worker certificate.
+	// worker role may call it (PERMISSION_DENIED otherwise, naming the role
+	// seen), and also the client role on a worker whose operator allowed it
+	// (taskgrid-worker --data-clients: clients fetching held results
+	// directly); the admin role never. The caller verifies the holder's
+	// certificate against the cluster CA for the TLS name "taskgrid-worker"
+	// (not the holder's host name, which is not known when certificates are
+	// made); taskgrid-certs writes that name into every worker certificate.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DataChunk], error)
 }
 
@@ -582,11 +584,13 @@ type DataServiceServer interface {
 	// The bytes of `key`, in order, in chunks of at most 1 MiB (a result of
 	// any size). A key the worker does not hold (unknown, freed) ends the
 	// call with NOT_FOUND at once. Over mutual TLS only certificates with the
-	// worker role may call it (PERMISSION_DENIED otherwise), and the caller
-	// verifies the holder's certificate against the cluster CA for the TLS
-	// name "taskgrid-worker" (not the holder's host name, which is not known
-	// when certificates are made); taskgrid-certs writes that name into every
-	// worker certificate.
+	// worker role may call it (PERMISSION_DENIED otherwise, naming the role
+	// seen), and also the client role on a worker whose operator allowed it
+	// (taskgrid-worker --data-clients: clients fetching held results
+	// directly); the admin role never. The caller verifies the holder's
+	// certificate against the cluster CA for the TLS name "taskgrid-worker"
+	// (not the holder's host name, which is not known when certificates are
+	// made); taskgrid-certs writes that name into every worker certificate.
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[DataChunk]) error
 	mustEmbedUnimplementedDataServiceServer()
 }

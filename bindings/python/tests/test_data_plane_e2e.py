@@ -322,6 +322,12 @@ def certs(binaries: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -
     return d
 
 
+def worker_tls(certs: pathlib.Path) -> list[str]:
+    """A worker's --tls-* options with the worker certificate of `certs`."""
+    return ["--tls-ca", str(certs / "ca.pem"), "--tls-cert", str(certs / "worker.pem"),
+            "--tls-key", str(certs / "worker-key.pem")]
+
+
 def _security(certs: pathlib.Path, role: str) -> taskgrid.Security:
     return taskgrid.Security(ca=str(certs / "ca.pem"), cert=str(certs / f"{role}.pem"),
                              key=str(certs / f"{role}-key.pem"))
@@ -351,9 +357,7 @@ def test_a_client_certificate_cannot_fetch_from_a_worker(
     kind: str, binaries: tuple[str, str], big_plugin: str,  # noqa: F811
     certs: pathlib.Path, tls_scheduler: str, tmp_path: pathlib.Path,
 ) -> None:
-    tls = ["--tls-ca", str(certs / "ca.pem"), "--tls-cert", str(certs / "worker.pem"),
-           "--tls-key", str(certs / "worker-key.pem")]
-    workers = Workers(tls_scheduler, tmp_path, binaries[1], big_plugin, tls)
+    workers = Workers(tls_scheduler, tmp_path, binaries[1], big_plugin, worker_tls(certs))
     data = f"127.0.0.1:{_free_port()}"
     try:
         workers.start(kind, "holder", "--data-listen", data)

@@ -510,7 +510,8 @@ def test_over_tls_only_the_worker_role_may_fetch(cluster, certs) -> None:
         fetch(reg.data_address, "big", client_sec)
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert e.value.details() == (
-        "DataService.Fetch needs the worker role; this certificate has role 'client'")
+        "DataService.Fetch needs the worker role; this certificate has role 'client' "
+        "(the worker's operator can admit clients with --data-clients)")
     for who in ("stranger", None):  # another CA's certificate, or none: no handshake
         sec = (Security(ca=certs["ca"], cert=certs[who][0], key=certs[who][1]) if who
                else Security(ca=certs["ca"]))

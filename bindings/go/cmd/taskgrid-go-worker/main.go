@@ -8,6 +8,9 @@
 //	                   [--resources K=V,...] [--log-level LEVEL]
 //	                   [--tls-ca FILE --tls-cert FILE --tls-key FILE]
 //	                   [--data-listen HOST:PORT|none] [--data-address HOST:PORT]
+//	                   [--data-clients]
+//	                   [--memory-limit BYTES|auto|none] [--memory-target F]
+//	                   [--memory-pause F] [--memory-terminate F] [--spill-dir DIR]
 //
 // and provides these functions:
 //
@@ -22,7 +25,15 @@
 //
 // SIGTERM or SIGINT stops it cleanly (queued work goes back to the
 // scheduler; running work gets 10 s); a second signal exits at once. Exit
-// codes: 0 after a clean stop or drain, 2 for a usage error, 1 otherwise.
+// codes: 0 after a clean stop or drain, 2 for a usage error, 3 when held
+// results went over the memory terminate fraction (the launcher restarts
+// it), 1 otherwise.
+//
+// Unless GOMEMLIMIT is set, the Go runtime's soft memory limit
+// (debug.SetMemoryLimit) is the memory limit plus 64 MiB for the runtime
+// and the buffers of running tasks: the garbage collector then returns the
+// memory of spilled and freed results before the process grows past that,
+// rather than only once the heap has doubled.
 package main
 
 import (
@@ -32,8 +43,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,6 +70,12 @@ func run(args []string) int {
 	key := fs.String("tls-key", "", "this worker's private key (PEM file)")
 	dataListen := fs.String("data-listen", "", "where the data service listens, HOST:PORT, or none for no data service\n(default: 127.0.0.1:0 for a loopback scheduler address, else 0.0.0.0:0)")
 	dataAddress := fs.String("data-address", "", "the data service's address advertised to the cluster, HOST:PORT\n(default: the listen host, or this host's name for 0.0.0.0, with the bound port)")
+	dataClients := fs.Bool("data-clients", false, "over TLS, let client certificates fetch held results from the data service too\n(clients fetching directly); default: worker certificates only")
+	memLimit := fs.String("memory-limit", "auto", "memory for held results, e.g. 4GiB or 500MB\n(auto: this machine's memory, or its cgroup's limit; none: no limit)")
+	memTarget := fs.String("memory-target", "0.6", "spill the least recently used held results to disk beyond this fraction of the limit (none: never spill)")
+	memPause := fs.String("memory-pause", "0.8", "beyond this fraction take no new tasks until results are freed (none: never)")
+	memTerminate := fs.String("memory-terminate", "0.95", "beyond this fraction stop and exit with status 3 (none: never)")
+	spillDir := fs.String("spill-dir", "", "where spilled results go (default: a private temporary directory, removed at exit)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: taskgrid-go-worker ADDRESS [options]")
 		fs.PrintDefaults()
@@ -89,11 +108,16 @@ func run(args []string) int {
 	if err != nil {
 		return usage("--resources: %v", err)
 	}
-	opts := []taskgrid.Option{
+	mem, limit, err := memoryOptions(*memLimit, *memTarget, *memPause, *memTerminate, *spillDir)
+	if err != nil {
+		return usage("%v", err)
+	}
+	opts := append([]taskgrid.Option{
 		taskgrid.WithNThreads(*nthreads), taskgrid.WithName(*name),
 		taskgrid.WithResources(res), taskgrid.WithLogger(logger),
 		taskgrid.WithDataListen(*dataListen), taskgrid.WithDataAddress(*dataAddress),
-	}
+		taskgrid.WithDataClients(*dataClients),
+	}, mem...)
 	if *ca != "" || *cert != "" || *key != "" {
 		opts = append(opts, taskgrid.WithSecurity(&taskgrid.Security{CAFile: *ca, CertFile: *cert, KeyFile: *key}))
 	}
@@ -124,11 +148,58 @@ func run(args []string) int {
 		case <-finished:
 		}
 	}()
+	setSoftMemoryLimit(limit)
 	if err := w.Run(ctx); err != nil {
+		if errors.Is(err, taskgrid.ErrMemoryTerminate) {
+			logger.Error(fmt.Sprintf("%v; exiting with status %d", err, exitMemory))
+			return exitMemory
+		}
 		logger.Error(err.Error())
 		return 2
 	}
 	return 0
+}
+
+// exitMemory is the exit status after going over the memory terminate
+// fraction (the C worker's).
+const exitMemory = 3
+
+// runtimeHeadroom is what the Go runtime's soft memory limit allows beyond
+// the memory limit of held results.
+const runtimeHeadroom = 64 << 20
+
+// memoryOptions reads the memory flags into worker options; bytes is the
+// memory limit (0: none).
+func memoryOptions(limit, target, pause, terminate, spillDir string) (opts []taskgrid.Option, bytes int64, err error) {
+	n, err := taskgrid.ParseMemoryLimit(limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("--memory-limit: %w", err)
+	}
+	opts = []taskgrid.Option{taskgrid.WithMemoryLimit(n), taskgrid.WithSpillDir(spillDir)}
+	for _, f := range []struct {
+		flag, value string
+		opt         func(float64) taskgrid.Option
+	}{
+		{"--memory-target", target, taskgrid.WithMemoryTarget},
+		{"--memory-pause", pause, taskgrid.WithMemoryPause},
+		{"--memory-terminate", terminate, taskgrid.WithMemoryTerminate},
+	} {
+		v, err := taskgrid.ParseMemoryFraction(f.value)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s %w", f.flag, err)
+		}
+		opts = append(opts, f.opt(v))
+	}
+	return opts, n, nil
+}
+
+// setSoftMemoryLimit sets the Go runtime's soft memory limit to the memory
+// limit plus runtimeHeadroom, unless GOMEMLIMIT is set or there is no
+// limit.
+func setSoftMemoryLimit(limit int64) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && limit > 0 && limit < math.MaxInt64-runtimeHeadroom {
+		debug.SetMemoryLimit(limit + runtimeHeadroom)
+	}
 }
 
 func usage(format string, a ...any) int {

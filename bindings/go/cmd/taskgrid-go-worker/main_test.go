@@ -57,6 +57,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"tcp://127.0.0.1:1", "--log-level", "loud"},
 		{"http://127.0.0.1:1"},
 		{"tcp://127.0.0.1:1", "--data-listen", "no-port"}, // the worker cannot start
+		{"tcp://127.0.0.1:1", "--data-listen", "none", "--data-clients"},
 	}
 	for _, args := range tests {
 		if code := run(args); code != 2 {

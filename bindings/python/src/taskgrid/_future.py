@@ -42,6 +42,7 @@ class _State:
         "exc",
         "has_value",
         "held",
+        "holders",
         "key",
         "refs",
         "remote",
@@ -56,6 +57,7 @@ class _State:
         self.held = held  # this client submitted it (holds it on the scheduler)
         self.data = b""
         self.remote = 0  # FINISHED with its bytes still on a worker: their size
+        self.holders: tuple[str, ...] = ()  # and those workers' data addresses
         self.codec = ""
         self.error: tuple[str, str, str, str] | None = None
         self.value: Any = None

@@ -18,7 +18,8 @@ callers' appends to the outbox:
   a result held on a worker comes as its TaskResult only (done, its size,
   no bytes), so following what was submitted never moves large results;
   a future of one is done at once, and its bytes are fetched when
-  result() asks for them (``fetch_held``: a Gather of that key, chunked).
+  result() asks for them (``fetch_held``: a Gather of that key, chunked;
+  or, with ``direct_to_workers``, from a holder first: _direct.py).
 * Chunked Gather streams carry a held result as its TaskResult (size and
   codec, no bytes) and then its chunks, which are checked (offsets
   contiguous, CRC-32, total size) and joined once when the last one
@@ -254,6 +255,7 @@ class ClientIO:
                 if s == _MEMORY and r.held and not r.data:
                     # Done; its bytes stay on the worker until result().
                     st.remote = r.size
+                    st.holders = tuple(r.holders)
                     st.codec = r.codec
                     st.status = FINISHED
                 elif s == _MEMORY and not r.data and r.size > 0:

@@ -13,6 +13,10 @@ How work flows (all RPCs run on the shared I/O loop, see _loop.py):
 * Futures among the arguments become the task's dependencies: the
   scheduler passes their results to the worker; they never come back
   through the client.
+* A result held on a worker comes through the scheduler when result()
+  asks for it (gateway-style, the default), or, with
+  ``direct_to_workers=True``, from one of its holders directly
+  (_direct.py), falling back to the scheduler when no holder delivers.
 
 Waiting threads sleep on one condition variable notified once per batch of
 results. Done callbacks run on a separate thread so they may block or call
@@ -45,6 +49,7 @@ from typing import Any, TypeVar
 import grpc
 
 from . import _codec, _context, _taskspec
+from ._direct import DirectFetch
 from ._future import (
     CANCELLED,
     ERROR,
@@ -167,6 +172,17 @@ class Client(ClientIO):
     existing one. ``security`` (a :class:`~taskgrid.Security`) is needed for
     ``tls://`` addresses. Use it as a context manager, or call close().
 
+    Results larger than the scheduler's inline limit stay on the worker
+    that made them. By default result() gets their bytes through the
+    scheduler, so the client never needs a route to a worker (as behind a
+    gateway). ``direct_to_workers=True`` (Dask's option of that name)
+    fetches them from a worker holding them instead, sparing the
+    scheduler the bytes: the client must reach the workers' data
+    addresses, and over TLS the workers must admit client certificates
+    (``--data-clients``). When no holder delivers (unreachable, refused,
+    gone, a corrupt chunk) the result comes through the scheduler after
+    all, with one warning naming each holder and why.
+
     >>> with taskgrid.Client() as client:
     ...     total = client.submit(sum, client.map(inc, range(10)))
     ...     total.result()
@@ -181,6 +197,7 @@ class Client(ClientIO):
         timeout: float = 30.0,
         name: str | None = None,
         set_as_default: bool = True,
+        direct_to_workers: bool = False,
         **cluster_kwargs: Any,
     ) -> None:
         self.cluster: Any = None
@@ -205,6 +222,8 @@ class Client(ClientIO):
             )
         self.address = normalize_address(address)
         self.security = Security.coerce(security)
+        self.direct_to_workers = bool(direct_to_workers)
+        self._direct = DirectFetch(self.address, self.security) if direct_to_workers else None
         self.id = f"{name or 'client'}-{uuid.uuid4().hex[:12]}"
         self._io = IOLoop.get()
         self._cond = threading.Condition(threading.RLock())
@@ -470,10 +489,16 @@ class Client(ClientIO):
 
     def _value_of(self, st: _State) -> Any:
         if st.remote:
-            # Done, with the bytes on a worker: fetch them (through the
-            # scheduler) now that they are wanted.
-            st.data, st.codec = self._io.run(self.fetch_held(st.key))
+            # Done, with the bytes on a worker: fetch them now that they are
+            # wanted, from a holder (direct_to_workers) or the scheduler.
+            data = None
+            if self._direct is not None:
+                data = self._direct.fetch(st.key, st.remote, st.holders, lambda: self._closed)
+            if data is None:
+                data, st.codec = self._io.run(self.fetch_held(st.key))
+            st.data = data
             st.remote = 0
+            st.holders = ()
         value = _codec.decode(st.data, st.codec)
         st.value = value
         st.has_value = True
@@ -689,6 +714,8 @@ class Client(ClientIO):
             self._cond.notify_all()
         _clients.discard(self)
         clear_default(self)
+        if self._direct is not None:
+            self._direct.close()
         if self._owns_cluster and self.cluster is not None:
             self.cluster.close()
 

@@ -5,11 +5,12 @@ It takes the C worker's flags, so the scheduler's local launcher can start
 it (``--worker-bin`` pointing to a wrapper running this module): ADDRESS,
 --name, --nthreads, --resources, --preload (a module name or a .py path
 whose import registers functions), --log-level, --heartbeat-ms and
---tls-ca/--tls-cert/--tls-key, the data service's --data-listen and
---data-address, and memory management's --memory-limit, --memory-target,
---memory-pause, --memory-terminate and --spill-dir; TASKGRID_LAUNCH_ID is
-echoed to the scheduler. Exit codes: 0 after a clean stop or drain, 2 for
-a usage or start-up error, 3 past the memory terminate fraction.
+--tls-ca/--tls-cert/--tls-key, the data service's --data-listen,
+--data-address and --data-clients, and memory management's
+--memory-limit, --memory-target, --memory-pause, --memory-terminate and
+--spill-dir; TASKGRID_LAUNCH_ID is echoed to the scheduler. Exit codes: 0
+after a clean stop or drain, 2 for a usage or start-up error, 3 past the
+memory terminate fraction.
 SIGTERM/SIGINT stop cleanly; a second one exits at once.
 """
 
@@ -86,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         "port 0: the bound port)",
     )
     p.add_argument(
+        "--data-clients",
+        action="store_true",
+        help="over TLS, let client certificates fetch held results from the data service too "
+        "(clients fetching directly, direct_to_workers); default: worker certificates only",
+    )
+    p.add_argument(
         "--memory-limit",
         default="auto",
         metavar="BYTES",
@@ -155,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             heartbeat_ms=args.heartbeat_ms,
             data_listen=args.data_listen,
             data_address=args.data_address,
+            data_clients=args.data_clients,
             memory_limit=args.memory_limit,
             memory_target=args.memory_target,
             memory_pause=args.memory_pause,

@@ -292,11 +292,13 @@ class Worker:
     ``Worker(address, nthreads=2).run()`` blocks until stopped or drained;
     ``start()`` runs it on a background thread (how LocalCluster's
     in-process workers run), ``stop()`` ends it cleanly. ``data_listen``
-    ("HOST:PORT", or "none" for no data service) and ``data_address`` (the
-    address registered for it) are the command line's --data-listen and
-    --data-address; the data service is listening once the constructor
-    returns. ``memory_limit`` (bytes, "4GiB", "auto": this machine's
-    memory, None/"none": no limit), ``memory_target``/``memory_pause``/
+    ("HOST:PORT", or "none" for no data service), ``data_address`` (the
+    address registered for it) and ``data_clients`` (over TLS, let client
+    certificates fetch held results too) are the command line's
+    --data-listen, --data-address and --data-clients; the data service is
+    listening once the constructor returns. ``memory_limit`` (bytes,
+    "4GiB", "auto": this machine's memory, None/"none": no limit),
+    ``memory_target``/``memory_pause``/
     ``memory_terminate`` (fractions of it, None: that step off) and
     ``spill_dir`` are the memory management of --memory-limit and the
     rest (memory.py).
@@ -315,6 +317,7 @@ class Worker:
         launch_id: str | None = None,
         data_listen: str | None = None,
         data_address: str | None = None,
+        data_clients: bool = False,
         memory_limit: int | str | None = "auto",
         memory_target: float | str | None = DEFAULT_TARGET,
         memory_pause: float | str | None = DEFAULT_PAUSE,
@@ -345,7 +348,13 @@ class Worker:
         self._fns = _codec.FunctionCache()
         self._executor = Executor(self.nthreads, self._run_task, name=f"taskgrid-task-{self.name}")
         self._data = DataPlane(
-            self.address, self.security, lambda: self.name, data_listen, data_address, memory
+            self.address,
+            self.security,
+            lambda: self.name,
+            data_listen,
+            data_address,
+            memory,
+            data_clients=data_clients,
         )
         self._outbox = _Outbox(UploadQueue(self._data.counters))
         self._stop = threading.Event()
@@ -826,6 +835,7 @@ class Worker:
                 launch_id="",
                 data_listen=listen,
                 data_address=advertise,
+                data_clients=self._data.clients,
                 memory_limit=None,
             )
             link._lender = self

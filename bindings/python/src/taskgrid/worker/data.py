@@ -12,7 +12,8 @@
   bytes of a held result in chunks of at most 1 MiB, each with its CRC-32
   (zlib's). Over TLS it serves with the worker's own certificate, requires
   a client certificate from the cluster CA and answers only the worker
-  role (``security.certificate_role``).
+  role (``security.certificate_role``), and the client role too when the
+  operator lets clients fetch directly (``--data-clients``); never admin.
 * :class:`Fetcher` gets a task's input from the workers holding it, in
   order, checking every chunk (offset, size, CRC-32); when none delivers,
   the task fails with ``tg.FetchFailed`` naming the key, each holder and
@@ -158,11 +159,13 @@ class DataServer:
         counters: Counters,
         name: Callable[[], str],
         security: Security | None,
+        clients: bool = False,
     ) -> None:
         self._store = store
         self._counters = counters
         self._name = name
         self._tls = security is not None
+        self._roles = ("worker", "client") if clients else ("worker",)
         host, port = split_host_port(listen, "--data-listen")
         adv_host, adv_port = host, 0
         if advertise:
@@ -207,7 +210,7 @@ class DataServer:
 
     def _fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> Iterator[Any]:
         if self._tls:
-            self._check_role(context)
+            self._check_role(context, self._roles)
         key = request.key
         item = self._store.get(key)
         if item is None:
@@ -216,18 +219,22 @@ class DataServer:
         self._counters.add("served", item.size)
 
     @staticmethod
-    def _check_role(context: grpc.ServicerContext) -> None:
+    def _check_role(context: grpc.ServicerContext, roles: tuple[str, ...]) -> None:
         auth: Any = context.auth_context()
         pems = auth.get("x509_pem_cert") or []
         if pems:
             role, why = certificate_role(pems[0])
         else:
             role, why = "", "no client certificate"
-        if role != "worker":
+        if role not in roles:
+            need = " or ".join(roles)
             has = f"role '{role}'" if role else f"no role ({why})"
+            hint = ""
+            if role == "client":
+                hint = " (the worker's operator can admit clients with --data-clients)"
             context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"DataService.Fetch needs the worker role; this certificate has {has}",
+                f"DataService.Fetch needs the {need} role; this certificate has {has}{hint}",
             )
 
 
@@ -283,10 +290,11 @@ class Fetcher:
         holders: Sequence[str],
         cancelled: Callable[[], bool],
         reasons: Sequence[str] = (),
+        what: str = "input",
     ) -> bytes:
         """The bytes of `key` from the first holder that delivers them
-        whole; FetchFailed naming every holder tried and why (after
-        `reasons`, what was already found)."""
+        whole; FetchFailed naming `what` it is, every holder tried and why
+        (after `reasons`, what was already found)."""
         reasons = list(reasons)
         for holder in holders:
             try:
@@ -296,7 +304,7 @@ class Fetcher:
             if cancelled():
                 break
         tried = "; ".join(reasons) if reasons else "no holder"
-        raise FetchFailed(f"input '{key}' ({size} bytes): {tried}")
+        raise FetchFailed(f"{what} '{key}' ({size} bytes): {tried}")
 
     def _fetch_one(self, holder: str, key: str, size: int, cancelled: Callable[[], bool]) -> bytes:
         timeout = FETCH_TIMEOUT_BASE_S + FETCH_TIMEOUT_PER_MIB_S * size / (1 << 20)
@@ -308,7 +316,7 @@ class Fetcher:
             for c in stream:
                 if cancelled():
                     stream.cancel()
-                    raise _Refused("the task was cancelled")
+                    raise _Refused("the fetch was cancelled")
                 if not expect and not got:
                     expect = c.size
                 piece = c.data
@@ -455,8 +463,11 @@ class DataPlane:
         listen: str | None = None,
         advertise: str | None = None,
         memory: dict[str, Any] | None = None,
+        data_clients: bool = False,
     ) -> None:
         tls = parse_address(scheduler_address)[1]
+        #: Whether client certificates may fetch too (--data-clients).
+        self.clients = data_clients
         peer_security = security if tls else None
         self.counters = Counters()
         self.store = Store()
@@ -467,9 +478,13 @@ class DataPlane:
         self.server: DataServer | None = None
         if listen is None:
             listen = default_listen(scheduler_address)
+        if listen == "none" and data_clients:
+            raise ValueError(
+                "--data-clients needs a data service (it was turned off with --data-listen none)"
+            )
         if listen != "none":
             self.server = DataServer(
-                listen, advertise, self.store, self.counters, name, peer_security
+                listen, advertise, self.store, self.counters, name, peer_security, data_clients
             )
         self.address = self.server.address if self.server is not None else ""
 
