@@ -46,8 +46,9 @@ struct tgw_memory {
     pthread_t thread;
     void (*on_pause)(void *ud);
     void *on_pause_ud;
-    /* Bytes in memory at the last check that sent a report (check_mu). */
-    uint64_t reported;
+    /* Bytes in memory and spilled at the last check that sent a report
+     * (check_mu). */
+    uint64_t reported, reported_spilled;
     atomic_bool paused;
     atomic_bool due;
     bool spill_warned;
@@ -206,7 +207,7 @@ static uint64_t spill(tgw_memory *m)
  * held. */
 static void check_locked(tgw_memory *m)
 {
-    uint64_t mem = spill(m);
+    uint64_t mem = spill(m), spilled;
     bool paused;
 
     if (m->limit > 0 && m->terminate > 0 && mem > share(m, m->terminate)) {
@@ -221,9 +222,14 @@ static void check_locked(tgw_memory *m)
         _exit(TGW_EXIT_MEMORY);
     }
     paused = m->limit > 0 && m->pause > 0 && mem > share(m, m->pause);
+    tgw_store_usage(m->store, NULL, &spilled);
     if (paused == atomic_load(&m->paused)) {
-        if (mem != m->reported) { /* spilled: Status should see it now */
+        /* Held or spilled bytes changed: Status should see it now (a
+         * spill and a new result may leave the bytes in memory as they
+         * were). */
+        if (mem != m->reported || spilled != m->reported_spilled) {
             m->reported = mem;
+            m->reported_spilled = spilled;
             atomic_store(&m->due, true);
             pthread_mutex_lock(&m->mu);
             if (m->on_pause != NULL)
@@ -233,6 +239,7 @@ static void check_locked(tgw_memory *m)
         return;
     }
     m->reported = mem;
+    m->reported_spilled = spilled;
     atomic_store(&m->paused, paused);
     atomic_store(&m->due, true);
     if (paused)

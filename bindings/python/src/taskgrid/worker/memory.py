@@ -290,7 +290,8 @@ class MemoryManager:
         self._own_dir = False
         self.on_pause = on_pause
         self.on_terminate = on_terminate
-        self._reported = 0  # bytes in memory when a report was last asked for
+        # (bytes in memory, bytes spilled) when a report was last asked for
+        self._reported = (0, 0)
         self.paused = False
         self._seq = 0
         self._warned = False
@@ -383,12 +384,15 @@ class MemoryManager:
                     self.on_terminate(msg)
                 return
             paused = self.limit > 0 and self.pause > 0 and mem > self._share(self.pause)
+            # Both numbers: a spill and a new result may leave the bytes in
+            # memory as they were.
+            usage = (mem, self.store.usage()[1])
             if paused == self.paused:
-                if mem != self._reported and self.on_pause is not None:
-                    self._reported = mem  # spilled: Status should see it now
+                if usage != self._reported and self.on_pause is not None:
+                    self._reported = usage  # Status should see it now
                     self.on_pause()
                 return
-            self._reported = mem
+            self._reported = usage
             self.paused = paused
             if paused:
                 logger.info(
