@@ -37,12 +37,12 @@ import collections
 import contextlib
 import logging
 import threading
-import zlib
 from collections.abc import Iterable
 from typing import Any
 
 import grpc
 
+from ._crc import crc32
 from ._future import CANCELLED, ERROR, FINISHED, LOST, PENDING, _State, run_callback
 from ._loop import IOLoop
 from ._rpc import pb, pb_grpc
@@ -86,7 +86,7 @@ class _Assembly:
             return f"a chunk giving the size as {c.size}, not {self.size}"
         if self.got + len(data) > self.size:
             return f"more than its {self.size} bytes"
-        if zlib.crc32(data) != c.crc32:
+        if crc32(data) != c.crc32:
             return f"a chunk at offset {c.offset} that fails its CRC-32"
         self.parts.append(data)
         self.got += len(data)
