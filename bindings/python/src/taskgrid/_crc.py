@@ -3,6 +3,7 @@
 reflected IEEE CRC every peer computes), through ISA-L when the `isal`
 package is there (about 20x faster, checked equal in the tests), else
 zlib's own."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

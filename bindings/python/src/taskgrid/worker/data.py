@@ -34,13 +34,14 @@ import ipaddress
 import logging
 import socket
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from typing import Any, NamedTuple
 
 import grpc
 
+from .. import _chunks
+from .._crc import crc32
 from .._rpc import MAX_SEND, parse_address, pb, peer_channel
 from ..errors import FetchFailed
 from ..security import Security, certificate_role
@@ -128,19 +129,12 @@ class Counters:
         return "data: " + ", ".join(f"{k} {c[k][0]} ({c[k][1]} bytes)" for k in COUNTERS)
 
 
-def chunks_of(h: Held) -> Iterator[pb.DataChunk]:
-    """`h` as DataChunks of at most CHUNK_MAX bytes (one empty chunk for an
-    empty result), read a piece at a time (from its file when spilled)."""
+def chunks_of(h: Held) -> Iterator[bytes]:
+    """`h` as serialized DataChunks of at most CHUNK_MAX bytes (one empty
+    chunk for an empty result), read a piece at a time (from its file when
+    spilled), each copied once into its message (taskgrid._chunks)."""
     for offset in range(0, max(h.size, 1), CHUNK_MAX):
-        piece = h.read(offset, CHUNK_MAX)
-        yield pb.DataChunk(
-            key=h.key,
-            offset=offset,
-            data=piece,
-            size=h.size,
-            codec=h.codec,
-            crc32=zlib.crc32(piece),
-        )
+        yield _chunks.encode(h.key, offset, h.size, h.codec, h.view(offset, CHUNK_MAX))
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +172,8 @@ class DataServer:
                 "Fetch": grpc.unary_stream_rpc_method_handler(
                     self._fetch,
                     request_deserializer=pb.FetchRequest.FromString,
-                    response_serializer=pb.DataChunk.SerializeToString,
+                    # chunks_of serializes, with one copy of the bytes.
+                    response_serializer=None,
                 )
             },
         )
@@ -264,10 +259,11 @@ class Fetcher:
                 self._peers.move_to_end(holder)
                 return peer[1]
             channel = peer_channel(holder, self._security)
-            call = channel.unary_stream(
+            call: Any = channel.unary_stream(
                 FETCH_METHOD,
                 request_serializer=pb.FetchRequest.SerializeToString,
-                response_deserializer=pb.DataChunk.FromString,
+                # Raw messages, decoded around the payload (_chunks).
+                response_deserializer=None,
             )
             self._peers[holder] = (channel, call)
             old = None
@@ -308,15 +304,20 @@ class Fetcher:
 
     def _fetch_one(self, holder: str, key: str, size: int, cancelled: Callable[[], bool]) -> bytes:
         timeout = FETCH_TIMEOUT_BASE_S + FETCH_TIMEOUT_PER_MIB_S * size / (1 << 20)
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         got = 0
         expect = size
         try:
             stream = self._call(holder)(pb.FetchRequest(key=key), timeout=timeout)
-            for c in stream:
+            for raw in stream:
                 if cancelled():
                     stream.cancel()
                     raise _Refused("the fetch was cancelled")
+                try:
+                    c = _chunks.decode(raw)
+                except _chunks.MalformedChunk as e:
+                    stream.cancel()
+                    raise _Refused(f"sent a malformed chunk ({e}): discarded") from None
                 if not expect and not got:
                     expect = c.size
                 piece = c.data
@@ -326,7 +327,9 @@ class Fetcher:
                     why = f"a chunk says the size is {c.size}, expected {expect}"
                 elif got + len(piece) > expect:
                     why = f"more than {expect} bytes"
-                elif zlib.crc32(piece) != c.crc32:
+                elif c.key != key:
+                    why = "a chunk of another key"
+                elif crc32(piece) != c.crc32:
                     why = f"a chunk at offset {c.offset} that fails its CRC-32"
                 else:
                     parts.append(piece)
@@ -342,7 +345,7 @@ class Fetcher:
             raise _Refused(str(e)) from None
         if got != expect:
             raise _Refused(f"the stream ended after {got} of {expect} bytes")
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"".join(parts)  # the one copy out of the received messages
 
 
 # ---------------------------------------------------------------------------
@@ -412,7 +415,7 @@ def add_pieces(message: Any, pieces: Iterable[Piece]) -> None:
             data=p.data,
             size=p.size,
             codec=p.codec,
-            crc32=zlib.crc32(p.data),
+            crc32=crc32(p.data),
             upload=p.upload,
         )
 

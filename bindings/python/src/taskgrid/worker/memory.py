@@ -148,6 +148,13 @@ class Held:
             return self._data[offset : offset + n]
         return os.pread(self._fd, min(n, max(self.size - offset, 0)), offset)
 
+    def view(self, offset: int, n: int) -> Any:
+        """`n` bytes from `offset` (fewer at the end): a view of the bytes
+        in memory, not a copy; read from the file when spilled."""
+        if self._data is not None:
+            return memoryview(self._data)[offset : offset + n]
+        return self.read(offset, n)
+
     def whole(self) -> bytes:
         """All the bytes (read back from the file when spilled)."""
         if self._data is not None:
