@@ -217,6 +217,10 @@ void srv_gather_timeout(sched *s, peer *g)
             tgs_task_state(t) == TGS_ERRED ||
             tgs_task_state(t) == TGS_CANCELLED)
             continue;
+        /* Lost half-way through its relay and computed again: the client
+         * has part of its bytes; the status says the rest never came. */
+        if (srv_relay_started(g, g->pending[i]))
+            continue;
         srv_fill_result(&r, t);
         srv_gather_append(s, g, &r);
     }

@@ -2,58 +2,55 @@
  *
  * relay.c: Gather of results held on workers, through the scheduler, so
  * that clients never need a route to workers. For each such key the
- * gather gets a relay: the scheduler asks a holder for the bytes
- * (SchedulerMessage.upload {id, key}), checks every chunk the holder
- * sends back (WorkerMessage.chunks with that id: in order, consistent
- * sizes, at most TG_PROTO_CHUNK_MAX, CRC-32, util/crc.h), and either
- * forwards each chunk to the gather stream after the key's TaskResult
+ * gather gets a relay: the scheduler asks a holder for the bytes a range
+ * at a time (SchedulerMessage.upload {id, key, offset, length}), checks
+ * every chunk the holder sends back (relay_in.c), and either forwards
+ * each chunk to the gather stream after the key's TaskResult
  * (GatherRequest.chunked) or collects them and answers inline when the
- * result fits the message limit (else tg.ResultTooLarge). A holder lost,
- * saying it no longer has the key, or sending an inconsistent chunk ends
- * the key with an ERRED TaskResult of type tg.DataLost. The gather stream
- * ends only once every relay is done.
+ * result fits the message limit (else tg.ResultTooLarge). The gather
+ * stream ends only once every relay is done.
  *
- * Memory: the transport writes one message of a stream at a time and
- * queues the rest (tg__scall_send), so what a slow client has not read
- * yet waits in that queue. A gather runs at most RELAY_WINDOW relays at
- * once, and starts one only while fewer than RELAY_QUEUE_MAX messages
- * wait to be written to its stream (srv_relay_tick retries after each
- * write). A holder sends an upload as fast as it can (the protocol has
- * no credit), so the scheduler holds at most what the gather's stream has
- * not written yet of its active relays: up to RELAY_WINDOW results for a
- * client slower than the workers (for chunked=false, each result is at
- * most the message limit). Bounding that below one result needs uploads
- * by range, a protocol change. Depends on sched.h (dispatch.c, server.c),
- * proto/wire.h and util/crc.h.
+ * Memory: a relay asks for RELAY_RANGE bytes at a time, and asks for the
+ * next range only while its gather's bytes (asked and not arrived, plus
+ * what its stream has not written yet: tg__scall_pending_bytes) stay
+ * within RELAY_GATHER_BYTES, so a slow client holds at most two ranges
+ * (8 MiB) in the scheduler whatever the size of its results; and all
+ * relays together stay within the budget opts.relay_memory
+ * (--relay-memory, default 64 MiB): what they asked and did not receive,
+ * what the gathers' streams have not written, and the buffers of results
+ * answered inline. A relay answered inline (a client not asking for
+ * chunks) must hold its whole result, at most the message limit: it
+ * starts when the budget has room for it, or when the relays hold
+ * nothing, and while one waits no relay asks for a new range, so it gets
+ * its turn. So the scheduler holds at most about the budget (or one
+ * message, if larger) for all gathers however slow their clients; a
+ * client that stops reading keeps its share (at most 8 MiB) until its
+ * gather ends (its deadline, or the client going away). Ranges are asked
+ * each loop turn (after every batch of events: a write to a gather's
+ * stream is one), starting with a different gather each turn.
+ *
+ * Loss: a holder lost, saying it no longer has the key, or sending a bad
+ * chunk is replaced (relay_in.c): the relay goes on from the same offset
+ * with another holder, or waits until the result is computed again
+ * (lineage) and checks the new bytes against those already sent. Depends
+ * on relay.h, sched.h, proto/wire.h and util/crc.h.
  */
+#include "relay.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "methods.h"
-#include "sched.h"
 #include "util/array.h"
+#include "util/clock.h"
 #include "util/crc.h"
 #include "util/log.h"
 
 /* Relays uploading at once per gather. */
 #define RELAY_WINDOW 4
-/* Start another relay only while fewer messages (of at most about a
- * chunk each) wait to be written to the gather's stream. */
-#define RELAY_QUEUE_MAX 8
-
-typedef struct relay {
-    struct relay *prev, *next; /* in its gather's list */
-    peer *g;
-    uint64_t id;     /* upload id once started, else 0 */
-    uint64_t holder; /* the worker asked */
-    char *key;
-    char *codec;
-    uint64_t size;
-    uint64_t next_offset; /* bytes received so far */
-    uint32_t attempt;
-    uint8_t *buf; /* chunked=false: the bytes collected */
-} relay;
+/* How often relays waiting for their result look at it again. */
+#define RELAY_POLL_MS 20
 
 /* ---- the table of uploads (by id) ---- */
 
@@ -71,6 +68,13 @@ static size_t upload_index(const sched *s, uint64_t id)
     return lo < s->nuploads && s->uploads[lo]->id == id ? lo : SIZE_MAX;
 }
 
+relay *relay_upload_find(const sched *s, uint64_t id)
+{
+    size_t i = upload_index(s, id);
+
+    return i == SIZE_MAX ? NULL : s->uploads[i];
+}
+
 static void upload_remove(sched *s, const relay *r)
 {
     size_t i = upload_index(s, r->id);
@@ -84,11 +88,10 @@ static void upload_remove(sched *s, const relay *r)
 
 /* ---- answers on the gather stream ---- */
 
-/* Append one GatherResponse of about `approx` bytes to `g`'s buffer, in
- * a message of its own when it is large, so no message outgrows the
+/* In a message of its own when it is large, so no message outgrows the
  * limit by riding with others. */
-static void gather_put(sched *s, peer *g, const taskgrid_v1_GatherResponse *m,
-                       size_t approx)
+void relay_gather_put(sched *s, peer *g, const taskgrid_v1_GatherResponse *m,
+                      size_t approx)
 {
     if (g->out.count > 0 && g->out.len + approx > FLUSH_BYTES)
         srv_flush_peer(g);
@@ -110,7 +113,7 @@ static void put_result(sched *s, peer *g, const taskgrid_v1_TaskResult *r,
 
     m.results_count = 1;
     m.results = (taskgrid_v1_TaskResult *)r;
-    gather_put(s, g, &m, approx);
+    relay_gather_put(s, g, &m, approx);
 }
 
 /* Answer `key` ERRED with `type` and `msg` (no data). */
@@ -129,6 +132,12 @@ static void put_error(sched *s, peer *g, const char *key, uint32_t attempt,
     put_result(s, g, &r, 0);
 }
 
+void relay_put_error(sched *s, relay *r, const char *type, const char *msg)
+{
+    TG_LOG_WARN("gather of '%s': %s", r->key, msg);
+    put_error(s, r->g, r->key, r->attempt, type, msg);
+}
+
 /* ---- relays ---- */
 
 static void relay_free(relay *r)
@@ -136,7 +145,45 @@ static void relay_free(relay *r)
     free(r->key);
     free(r->codec);
     free(r->buf);
+    free(r->segs);
     free(r);
+}
+
+/* Bytes the stream of `g` has not written yet. */
+static uint64_t gather_queued(const peer *g)
+{
+    return (g->call ? tg__scall_pending_bytes(g->call) : 0) + g->out.len;
+}
+
+/* The bytes of all relays now, as the budget counts them. */
+static uint64_t relays_used(const sched *s)
+{
+    uint64_t used = s->relay_inflight + s->relay_inline;
+
+    for (size_t i = 0; i < s->gathers.n; i++)
+        used += gather_queued(s->gathers.v[i]);
+    return used;
+}
+
+void relay_detach(sched *s, relay *r)
+{
+    peer *g = r->g;
+
+    if (r->id != 0) {
+        upload_remove(s, r);
+        r->id = 0;
+        g->nactive--;
+    }
+    if (r->buf == NULL) { /* inline relays ask for no budget */
+        g->rinflight -= r->asked - r->pos;
+        s->relay_inflight -= r->asked - r->pos;
+    }
+    if (r->pos < r->done) { /* a check of recomputed bytes starts over */
+        r->pos = 0;
+        r->vseg = 0;
+        r->vcrc = r->vlen = 0;
+    }
+    r->asked = r->pos;
 }
 
 /* `r` is done (answered, or its gather is gone): out of its gather's
@@ -145,6 +192,9 @@ static void relay_finish(sched *s, relay *r)
 {
     peer *g = r->g;
 
+    relay_detach(s, r);
+    if (r->buf != NULL)
+        s->relay_inline -= r->size;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -153,35 +203,23 @@ static void relay_finish(sched *s, relay *r)
         r->next->prev = r->prev;
     else
         g->rtail = r->prev;
-    if (r->id != 0) {
-        upload_remove(s, r);
-        g->nactive--;
-    }
     if (g->outstanding > 0)
         g->outstanding--;
     s->nrelays--;
     relay_free(r);
 }
 
-/* Start relays while the gather's window and stream allow. */
-static void gather_pump(sched *s, peer *g);
+/* Start relays while the gather's window and stream allow (`poll`: also
+ * those waiting for their result). */
+static void gather_pump(sched *s, peer *g, bool poll);
 
-/* `r` is done: its gather may start the next or end. */
-static void relay_done(sched *s, relay *r)
+void relay_done(sched *s, relay *r)
 {
     peer *g = r->g;
 
     relay_finish(s, r);
-    gather_pump(s, g);
+    gather_pump(s, g, false);
     srv_gather_maybe_finish(s, g);
-}
-
-/* End `r` with tg.DataLost (`why`, naming the key and the worker). */
-static void relay_lost(sched *s, relay *r, const char *why)
-{
-    TG_LOG_WARN("gather of '%s': %s", r->key, why);
-    put_error(s, r->g, r->key, r->attempt, "tg.DataLost", why);
-    relay_done(s, r);
 }
 
 /* The first holder of `t` with a connected worker, or NULL. */
@@ -207,30 +245,137 @@ static bool fits_inline(const sched *s, const relay *r)
     return r->size <= max && max - r->size >= extra;
 }
 
-/*
- * Start relay `r`: the task is looked up again (it may have been lost or
- * forgotten since), then a holder is asked for the bytes. False when `r`
- * was answered at once (the caller finishes it).
- */
-static bool relay_start(sched *s, relay *r)
+/* Ask `w` for `len` bytes of `r` from `offset`. */
+static void ask_range(sched *s, peer *w, const relay *r, uint64_t offset,
+                      uint64_t len)
 {
-    const tgs_task *t = tgs_core_find(s->core, CS(r->key));
     taskgrid_v1_SchedulerMessage m = {0};
     taskgrid_v1_Upload u = {0};
-    char msg[600];
-    peer *w;
 
-    if (t == NULL) {
-        snprintf(msg, sizeof(msg),
-                 "result '%.400s' was released before it could be gathered",
-                 r->key);
-        put_error(s, r->g, r->key, r->attempt, "tg.DataLost", msg);
+    u.id = r->id;
+    u.key = tg_pbbuf_str(r->key);
+    u.offset = offset;
+    u.length = len;
+    m.upload_count = 1;
+    m.upload = &u;
+    srv_worker_append(s, w, &m);
+}
+
+/* Ask the holder of `r` for more while its gather's share and the budget
+ * allow; `used`: the relays' bytes, updated. A check of recomputed bytes
+ * asks only up to what was forwarded. */
+static void relay_ask(sched *s, relay *r, uint64_t *used)
+{
+    uint64_t budget = s->opts.relay_memory;
+    uint64_t limit = r->pos < r->done ? r->done : r->size;
+    peer *g = r->g, *w;
+
+    if (r->id == 0 || r->buf != NULL ||
+        (w = srv_table_find(&s->workers, r->holder)) == NULL)
+        return;
+    while (r->asked < limit && !s->relay_inline_waiting) {
+        uint64_t want = limit - r->asked;
+        if (want > RELAY_RANGE)
+            want = RELAY_RANGE;
+        if (want > budget)
+            want = budget;
+        if (g->rinflight + gather_queued(g) + want > RELAY_GATHER_BYTES ||
+            *used + want > budget)
+            return;
+        ask_range(s, w, r, r->asked, want);
+        r->asked += want;
+        g->rinflight += want;
+        s->relay_inflight += want;
+        *used += want;
+    }
+}
+
+/* The result was computed again since `r` started: nothing sent yet
+ * (or collected only), start over with the new result; else it must
+ * have the size and codec already announced, and its bytes are checked
+ * from the start. False when `r` was answered. */
+static bool relay_renew(sched *s, relay *r, const tgs_task *t)
+{
+    tgs_str codec = tgs_task_result_codec(t);
+    uint64_t size = tgs_task_result_size(t);
+    char *c;
+
+    if (r->done > 0 && r->buf == NULL) {
+        if (size != r->size) {
+            relay_differs(s, r, "its size");
+            return false;
+        }
+        if (codec.len != strlen(r->codec) ||
+            memcmp(codec.ptr, r->codec, codec.len) != 0) {
+            relay_differs(s, r, "its codec");
+            return false;
+        }
+        r->attempt = tgs_task_attempt(t);
+        r->pos = 0;
+        r->vseg = 0;
+        r->vcrc = r->vlen = 0;
+        r->asked = 0;
+        return true;
+    }
+    if ((c = strndup(codec.ptr, codec.len)) == NULL) {
+        relay_put_error(s, r, "tg.DataLost", "the scheduler is out of memory");
         return false;
     }
-    if (!tgs_task_held(t)) { /* lost meanwhile: its current state */
-        taskgrid_v1_TaskResult res;
-        srv_fill_result(&res, t);
-        put_result(s, r->g, &res, 0);
+    if (r->buf != NULL) {
+        s->relay_inline -= r->size;
+        free(r->buf);
+        r->buf = NULL;
+    }
+    free(r->codec);
+    r->codec = c;
+    r->size = size;
+    r->attempt = tgs_task_attempt(t);
+    r->done = r->pos = r->asked = 0;
+    r->nsegs = 0;
+    return true;
+}
+
+/* Reserve the buffer of an inline relay within the budget; false (and
+ * r->buf NULL) to wait, or when answered (*answered). */
+static bool inline_reserve(sched *s, relay *r, bool *answered)
+{
+    uint64_t used = relays_used(s);
+    char msg[600];
+
+    *answered = false;
+    if (used > 0 && used + r->size > s->opts.relay_memory) {
+        s->relay_inline_waiting = true;
+        return false;
+    }
+    if ((r->buf = malloc((size_t)r->size)) == NULL) {
+        snprintf(msg, sizeof(msg),
+                 "the scheduler has no memory for the %llu bytes of result "
+                 "'%.400s'; gather it in chunks (GatherRequest.chunked)",
+                 (unsigned long long)r->size, r->key);
+        relay_put_error(s, r, "tg.ResultTooLarge", msg);
+        *answered = true;
+        return false;
+    }
+    s->relay_inline += r->size;
+    return true;
+}
+
+/* `r`'s task is MEMORY: answer it at once when its bytes are in the core
+ * (false), or check that a holder can send them (true). */
+static bool relay_check_held(sched *s, relay *r, const tgs_task *t)
+{
+    char msg[600];
+
+    if (!tgs_task_held(t)) { /* computed again, inline this time */
+        size_t len = 0;
+        const uint8_t *p = tgs_task_result(t, &len);
+        if (r->done == 0) {
+            taskgrid_v1_TaskResult res;
+            srv_fill_result(&res, t);
+            put_result(s, r->g, &res, len);
+        } else {
+            relay_take_inline(s, r, p, len);
+        }
         return false;
     }
     if (!r->g->chunked && !fits_inline(s, r)) {
@@ -239,72 +384,98 @@ static bool relay_start(sched *s, relay *r)
                  "message (limit %zu bytes); gather it in chunks "
                  "(GatherRequest.chunked)",
                  r->key, (unsigned long long)r->size, srv_max_message(s));
-        put_error(s, r->g, r->key, r->attempt, "tg.ResultTooLarge", msg);
+        relay_put_error(s, r, "tg.ResultTooLarge", msg);
         return false;
     }
-    w = holder_of(s, t);
-    if (w == NULL) {
+    return true;
+}
+
+/*
+ * Start or resume `r` (no upload) from its task's state now: released
+ * (tg.DataLost), failed for good (its error), being computed again (wait
+ * for it), or held: ask a holder. False when `r` was answered (the
+ * caller finishes it).
+ */
+static bool relay_go(sched *s, relay *r)
+{
+    const tgs_task *t = tgs_core_find(s->core, CS(r->key));
+    char msg[600];
+    bool answered;
+    peer *w;
+
+    r->waiting = false;
+    if (t == NULL) {
+        snprintf(msg, sizeof(msg),
+                 "result '%.400s' was released before it could be gathered",
+                 r->key);
+        relay_put_error(s, r, "tg.DataLost", msg);
+        return false;
+    }
+    if (tgs_task_state(t) != TGS_MEMORY) {
+        taskgrid_v1_TaskResult res;
+        if (tgs_task_state(t) != TGS_ERRED &&
+            tgs_task_state(t) != TGS_CANCELLED) {
+            r->waiting = true; /* lost, and being computed again */
+            return true;
+        }
+        srv_fill_result(&res, t); /* lost for good: why */
+        put_result(s, r->g, &res, 0);
+        return false;
+    }
+    if ((tgs_task_attempt(t) != r->attempt && !relay_renew(s, r, t)) ||
+        !relay_check_held(s, r, t))
+        return false;
+    if ((w = holder_of(s, t)) == NULL) {
         snprintf(msg, sizeof(msg),
                  "no connected worker holds result '%.400s' any more", r->key);
-        put_error(s, r->g, r->key, r->attempt, "tg.DataLost", msg);
+        relay_put_error(s, r, "tg.DataLost", msg);
         return false;
     }
-    if (!r->g->chunked && (r->buf = malloc((size_t)r->size)) == NULL) {
-        snprintf(msg, sizeof(msg),
-                 "the scheduler has no memory for the %llu bytes of result "
-                 "'%.400s'; gather it in chunks (GatherRequest.chunked)",
-                 (unsigned long long)r->size, r->key);
-        put_error(s, r->g, r->key, r->attempt, "tg.ResultTooLarge", msg);
-        return false;
-    }
+    if (!r->g->chunked && r->buf == NULL && !inline_reserve(s, r, &answered))
+        return !answered; /* waits for the budget, or answered */
     if (tg__array_grow(&s->uploads, &s->capuploads, s->nuploads + 1,
                        sizeof(*s->uploads)) != TG_OK) {
-        put_error(s, r->g, r->key, r->attempt, "tg.DataLost",
-                  "the scheduler is out of memory");
+        relay_put_error(s, r, "tg.DataLost", "the scheduler is out of memory");
         return false;
-    }
-    if (r->g->chunked) { /* the key's TaskResult, then its chunks */
-        taskgrid_v1_TaskResult head;
-        memset(&head, 0, sizeof(head));
-        head.key = tg_pbbuf_str(r->key);
-        head.state = taskgrid_v1_TaskState_TASK_STATE_MEMORY;
-        head.codec = tg_pbbuf_str(r->codec);
-        head.size = r->size;
-        head.attempt = r->attempt;
-        put_result(s, r->g, &head, 0);
     }
     r->id = ++s->next_upload; /* the largest: the table stays sorted */
     r->holder = w->id;
     s->uploads[s->nuploads++] = r;
     r->g->nactive++;
-    u.id = r->id;
-    u.key = tg_pbbuf_str(r->key);
-    m.upload_count = 1;
-    m.upload = &u;
-    srv_worker_append(s, w, &m);
-    TG_LOG_DEBUG("gather of '%s': upload %llu asked of worker %s", r->key,
-                 (unsigned long long)r->id, w->name);
+    r->asked = r->pos;
+    if (r->buf != NULL) { /* collected whole: asked all at once */
+        ask_range(s, w, r, r->pos, r->size - r->pos);
+        r->asked = r->size;
+    }
+    TG_LOG_DEBUG("gather of '%s': upload %llu from byte %llu asked of worker "
+                 "%s",
+                 r->key, (unsigned long long)r->id, (unsigned long long)r->pos,
+                 w->name);
     return true;
 }
 
-/* Messages waiting to be written to the gather's stream. */
-static size_t gather_backlog(const peer *g)
+void relay_resume(sched *s, relay *r)
 {
-    return tg__scall_pending(g->call) + (g->out.count > 0 ? 1 : 0);
+    if (!relay_go(s, r))
+        relay_done(s, r);
 }
 
-static void gather_pump(sched *s, peer *g)
+static void gather_pump(sched *s, peer *g, bool poll)
 {
     relay *r = g->rhead, *next;
 
-    for (; r != NULL; r = next) {
+    for (; r != NULL && !g->finished; r = next) {
         next = r->next;
-        if (r->id != 0)
+        if (r->id != 0 || (r->waiting && !poll))
             continue;
-        if (g->finished || g->nactive >= RELAY_WINDOW ||
-            gather_backlog(g) >= RELAY_QUEUE_MAX)
-            break; /* srv_relay_tick looks again */
-        if (!relay_start(s, r))
+        if (!r->waiting && r->done == 0 &&
+            (g->nactive >= RELAY_WINDOW ||
+             g->rinflight + gather_queued(g) >= RELAY_GATHER_BYTES)) {
+            if (!poll)
+                break; /* srv_relay_tick looks again */
+            continue;
+        }
+        if (!relay_go(s, r))
             relay_finish(s, r);
     }
 }
@@ -356,147 +527,7 @@ void srv_gather_answer(sched *s, peer *g, const tgs_task *t)
     g->rtail = r;
     g->outstanding++;
     s->nrelays++;
-    gather_pump(s, g);
-}
-
-/* ---- what holders send ---- */
-
-/* Is `c` the next chunk of `r`; else why not, in `why`. */
-static bool chunk_ok(const relay *r, const taskgrid_v1_DataChunk *c, char *why,
-                     size_t len)
-{
-    if (c->key.len > 0 && !tg_pbbuf_eq(c->key, r->key)) {
-        snprintf(why, len, "a chunk of key '%.*s'",
-                 (int)(c->key.len > 200 ? 200 : c->key.len),
-                 (const char *)c->key.ptr);
-        return false;
-    }
-    if (c->size != r->size) {
-        snprintf(why, len, "a chunk of size %llu (expected %llu)",
-                 (unsigned long long)c->size, (unsigned long long)r->size);
-        return false;
-    }
-    if (c->offset != r->next_offset) {
-        snprintf(why, len, "a chunk at offset %llu (expected %llu)",
-                 (unsigned long long)c->offset,
-                 (unsigned long long)r->next_offset);
-        return false;
-    }
-    if (c->data.len == 0 || c->data.len > TG_PROTO_CHUNK_MAX ||
-        c->data.len > r->size - r->next_offset) {
-        snprintf(why, len, "a chunk of %zu bytes at offset %llu", c->data.len,
-                 (unsigned long long)c->offset);
-        return false;
-    }
-    if (tg__crc32(c->data.ptr, c->data.len) != c->crc32) {
-        snprintf(why, len, "a chunk at offset %llu whose CRC-32 does not match",
-                 (unsigned long long)c->offset);
-        return false;
-    }
-    return true;
-}
-
-/* The last chunk of `r` came: answer inline (chunked=false), done. */
-static void relay_complete(sched *s, relay *r)
-{
-    if (r->buf != NULL) {
-        taskgrid_v1_TaskResult res;
-        memset(&res, 0, sizeof(res));
-        res.key = tg_pbbuf_str(r->key);
-        res.state = taskgrid_v1_TaskState_TASK_STATE_MEMORY;
-        res.data = tg_pbbuf_mem(r->buf, (size_t)r->size);
-        res.codec = tg_pbbuf_str(r->codec);
-        res.size = r->size;
-        res.attempt = r->attempt;
-        put_result(s, r->g, &res, (size_t)r->size);
-    }
-    TG_LOG_DEBUG("gather of '%s': %llu bytes relayed", r->key,
-                 (unsigned long long)r->size);
-    relay_done(s, r);
-}
-
-static void on_chunk(sched *s, peer *w, const taskgrid_v1_DataChunk *c)
-{
-    size_t i = upload_index(s, c->upload);
-    char why[300], msg[800];
-    relay *r;
-
-    if (i == SIZE_MAX || s->uploads[i]->holder != w->id) {
-        /* A gather that ended, or an upload asked of another worker. */
-        TG_LOG_DEBUG("ignoring a chunk for upload %llu from worker %s",
-                     (unsigned long long)c->upload, w->name);
-        return;
-    }
-    r = s->uploads[i];
-    if (!chunk_ok(r, c, why, sizeof(why))) {
-        snprintf(msg, sizeof(msg),
-                 "worker %s sent %s of result '%.300s', which is %llu bytes",
-                 w->name, why, r->key, (unsigned long long)r->size);
-        relay_lost(s, r, msg);
-        return;
-    }
-    if (r->buf != NULL) {
-        memcpy(r->buf + r->next_offset, c->data.ptr, c->data.len);
-    } else {
-        taskgrid_v1_GatherResponse m = {0};
-        taskgrid_v1_DataChunk out = *c;
-        out.key = tg_pbbuf_str(r->key);
-        out.codec = tg_pbbuf_str(r->codec);
-        out.upload = 0;
-        m.chunks_count = 1;
-        m.chunks = &out;
-        gather_put(s, r->g, &m, c->data.len);
-    }
-    r->next_offset += c->data.len;
-    if (r->next_offset == r->size)
-        relay_complete(s, r);
-}
-
-/* `w` does not hold `key`: its uploads of it end with tg.DataLost. */
-static void on_missing(sched *s, peer *w, const char *key)
-{
-    char msg[800];
-
-    for (size_t i = 0; i < s->nuploads;) {
-        relay *r = s->uploads[i];
-        if (r->holder != w->id || strcmp(r->key, key) != 0) {
-            i++;
-            continue;
-        }
-        snprintf(msg, sizeof(msg),
-                 "worker %s no longer has result '%.300s' (%llu of %llu bytes "
-                 "relayed)",
-                 w->name, r->key, (unsigned long long)r->next_offset,
-                 (unsigned long long)r->size);
-        relay_lost(s, r, msg); /* out of the table: same i */
-    }
-}
-
-void srv_relay_message(sched *s, peer *w, const taskgrid_v1_WorkerMessage *m)
-{
-    for (pb_size_t i = 0; i < m->chunks_count; i++)
-        on_chunk(s, w, &m->chunks[i]);
-    for (pb_size_t i = 0; i < m->missing_count; i++)
-        on_missing(s, w, m->missing[i]);
-}
-
-void srv_relay_worker_lost(sched *s, uint64_t wid, const char *name)
-{
-    char msg[800];
-
-    for (size_t i = 0; i < s->nuploads;) {
-        relay *r = s->uploads[i];
-        if (r->holder != wid) {
-            i++;
-            continue;
-        }
-        snprintf(msg, sizeof(msg),
-                 "worker %s, which held result '%.300s', was lost while "
-                 "sending it (%llu of %llu bytes relayed)",
-                 name, r->key, (unsigned long long)r->next_offset,
-                 (unsigned long long)r->size);
-        relay_lost(s, r, msg); /* new uploads never go to it: same i */
-    }
+    gather_pump(s, g, false);
 }
 
 void srv_relay_gather_gone(sched *s, peer *g)
@@ -505,15 +536,44 @@ void srv_relay_gather_gone(sched *s, peer *g)
         relay_finish(s, g->rhead);
 }
 
+bool srv_relay_started(const peer *g, const char *key)
+{
+    for (const relay *r = g->rhead; r != NULL; r = r->next)
+        if (r->head_sent && strcmp(r->key, key) == 0)
+            return true;
+    return false;
+}
+
 void srv_relay_tick(sched *s)
 {
-    if (s->nrelays == 0)
+    int64_t now;
+    uint64_t used;
+    bool poll;
+    size_t n = s->gathers.n;
+
+    if (s->nrelays == 0 || n == 0)
         return;
-    for (size_t i = 0; i < s->gathers.n; i++) {
+    now = tg__now_ms();
+    poll = now - s->relay_polled_ms >= RELAY_POLL_MS;
+    if (poll)
+        s->relay_polled_ms = now;
+    /* Starts first (an inline relay waiting for the budget says so), then
+     * ranges, beginning with another gather each turn. */
+    s->relay_inline_waiting = false;
+    for (size_t i = 0; i < n; i++) {
         peer *g = s->gathers.v[i];
         if (g->rhead != NULL && !g->finished) {
-            gather_pump(s, g);
+            gather_pump(s, g, poll);
             srv_gather_maybe_finish(s, g);
         }
+    }
+    used = relays_used(s);
+    s->relay_turn++;
+    for (size_t i = 0; i < n; i++) {
+        peer *g = s->gathers.v[(s->relay_turn + i) % n];
+        if (g->finished)
+            continue;
+        for (relay *r = g->rhead; r != NULL; r = r->next)
+            relay_ask(s, r, &used);
     }
 }

@@ -14,6 +14,11 @@
  *                holder, its chunks checked and relayed (or collected)
  *   replicate.c  Replicate: copies asked of workers, their answers
  *                collected, the call answered when they are done
+ *   relay.c      Gather of results held on workers: a relay per key,
+ *                ranges asked of a holder within the relays' byte budget
+ *   relay_in.c   what holders send for relays: chunks checked and relayed
+ *                (or collected), a failed holder replaced, a recomputed
+ *                result checked against what was already relayed
  *   scaling.c    the local launcher following the core's scaling target
  * No scheduling decision is taken in any of them: that is the core's
  * (core.h).
@@ -89,11 +94,13 @@ typedef struct peer {
      * only (no bytes) */
     bool defer_held;
     /* Held results to answer through the scheduler, in order (relay.c):
-     * the first `nactive` that started are uploading. */
+     * `nactive` of them are uploading; `rinflight` bytes were asked of
+     * their holders and have not arrived yet. */
     struct relay *rhead, *rtail;
     uint32_t nactive;
     /* replicate: the call waiting for its copies (replicate.c) */
     struct replica *replica;
+    uint64_t rinflight;
 } peer;
 
 typedef struct peer_table {
@@ -125,6 +132,16 @@ typedef struct sched {
     size_t nuploads, capuploads;
     uint64_t next_upload;
     size_t nrelays;
+    /* The relays' bytes (relay.c): asked of holders and not arrived yet
+     * (the sum of the gathers' rinflight), and the buffers of relays
+     * answered inline; with what the gathers' streams have not written
+     * yet, they stay within opts.relay_memory. */
+    uint64_t relay_inflight, relay_inline;
+    /* A relay answered inline waits for the budget: no new range is
+     * asked until it could start. */
+    bool relay_inline_waiting;
+    int64_t relay_polled_ms; /* relays waiting for their result, looked at */
+    size_t relay_turn;       /* the gather asking first, in turn */
 } sched;
 
 /* Core strings from and to the codec's zero-copy buffers. */
@@ -196,8 +213,13 @@ size_t srv_max_message(const sched *s);
 void srv_gather_answer(sched *s, peer *g, const tgs_task *t);
 /* The upload chunks and `missing` keys of a worker's message. */
 void srv_relay_message(sched *s, peer *w, const taskgrid_v1_WorkerMessage *m);
-/* Worker `wid` (`name`) is gone: its uploads end with tg.DataLost. */
+/* Worker `wid` (`name`) is gone (the core knows already): its uploads
+ * go on from another holder, or wait for the result to be computed
+ * again, or end with the task's error when it cannot be had. */
 void srv_relay_worker_lost(sched *s, uint64_t wid, const char *name);
+/* Has `g` sent part of `key`'s bytes (a gather timing out answers such
+ * a key no more). */
+bool srv_relay_started(const peer *g, const char *key);
 /* Gather `g` ends (answered, timed out, or gone): drop its relays. */
 void srv_relay_gather_gone(sched *s, peer *g);
 /* Every loop turn: start the relays that waited for their gather's

@@ -397,6 +397,8 @@ int tgs_server_main(const tgs_server_opts *o)
 
     memset(&s, 0, sizeof(s));
     s.opts = *o;
+    if (s.opts.relay_memory == 0)
+        s.opts.relay_memory = TGS_RELAY_MEMORY_DEFAULT;
     s.tls = o->ca_pem != NULL;
     co.no_worker_timeout_ms = o->no_worker_timeout_ms;
     co.allowed_failures = o->allowed_failures;

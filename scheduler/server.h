@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The default budget of the Gather relays (relay.c). */
+#define TGS_RELAY_MEMORY_DEFAULT (64u << 20)
+
 typedef struct tgs_server_opts {
     const char *listen;       /* "tcp://0.0.0.0:8786" */
     const char *launcher;     /* "local" or "none" */
@@ -35,6 +38,9 @@ typedef struct tgs_server_opts {
     /* Bytes per second assumed between workers when placement weighs
      * moving held inputs against waiting (0: default 100 MB/s). */
     double transfer_bandwidth;
+    /* Bytes all Gather relays may hold at once (--relay-memory; 0: the
+     * default, TGS_RELAY_MEMORY_DEFAULT). */
+    uint64_t relay_memory;
     const char *ca_pem, *cert_pem, *key_pem; /* TLS (all or none) */
     /* Files (absolute paths) the local launcher passes to the workers it
      * starts as --tls-ca/--tls-cert/--tls-key; a TLS scheduler's launcher

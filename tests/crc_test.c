@@ -61,6 +61,16 @@ static void test_a_whole_chunk(void **state)
         b[i] = (uint8_t)(i * 31 + (i >> 9));
     assert_int_equal(tg__crc32(b, n), ref(b, n));
     assert_int_equal(tg__crc32(b + 1, n), ref(b + 1, n));
+    /* In pieces, at uneven boundaries, as the relay checks a result
+     * against chunks it forwarded. */
+    {
+        uint32_t crc = 0;
+        size_t cuts[] = {0, 1, 17, 4096, 65537, 300000, n};
+
+        for (size_t i = 0; i + 1 < sizeof(cuts) / sizeof(cuts[0]); i++)
+            crc = tg__crc32_update(crc, b + cuts[i], cuts[i + 1] - cuts[i]);
+        assert_int_equal(crc, ref(b, n));
+    }
     b[n / 2] ^= 1; /* one flipped bit changes it */
     assert_int_not_equal(tg__crc32(b, n), ref(b + 1, n));
     assert_int_equal(tg__crc32(b, n), ref(b, n));

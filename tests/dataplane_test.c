@@ -86,8 +86,9 @@ typedef struct fake {
     size_t nassigned;
     char dep_holder[64]; /* holders[0] of the first held dep seen */
     uint64_t dep_size;
-    uint64_t upload_id[8];
-    char upload_key[8][64];
+    uint64_t upload_id[64];
+    char upload_key[64][64];
+    uint64_t upload_off[64], upload_len[64]; /* the range asked */
     size_t nuploads;
     char freed[8][64];
     size_t nfreed;
@@ -100,14 +101,18 @@ static void copy_key(char dst[64], tg_pbbuf b)
     dst[b.len] = '\0';
 }
 
-/* Receive one SchedulerMessage and note what it asks. */
-static void fake_pump(fake *f)
+/* Receive one SchedulerMessage within `ms` and note what it asks; false
+ * if none came. */
+static bool fake_pump_within(fake *f, int64_t ms)
 {
     taskgrid_v1_SchedulerMessage m;
     uint8_t *buf = NULL;
     size_t len = 0;
+    int rc = tg__cstream_recv(f->st, &buf, &len, ms);
 
-    assert_int_equal(tg__cstream_recv(f->st, &buf, &len, WAIT_MS), TG_OK);
+    if (rc == TG_ETIMEDOUT)
+        return false;
+    assert_int_equal(rc, TG_OK);
     assert_non_null(buf);
     assert_int_equal(
         tg__wire_decode(taskgrid_v1_SchedulerMessage_fields, &m, buf, len),
@@ -130,8 +135,10 @@ static void fake_pump(fake *f)
         }
     }
     for (pb_size_t i = 0; i < m.upload_count; i++) {
-        assert_true(f->nuploads < 8);
+        assert_true(f->nuploads < 64);
         f->upload_id[f->nuploads] = m.upload[i].id;
+        f->upload_off[f->nuploads] = m.upload[i].offset;
+        f->upload_len[f->nuploads] = m.upload[i].length;
         copy_key(f->upload_key[f->nuploads++], m.upload[i].key);
     }
     for (pb_size_t i = 0; i < m.free_count; i++) {
@@ -140,6 +147,12 @@ static void fake_pump(fake *f)
     }
     tg__wire_release(taskgrid_v1_SchedulerMessage_fields, &m);
     free(buf);
+    return true;
+}
+
+static void fake_pump(fake *f)
+{
+    assert_true(fake_pump_within(f, WAIT_MS));
 }
 
 static fake *fake_start(const char *name, const char *data_address)
@@ -194,19 +207,34 @@ static void fake_wait_assigned(fake *f, const char *key)
     fake_wait_assigned_n(f, key, 1);
 }
 
-/* The id of the first upload of `key` not taken yet (then taken). */
-static uint64_t fake_wait_upload(fake *f, const char *key)
+/* The id of the first upload of `key` not taken yet (then taken), and
+ * its range in *off and *len (NULL: not wanted); 0 if none came within
+ * `ms`. */
+static uint64_t fake_next_upload(fake *f, const char *key, uint64_t *off,
+                                 uint64_t *len, int64_t ms)
 {
     for (;;) {
         for (size_t i = 0; i < f->nuploads; i++) {
             if (strcmp(f->upload_key[i], key) == 0) {
-                uint64_t id = f->upload_id[i];
                 f->upload_key[i][0] = '\0';
-                return id;
+                if (off != NULL)
+                    *off = f->upload_off[i];
+                if (len != NULL)
+                    *len = f->upload_len[i];
+                return f->upload_id[i];
             }
         }
-        fake_pump(f);
+        if (!fake_pump_within(f, ms))
+            return 0;
     }
+}
+
+static uint64_t fake_wait_upload(fake *f, const char *key)
+{
+    uint64_t id = fake_next_upload(f, key, NULL, NULL, WAIT_MS);
+
+    assert_true(id != 0);
+    return id;
 }
 
 static void fake_wait_freed(fake *f, const char *key)
@@ -239,10 +267,12 @@ static void fake_result(fake *f, const char *key, uint64_t size, bool held)
     send_msg(f->st, taskgrid_v1_WorkerMessage_fields, &m);
 }
 
-/* Send chunks [from, to) of the `size`-byte pattern result `key` for
- * upload `id`, `chunk` bytes each, one per message. */
-static void fake_chunks(fake *f, uint64_t id, const char *key, uint64_t size,
-                        uint64_t from, uint64_t to, size_t chunk)
+/* Send chunks [from, to) of the `size`-byte pattern result `key` (its
+ * bytes xor `seed`) for upload `id`, `chunk` bytes each, one per
+ * message. */
+static void fake_chunks_seeded(fake *f, uint64_t id, const char *key,
+                               uint64_t size, uint64_t from, uint64_t to,
+                               size_t chunk, uint8_t seed)
 {
     uint8_t *buf = malloc(chunk);
 
@@ -253,7 +283,7 @@ static void fake_chunks(fake *f, uint64_t id, const char *key, uint64_t size,
         taskgrid_v1_DataChunk c;
 
         for (size_t i = 0; i < n; i++)
-            buf[i] = pattern(off + i);
+            buf[i] = pattern(off + i) ^ seed;
         memset(&c, 0, sizeof(c));
         c.key = tg_pbbuf_str(key);
         c.offset = off;
@@ -267,6 +297,30 @@ static void fake_chunks(fake *f, uint64_t id, const char *key, uint64_t size,
         send_msg(f->st, taskgrid_v1_WorkerMessage_fields, &m);
     }
     free(buf);
+}
+
+static void fake_chunks(fake *f, uint64_t id, const char *key, uint64_t size,
+                        uint64_t from, uint64_t to, size_t chunk)
+{
+    fake_chunks_seeded(f, id, key, size, from, to, chunk, 0);
+}
+
+/* Answer the next upload of `key` asked within `ms` with exactly the
+ * range asked, of the pattern xor `seed`. Returns the range's end (0 if
+ * none was asked); *off (may be NULL) = its start. */
+static uint64_t fake_serve(fake *f, const char *key, uint64_t size,
+                           uint8_t seed, uint64_t *off, int64_t ms)
+{
+    uint64_t from, len, to;
+    uint64_t id = fake_next_upload(f, key, &from, &len, ms);
+
+    if (id == 0)
+        return 0;
+    to = len == 0 || len > size - from ? size : from + len;
+    fake_chunks_seeded(f, id, key, size, from, to, TG_PROTO_CHUNK_MAX, seed);
+    if (off != NULL)
+        *off = from;
+    return to;
 }
 
 static void fake_missing(fake *f, const char *key)
@@ -397,7 +451,7 @@ static void take_chunk(gathered *g, const taskgrid_v1_DataChunk *c)
 /* Open a Gather of `nkeys` keys; the caller serves the worker side
  * meanwhile, then reads the stream. */
 static tg__cstream *gather_open_keys(tg__chan *ch, char **keys, size_t nkeys,
-                                     bool chunked)
+                                     bool chunked, uint32_t timeout_ms)
 {
     taskgrid_v1_GatherRequest req = {0};
     tg__cstream *st;
@@ -407,6 +461,7 @@ static tg__cstream *gather_open_keys(tg__chan *ch, char **keys, size_t nkeys,
     req.keys_count = (pb_size_t)nkeys;
     req.keys = keys;
     req.chunked = chunked;
+    req.timeout_ms = timeout_ms;
     assert_int_equal(
         tg__wire_encode(taskgrid_v1_GatherRequest_fields, &req, &buf, &len),
         TG_OK);
@@ -422,31 +477,47 @@ static tg__cstream *gather_open(tg__chan *ch, const char *key, bool chunked)
 {
     char *keys[] = {(char *)key};
 
-    return gather_open_keys(ch, keys, 1, chunked);
+    return gather_open_keys(ch, keys, 1, chunked, 0);
+}
+
+/* Read one message of the gather within `ms` into `g`. Returns 1 once
+ * the stream ended (g->status says how), else 0. */
+static int gather_step(tg__cstream *st, gathered *g, int64_t ms)
+{
+    taskgrid_v1_GatherResponse m;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = tg__cstream_recv(st, &buf, &len, ms);
+
+    if (rc == TG_ETIMEDOUT && ms < WAIT_MS)
+        return 0;
+    if (rc != TG_OK || buf == NULL) {
+        g->status = rc;
+        return 1;
+    }
+    assert_int_equal(
+        tg__wire_decode(taskgrid_v1_GatherResponse_fields, &m, buf, len),
+        TG_OK);
+    for (pb_size_t i = 0; i < m.results_count; i++)
+        take_result(g, &m.results[i]);
+    for (pb_size_t i = 0; i < m.chunks_count; i++)
+        take_chunk(g, &m.chunks[i]);
+    tg__wire_release(taskgrid_v1_GatherResponse_fields, &m);
+    free(buf);
+    return 0;
+}
+
+/* Read until `nchunks` chunks came (the stream must go on). */
+static void gather_read_chunks(tg__cstream *st, gathered *g, size_t nchunks)
+{
+    while (g->nchunks < nchunks)
+        assert_int_equal(gather_step(st, g, WAIT_MS), 0);
 }
 
 static void gather_read(tg__cstream *st, gathered *g)
 {
-    for (;;) {
-        taskgrid_v1_GatherResponse m;
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        int rc = tg__cstream_recv(st, &buf, &len, WAIT_MS);
-
-        if (rc != TG_OK || buf == NULL) {
-            g->status = rc;
-            break;
-        }
-        assert_int_equal(
-            tg__wire_decode(taskgrid_v1_GatherResponse_fields, &m, buf, len),
-            TG_OK);
-        for (pb_size_t i = 0; i < m.results_count; i++)
-            take_result(g, &m.results[i]);
-        for (pb_size_t i = 0; i < m.chunks_count; i++)
-            take_chunk(g, &m.chunks[i]);
-        tg__wire_release(taskgrid_v1_GatherResponse_fields, &m);
-        free(buf);
-    }
+    while (gather_step(st, g, WAIT_MS) == 0)
+        ;
     tg__cstream_free(st);
 }
 
@@ -468,6 +539,18 @@ static fake *held_result(tg__chan *ch, const char *name, const char *key,
     submit(ch, key, NULL);
     fake_wait_assigned(f, key);
     fake_result(f, key, size, true);
+    return f;
+}
+
+/* A fake worker with two held results `k1` and `k2` of `size` bytes. */
+static fake *held_two(tg__chan *ch, const char *name, const char *k1,
+                      const char *k2, uint64_t size)
+{
+    fake *f = held_result(ch, name, k1, size);
+
+    submit(ch, k2, NULL);
+    fake_wait_assigned(f, k2);
+    fake_result(f, k2, size, true);
     return f;
 }
 
@@ -576,9 +659,10 @@ static void test_dataplane__too_large_inline(void **state)
     tg__chan_close(ch);
 }
 
-/* The holder fails the relay: a bad chunk, `missing`, or lost half-way.
- * Each ends the key with an ERRED TaskResult tg.DataLost after its
- * header, and the stream still ends OK. */
+/* The only holder fails the relay before any byte was sent: a bad chunk
+ * (the worker is told to drop its copy) or `missing`. The result is
+ * computed again, and the gather, which waited, gets it whole; lost
+ * allowed_failures (3) times, it ends with the core's tg.KilledWorker. */
 static void test_dataplane__holder_failures(void **state)
 {
     const uint64_t size = 2 * TG_PROTO_CHUNK_MAX;
@@ -591,62 +675,196 @@ static void test_dataplane__holder_failures(void **state)
     (void)state;
     assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
     f = held_result(ch, "fake-c", "k1", size);
-    submit(ch, "k2", NULL);
-    fake_wait_assigned(f, "k2");
-    fake_result(f, "k2", size, true);
 
-    /* A chunk out of place: tg.DataLost for this gather only. */
+    /* A chunk out of place. */
     st = gather_open(ch, "k1", true);
     id = fake_wait_upload(f, "k1");
     fake_chunks(f, id, "k1", size, TG_PROTO_CHUNK_MAX, size,
                 TG_PROTO_CHUNK_MAX);
+    fake_wait_freed(f, "k1");
+    fake_wait_assigned_n(f, "k1", 2);
+    fake_result(f, "k1", size, true);
+    assert_int_equal(fake_serve(f, "k1", size, 0, NULL, WAIT_MS), size);
     gather_read(st, &g);
     assert_int_equal(g.status, TG_OK);
-    assert_int_equal(g.nresults, 2);
+    assert_int_equal(g.nresults, 1);
     assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_MEMORY);
-    assert_int_equal(g.state[1], taskgrid_v1_TaskState_TASK_STATE_ERRED);
-    assert_string_equal(g.err_type, "tg.DataLost");
-    assert_non_null(strstr(g.err_message, "offset 1048576 (expected 0)"));
+    assert_pattern(&g, size);
     gathered_free(&g);
 
-    /* `missing`: this gather fails, and the result (its only holder
-     * lost it) is computed again; the next gather gets it. */
+    /* `missing`. */
+    st = gather_open(ch, "k1", true);
+    (void)fake_wait_upload(f, "k1");
+    fake_missing(f, "k1");
+    fake_wait_assigned_n(f, "k1", 3);
+    fake_result(f, "k1", size, true);
+    assert_int_equal(fake_serve(f, "k1", size, 0, NULL, WAIT_MS), size);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.nresults, 1);
+    assert_pattern(&g, size);
+    gathered_free(&g);
+
+    /* The third loss: it cannot be had any more. */
     st = gather_open(ch, "k1", true);
     (void)fake_wait_upload(f, "k1");
     fake_missing(f, "k1");
     gather_read(st, &g);
     assert_int_equal(g.status, TG_OK);
-    assert_int_equal(g.state[g.nresults - 1],
-                     taskgrid_v1_TaskState_TASK_STATE_ERRED);
-    assert_string_equal(g.err_type, "tg.DataLost");
+    assert_int_equal(g.nresults, 1);
+    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_ERRED);
+    assert_string_equal(g.err_type, "tg.KilledWorker");
+    assert_int_equal(g.nchunks, 0);
     gathered_free(&g);
-    fake_wait_assigned_n(f, "k1", 2);
-    fake_result(f, "k1", size, true);
-    st = gather_open(ch, "k1", true);
-    id = fake_wait_upload(f, "k1");
-    fake_chunks(f, id, "k1", size, 0, size, TG_PROTO_CHUNK_MAX);
+    release(ch, "k1");
+    fake_free(f);
+    tg__chan_close(ch);
+}
+
+/* Relay `key` (`size` bytes, held on `a`) until one chunk reached the
+ * client, then lose `a`: `b` computes it again. Returns the stream. */
+static tg__cstream *lose_midway(tg__chan *ch, fake *a, fake *b, const char *key,
+                                uint64_t size, gathered *g, uint32_t timeout_ms)
+{
+    char *keys[] = {(char *)key};
+    tg__cstream *st = gather_open_keys(ch, keys, 1, true, timeout_ms);
+    uint64_t id = fake_wait_upload(a, key);
+
+    fake_chunks(a, id, key, size, 0, TG_PROTO_CHUNK_MAX, TG_PROTO_CHUNK_MAX);
+    gather_read_chunks(st, g, 1);
+    assert_int_equal(g->nresults, 1);
+    assert_int_equal(g->state[0], taskgrid_v1_TaskState_TASK_STATE_MEMORY);
+    fake_free(a);
+    if (b != NULL) {
+        fake_wait_assigned(b, key);
+        fake_result(b, key, size, true);
+    }
+    return st;
+}
+
+/* The holder is lost half-way: the result is computed again on another
+ * worker; the same bytes: checked against the chunk already sent (asked
+ * for alone, first), then the rest follows, each byte sent once. Other
+ * bytes: tg.DataLost saying so, and a new gather gets the new result
+ * whole. A gather with a deadline waits no longer than it. */
+static void test_dataplane__holder_lost_midway(void **state)
+{
+    const uint64_t size = 3 * TG_PROTO_CHUNK_MAX + 5;
+    uint64_t from;
+    gathered g = {0};
+    tg__cstream *st;
+    tg__chan *ch;
+    fake *a, *b, *c;
+    int64_t t0;
+
+    (void)state;
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    a = held_two(ch, "fake-m1", "m1", "m2", size);
+    b = fake_start("fake-m2", "127.0.0.1:4");
+    fake_wait_hello(b);
+
+    st = lose_midway(ch, a, b, "m1", size, &g, 0);
+    assert_int_equal(fake_serve(b, "m1", size, 0, &from, WAIT_MS),
+                     TG_PROTO_CHUNK_MAX);
+    assert_int_equal(from, 0);
+    assert_int_equal(fake_serve(b, "m1", size, 0, &from, WAIT_MS), size);
+    assert_int_equal(from, TG_PROTO_CHUNK_MAX);
     gather_read(st, &g);
     assert_int_equal(g.status, TG_OK);
-    assert_int_equal(g.nresults, 1);
-    assert_int_equal(g.state[0], taskgrid_v1_TaskState_TASK_STATE_MEMORY);
+    assert_int_equal(g.nresults, 1); /* no error after the first header */
+    assert_int_equal(g.nchunks, 4);
+    assert_pattern(&g, size);
     gathered_free(&g);
 
-    /* Lost half-way: one chunk relayed, then the worker is gone. */
-    st = gather_open(ch, "k2", true);
-    id = fake_wait_upload(f, "k2");
-    fake_chunks(f, id, "k2", size, 0, TG_PROTO_CHUNK_MAX, TG_PROTO_CHUNK_MAX);
-    fake_free(f);
+    /* m2 was lost with `a` too, and is on `b` now: lose `b` half-way,
+     * and `c` computes other bytes. */
+    fake_wait_assigned(b, "m2");
+    fake_result(b, "m2", size, true);
+    c = fake_start("fake-m3", "127.0.0.1:5");
+    fake_wait_hello(c);
+    st = lose_midway(ch, b, c, "m2", size, &g, 0);
+    assert_int_equal(fake_serve(c, "m2", size, 0x5a, NULL, WAIT_MS),
+                     TG_PROTO_CHUNK_MAX);
     gather_read(st, &g);
     assert_int_equal(g.status, TG_OK);
     assert_int_equal(g.nresults, 2);
     assert_int_equal(g.state[1], taskgrid_v1_TaskState_TASK_STATE_ERRED);
     assert_string_equal(g.err_type, "tg.DataLost");
-    assert_true(g.nchunks <= 1);
+    assert_non_null(strstr(g.err_message, "differs from what was already "
+                                          "sent"));
+    assert_non_null(strstr(g.err_message, "gather it again"));
     gathered_free(&g);
-    /* k1 and k2 wait to be computed again, and would go to the next
-     * test's worker: cancel them. */
-    char *lost[] = {"k1", "k2"};
-    assert_int_equal(cancel(ch, lost, 2), 2);
+    st = gather_open(ch, "m2", true);
+    assert_int_equal(fake_serve(c, "m2", size, 0x5a, NULL, WAIT_MS), size);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(g.nresults, 1);
+    assert_int_equal(g.nbytes, size);
+    for (uint64_t i = 0; i < size; i++)
+        if (g.bytes[i] != (pattern(i) ^ 0x5a))
+            fail_msg("byte %llu differs", (unsigned long long)i);
+    gathered_free(&g);
+    release(ch, "m2");
+
+    /* No worker to compute it again once `c` goes: the gather's deadline
+     * ends the wait. (m1, lost with `b` too, is on `c` now.) */
+    fake_wait_assigned(c, "m1");
+    fake_result(c, "m1", size, true);
+    release(ch, "m1");
+    submit(ch, "m3", NULL);
+    fake_wait_assigned(c, "m3");
+    fake_result(c, "m3", size, true);
+    t0 = th_now_ms();
+    st = lose_midway(ch, c, NULL, "m3", size, &g, 1500);
+    gather_read(st, &g);
+    assert_int_equal(g.status, TG_ETIMEDOUT);
+    assert_true(th_now_ms() - t0 < WAIT_MS);
+    assert_int_equal(g.nresults, 1); /* its header only */
+    gathered_free(&g);
+    char *lost[] = {"m3"};
+    assert_int_equal(cancel(ch, lost, 1), 1);
+    tg__chan_close(ch);
+}
+
+/* A client that does not read: the scheduler asks for the result a range
+ * (at most 4 MiB) at a time, in order, and stops asking once a few MiB
+ * wait for the client; as the client reads, the rest is asked for. */
+static void test_dataplane__ranges_follow_the_stream(void **state)
+{
+    const uint64_t size = 40 * TG_PROTO_CHUNK_MAX + 123;
+    uint64_t end = 0, e, from;
+    gathered g = {0};
+    tg__cstream *st;
+    tg__chan *ch;
+    fake *f;
+
+    (void)state;
+    assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
+    f = held_result(ch, "fake-r", "r1", size);
+    st = gather_open(ch, "r1", true);
+    while ((e = fake_serve(f, "r1", size, 0, &from, 1000)) != 0) {
+        assert_int_equal(from, end);
+        assert_true(e - from <= 4 * TG_PROTO_CHUNK_MAX);
+        end = e;
+    }
+    assert_true(end >= 4 * TG_PROTO_CHUNK_MAX);
+    if (end > 20 * TG_PROTO_CHUNK_MAX)
+        fail_msg("%llu bytes asked for a client that reads nothing",
+                 (unsigned long long)end);
+    while (gather_step(st, &g, 20) == 0) {
+        if ((e = fake_serve(f, "r1", size, 0, &from, 20)) != 0) {
+            assert_int_equal(from, end);
+            assert_true(e - from <= 4 * TG_PROTO_CHUNK_MAX);
+            end = e;
+        }
+    }
+    tg__cstream_free(st);
+    assert_int_equal(g.status, TG_OK);
+    assert_int_equal(end, size);
+    assert_pattern(&g, size);
+    gathered_free(&g);
+    release(ch, "r1");
+    fake_free(f);
     tg__chan_close(ch);
 }
 
@@ -667,11 +885,8 @@ static void test_dataplane__two_keys_interleaved(void **state)
 
     (void)state;
     assert_int_equal(tg__chan_open(&ch, addr, NULL, 0), TG_OK);
-    f = held_result(ch, "fake-d", "i1", size);
-    submit(ch, "i2", NULL);
-    fake_wait_assigned(f, "i2");
-    fake_result(f, "i2", size, true);
-    st = gather_open_keys(ch, keys, 2, true);
+    f = held_two(ch, "fake-d", "i1", "i2", size);
+    st = gather_open_keys(ch, keys, 2, true, 0);
     id[0] = fake_wait_upload(f, "i1");
     id[1] = fake_wait_upload(f, "i2");
     for (uint64_t off = 0; off < size; off += TG_PROTO_CHUNK_MAX) {
@@ -883,6 +1098,8 @@ int main(void)
         cmocka_unit_test(test_dataplane__relay_chunked_and_inline),
         cmocka_unit_test(test_dataplane__too_large_inline),
         cmocka_unit_test(test_dataplane__holder_failures),
+        cmocka_unit_test(test_dataplane__holder_lost_midway),
+        cmocka_unit_test(test_dataplane__ranges_follow_the_stream),
         cmocka_unit_test(test_dataplane__two_keys_interleaved),
         cmocka_unit_test(test_dataplane__stale_held_result_freed),
         cmocka_unit_test(test_dataplane__registration),

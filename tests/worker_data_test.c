@@ -525,18 +525,29 @@ static void fs_assign(fake_sched *fs, const char *name, const char *key,
     fs_send(fs, name, &m);
 }
 
-static void fs_upload(fake_sched *fs, const char *name, uint64_t id,
-                      const char *key)
+/* Ask worker `name` for bytes [off, off + len) of `key` (len 0: to the
+ * end) as upload `id`. */
+static void fs_upload_range(fake_sched *fs, const char *name, uint64_t id,
+                            const char *key, uint64_t off, uint64_t len)
 {
     taskgrid_v1_SchedulerMessage m;
     taskgrid_v1_Upload u;
 
     memset(&m, 0, sizeof(m));
+    memset(&u, 0, sizeof(u));
     u.id = id;
     u.key = tg_pbbuf_str(key);
+    u.offset = off;
+    u.length = len;
     m.upload_count = 1;
     m.upload = &u;
     fs_send(fs, name, &m);
+}
+
+static void fs_upload(fake_sched *fs, const char *name, uint64_t id,
+                      const char *key)
+{
+    fs_upload_range(fs, name, id, key, 0, 0);
 }
 
 static void fs_free_key(fake_sched *fs, const char *name, const char *key)
@@ -1107,41 +1118,98 @@ static void test_worker_data__chunks_in_any_field_order(void **state)
     fs_free(fs);
 }
 
-/* The chunks of upload `id`, in order, reassembled. */
-static uint8_t *upload_bytes(fake_sched *fs, uint64_t id, uint64_t want,
-                             size_t *len)
+/* The chunks of upload `id` of a result of `size` bytes, in order from
+ * byte `from`, reassembled once `want` bytes came (never more). */
+static uint8_t *upload_range(fake_sched *fs, uint64_t id, uint64_t size,
+                             uint64_t from, uint64_t want)
 {
     struct timespec dl = tg__deadline_ms(WAIT_MS);
     uint8_t *out = malloc(want ? want : 1);
-    size_t off = 0;
+    size_t got = 0;
 
     assert_non_null(out);
     pthread_mutex_lock(&fs->mu);
     for (;;) {
-        off = 0;
+        got = 0;
         for (size_t i = 0; i < fs->nchunks; i++) {
             const rec_chunk *c = &fs->chunks[i];
 
             if (c->upload != id)
                 continue;
-            assert_int_equal(c->offset, off);
-            assert_int_equal(c->size, want);
+            assert_int_equal(c->offset, from + got);
+            assert_int_equal(c->size, size);
             assert_true(c->len <= TG_PROTO_CHUNK_MAX);
+            assert_true(got + c->len <= want);
             assert_int_equal(c->crc, (uint32_t)crc32(0L, c->data, c->len));
-            memcpy(out + off, c->data, c->len);
-            off += c->len;
+            memcpy(out + got, c->data, c->len);
+            got += c->len;
         }
-        if (off == want)
+        if (got == want)
             break;
         if (pthread_cond_timedwait(&fs->cv, &fs->mu, &dl) != 0) {
             pthread_mutex_unlock(&fs->mu);
             fail_msg("upload %llu: %zu of %llu bytes", (unsigned long long)id,
-                     off, (unsigned long long)want);
+                     got, (unsigned long long)want);
         }
     }
     pthread_mutex_unlock(&fs->mu);
-    *len = off;
     return out;
+}
+
+/* The chunks of upload `id`, in order, reassembled. */
+static uint8_t *upload_bytes(fake_sched *fs, uint64_t id, uint64_t want,
+                             size_t *len)
+{
+    *len = (size_t)want;
+    return upload_range(fs, id, want, 0, want);
+}
+
+/* The chunks recorded for upload `id`. */
+static size_t upload_nchunks(fake_sched *fs, uint64_t id)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&fs->mu);
+    for (size_t i = 0; i < fs->nchunks; i++)
+        n += fs->chunks[i].upload == id;
+    pthread_mutex_unlock(&fs->mu);
+    return n;
+}
+
+/* Upload.offset and .length: only the bytes asked, in order, ranges of
+ * one id answered in the order asked; nothing for a range past the end;
+ * the result counts as uploaded once, at its last byte. */
+static void test_worker_data__upload_ranges(void **state)
+{
+    fake_sched *fs = fs_start(NULL, TG_PROTO_INLINE_LIMIT_DEFAULT);
+    test_worker *w = worker_start(fs, "wr", NULL, NULL);
+    const uint64_t n = 9 * MIB + 7, a = MIB + 3, alen = 5 * MIB / 2;
+    uint8_t *d;
+
+    (void)state;
+    fs_wait_registered(fs, "wr", 1, NULL, 0);
+    fs_assign(fs, "wr", "big", "test.bytes", "9437191", NULL, 0);
+    assert_true(fs_result(fs, "big")->held);
+    fs_upload_range(fs, "wr", 5, "big", a, alen);
+    fs_upload_range(fs, "wr", 5, "big", a + alen, 0); /* to the end */
+    fs_upload_range(fs, "wr", 6, "big", n, 10);       /* past the end */
+    fs_upload_range(fs, "wr", 7, "big", n - 10, 100); /* clipped */
+    d = upload_range(fs, 5, n, a, n - a);
+    for (uint64_t i = 0; i < n - a; i++)
+        if (d[i] != pattern(a + i))
+            fail_msg("byte %llu differs", (unsigned long long)(a + i));
+    free(d);
+    d = upload_range(fs, 7, n, n - 10, 10);
+    for (uint64_t i = 0; i < 10; i++)
+        assert_int_equal(d[i], pattern(n - 10 + i));
+    free(d);
+    /* Upload 7 was asked after 6, and is answered: 6 sent nothing. */
+    assert_int_equal(upload_nchunks(fs, 6), 0);
+    assert_int_equal(tgw_counters_n(&w->counters, TGW_COUNT_UPLOADED), 2);
+    assert_int_equal(tgw_counters_bytes(&w->counters, TGW_COUNT_UPLOADED),
+                     n - a + 10);
+    worker_stop(w);
+    fs_free(fs);
 }
 
 static void test_worker_data__upload_in_chunks_and_missing(void **state)
@@ -1844,6 +1912,7 @@ int main(void)
         cmocka_unit_test(test_worker_data__corrupt_or_partial_inputs_fail),
         cmocka_unit_test(test_worker_data__chunks_in_any_field_order),
         cmocka_unit_test(test_worker_data__upload_in_chunks_and_missing),
+        cmocka_unit_test(test_worker_data__upload_ranges),
         cmocka_unit_test(test_worker_data__session_end_drops_held_results),
         cmocka_unit_test(test_worker_data__inline_only_workers),
         cmocka_unit_test(test_worker_data__empty_result_is_one_empty_chunk),

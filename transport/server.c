@@ -81,6 +81,7 @@ struct tg__scall {
     bool send_inflight;
     send_item *q_head, *q_tail;
     size_t q_len;
+    size_t q_bytes; /* of the queued messages and the one in flight */
     bool finish_requested;
     bool status_sent;
     int finish_status;
@@ -94,6 +95,7 @@ struct tg__scall {
     void *data;
     char *peer;
     grpc_byte_buffer *inflight_bb;
+    size_t inflight_len; /* bytes of inflight_bb, counted in q_bytes */
     struct tg__scall *prev, *next; /* all live calls, for shutdown */
 };
 
@@ -285,6 +287,7 @@ static void scall_pump(tg__scall *c)
         if (c->q_head == NULL)
             c->q_tail = NULL;
         c->q_len--;
+        c->inflight_len = it->len;
         free(it);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = c->inflight_bb;
@@ -312,6 +315,8 @@ static void scall_pump(tg__scall *c)
     } else if (c->inflight_bb) {
         grpc_byte_buffer_destroy(c->inflight_bb);
         c->inflight_bb = NULL;
+        c->q_bytes -= c->inflight_len;
+        c->inflight_len = 0;
     }
 }
 
@@ -342,6 +347,7 @@ static int scall_enqueue_parts(tg__scall *c, uint8_t *buf, size_t len,
         c->q_head = it;
     c->q_tail = it;
     c->q_len++;
+    c->q_bytes += len;
     return TG_OK;
 }
 
@@ -395,6 +401,11 @@ int tg__scall_reply(tg__scall *c, uint8_t *buf, size_t len)
 size_t tg__scall_pending(const tg__scall *c)
 {
     return c->q_len + (c->send_inflight ? 1 : 0);
+}
+
+size_t tg__scall_pending_bytes(const tg__scall *c)
+{
+    return c->q_bytes;
 }
 
 size_t tg__scall_method(const tg__scall *c)
@@ -711,6 +722,8 @@ static void on_recv(tg__scall *c, bool ok)
 static void on_send(tg__scall *c, bool ok)
 {
     c->send_inflight = false;
+    c->q_bytes -= c->inflight_len;
+    c->inflight_len = 0;
     if (c->inflight_bb) {
         grpc_byte_buffer_destroy(c->inflight_bb);
         c->inflight_bb = NULL;

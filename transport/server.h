@@ -113,6 +113,10 @@ int tg__scall_reply(tg__scall *c, uint8_t *buf, size_t len);
 /** Messages queued and not yet written (backpressure). */
 size_t tg__scall_pending(const tg__scall *c);
 
+/** Bytes of the messages counted by tg__scall_pending: what this process
+ * still holds for the call. */
+size_t tg__scall_pending_bytes(const tg__scall *c);
+
 /** The method index this call was for. */
 size_t tg__scall_method(const tg__scall *c);
 

@@ -11,9 +11,14 @@
 
 #include "crc.h"
 
-uint32_t tg__crc32(const void *p, size_t n)
+uint32_t tg__crc32_update(uint32_t crc, const void *p, size_t n)
 {
     static const unsigned char empty;
 
-    return crc32_gzip_refl(0, p != NULL ? p : &empty, (uint64_t)n);
+    return crc32_gzip_refl(crc, p != NULL ? p : &empty, (uint64_t)n);
+}
+
+uint32_t tg__crc32(const void *p, size_t n)
+{
+    return tg__crc32_update(0, p, n);
 }

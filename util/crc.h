@@ -13,4 +13,8 @@
 /** The CRC-32 of `n` bytes at `p` (p may be NULL when n is 0). */
 uint32_t tg__crc32(const void *p, size_t n);
 
+/** The CRC-32 of the bytes that gave `crc` followed by `n` more at `p`
+ * (as zlib's crc32(crc, p, n); `crc` 0 to start). */
+uint32_t tg__crc32_update(uint32_t crc, const void *p, size_t n);
+
 #endif

@@ -286,7 +286,8 @@ static bool batch_empty(const tgw_batch *b)
            b->nchunks == 0;
 }
 
-/* Uploads count once each (at their last chunk), bytes chunk by chunk. */
+/* Uploads count once each (at the result's last chunk, so a result
+ * asked for by ranges counts once), bytes chunk by chunk. */
 static void count_uploads(wlink *l, const tgw_batch *b)
 {
     for (size_t i = 0; i < b->nchunks; i++) {
@@ -455,7 +456,8 @@ static void data_requests(wlink *l, const taskgrid_v1_SchedulerMessage *m)
             tgw_store_get(l->store, (const char *)u->key.ptr, u->key.len);
 
         if (h != NULL) {
-            if (tgw_outbox_push_upload(l->ob, u->id, h) != TG_OK)
+            if (tgw_outbox_push_upload(l->ob, u->id, h, u->offset, u->length) !=
+                TG_OK)
                 TG_LOG_WARN("cannot upload '%.*s': out of memory",
                             (int)u->key.len, (const char *)u->key.ptr);
         } else if (tgw_outbox_push_missing(l->ob, (const char *)u->key.ptr,

@@ -4,8 +4,8 @@
  * (see outbox.h). Results are an intrusive list through tg_task_ctx.next,
  * so a push is a pointer swap under a mutex and costs no allocation;
  * keys are growable arrays; uploads are a FIFO of (id, held result,
- * offset) cut into chunks as batches are taken, so an upload costs no
- * copy until the message is encoded. Depends on pthreads, task.c and
+ * range asked) cut into chunks as batches are taken, so an upload costs
+ * no copy until the message is encoded. Depends on pthreads, task.c and
  * store.c.
  */
 #include <errno.h>
@@ -29,7 +29,8 @@ typedef struct upload_job {
     struct upload_job *next;
     uint64_t id;
     tgw_held *h;
-    uint64_t offset;
+    uint64_t offset; /* the next byte to take */
+    uint64_t end;    /* the end of the range asked */
 } upload_job;
 
 struct tgw_outbox {
@@ -163,18 +164,24 @@ int tgw_outbox_push_missing(tgw_outbox *ob, const char *key, size_t len)
     return push_key(ob, &ob->missing, key, len);
 }
 
-int tgw_outbox_push_upload(tgw_outbox *ob, uint64_t id, tgw_held *h)
+int tgw_outbox_push_upload(tgw_outbox *ob, uint64_t id, tgw_held *h,
+                           uint64_t offset, uint64_t length)
 {
-    upload_job *j = malloc(sizeof(*j));
+    upload_job *j;
 
-    if (j == NULL) {
+    if (offset > h->len || (offset == h->len && h->len > 0)) {
+        tgw_held_release(h); /* nothing in the range: no chunk */
+        return TG_OK;
+    }
+    if ((j = malloc(sizeof(*j))) == NULL) {
         tgw_held_release(h);
         return tg__error_set(TG_ENOMEM, "out of memory");
     }
     j->next = NULL;
     j->id = id;
     j->h = h;
-    j->offset = 0;
+    j->offset = offset;
+    j->end = length == 0 || length > h->len - offset ? h->len : offset + length;
     pthread_mutex_lock(&ob->mu);
     if (ob->up_tail)
         ob->up_tail->next = j;
@@ -238,7 +245,7 @@ static void take_chunks(tgw_outbox *ob, tgw_batch *b, size_t max_items)
     while (ob->up_head != NULL && b->nchunks < max_items &&
            bytes < TGW_BATCH_CHUNK_BYTES) {
         upload_job *j = ob->up_head;
-        uint64_t left = j->h->len - j->offset;
+        uint64_t left = j->end - j->offset;
         size_t n = left < TGW_CHUNK_MAX ? (size_t)left : TGW_CHUNK_MAX;
         tgw_chunk *c;
 
@@ -258,7 +265,7 @@ static void take_chunks(tgw_outbox *ob, tgw_batch *b, size_t max_items)
         c->copy = NULL;
         c->failed = false;
         bytes += n;
-        if (c->last) {
+        if (j->offset >= j->end) {
             ob->up_head = j->next;
             if (ob->up_head == NULL)
                 ob->up_tail = NULL;

@@ -35,7 +35,7 @@ typedef struct tgw_chunk {
     tgw_held *h;     /* a reference (released by tgw_outbox_batch_free) */
     uint64_t offset; /* where the piece starts in h->data */
     size_t len;      /* at most TGW_CHUNK_MAX; 0 only for an empty result */
-    bool last;       /* the upload's final piece */
+    bool last;       /* the result's final piece */
     /* The piece's bytes: into h->data, or `copy` (read from the spill file
      * of a spilled result, freed with the batch); NULL when len is 0 or
      * the read failed (then `failed`). */
@@ -73,9 +73,13 @@ int tgw_outbox_push_released(tgw_outbox *ob, const char *key);
  * TG_OK or TG_ENOMEM. */
 int tgw_outbox_push_missing(tgw_outbox *ob, const char *key, size_t len);
 
-/** Queue the upload `id` of held result `h`; takes over the caller's
- * reference to `h` (released on failure too). TG_OK or TG_ENOMEM. */
-int tgw_outbox_push_upload(tgw_outbox *ob, uint64_t id, tgw_held *h);
+/** Queue the upload `id` of bytes [offset, offset + length) of held
+ * result `h` (length 0, or past the end: to the end; an offset at or past
+ * the end of a non-empty result queues nothing), after the uploads queued
+ * before; takes over the caller's reference to `h` (released on failure
+ * too). TG_OK or TG_ENOMEM. */
+int tgw_outbox_push_upload(tgw_outbox *ob, uint64_t id, tgw_held *h,
+                           uint64_t offset, uint64_t length);
 
 /**
  * Wait up to `wait_ms` for something to send (or tgw_outbox_wake), then

@@ -70,9 +70,19 @@ type DataStats struct {
 
 type counter struct{ n, bytes atomic.Uint64 }
 
-func (c *counter) add(n int) {
-	c.n.Add(1)
+func (c *counter) add(n int) { c.addN(1, n) }
+
+// addN counts `count` items of `n` bytes in all.
+func (c *counter) addN(count, n int) {
+	c.n.Add(uint64(count))
 	c.bytes.Add(uint64(n))
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (c *counter) get() DataCount { return DataCount{c.n.Load(), c.bytes.Load()} }

@@ -327,6 +327,32 @@ func TestDataPlaneHoldFetchUploadFree(t *testing.T) {
 		}
 	})
 
+	t.Run("upload ranges", func(t *testing.T) {
+		// Two ranges of one id, answered in order with exactly the bytes
+		// asked, and one past the end, answered with nothing.
+		const from, n = 1<<20 + 3, 5 << 19
+		l.send(&pb.SchedulerMessage{Upload: []*pb.Upload{
+			{Id: 9, Key: "big", Offset: from, Length: n},
+			{Id: 10, Key: "big", Offset: bigSize, Length: 7},
+			{Id: 9, Key: "big", Offset: from + n, Length: 100},
+		}})
+		var buf []byte
+		l.collect(t, func(m *pb.WorkerMessage) bool {
+			for _, c := range m.GetChunks() {
+				if c.GetUpload() != 9 || c.GetOffset() != uint64(from+len(buf)) || c.GetSize() != bigSize ||
+					crc32.ChecksumIEEE(c.GetData()) != c.GetCrc32() {
+					t.Fatalf("bad range chunk: upload %d, offset %d (%d expected), %d bytes",
+						c.GetUpload(), c.GetOffset(), from+len(buf), len(c.GetData()))
+				}
+				buf = append(buf, c.GetData()...)
+			}
+			return len(buf) >= n+100
+		})
+		if !bytes.Equal(buf, pattern(bigSize)[from:from+n+100]) {
+			t.Fatalf("ranges: %d bytes, not the %d asked", len(buf), n+100)
+		}
+	})
+
 	t.Run("local input", func(t *testing.T) {
 		l.assign(&pb.Assignment{Key: "use", Func: "go.deps", Attempt: 1, Deps: []*pb.TaskResult{
 			heldDep("big", bigSize, "127.0.0.1:1", w.DataAddress()),
@@ -353,8 +379,10 @@ func TestDataPlaneHoldFetchUploadFree(t *testing.T) {
 	})
 
 	stop()
+	// The ranges end before the result does: their bytes count, not an
+	// upload.
 	want := fmt.Sprintf("data: held 1 (%d bytes), served 1 (%d bytes), fetched 0 (0 bytes), local 1 (%d bytes), uploaded 1 (%d bytes)",
-		bigSize, bigSize, bigSize, bigSize)
+		bigSize, bigSize, bigSize, bigSize+5<<19+100)
 	if !strings.Contains(logBuf.String(), want) {
 		t.Errorf("the exit log does not say %q:\n%s", want, logBuf.String())
 	}

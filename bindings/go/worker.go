@@ -463,7 +463,20 @@ func (s *session) upload(u *pb.Upload) {
 		s.out.pushMissing(u.GetKey())
 		return
 	}
-	s.out.pushUpload(&pendingUpload{id: u.GetId(), key: u.GetKey(), h: h}) // releases h
+	// Upload.offset and .length: a range (length 0, or past the end: to
+	// the end); an offset at or past the end of a non-empty result asks
+	// for nothing.
+	size := uint64(h.size)
+	off, n := u.GetOffset(), u.GetLength()
+	if off > size || (off == size && size > 0) {
+		h.release()
+		return
+	}
+	end := size
+	if n != 0 && n < size-off {
+		end = off + n
+	}
+	s.out.pushUpload(&pendingUpload{id: u.GetId(), key: u.GetKey(), h: h, off: int(off), end: int(end)}) // releases h
 }
 
 func (s *session) newTask(a *pb.Assignment) *task {
@@ -646,12 +659,13 @@ type outbox struct {
 	uploaded *counter // counts each upload sent in full
 }
 
-// pendingUpload is a result on its way up to the scheduler: sent up to off.
+// pendingUpload is a range of a result on its way up to the scheduler:
+// sent up to off, asked up to end.
 type pendingUpload struct {
-	id  uint64
-	key string
-	h   heldResult
-	off int
+	id       uint64
+	key      string
+	h        heldResult
+	off, end int
 }
 
 func newOutbox() *outbox { return &outbox{wake: make(chan struct{}, 1)} }
@@ -767,7 +781,7 @@ func (o *outbox) takeChunks() []*pb.DataChunk {
 	budget := sendMaxBytes
 	for len(o.uploads) > 0 {
 		u := o.uploads[0]
-		n := min(chunkMax, u.h.size-u.off)
+		n := min(chunkMax, u.end-u.off)
 		if len(chunks) > 0 && n > budget {
 			break
 		}
@@ -775,19 +789,19 @@ func (o *outbox) takeChunks() []*pb.DataChunk {
 		if err != nil {
 			// Its spill file failed: the scheduler must look elsewhere.
 			o.missing = append(o.missing, u.key)
-			u.off = u.h.size
+			u.off = u.end
 		} else {
 			chunks = append(chunks, c)
 			budget -= n
 			u.off += n
+			if o.uploaded != nil { // a result counts once, at its last byte
+				o.uploaded.addN(boolToInt(u.off >= u.h.size), n)
+			}
 		}
-		if u.off >= u.h.size {
+		if u.off >= u.end {
 			o.uploads[0] = nil
 			o.uploads = o.uploads[1:]
 			u.h.release()
-			if o.uploaded != nil && err == nil {
-				o.uploaded.add(u.h.size)
-			}
 		}
 	}
 	return chunks

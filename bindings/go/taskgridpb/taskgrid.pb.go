@@ -732,8 +732,11 @@ type GatherResponse struct {
 	// come in order (offsets 0, len, ...), in this or later messages of the
 	// stream, after its TaskResult; chunks of different keys may interleave.
 	// A key is complete when offset + len(data) == size. A holder lost in
-	// the middle ends that key with a TaskResult (same key, state ERRED)
-	// instead of its remaining chunks.
+	// the middle is replaced (another holder, or the result computed again
+	// and checked against the bytes already sent), so the chunks go on
+	// where they stopped; when the result cannot be had any more, or was
+	// computed again with other bytes, the key ends with a TaskResult (same
+	// key, state ERRED, e.g. tg.DataLost) instead of its remaining chunks.
 	Chunks        []*DataChunk `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2433,12 +2436,31 @@ func (x *MemoryReport) GetRss() uint64 {
 	return 0
 }
 
-// Upload asks a worker for the bytes of a result it holds.
+// Upload asks a worker for the bytes of a result it holds, or for a range
+// of them. The worker answers with WorkerMessage.chunks carrying `id`, in
+// order of offset, covering exactly the bytes asked (fewer only when the
+// result ends first), or with WorkerMessage.missing if it does not hold
+// `key`. Uploads with the same `id` are answered in the order asked, so a
+// scheduler may ask for the next range of a result before the previous one
+// has arrived. A chunk outside the range asked is a protocol error: the
+// scheduler discards the upload and treats the worker as no longer
+// holding the result.
 type Upload struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Chosen by the scheduler; the chunks answering it carry it.
-	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// Chosen by the scheduler; the chunks answering it carry it. One id may
+	// be used for several ranges of one key.
+	Id  uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// The first byte wanted (DataChunk.offset of the first chunk). 0: from
+	// the start, which is what schedulers that predate ranges send. An
+	// offset at or past the end of the result is answered with no chunk.
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// How many bytes from `offset`; 0: to the end of the result (so an
+	// Upload without offset and length asks for the whole result, as
+	// before). The scheduler asks for a few MiB at a time and asks for the
+	// next range as the client's stream drains, which bounds its memory
+	// per relay whatever the result's size.
+	Length        uint64 `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2485,6 +2507,20 @@ func (x *Upload) GetKey() string {
 		return x.Key
 	}
 	return ""
+}
+
+func (x *Upload) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Upload) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
 }
 
 // SchedulerMessage flows scheduler -> worker.
@@ -2920,10 +2956,12 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\aspilled\x18\x02 \x01(\x04R\aspilled\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x04R\x05limit\x12\x16\n" +
 	"\x06paused\x18\x04 \x01(\bR\x06paused\x12\x10\n" +
-	"\x03rss\x18\x05 \x01(\x04R\x03rss\"*\n" +
+	"\x03rss\x18\x05 \x01(\x04R\x03rss\"Z\n" +
 	"\x06Upload\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key\"\xd6\x02\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x04R\x06length\"\xd6\x02\n" +
 	"\x10SchedulerMessage\x12/\n" +
 	"\x06assign\x18\x01 \x03(\v2\x17.taskgrid.v1.AssignmentR\x06assign\x12\x16\n" +
 	"\x06cancel\x18\x02 \x03(\tR\x06cancel\x12\x14\n" +

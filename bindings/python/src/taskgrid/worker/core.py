@@ -225,10 +225,12 @@ class _Outbox:
                 self._released.append(key)
                 self._cv.notify()
 
-    def push_upload(self, session: int, upload: int, held: Held) -> None:
+    def push_upload(
+        self, session: int, upload: int, held: Held, offset: int = 0, length: int = 0
+    ) -> None:
         with self._cv:
             if session == self.session:
-                self._uploads.add(upload, held)
+                self._uploads.add(upload, held, offset, length)
                 self._cv.notify()
 
     def push_missing(self, session: int, key: str) -> None:
@@ -642,7 +644,7 @@ class Worker:
             if item is None:
                 self._outbox.push_missing(sid, u.key)
             else:
-                self._outbox.push_upload(sid, u.id, item)
+                self._outbox.push_upload(sid, u.id, item, u.offset, u.length)
         # Cancels first: they refer to earlier assignments; a key cancelled
         # and assigned anew in one message must run.
         for key in msg.cancel:

@@ -115,10 +115,10 @@ class Counters:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(COUNTERS, (0, 0))
 
-    def add(self, kind: str, nbytes: int) -> None:
+    def add(self, kind: str, nbytes: int, count: int = 1) -> None:
         with self._lock:
             n, b = self._counts[kind]
-            self._counts[kind] = (n + 1, b + nbytes)
+            self._counts[kind] = (n + count, b + nbytes)
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
         with self._lock:
@@ -368,7 +368,8 @@ class Piece(NamedTuple):
 class _Upload:
     id: int
     held: Held
-    offset: int = 0
+    offset: int  # the next byte to send
+    end: int  # the end of the range asked
 
 
 class UploadQueue:
@@ -384,24 +385,32 @@ class UploadQueue:
     def clear(self) -> None:
         self._items.clear()
 
-    def add(self, upload: int, held: Held) -> None:
-        self._items.append(_Upload(upload, held))
+    def add(self, upload: int, held: Held, offset: int = 0, length: int = 0) -> None:
+        """Queue bytes [offset, offset + length) of `held` (Upload.offset
+        and .length: length 0, or past the end, means to the end; an offset
+        at or past the end of a non-empty result queues nothing)."""
+        size = held.size
+        if offset > size or (offset == size and size > 0):
+            return
+        end = size if length == 0 or length > size - offset else offset + length
+        self._items.append(_Upload(upload, held, offset, end))
 
     def take(self, budget: int = UPLOAD_MESSAGE_BYTES) -> list[Piece]:
-        """The next chunks, about `budget` bytes of them (at least one)."""
+        """The next chunks, about `budget` bytes of them (at least one).
+        A result counts as uploaded once, at its last byte."""
         out: list[Piece] = []
         used = 0
         while self._items and (not out or used + CHUNK_MAX <= budget):
             u = self._items[0]
             h = u.held
             size = h.size
-            piece = h.read(u.offset, CHUNK_MAX)
+            piece = h.read(u.offset, min(CHUNK_MAX, u.end - u.offset))
             out.append(Piece(u.id, h.key, u.offset, piece, size, h.codec))
             used += len(piece)
             u.offset += len(piece)
-            if u.offset >= size:
+            self._counters.add("uploaded", len(piece), count=int(u.offset >= size))
+            if u.offset >= u.end or not piece:
                 self._items.popleft()
-                self._counters.add("uploaded", size)
         return out
 
 
