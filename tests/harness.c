@@ -3,6 +3,7 @@
  * harness.c: the multi-process test harness (see harness.h). POSIX
  * processes, pipes and poll; bounded waits only.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -316,4 +317,39 @@ char *th_slurp(const char *path)
     buf[n] = '\0';
     fclose(f);
     return buf;
+}
+
+static int saved_stderr = -1;
+static char capture_path[4096];
+
+void th_capture_begin(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    assert_true(fd >= 0);
+    assert_true(saved_stderr < 0);
+    snprintf(capture_path, sizeof(capture_path), "%s", path);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    assert_true(saved_stderr >= 0);
+    dup2(fd, 2);
+    close(fd);
+}
+
+char *th_capture_end(void)
+{
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    saved_stderr = -1;
+    return th_slurp(capture_path);
+}
+
+int th_count(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
 }

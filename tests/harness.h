@@ -66,6 +66,17 @@ char *th_read_err(th_proc *p);
  * the test if it cannot be read. */
 char *th_slurp(const char *path);
 
+/* Send what this process writes to stderr (the SDK's warnings) to the
+ * file at `path` until th_capture_end; assert nothing meanwhile, so a
+ * failure cannot leave stderr redirected. */
+void th_capture_begin(const char *path);
+
+/* Stop capturing; what was written (free()). */
+char *th_capture_end(void);
+
+/* How many times `needle` occurs in `hay`. */
+int th_count(const char *hay, const char *needle);
+
 void th_close(th_proc *p);
 
 /* Send `sig`, wait (15 s bound, then SIGKILL), close; the wait status. */

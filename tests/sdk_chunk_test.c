@@ -6,8 +6,12 @@
  * keys interleaved over several messages are reassembled into the result
  * the future hands out; a bad CRC-32, a gap or a chunk past the size fails
  * that key only, with an error naming it; a holder lost mid-way ends the
- * key with the scheduler's error; inline results are untouched. Depends
- * on //sdk:taskgrid, //transport:server, //proto:wire, zlib and cmocka.
+ * key with the scheduler's error; inline results are untouched. With
+ * direct_to_workers the fake is the holder too (DataService.Fetch): held
+ * results come from it, and those it damages, cuts short or refuses come
+ * through the scheduler after one warning each, naming the holder and
+ * why. Depends on //sdk:taskgrid, //transport:server, //proto:wire, the
+ * harness (stderr capture), zlib and cmocka.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -22,27 +26,34 @@
 #include <cmocka.h>
 #include <zlib.h>
 
+#include "harness.h"
 #include "taskgrid/taskgrid.h"
 #include "transport/server.h"
 #include "wire.h"
 
 #define MIB (1u << 20)
 
-enum { M_SUBMIT, M_GATHER, M_STATUS, M_RELEASE, M_COUNT };
+enum { M_SUBMIT, M_GATHER, M_STATUS, M_RELEASE, M_FETCH, M_COUNT };
 
+/* The fake is a scheduler and, for direct_to_workers, the holder too. */
 static const tg__method methods[M_COUNT] = {
     {"/taskgrid.v1.Scheduler/Submit", TG__UNARY},
     {"/taskgrid.v1.Scheduler/Gather", TG__SERVER_STREAM},
     {"/taskgrid.v1.Scheduler/Status", TG__UNARY},
     {"/taskgrid.v1.Scheduler/Release", TG__UNARY},
+    {"/taskgrid.v1.DataService/Fetch", TG__SERVER_STREAM},
 };
 
 typedef struct fake {
     tg__server *srv;
     pthread_t thread;
     char addr[64];
+    char holder[64]; /* its data address, "127.0.0.1:PORT" */
     pthread_mutex_t mu;
     size_t ngathers, nchunked; /* Gather calls; those with chunked set */
+    size_t ndeferred;          /* those with defer_held set */
+    size_t nfetches;           /* DataService.Fetch calls */
+    char relayed[512];         /* keys gathered again without defer_held */
 } fake;
 
 /* The result bytes of the tests: a pattern, so misplaced chunks show. */
@@ -179,13 +190,14 @@ static void script_many(tg__scall *c)
     free(bad);
 }
 
-/* "short": two of its three chunks, then the end of the call. */
-static void script_short(tg__scall *c)
+/* One message: the header of `key` (`size` bytes of `b`) and its first
+ * two chunks. */
+static void send_two_chunks(tg__scall *c, const char *key, const uint8_t *b,
+                            size_t size)
 {
-    uint8_t *b = pattern(BIG);
-    taskgrid_v1_TaskResult h = header("short", BIG);
-    taskgrid_v1_DataChunk cs[2] = {chunk("short", b, BIG, 0),
-                                   chunk("short", b, BIG, 1)};
+    taskgrid_v1_TaskResult h = header(key, size);
+    taskgrid_v1_DataChunk cs[2] = {chunk(key, b, size, 0),
+                                   chunk(key, b, size, 1)};
     taskgrid_v1_GatherResponse r;
 
     memset(&r, 0, sizeof(r));
@@ -194,8 +206,128 @@ static void script_short(tg__scall *c)
     r.chunks = cs;
     r.chunks_count = 2;
     send_msg(c, &r);
+}
+
+/* "short": two of its three chunks, then the end of the call. */
+static void script_short(tg__scall *c)
+{
+    uint8_t *b = pattern(BIG);
+
+    send_two_chunks(c, "short", b, BIG);
     tg__scall_finish(c, TG_OK, "");
     free(b);
+}
+
+/* ---- direct_to_workers: the keys "direct-*" ---- */
+
+enum { DSZ = MIB + 77 };
+
+/* A deferred Gather: every key held, by the fake's own data service;
+ * "direct-second" first by an address nobody listens on. */
+static void script_deferred(fake *f, tg__scall *c,
+                            const taskgrid_v1_GatherRequest *g)
+{
+    char *one[1] = {f->holder}, *two[2] = {"127.0.0.1:1", f->holder};
+    taskgrid_v1_TaskResult rs[8];
+    taskgrid_v1_GatherResponse r;
+
+    assert_true(g->keys_count <= 8);
+    memset(&r, 0, sizeof(r));
+    for (pb_size_t i = 0; i < g->keys_count; i++) {
+        bool second = strcmp(g->keys[i], "direct-second") == 0;
+
+        rs[i] = header(g->keys[i], DSZ);
+        rs[i].held = true;
+        rs[i].holders = second ? two : one;
+        rs[i].holders_count = second ? 2 : 1;
+    }
+    r.results = rs;
+    r.results_count = g->keys_count;
+    send_msg(c, &r);
+    tg__scall_finish(c, TG_OK, "");
+}
+
+/* A Gather of direct-* keys without defer_held: relayed, whole. */
+static void script_relay(fake *f, tg__scall *c,
+                         const taskgrid_v1_GatherRequest *g)
+{
+    uint8_t *b = pattern(DSZ);
+
+    for (pb_size_t i = 0; i < g->keys_count; i++) {
+        send_two_chunks(c, g->keys[i], b, DSZ); /* all of its DSZ bytes */
+        pthread_mutex_lock(&f->mu);
+        snprintf(f->relayed + strlen(f->relayed),
+                 sizeof(f->relayed) - strlen(f->relayed), "%s ", g->keys[i]);
+        pthread_mutex_unlock(&f->mu);
+    }
+    tg__scall_finish(c, TG_OK, "");
+    free(b);
+}
+
+static void send_chunk(tg__scall *c, const taskgrid_v1_DataChunk *ch)
+{
+    uint8_t *buf;
+    size_t len;
+
+    assert_int_equal(
+        tg__wire_encode(taskgrid_v1_DataChunk_fields, ch, &buf, &len), TG_OK);
+    assert_int_equal(tg__scall_send(c, buf, len), TG_OK);
+}
+
+/* DataService.Fetch: whole for "direct-good" and "direct-second";
+ * damaged, short or refused for the others. */
+static void serve_fetch(fake *f, tg__scall *c, const uint8_t *req, size_t len)
+{
+    taskgrid_v1_FetchRequest fr;
+    uint8_t *b = pattern(DSZ + 1000); /* room for "direct-past" */
+    taskgrid_v1_DataChunk c0, c1;
+    char key[64];
+
+    assert_int_equal(
+        tg__wire_decode(taskgrid_v1_FetchRequest_fields, &fr, req, len), TG_OK);
+    snprintf(key, sizeof(key), "%.*s", (int)fr.key.len,
+             (const char *)fr.key.ptr);
+    pthread_mutex_lock(&f->mu);
+    f->nfetches++;
+    pthread_mutex_unlock(&f->mu);
+    c0 = chunk(key, b, DSZ, 0);
+    c1 = chunk(key, b, DSZ, 1);
+    if (strcmp(key, "direct-missing") == 0) {
+        tg__scall_finish(c, TG_ENOTFOUND, "no result 'direct-missing' here");
+        free(b);
+        return;
+    }
+    if (strcmp(key, "direct-crc") == 0)
+        c1.crc32 ^= 1;
+    if (strcmp(key, "direct-past") == 0)
+        c1.data.len = 1000; /* 77 bytes were left */
+    send_chunk(c, &c0);
+    if (strcmp(key, "direct-short") != 0)
+        send_chunk(c, &c1);
+    tg__scall_finish(c, TG_OK, "");
+    free(b);
+}
+
+static void on_gather(fake *f, tg__scall *c, const uint8_t *req, size_t len)
+{
+    taskgrid_v1_GatherRequest g;
+
+    assert_int_equal(
+        tg__wire_decode(taskgrid_v1_GatherRequest_fields, &g, req, len), TG_OK);
+    pthread_mutex_lock(&f->mu);
+    f->ngathers++;
+    f->nchunked += g.chunked;
+    f->ndeferred += g.defer_held;
+    pthread_mutex_unlock(&f->mu);
+    if (g.defer_held)
+        script_deferred(f, c, &g);
+    else if (g.keys_count > 0 && strncmp(g.keys[0], "direct-", 7) == 0)
+        script_relay(f, c, &g);
+    else if (g.keys_count > 0 && strcmp(g.keys[0], "short") == 0)
+        script_short(c);
+    else
+        script_many(c);
+    tg__wire_release(taskgrid_v1_GatherRequest_fields, &g);
 }
 
 static void on_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
@@ -204,20 +336,9 @@ static void on_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
     fake *f = ud;
 
     if (method == M_GATHER) {
-        taskgrid_v1_GatherRequest g;
-
-        assert_int_equal(
-            tg__wire_decode(taskgrid_v1_GatherRequest_fields, &g, req, len),
-            TG_OK);
-        pthread_mutex_lock(&f->mu);
-        f->ngathers++;
-        f->nchunked += g.chunked;
-        pthread_mutex_unlock(&f->mu);
-        if (g.keys_count > 0 && strcmp(g.keys[0], "short") == 0)
-            script_short(c);
-        else
-            script_many(c);
-        tg__wire_release(taskgrid_v1_GatherRequest_fields, &g);
+        on_gather(f, c, req, len);
+    } else if (method == M_FETCH) {
+        serve_fetch(f, c, req, len);
     } else if (method == M_SUBMIT) {
         taskgrid_v1_SubmitRequest s;
         taskgrid_v1_SubmitResponse r;
@@ -267,6 +388,8 @@ static int setup(void **state)
                      TG_OK);
     snprintf(f->addr, sizeof(f->addr), "tcp://127.0.0.1:%d",
              tg__server_port(f->srv));
+    snprintf(f->holder, sizeof(f->holder), "127.0.0.1:%d",
+             tg__server_port(f->srv));
     assert_int_equal(pthread_create(&f->thread, NULL, run, f), 0);
     *state = f;
     return 0;
@@ -284,12 +407,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static tg_client *connect_fake(fake *f)
+static tg_client *connect_fake(fake *f, bool direct)
 {
     tg_client *c = NULL;
     tg_client_opts o = TG_CLIENT_OPTS_INIT;
 
     o.connect_timeout_ms = 5000;
+    o.direct_to_workers = direct;
     if (tg_client_connect(&c, f->addr, &o) != TG_OK)
         fail_msg("connect %s: %s", f->addr, tg_error_last());
     return c;
@@ -351,7 +475,7 @@ static void test_sdk_chunks__reassembled_and_checked(void **state)
                                        "gap", "lost", "empty", "past"};
     enum { N = sizeof(keys) / sizeof(keys[0]) };
     fake *f = *state;
-    tg_client *c = connect_fake(f);
+    tg_client *c = connect_fake(f, false);
     tg_future *fs[N];
     uint8_t *big = pattern(BIG), *big2 = pattern(BIG2);
     int rc;
@@ -388,7 +512,7 @@ static void test_sdk_chunks__stream_ending_mid_result(void **state)
 {
     static const char *const keys[] = {"short"};
     fake *f = *state;
-    tg_client *c = connect_fake(f);
+    tg_client *c = connect_fake(f, false);
     tg_future *fs[1];
 
     submit(c, keys, 1, fs);
@@ -399,6 +523,64 @@ static void test_sdk_chunks__stream_ending_mid_result(void **state)
     tg_client_free(c);
 }
 
+static void test_sdk_chunks__direct_fetch_checked_with_fallback(void **state)
+{
+    static const char *const keys[] = {"direct-good",    "direct-second",
+                                       "direct-crc",     "direct-past",
+                                       "direct-missing", "direct-short"};
+    enum { N = sizeof(keys) / sizeof(keys[0]) };
+    fake *f = *state;
+    tg_client *c = connect_fake(f, true);
+    tg_future *fs[N];
+    uint8_t *b = pattern(DSZ);
+    char path[600], why[700], *warned;
+    const char *tmp = getenv("TEST_TMPDIR");
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/sdk_direct.log", tmp ? tmp : "/tmp");
+    submit(c, keys, N, fs);
+    th_capture_begin(path);
+    rc = tg_client_gather(c, fs, N, 10000);
+    warned = th_capture_end();
+    if (rc != TG_OK)
+        fail_msg("gather: %s (client log: %s)", tg_error_last(), warned);
+    /* Nothing lost: every key has its bytes, fetched or relayed. */
+    for (size_t i = 0; i < N; i++)
+        expect_bytes(fs[i], b, DSZ, "raw");
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->ndeferred, 1);
+    assert_int_equal(f->ngathers, 2);
+    assert_int_equal(f->nfetches, N);
+    /* Only those no holder delivered went through the scheduler. */
+    assert_string_equal(f->relayed, "direct-crc direct-past direct-missing "
+                                    "direct-short ");
+    pthread_mutex_unlock(&f->mu);
+    /* One warning each, naming the holder and why. */
+    assert_int_equal(th_count(warned, "direct_to_workers"), 4);
+    assert_int_equal(th_count(warned, "'direct-good'"), 0);
+    assert_int_equal(th_count(warned, "'direct-second'"), 0);
+    snprintf(why, sizeof(why),
+             "result 'direct-crc' (1048653 bytes): holder %s: CRC-32 "
+             "mismatch in the chunk at offset 1048576; getting it through "
+             "the scheduler instead",
+             f->holder);
+    assert_int_equal(th_count(warned, why), 1);
+    assert_int_equal(th_count(warned, "sent a chunk of 1000 bytes at offset "
+                                      "1048576, past the end"),
+                     1);
+    assert_int_equal(th_count(warned, "NOT_FOUND: no result 'direct-missing' "
+                                      "here"),
+                     1);
+    assert_int_equal(th_count(warned, "the stream ended after 1048576 of "
+                                      "1048653 bytes"),
+                     1);
+    for (size_t i = 0; i < N; i++)
+        tg_future_free(fs[i]);
+    free(warned);
+    free(b);
+    tg_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +588,9 @@ int main(void)
             test_sdk_chunks__reassembled_and_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_sdk_chunks__stream_ending_mid_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_sdk_chunks__direct_fetch_checked_with_fallback, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

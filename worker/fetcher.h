@@ -9,9 +9,9 @@
  * a task never runs on a partial or corrupt input. When no holder
  * delivers, the task fails with "tg.FetchFailed" naming the key, its
  * size and why each holder failed. Fetched copies live as long as the
- * task. Depends on the client side of the transport, the codec, zlib,
- * the store, the outbox (keys this worker should hold and does not are
- * reported missing) and the counters.
+ * task. Depends on the shared checked Fetch (fetch/fetch.h), the store,
+ * the outbox (keys this worker should hold and does not are reported
+ * missing) and the counters.
  */
 #ifndef TGW_FETCHER_H
 #define TGW_FETCHER_H

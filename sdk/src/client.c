@@ -132,6 +132,7 @@ static void last_error_copy(char *buf, size_t len)
 static void client_destroy(tg_client *c)
 {
     tg__chan_close(c->ch);
+    tg__fetch_free(c->direct);
     tg__shared_unref(c->sh);
     free(c->address);
     free(c->client_id);
@@ -211,11 +212,12 @@ int tg_client_connect(tg_client **out, const char *address,
                              "(e.g. tcp://127.0.0.1:8786)");
     if (opts == NULL)
         opts = &defaults;
-    if (opts->version != TG_CLIENT_OPTS_VERSION)
+    /* Version 1 ends before direct_to_workers: never read it there. */
+    if (opts->version != 1 && opts->version != TG_CLIENT_OPTS_VERSION)
         return tg__error_set(TG_EINVAL,
                              "tg_client_opts version %" PRIu32
-                             " is not supported (expected %d; initialise "
-                             "with TG_CLIENT_OPTS_INIT)",
+                             " is not supported (expected 1 to %d; "
+                             "initialise with TG_CLIENT_OPTS_INIT)",
                              opts->version, TG_CLIENT_OPTS_VERSION);
     if (opts->timeout_ms < 0 || opts->connect_timeout_ms < 0)
         return tg__error_set(TG_EINVAL,
@@ -281,6 +283,11 @@ int tg_client_connect(tg_client **out, const char *address,
     rc = tg__chan_open(&c->ch, address, opts->security ? &sec : NULL,
                        c->max_message);
     if (rc != TG_OK)
+        goto fail;
+    /* Data services speak the scheduler address's TLS mode; this client
+     * presents its own certificate to them. */
+    if (opts->version >= 2 && opts->direct_to_workers &&
+        (rc = tg__fetch_new(&c->direct, opts->security ? &sec : NULL)) != TG_OK)
         goto fail;
     if (!opts->lazy) {
         rc = check_alive(c, connect_ms);

@@ -5,7 +5,8 @@
  * start of every public call (which sends the releases of freed futures)
  * and task key writing. client.c connects and frees; key.c makes keys;
  * submit.c, gather.c, control.c (cancel, release, annotate, scale) and
- * report.c (status) are one public call family each.
+ * report.c (status) are one public call family each; direct.c fetches
+ * held results from their holders for gather.c (direct_to_workers).
  */
 #ifndef TG_SDK_CLIENT_IMPL_H
 #define TG_SDK_CLIENT_IMPL_H
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetch/fetch.h"
 #include "future.h"
 #include "taskgrid/client.h"
 #include "transport/client.h"
@@ -34,7 +36,8 @@ struct tg_client {
     char *client_id;
     int64_t timeout_ms;
     size_t max_message;
-    tg__tls tls; /* loaded and checked security material */
+    tg__tls tls;       /* loaded and checked security material */
+    tg__fetch *direct; /* direct_to_workers: fetches from holders, or NULL */
 };
 
 /*
@@ -66,6 +69,18 @@ int tg__client_enter(tg_client *c, const char *what);
  * `what` ("task"): names non-empty, amounts finite and >= 0. */
 int tg__client_check_resources(const char *what, size_t idx,
                                const tg_resource *res, size_t n);
+
+/*
+ * direct_to_workers (direct.c): fetch the held results of m->held from
+ * their holders, until `deadline` (tg__now_ms() time; INT64_MAX: none).
+ * Each one fetched fills its futures; each one no holder delivered is
+ * logged once (every holder and why) and its key put in *relay (a new
+ * array of *nrelay keys borrowed from the futures; free() it), for a
+ * Gather through the scheduler. *timed_out is set when the deadline
+ * stopped a fetch (that key stays pending). TG_OK or TG_ENOMEM.
+ */
+int tg__direct_settle(tg_client *c, tg__gmap *m, int64_t deadline,
+                      char ***relay, size_t *nrelay, bool *timed_out);
 
 /* Length of the key prefix made from `func` (key.c). */
 size_t tg__key_prefix_len(const char *func);

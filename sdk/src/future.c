@@ -3,9 +3,10 @@
  * future.c: tg_future and the bookkeeping behind it (see future.h). Futures
  * of one submit live in one block (one malloc for n futures and their
  * keys); results of one Gather message are copied into one block shared by
- * the futures they fill, and results that arrive in chunks are assembled
- * straight into the block their futures get; the keys a client holds are
- * counted in a map so a key is released only when its last future goes.
+ * the futures they fill, and results that arrive in chunks (or from a
+ * holder, direct.c) are assembled straight into the block their futures
+ * get; the keys a client holds are counted in a map so a key is released
+ * only when its last future goes.
  * Depends on proto/wire.h for the decoded result type, util/crc.h for CRC-32
  * and gather.c for waiting; no gRPC.
  */
@@ -560,6 +561,7 @@ void tg__gmap_free(tg__gmap *m)
 {
     while (m->parts != NULL)
         part_drop(m, m->parts);
+    tg__gmap_held_free(m);
     free(m->buckets);
     free(m->keys);
     memset(m, 0, sizeof(*m));
@@ -614,8 +616,7 @@ static bool awaits_chunks(const taskgrid_v1_TaskResult *r)
            r->data.len == 0 && r->size > 0;
 }
 
-static int part_start(tg__gmap *m, tg_future *f,
-                      const taskgrid_v1_TaskResult *r);
+static int part_start(tg__gmap *m, tg_future *f, uint64_t size, tg_pbbuf codec);
 
 static int apply_results(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
 {
@@ -675,8 +676,16 @@ static int apply_results(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
                 g->state = (tg_task_state)st;
             continue;
         }
+        if (awaits_chunks(r) && m->defer) {
+            /* Its holders instead of its bytes: fetched after the
+             * stream (direct.c). */
+            if (!f->deferred && (rc = tg__gmap_defer(m, f, r)) != TG_OK)
+                break;
+            continue;
+        }
         if (awaits_chunks(r)) {
-            if (f->part == NULL && (rc = part_start(m, f, r)) != TG_OK)
+            if (f->part == NULL &&
+                (rc = part_start(m, f, r->size, r->codec)) != TG_OK)
                 break;
             continue;
         }
@@ -795,17 +804,15 @@ static int settle_error(tg__gmap *m, tg_future *f, const char *type,
     return TG_OK;
 }
 
-static int part_start(tg__gmap *m, tg_future *f,
-                      const taskgrid_v1_TaskResult *r)
+static int part_start(tg__gmap *m, tg_future *f, uint64_t size, tg_pbbuf codec)
 {
     tg__gpart *p = calloc(1, sizeof(*p));
-    uint64_t size = r->size;
     char *q;
 
     if (p == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory for results");
-    if (size < SIZE_MAX - sizeof(*p->rb) - r->codec.len - 2)
-        p->rb = malloc(sizeof(*p->rb) + (size_t)size + 1 + r->codec.len + 1);
+    if (size < SIZE_MAX - sizeof(*p->rb) - codec.len - 2)
+        p->rb = malloc(sizeof(*p->rb) + (size_t)size + 1 + codec.len + 1);
     if (p->rb == NULL) {
         free(p);
         return settle_error(m, f, "tg.ResultTooLarge",
@@ -816,7 +823,7 @@ static int part_start(tg__gmap *m, tg_future *f,
     tg__bigmem_hint(p->rb, sizeof(*p->rb) + (size_t)size);
     q = p->rb->bytes + size;
     *q++ = '\0';
-    p->codec = put(&q, r->codec);
+    p->codec = put(&q, codec);
     p->f = f;
     p->size = size;
     p->next = m->parts;
@@ -825,6 +832,17 @@ static int part_start(tg__gmap *m, tg_future *f,
     m->parts = p;
     f->part = p;
     return TG_OK;
+}
+
+/* Every byte of `p` is in: its futures get the block. */
+static void part_finish(tg__gmap *m, tg__gpart *p)
+{
+    tg__rblock *rb = p->rb;
+
+    p->rb = NULL; /* now the futures' */
+    settle(m, p->f, TG_TASK_MEMORY, rb, (const uint8_t *)rb->bytes,
+           (size_t)p->size, p->codec, empty, empty);
+    part_drop(m, p);
 }
 
 /* Add one chunk to its result: checked, copied into place; the futures
@@ -879,15 +897,36 @@ static int part_chunk(tg__gmap *m, const taskgrid_v1_DataChunk *c)
     if (c->data.len)
         memcpy(p->rb->bytes + p->got, c->data.ptr, c->data.len);
     p->got += c->data.len;
-    if (p->got == p->size) {
-        tg__rblock *rb = p->rb;
-
-        p->rb = NULL; /* now the futures' */
-        settle(m, f, TG_TASK_MEMORY, rb, (const uint8_t *)rb->bytes,
-               (size_t)p->size, p->codec, empty, empty);
-        part_drop(m, p);
-    }
+    if (p->got == p->size)
+        part_finish(m, p);
     return TG_OK;
+}
+
+int tg__gmap_part_open(tg__gmap *m, tg_future *f, uint64_t size, tg_pbbuf codec,
+                       uint8_t **dst)
+{
+    int rc = TG_OK;
+
+    if (f->part == NULL && !tg__state_final(f->state))
+        rc = part_start(m, f, size, codec);
+    *dst = f->part != NULL && f->part->got == 0 && f->part->size == size
+               ? (uint8_t *)f->part->rb->bytes
+               : NULL;
+    return rc;
+}
+
+void tg__gmap_part_finish(tg__gmap *m, tg_future *f)
+{
+    if (f->part != NULL) {
+        f->part->got = f->part->size;
+        part_finish(m, f->part);
+    }
+}
+
+void tg__gmap_part_cancel(tg__gmap *m, tg_future *f)
+{
+    if (f->part != NULL)
+        part_drop(m, f->part);
 }
 
 int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)

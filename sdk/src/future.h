@@ -22,6 +22,7 @@ typedef struct tg__shared tg__shared;
 typedef struct tg__fslab tg__fslab;
 typedef struct tg__rblock tg__rblock;
 typedef struct tg__gpart tg__gpart;
+typedef struct tg__gheld tg__gheld;
 
 struct tg_future {
     tg__fslab *slab; /* block this future lives in */
@@ -34,6 +35,8 @@ struct tg_future {
     tg__gpart *part;  /* per-gather-call: the result being assembled from
                          chunks, on the first future of its key */
     bool live;        /* in the live-key map */
+    bool deferred;    /* per-gather-call: its holders are in the map's
+                         held list, on the first future of its key */
     tg_task_state state;
     tg__rblock *rb; /* owns the strings below when final */
     const uint8_t *data;
@@ -113,6 +116,10 @@ typedef struct tg__gmap {
     size_t nkeys;
     size_t pending;   /* distinct keys not final yet */
     tg__gpart *parts; /* results being assembled from chunks */
+    /* GatherRequest.defer_held was asked (direct fetch): held results
+     * come as their holders, kept in `held` in order of arrival. */
+    bool defer;
+    tg__gheld *held, **held_tail;
 } tg__gmap;
 
 /* Map the non-final futures among `fs`; duplicates are folded. */
@@ -125,11 +132,46 @@ int tg__gmap_init(tg__gmap *m, tg_future *const *fs, size_t n);
  * 0) is assembled from the chunks that follow, straight into the block
  * its futures get, each chunk checked (offset, size, CRC-32); a chunk
  * that does not fit fails that key with error type "tg.DataCorrupt"
- * naming it. Returns TG_OK or TG_ENOMEM.
+ * naming it. With m->defer such a result is deferred instead
+ * (tg__gmap_defer): its futures stay as they are. Returns TG_OK or
+ * TG_ENOMEM.
  */
 int tg__gmap_apply(tg__gmap *m, const taskgrid_v1_GatherResponse *resp);
 
 void tg__gmap_free(tg__gmap *m);
+
+/*
+ * Results assembled from elsewhere (a holder's Fetch): open the block of
+ * f's key for `size` bytes with codec `codec` (copied); *dst receives
+ * where its bytes go, or NULL when the key was failed instead
+ * ("tg.ResultTooLarge": more than this process can allocate). Then
+ * tg__gmap_part_finish once all `size` bytes are in (the futures get
+ * them), or tg__gmap_part_cancel (nothing changes). TG_OK or TG_ENOMEM.
+ */
+int tg__gmap_part_open(tg__gmap *m, tg_future *f, uint64_t size, tg_pbbuf codec,
+                       uint8_t **dst);
+void tg__gmap_part_finish(tg__gmap *m, tg_future *f);
+void tg__gmap_part_cancel(tg__gmap *m, tg_future *f);
+
+/* ---- direct fetch (direct.c) ---- */
+
+/* One held result the scheduler answered with its holders, not its bytes
+ * (one allocation: the entry, then the holders' pointers and strings). */
+struct tg__gheld {
+    tg__gheld *next;
+    tg_future *f; /* first future of its key in the map */
+    uint64_t size;
+    tg_pbbuf codec;       /* in this allocation */
+    const char **holders; /* data addresses "host:port", in order */
+    size_t nholders;
+};
+
+/* Keep `r` (a MEMORY result without its bytes) for f's key in m->held.
+ * TG_OK or TG_ENOMEM. */
+int tg__gmap_defer(tg__gmap *m, tg_future *f, const taskgrid_v1_TaskResult *r);
+
+/* Free m->held. */
+void tg__gmap_held_free(tg__gmap *m);
 
 /* True for states after which nothing changes. */
 static inline bool tg__state_final(tg_task_state s)

@@ -77,7 +77,9 @@ TG_EXPORT const char *tg_task_state_name(tg_task_state state);
 /* Connecting                                                          */
 /* ------------------------------------------------------------------ */
 
-#define TG_CLIENT_OPTS_VERSION 1
+/** Version 2 added direct_to_workers; options of version 1 are still
+ *  accepted (without it). */
+#define TG_CLIENT_OPTS_VERSION 2
 
 /**
  * Options of tg_client_connect(). Initialise with TG_CLIENT_OPTS_INIT and
@@ -103,11 +105,32 @@ typedef struct tg_client_opts {
     /** true: do not check at connect that the scheduler answers; the
      *  first call that needs it fails instead. Default false. */
     bool lazy;
+    /**
+     * true: get results held on workers (larger than the scheduler's
+     * --inline-limit) from the workers directly, as Dask's
+     * direct_to_workers, instead of through the scheduler. Default false
+     * (gateway style: only the scheduler must be reachable).
+     *
+     * When true, tg_client_gather() asks the scheduler where each held
+     * result is (its holders' data addresses) instead of for its bytes,
+     * and fetches them from the first holder that delivers them whole
+     * (DataService.Fetch; every chunk checked: key, offsets, size,
+     * CRC-32), so they never pass through the scheduler. The client must
+     * reach the workers' data addresses (taskgrid-worker --data-listen,
+     * --data-address); over tls:// it presents its own certificate, which
+     * a worker admits only when started with --data-clients, and it
+     * verifies the worker's certificate against the cluster CA for the
+     * fixed name "taskgrid-worker". When no holder delivers (unreachable,
+     * refused, not found, a damaged chunk), the client logs one warning
+     * to stderr naming each holder and why, and gets that result through
+     * the scheduler instead: nothing is lost.
+     */
+    bool direct_to_workers;
 } tg_client_opts;
 
-#define TG_CLIENT_OPTS_INIT                                        \
-    {                                                              \
-        TG_CLIENT_OPTS_VERSION, 30000, 10000, 0, NULL, NULL, false \
+#define TG_CLIENT_OPTS_INIT                                               \
+    {                                                                     \
+        TG_CLIENT_OPTS_VERSION, 30000, 10000, 0, NULL, NULL, false, false \
     }
 
 /**
@@ -316,7 +339,11 @@ TG_EXPORT int tg_client_scatter(tg_client *c, const void *data, size_t len,
  * tasks finish, many per message, over a few Gather streams of at most
  * 10,000 keys each, so gathering a large graph costs no round trip per
  * key. Futures that are already final are skipped; the same future or key
- * may appear several times.
+ * may appear several times. A result held on a worker comes through the
+ * scheduler in chunks, or from a holder directly with
+ * tg_client_opts.direct_to_workers (falling back to the scheduler, with
+ * one warning, when no holder delivers it); either way its bytes are
+ * checked (offsets, size, CRC-32) before a future gets them.
  *
  * @param c           the client the futures were submitted with.
  * @param fs          `n` futures (borrowed).
