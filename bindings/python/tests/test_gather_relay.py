@@ -15,6 +15,10 @@ scheduler, C and Python workers started by hand on loopback).
   the middle of a gather: the gather ends that key with tg.DataLost saying
   the recomputed result differs from what was already sent and to gather
   it again; a second gather gets the new result whole.
+* A result copied to a second worker (Client.replicate) loses the holder
+  the gather is relaying from (the one the scheduler's log names for the
+  upload): the gather goes on from the same byte with the other holder,
+  the bytes are whole and right, and the result was not computed again.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import re
 import subprocess
 import threading
 import time
-from typing import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -34,7 +39,6 @@ import taskgrid
 from taskgrid import _codec
 from taskgrid.v1 import taskgrid_pb2 as pb
 from taskgrid.v1 import taskgrid_pb2_grpc as pb_grpc
-
 from test_data_plane_e2e import RSSSampler, Workers, make
 from test_large_results import big_plugin  # noqa: F401 - a fixture
 
@@ -66,12 +70,12 @@ class Scheduler:
     """A scheduler process of our own (launcher none), so its options and
     its pid are ours."""
 
-    def __init__(self, exe: str, log: pathlib.Path, *extra: str) -> None:
+    def __init__(self, exe: str, log: pathlib.Path, *extra: str, level: str = "info") -> None:
         self.log = log
         with open(log, "wb") as err:
             self.proc = subprocess.Popen(
                 [exe, "--listen", "tcp://127.0.0.1:0", "--launcher", "none",
-                 "--log-level", "info", *extra],
+                 "--log-level", level, *extra],
                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=err)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode().strip()
@@ -84,18 +88,38 @@ class Scheduler:
         self.proc.wait(30)
 
 
-@pytest.fixture()
-def cluster(binaries: tuple[str, str], big_plugin: str, tmp_path: pathlib.Path  # noqa: F811
-            ) -> Iterator[tuple[Scheduler, taskgrid.Client, Workers]]:
-    sched = Scheduler(binaries[0], tmp_path / "scheduler.log", "--relay-memory",
-                      str(RELAY_MEMORY))
-    workers = Workers(sched.address, tmp_path, binaries[1], big_plugin)
+W = TypeVar("W", bound=Workers)
+
+
+def run_cluster(scheduler: str, tmp_path: pathlib.Path, level: str,
+                workers_of: Callable[[str], W]) -> Iterator[tuple[Scheduler, taskgrid.Client, W]]:
+    """Our scheduler (logging at `level`), a client, and the Workers that
+    `workers_of` gives for its address; all stopped afterwards."""
+    sched = Scheduler(scheduler, tmp_path / "scheduler.log", "--relay-memory",
+                      str(RELAY_MEMORY), level=level)
+    workers = workers_of(sched.address)
     try:
         with taskgrid.Client(sched.address, set_as_default=False) as client:
             yield sched, client, workers
     finally:
         workers.close()
         sched.close()
+
+
+@pytest.fixture()
+def cluster(binaries: tuple[str, str], big_plugin: str, tmp_path: pathlib.Path  # noqa: F811
+            ) -> Iterator[tuple[Scheduler, taskgrid.Client, Workers]]:
+    yield from run_cluster(binaries[0], tmp_path, "info",
+                           lambda address: Workers(address, tmp_path, binaries[1], big_plugin))
+
+
+@pytest.fixture()
+def debug_cluster(binaries: tuple[str, str], big_plugin: str, tmp_path: pathlib.Path  # noqa: F811
+                  ) -> Iterator[tuple[Scheduler, taskgrid.Client, Workers]]:
+    """As `cluster`, with the scheduler logging at debug level (it then
+    names the worker each upload of a relay is asked of)."""
+    yield from run_cluster(binaries[0], tmp_path, "debug",
+                           lambda address: Workers(address, tmp_path, binaries[1], big_plugin))
 
 
 def stub_of(address: str) -> tuple[grpc.Channel, pb_grpc.SchedulerStub]:
@@ -214,6 +238,20 @@ def test_slow_clients_leave_the_scheduler_within_its_relay_budget(cluster) -> No
 # ---------------------------------------------------------------------------
 
 
+def read_slowly(stub: pb_grpc.SchedulerStub, a: Assembly, key: str, n: int
+                ) -> Iterator[pb.GatherResponse]:
+    """A chunked Gather of `key`, read into `a` slowly (10 ms a message)
+    until at least `n` bytes came; returns the stream, to read on."""
+    stream: Iterator[pb.GatherResponse] = stub.Gather(
+        pb.GatherRequest(keys=[key], chunked=True), timeout=TIMEOUT)
+    for resp in stream:
+        a.take(resp, keep=True)
+        if a.got.get(key, 0) >= n:
+            break
+        time.sleep(0.01)
+    return stream
+
+
 def _gather_losing_the_holder(cluster, fn, size: int, counter: pathlib.Path
                               ) -> tuple[taskgrid.Future, Assembly, bytes]:
     """`fn(size, counter)` made on worker "a" only; then worker "b" joins,
@@ -232,12 +270,7 @@ def _gather_losing_the_holder(cluster, fn, size: int, counter: pathlib.Path
     before = b""
     ch, stub = stub_of(sched.address)
     with ch:
-        stream = stub.Gather(pb.GatherRequest(keys=[f.key], chunked=True), timeout=TIMEOUT)
-        for resp in stream:
-            a.take(resp, keep=True)
-            if a.got.get(f.key, 0) >= 4 * MIB:
-                break
-            time.sleep(0.01)
+        stream = read_slowly(stub, a, f.key, 4 * MIB)
         assert 0 < a.got[f.key] < a.heads[f.key].size
         before = a.data(f.key)
         proc, _ = workers.procs.pop("a")
@@ -278,3 +311,88 @@ def test_a_random_result_recomputed_mid_gather_ends_with_data_lost(
     again = f.result(timeout=TIMEOUT)
     assert isinstance(again, bytes) and len(again) == 100 * MB
     assert _codec.dumps(again)[:len(before)] != before
+
+
+# ---------------------------------------------------------------------------
+# A replicated result loses the holder a gather is relaying from
+# ---------------------------------------------------------------------------
+
+UPLOAD = re.compile(r"gather of '([^']+)': upload (\d+) from byte (\d+) asked of worker (\S+)$",
+                    re.MULTILINE)
+
+
+def uploads(log: pathlib.Path, key: str) -> list[tuple[int, int, str]]:
+    """(upload id, first byte, worker) of each upload the scheduler asked
+    for `key`, in order (its debug lines)."""
+    return [(int(u), int(b), w) for k, u, b, w in UPLOAD.findall(log.read_text(errors="replace"))
+            if k == key]
+
+
+def holders_of(address: str, key: str) -> list[str]:
+    """The data addresses of the holders of `key`, as a deferred Gather
+    names them."""
+    ch, stub = stub_of(address)
+    with ch:
+        for resp in stub.Gather(pb.GatherRequest(keys=[key], defer_held=True), timeout=TIMEOUT):
+            for r in resp.results:
+                assert r.key == key and r.state == pb.TASK_STATE_MEMORY and r.held, r
+                return list(r.holders)
+    raise AssertionError(f"no answer for {key}")
+
+
+def gather_losing_one_of_two_holders(sched: Scheduler, client: taskgrid.Client,
+                                     workers: Workers, copy_kind: str,
+                                     counter: pathlib.Path) -> None:
+    """A 100 MB result made on Python worker "a" and copied to worker "b"
+    (of `copy_kind`); a slow chunked Gather loses the holder it relays
+    from after a few MiB (the one the scheduler's log names: that one is
+    SIGKILLed) and ends with the right bytes from the other holder, from
+    the byte it had reached, with the result computed once (`counter`)."""
+    workers.start("python", "a")
+    workers.start(copy_kind, "b")
+    client.wait_for_workers(2, timeout=30)
+    f = client.submit(produce, 100 * MB, str(counter), pure=False, workers=["a"])
+    taskgrid.wait([f], timeout=TIMEOUT)
+    assert f.status == "finished" and executions(counter) == 1
+    assert client.replicate([f], n=2) == {f.key: 2}
+    holders = holders_of(sched.address, f.key)
+    assert len(set(holders)) == 2, holders
+    a = Assembly()
+    ch, stub = stub_of(sched.address)
+    with ch:
+        stream = read_slowly(stub, a, f.key, 4 * MIB)
+        size = a.heads[f.key].size
+        assert 0 < a.got[f.key] < size
+        # The upload under way, and the worker it is asked of: that one dies.
+        first = uploads(sched.log, f.key)
+        assert len(first) == 1 and first[0][1] == 0, first
+        holder = first[0][2]
+        assert holder in ("a", "b"), first
+        other = "b" if holder == "a" else "a"
+        proc, _ = workers.procs.pop(holder)
+        proc.kill()
+        proc.wait(30)
+        for resp in stream:
+            a.take(resp, keep=True)
+    assert not a.errors, a.errors[f.key].error
+    assert a.got[f.key] == size
+    assert a.digest[f.key].hexdigest() == hashlib.sha256(_codec.dumps(make(100 * MB))).hexdigest()
+    assert executions(counter) == 1  # the other holder had it: not computed again
+    log = sched.log.read_text(errors="replace")
+    lost = re.findall(rf"worker {holder}, which held result '{re.escape(f.key)}', was lost while "
+                      rf"sending it \((\d+) of {size} bytes relayed\)", log)
+    assert len(lost) == 1, log
+    relayed = int(lost[0])
+    assert 0 < relayed < size, lost
+    # The relay went on with the other holder, from the byte it had reached.
+    again = uploads(sched.log, f.key)
+    assert len(again) == 2 and again[0] == first[0], again
+    assert again[1][1:] == (relayed, other), again
+    assert "the recomputed result" not in log, log
+
+
+@pytest.mark.parametrize("copy_kind", ["python", "c"])
+def test_a_gather_goes_on_with_another_holder_without_recomputing(
+        debug_cluster: tuple[Scheduler, taskgrid.Client, Workers], tmp_path: pathlib.Path,
+        copy_kind: str) -> None:
+    gather_losing_one_of_two_holders(*debug_cluster, copy_kind, tmp_path / "runs")
