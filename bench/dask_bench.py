@@ -120,6 +120,17 @@ def run(args: argparse.Namespace) -> int:
                 dt = time.perf_counter() - t0
                 print(f"case=nested parents={n} children={args.children} run={r} "
                       f"seconds={dt:.6f} result={result}", flush=True)
+            elif args.case == "mapreduce":
+                import dask.bag as db
+
+                # The same graph as tg_bench's: n partitions of 100 numbers,
+                # summed each, then a tree reduction of fan-in 8.
+                bag = db.from_sequence(range(n * 100), npartitions=n)
+                t0 = time.perf_counter()
+                result = bag.sum(split_every=8).compute(scheduler=client)
+                dt = time.perf_counter() - t0
+                print(f"case=mapreduce n={n} run={r} seconds={dt:.6f} result={result}",
+                      flush=True)
             elif args.case == "pending":
                 base = client.run_on_scheduler(_ntasks)
                 before = client.run_on_scheduler(rss_bytes)
@@ -149,7 +160,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--case", required=True,
                    choices=["noop", "roundtrip", "diamond", "nested", "pending",
-                            "startup"])
+                            "mapreduce", "startup"])
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--children", type=int, default=100)
     p.add_argument("--repeat", type=int, default=3)

@@ -20,6 +20,8 @@ METRICS = {
     "nested": ("parents", [("seconds", "s", False)]),
     # Per-task memory compares across N (Dask cannot hold 1M in time).
     "pending": (None, [("bytes_per_task", "B/task", False)]),
+    # Map over partitions, then a tree reduction of fan-in 8.
+    "mapreduce": ("n", [("seconds", "s", False)]),
     "startup": ("workers", [("start_ms", "ms", False), ("stop_ms", "ms", False)]),
     # The data plane (bench/data_bench.py).
     "floor": ("mb", [("gbps", "GB/s", True)]),

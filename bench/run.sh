@@ -61,6 +61,7 @@ case "$mode" in
     $TG --case diamond --n 100 --repeat 1
     $TG --case startup --repeat 1
     $TG --case pending --n 1000 --repeat 1
+    $TG --case mapreduce --n 100 --repeat 1
     "$BIN/bench/rpc_floor" --n-unary 50 --n-stream 1000 --repeat 1
     python3 bench/data_bench.py --case floor --mb 8 --repeat 1
     python3 bench/data_bench.py --case transfer --mb 8 --repeat 1
@@ -110,6 +111,9 @@ case "$mode" in
     for r in $(seq 1 "$REPEAT"); do
       run dask $DASK --case pending --n 20000 --repeat 1
     done
+    # Map over 1,000 partitions, then a tree reduction of fan-in 8.
+    run taskgrid $TG --case mapreduce --n 1000 --repeat "$REPEAT"
+    run dask $DASK --case mapreduce --n 1000 --repeat "$REPEAT"
     run taskgrid $TG --case startup --repeat "$REPEAT"
     run dask $DASK --case startup --repeat "$REPEAT"
     data_cases

@@ -9,7 +9,9 @@
  * diamond (inc/dec/add maps and a sum over range(M)), startup (local
  * cluster start to ready, and tear-down), pending (N tasks waiting on one
  * unfinished root; prints the scheduler's RSS growth per task when
- * --scheduler-pid is given). Mutual TLS: --tls-ca/--tls-cert/--tls-key
+ * --scheduler-pid is given), mapreduce (tg_client_map of tg.sum over N
+ * partitions of 100 numbers, then tg_client_tree_reduce of fan-in 8).
+ * Mutual TLS: --tls-ca/--tls-cert/--tls-key
  * with a tls:// --address, or --secure 1 for a secure local cluster. Uses
  * only the public libtaskgrid API.
  */
@@ -191,6 +193,58 @@ static int case_diamond(tg_client *c, size_t m, int run)
     return 0;
 }
 
+/* Numbers per mapreduce partition. */
+#define MR_PART 100
+
+static int case_mapreduce(tg_client *c, size_t n, int run)
+{
+    tg_partition *parts = calloc(n, sizeof(*parts));
+    char *in = malloc(n * MR_PART * 24 + n * 2);
+    tg_future **fs = calloc(n, sizeof(*fs)), *root;
+    tg_collection_opts o = TG_COLLECTION_OPTS_INIT;
+    char prefix[32];
+    const void *data;
+    size_t len, pos = 0;
+    double t0, t1;
+
+    if (parts == NULL || in == NULL || fs == NULL)
+        return die("out of memory");
+    snprintf(prefix, sizeof(prefix), "mr%u", ++run_seq);
+    o.key = prefix;
+    for (size_t i = 0; i < n; i++) {
+        size_t start = pos;
+
+        in[pos++] = '[';
+        for (size_t j = 0; j < MR_PART; j++)
+            pos += (size_t)sprintf(in + pos, "%s%zu", j ? "," : "",
+                                   i * MR_PART + j);
+        in[pos++] = ']';
+        parts[i] = (tg_partition)TG_PARTITION_INIT;
+        parts[i].input = in + start;
+        parts[i].input_len = pos - start;
+        parts[i].codec = "json";
+    }
+    t0 = now_s();
+    if (tg_client_map(c, "tg.sum", parts, n, &o, fs) != TG_OK)
+        return die("map");
+    if (tg_client_tree_reduce(c, "tg.sum", fs, n, 8, &o, &root) != TG_OK)
+        return die("tree reduce");
+    for (size_t i = 0; i < n; i++)
+        tg_future_free(fs[i]);
+    if (tg_future_wait(root, 600000) != TG_OK)
+        return die("wait");
+    t1 = now_s();
+    if (tg_future_result(root, &data, &len, NULL) != TG_OK)
+        return die("result");
+    printf("case=mapreduce n=%zu run=%d seconds=%.6f result=%.*s\n", n, run,
+           t1 - t0, (int)len, (const char *)data);
+    tg_future_free(root);
+    free(parts);
+    free(in);
+    free(fs);
+    return 0;
+}
+
 static long rss_kb(long pid)
 {
     char path[64], line[256];
@@ -366,6 +420,8 @@ int main(int argc, char **argv)
             rc = case_diamond(c, n, r);
         else if (strcmp(which, "pending") == 0)
             rc = case_pending(c, n, r, sched_pid);
+        else if (strcmp(which, "mapreduce") == 0)
+            rc = case_mapreduce(c, n, r);
         else {
             fprintf(stderr, "tg_bench: unknown case %s\n", which);
             rc = 2;

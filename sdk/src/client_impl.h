@@ -49,6 +49,12 @@ int tg__client_unary(tg_client *c, const char *method, const pb_msgdesc_t *reqf,
                      const void *req, const pb_msgdesc_t *respf, void *resp,
                      uint8_t **raw, int64_t timeout_ms);
 
+/* One Status call (about `key` if not NULL); on TG_OK the caller owns *raw
+ * as with tg__client_unary (report.c; also the function check of
+ * collections.c). */
+int tg__client_status_call(tg_client *c, const char *key,
+                           taskgrid_v1_StatusResponse *resp, uint8_t **raw);
+
 /* Release `n` keys in Release calls of at most TG__CHUNK keys; stops at
  * and returns the first failure. */
 int tg__client_release_keys(tg_client *c, char *const *keys, size_t n);

@@ -42,8 +42,8 @@ struct tg_status_report {
     char *arena;
 };
 
-static int status_call(tg_client *c, const char *key,
-                       taskgrid_v1_StatusResponse *resp, uint8_t **raw)
+int tg__client_status_call(tg_client *c, const char *key,
+                           taskgrid_v1_StatusResponse *resp, uint8_t **raw)
 {
     taskgrid_v1_StatusRequest req;
     char *keys[1];
@@ -73,7 +73,7 @@ int tg_client_status(tg_client *c, tg_status_report **out)
     *out = NULL;
     if ((rc = tg__client_enter(c, "tg_client_status")) != TG_OK)
         return rc;
-    rc = status_call(c, NULL, &resp, &raw);
+    rc = tg__client_status_call(c, NULL, &resp, &raw);
     if (rc != TG_OK)
         return rc;
     bytes = resp.version.len + 1;
@@ -132,7 +132,7 @@ int tg_client_key_status(tg_client *c, const char *key, tg_task_state *state,
     if (key == NULL || key[0] == '\0' || state == NULL)
         return tg__error_set(TG_EINVAL,
                              "tg_client_key_status: key or state is NULL");
-    rc = status_call(c, key, &resp, &raw);
+    rc = tg__client_status_call(c, key, &resp, &raw);
     if (rc != TG_OK)
         return rc;
     for (pb_size_t i = 0; i < resp.keys_count; i++) {

@@ -3,7 +3,8 @@
  * taskgrid/taskgrid.h: the umbrella header of libtaskgrid, the C SDK of
  * taskgrid. Include it to get the whole public API: status codes
  * (status.h), TLS options (security.h), the client and its futures
- * (client.h), the temporary local cluster (cluster.h) and the worker
+ * (client.h), map and tree reduction over partitions (collections.h), the
+ * temporary local cluster (cluster.h) and the worker
  * plug-in ABI (plugin.h; its functions are provided by taskgrid-worker,
  * not by libtaskgrid).
  *
@@ -18,6 +19,7 @@
 
 #include "taskgrid/client.h"
 #include "taskgrid/cluster.h"
+#include "taskgrid/collections.h"
 #include "taskgrid/plugin.h"
 #include "taskgrid/security.h"
 #include "taskgrid/status.h"

@@ -357,6 +357,24 @@ class Client(ClientIO):
         specs, out_keys = _taskspec.build(func, calls, keys, prefix, pure, extra, self._key)
         return self._submit(specs, out_keys)
 
+    def map_partitions(
+        self, fn: Callable[..., Any] | str, parts: Iterable[Any], *args: Any, **kwargs: Any
+    ) -> list[Future]:
+        """Submit ``fn`` over each partition (a Future or a value) in one
+        batch; one Future each. See :func:`taskgrid.collections.map_partitions`."""
+        from .collections import map_partitions
+
+        return map_partitions(self, fn, parts, *args, **kwargs)
+
+    def tree_reduce(
+        self, fn: Callable[..., Any] | str, futures: Iterable[Any], fan_in: int = 8, **kwargs: Any
+    ) -> Future:
+        """Combine ``futures`` with ``fn(*results)``, ``fan_in`` at a time, in
+        a tree; the root's Future. See :func:`taskgrid.collections.tree_reduce`."""
+        from .collections import tree_reduce
+
+        return tree_reduce(self, fn, futures, fan_in, **kwargs)
+
     def scatter(
         self,
         data: Any,
