@@ -10,6 +10,8 @@
 * :class:`Client` / :class:`Future` — submit, map, gather, as_completed,
   cancel, scale; futures passed as arguments become graph dependencies.
 * :func:`annotate` — priority/resources/retries for a block of submissions.
+* ``Client.get`` / ``compute`` / ``persist`` — Dask's scheduler interface:
+  dask.dataframe/array/bag graphs run as taskgrid tasks (needs dask).
 * :class:`LocalCluster` — the C scheduler plus Python (or C) workers on
   loopback.
 * :func:`get_client` — inside a task: a client to the same scheduler.

@@ -79,6 +79,13 @@ class Future:
 
     __slots__ = ("__weakref__", "_released", "_state", "client", "key")
 
+    # Dask treats such an object inside a graph as a reference to the task
+    # `key` (as its own futures), so persisted collections compute on.
+    __dask_future__ = True
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        return ("taskgrid.Future", self.key)
+
     def __init__(self, key: str, client: Client, state: _State) -> None:
         # The caller has counted this handle in state.refs.
         self.key = key

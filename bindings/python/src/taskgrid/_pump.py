@@ -198,7 +198,12 @@ class ClientIO:
                 )
             self._fail(keys, exc)
             return
-        self._start_gather(keys)
+        # Only keys someone awaits (a graph's inner tasks have no state).
+        with self._cond:
+            states = self._states
+            awaited = [k for k in keys if k in states]
+        if awaited:
+            self._start_gather(awaited)
 
     # -- results ------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import dataclasses
 import hashlib
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -244,8 +245,10 @@ class Client(ClientIO):
             raise
         self._closed = False
         _clients.add(self)
+        self._set_as_default = bool(set_as_default)
         if set_as_default:
             set_default(self)
+            _dask_default(True)
 
     # -- connection ---------------------------------------------------------
 
@@ -268,6 +271,10 @@ class Client(ClientIO):
         return f"<taskgrid.Client: {self.address} ({state})>"
 
     def __enter__(self) -> Client:
+        if self._set_as_default:
+            # Dask's `with Client():`: the block's default, dask's too.
+            set_default(self)
+            _dask_default(True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -570,6 +577,108 @@ class Client(ClientIO):
         self._wait([f._state for f in flat], timeout)
         return pack(futures, errors)
 
+    # -- Dask collections (_dask.py) -------------------------------------------
+
+    # Dask's get_scheduler() asks a client whether it is asynchronous.
+    asynchronous = False
+
+    def get(
+        self,
+        dsk: Any,
+        keys: Any,
+        workers: Sequence[str] | str | None = None,
+        allow_other_workers: bool | None = None,
+        resources: Mapping[str, float] | None = None,
+        retries: int | None = None,
+        priority: int | None = None,
+        sync: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Compute a Dask graph on the cluster: Dask's scheduler interface.
+
+        ``dask.compute(x, scheduler=client)``, ``dask.config.set(scheduler=
+        client)`` and ``x.compute()`` under a default client call it with a
+        graph (dict, HighLevelGraph or expression) and the keys wanted
+        (nested lists); it returns their values in the same structure, or
+        with ``sync=False`` their Futures. Each Dask task runs as one task
+        on a Python worker (which needs dask and what the task imports);
+        see "Dask collections" in the README for keys and annotations.
+        Other keyword arguments (options of Dask's local schedulers) are
+        ignored. Needs dask installed.
+        """
+        self._check_open()
+        from . import _dask
+
+        opts = {
+            "workers": workers,
+            "allow_other_workers": allow_other_workers,
+            "resources": resources,
+            "retries": retries,
+            "priority": priority,
+        }
+        if sync:
+            return _dask.get(self, dsk, keys, opts)
+        return _dask.get_futures(self, dsk, keys, opts)
+
+    def compute(self, collections: Any, sync: bool = False, **kwargs: Any) -> Any:
+        """Compute Dask collections on the cluster, as Dask's Client.compute:
+        a Future per collection (the same container as given; other items
+        pass through), or their values with ``sync=True``. Keyword
+        arguments: ``optimize_graph``, ``traverse``, ``workers``,
+        ``allow_other_workers``, ``resources``, ``retries``, ``priority``;
+        others go to Dask's graph optimization."""
+        self._check_open()
+        from . import _dask
+
+        return _dask.compute(self, collections, sync, dict(kwargs))
+
+    def persist(self, collections: Any, **kwargs: Any) -> Any:
+        """Start computing Dask collections and return them rebuilt over
+        the Futures of their partitions, as Dask's Client.persist (a list
+        for a list); keyword arguments as in compute."""
+        self._check_open()
+        from . import _dask
+
+        return _dask.persist(self, collections, dict(kwargs))
+
+    def _knows_key(self, key: str) -> bool:
+        with self._cond:
+            return key in self._states
+
+    def _submit_graph(self, specs: list[pb.TaskSpec], wanted: list[str]) -> list[Future]:
+        """Submit a whole graph in order; Futures for the `wanted` keys. The
+        other tasks run for their dependents only: never gathered, and
+        released once submitted (the scheduler keeps them while needed).
+        Tasks this client already holds are not sent again."""
+        want = set(wanted)
+        with self._cond:
+            states = self._states
+            new = []
+            others = []
+            for spec in specs:
+                st = states.get(spec.key)
+                if st is not None and st.held:
+                    continue
+                new.append(spec)
+                if spec.key not in want:
+                    others.append(spec.key)
+            sent = {s.key for s in new}
+            futures = []
+            for key in wanted:
+                st = states.get(key)
+                if st is None:
+                    st = states[key] = _State(key, True)
+                elif key in sent:
+                    st.held = True
+                st.refs += 1
+                futures.append(Future(key, self, st))
+            if new:
+                self._outbox.append(("submit", new))
+                if others:
+                    self._outbox.append(("release", others))
+                self._kick()
+        return futures
+
     # -- other calls --------------------------------------------------------
 
     def _ordered_call(self, fn: Callable[[], Awaitable[T]], timeout: float | None = 30.0) -> T:
@@ -732,6 +841,8 @@ class Client(ClientIO):
             self._cond.notify_all()
         _clients.discard(self)
         clear_default(self)
+        if current_client() is None:
+            _dask_default(False)
         if self._direct is not None:
             self._direct.close()
         if self._owns_cluster and self.cluster is not None:
@@ -791,10 +902,25 @@ def get_client(address: str | None = None, timeout: float = 30.0) -> Client:
     """
     client = current_client()
     if client is not None:
+        if _context.current_worker() is not None:
+            _dask_default(True)  # x.compute() in this task runs on the cluster
         return client
     if address is not None:
         return Client(address, timeout=timeout)
     raise ValueError("no taskgrid client: create one with taskgrid.Client(...)")
+
+
+def _dask_default(on: bool) -> None:
+    """Dask's default scheduler follows taskgrid's default client (see
+    _dask.DefaultScheduler), if dask is in use (imported) by now."""
+    if "dask" not in sys.modules:
+        return
+    from . import _dask
+
+    if on:
+        _dask.install_default()
+    else:
+        _dask.uninstall_default()
 
 
 @atexit.register
