@@ -89,7 +89,21 @@
  *    tg.DataLost ("the result was held only on worker W, which was lost,
  *    and its input 'k' was forgotten") and its dependents inherit it.
  *    The allowed_failures-th loss of one result (at most 255) fails it
- *    with tg.KilledWorker ("the result of 'k' was lost N times").
+ *    with tg.KilledWorker ("the result of 'k' was lost N times");
+ *  - nested work: a task that waits on tasks it submitted secedes
+ *    (tgs_core_task_seceded): it stays PROCESSING on its worker but no
+ *    longer counts against the worker's threads, so the core may assign
+ *    one more task (and its prefetch) there for each seceded task; nested
+ *    work at any depth can never stall a full cluster. A rejoined task
+ *    counts again at once, even when that puts its worker over its
+ *    threads: the core then assigns that worker no new task until it is
+ *    below its threads plus prefetch again. Workers run a rejoining task
+ *    before their queued ones, once a running task finishes or secedes,
+ *    and never run more non-seceded tasks than their threads; so the
+ *    over-count lasts at most until the tasks started meanwhile finish,
+ *    and nothing new piles on meanwhile. Tasks submitted from inside a
+ *    task name it as their parent (tgs_task_spec.parent): cancelling a
+ *    task cancels its unfinished children, recursively.
  *
  * Ownership: the core copies everything it is given (keys, inputs, result
  * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
@@ -165,6 +179,11 @@ typedef struct tgs_task_spec {
      * (empty names are ignored). */
     const tgs_str *workers;
     size_t nworkers;
+    /* Nested work: the key of the task that submitted this one (empty:
+     * none; at most 1,024 bytes, else TGS_EINVAL). Recorded only for a
+     * task new to the core, and linked (for cancel and Status) only to a
+     * task known before this batch; another key is kept as text. */
+    tgs_str parent;
 } tgs_task_spec;
 
 /* A worker joining (all borrowed for the duration of the call). */
@@ -301,6 +320,7 @@ typedef struct tgs_worker_info {
     tgs_str name;
     uint32_t nthreads;
     uint32_t processing;
+    uint32_t seceded; /* of `processing`, seceded (tgs_core_task_seceded) */
     bool draining;
     size_t nfuncs;
 } tgs_worker_info;
@@ -391,6 +411,19 @@ int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
                            const tgs_outcome *o, int64_t now_ms);
 
 /**
+ * Task `key`, running on worker `wid`, seceded (waits on nested work;
+ * `rejoined` false) or rejoined (`rejoined` true); see "nested work"
+ * above. Idempotent: a second secession, or a rejoin of a task that did
+ * not secede, changes nothing (TGS_OK). A task not PROCESSING on `wid`
+ * (finished, cancelled, handed back, moved; a stale message) is ignored:
+ * TGS_ESTATE; an unknown key or worker: TGS_ENOTFOUND. A seceded task
+ * counts again once it leaves the worker (result, hand-back, cancel,
+ * lost worker).
+ */
+int tgs_core_task_seceded(tgs_core *c, uint64_t wid, tgs_str key, bool rejoined,
+                          int64_t now_ms);
+
+/**
  * Worker `wid` handed `key` back unstarted (it is draining, or answers a
  * TGS_ACT_STEAL): it goes back to READY without counting an attempt.
  */
@@ -416,12 +449,14 @@ int tgs_core_watch(tgs_core *c, tgs_str key, uint64_t watcher,
                    const tgs_task **task);
 
 /**
- * Cancel `keys` and every task depending on them, transitively. Tasks
- * already in memory or erred are not changed. Processing ones get a
- * TGS_ACT_CANCEL for their worker (whose later result is ignored) and
- * their resources are free at once; tasks waiting for a retry leave the
- * timer heap. *count (may be NULL) = tasks cancelled. Unknown keys are
- * skipped.
+ * Cancel `keys` and every task depending on them, transitively, and the
+ * unfinished children (tasks submitted with it as their parent) of each
+ * named key, whatever its state, and of each child, recursively, with
+ * their dependents. Tasks already in memory or erred are not changed.
+ * Processing ones get a TGS_ACT_CANCEL for their worker (whose later result is
+ * ignored) and their resources are free at once; tasks waiting for a retry
+ * leave the timer heap. *count (may be NULL) = tasks cancelled. Unknown keys
+ * are skipped.
  */
 int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
                     uint32_t *count);
@@ -575,6 +610,17 @@ size_t tgs_core_nworkers(const tgs_core *c);
 /** Info about the i-th worker (0 <= i < nworkers); false if out of range. */
 bool tgs_core_worker_at(const tgs_core *c, size_t i, tgs_worker_info *out);
 
+/** The key of the task that submitted `t`, as submitted (empty: none). */
+tgs_str tgs_core_task_parent(const tgs_core *c, const tgs_task *t);
+/**
+ * `t`'s children still known (tasks submitted with it as their parent,
+ * while it was known), in no particular order: tgs_core_task_child gives
+ * the i-th (NULL when out of range).
+ */
+size_t tgs_core_task_nchildren(const tgs_core *c, const tgs_task *t);
+const tgs_task *tgs_core_task_child(const tgs_core *c, const tgs_task *t,
+                                    size_t i);
+
 /**
  * Why `t` is not running, in `buf`; empty if running or final. READY and
  * unplaceable: "no worker provides function 'x.y'", "no worker named 'a'",
@@ -631,6 +677,8 @@ tgs_str tgs_task_err_origin(const tgs_task *t);
  * dependents that inherit it; NULL and 0 when none. */
 const uint8_t *tgs_task_err_data(const tgs_task *t, size_t *len);
 tgs_str tgs_task_err_codec(const tgs_task *t);
+/* PROCESSING and seceded (see tgs_core_task_seceded). */
+bool tgs_task_seceded(const tgs_task *t);
 /* Resources the task holds while it runs, sorted by name (zero amounts and
  * repeated names dropped). Out of range: an empty name and 0. */
 size_t tgs_task_nresources(const tgs_task *t);

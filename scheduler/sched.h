@@ -248,6 +248,11 @@ void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_cancel(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_release(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+/* tree.c: fill the nested-work fields of Status's answer for the keys of
+ * `m` (ks[i] answers m->keys[i]); returns the memory the answer borrows
+ * (free it after the reply), NULL when out of memory (nothing filled). */
+void *srv_status_tree(sched *s, const taskgrid_v1_StatusRequest *m,
+                      taskgrid_v1_KeyStatus *ks);
 void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 
 /* ---- workerlink.c ---- */

@@ -68,6 +68,7 @@ void srv_do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         p->input_len = t->input.len;
         p->priority = t->priority;
         p->retries = t->retries;
+        p->parent = S(t->parent);
         p->deps = &strs[si];
         p->ndeps = t->deps_count;
         for (pb_size_t d = 0; d < t->deps_count; d++)
@@ -369,6 +370,7 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_Resource *rs;
     size_t nrs = 0, ri = 0;
     char(*why)[256];
+    void *tree = NULL;
 
     if (!srv_decode(c, taskgrid_v1_StatusRequest_fields, &m, req, len))
         return;
@@ -398,6 +400,7 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         wi[i].name = B(info.name);
         wi[i].nthreads = info.nthreads;
         wi[i].processing = info.processing;
+        wi[i].seceded = info.seceded;
         wi[i].draining = info.draining;
         {
             peer *w = srv_table_find(&s->workers, info.id);
@@ -434,9 +437,15 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     }
     r.keys_count = m.keys_count;
     r.keys = ks;
+    tree = srv_status_tree(s, &m, ks);
+    if (tree == NULL) {
+        tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
+        goto cleanup;
+    }
     srv_reply(c, taskgrid_v1_StatusResponse_fields, &r);
 
 cleanup:
+    free(tree);
     free(rs);
     free(wi);
     free(ks);

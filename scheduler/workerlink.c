@@ -247,6 +247,11 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
     }
     if (m.has_memory)
         worker_memory(s, w, &m.memory, now);
+    /* Tasks waiting on nested work give their slot back or take it again,
+     * in order; stale ones (the task left this worker) are ignored. */
+    for (pb_size_t i = 0; i < m.secessions_count; i++)
+        tgs_core_task_seceded(s->core, w->id, S(m.secessions[i].key),
+                              m.secessions[i].rejoined, now);
     for (pb_size_t i = 0; i < m.results_count; i++) {
         const taskgrid_v1_TaskResult *r = &m.results[i];
         tgs_outcome o = {0};

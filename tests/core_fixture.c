@@ -58,6 +58,18 @@ size_t cf_count_acts(const cf_act *a, size_t n, tgs_action_kind kind,
     return k;
 }
 
+void cf_worker_add_f(tgs_core *c, uint64_t wid, const char *name)
+{
+    tgs_str funcs[] = {cf_str("f")};
+    tgs_worker_spec w;
+    memset(&w, 0, sizeof w);
+    w.name = cf_str(name);
+    w.nthreads = 1;
+    w.funcs = funcs;
+    w.nfuncs = 1;
+    assert_int_equal(tgs_core_worker_add(c, wid, &w, 0), TGS_OK);
+}
+
 void cf_assert_str_is(tgs_str s, const char *z)
 {
     char buf[512];

@@ -41,6 +41,10 @@ size_t cf_pop_all(tgs_core *c, cf_act *out, size_t cap);
 size_t cf_count_acts(const cf_act *a, size_t n, tgs_action_kind kind,
                      uint64_t worker, const char *key);
 
+/* Add worker `wid` named `name` with one thread, providing function "f"
+ * (the test fails if the core refuses it). */
+void cf_worker_add_f(tgs_core *c, uint64_t wid, const char *name);
+
 /* Assert that `s` is the string `z`. */
 void cf_assert_str_is(tgs_str s, const char *z);
 

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "core_fixture.h"
 #include "scheduler/core.h"
 
 static tgs_str S(const char *z)
@@ -35,18 +36,7 @@ static size_t assigns(tgs_core *c, uint64_t worker)
     return n;
 }
 
-static void add_worker(tgs_core *c, uint64_t wid, const char *name)
-{
-    tgs_str funcs[] = {S("f")};
-    tgs_worker_spec w;
-
-    memset(&w, 0, sizeof w);
-    w.name = S(name);
-    w.nthreads = 1;
-    w.funcs = funcs;
-    w.nfuncs = 1;
-    assert_int_equal(tgs_core_worker_add(c, wid, &w, 0), TGS_OK);
-}
+#define add_worker cf_worker_add_f
 
 static void submit(tgs_core *c, const char *key)
 {

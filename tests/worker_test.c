@@ -691,7 +691,9 @@ static struct {
     bool seceded;
     int secede_rc, rejoin_rc;
     int running, max_running; /* slot holders (seceded ones excluded) */
-} S;                          /* mutex initialised in exec_setup */
+    char secs[8][24]; /* the secession hook's calls: "KEY seceded|rejoined" */
+    int nsecs;
+} S; /* mutex initialised in exec_setup */
 
 static void s_reset(void)
 {
@@ -701,6 +703,7 @@ static void s_reset(void)
     S.b_ran_while_seceded = S.seceded = false;
     S.secede_rc = S.rejoin_rc = -100;
     S.running = S.max_running = 0;
+    S.nsecs = 0;
     pthread_mutex_unlock(&S.mu);
 }
 
@@ -852,6 +855,18 @@ static void on_done(void *ud, tg_task_ctx *t)
     tgw_task_free(t);
 }
 
+/* The executor's secession hook (called with its lock held). */
+static void on_secession(void *ud, const char *key, bool rejoined)
+{
+    (void)ud;
+    pthread_mutex_lock(&S.mu);
+    if (S.nsecs < 8)
+        snprintf(S.secs[S.nsecs], sizeof(S.secs[0]), "%s %s", key,
+                 rejoined ? "rejoined" : "seceded");
+    S.nsecs++;
+    pthread_mutex_unlock(&S.mu);
+}
+
 static tg_registry *test_reg;
 
 static int exec_setup(void **state)
@@ -886,7 +901,8 @@ static int exec_teardown(void **state)
 
 static tg__exec *new_exec(unsigned nslots)
 {
-    tg__exec_opts o = {nslots, on_done, NULL, NULL};
+    tg__exec_opts o = {
+        .nslots = nslots, .done = on_done, .secession = on_secession};
     tg__exec *e = NULL;
 
     s_reset();
@@ -1011,6 +1027,10 @@ static void test_worker__executor_secede_lets_another_task_run(void **state)
     assert_string_equal(S.done[0], "B");
     assert_string_equal(S.done[1], "A");
     assert_int_equal(S.max_running, 1); /* never two slot holders */
+    /* The hook saw both, in order: what the scheduler is told. */
+    assert_int_equal(S.nsecs, 2);
+    assert_string_equal(S.secs[0], "A seceded");
+    assert_string_equal(S.secs[1], "A rejoined");
     assert_true(tg__exec_wait_idle(e, WAIT_MS));
     tg__exec_stats_get(e, &st);
     assert_int_equal(st.seceded, 0);

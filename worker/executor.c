@@ -53,6 +53,8 @@ struct tg__exec {
     tg__exec_done_fn done;
     tg__exec_prepare_fn prepare;
     void *ud;
+    tg__exec_secession_fn secession;
+    void *secession_ud;
 
     tg__heap heap; /* queued tasks, by before(), each knowing its index */
     uint64_t seq;
@@ -371,6 +373,8 @@ int tg__exec_new(tg__exec **out, const tg__exec_opts *opts)
     e->done = opts->done;
     e->prepare = opts->prepare;
     e->ud = opts->ud;
+    e->secession = opts->secession;
+    e->secession_ud = opts->secession_ud;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->slot_cv, NULL);
     pthread_condattr_init(&ca);
@@ -616,6 +620,8 @@ int tg__exec_secede(tg_task_ctx *ctx)
         pthread_cond_signal(&e->slot_cv);
     else
         wake_locked(e);
+    if (e->secession != NULL)
+        e->secession(e->secession_ud, ctx->key, false);
     pthread_mutex_unlock(&e->mu);
     return TG_OK;
 }
@@ -634,6 +640,8 @@ int tg__exec_rejoin(tg_task_ctx *ctx)
             TG_ESTATE, "task '%s' cannot rejoin: it did not secede", ctx->key);
     }
     e->nrejoin++;
+    if (e->secession != NULL)
+        e->secession(e->secession_ud, ctx->key, true);
     /* While stopping, let it through so it can finish and be joined. */
     while (e->active >= e->nslots && !e->stop)
         pthread_cond_wait(&e->slot_cv, &e->mu);

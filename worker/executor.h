@@ -46,11 +46,22 @@ typedef void (*tg__exec_done_fn)(void *ud, tg_task_ctx *t);
  */
 typedef bool (*tg__exec_prepare_fn)(void *ud, tg_task_ctx *t);
 
+/*
+ * Called on the task's thread, with the executor's lock held (it must be
+ * quick and must not call tg__exec_* functions), when task `key` seceded
+ * (`rejoined` false: tg__exec_secede gave its slot back) and when it asks
+ * for a slot again (`rejoined` true: tg__exec_rejoin, before it waits),
+ * so that the scheduler stops counting it against the slots meanwhile.
+ */
+typedef void (*tg__exec_secession_fn)(void *ud, const char *key, bool rejoined);
+
 typedef struct tg__exec_opts {
-    unsigned nslots;             /* tasks running at once (>= 1) */
-    tg__exec_done_fn done;       /* required */
-    void *ud;                    /* passed to done and prepare */
-    tg__exec_prepare_fn prepare; /* optional (NULL: run every task as is) */
+    unsigned nslots;                 /* tasks running at once (>= 1) */
+    tg__exec_done_fn done;           /* required */
+    void *ud;                        /* passed to done and prepare */
+    tg__exec_prepare_fn prepare;     /* optional (NULL: run every task as is) */
+    tg__exec_secession_fn secession; /* optional */
+    void *secession_ud;              /* passed to secession */
 } tg__exec_opts;
 
 /* A snapshot of the pool, for logs and tests. */

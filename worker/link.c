@@ -32,6 +32,7 @@
 #include "methods.h"
 #include "outbox.h"
 #include "registry.h"
+#include "secede.h"
 #include "store.h"
 #include "task.h"
 #include "util/array.h"
@@ -234,7 +235,7 @@ static size_t fill_chunks(wlink *l, const tgw_batch *b)
 }
 
 /* One WorkerMessage for a batch; an empty batch is a heartbeat. */
-static int send_batch(wlink *l, const tgw_batch *b)
+static int send_batch(wlink *l, tgw_batch *b)
 {
     taskgrid_v1_WorkerMessage m;
     size_t i = 0;
@@ -270,6 +271,7 @@ static int send_batch(wlink *l, const tgw_batch *b)
     m.chunks = m.chunks_count ? l->chunks : NULL;
     tgw_memlink_fill(l->mem, &m);
     tgw_copier_fill(l->copier, &m);
+    tgw_secede_fill(b, &m);
     m.results_count = (pb_size_t)b->nresults;
     m.results = b->nresults ? l->results : NULL;
     m.released_count = (pb_size_t)b->nreleased;
@@ -283,7 +285,7 @@ static int send_batch(wlink *l, const tgw_batch *b)
 static bool batch_empty(const tgw_batch *b)
 {
     return b->nresults == 0 && b->nreleased == 0 && b->nmissing == 0 &&
-           b->nchunks == 0;
+           b->nchunks == 0 && b->nsecessions == 0;
 }
 
 /* Uploads count once each (at the result's last chunk, so a result
@@ -876,11 +878,9 @@ static int link_start(wlink *l)
     if (rc == TG_OK)
         rc = data_start(l);
     if (rc == TG_OK) {
-        memset(&eo, 0, sizeof(eo));
-        eo.nslots = l->cfg->nthreads;
-        eo.done = on_task_done;
-        eo.prepare = prepare_task;
-        eo.ud = l;
+        /* Secessions go out through the outbox, beside results. */
+        eo = (tg__exec_opts){l->cfg->nthreads, on_task_done,         l,
+                             prepare_task,     tgw_outbox_secession, l->ob};
         rc = tg__exec_new(&l->exec, &eo);
     }
     if (rc != TG_OK)

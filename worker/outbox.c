@@ -3,8 +3,8 @@
  * outbox.c: the queue between executor threads, the link and the sender
  * (see outbox.h). Results are an intrusive list through tg_task_ctx.next,
  * so a push is a pointer swap under a mutex and costs no allocation;
- * keys are growable arrays; uploads are a FIFO of (id, held result,
- * range asked) cut into chunks as batches are taken, so an upload costs
+ * keys and secessions are growable arrays; uploads are a FIFO of (id, held
+ * result, range asked) cut into chunks as batches are taken, so an upload costs
  * no copy until the message is encoded. Depends on pthreads, task.c and
  * store.c.
  */
@@ -17,6 +17,7 @@
 #include "util/array.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
 
 /* A list of malloc'd keys. */
 typedef struct keylist {
@@ -40,6 +41,8 @@ struct tgw_outbox {
     tg_task_ctx *head, *tail;
     size_t nresults;
     keylist released, missing;
+    tgw_secession *secs;
+    size_t nsecs, capsecs;
     upload_job *up_head, *up_tail;
     size_t nuploads;
     bool taker_waiting;
@@ -68,7 +71,7 @@ int tgw_outbox_new(tgw_outbox **out)
 static bool idle_locked(const tgw_outbox *ob)
 {
     return ob->head == NULL && ob->released.n == 0 && ob->missing.n == 0 &&
-           ob->up_head == NULL;
+           ob->nsecs == 0 && ob->up_head == NULL;
 }
 
 static void keys_clear(keylist *l)
@@ -90,6 +93,9 @@ static void clear_locked(tgw_outbox *ob)
     ob->nresults = 0;
     keys_clear(&ob->released);
     keys_clear(&ob->missing);
+    for (size_t i = 0; i < ob->nsecs; i++)
+        free(ob->secs[i].key);
+    ob->nsecs = 0;
     while (ob->up_head != NULL) {
         upload_job *j = ob->up_head;
 
@@ -108,6 +114,7 @@ void tgw_outbox_free(tgw_outbox *ob)
     clear_locked(ob);
     free(ob->released.v);
     free(ob->missing.v);
+    free(ob->secs);
     pthread_cond_destroy(&ob->cv);
     pthread_cond_destroy(&ob->flush_cv);
     pthread_mutex_destroy(&ob->mu);
@@ -162,6 +169,28 @@ int tgw_outbox_push_released(tgw_outbox *ob, const char *key)
 int tgw_outbox_push_missing(tgw_outbox *ob, const char *key, size_t len)
 {
     return push_key(ob, &ob->missing, key, len);
+}
+
+void tgw_outbox_secession(void *ud, const char *key, bool rejoined)
+{
+    tgw_outbox *ob = ud;
+    char *copy = strdup(key);
+
+    pthread_mutex_lock(&ob->mu);
+    if (copy == NULL ||
+        tg__array_grow_to(&ob->secs, &ob->capsecs, ob->nsecs + 1,
+                          sizeof(*ob->secs), 8, SIZE_MAX) != TG_OK) {
+        pthread_mutex_unlock(&ob->mu);
+        free(copy);
+        TG_LOG_WARN("cannot report that task '%s' %s: out of memory", key,
+                    rejoined ? "rejoined" : "seceded");
+        return;
+    }
+    ob->secs[ob->nsecs++] = (tgw_secession){copy, rejoined};
+    /* Sent at once: the scheduler may give the slot to another task. */
+    if (ob->taker_waiting)
+        pthread_cond_signal(&ob->cv);
+    pthread_mutex_unlock(&ob->mu);
 }
 
 int tgw_outbox_push_upload(tgw_outbox *ob, uint64_t id, tgw_held *h,
@@ -319,6 +348,12 @@ void tgw_outbox_take(tgw_outbox *ob, tgw_batch *b, size_t max_items,
     bytes = take_results(ob, b, max_items, max_bytes);
     take_keys(&ob->released, &b->released, &b->nreleased, max_items);
     take_keys(&ob->missing, &b->missing, &b->nmissing, max_items);
+    if (ob->nsecs > 0) { /* all of them, in order (few: one per wait) */
+        b->secessions = ob->secs;
+        b->nsecessions = ob->nsecs;
+        ob->secs = NULL;
+        ob->nsecs = ob->capsecs = 0;
+    }
     /* A result over max_bytes travels alone (it may be close to the
      * message limit): chunks wait for the next batch. */
     if (bytes <= max_bytes)
@@ -356,6 +391,10 @@ void tgw_outbox_batch_free(tgw_batch *b)
         free(b->chunks[i].copy);
     }
     free(b->chunks);
+    for (size_t i = 0; i < b->nsecessions; i++)
+        free(b->secessions[i].key);
+    free(b->secessions);
+    free(b->wire);
     memset(b, 0, sizeof(*b));
 }
 
@@ -397,7 +436,8 @@ size_t tgw_outbox_pending(tgw_outbox *ob)
     size_t n;
 
     pthread_mutex_lock(&ob->mu);
-    n = ob->nresults + ob->released.n + ob->missing.n + ob->nuploads;
+    n = ob->nresults + ob->released.n + ob->missing.n + ob->nsecs +
+        ob->nuploads;
     pthread_mutex_unlock(&ob->mu);
     return n;
 }

@@ -2,8 +2,9 @@
  *
  * outbox.h: what the worker has to tell the scheduler and has not sent
  * yet: finished tasks (results), keys handed back unstarted, keys it was
- * asked for but does not hold (missing), and the bytes of held results
- * the scheduler asked to upload. Executor threads and the link push; the
+ * asked for but does not hold (missing), running tasks that seceded or
+ * rejoined (nested work), and the bytes of held results the scheduler
+ * asked to upload. Executor threads and the link push; the
  * link's sender thread takes everything that is waiting as one batch, so
  * under load one WorkerMessage carries thousands of results (one message
  * per task would cap throughput far lower), while an idle worker still
@@ -44,6 +45,13 @@ typedef struct tgw_chunk {
     bool failed;
 } tgw_chunk;
 
+/* A running task that gave its slot back (seceded) or takes it again
+ * (rejoined): taskgrid.v1 Secession. */
+typedef struct tgw_secession {
+    char *key; /* malloc'd */
+    bool rejoined;
+} tgw_secession;
+
 /* One batch taken from the outbox (owned by the taker). */
 typedef struct tgw_batch {
     tg_task_ctx *results; /* list through ->next, oldest first */
@@ -54,6 +62,9 @@ typedef struct tgw_batch {
     size_t nmissing;
     tgw_chunk *chunks; /* in upload order, then offset order */
     size_t nchunks;
+    tgw_secession *secessions; /* in the order they happened */
+    size_t nsecessions;
+    void *wire; /* the secessions in wire form (secede.c), or NULL */
 } tgw_batch;
 
 /** New empty outbox. TG_OK or TG_ENOMEM. */
@@ -72,6 +83,15 @@ int tgw_outbox_push_released(tgw_outbox *ob, const char *key);
 /** Append a key this worker was asked for and does not hold (copied).
  * TG_OK or TG_ENOMEM. */
 int tgw_outbox_push_missing(tgw_outbox *ob, const char *key, size_t len);
+
+/**
+ * Append a secession of running task `key` (copied): it seceded, or
+ * rejoined. The executor's secession hook (tg__exec_opts.secession, with
+ * the outbox as its `ud`): safe with the executor's lock held. Out of
+ * memory it is dropped with a warning (the scheduler then keeps counting
+ * the task as it did).
+ */
+void tgw_outbox_secession(void *ob, const char *key, bool rejoined);
 
 /** Queue the upload `id` of bytes [offset, offset + length) of held
  * result `h` (length 0, or past the end: to the end; an offset at or past

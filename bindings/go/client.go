@@ -83,6 +83,10 @@ type Client struct {
 	// direct fetches held results from their holders (WithDirectToWorkers);
 	// nil: through the scheduler.
 	direct *directFetch
+	// parent: a worker-side client's task key, sent as TaskSpec.parent
+	// with each task it submits (nested work), so that cancelling the task
+	// cancels them; "" otherwise.
+	parent string
 
 	mu     sync.Mutex
 	holds  map[string]int // key -> holds this client has on the scheduler
@@ -280,6 +284,7 @@ func (c *Client) SubmitMany(ctx context.Context, tasks []Task) ([]*Future, error
 		if err != nil {
 			return nil, fmt.Errorf("taskgrid: submit: task %d: %w", i, err)
 		}
+		s.Parent = c.parent
 		specs[i] = s
 	}
 	var sent []string
@@ -419,8 +424,10 @@ func dependencyOrder(specs []*pb.TaskSpec) []*pb.TaskSpec {
 	return out
 }
 
-// Cancel cancels tasks and, transitively, every task depending on them; it
-// returns how many were cancelled. Finished tasks are not changed.
+// Cancel cancels tasks and, transitively, every task depending on them,
+// and the tasks each submitted from inside its run (nested work),
+// recursively; it returns how many were cancelled. Finished tasks are not
+// changed.
 func (c *Client) Cancel(ctx context.Context, keys ...string) (int, error) {
 	if err := c.checkOpen(); err != nil {
 		return 0, err
@@ -573,6 +580,9 @@ type WorkerInfo struct {
 	// paused (assigned nothing new) and its process RSS (0: unknown).
 	Memory, Spilled, MemoryLimit, RSS uint64
 	Paused                            bool
+	// Of Processing, the tasks waiting on nested work (seceded): they do
+	// not count against NThreads.
+	Seceded int
 }
 
 // KeyStatus is the scheduler's view of one key.
@@ -580,6 +590,11 @@ type KeyStatus struct {
 	Key    string
 	State  TaskState
 	Reason string // why a ready task does not run, e.g. no worker provides its function
+	// Parent is the key of the task that submitted this one (nested work),
+	// given only when the same Status call names that parent too.
+	Parent string
+	// Seceded: processing, and waiting on nested work.
+	Seceded bool
 }
 
 // ClusterStatus is a snapshot of the cluster.
@@ -613,13 +628,31 @@ func (c *Client) Status(ctx context.Context, keys ...string) (*ClusterStatus, er
 			Name: w.GetName(), NThreads: int(w.GetNthreads()), Processing: int(w.GetProcessing()),
 			Functions: w.GetFunctions(), Resources: resourcesFromPB(w.GetResources()), Draining: w.GetDraining(),
 			Memory: w.GetMemory(), Spilled: w.GetSpilled(), MemoryLimit: w.GetMemoryLimit(), RSS: w.GetRss(),
-			Paused: w.GetPaused(),
+			Paused: w.GetPaused(), Seceded: int(w.GetSeceded()),
 		})
 	}
 	for _, k := range r.GetKeys() {
-		s.Keys = append(s.Keys, KeyStatus{Key: k.GetKey(), State: TaskState(k.GetState()), Reason: k.GetReason()})
+		s.Keys = append(s.Keys, KeyStatus{
+			Key: k.GetKey(), State: TaskState(k.GetState()), Reason: k.GetReason(),
+			Parent: k.GetParent(), Seceded: k.GetSeceded(),
+		})
 	}
 	return s, nil
+}
+
+// Children returns the keys of the tasks that the task key submitted from
+// inside its run (nested work, TaskSpec.parent) and the scheduler still
+// knows, in no particular order: one level of the tree; call it again on
+// each child for the next.
+func (c *Client) Children(ctx context.Context, key string) ([]string, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	r, err := c.rpc.Status(ctx, &pb.StatusRequest{Keys: []string{key}, Children: true})
+	if err != nil {
+		return nil, callError(ctx, "status", err)
+	}
+	return r.GetKeys()[0].GetChildren(), nil
 }
 
 // resourcesToPB turns a resource map into its wire form, sorted by name so

@@ -6,13 +6,10 @@
 // other workers, the connections to other workers' data services, and the
 // counters logged when Run ends.
 //
-// One data plane per Run, shared by the worker's lent links (lend.go). The
-// store belongs to the worker's session with the scheduler: it is made when
-// a session starts and dropped when it ends (to the scheduler a reconnect
-// is a new worker, whose predecessor's results are lost). Lent links hold
-// nothing (a link disconnects soon after its task rejoins, and the
-// scheduler would count what it held as lost): they send every result
-// inline, and read held inputs from the worker's store or from peers.
+// One data plane per Run. The store belongs to the worker's session with
+// the scheduler: it is made when a session starts and dropped when it ends
+// (to the scheduler a reconnect is a new worker, whose predecessor's
+// results are lost).
 //
 // Over mutual TLS (a tls:// scheduler address) the service presents the
 // worker's certificate, requires a client certificate signed by the
@@ -59,7 +56,7 @@ type DataCount struct {
 }
 
 // DataStats counts what a worker's data plane did since Run started, over
-// all its sessions and lent links.
+// all its sessions.
 type DataStats struct {
 	Held     DataCount // results kept in the store instead of sent inline
 	Served   DataCount // results sent to other workers (DataService.Fetch)
@@ -89,7 +86,7 @@ func (c *counter) get() DataCount { return DataCount{c.n.Load(), c.bytes.Load()}
 
 // dataPlane is a worker's data service and the state its sessions share.
 type dataPlane struct {
-	w         *Worker // the worker that runs it (not a lent link)
+	w         *Worker // the worker that runs it
 	addr      string  // advertised; "" when there is no data service
 	useTLS    bool
 	srv       *grpc.Server

@@ -21,8 +21,10 @@
 //
 // Inside a task, [ClientFromContext] gives a client bound to the worker's
 // scheduler and credentials, for nested work; while a task waits on nested
-// futures its executor slot is lent to other tasks, so nested work cannot
-// deadlock a full worker.
+// futures it secedes: its executor slot goes to other tasks and the
+// scheduler stops counting it against the worker's threads (it rejoins
+// after), so nested work cannot deadlock a full cluster. Its submissions
+// name it as their parent: cancelling it cancels them.
 //
 // Data: small results travel inline through the scheduler; a result over
 // the scheduler's inline limit stays on the worker that made it, which

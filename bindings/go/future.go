@@ -145,8 +145,9 @@ func (f *Future) settle(r *pb.TaskResult) {
 // call (ctx ended, the scheduler went away), in which case some futures may
 // still be pending.
 //
-// Called from inside a task (with the task's context), Gather lends the
-// task's slot to other tasks while it waits.
+// Called from inside a task (with the task's context), the task secedes
+// while Gather waits: its slot runs other tasks, and the scheduler does not
+// count it against the worker's threads.
 func (c *Client) Gather(ctx context.Context, fs ...*Future) error {
 	waiting := make(map[string][]*Future)
 	var keys []string

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // nested_test.go: nested work never deadlocks a full cluster: more
-// waiting parents than worker threads, at one level and recursively.
+// waiting parents than worker threads, at one level and recursively (6
+// levels deep on 2 x 1 threads: it stalls if the scheduler counts waiting
+// parents against their worker's thread), and cancelling a parent
+// cancels the tasks it submitted.
 
 package taskgrid_test
 
@@ -10,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	taskgrid "github.com/taskgrid/taskgrid/bindings/go"
 	"github.com/taskgrid/taskgrid/bindings/go/internal/tgtest"
@@ -85,7 +89,26 @@ func nestedFuncs(perFuture bool) map[string]taskgrid.Func {
 		}
 		return sum, nil
 	})
-	return map[string]taskgrid.Func{"go.nchild": child, "go.nparent": parent, "go.tree": tree}
+	// go.blocker runs until cancelled; go.nblock submits two and waits.
+	blocker := taskgrid.JSONFunc(func(ctx context.Context, _ []json.RawMessage) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	nblock := taskgrid.JSONFunc(func(ctx context.Context, _ []json.RawMessage) (any, error) {
+		nc, err := taskgrid.ClientFromContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		fs, err := nc.SubmitMany(ctx, []taskgrid.Task{jsonTask("go.blocker", "0"), jsonTask("go.blocker", "1")})
+		if err != nil {
+			return nil, err
+		}
+		return nil, nc.Gather(ctx, fs...)
+	})
+	return map[string]taskgrid.Func{
+		"go.nchild": child, "go.nparent": parent, "go.tree": tree,
+		"go.blocker": blocker, "go.nblock": nblock,
+	}
 }
 
 // twoByOne: a scheduler and 2 Go workers x 1 thread.
@@ -124,7 +147,7 @@ func TestMoreWaitingParentsThanSlots(t *testing.T) {
 					t.Errorf("parent %d = %v, want %v", i, got, want)
 				}
 			}
-			// The lent links end once their parents rejoined.
+			// Waiting parents seceded; no worker was added for them.
 			waitForWorkers(t, c, 2)
 		})
 	}
@@ -143,5 +166,83 @@ func TestRecursiveNesting(t *testing.T) {
 	}
 	if got != 16 {
 		t.Errorf("go.tree(4) = %v, want 16", got)
+	}
+}
+
+func TestNestingSixLevelsDeep(t *testing.T) {
+	// 63 parents wait at once at the bottom, on 2 threads.
+	c := twoByOne(t, false)
+	ctx, cancel := context.WithTimeout(testContext(t), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	f, err := c.Submit(ctx, jsonTask("go.tree", "6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	if err := f.Decode(ctx, &got); err != nil {
+		t.Fatalf("go.tree(6) on 2 x 1 threads after %v: %v", time.Since(start), err)
+	}
+	if got != 64 {
+		t.Errorf("go.tree(6) = %v, want 64", got)
+	}
+}
+
+func TestCancellingAParentCancelsItsChildren(t *testing.T) {
+	c := twoByOne(t, false)
+	ctx := testContext(t)
+	p, err := c.Submit(ctx, jsonTask("go.nblock", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	tgtest.Eventually(t, 10*time.Second, func() error {
+		if kids, err = c.Children(ctx, p.Key()); err != nil {
+			return err
+		}
+		if len(kids) != 2 {
+			return fmt.Errorf("%d children so far", len(kids))
+		}
+		st, err := c.Status(ctx, append([]string{p.Key()}, kids...)...)
+		if err != nil {
+			return err
+		}
+		for _, k := range st.Keys {
+			if k.State != taskgrid.StateProcessing {
+				return fmt.Errorf("%s is %v", k.Key, k.State)
+			}
+			if k.Key != p.Key() && k.Parent != p.Key() {
+				return fmt.Errorf("%s has parent %q, want %q", k.Key, k.Parent, p.Key())
+			}
+		}
+		if !st.Keys[0].Seceded {
+			return fmt.Errorf("the waiting parent is not seceded")
+		}
+		return nil
+	})
+	n, err := c.Cancel(ctx, p.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("Cancel(parent) = %d, want 3 (the parent and its 2 children)", n)
+	}
+	st, err := c.Status(ctx, append([]string{p.Key()}, kids...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range st.Keys {
+		if k.State != taskgrid.StateCancelled {
+			t.Errorf("%s is %v after cancelling its parent, want cancelled", k.Key, k.State)
+		}
+	}
+	// The workers go on: their slots are free again.
+	f, err := c.Submit(ctx, jsonTask("go.tree", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	if err := f.Decode(ctx, &got); err != nil || got != 4 {
+		t.Fatalf("go.tree(2) after the cancel = %v, %v", got, err)
 	}
 }

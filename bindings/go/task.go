@@ -59,6 +59,7 @@ func (t *task) nestedClient() *Client {
 	defer t.mu.Unlock()
 	if t.client == nil {
 		t.client = newClient(t.w.address, t.w.cfg, t.w.conn, false)
+		t.client.parent = t.key // its tasks are this one's children
 	}
 	return t.client
 }
@@ -118,8 +119,11 @@ func SetResultCodec(ctx context.Context, codec string) {
 // twin of Dask's get_client() and the C SDK's tg_task_client(). It shares
 // the worker's connection; what it still holds when the task returns is
 // released then, so return nested results as data rather than keys. While
-// the task waits on it (Gather, Future.Result) with its context, the task's
-// slot runs other tasks, so nested work cannot deadlock a full worker.
+// the task waits on it (Gather, Future.Result) with its context, the task
+// secedes: its slot runs other tasks and the scheduler does not count it
+// against the worker's threads, so nested work cannot deadlock a full
+// cluster. Tasks it submits name the task as their parent: cancelling the
+// task (Client.Cancel) cancels them too, recursively.
 func ClientFromContext(ctx context.Context) (*Client, error) {
 	t := runningTaskFrom(ctx)
 	if t == nil {

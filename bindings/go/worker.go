@@ -61,18 +61,7 @@ type Worker struct {
 	conn  *grpc.ClientConn
 	exec  *executor
 	start time.Time
-	data  *dataPlane // shared with lent links; set under mu
-
-	// Lent links (lend.go): the lent link serving each seceded task's
-	// thread, or the timer about to start one.
-	lentMu    sync.Mutex
-	lent      map[*task]*lending
-	idleLinks []*Worker // lingering links, ready to be lent again
-	nlent     int
-	lentWG    sync.WaitGroup
-	runCtx    context.Context // ends when Run ends; lent links derive from it
-	lender    *Worker         // on a lent link: the worker that lent it
-	link      *linkState      // on a lent link (guarded by lender.lentMu)
+	data  *dataPlane // set under mu
 }
 
 const (
@@ -195,25 +184,13 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // serve runs sessions on conn until ctx ends or the worker is drained
-// (Run's loop; a lent link runs it on its lender's connection). The links
-// this worker lent end with it.
+// (Run's loop).
 func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) {
 	w.conn = conn
 	w.exec = newExecutor(w.cfg.nthreads, w.execute)
 	w.exec.onSecede, w.exec.onRejoin = w.onSecede, w.onRejoin
 	w.start = time.Now()
 	log := w.cfg.logger
-	runCtx, endLinks := context.WithCancel(ctx)
-	w.lentMu.Lock()
-	w.runCtx, w.lent = runCtx, make(map[*task]*lending)
-	w.lentMu.Unlock()
-	defer func() {
-		endLinks()
-		w.lentWG.Wait()
-	}()
-	if w.lender != nil {
-		go w.lingerLoop(runCtx)
-	}
 
 	backoff, failures, lastWarn := backoffMin, 0, time.Time{}
 	grace := w.cfg.stopGrace
@@ -253,9 +230,6 @@ func (w *Worker) registration() *pb.WorkerMessage {
 	w.mu.Unlock()
 	host, _ := os.Hostname()
 	launchID := os.Getenv("TASKGRID_LAUNCH_ID")
-	if w.lender != nil {
-		launchID = "" // a lent link is not the process the launcher started
-	}
 	return &pb.WorkerMessage{
 		Registration: &pb.Register{
 			Name:        w.cfg.name,
@@ -278,8 +252,8 @@ type session struct {
 	stream    pb.WorkerLink_ConnectClient
 	out       *outbox
 	heartbeat atomic.Int64 // nanoseconds
-	// The results this session holds; nil on a lent link or without a
-	// data service (every result inline).
+	// The results this session holds; nil without a data service (every
+	// result inline).
 	store *store
 	// Results larger than this are held (0: none), from the scheduler.
 	inlineLimit atomic.Uint64
@@ -310,7 +284,7 @@ func (w *Worker) session(ctx context.Context) (done, registered bool, why error)
 	s := &session{w: w, stream: stream, out: newOutbox()}
 	s.out.uploaded = &w.data.uploaded
 	s.heartbeat.Store(int64(w.cfg.heartbeat))
-	if w.lender == nil && w.data.addr != "" {
+	if w.data.addr != "" {
 		s.store = newStore()
 		s.store.notify = s.out.poke
 		w.data.setStore(s.store)
@@ -430,7 +404,6 @@ func (s *session) handle(m *pb.SchedulerMessage) {
 		w.exec.cancel(key)
 	}
 	if as := m.GetAssign(); len(as) > 0 {
-		w.noteAssign()
 		if s.closing || s.draining {
 			keys := make([]string, len(as))
 			for i, a := range as {
@@ -653,10 +626,12 @@ type outbox struct {
 	uploads  []*pendingUpload // FIFO; the first one is being sent
 	missing  []string
 	copied   []*pb.CopyResult // answers to SchedulerMessage.copy
-	flushing bool             // send what is left, then stop
-	aborted  bool             // drop everything, stop
-	wake     chan struct{}
-	uploaded *counter // counts each upload sent in full
+	// Running tasks that seceded or rejoined, in order (lend.go).
+	secessions []*pb.Secession
+	flushing   bool // send what is left, then stop
+	aborted    bool // drop everything, stop
+	wake       chan struct{}
+	uploaded   *counter // counts each upload sent in full
 }
 
 // pendingUpload is a range of a result on its way up to the scheduler:
@@ -722,7 +697,7 @@ func (o *outbox) pushMissing(key string) {
 func (o *outbox) pending() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.results) + len(o.released) + len(o.uploads) + len(o.missing) + len(o.copied)
+	return len(o.results) + len(o.released) + len(o.uploads) + len(o.missing) + len(o.copied) + len(o.secessions)
 }
 
 func (o *outbox) flush() {
@@ -738,7 +713,7 @@ func (o *outbox) abort() {
 	for _, u := range o.uploads {
 		u.h.release()
 	}
-	o.results, o.released, o.uploads, o.missing, o.copied = nil, nil, nil, nil, nil
+	o.results, o.released, o.uploads, o.missing, o.copied, o.secessions = nil, nil, nil, nil, nil, nil
 	o.mu.Unlock()
 	o.poke()
 }
@@ -750,10 +725,12 @@ type batch struct {
 	chunks   []*pb.DataChunk
 	missing  []string
 	copied   []*pb.CopyResult
+	// secessions first: the scheduler applies them before results.
+	secessions []*pb.Secession
 }
 
 func (b *batch) empty() bool {
-	return len(b.results) == 0 && len(b.released) == 0 && len(b.chunks) == 0 && len(b.missing) == 0 && len(b.copied) == 0
+	return len(b.results) == 0 && len(b.released) == 0 && len(b.chunks) == 0 && len(b.missing) == 0 && len(b.copied) == 0 && len(b.secessions) == 0
 }
 
 // take removes what one message carries: up to sendMaxItems results and
@@ -770,6 +747,7 @@ func (o *outbox) take() (b batch, more, flushing, aborted bool) {
 	b.chunks = o.takeChunks()
 	b.missing, o.missing = o.missing, nil
 	b.copied, o.copied = o.copied, nil
+	b.secessions, o.secessions = o.secessions, nil
 	more = len(o.results) > 0 || len(o.released) > 0 || len(o.uploads) > 0
 	return b, more, o.flushing, false
 }
@@ -887,7 +865,7 @@ func (s *session) sendLoop() error {
 		if s.store != nil && s.w.data.mem != nil {
 			mem = s.w.data.mem.report(s.store)
 		}
-		m := &pb.WorkerMessage{Results: b.results, Released: b.released, Chunks: b.chunks, Missing: b.missing, Copied: b.copied, Memory: mem, UptimeMs: uptimeMs(s.w.start)}
+		m := &pb.WorkerMessage{Results: b.results, Released: b.released, Chunks: b.chunks, Missing: b.missing, Copied: b.copied, Secessions: b.secessions, Memory: mem, UptimeMs: uptimeMs(s.w.start)}
 		if err := s.stream.Send(m); err != nil {
 			return err
 		}

@@ -37,8 +37,9 @@ bool tgs_core_worker_at(const tgs_core *c, size_t i, tgs_worker_info *out)
     const tgs_worker *w = c->workers[i];
     out->id = w->id;
     out->name = (tgs_str){w->name, w->name_len};
-    out->nthreads = w->nthreads;
+    out->nthreads = w->threads;
     out->processing = w->nprocs;
+    out->seceded = w->nseceded;
     out->draining = w->draining;
     out->nfuncs = w->nfuncs;
     return true;

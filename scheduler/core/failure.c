@@ -158,6 +158,7 @@ void tgs__requeue_lost(tgs_core *c, tgs_worker *w)
     mark_suspects(c, w);
     for (uint32_t i = 0; i < w->nprocs; i++) {
         tgs_task *t = w->procs[i];
+        tgs__secede_clear(w, t);
         if (t->flags & TF_STEALING)
             tgs__steal_resolve(c, t);
         t->cls->nprocessing--;
@@ -173,7 +174,7 @@ void tgs__requeue_lost(tgs_core *c, tgs_worker *w)
                 "tg.KilledWorker", str_of_key(t),
                 "task '%.*s' killed %u workers in a row: each died while "
                 "running it (allowed_failures=%u)",
-                plen(t->key_len), task_key(t), t->killed,
+                plen(t->key_len), task_key(t), (unsigned)t->killed,
                 c->opts.allowed_failures);
             if (e != NULL) {
                 tgs__fail_cascade(c, t, TGS_ERRED, e);

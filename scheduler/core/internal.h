@@ -21,8 +21,9 @@
  * (retry timers and the tick), requests.c (cancel, release, annotate,
  * watch), why.c ("why is this task waiting"), scale.c (the scaling
  * policy), data.c (results held on workers: holders, consumers, frees,
- * data loss), lineage.c (recomputing lost results), accessors.c (queries and
- * task accessors).
+ * data loss), lineage.c (recomputing lost results), nest.c (nested work:
+ * seceded tasks, parents and children), accessors.c (queries and task
+ * accessors).
  *
  * The invariants that keep every event O(size of the change) rather than
  * O(number of tasks):
@@ -133,6 +134,32 @@ enum {
      * tgs__displace()). */
     TF_DIRECT = 128,
 };
+
+/* Nested work flags (tgs_task.nest; nest.c). */
+enum {
+    /* PROCESSING, and it seceded (it waits on nested work): its worker's
+     * nthreads counts one more thread for it. */
+    TN_SECEDED = 1,
+    /* It has a tgs_kin record in core->kin (a parent, children, or
+     * both). */
+    TN_KIN = 2,
+};
+
+/* A task's place in the tree of nested work (nest.c): its parent's key
+ * as submitted, its parent's record while the parent is known, and its
+ * children. One per task that has a parent or children, in core->kin
+ * keyed by the task pointer. */
+typedef struct tgs_kin {
+    tgs_task *task;
+    struct tgs_kin *parent; /* NULL: none, or not known (any more) */
+    struct tgs_kin **kids;  /* its children, in no particular order */
+    uint32_t nkids;
+    uint32_t capkids;
+    uint32_t at;   /* index in parent->kids */
+    uint32_t hash; /* of `task` (the pointer) */
+    uint32_t plen; /* its parent's key, as submitted (may be empty) */
+    char pkey[];
+} tgs_kin;
 
 /* An interned string (codecs, resource names). Never freed before the
  * core. */
@@ -280,7 +307,12 @@ typedef struct tgs_worker {
     tgs_task **procs; /* tasks processing here; task->pos indexes it */
     uint32_t nprocs;
     size_t capprocs;
+    /* Its threads as the core counts them: those it registered
+     * (`threads`) plus one per seceded task (`nseceded`, procs with
+     * TN_SECEDED), which waits on nested work and holds no thread there. */
     uint32_t nthreads;
+    uint32_t threads;
+    uint32_t nseceded;
     uint32_t nsteal;      /* procs with a steal request out */
     uint32_t nquarantine; /* procs with TF_QUARANTINE (0 or 1) */
     uint32_t incoming;    /* steal requests out on its behalf */
@@ -373,7 +405,10 @@ struct tgs_task {
     uint32_t holds;      /* client holds */
     uint32_t retries;    /* retries left */
     uint32_t attempt;
-    uint32_t killed; /* lost workers in a row while it ran there */
+    /* Lost workers in a row while it ran there (allowed_failures is at
+     * most UINT16_MAX, so it never wraps). */
+    uint16_t killed;
+    uint8_t nest; /* TN_* flags (nest.c) */
     uint8_t state;
     uint8_t flags;
     /* MEMORY, and the result's bytes are held on workers: its record is a
@@ -462,6 +497,9 @@ struct tgs_core {
     tgs_task *graveyard;
     uint32_t forgotten; /* during the current event */
     uint64_t nlinked;   /* held results keeping lineage links */
+    tgs_map kin;        /* task pointer -> tgs_kin (nest.c) */
+    void **tree;        /* scratch (tasks) of the cancel of children */
+    size_t captree;
     bool ready_added; /* READY tasks appeared since the last tgs__schedule() */
     /* A look for work to steal passed over a task whose inputs cost more
      * to move than waiting for its worker: idle workers look again at the
@@ -600,6 +638,24 @@ void tgs__held_forget(tgs_core *c, tgs_task *h);
 void tgs__held_free(tgs_task *t);
 void tgs__store_lost(tgs_core *c, tgs_worker *w);
 void tgs__held_lost(tgs_core *c, tgs_task *h, tgs_error *e);
+
+/* nest.c */
+/* A parent key a spec may carry (length, pointer). */
+bool tgs__parent_ok(tgs_str pkey);
+/* `t` leaves its worker's procs: it no longer counts as seceded. */
+void tgs__secede_clear(tgs_worker *w, tgs_task *t);
+/* New task `t` (committed) was submitted by `parent` (its key; a task
+ * known before the batch or NULL). Best effort: without memory the link
+ * is not made. */
+void tgs__kin_add(tgs_core *c, tgs_task *t, tgs_str pkey,
+                  const tgs_task *parent);
+/* `t` (with TN_KIN) is forgotten: it leaves the tree. */
+void tgs__kin_drop(tgs_core *c, tgs_task *t);
+/* Cancel: collect the descendants of the named keys (before anything is
+ * cancelled), then cancel those not final; returns how many. */
+size_t tgs__kin_collect(tgs_core *c, const tgs_str *keys, size_t n);
+uint32_t tgs__kin_cancel(tgs_core *c, size_t ncollected);
+void tgs__kin_free_all(tgs_core *c);
 
 /* why.c */
 void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,

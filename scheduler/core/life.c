@@ -53,6 +53,8 @@ void tgs__maybe_forget(tgs_core *c, tgs_task *t)
     c->counts[t->state]--;
     c->counts[TGS_RELEASED]++;
     t->flags |= TF_FORGOTTEN;
+    if (t->nest & TN_KIN)
+        tgs__kin_drop(c, t); /* it leaves the tree of nested work */
     if (t->held)
         tgs__held_forget(c, t); /* its holders drop it (TGS_ACT_FREE) */
     t->u.link = c->graveyard;
@@ -74,6 +76,8 @@ int tgs_core_new(tgs_core **out, const tgs_core_opts *opts)
         c->opts.no_worker_timeout_ms = 0;
     if (c->opts.allowed_failures == 0)
         c->opts.allowed_failures = DEFAULT_ALLOWED_FAILURES;
+    if (c->opts.allowed_failures > UINT16_MAX) /* tgs_task.killed */
+        c->opts.allowed_failures = UINT16_MAX;
     if (c->opts.max_prefetch == 0)
         c->opts.max_prefetch = DEFAULT_MAX_PREFETCH;
     if (c->opts.retry_backoff_ms == 0)
@@ -129,6 +133,7 @@ void tgs_core_free(tgs_core *c)
     map_free_values(&c->codecs);
     map_free_values(&c->rnames);
     map_free_values(&c->steals);
+    tgs__kin_free_all(c);
     tgs_map_free(&c->tasks);
     tgs_map_free(&c->funcs);
     tgs_map_free(&c->classes);

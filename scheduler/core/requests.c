@@ -56,6 +56,8 @@ int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
     tgs__event_begin(c, now_ms);
     int rc = TGS_OK;
     uint32_t total = 0;
+    /* Their children first, before cancelling forgets any record. */
+    size_t nkids = tgs__kin_collect(c, keys, n);
     for (size_t i = 0; i < n; i++) {
         tgs_task *t = find_key(c, keys[i]);
         if (t == NULL || is_final(t->state))
@@ -71,6 +73,8 @@ int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
         total += tgs__fail_cascade(c, t, TGS_CANCELLED, e);
         tgs__error_unref(e);
     }
+    if (rc == TGS_OK)
+        total += tgs__kin_cancel(c, nkids);
     if (count != NULL)
         *count = total;
     tgs__schedule(c);

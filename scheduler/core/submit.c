@@ -129,6 +129,13 @@ static int validate(const tgs_task_spec *specs, size_t n, char *err,
                    s->key.ptr);
             return TGS_EINVAL;
         }
+        if (!tgs__parent_ok(s->parent)) {
+            seterr(err, errlen,
+                   "task '%.*s' names a parent key of %zu bytes (at most "
+                   "1024)",
+                   plen(s->key.len), s->key.ptr, s->parent.len);
+            return TGS_EINVAL;
+        }
         if (!spec_ok(s)) {
             seterr(err, errlen, "task '%.*s' has an invalid specification",
                    plen(s->key.len), s->key.ptr);
@@ -601,9 +608,20 @@ static int insert(tgs_core *c, batch *b, tgs_submit_result *res)
         rc = alloc_tasks(c, b);
     if (rc != TGS_OK)
         return rc;
+    uint64_t first_seq = c->next_seq;
     for (size_t o = 0; o < b->m; o++)
         commit_task(c, b, b->order[o]);
     c->next_seq += b->m;
+    for (size_t k = 0; k < b->m; k++) {
+        tgs_str pk = b->specs[b->spec_of[k]].parent;
+        if (pk.len == 0)
+            continue;
+        /* Only a parent known before this batch: links point to older
+         * tasks, so they form a tree. */
+        const tgs_task *p = find_key(c, pk);
+        tgs__kin_add(c, b->tasks[k], pk,
+                     p != NULL && p->seq < first_seq ? p : NULL);
+    }
     for (size_t i = 0; i < b->n; i++) {
         uint32_t j = b->first[i];
         tgs_task *t =

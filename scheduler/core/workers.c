@@ -38,6 +38,7 @@ void tgs__proc_remove(tgs_core *c, tgs_task *t)
     tgs_worker *w = t->u.worker;
     tgs_class *k = t->cls;
     c->queued -= queued_on(w);
+    tgs__secede_clear(w, t);
     if (t->flags & TF_STEALING) {
         tgs__steal_resolve(c, t);
         w->nsteal--;
@@ -144,6 +145,7 @@ static int add_worker(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws)
     w->id = wid;
     w->hash = tgs_hash32(&wid, sizeof wid);
     w->nthreads = ws->nthreads;
+    w->threads = ws->nthreads;
     w->can_fetch = ws->can_fetch;
     w->floor = INT32_MAX;
     w->funcs = malloc((ws->nfuncs + 1) * sizeof *w->funcs);

@@ -199,7 +199,17 @@ type TaskSpec struct {
 	// How many times the task is retried after an error or a lost worker.
 	Retries uint32 `protobuf:"varint,8,opt,name=retries,proto3" json:"retries,omitempty"`
 	// If non-empty, the task may run only on workers with one of these names.
-	Workers       []string `protobuf:"bytes,9,rep,name=workers,proto3" json:"workers,omitempty"`
+	Workers []string `protobuf:"bytes,9,rep,name=workers,proto3" json:"workers,omitempty"`
+	// Nested work: the key of the running task that submitted this one
+	// (set by the worker-side clients: Python's get_client(), Go's
+	// ClientFromContext, C's tg_task_client). Empty: submitted from outside
+	// any task. The scheduler records it only when the task is new to it
+	// (resubmitting a known key never changes its parent) and links it only
+	// to a parent it knew before this Submit (an unknown key is kept as text
+	// only), so the links form a tree. CancelRequest of a task cancels its
+	// unfinished children, recursively; KeyStatus shows parents and
+	// children. At most 1,024 bytes (else INVALID_ARGUMENT naming the task).
+	Parent        string `protobuf:"bytes,10,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -295,6 +305,13 @@ func (x *TaskSpec) GetWorkers() []string {
 		return x.Workers
 	}
 	return nil
+}
+
+func (x *TaskSpec) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
 }
 
 // TaskError describes why a task failed.
@@ -1194,7 +1211,12 @@ func (x *AnnotateResponse) GetChanged() uint32 {
 
 type CancelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Cancel these keys and, transitively, every task depending on them.
+	// Cancel these keys and, transitively, every task depending on them,
+	// and the unfinished children (TaskSpec.parent) of each of these keys,
+	// and theirs, recursively, with their dependents (a finished parent
+	// named here still has its unfinished children cancelled). Any client
+	// may cancel any key it names; parents add no power, since a child
+	// links only to a parent when the child's key is new.
 	Keys          []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1239,7 +1261,7 @@ func (x *CancelRequest) GetKeys() []string {
 
 type CancelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Number of tasks cancelled (dependents included).
+	// Number of tasks cancelled (dependents and children included).
 	Cancelled     uint32 `protobuf:"varint,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1376,7 +1398,11 @@ func (x *ReleaseResponse) GetReleased() uint32 {
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// If non-empty, report on these keys (state and why they wait).
-	Keys          []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// If true, each KeyStatus also lists the key's children
+	// (KeyStatus.children), so that a client can draw the tree of nested
+	// work from the keys it knows, one level per call.
+	Children      bool `protobuf:"varint,2,opt,name=children,proto3" json:"children,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1418,11 +1444,18 @@ func (x *StatusRequest) GetKeys() []string {
 	return nil
 }
 
+func (x *StatusRequest) GetChildren() bool {
+	if x != nil {
+		return x.Children
+	}
+	return false
+}
+
 type WorkerInfo struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Nthreads uint32                 `protobuf:"varint,2,opt,name=nthreads,proto3" json:"nthreads,omitempty"`
-	// Tasks assigned and not yet finished.
+	// Tasks assigned and not yet finished (seceded ones included).
 	Processing uint32      `protobuf:"varint,3,opt,name=processing,proto3" json:"processing,omitempty"`
 	Functions  []string    `protobuf:"bytes,4,rep,name=functions,proto3" json:"functions,omitempty"`
 	Resources  []*Resource `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
@@ -1433,11 +1466,16 @@ type WorkerInfo struct {
 	// bytes of held results it spilled to its local disk, its memory limit
 	// (0: none), whether it is paused (the scheduler assigns it nothing new),
 	// and its process resident set size (0: unknown).
-	Memory        uint64 `protobuf:"varint,7,opt,name=memory,proto3" json:"memory,omitempty"`
-	Spilled       uint64 `protobuf:"varint,8,opt,name=spilled,proto3" json:"spilled,omitempty"`
-	MemoryLimit   uint64 `protobuf:"varint,9,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
-	Paused        bool   `protobuf:"varint,10,opt,name=paused,proto3" json:"paused,omitempty"`
-	Rss           uint64 `protobuf:"varint,11,opt,name=rss,proto3" json:"rss,omitempty"`
+	Memory      uint64 `protobuf:"varint,7,opt,name=memory,proto3" json:"memory,omitempty"`
+	Spilled     uint64 `protobuf:"varint,8,opt,name=spilled,proto3" json:"spilled,omitempty"`
+	MemoryLimit uint64 `protobuf:"varint,9,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
+	Paused      bool   `protobuf:"varint,10,opt,name=paused,proto3" json:"paused,omitempty"`
+	Rss         uint64 `protobuf:"varint,11,opt,name=rss,proto3" json:"rss,omitempty"`
+	// Of `processing`, the tasks that seceded (WorkerMessage.secessions:
+	// they wait on nested work) and did not rejoin: they do not count
+	// against `nthreads`, so the scheduler may assign as many more tasks
+	// there.
+	Seceded       uint32 `protobuf:"varint,12,opt,name=seceded,proto3" json:"seceded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1549,13 +1587,34 @@ func (x *WorkerInfo) GetRss() uint64 {
 	return 0
 }
 
+func (x *WorkerInfo) GetSeceded() uint32 {
+	if x != nil {
+		return x.Seceded
+	}
+	return 0
+}
+
 type KeyStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	State TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=taskgrid.v1.TaskState" json:"state,omitempty"`
 	// Why a READY task is not running, e.g. "no worker provides function
 	// 'x.y'"; empty otherwise.
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The key of the task that submitted this one (TaskSpec.parent), shown
+	// only when the same StatusRequest names that parent too: a client
+	// learns no key through Status that it did not know (which would let it
+	// cancel more than the keys it can name). Empty otherwise.
+	Parent string `protobuf:"bytes,4,opt,name=parent,proto3" json:"parent,omitempty"`
+	// With StatusRequest.children: the keys of the tasks this one submitted
+	// (TaskSpec.parent) that the scheduler still knows, in no particular
+	// order (at most 65,535 over the whole answer).
+	// Naming a parent already lets a client cancel them (CancelRequest), so
+	// listing them gives it no new power.
+	Children []string `protobuf:"bytes,5,rep,name=children,proto3" json:"children,omitempty"`
+	// PROCESSING: the task seceded (it waits on nested work and holds no
+	// slot of its worker).
+	Seceded       bool `protobuf:"varint,6,opt,name=seceded,proto3" json:"seceded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1609,6 +1668,27 @@ func (x *KeyStatus) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *KeyStatus) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *KeyStatus) GetChildren() []string {
+	if x != nil {
+		return x.Children
+	}
+	return nil
+}
+
+func (x *KeyStatus) GetSeceded() bool {
+	if x != nil {
+		return x.Seceded
+	}
+	return false
 }
 
 type StatusResponse struct {
@@ -2188,7 +2268,11 @@ type WorkerMessage struct {
 	// worker has no memory management, and is never paused).
 	Memory *MemoryReport `protobuf:"bytes,7,opt,name=memory,proto3" json:"memory,omitempty"`
 	// Answers to SchedulerMessage.copy, one per copy asked, when it ends.
-	Copied        []*CopyResult `protobuf:"bytes,8,rep,name=copied,proto3" json:"copied,omitempty"`
+	Copied []*CopyResult `protobuf:"bytes,8,rep,name=copied,proto3" json:"copied,omitempty"`
+	// Running tasks that gave their slot back to wait on nested work, or
+	// took it again, in the order it happened (a task may secede and rejoin
+	// several times). Applied before `results`.
+	Secessions    []*Secession `protobuf:"bytes,9,rep,name=secessions,proto3" json:"secessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2279,6 +2363,87 @@ func (x *WorkerMessage) GetCopied() []*CopyResult {
 	return nil
 }
 
+func (x *WorkerMessage) GetSecessions() []*Secession {
+	if x != nil {
+		return x.Secessions
+	}
+	return nil
+}
+
+// Secession: a running task waits on nested work (it seceded) or is done
+// waiting (it rejoined).
+//
+// The rule: a seceded task does not count against its worker's
+// Register.nthreads, so the scheduler may assign one more task there (and
+// its prefetch) for each. A rejoined task counts again at once, even when
+// that puts the worker over its threads; the scheduler then assigns that
+// worker no new task until its processing count is below its threads plus
+// prefetch again. The worker runs a rejoining task before anything queued,
+// as soon as one of its running tasks finishes or secedes (taskgrid's
+// workers never run more than nthreads tasks that have not seceded), so
+// over-counting lasts at most until the tasks started meanwhile finish,
+// and no new task piles on meanwhile.
+//
+// Robust to races: a secession for a task not processing on this worker
+// (finished, cancelled, handed back, unknown) is ignored, and so are a
+// second `seceded` and a `rejoined` for a task that had not seceded; a
+// task leaving the worker (result, cancel, lost worker) stops counting as
+// seceded.
+type Secession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The running task's key (Assignment.key).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// False: it seceded (gave its slot back). True: it rejoined (wants its
+	// slot back).
+	Rejoined      bool `protobuf:"varint,2,opt,name=rejoined,proto3" json:"rejoined,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Secession) Reset() {
+	*x = Secession{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Secession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Secession) ProtoMessage() {}
+
+func (x *Secession) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Secession.ProtoReflect.Descriptor instead.
+func (*Secession) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Secession) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Secession) GetRejoined() bool {
+	if x != nil {
+		return x.Rejoined
+	}
+	return false
+}
+
 // CopyResult is how a worker's copy of a held result ended.
 type CopyResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2297,7 +2462,7 @@ type CopyResult struct {
 
 func (x *CopyResult) Reset() {
 	*x = CopyResult{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2474,7 @@ func (x *CopyResult) String() string {
 func (*CopyResult) ProtoMessage() {}
 
 func (x *CopyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2487,7 @@ func (x *CopyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResult.ProtoReflect.Descriptor instead.
 func (*CopyResult) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CopyResult) GetKey() string {
@@ -2373,7 +2538,7 @@ type MemoryReport struct {
 
 func (x *MemoryReport) Reset() {
 	*x = MemoryReport{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2550,7 @@ func (x *MemoryReport) String() string {
 func (*MemoryReport) ProtoMessage() {}
 
 func (x *MemoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2563,7 @@ func (x *MemoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryReport.ProtoReflect.Descriptor instead.
 func (*MemoryReport) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemoryReport) GetMemory() uint64 {
@@ -2467,7 +2632,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2644,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2657,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Upload) GetId() uint64 {
@@ -2561,7 +2726,7 @@ type SchedulerMessage struct {
 
 func (x *SchedulerMessage) Reset() {
 	*x = SchedulerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2573,7 +2738,7 @@ func (x *SchedulerMessage) String() string {
 func (*SchedulerMessage) ProtoMessage() {}
 
 func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2586,7 +2751,7 @@ func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerMessage.ProtoReflect.Descriptor instead.
 func (*SchedulerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SchedulerMessage) GetAssign() []*Assignment {
@@ -2675,7 +2840,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2852,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2865,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Copy) GetKey() string {
@@ -2741,7 +2906,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +2918,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +2931,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -2783,7 +2948,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x1ataskgrid/v1/taskgrid.proto\x12\vtaskgrid.v1\"6\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\x01R\x06amount\"\xf5\x01\n" +
+	"\x06amount\x18\x02 \x01(\x01R\x06amount\"\x8d\x02\n" +
 	"\bTaskSpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04func\x18\x02 \x01(\tR\x04func\x12\x14\n" +
@@ -2793,7 +2958,9 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x123\n" +
 	"\tresources\x18\a \x03(\v2\x15.taskgrid.v1.ResourceR\tresources\x12\x18\n" +
 	"\aretries\x18\b \x01(\rR\aretries\x12\x18\n" +
-	"\aworkers\x18\t \x03(\tR\aworkers\"v\n" +
+	"\aworkers\x18\t \x03(\tR\aworkers\x12\x16\n" +
+	"\x06parent\x18\n" +
+	" \x01(\tR\x06parent\"v\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
@@ -2867,9 +3034,10 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x0eReleaseRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\"-\n" +
 	"\x0fReleaseResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\rR\breleased\"#\n" +
+	"\breleased\x18\x01 \x01(\rR\breleased\"?\n" +
 	"\rStatusRequest\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\tR\x04keys\"\xca\x02\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x1a\n" +
+	"\bchildren\x18\x02 \x01(\bR\bchildren\"\xe4\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
@@ -2885,11 +3053,15 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\fmemory_limit\x18\t \x01(\x04R\vmemoryLimit\x12\x16\n" +
 	"\x06paused\x18\n" +
 	" \x01(\bR\x06paused\x12\x10\n" +
-	"\x03rss\x18\v \x01(\x04R\x03rss\"c\n" +
+	"\x03rss\x18\v \x01(\x04R\x03rss\x12\x18\n" +
+	"\aseceded\x18\f \x01(\rR\aseceded\"\xb1\x01\n" +
 	"\tKeyStatus\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.taskgrid.v1.TaskStateR\x05state\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc7\x02\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06parent\x18\x04 \x01(\tR\x06parent\x12\x1a\n" +
+	"\bchildren\x18\x05 \x03(\tR\bchildren\x12\x18\n" +
+	"\aseceded\x18\x06 \x01(\bR\aseceded\"\xc7\x02\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\aworkers\x18\x01 \x03(\v2\x17.taskgrid.v1.WorkerInfoR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -2936,7 +3108,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x05codec\x18\x04 \x01(\tR\x05codec\x12+\n" +
 	"\x04deps\x18\x05 \x03(\v2\x17.taskgrid.v1.TaskResultR\x04deps\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\rR\aattempt\x12\x1a\n" +
-	"\bpriority\x18\a \x01(\x05R\bpriority\"\xe4\x02\n" +
+	"\bpriority\x18\a \x01(\x05R\bpriority\"\x9c\x03\n" +
 	"\rWorkerMessage\x129\n" +
 	"\fregistration\x18\x01 \x01(\v2\x15.taskgrid.v1.RegisterR\fregistration\x121\n" +
 	"\aresults\x18\x02 \x03(\v2\x17.taskgrid.v1.TaskResultR\aresults\x12\x1b\n" +
@@ -2945,7 +3117,13 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x06chunks\x18\x05 \x03(\v2\x16.taskgrid.v1.DataChunkR\x06chunks\x12\x18\n" +
 	"\amissing\x18\x06 \x03(\tR\amissing\x121\n" +
 	"\x06memory\x18\a \x01(\v2\x19.taskgrid.v1.MemoryReportR\x06memory\x12/\n" +
-	"\x06copied\x18\b \x03(\v2\x17.taskgrid.v1.CopyResultR\x06copied\"D\n" +
+	"\x06copied\x18\b \x03(\v2\x17.taskgrid.v1.CopyResultR\x06copied\x126\n" +
+	"\n" +
+	"secessions\x18\t \x03(\v2\x16.taskgrid.v1.SecessionR\n" +
+	"secessions\"9\n" +
+	"\tSecession\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
+	"\brejoined\x18\x02 \x01(\bR\brejoined\"D\n" +
 	"\n" +
 	"CopyResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
@@ -3019,7 +3197,7 @@ func file_taskgrid_v1_taskgrid_proto_rawDescGZIP() []byte {
 }
 
 var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(TaskState)(0),            // 0: taskgrid.v1.TaskState
 	(*Resource)(nil),          // 1: taskgrid.v1.Resource
@@ -3050,12 +3228,13 @@ var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(*Register)(nil),          // 26: taskgrid.v1.Register
 	(*Assignment)(nil),        // 27: taskgrid.v1.Assignment
 	(*WorkerMessage)(nil),     // 28: taskgrid.v1.WorkerMessage
-	(*CopyResult)(nil),        // 29: taskgrid.v1.CopyResult
-	(*MemoryReport)(nil),      // 30: taskgrid.v1.MemoryReport
-	(*Upload)(nil),            // 31: taskgrid.v1.Upload
-	(*SchedulerMessage)(nil),  // 32: taskgrid.v1.SchedulerMessage
-	(*Copy)(nil),              // 33: taskgrid.v1.Copy
-	(*FetchRequest)(nil),      // 34: taskgrid.v1.FetchRequest
+	(*Secession)(nil),         // 29: taskgrid.v1.Secession
+	(*CopyResult)(nil),        // 30: taskgrid.v1.CopyResult
+	(*MemoryReport)(nil),      // 31: taskgrid.v1.MemoryReport
+	(*Upload)(nil),            // 32: taskgrid.v1.Upload
+	(*SchedulerMessage)(nil),  // 33: taskgrid.v1.SchedulerMessage
+	(*Copy)(nil),              // 34: taskgrid.v1.Copy
+	(*FetchRequest)(nil),      // 35: taskgrid.v1.FetchRequest
 }
 var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	1,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
@@ -3077,36 +3256,37 @@ var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	26, // 16: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
 	4,  // 17: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
 	9,  // 18: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
-	30, // 19: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
-	29, // 20: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
-	27, // 21: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
-	31, // 22: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
-	33, // 23: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
-	5,  // 24: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
-	7,  // 25: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
-	10, // 26: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
-	13, // 27: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
-	15, // 28: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
-	17, // 29: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
-	19, // 30: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
-	23, // 31: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
-	28, // 32: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
-	34, // 33: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
-	6,  // 34: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
-	8,  // 35: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
-	11, // 36: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
-	14, // 37: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
-	16, // 38: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
-	18, // 39: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
-	22, // 40: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
-	25, // 41: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
-	32, // 42: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
-	9,  // 43: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
-	34, // [34:44] is the sub-list for method output_type
-	24, // [24:34] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	31, // 19: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
+	30, // 20: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
+	29, // 21: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
+	27, // 22: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
+	32, // 23: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
+	34, // 24: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
+	5,  // 25: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
+	7,  // 26: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
+	10, // 27: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
+	13, // 28: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
+	15, // 29: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
+	17, // 30: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
+	19, // 31: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
+	23, // 32: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
+	28, // 33: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
+	35, // 34: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
+	6,  // 35: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
+	8,  // 36: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
+	11, // 37: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
+	14, // 38: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
+	16, // 39: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
+	18, // 40: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
+	22, // 41: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
+	25, // 42: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
+	33, // 43: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
+	9,  // 44: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
+	35, // [35:45] is the sub-list for method output_type
+	25, // [25:35] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_taskgrid_v1_taskgrid_proto_init() }
@@ -3120,7 +3300,7 @@ func file_taskgrid_v1_taskgrid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskgrid_v1_taskgrid_proto_rawDesc), len(file_taskgrid_v1_taskgrid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

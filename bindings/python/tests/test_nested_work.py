@@ -6,6 +6,10 @@ parent maps children through the worker-side client and waits on them
 (gather, Future.result, as_completed, wait), at one level and recursively,
 on process and in-process workers, and through Prefect's
 get_taskgrid_client. Every wait is bounded: a deadlock fails the test.
+Waiting parents secede: the scheduler stops counting them against their
+worker's thread (Status shows them seceded), so nesting 6 levels deep
+(63 parents waiting at once at the end) finishes on 2 threads; and
+cancelling a parent cancels the tasks it submitted.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import pytest
 import taskgrid
 
 TIMEOUT = 60  # s, far above the ~1 s these take; a deadlock fails here
+DEEP_TIMEOUT = 30  # s, for nesting 6 levels deep (~2 s): a stall fails it
 
 
 def child(x: int) -> int:
@@ -70,17 +75,90 @@ def test_recursive_nesting(small: taskgrid.Client) -> None:
     assert small.submit(tree, 4, pure=False).result(timeout=TIMEOUT) == 16
 
 
-def test_waiting_parents_leave_no_lent_links(small: taskgrid.Client) -> None:
-    fs = small.map(parent, range(6), how="gather", pure=False)
-    small.gather(fs, timeout=TIMEOUT)
-    # The links lent while parents waited stop once the parents rejoin
-    # (polled, bounded: a link ends after its goodbye round trip).
+def test_nesting_six_levels_deep(small: taskgrid.Client) -> None:
+    # Each level submits 2 children and waits on them: 63 parents wait at
+    # once at the bottom, on 2 threads. If waiting parents counted against
+    # their worker's thread, the scheduler would stop placing children once
+    # both workers held waiting parents, and this would time out.
+    start = time.monotonic()
+    assert small.submit(tree, 6, pure=False).result(timeout=DEEP_TIMEOUT) == 64
+    assert time.monotonic() - start < DEEP_TIMEOUT
+
+
+def slow_child(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def waits_on_slow_child(seconds: float) -> float:
+    c = taskgrid.get_client()
+    return float(c.submit(slow_child, seconds, pure=False).result(timeout=TIMEOUT))
+
+
+def test_waiting_parent_is_seceded_and_no_worker_is_added(small: taskgrid.Client) -> None:
+    f = small.submit(waits_on_slow_child, 1.0, pure=False)
+    # While the parent waits, Status counts it as seceded on its worker,
+    # and the cluster keeps its 2 workers (no helper connections).
     deadline = time.monotonic() + TIMEOUT
-    names = [w.name for w in small.status().workers]
-    while len(names) != 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-        names = [w.name for w in small.status().workers]
-    assert len(names) == 2, names
+    seen = 0
+    while time.monotonic() < deadline and not f.done():
+        st = small.status()
+        assert len(st.workers) == 2, [w.name for w in st.workers]
+        seen = max(seen, sum(w.seceded for w in st.workers))
+        if seen:
+            break
+        time.sleep(0.02)
+    assert seen == 1
+    assert f.result(timeout=TIMEOUT) == 1.0
+    # Rejoined and finished: nothing counts as seceded any more.
+    deadline = time.monotonic() + TIMEOUT
+    while sum(w.seceded for w in small.status().workers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sum(w.seceded for w in small.status().workers) == 0
+    assert len(small.status().workers) == 2
+
+
+def stoppable_child(i: int) -> int:
+    # Runs until cancelled (a Python thread cannot be stopped from outside:
+    # the task looks at its cancelled flag), at most TIMEOUT.
+    from taskgrid import _context
+
+    task = _context.current_task()
+    deadline = time.monotonic() + TIMEOUT
+    while not (task is not None and task.cancelled) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return i
+
+
+def waits_on_stoppable_children() -> int:
+    c = taskgrid.get_client()
+    fs = [c.submit(stoppable_child, i, pure=False) for i in range(2)]
+    return int(sum(c.gather(fs, timeout=TIMEOUT)))
+
+
+def test_cancelling_a_parent_cancels_its_children(small: taskgrid.Client) -> None:
+    f = small.submit(waits_on_stoppable_children, pure=False)
+    deadline = time.monotonic() + TIMEOUT
+    kids: list[str] = []
+    while time.monotonic() < deadline:
+        kids = small.status([f.key], children=True).children.get(f.key, [])
+        if len(kids) == 2 and all(
+            s == "processing" for s, _ in small.status(kids).keys.values()
+        ):
+            break
+        time.sleep(0.02)
+    assert len(kids) == 2
+    # Status names the parent of each child when asked about both.
+    assert small.status([f.key, *kids]).parents == {k: f.key for k in kids}
+    assert small.cancel(f) == 3
+    states = small.status([f.key, *kids]).keys
+    assert {k: s for k, (s, _) in states.items()} == {
+        k: "cancelled" for k in [f.key, *kids]
+    }
+    with pytest.raises(Exception):
+        f.result(timeout=TIMEOUT)
+    # The cancelled children stop (their flag), and the cluster goes on.
+    assert small.submit(child, 21, pure=False).result(timeout=TIMEOUT) == 42
 
 
 def test_prefect_nested_tasks_on_a_full_cluster(binaries: tuple[str, str]) -> None:

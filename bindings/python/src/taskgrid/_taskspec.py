@@ -6,9 +6,11 @@ becomes a ``py.call`` task whose input is the pickled (function, args,
 kwargs), with the Futures among the arguments lifted out as dependencies;
 a function name (``"tg.inc"``) becomes a task of that name with JSON
 arguments and trailing Futures as dependencies. Task options come from the
-explicit arguments, else from :func:`taskgrid.annotate`.
+explicit arguments, else from :func:`taskgrid.annotate`; a submission made
+from inside a running task names that task as its parent (TaskSpec.parent),
+so cancelling the task cancels it too.
 
-Depends on _annotate, _codec, _future (to spot Futures) and the stubs.
+Depends on _annotate, _codec, _context (the running task), _future (to spot Futures) and the stubs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 
-from . import _annotate, _codec
+from . import _annotate, _codec, _context
 from ._future import _is_future
 from ._rpc import pb
 
@@ -62,6 +64,9 @@ def options(
         extra["retries"] = int(retries)
     if workers:
         extra["workers"] = [workers] if isinstance(workers, str) else list(workers)
+    task = _context.current_task()
+    if task is not None:
+        extra["parent"] = task.key  # nested work: its parent
     return extra
 
 

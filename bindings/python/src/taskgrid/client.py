@@ -129,6 +129,9 @@ class WorkerInfo:
     memory_limit: int = 0
     paused: bool = False
     rss: int = 0
+    # Of `processing`, tasks waiting on nested work (seceded): they do not
+    # count against `nthreads`.
+    seceded: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +148,11 @@ class ClusterStatus:
     unplaceable: int
     version: str
     keys: dict[str, tuple[str, str]]  # key -> (state name, reason)
+    # Nested work, for the keys asked about: the parent of each key whose
+    # parent was asked about too, and (status(keys, children=True)) the
+    # keys each one submitted from inside its run.
+    parents: dict[str, str] = dataclasses.field(default_factory=dict)
+    children: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 _STATE_NAMES = {v: k[len("TASK_STATE_") :].lower() for k, v in pb.TaskState.items()}
@@ -649,8 +657,14 @@ class Client(ClientIO):
         """Submit a whole graph in order; Futures for the `wanted` keys. The
         other tasks run for their dependents only: never gathered, and
         released once submitted (the scheduler keeps them while needed).
-        Tasks this client already holds are not sent again."""
+        Tasks this client already holds are not sent again. From inside a
+        running task the graph's tasks are that task's children."""
         want = set(wanted)
+        parent = _context.current_task()
+        if parent is not None:
+            for spec in specs:
+                if not spec.parent:
+                    spec.parent = parent.key
         with self._cond:
             states = self._states
             new = []
@@ -692,7 +706,9 @@ class Client(ClientIO):
             return cf.result(timeout)
 
     def cancel(self, futures: Future | Iterable[Future]) -> int:
-        """Cancel tasks and everything depending on them; returns the count."""
+        """Cancel tasks and everything depending on them, and the tasks
+        they submitted from inside their run (nested work), recursively;
+        returns the count."""
         if isinstance(futures, Future):
             futures = [futures]
         keys = [f.key for f in futures]
@@ -754,12 +770,13 @@ class Client(ClientIO):
             raise ReplicateError(f"{first[0]}: {first[1]}", errors)
         return {k.key: k.holders for k in r.keys}
 
-    def status(self, keys: Sequence[str] = ()) -> ClusterStatus:
-        """Workers, task counts, and (for `keys`) each key's state and why."""
+    def status(self, keys: Sequence[str] = (), children: bool = False) -> ClusterStatus:
+        """Workers, task counts, and (for `keys`) each key's state and why;
+        with `children`, the tasks each key submitted (nested work)."""
 
         async def call() -> pb.StatusResponse:
             resp: pb.StatusResponse = await self._stub.Status(
-                pb.StatusRequest(keys=list(keys)), timeout=30
+                pb.StatusRequest(keys=list(keys), children=children), timeout=30
             )
             return resp
 
@@ -776,6 +793,7 @@ class Client(ClientIO):
                     memory_limit=w.memory_limit,
                     paused=w.paused,
                     rss=w.rss,
+                    seceded=w.seceded,
                 )
                 for w in r.workers
             ],
@@ -788,6 +806,8 @@ class Client(ClientIO):
             unplaceable=r.unplaceable,
             version=r.version,
             keys={k.key: (_STATE_NAMES.get(k.state, "unspecified"), k.reason) for k in r.keys},
+            parents={k.key: k.parent for k in r.keys if k.parent},
+            children={k.key: list(k.children) for k in r.keys if children},
         )
 
     def wait_for_workers(self, n: int = 1, timeout: float = 30.0) -> None:

@@ -91,11 +91,6 @@ POLL_S = 0.2  # how often the request generator looks at stop/drain flags
 # message limit (the scheduler's default --max-message) less room for the
 # message's other fields. Larger results fail with tg.ResultTooLarge.
 RESULT_MAX_BYTES = MAX_SEND - 64 * 1024
-# A lent link no longer lent disconnects after this long without work.
-LINGER_S = 1.0
-# A task still waiting on nested futures after this long lends its thread
-# to the scheduler as a one-thread link (see Worker.secede).
-LEND_DELAY_S = 0.02
 
 _MEMORY = pb.TASK_STATE_MEMORY
 _ERRED = pb.TASK_STATE_ERRED
@@ -199,6 +194,7 @@ class _Outbox:
         self._uploads = uploads
         self._missing: list[str] = []
         self._copied: list[tuple[str, str | None]] = []
+        self._secessions: list[tuple[str, bool]] = []  # (key, rejoined), in order
         self.session = 0
 
     def reset(self, session: int) -> None:
@@ -209,6 +205,7 @@ class _Outbox:
             self._uploads.clear()
             self._missing = []
             self._copied = []
+            self._secessions = []
             self._cv.notify_all()
 
     def push(self, session: int, result: _Result) -> None:
@@ -246,6 +243,18 @@ class _Outbox:
                 self._copied.append((key, error))
                 self._cv.notify()
 
+    def push_secession(self, session: int, key: str, rejoined: bool) -> None:
+        """A running task seceded (waits on nested work) or rejoined."""
+        with self._cv:
+            if session == self.session:
+                self._secessions.append((key, rejoined))
+                self._cv.notify()
+
+    def take_secessions(self) -> list[tuple[str, bool]]:
+        with self._cv:
+            secessions, self._secessions = self._secessions, []
+            return secessions
+
     def take_copied(self) -> list[tuple[str, str | None]]:
         with self._cv:
             copied, self._copied = self._copied, []
@@ -257,7 +266,12 @@ class _Outbox:
 
     def _empty(self) -> bool:
         return not (
-            self._results or self._released or self._uploads or self._missing or self._copied
+            self._results
+            or self._released
+            or self._uploads
+            or self._missing
+            or self._copied
+            or self._secessions
         )
 
     def empty(self) -> bool:
@@ -374,16 +388,6 @@ class Worker:
         self._why = ""
         self._call: Any = None
         self._said_goodbye = False
-        # Seceded tasks -> the timer that will lend their thread, or the
-        # lent link (a one-thread Worker) serving it; see secede().
-        self._lent: dict[Task, Any] = {}
-        self._links: list[Worker] = []  # every lent link still running
-        self._idle_links: list[Worker] = []  # lingering, ready to be lent again
-        self._nlent = 0
-        self._lend_lock = threading.Lock()
-        self._lender: Worker | None = None  # set on a lent link: its worker
-        self._linger_since = 0.0  # on a link: when its task rejoined (0: lent)
-        self._last_assign = 0.0  # on a link: when work last arrived
 
     def __repr__(self) -> str:
         return f"<taskgrid.Worker {self.name!r} {self.address} nthreads={self.nthreads}>"
@@ -437,7 +441,6 @@ class Worker:
             if not self._executor.wait_idle(max(grace, 0.5)):
                 logger.warning("tasks did not stop; exiting without waiting for them")
         finally:
-            self._stop_lent_links(join=True)
             self._executor.stop()
             with self._client_lock:
                 client, self._client = self._client, None
@@ -530,8 +533,6 @@ class Worker:
         while True:
             if self._dead_session == sid:
                 return
-            if self._lender is not None and not self._closing:
-                self._linger_over()
             if self._stop.is_set() and not self._closing:
                 self._begin_close(sid)
             if (self._closing or self._draining) and self._executor.idle() and self._outbox.empty():
@@ -551,6 +552,7 @@ class Worker:
             wait = min(POLL_S, max(0.0, last + self._heartbeat_s - time.monotonic()))
             results, released, pieces, missing = self._outbox.take(wait)
             copied = self._outbox.take_copied()
+            secessions = self._outbox.take_secessions()
             if self._dead_session == sid:
                 return
             if (
@@ -559,11 +561,12 @@ class Worker:
                 or pieces
                 or missing
                 or copied
+                or secessions
                 or self._memory_due
                 or time.monotonic() - last >= self._heartbeat_s
             ):
                 self._memory_due = False
-                yield self._message(results, released, pieces, missing, copied)
+                yield self._message(results, released, pieces, missing, copied, secessions)
                 last = time.monotonic()
 
     def _goodbye(self) -> None:
@@ -583,8 +586,11 @@ class Worker:
         pieces: list[Piece],
         missing: list[str],
         copied: Sequence[tuple[str, str | None]] = (),
+        secessions: Sequence[tuple[str, bool]] = (),
     ) -> Any:
         m = pb.WorkerMessage(uptime_ms=int((time.monotonic() - self._start_time) * 1000))
+        for key, rejoined in secessions:
+            m.secessions.add(key=key, rejoined=rejoined)
         add = m.results.add
         for key, state, data, codec, error, attempt, size, held in results:
             if state == _MEMORY:
@@ -655,7 +661,6 @@ class Worker:
             if self._executor.steal(key):
                 self._outbox.push_released(sid, key)
         if msg.assign:
-            self._last_assign = time.monotonic()
             if self._closing or self._draining:
                 for a in msg.assign:
                     self._outbox.push_released(sid, a.key)
@@ -778,109 +783,28 @@ class Worker:
     # -- nested work ----------------------------------------------------------
 
     # A task that waits on nested futures secedes: it gives its executor slot
-    # back, so this worker's queued tasks can run. That alone does not stop a
-    # deadlock: the scheduler still counts the waiting task against this
-    # worker's threads (and prefetch), so once every worker holds only
-    # waiting parents it sends them no children. Until the protocol can
-    # report a seceded task (see the README's known limits), a task that is
-    # still waiting after LEND_DELAY_S lends its thread to the scheduler as a
-    # separate one-thread link (a Worker named "<name>-lent-N", same
-    # functions and credentials, no resources, no launch id), which the
-    # scheduler feeds like any worker. When the task rejoins, the link
-    # lingers: it runs what it is still sent, is reused by the next task
-    # that waits, and disconnects once it has had no work for LINGER_S. (A
-    # link cannot disconnect at once: the scheduler may have assignments to
-    # it in flight, which it would count as lost with the link.) So a
-    # waiting task always frees a thread's worth of capacity, at any depth.
+    # back, so this worker's queued tasks can run, and the scheduler is told
+    # (WorkerMessage.secessions) so that it stops counting the task against
+    # this worker's threads and may send another task for the free slot.
+    # When the wait ends the task rejoins: the scheduler counts it again at
+    # once (sending nothing new while this worker is over its threads), and
+    # the task waits for a slot here, ahead of queued tasks. So a waiting
+    # task always frees a thread's worth of capacity, at any depth, and no
+    # more than nthreads tasks that have not seceded ever run at once.
 
     def secede(self, t: Task) -> bool:
         if not self._executor.secede(t):
             return False
-        if not self._stop.is_set():
-            timer = threading.Timer(LEND_DELAY_S, self._lend, (t,))
-            timer.daemon = True
-            with self._lend_lock:
-                self._lent[t] = timer
-            timer.start()
+        self._outbox.push_secession(t.session, t.key, False)
         return True
 
     def rejoin(self, t: Task) -> None:
-        with self._lend_lock:
-            lent = self._lent.pop(t, None)
-            if isinstance(lent, Worker):
-                lent._linger_since = time.monotonic()
-                self._idle_links.append(lent)
-        if isinstance(lent, threading.Timer):
-            lent.cancel()
+        self._outbox.push_secession(t.session, t.key, True)
         self._executor.rejoin(t)
-
-    def _lend(self, t: Task) -> None:
-        with self._lend_lock:
-            if not isinstance(self._lent.get(t), threading.Timer):
-                return  # rejoined meanwhile
-            if self._stop.is_set():
-                del self._lent[t]
-                return
-            if self._idle_links:
-                link = self._idle_links.pop()
-                link._linger_since = 0.0
-                self._lent[t] = link
-                return
-            self._nlent += 1
-            listen, advertise = self._data.link_options()
-            link = Worker(
-                self.address,
-                nthreads=1,
-                name=f"{self.name}-lent-{self._nlent}",
-                security=self.security,
-                heartbeat_ms=int(self._heartbeat_s * 1000),
-                launch_id="",
-                data_listen=listen,
-                data_address=advertise,
-                data_clients=self._data.clients,
-                memory_limit=None,
-            )
-            link._lender = self
-            self._lent[t] = link
-            self._links.append(link)
-            link.start()
-        logger.debug("task %s waits on nested work: lent its thread as %s", t.key, link.name)
-
-    def _linger_over(self) -> bool:
-        """On a lent link (request generator): True once it has lingered
-        idle for LINGER_S; it then leaves its lender's pool and stops."""
-        lender = self._lender
-        if lender is None or not self._linger_since or not self._executor.idle():
-            return False
-        now = time.monotonic()
-        if now - max(self._linger_since, self._last_assign) < LINGER_S:
-            return False
-        with lender._lend_lock:
-            if not self._linger_since or self not in lender._idle_links:
-                return False  # lent again meanwhile
-            lender._idle_links.remove(self)
-            lender._links.remove(self)
-        self._stop.set()
-        return True
-
-    def _stop_lent_links(self, join: bool) -> None:
-        with self._lend_lock:
-            timers = [x for x in self._lent.values() if isinstance(x, threading.Timer)]
-            links, self._links, self._idle_links, self._lent = self._links, [], [], {}
-        for timer in timers:
-            timer.cancel()
-        for link in links:
-            link._stop.set()
-            link._outbox.wake()
-        if join:
-            for link in links:
-                link.stop(STOP_GRACE_S)
 
     @property
     def client(self) -> Any:
         """A client to this worker's scheduler with its credentials (shared)."""
-        if self._lender is not None:
-            return self._lender.client  # a lent link: its worker's client
         with self._client_lock:
             if self._client is None:
                 # The one use of the client layer, which sits above this one

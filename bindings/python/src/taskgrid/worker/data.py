@@ -500,14 +500,6 @@ class DataPlane:
             )
         self.address = self.server.address if self.server is not None else ""
 
-    def link_options(self) -> tuple[str, str | None]:
-        """(listen, advertise) for a lent link of this worker: the same
-        hosts, each with a port of its own."""
-        if self.server is None:
-            return "none", None
-        s = self.server
-        return join_host_port(s.listen_host, 0), join_host_port(s.advertised_host, 0)
-
     def begin_session(self, session: int) -> None:
         self.inline_limit = 0
         self.store.reset(session)
