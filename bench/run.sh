@@ -19,14 +19,14 @@ REPEAT=${REPEAT:-3}
 DASK_VERSION=2026.8.0
 
 build() {
-  bazel build -c opt //bench:tg_bench //bench:rpc_floor //bench:data_plugin.so //scheduler //worker >/dev/null 2>&1 ||
-    bazel build -c opt //bench:tg_bench //bench:rpc_floor //bench:data_plugin.so //scheduler //worker
+  bazel build -c opt //bench:tg_bench //bench:rpc_floor //bench:data_plugin.so //tests:libtgnest.so //scheduler //worker >/dev/null 2>&1 ||
+    bazel build -c opt //bench:tg_bench //bench:rpc_floor //bench:data_plugin.so //tests:libtgnest.so //scheduler //worker
   # Copy out of bazel-bin, which the next build with other options repoints.
   BIN=$(mktemp -d)
   mkdir -p "$BIN/scheduler" "$BIN/worker" "$BIN/bench"
   cp bazel-bin/scheduler/taskgrid-scheduler "$BIN/scheduler/"
   cp bazel-bin/worker/taskgrid-worker "$BIN/worker/"
-  cp bazel-bin/bench/tg_bench bazel-bin/bench/rpc_floor bazel-bin/bench/data_plugin.so "$BIN/bench/"
+  cp bazel-bin/bench/tg_bench bazel-bin/bench/rpc_floor bazel-bin/bench/data_plugin.so bazel-bin/tests/libtgnest.so "$BIN/bench/"
   export TASKGRID_BIN_DIR="$BIN"
   TG="$BIN/bench/tg_bench"
 }
@@ -62,6 +62,7 @@ case "$mode" in
     $TG --case startup --repeat 1
     $TG --case pending --n 1000 --repeat 1
     $TG --case mapreduce --n 100 --repeat 1
+    $TG --case nested --n 2 --children 10 --repeat 1 --plugin "$BIN/bench/libtgnest.so"
     "$BIN/bench/rpc_floor" --n-unary 50 --n-stream 1000 --repeat 1
     python3 bench/data_bench.py --case floor --mb 8 --repeat 1
     python3 bench/data_bench.py --case transfer --mb 8 --repeat 1
@@ -91,8 +92,11 @@ case "$mode" in
       run dask $DASK --case diamond --n $m --repeat "$REPEAT"
       run dask-noqueue $DASK --case diamond --n $m --repeat "$REPEAT" --no-queuing
     done
-    echo "who=taskgrid case=nested skipped=worker-side client (tg_task_client) not built yet" | tee -a "$log"
-    run dask $DASK --case nested --n 10 --children 100 --repeat "$REPEAT"
+    for n in 10 100; do
+      run taskgrid $TG --case nested --n $n --children 100 --repeat "$REPEAT" \
+        --plugin "$BIN/bench/libtgnest.so"
+      run dask $DASK --case nested --n $n --children 100 --repeat "$REPEAT"
+    done
     # Pending-task memory: our own scheduler, so its pid is known.
     for r in $(seq 1 "$REPEAT"); do
       out=$(mktemp)

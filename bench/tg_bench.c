@@ -10,10 +10,13 @@
  * cluster start to ready, and tear-down), pending (N tasks waiting on one
  * unfinished root; prints the scheduler's RSS growth per task when
  * --scheduler-pid is given), mapreduce (tg_client_map of tg.sum over N
- * partitions of 100 numbers, then tg_client_tree_reduce of fan-in 8).
- * Mutual TLS: --tls-ca/--tls-cert/--tls-key
- * with a tls:// --address, or --secure 1 for a secure local cluster. Uses
- * only the public libtaskgrid API.
+ * partitions of 100 numbers, then tg_client_tree_reduce of fan-in 8),
+ * nested (N parents, each submitting --children tg.inc tasks through the
+ * worker-side client and returning their sum: nest.fan of the plug-in
+ * given with --plugin, libtgnest.so of tests/nest_plugin.c, as Dask's nested
+ * case does with get_client/secede/rejoin). Mutual TLS:
+ * --tls-ca/--tls-cert/--tls-key with a tls:// --address, or --secure 1 for a
+ * secure local cluster. Uses only the public libtaskgrid API.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +248,47 @@ static int case_mapreduce(tg_client *c, size_t n, int run)
     return 0;
 }
 
+/* N parents of `children` tg.inc children each (nest.fan), all at once. */
+static int case_nested(tg_client *c, size_t n, size_t children, int run)
+{
+    tg_task_def *defs = calloc(n, sizeof(*defs));
+    tg_future **fs = calloc(n, sizeof(*fs));
+    char in[24];
+    long long sum = 0;
+    double t0, t1;
+
+    if (defs == NULL || fs == NULL)
+        return die("out of memory");
+    snprintf(in, sizeof(in), "%zu", children);
+    for (size_t i = 0; i < n; i++) {
+        defs[i] = (tg_task_def)TG_TASK_DEF_INIT;
+        defs[i].func = "nest.fan";
+        defs[i].input = in;
+        defs[i].input_len = strlen(in);
+    }
+    t0 = now_s();
+    if (tg_client_submit(c, defs, n, fs) != TG_OK)
+        return die("submit");
+    if (tg_client_gather(c, fs, n, 600000) != TG_OK)
+        return die("gather");
+    t1 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        const void *data;
+        size_t len;
+
+        if (tg_future_result(fs[i], &data, &len, NULL) != TG_OK)
+            return die("nested parent");
+        sum += strtoll(data, NULL, 10);
+        tg_future_free(fs[i]);
+    }
+    printf("case=nested parents=%zu children=%zu run=%d seconds=%.6f "
+           "result=%lld\n",
+           n, children, run, t1 - t0, sum);
+    free(defs);
+    free(fs);
+    return 0;
+}
+
 static long rss_kb(long pid)
 {
     char path[64], line[256];
@@ -339,7 +383,8 @@ static int case_startup(uint32_t workers, int run)
 int main(int argc, char **argv)
 {
     const char *which = "noop", *address = NULL;
-    size_t n = 10000;
+    size_t n = 10000, children = 100;
+    const char *plugin = NULL;
     int repeat = 3, rc = 0;
     uint32_t workers = 2, threads = 1;
     long sched_pid = 0;
@@ -379,6 +424,10 @@ int main(int argc, char **argv)
             sec.key_file = v;
         else if (strcmp(a, "--secure") == 0)
             secure = atoi(v) != 0;
+        else if (strcmp(a, "--children") == 0)
+            children = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--plugin") == 0)
+            plugin = v;
         else {
             fprintf(stderr, "tg_bench: unknown option %s\n", a);
             return 2;
@@ -399,6 +448,7 @@ int main(int argc, char **argv)
         o.n_workers = workers;
         o.threads_per_worker = threads;
         o.secure = secure;
+        o.preload = plugin;
         if (tg_cluster_start(&cl, &o) != TG_OK)
             return die("cluster start");
         address = tg_cluster_address(cl);
@@ -422,6 +472,8 @@ int main(int argc, char **argv)
             rc = case_pending(c, n, r, sched_pid);
         else if (strcmp(which, "mapreduce") == 0)
             rc = case_mapreduce(c, n, r);
+        else if (strcmp(which, "nested") == 0)
+            rc = case_nested(c, n, children, r);
         else {
             fprintf(stderr, "tg_bench: unknown case %s\n", which);
             rc = 2;

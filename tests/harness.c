@@ -262,6 +262,42 @@ void th_wait_workers(tg_client *c, size_t n, int64_t timeout_ms)
     }
 }
 
+void th_cluster_up(th_cluster *cl, size_t nworkers, const char *nthreads,
+                   const char *plugin, const char *const *sextra)
+{
+    const char *sargs[16] = {"--launcher", "none"};
+    const char *wextra[] = {"--preload", plugin, NULL};
+    size_t ns = 2;
+
+    assert_true(nworkers <= 4);
+    for (size_t i = 0; sextra != NULL && sextra[i] != NULL; i++) {
+        assert_true(ns + 1 < sizeof(sargs) / sizeof(sargs[0]));
+        sargs[ns++] = sextra[i];
+    }
+    sargs[ns] = NULL;
+    cl->sched = th_start_scheduler("tcp://127.0.0.1:0", sargs, cl->addr,
+                                   sizeof(cl->addr));
+    cl->nworkers = nworkers;
+    for (size_t i = 0; i < nworkers; i++) {
+        char name[24];
+
+        snprintf(name, sizeof(name), "w%zu", i);
+        cl->workers[i] = th_start_worker(cl->addr, name, nthreads,
+                                         plugin != NULL ? wextra : NULL);
+    }
+    cl->client = th_connect(cl->addr);
+    th_wait_workers(cl->client, nworkers, 10000);
+}
+
+void th_cluster_down(th_cluster *cl)
+{
+    tg_client_free(cl->client);
+    cl->client = NULL;
+    for (size_t i = 0; i < cl->nworkers; i++)
+        th_stop(&cl->workers[i], SIGTERM);
+    th_stop(&cl->sched, SIGTERM);
+}
+
 tg_task_def th_inc_task(const char *prefix, int i, char key[48], char in[16])
 {
     tg_task_def d = TG_TASK_DEF_INIT;

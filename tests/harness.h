@@ -88,6 +88,21 @@ tg_client *th_connect(const char *addr);
 /* Poll Status until exactly `n` workers are connected (bounded). */
 void th_wait_workers(tg_client *c, size_t n, int64_t timeout_ms);
 
+/* A scheduler on loopback (--launcher none plus `sextra`, NULL-terminated,
+ * may be NULL) and `nworkers` (<= 4) workers "w0".. of `nthreads` threads
+ * that load `plugin` (NULL: none), and a client that saw them all connect
+ * (bounded); th_cluster_down stops them all. */
+typedef struct th_cluster {
+    th_proc sched, workers[4];
+    size_t nworkers;
+    char addr[256];
+    tg_client *client;
+} th_cluster;
+
+void th_cluster_up(th_cluster *cl, size_t nworkers, const char *nthreads,
+                   const char *plugin, const char *const *sextra);
+void th_cluster_down(th_cluster *cl);
+
 /* A tg.inc task over `i` (json), keyed "PREFIX-inc-I"; its key and input
  * are written to the caller's buffers, which must outlive the submit. */
 tg_task_def th_inc_task(const char *prefix, int i, char key[48], char in[16]);

@@ -20,6 +20,7 @@
 #include "loader.h"
 #include "registry.h"
 #include "util/log.h"
+#include "util/nest.h"
 #include "util/role.h"
 #include "util/tls.h"
 
@@ -156,6 +157,9 @@ int main(int argc, char **argv)
         _exit(0);
     }
     code = end == TGW_LINK_CLEAN ? 0 : 1;
+    /* Every task finished: close the worker-side client of nested work
+     * (releasing what tasks still held), if one was opened. */
+    tg__nest_exit();
 out:
     tgw_plugins_free(plugins);
     tgw_registry_free(reg);

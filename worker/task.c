@@ -2,14 +2,18 @@
  *
  * task.c: task creation (one allocation per assignment), the outcome rules
  * of tgw_task_run, and the tg_task_* accessors of the plug-in ABI (see
- * task.h and taskgrid/plugin.h). Depends on libc and the registry.
+ * task.h and taskgrid/plugin.h); marks the running task for the
+ * worker-side client (util/nest.h). Depends on libc, the registry and the
+ * executor's secede/rejoin.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "executor.h"
 #include "task.h"
 #include "util/error.h"
+#include "util/nest.h"
 
 /* Placement helper: hands out aligned pieces of the task's allocation. */
 typedef struct arena {
@@ -165,6 +169,14 @@ void tgw_task_free(tg_task_ctx *t)
     free(t);
 }
 
+static const char *nest_key(tg_task_ctx *t)
+{
+    return t->key;
+}
+
+static const tg__nest_ops nest_ops = {tg__exec_secede, tg__exec_rejoin,
+                                      nest_key};
+
 void tgw_task_run(tg_task_ctx *t)
 {
     char msg[512];
@@ -176,7 +188,11 @@ void tgw_task_run(tg_task_ctx *t)
         tg_task_set_error(t, "tg.UnknownFunction", msg, NULL);
         return;
     }
+    /* The worker-side client (tg_task_client) finds the task it runs in,
+     * and secedes it while it waits on nested work. */
+    tg__nest_enter(t, &nest_ops);
     rc = t->fn->fn(t, t->fn->userdata);
+    tg__nest_leave();
     if (t->erred)
         return;
     if (rc != 0) {

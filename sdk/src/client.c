@@ -304,7 +304,8 @@ fail:
 
 void tg_client_free(tg_client *c)
 {
-    if (c == NULL)
+    /* The worker-wide client of tg_task_client is the worker's to close. */
+    if (c == NULL || c->task_client)
         return;
     tg__shared_close(c->sh);
     tg__client_flush_releases(c);

@@ -6,11 +6,13 @@
  * and task key writing. client.c connects and frees; key.c makes keys;
  * submit.c, gather.c, control.c (cancel, release, annotate, scale) and
  * report.c (status) are one public call family each; direct.c fetches
- * held results from their holders for gather.c (direct_to_workers).
+ * held results from their holders for gather.c (direct_to_workers);
+ * task_client.c is the worker-side client of nested work.
  */
 #ifndef TG_SDK_CLIENT_IMPL_H
 #define TG_SDK_CLIENT_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +40,7 @@ struct tg_client {
     size_t max_message;
     tg__tls tls;       /* loaded and checked security material */
     tg__fetch *direct; /* direct_to_workers: fetches from holders, or NULL */
+    bool task_client;  /* the worker-wide client of tg_task_client */
 };
 
 /*
@@ -94,5 +97,16 @@ size_t tg__key_prefix_len(const char *func);
 /* Write "<func>-<16 hex>" at `buf` (room checked by the caller); returns
  * its length (key.c). */
 size_t tg__key_write(char *buf, const char *func);
+
+/*
+ * The worker-side client (task_client.c). For the worker-wide client,
+ * called on the thread of a running task: the key nested submissions
+ * carry as their parent (NULL: none), and the secede before a blocking
+ * wait (true if the task seceded) and the rejoin after it (pass what
+ * tg__task_client_secede returned). Other clients: NULL, false, no-op.
+ */
+const char *tg__task_client_parent(const tg_client *c);
+bool tg__task_client_secede(const tg_client *c);
+void tg__task_client_rejoin(const tg_client *c, bool seceded);
 
 #endif

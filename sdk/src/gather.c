@@ -214,6 +214,7 @@ int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
     tg__gmap m;
     gather_pass gp;
     int64_t start;
+    bool seceded;
     int rc;
 
     if ((rc = tg__client_enter(c, "tg_client_gather")) != TG_OK)
@@ -241,6 +242,8 @@ int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
     if (rc != TG_OK || m.pending == 0)
         return rc;
 
+    /* A task waiting on nested work gives its slot back meanwhile. */
+    seceded = timeout_ms != 0 && tg__task_client_secede(c);
     start = tg__now_ms();
     memset(&gp, 0, sizeof(gp));
     gp.keys = m.keys;
@@ -269,6 +272,7 @@ int tg_client_gather(tg_client *c, tg_future *const *fs, size_t n,
                            m.pending, m.nkeys);
 
 cleanup:
+    tg__task_client_rejoin(c, seceded);
     tg__gmap_free(&m);
     return rc;
 }

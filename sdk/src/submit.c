@@ -35,7 +35,8 @@ static size_t spec_bound(const tg_task_def *t, size_t keylen)
 {
     size_t n = 16 + field_bound(keylen) + field_bound(strlen(t->func)) +
                field_bound(t->input_len) +
-               field_bound(t->codec ? strlen(t->codec) : 0) + 22;
+               field_bound(t->codec ? strlen(t->codec) : 0) + 22 +
+               field_bound(TG_KEY_MAX); /* the parent of nested work */
 
     for (size_t i = 0; i < t->ndeps; i++)
         n += field_bound(strlen(t->deps[i]));
@@ -120,9 +121,11 @@ static int check_task(const tg_task_def *t, size_t i)
 }
 
 static void fill_spec(taskgrid_v1_TaskSpec *s, const tg_task_def *t,
-                      const tg_future *f, taskgrid_v1_Resource *res)
+                      const tg_future *f, taskgrid_v1_Resource *res,
+                      const char *parent)
 {
     memset(s, 0, sizeof(*s));
+    s->parent = tg_pbbuf_str(parent);
     s->key = tg_pbbuf_mem(f->key, f->keylen);
     s->func = tg_pbbuf_str(t->func);
     s->input = tg_pbbuf_mem(t->input, t->input_len);
@@ -153,10 +156,13 @@ static int submit_chunk(tg_client *c, const tg_task_def *tasks, tg_future *fut,
     size_t r = 0;
     int rc;
 
+    /* Nested work: children of the task this thread runs, if any. */
+    const char *parent = tg__task_client_parent(c);
+
     memset(&req, 0, sizeof(req));
     for (size_t i = from; i < to; i++) {
         fill_spec(&specs[i - from], &tasks[i], &fut[i],
-                  res != NULL ? res + r : NULL);
+                  res != NULL ? res + r : NULL, parent);
         r += tasks[i].nresources;
     }
     req.tasks_count = (pb_size_t)(to - from);

@@ -343,7 +343,10 @@ TG_EXPORT int tg_client_scatter(tg_client *c, const void *data, size_t len,
  * scheduler in chunks, or from a holder directly with
  * tg_client_opts.direct_to_workers (falling back to the scheduler, with
  * one warning, when no holder delivers it); either way its bytes are
- * checked (offsets, size, CRC-32) before a future gets them.
+ * checked (offsets, size, CRC-32) before a future gets them. With the
+ * worker-side client of a running task (tg_task_client(),
+ * taskgrid/nested.h), a call that may block (timeout_ms != 0, futures
+ * not all final) secedes the task for the wait and rejoins after.
  *
  * @param c           the client the futures were submitted with.
  * @param fs          `n` futures (borrowed).

@@ -10,6 +10,9 @@
  * Depends on nothing but the C standard headers and taskgrid/status.h; the
  * symbols declared here are provided by the worker executable itself (it is
  * linked with --export-dynamic), so a plug-in links against no library.
+ * The worker also links libtaskgrid's client and exports it the same way:
+ * a task function may submit nested work through tg_task_client()
+ * (taskgrid/nested.h).
  *
  * FFI-friendly by design: opaque handles, fixed-width integers, no
  * variadic functions, no structs or unions crossing the boundary. Every

@@ -4,6 +4,7 @@
  * taskgrid. Include it to get the whole public API: status codes
  * (status.h), TLS options (security.h), the client and its futures
  * (client.h), map and tree reduction over partitions (collections.h), the
+ * worker-side client of nested work (nested.h), the
  * temporary local cluster (cluster.h) and the worker
  * plug-in ABI (plugin.h; its functions are provided by taskgrid-worker,
  * not by libtaskgrid).
@@ -20,6 +21,7 @@
 #include "taskgrid/client.h"
 #include "taskgrid/cluster.h"
 #include "taskgrid/collections.h"
+#include "taskgrid/nested.h"
 #include "taskgrid/plugin.h"
 #include "taskgrid/security.h"
 #include "taskgrid/status.h"
