@@ -103,7 +103,13 @@
  *    over-count lasts at most until the tasks started meanwhile finish,
  *    and nothing new piles on meanwhile. Tasks submitted from inside a
  *    task name it as their parent (tgs_task_spec.parent): cancelling a
- *    task cancels its unfinished children, recursively.
+ *    task cancels its unfinished children, recursively. A task's nesting
+ *    depth is its number of ancestors (0 without a parent; a parent not
+ *    known before the batch counts as depth 0); a new task deeper than
+ *    max_nesting_depth is ERRED at once with tg.NestingTooDeep, naming
+ *    its key, its depth, its parent and the limit (a runaway recursion
+ *    fails fast instead of filling the cluster), and its dependents
+ *    inherit the error.
  *
  * Ownership: the core copies everything it is given (keys, inputs, result
  * bytes). Pointers it hands out (tgs_task *, strings from accessors) are
@@ -244,6 +250,10 @@ typedef struct tgs_core_opts {
      * worker that holds them (placement and stealing of tasks with held
      * inputs; 0 or not finite and positive: default 100 MB/s). */
     double transfer_bandwidth;
+    /* Deepest nesting accepted: a new task with more ancestors (parent,
+     * its parent, ...) than this is ERRED at once with tg.NestingTooDeep
+     * (0: no limit). */
+    uint32_t max_nesting_depth;
 } tgs_core_opts;
 
 typedef struct tgs_core tgs_core;

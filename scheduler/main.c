@@ -65,6 +65,10 @@ static const char usage[] =
     "  --relay-memory BYTES    bytes all Gathers relaying held results\n"
     "                          through the scheduler may hold at once\n"
     "                          (default 64 MiB; at least 1 MiB)\n"
+    "  --max-nesting-depth N   deepest nesting of tasks submitted from inside\n"
+    "                          tasks (ancestors: parent, its parent, ...);\n"
+    "                          a deeper one fails at once with\n"
+    "                          tg.NestingTooDeep (default 100; 0: no limit)\n"
     "  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
     "                          mutual TLS (with a tls:// --listen address):\n"
     "                          the cluster CA, and this scheduler's\n"
@@ -126,11 +130,17 @@ static bool is_one_of(const char *a, const char *const *flags)
 static int parse_number(cli *c, const char *a, const char *val)
 {
     static const char *const flags[] = {
-        "--workers",           "--nthreads",
-        "--no-worker-timeout", "--allowed-failures",
-        "--retry-backoff",     "--retry-backoff-max",
-        "--max-message",       "--inline-limit",
-        "--relay-memory",      NULL,
+        "--workers",
+        "--nthreads",
+        "--no-worker-timeout",
+        "--allowed-failures",
+        "--retry-backoff",
+        "--retry-backoff-max",
+        "--max-message",
+        "--inline-limit",
+        "--relay-memory",
+        "--max-nesting-depth",
+        NULL,
     };
     tgs_server_opts *o = &c->o;
     unsigned long long v;
@@ -176,6 +186,11 @@ static int parse_number(cli *c, const char *a, const char *val)
         if (parse_u64(val, &v) || v < (1u << 20) || v > (1ull << 40))
             return bad("--relay-memory expects 1048576 to 2^40 bytes", val);
         o->relay_memory = v;
+    } else if (strcmp(a, "--max-nesting-depth") == 0) {
+        if (parse_u64(val, &v) || v > 1000000)
+            return bad("--max-nesting-depth expects 0 (no limit) to 1000000",
+                       val);
+        o->max_nesting_depth = (uint32_t)v;
     }
     return 0;
 }
@@ -455,6 +470,7 @@ int main(int argc, char **argv)
     c.o.listen = "tcp://0.0.0.0:8786";
     c.o.launcher = "local";
     c.o.inline_limit = TG_PROTO_INLINE_LIMIT_DEFAULT;
+    c.o.max_nesting_depth = TGS_MAX_NESTING_DEPTH_DEFAULT;
     c.parent_fd = -1;
     tg__log_set_component("scheduler");
     rc = parse_args(&c, argc, argv);

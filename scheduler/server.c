@@ -405,6 +405,7 @@ int tgs_server_main(const tgs_server_opts *o)
     co.retry_backoff_ms = o->retry_backoff_ms;
     co.retry_backoff_max_ms = o->retry_backoff_max_ms;
     co.transfer_bandwidth = o->transfer_bandwidth;
+    co.max_nesting_depth = o->max_nesting_depth;
     if (seed_core_hash() != 0)
         return 1;
     if (tgs_core_new(&s.core, &co) != TGS_OK) {

@@ -15,6 +15,12 @@
 
 /* The default budget of the Gather relays (relay.c). */
 #define TGS_RELAY_MEMORY_DEFAULT (64u << 20)
+/* --max-nesting-depth's default: far deeper than nested work is meant to
+ * go (each level is a task waiting on its children, holding a thread on
+ * its worker), yet a recursion that never ends fails after 100 levels
+ * with an error that says so instead of piling up waiting tasks until
+ * the workers run out of threads or memory. */
+#define TGS_MAX_NESTING_DEPTH_DEFAULT 100u
 
 typedef struct tgs_server_opts {
     const char *listen;       /* "tcp://0.0.0.0:8786" */
@@ -41,6 +47,9 @@ typedef struct tgs_server_opts {
     /* Bytes all Gather relays may hold at once (--relay-memory; 0: the
      * default, TGS_RELAY_MEMORY_DEFAULT). */
     uint64_t relay_memory;
+    /* Deepest nesting of tasks submitted from inside tasks accepted
+     * (--max-nesting-depth; 0: no limit): tgs_core_opts. */
+    uint32_t max_nesting_depth;
     const char *ca_pem, *cert_pem, *key_pem; /* TLS (all or none) */
     /* Files (absolute paths) the local launcher passes to the workers it
      * starts as --tls-ca/--tls-cert/--tls-key; a TLS scheduler's launcher

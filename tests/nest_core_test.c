@@ -7,13 +7,16 @@
  * after the result, for an unknown key or worker, twice, a rejoin without
  * secession, a worker lost while a task seceded), and parents: children
  * are cancelled with their parent, recursively, links only to parents
- * known before the batch, Status's view of the tree. Depends on
+ * known before the batch, Status's view of the tree; the nesting depth
+ * limit (a task deeper than it errs at once with tg.NestingTooDeep, its
+ * depth fixed at submission). Depends on
  * //scheduler:core, tests/core_fixture and cmocka.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -377,6 +380,120 @@ static void test_nest_core__children_listed_and_forgotten(void **state)
     tgs_core_free(c);
 }
 
+/* A core with nesting limited to `limit` levels and one worker. */
+static tgs_core *limited(uint32_t limit)
+{
+    tgs_core_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_nesting_depth = limit;
+    tgs_core *c = cf_core_new(&o);
+    add_worker(c, 1, "w1");
+    return c;
+}
+
+/* Submit `key` with parent `parent`: accepted to run, or ERRED at once
+ * (nested too deep). */
+static void submit_nested(tgs_core *c, const char *key, const char *parent,
+                          bool erred)
+{
+    assert_int_equal(submit_child(c, key, parent), TGS_OK);
+    if (erred)
+        assert_int_equal(state_of(c, key), TGS_ERRED);
+    else
+        assert_int_not_equal(state_of(c, key), TGS_ERRED);
+}
+
+static bool has(tgs_str s, const char *z)
+{
+    char buf[512];
+    size_t n = s.len < sizeof buf - 1 ? s.len : sizeof buf - 1;
+    memcpy(buf, s.ptr, n);
+    buf[n] = '\0';
+    return strstr(buf, z) != NULL;
+}
+
+static void test_nest_core__deeper_than_the_limit_errs_at_once(void **state)
+{
+    (void)state;
+    tgs_core *c = limited(3);
+    submit(c, "d0");
+    submit_nested(c, "d1", "d0", false);
+    submit_nested(c, "d2", "d1", false);
+    submit_nested(c, "d3", "d2", false); /* 3 deep: allowed */
+    /* 4 deep: ERRED at once, with an error of its own naming the key, its
+     * depth, its parent and the limit; it never runs. */
+    assert_int_equal(submit_child(c, "d4", "d3"), TGS_OK);
+    const tgs_task *t = tgs_core_find(c, S("d4"));
+    assert_int_equal(tgs_task_state(t), TGS_ERRED);
+    cf_assert_str_is(tgs_task_err_type(t), "tg.NestingTooDeep");
+    tgs_str m = tgs_task_err_message(t);
+    assert_true(has(m, "'d4'"));
+    assert_true(has(m, "4 levels deep"));
+    assert_true(has(m, "'d3'"));
+    assert_true(has(m, "limit of 3"));
+    cf_assert_str_is(tgs_task_err_origin(t), "");
+    /* Still its parent's child (Status shows it), and never assigned. */
+    assert_int_equal(tgs_core_task_nchildren(c, tgs_core_find(c, S("d3"))), 1);
+    cf_act a[CF_MAX_ACTS];
+    size_t n = cf_pop_all(c, a, CF_MAX_ACTS);
+    for (size_t i = 0; i < n; i++)
+        assert_false(a[i].kind == TGS_ACT_ASSIGN &&
+                     strcmp(a[i].key, "d4") == 0);
+    /* A dependent in the same batch, not nested itself, inherits it. */
+    tgs_task_spec s[2];
+    memset(s, 0, sizeof s);
+    s[0].key = S("e4");
+    s[0].func = S("f");
+    s[0].parent = S("d3");
+    tgs_str dep = S("e4");
+    s[1].key = S("top");
+    s[1].func = S("f");
+    s[1].deps = &dep;
+    s[1].ndeps = 1;
+    assert_int_equal(tgs_core_submit(c, s, 2, 0, NULL, NULL, 0), TGS_OK);
+    const tgs_task *top = tgs_core_find(c, S("top"));
+    assert_int_equal(tgs_task_state(top), TGS_ERRED);
+    cf_assert_str_is(tgs_task_err_type(top), "tg.NestingTooDeep");
+    cf_assert_str_is(tgs_task_err_origin(top), "e4");
+    /* Siblings at an allowed depth are not affected. */
+    submit_nested(c, "d3b", "d2", false);
+    tgs_core_free(c);
+}
+
+static void test_nest_core__depth_survives_forgotten_ancestors(void **state)
+{
+    (void)state;
+    tgs_core *c = limited(2);
+    submit(c, "d0");
+    assert_int_equal(assigns(c, 1), 1);
+    assert_int_equal(submit_child(c, "d1", "d0"), TGS_OK);
+    /* d0 returns without waiting on d1, and is forgotten. */
+    finish(c, 1, "d0");
+    tgs_str k = S("d0");
+    assert_int_equal(tgs_core_release(c, &k, 1, NULL), TGS_OK);
+    submit_nested(c, "d2", "d1", false); /* 2: allowed */
+    assert_null(tgs_core_find(c, S("d0")));
+    /* d1 still counts as 1 deep, so d3 is 3 deep: refused. */
+    submit_nested(c, "d3", "d2", true);
+    /* An unknown parent counts as a top-level task: 1 deep. */
+    submit_nested(c, "o", "nobody", false);
+    tgs_core_free(c);
+}
+
+static void test_nest_core__no_limit_when_zero(void **state)
+{
+    (void)state;
+    tgs_core *c = limited(0);
+    char key[16], parent[16];
+    submit(c, "n0");
+    for (int i = 1; i <= 300; i++) {
+        snprintf(key, sizeof key, "n%d", i);
+        snprintf(parent, sizeof parent, "n%d", i - 1);
+        submit_nested(c, key, parent, false);
+    }
+    tgs_core_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +508,9 @@ int main(void)
         cmocka_unit_test(test_nest_core__cancel_child_spares_parent),
         cmocka_unit_test(test_nest_core__links_only_to_known_parents),
         cmocka_unit_test(test_nest_core__children_listed_and_forgotten),
+        cmocka_unit_test(test_nest_core__deeper_than_the_limit_errs_at_once),
+        cmocka_unit_test(test_nest_core__depth_survives_forgotten_ancestors),
+        cmocka_unit_test(test_nest_core__no_limit_when_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,16 @@ var (
 	ErrResultTooLarge = errors.New("taskgrid: result too large for one message")
 	// ErrClosed is returned by calls on a closed Client.
 	ErrClosed = errors.New("taskgrid: client is closed")
+	// ErrNestingTooDeep matches the TaskError of a task submitted from
+	// inside tasks nested deeper than the scheduler allows (its
+	// --max-nesting-depth, 100 by default; error type "tg.NestingTooDeep",
+	// whose message names the task, its depth, its parent and the limit):
+	// a recursion through ClientFromContext that went too far. A parent
+	// that returns its child's error passes it up unchanged.
+	ErrNestingTooDeep = errors.New("taskgrid: tasks nested deeper than the scheduler allows")
+	// ErrNotInTask is wrapped by the error of ClientFromContext when its
+	// context is not that of a task running on a taskgrid Worker.
+	ErrNotInTask = errors.New("not called with the context of a task running on a taskgrid Worker")
 )
 
 // TaskError is why a task failed, as reported by the worker that ran it (in
@@ -106,12 +116,15 @@ func (e *TaskError) Error() string {
 	return msg
 }
 
-// Is makes errors.Is(err, ErrCancelled), errors.Is(err, ErrUnknownKey) and
-// errors.Is(err, ErrResultTooLarge) work.
+// Is makes errors.Is(err, ErrCancelled), errors.Is(err, ErrUnknownKey),
+// errors.Is(err, ErrResultTooLarge) and errors.Is(err, ErrNestingTooDeep)
+// work.
 func (e *TaskError) Is(target error) bool {
 	switch target {
 	case ErrResultTooLarge:
 		return e.Type == "tg.ResultTooLarge"
+	case ErrNestingTooDeep:
+		return e.Type == "tg.NestingTooDeep"
 	case ErrCancelled:
 		return e.State == StateCancelled
 	case ErrUnknownKey:

@@ -4,20 +4,35 @@
 // waiting parents than worker threads, at one level and recursively (6
 // levels deep on 2 x 1 threads: it stalls if the scheduler counts waiting
 // parents against their worker's thread), and cancelling a parent
-// cancels the tasks it submitted.
+// cancels the tasks it submitted. Misuse: ClientFromContext outside a
+// task is a wrapped ErrNotInTask, and a recursion that never ends fails
+// at the scheduler's --max-nesting-depth with ErrNestingTooDeep, quickly.
 
 package taskgrid_test
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	taskgrid "github.com/taskgrid/taskgrid/bindings/go"
 	"github.com/taskgrid/taskgrid/bindings/go/internal/tgtest"
 )
+
+// intArgAndClient: a nested task's one JSON integer argument, and its
+// worker-side client.
+func intArgAndClient(ctx context.Context, args []json.RawMessage) (int, *taskgrid.Client, error) {
+	var n int
+	if err := json.Unmarshal(args[0], &n); err != nil {
+		return 0, nil, err
+	}
+	nc, err := taskgrid.ClientFromContext(ctx)
+	return n, nc, err
+}
 
 // nestedFuncs: go.nparent(i) maps 4 go.nchild tasks and waits for them
 // (Gather, or each Future.Result); go.tree(d) waits on two go.tree(d-1).
@@ -28,11 +43,7 @@ func nestedFuncs(perFuture bool) map[string]taskgrid.Func {
 		return 2 * x, err
 	})
 	parent := taskgrid.JSONFunc(func(ctx context.Context, args []json.RawMessage) (any, error) {
-		var i int
-		if err := json.Unmarshal(args[0], &i); err != nil {
-			return nil, err
-		}
-		nc, err := taskgrid.ClientFromContext(ctx)
+		i, nc, err := intArgAndClient(ctx, args)
 		if err != nil {
 			return nil, err
 		}
@@ -105,15 +116,31 @@ func nestedFuncs(perFuture bool) map[string]taskgrid.Func {
 		}
 		return nil, nc.Gather(ctx, fs...)
 	})
+	// go.recurse(d) never stops: it submits go.recurse(d+1) (key
+	// "grec-<d+1>") and waits on it, passing its error up.
+	recurse := taskgrid.JSONFunc(func(ctx context.Context, args []json.RawMessage) (any, error) {
+		d, nc, err := intArgAndClient(ctx, args)
+		if err != nil {
+			return nil, err
+		}
+		next := jsonTask("go.recurse", fmt.Sprint(d+1))
+		next.Key = fmt.Sprintf("grec-%d", d+1)
+		f, err := nc.Submit(ctx, next)
+		if err != nil {
+			return nil, err
+		}
+		var v float64
+		return v, f.Decode(ctx, &v)
+	})
 	return map[string]taskgrid.Func{
 		"go.nchild": child, "go.nparent": parent, "go.tree": tree,
-		"go.blocker": blocker, "go.nblock": nblock,
+		"go.blocker": blocker, "go.nblock": nblock, "go.recurse": recurse,
 	}
 }
 
-// twoByOne: a scheduler and 2 Go workers x 1 thread.
-func twoByOne(t *testing.T, perFuture bool) *taskgrid.Client {
-	addr := tgtest.Scheduler(t, "--launcher", "none")
+// twoByOne: a scheduler (with `args`) and 2 Go workers x 1 thread.
+func twoByOne(t *testing.T, perFuture bool, args ...string) *taskgrid.Client {
+	addr := tgtest.Scheduler(t, append([]string{"--launcher", "none"}, args...)...)
 	c := dial(t, addr)
 	for i := range 2 {
 		goWorker(t, addr, nestedFuncs(perFuture), taskgrid.WithNThreads(1), taskgrid.WithName(fmt.Sprintf("g%d", i)))
@@ -244,5 +271,71 @@ func TestCancellingAParentCancelsItsChildren(t *testing.T) {
 	var got float64
 	if err := f.Decode(ctx, &got); err != nil || got != 4 {
 		t.Fatalf("go.tree(2) after the cancel = %v, %v", got, err)
+	}
+}
+
+func TestClientFromContextOutsideATask(t *testing.T) {
+	for name, ctx := range map[string]context.Context{
+		"Background": context.Background(),
+		"WithCancel": testContext(t),
+	} {
+		c, err := taskgrid.ClientFromContext(ctx)
+		if c != nil || err == nil {
+			t.Fatalf("%s: ClientFromContext = %v, %v; want an error", name, c, err)
+		}
+		if !errors.Is(err, taskgrid.ErrNotInTask) {
+			t.Errorf("%s: error %q does not wrap ErrNotInTask", name, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "ClientFromContext") || !strings.Contains(msg, "task") {
+			t.Errorf("%s: error %q does not name the call and what it needs", name, msg)
+		}
+	}
+}
+
+func TestRunawayRecursionFailsAtTheDepthLimit(t *testing.T) {
+	c := twoByOne(t, false, "--max-nesting-depth", "5")
+	ctx, cancel := context.WithTimeout(testContext(t), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	top := jsonTask("go.recurse", "0")
+	top.Key = "grec-0" // depth 0
+	f, err := c.Submit(ctx, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	err = f.Decode(ctx, &v)
+	if !errors.Is(err, taskgrid.ErrNestingTooDeep) {
+		t.Fatalf("runaway recursion after %v: %v; want ErrNestingTooDeep", time.Since(start), err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+	// The task submitted at depth 6 never ran; the error names it, its
+	// depth, its parent and the limit, and each parent passed it up.
+	var te *taskgrid.TaskError
+	if !errors.As(err, &te) {
+		t.Fatalf("%v is not a *TaskError", err)
+	}
+	for _, want := range []string{"'grec-6'", "6 levels deep", "'grec-5'", "limit of 5"} {
+		if !strings.Contains(te.Message, want) {
+			t.Errorf("message %q lacks %q", te.Message, want)
+		}
+	}
+	// (The nested tasks are released with the tasks that held them.)
+	st, err := c.Status(ctx, "grec-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Keys[0].State; s != taskgrid.StateErred {
+		t.Errorf("grec-0 is %v, want erred", s)
+	}
+	// The cluster goes on within the limit.
+	g, err := c.Submit(ctx, jsonTask("go.tree", "3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Decode(ctx, &v); err != nil || v != 8 {
+		t.Fatalf("go.tree(3) after = %v, %v", v, err)
 	}
 }

@@ -9,7 +9,7 @@ package taskgrid
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -123,11 +123,12 @@ func SetResultCodec(ctx context.Context, codec string) {
 // secedes: its slot runs other tasks and the scheduler does not count it
 // against the worker's threads, so nested work cannot deadlock a full
 // cluster. Tasks it submits name the task as their parent: cancelling the
-// task (Client.Cancel) cancels them too, recursively.
+// task (Client.Cancel) cancels them too, recursively. With any other
+// context it returns an error wrapping ErrNotInTask.
 func ClientFromContext(ctx context.Context) (*Client, error) {
 	t := runningTaskFrom(ctx)
 	if t == nil {
-		return nil, errors.New("taskgrid: ClientFromContext: the context is not a task's context on a taskgrid Worker")
+		return nil, fmt.Errorf("taskgrid: ClientFromContext: %w (pass the context the task function was given)", ErrNotInTask)
 	}
 	return t.nestedClient(), nil
 }

@@ -155,9 +155,10 @@ typedef struct tgs_kin {
     struct tgs_kin **kids;  /* its children, in no particular order */
     uint32_t nkids;
     uint32_t capkids;
-    uint32_t at;   /* index in parent->kids */
-    uint32_t hash; /* of `task` (the pointer) */
-    uint32_t plen; /* its parent's key, as submitted (may be empty) */
+    uint32_t at;    /* index in parent->kids */
+    uint32_t hash;  /* of `task` (the pointer) */
+    uint32_t depth; /* its ancestors when submitted (tgs__kin_depth) */
+    uint32_t plen;  /* its parent's key, as submitted (may be empty) */
     char pkey[];
 } tgs_kin;
 
@@ -649,6 +650,16 @@ void tgs__secede_clear(tgs_worker *w, tgs_task *t);
  * is not made. */
 void tgs__kin_add(tgs_core *c, tgs_task *t, tgs_str pkey,
                   const tgs_task *parent);
+/* The nesting depth of a new task submitted with parent key `pkey`: 0
+ * without one, else the depth of `parent` (the task known by that key
+ * before the batch; NULL: none, counted as depth 0) plus one. */
+uint32_t tgs__kin_depth(const tgs_core *c, tgs_str pkey,
+                        const tgs_task *parent);
+/* Submit: `*out` is the tg.NestingTooDeep error of new task `key` with
+ * parent key `pkey` when that nests it deeper than max_nesting_depth
+ * (the caller owns it), NULL if not. TGS_ENOMEM if it cannot be made. */
+int tgs__nest_check(const tgs_core *c, tgs_str key, tgs_str pkey,
+                    tgs_error **out);
 /* `t` (with TN_KIN) is forgotten: it leaves the tree. */
 void tgs__kin_drop(tgs_core *c, tgs_task *t);
 /* Cancel: collect the descendants of the named keys (before anything is

@@ -5,8 +5,9 @@
  * one more thread for it until it rejoins or leaves), and the tree of
  * parents and children (tasks submitted from inside a task name it as
  * their parent; cancelling a task cancels its unfinished children,
- * recursively). Depends on internal.h, errors.c, failure.c and
- * schedule.c.
+ * recursively; a task nested deeper than the core's max_nesting_depth
+ * is refused, ERRED at once, in submit.c). Depends on internal.h, errors.c,
+ * failure.c and schedule.c.
  *
  * The tree lives beside the tasks, in core->kin (one tgs_kin per task
  * with a parent or children, found by the task pointer; TN_KIN marks
@@ -16,6 +17,8 @@
  * once.
  */
 #include "scheduler/core/internal.h"
+
+#include <inttypes.h>
 
 /* Parent keys are task keys: the same bound. */
 #define PARENT_KEY_MAX 1024
@@ -82,8 +85,9 @@ static tgs_kin *kin_find(const tgs_core *c, const tgs_task *t)
     return NULL;
 }
 
-/* The record of `t`, made (with parent key `pkey`) if it has none. */
-static tgs_kin *kin_get(tgs_core *c, tgs_task *t, tgs_str pkey)
+/* The record of `t`, made (with parent key `pkey` and nesting depth
+ * `depth`) if it has none. */
+static tgs_kin *kin_get(tgs_core *c, tgs_task *t, tgs_str pkey, uint32_t depth)
 {
     tgs_kin *k = kin_find(c, t);
     if (k != NULL)
@@ -95,6 +99,7 @@ static tgs_kin *kin_get(tgs_core *c, tgs_task *t, tgs_str pkey)
         return NULL;
     k->task = t;
     k->hash = tgs_hash32(&t, sizeof t);
+    k->depth = depth;
     k->plen = (uint32_t)pkey.len;
     if (pkey.len)
         memcpy(k->pkey, pkey.ptr, pkey.len);
@@ -126,15 +131,52 @@ bool tgs__parent_ok(tgs_str pkey)
     return pkey.len <= PARENT_KEY_MAX && (pkey.len == 0 || pkey.ptr != NULL);
 }
 
+/*
+ * The depth is fixed when a task is submitted, from its parent's record:
+ * so it stays right when ancestors are forgotten meanwhile (a parent that
+ * returned without waiting on its children), and finding it costs one
+ * lookup, not a walk up the chain. It saturates rather than wraps.
+ */
+uint32_t tgs__kin_depth(const tgs_core *c, tgs_str pkey, const tgs_task *parent)
+{
+    if (pkey.len == 0)
+        return 0;
+    const tgs_kin *p = parent != NULL ? kin_find(c, parent) : NULL;
+    uint32_t d = p != NULL ? p->depth : 0;
+    return d < UINT32_MAX ? d + 1 : d;
+}
+
+int tgs__nest_check(const tgs_core *c, tgs_str key, tgs_str pkey,
+                    tgs_error **out)
+{
+    *out = NULL;
+    uint32_t limit = c->opts.max_nesting_depth;
+    if (limit == 0 || pkey.len == 0)
+        return TGS_OK;
+    uint32_t depth = tgs__kin_depth(c, pkey, find_key(c, pkey));
+    if (depth <= limit)
+        return TGS_OK;
+    /* Long keys are cut: the message must stay readable. */
+    *out = tgs__error_newf(
+        "tg.NestingTooDeep", key,
+        "task '%.*s' is nested %" PRIu32 " levels deep (submitted from "
+        "inside '%.*s'), deeper than the scheduler's limit of %" PRIu32
+        " (--max-nesting-depth): a task that submits tasks from inside its "
+        "run recursed too far",
+        plen(key.len > 200 ? 200 : key.len), key.ptr, depth,
+        plen(pkey.len > 200 ? 200 : pkey.len), pkey.ptr, limit);
+    return *out != NULL ? TGS_OK : TGS_ENOMEM;
+}
+
 void tgs__kin_add(tgs_core *c, tgs_task *t, tgs_str pkey,
                   const tgs_task *parent)
 {
     if (pkey.len == 0)
         return;
-    tgs_kin *k = kin_get(c, t, pkey);
+    tgs_kin *k = kin_get(c, t, pkey, tgs__kin_depth(c, pkey, parent));
     if (k == NULL || parent == NULL)
         return;
-    tgs_kin *p = kin_get(c, (tgs_task *)parent, EMPTY);
+    tgs_kin *p = kin_get(c, (tgs_task *)parent, EMPTY, 0);
     if (p != NULL)
         kids_push(p, k);
 }

@@ -180,6 +180,10 @@ typedef struct batch {
     uintptr_t *edges;
     uint8_t *st;     /* initial state per new task */
     tgs_error **inh; /* inherited error per new task (final at once) */
+    /* Per new task: its own tg.NestingTooDeep error (owned), which it
+     * gets at once; NULL while no task of the batch is nested too deep,
+     * which is the common case. */
+    tgs_error **deep;
     /* Per new task: a known dependency's result is held on workers (so
      * it goes to a fetch class); NULL while no task of the batch has
      * one, which is the common case. */
@@ -215,6 +219,9 @@ static void plan_free(batch *b)
     free(b->edges);
     free(b->st);
     free(b->inh);
+    for (size_t k = 0; b->deep != NULL && k < b->m; k++)
+        tgs__error_unref(b->deep[k]);
+    free(b->deep);
     free(b->fetch);
     free(b->cls);
     free(b->cd);
@@ -375,9 +382,34 @@ static int topo_order(batch *b, char *err, size_t errlen)
     return tail < m ? report_cycle(b, err, errlen) : TGS_OK;
 }
 
-/* Initial states, in topological order: an erred dependency errs the
- * task, else a cancelled one cancels it, else it waits for non-final
- * dependencies or is ready. */
+/* New tasks nested deeper than max_nesting_depth get their error (see
+ * "nested work" in core.h); so a recursion that runs away fails at the
+ * limit, quickly, rather than filling the cluster with waiting tasks. */
+static int check_depths(const tgs_core *c, batch *b)
+{
+    if (c->opts.max_nesting_depth == 0)
+        return TGS_OK;
+    for (size_t k = 0; k < b->m; k++) {
+        const tgs_task_spec *s = &b->specs[b->spec_of[k]];
+        tgs_error *e;
+        int rc = tgs__nest_check(c, s->key, s->parent, &e);
+        if (rc != TGS_OK)
+            return rc;
+        if (e == NULL)
+            continue;
+        if (b->deep == NULL &&
+            (b->deep = calloc(b->m + 1, sizeof *b->deep)) == NULL) {
+            tgs__error_unref(e);
+            return TGS_ENOMEM;
+        }
+        b->deep[k] = e;
+    }
+    return TGS_OK;
+}
+
+/* Initial states, in topological order: a task nested too deep errs,
+ * else an erred dependency errs the task, else a cancelled one cancels
+ * it, else it waits for non-final dependencies or is ready. */
 static int initial_states(batch *b)
 {
     b->st = malloc(b->m + 1);
@@ -388,6 +420,11 @@ static int initial_states(batch *b)
         uint32_t k = b->order[o];
         tgs_error *erred = NULL, *cancelled = NULL;
         bool waiting = false;
+        if (b->deep != NULL && b->deep[k] != NULL) {
+            b->st[k] = TGS_ERRED;
+            b->inh[k] = b->deep[k];
+            continue;
+        }
         for (uint32_t x = b->eoff[k]; x < b->eoff[k + 1]; x++) {
             uint8_t ds;
             tgs_error *de;
@@ -429,6 +466,8 @@ static int resolve(const tgs_core *c, batch *b, char *err, size_t errlen)
         rc = resolve_deps(c, b, err, errlen);
     if (rc == TGS_OK)
         rc = topo_order(b, err, errlen);
+    if (rc == TGS_OK)
+        rc = check_depths(c, b);
     if (rc == TGS_OK)
         rc = initial_states(b);
     return rc;
@@ -577,7 +616,8 @@ static void commit_task(tgs_core *c, batch *b, uint32_t k)
         set_state(c, t, (tgs_state)b->st[k]);
         t->out.error = b->inh[k];
         b->inh[k]->refs++;
-        t->flags |= TF_INHERITED;
+        if (b->deep == NULL || b->deep[k] == NULL)
+            t->flags |= TF_INHERITED; /* else its own error */
         for (uint32_t d = 0; d < t->ndeps; d++)
             t->deps[d] = NULL;
         return;

@@ -10,11 +10,21 @@ Waiting parents secede: the scheduler stops counting them against their
 worker's thread (Status shows them seceded), so nesting 6 levels deep
 (63 parents waiting at once at the end) finishes on 2 threads; and
 cancelling a parent cancels the tasks it submitted.
+
+Dask's explicit API: on 1 worker x 1 thread a task that secede()s (or
+enters worker_client()) lets a second task run while it waits, and the
+scheduler counts it seceded; without it the second task waits (a control
+that shows the single slot); secede/rejoin nest in any order; outside a
+task each function raises NotInTaskError. The nesting depth limit: a
+recursion that never ends fails at the scheduler's limit with
+NestingTooDeep, quickly.
 """
 from __future__ import annotations
 
+import os
+import pathlib
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -55,13 +65,18 @@ def tree(depth: int) -> int:
     return int(sum(c.gather([a, b], timeout=TIMEOUT)))
 
 
+def one_thread_workers(n: int, processes: bool) -> Iterator[taskgrid.Client]:
+    """A client of `n` Python workers x 1 thread (processes or threads)."""
+    with taskgrid.LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=processes
+    ) as cl, taskgrid.Client(cl, set_as_default=False) as c:
+        yield c
+
+
 @pytest.fixture(scope="module", params=[True, False], ids=["processes", "threads"])
 def small(request: pytest.FixtureRequest, binaries: tuple[str, str]) -> Iterator[taskgrid.Client]:
     """2 Python workers x 1 thread: fewer slots than waiting parents."""
-    with taskgrid.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=request.param
-    ) as cl, taskgrid.Client(cl, set_as_default=False) as c:
-        yield c
+    yield from one_thread_workers(2, request.param)
 
 
 @pytest.mark.parametrize("how", ["gather", "result", "as_completed", "wait"])
@@ -182,3 +197,224 @@ def test_prefect_nested_tasks_on_a_full_cluster(binaries: tuple[str, str]) -> No
         return [f.result(timeout=TIMEOUT) for f in futures]
 
     assert pipeline() == [expected(i) for i in range(6)]
+
+
+# ---------------------------------------------------------------------------
+# Dask's explicit API: secede, rejoin, worker_client, get_worker
+# ---------------------------------------------------------------------------
+
+GATE_S = 10.0  # how long a task waits for its gate; a failure waits this long
+CONTROL_GATE_S = 1.0  # the control case, which times out on purpose
+
+
+def wait_file(path: str, timeout: float) -> bool:
+    """Wait (bounded) for `path` to exist: a gate other tasks or the test
+    open, across processes."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def touch(path: str) -> str:
+    pathlib.Path(path).touch()
+    return path
+
+
+def waits_at_gate(gate: str, how: str) -> bool:
+    """Waits (not on futures) until `gate` opens: seceded around the wait
+    (`how`: "secede" or "worker_client") or holding its slot ("hold")."""
+    if how == "secede":
+        taskgrid.secede()
+        opened = wait_file(gate, GATE_S)
+        taskgrid.rejoin()
+        return opened
+    if how == "worker_client":
+        with taskgrid.worker_client() as c:
+            # The client works, and the wait below holds no slot.
+            assert c.submit(child, 4, pure=False).result(timeout=TIMEOUT) == 8
+            return wait_file(gate, GATE_S)
+    return wait_file(gate, CONTROL_GATE_S)
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["processes", "threads"])
+def one(request: pytest.FixtureRequest, binaries: tuple[str, str]) -> Iterator[taskgrid.Client]:
+    """1 Python worker x 1 thread: one slot."""
+    yield from one_thread_workers(1, request.param)
+
+
+def seceded(c: taskgrid.Client) -> int:
+    return sum(w.seceded for w in c.status().workers)
+
+
+def eventually(cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def wait_processing(c: taskgrid.Client, f: taskgrid.Future) -> None:
+    eventually(lambda: c.status([f.key]).keys[f.key][0] == "processing", f"{f.key} runs")
+
+
+@pytest.mark.parametrize("how", ["secede", "worker_client"])
+def test_a_seceded_task_lets_another_run_in_its_slot(
+    one: taskgrid.Client, tmp_path: pathlib.Path, how: str
+) -> None:
+    gate = str(tmp_path / "gate")
+    waiting = one.submit(waits_at_gate, gate, how, pure=False)
+    wait_processing(one, waiting)
+    # The scheduler heard (WorkerMessage.secessions): the waiting task does
+    # not count against the worker's one thread.
+    eventually(lambda: seceded(one) == 1, "the waiting task is seceded")
+    # So a second task runs in the slot, and it is what opens the gate: if
+    # secede did nothing, it would wait behind the first until its gate
+    # timed out, and the first would return False.
+    opener = one.submit(touch, gate, pure=False)
+    assert opener.result(timeout=GATE_S) == gate
+    assert waiting.result(timeout=TIMEOUT) is True
+    eventually(lambda: seceded(one) == 0, "nothing is seceded any more")
+
+
+def test_without_secede_the_slot_stays_taken(one: taskgrid.Client, tmp_path: pathlib.Path) -> None:
+    # The control of the test above: the same wait, holding the slot. The
+    # opener can only run after the waiting task gave up.
+    gate = str(tmp_path / "gate")
+    waiting = one.submit(waits_at_gate, gate, "hold", pure=False)
+    wait_processing(one, waiting)
+    opener = one.submit(touch, gate, pure=False)
+    assert waiting.result(timeout=TIMEOUT) is False
+    assert opener.result(timeout=TIMEOUT) == gate
+    assert seceded(one) == 0
+
+
+def rejoins_after_block(entered: str, left: str, gate: str) -> bool:
+    with taskgrid.worker_client():
+        touch(entered)
+        assert wait_file(gate + ".1", GATE_S)
+    touch(left)  # rejoined: holds its slot again
+    return wait_file(gate + ".2", GATE_S)
+
+
+def test_worker_client_rejoins_on_exit(one: taskgrid.Client, tmp_path: pathlib.Path) -> None:
+    entered, left, gate = (str(tmp_path / n) for n in ("entered", "left", "gate"))
+    f = one.submit(rejoins_after_block, entered, left, gate, pure=False)
+    assert wait_file(entered, TIMEOUT)
+    eventually(lambda: seceded(one) == 1, "the task in worker_client() is seceded")
+    touch(gate + ".1")
+    assert wait_file(left, TIMEOUT)
+    # Out of the block: counted again, while it still runs.
+    eventually(lambda: seceded(one) == 0, "the task rejoined")
+    assert one.status([f.key]).keys[f.key][0] == "processing"
+    touch(gate + ".2")
+    assert f.result(timeout=TIMEOUT) is True
+
+
+def fib(n: int) -> int:
+    if n < 2:
+        return n
+    with taskgrid.worker_client() as c:
+        a, b = c.submit(fib, n - 1), c.submit(fib, n - 2)
+        return int(sum(c.gather([a, b], timeout=TIMEOUT)))
+
+
+def test_worker_client_recursion_on_one_thread(one: taskgrid.Client) -> None:
+    assert one.submit(fib, 7).result(timeout=TIMEOUT) == 13
+
+
+def secede_and_rejoin_in_any_order() -> str:
+    taskgrid.rejoin()  # not seceded: returns at once, counts nothing
+    taskgrid.secede()
+    taskgrid.secede()  # already seceded: nothing
+    with taskgrid.worker_client() as c:  # seceded already: no rejoin on exit
+        assert c.submit(child, 1, pure=False).result(timeout=TIMEOUT) == 2
+    taskgrid.rejoin()
+    taskgrid.rejoin()  # rejoined already: nothing
+    return "ok"
+
+
+def test_secede_and_rejoin_are_idempotent(one: taskgrid.Client) -> None:
+    f = one.submit(secede_and_rejoin_in_any_order, pure=False)
+    assert f.result(timeout=TIMEOUT) == "ok"
+    eventually(lambda: seceded(one) == 0, "nothing is seceded any more")
+    # The slot count is intact: one task at a time still runs, and runs.
+    assert one.gather(one.map(child, range(4), pure=False), timeout=TIMEOUT) == [0, 2, 4, 6]
+
+
+def whoami() -> tuple[str, str | None, int]:
+    w = taskgrid.get_worker()
+    return w.name, w.data_address, w.nthreads
+
+
+def test_get_worker_names_the_running_worker(one: taskgrid.Client) -> None:
+    name, data_address, nthreads = one.submit(whoami, pure=False).result(timeout=TIMEOUT)
+    assert [w.name for w in one.status().workers] == [name]
+    assert nthreads == 1
+    assert data_address and ":" in data_address
+
+
+def test_outside_a_task_each_raises_a_clear_error() -> None:
+    calls: dict[str, Callable[[], object]] = {
+        "secede": taskgrid.secede,
+        "rejoin": taskgrid.rejoin,
+        "get_worker": taskgrid.get_worker,
+        "worker_client": lambda: taskgrid.worker_client().__enter__(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(taskgrid.NotInTaskError) as e:
+            call()
+        msg = str(e.value)
+        assert f"taskgrid.{name}()" in msg and "inside a task" in msg, msg
+        assert isinstance(e.value, ValueError)  # as Dask's "No worker found"
+
+
+def test_get_client_with_no_client_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskgrid import _future
+
+    monkeypatch.setattr(_future, "_default", None)
+    with pytest.raises(taskgrid.NotInTaskError) as e:
+        taskgrid.get_client()
+    msg = str(e.value)
+    assert "get_client()" in msg and "not running a task" in msg and "taskgrid.Client(" in msg
+
+
+# ---------------------------------------------------------------------------
+# The nesting depth limit
+# ---------------------------------------------------------------------------
+
+
+def recurse(depth: int) -> int:
+    """Never stops: each level submits the next and waits on it."""
+    c = taskgrid.get_client()
+    return int(c.submit(recurse, depth + 1, key=f"recurse-{depth + 1}").result(timeout=TIMEOUT))
+
+
+def test_runaway_recursion_fails_at_the_depth_limit(binaries: tuple[str, str]) -> None:
+    with taskgrid.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, max_nesting_depth=5
+    ) as cl, taskgrid.Client(cl, set_as_default=False) as c:
+        start = time.monotonic()
+        f = c.submit(recurse, 0, key="recurse-0")  # depth 0
+        with pytest.raises(taskgrid.NestingTooDeep) as e:
+            f.result(timeout=TIMEOUT)
+        assert time.monotonic() - start < 20  # no hang, no timeout
+        msg = str(e.value)
+        # The task submitted at depth 6 never ran; the error names it, its
+        # depth, its parent and the limit, and reaches the top unchanged.
+        assert "'recurse-6'" in msg and "6 levels deep" in msg, msg
+        assert "'recurse-5'" in msg and "limit of 5" in msg, msg
+        assert msg.count("tg.NestingTooDeep") == 1, msg
+        st = c.status([f"recurse-{d}" for d in range(7)]).keys
+        assert st["recurse-6"][0] == "erred"
+        assert all(st[f"recurse-{d}"][0] == "erred" for d in range(6))
+        # The cluster goes on: a task within the limit still runs.
+        assert c.submit(tree, 3, pure=False).result(timeout=TIMEOUT) == 8
+
+
+def test_max_nesting_depth_is_checked(binaries: tuple[str, str]) -> None:
+    for bad in (-1, 1.5, True, 10**7):
+        with pytest.raises(ValueError, match="max_nesting_depth"):
+            taskgrid.LocalCluster(n_workers=1, processes=False, max_nesting_depth=bad)  # type: ignore[arg-type]

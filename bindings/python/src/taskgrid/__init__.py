@@ -15,6 +15,9 @@
 * :class:`LocalCluster` — the C scheduler plus Python (or C) workers on
   loopback.
 * :func:`get_client` — inside a task: a client to the same scheduler.
+* :func:`worker_client`, :func:`secede`, :func:`rejoin`, :func:`get_worker`
+  — Dask's nested-work API inside a task (a seceded task does not count
+  against its worker's threads).
 * ``python -m taskgrid.worker`` — the Python worker.
 * ``taskgrid.prefect.TaskgridTaskRunner`` — a Prefect 3 task runner.
 """
@@ -30,6 +33,7 @@ _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from ._annotate import annotate
 from ._codec import PY_CALL
+from ._nested import get_worker, rejoin, secede, worker_client
 from .client import Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait
 from .cluster import BinaryNotFound, LocalCluster, find_binary
 from .errors import (
@@ -38,6 +42,8 @@ from .errors import (
     DataLost,
     FetchFailed,
     KilledWorker,
+    NestingTooDeep,
+    NotInTaskError,
     NoWorkerError,
     RemoteTraceback,
     ReplicateError,
@@ -63,7 +69,9 @@ __all__ = [
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "NestingTooDeep",
     "NoWorkerError",
+    "NotInTaskError",
     "RemoteTraceback",
     "ReplicateError",
     "ResultTooLarge",
@@ -77,5 +85,9 @@ __all__ = [
     "as_completed",
     "find_binary",
     "get_client",
+    "get_worker",
+    "rejoin",
+    "secede",
     "wait",
+    "worker_client",
 ]

@@ -77,6 +77,7 @@ from ._rpc import MAX_SEND, normalize_address, pb, pb_grpc
 from ._waiting import DoneAndNotDone, as_completed, collect, pack, wait
 from .errors import (
     CancelledError,
+    NotInTaskError,
     ReplicateError,
     SchedulerError,
     UnknownKeyError,
@@ -918,7 +919,8 @@ def get_client(address: str | None = None, timeout: float = 30.0) -> Client:
     scheduler and credentials (shared by the worker's tasks; while a task
     waits on its futures it gives its slot back, so nested work cannot
     deadlock). Elsewhere: the default client (the last one created), or a
-    new client to `address`.
+    new client to `address`; with neither, :class:`NotInTaskError` (a
+    ValueError).
     """
     client = current_client()
     if client is not None:
@@ -927,7 +929,11 @@ def get_client(address: str | None = None, timeout: float = 30.0) -> Client:
         return client
     if address is not None:
         return Client(address, timeout=timeout)
-    raise ValueError("no taskgrid client: create one with taskgrid.Client(...)")
+    raise NotInTaskError(
+        "taskgrid.get_client() found no client: this thread is not running a "
+        "task on a taskgrid worker, and no taskgrid.Client is open in this "
+        "process; create one with taskgrid.Client(...) or pass an address"
+    )
 
 
 def _dask_default(on: bool) -> None:

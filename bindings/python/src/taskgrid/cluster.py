@@ -145,7 +145,10 @@ class LocalCluster:
     each worker's memory limit as in Dask (bytes, "4GiB", None/"none": no
     limit; the default "auto" is this machine's memory divided among the
     ``n_workers``): past 60% of it workers spill held results to disk,
-    past 80% they pause, past 95% they exit (and are restarted). Use as a
+    past 80% they pause, past 95% they exit (and are restarted);
+    ``max_nesting_depth`` is the scheduler's --max-nesting-depth (tasks
+    submitted from inside tasks nested deeper fail with
+    :class:`NestingTooDeep`; default 100, 0: no limit). Use as a
     context manager or call close().
     """
 
@@ -165,10 +168,19 @@ class LocalCluster:
         timeout: float = 30.0,
         bin_dir: str | os.PathLike[str] | None = None,
         memory_limit: int | str | None = "auto",
+        max_nesting_depth: int | None = None,
         **unused: Any,
     ) -> None:
         if worker not in ("python", "c"):
             raise ValueError("worker must be 'python' or 'c'")
+        if max_nesting_depth is not None and (
+            not isinstance(max_nesting_depth, int)
+            or isinstance(max_nesting_depth, bool)
+            or not 0 <= max_nesting_depth <= 1000000
+        ):
+            raise ValueError(
+                f"max_nesting_depth must be 0 (no limit) to 1000000, not {max_nesting_depth!r}"
+            )
         if worker == "c" and not processes:
             raise ValueError("C workers run as processes (processes=False is for Python workers)")
         for name in unused:
@@ -205,6 +217,8 @@ class LocalCluster:
         args = [scheduler, "--listen", f"tcp://{host}:{scheduler_port}", "--log-level", log_level]
         if no_worker_timeout is not None:
             args += ["--no-worker-timeout", str(int(no_worker_timeout * 1000))]
+        if max_nesting_depth is not None:
+            args += ["--max-nesting-depth", str(int(max_nesting_depth))]
         if processes:
             args += [
                 "--workers",

@@ -101,6 +101,22 @@ class DataLost(TaskError):
     wire_type = "tg.DataLost"
 
 
+class NestingTooDeep(TaskError):
+    """A task was submitted from inside tasks nested deeper than the
+    scheduler allows (its ``--max-nesting-depth``, 100 by default): a
+    recursion through the worker-side client that went too far. The
+    message names the task, its depth, its parent and the limit; the task
+    never ran."""
+
+    wire_type = "tg.NestingTooDeep"
+
+
+class NotInTaskError(TaskgridError, ValueError):
+    """A function that only works inside a task running on a taskgrid worker
+    (worker_client, secede, rejoin, get_worker) was called elsewhere. A
+    ValueError, as Dask's get_worker raises outside a worker."""
+
+
 class ReplicateError(TaskgridError):
     """Client.replicate could not copy some results. ``errors`` maps each
     such key to its (error type, message): "tg.NotFinished", "tg.Erred",
@@ -135,6 +151,7 @@ _TG_TYPES = {
     "tg.ResultTooLarge": ResultTooLarge,
     "tg.FetchFailed": FetchFailed,
     "tg.DataLost": DataLost,
+    "tg.NestingTooDeep": NestingTooDeep,
 }
 
 

@@ -792,15 +792,33 @@ class Worker:
     # task always frees a thread's worth of capacity, at any depth, and no
     # more than nthreads tasks that have not seceded ever run at once.
 
+    # Explicit secede()/rejoin() (taskgrid.secede, worker_client) and the
+    # automatic ones around waits meet here: seceding a task that already
+    # seceded, or rejoining one that did not, does nothing (and says so),
+    # so they nest in any order.
+
     def secede(self, t: Task) -> bool:
+        """Task `t` (running) gives its slot back; False if it had none."""
         if not self._executor.secede(t):
             return False
         self._outbox.push_secession(t.session, t.key, False)
         return True
 
-    def rejoin(self, t: Task) -> None:
+    def rejoin(self, t: Task) -> bool:
+        """Seceded task `t` takes a slot again, waiting for one; False
+        (at once) if it had not seceded."""
+        # Only t's own thread changes t.holds_slot while it runs.
+        if t.holds_slot:
+            return False
         self._outbox.push_secession(t.session, t.key, True)
         self._executor.rejoin(t)
+        return True
+
+    @property
+    def data_address(self) -> str | None:
+        """Where peers fetch the results this worker holds (None without a
+        data service)."""
+        return self._data.address or None
 
     @property
     def client(self) -> Any:

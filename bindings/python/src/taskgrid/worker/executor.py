@@ -158,6 +158,8 @@ class Executor:
 
     def rejoin(self, t: Task) -> None:
         with self._mu:
+            if t.holds_slot:  # did not secede: it has its slot
+                return
             self._nrejoin += 1
             while self._active >= self.nslots and not self._stop:
                 self._slot.wait()
