@@ -29,7 +29,12 @@ METRICS = {
     # The same with C workers (no pickling): taskgrid only.
     "transfer_c": ("mb", [("gbps", "GB/s", True), ("seconds", "s", False)]),
     "pipeline": ("mb", [("seconds", "s", False), ("sched_rss_mb", "MiB", False)]),
+    # Dask collections (bench/dataframe_bench.py): its own section.
+    "dataframe": ("part", [("seconds", "s", False), ("sched_cpu_s", "s", False),
+                           ("sched_rss_mb", "MiB", False), ("client_cpu_s", "s", False)]),
 }
+# Cases reported in a section of their own, not in the main table.
+SECTION_CASES = ("dataframe",)
 
 
 def parse(path: str):
@@ -71,7 +76,7 @@ def main(path: str) -> None:
     rows = []
     seen = []
     for (case, size, metric, _who) in data:
-        if (case, size, metric) not in seen:
+        if case not in SECTION_CASES and (case, size, metric) not in seen:
             seen.append((case, size, metric))
     print("# Benchmark results\n")
     print("Produced by `bash bench/run.sh --full` (raw lines go to `bench/results.log`, a run output kept out of git).")
@@ -187,13 +192,70 @@ def data_section(path: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def splice(results: str, section: str) -> None:
-    """Replace (or add) the "## Data plane" section of the file `results`."""
+def dataframe_section(path: str) -> str:
+    """The "Dask collections" section of RESULTS.md from the lines of
+    bench/dataframe_bench.py."""
+    data, _ = parse(path)
+    meta: dict = {}
+    loads = collections.defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for line in lines:
+        fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        if fields.get("case") == "dataframe" and "who" in fields:
+            meta.update((k, fields[k]) for k in (
+                "start", "end", "freq", "partition_freq", "partitions", "rows") if k in fields)
+            if "load1" in fields:
+                loads[fields["who"]].append(float(fields["load1"]))
+    workload = (f"`dask.datasets.timeseries` from {meta.get('start', '?')} to "
+                f"{meta.get('end', '?')}, freq={meta.get('freq', '?')}, "
+                f"partition_freq={meta.get('partition_freq', '?')}: "
+                f"{meta.get('partitions', '?')} partitions"
+                + (f", {int(meta['rows']):,} rows" if "rows" in meta else ""))
+    out = ["## Dask collections", "",
+           ("Produced by `bash bench/run.sh --dataframe` (raw lines in "
+           "`bench/results-dataframe.log`; `bench/dataframe_bench.py`). One dask.dataframe "
+           f"workload, {workload}, then `groupby(\"name\").x.mean()` (groupby) and "
+           "`describe()` (describe), each `dask.compute(x, scheduler=client)` on taskgrid "
+           "(the Python client as Dask's scheduler, each Dask task a taskgrid task) and on "
+           "Dask distributed, both with 2 Python workers x 1 thread and the scheduler in its "
+           "own process, the shuffle method fixed to `tasks` (the same graph on both); "
+           "runs alternate between the systems, each on a fresh cluster; the answers "
+           "are checked equal (floats to a relative 1e-9). "
+           "sched_cpu_s: the scheduler process's user + system CPU during the compute; "
+           "sched_rss_mb: its peak RSS; client_cpu_s: the submitting process's CPU (graph "
+           "conversion and submission). Median (min–max); ratio: how many times better "
+           "taskgrid is."), "",
+           "| part | metric | taskgrid | Dask | ratio |", "|---|---|---|---|---|"]
+    seen = []
+    for (case, size, metric, _who) in data:
+        if case == "dataframe" and (size, metric) not in seen:
+            seen.append((size, metric))
+    for size, metric in seen:
+        unit, higher = next((u, h) for m, u, h in METRICS["dataframe"][1] if m == metric)
+        tg = data.get(("dataframe", size, metric, "taskgrid"), [])
+        dk = data.get(("dataframe", size, metric, "dask"), [])
+        ratio = ""
+        if tg and dk and min(statistics.median(tg), statistics.median(dk)) > 0:
+            a, b = statistics.median(tg), statistics.median(dk)
+            ratio = f"{(a / b if higher else b / a):,.2f}x"
+        out.append(f"| {size} | {metric} {unit} | {fmt(tg)} | {fmt(dk)} | {ratio} |")
+    if loads:
+        out.append("")
+        each = ", ".join(f"{who} {min(v):.1f}–{max(v):.1f}" for who, v in loads.items())
+        out.append("Machine load (the 1-minute load average when each run started; the "
+                   "benchmark alone keeps about 3 runnable on the 2 cores, more is other "
+                   f"work sharing them): {each}.")
+    return "\n".join(out) + "\n"
+
+
+def splice(results: str, section: str, heading: str = "## Data plane") -> None:
+    """Replace (or add) the section `heading` of the file `results`."""
     try:
         text = open(results, encoding="utf-8").read()
     except FileNotFoundError:
         text = ""
-    head, sep, rest = text.partition("## Data plane")
+    head, sep, rest = text.partition(heading + "\n")
     if sep:
         nxt = rest.find("\n## ")
         tail = rest[nxt + 1:] if nxt >= 0 else ""
@@ -206,5 +268,7 @@ def splice(results: str, section: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[2] == "--data-section":
         splice(sys.argv[3], data_section(sys.argv[1]))
+    elif len(sys.argv) == 4 and sys.argv[2] == "--dataframe-section":
+        splice(sys.argv[3], dataframe_section(sys.argv[1]), "## Dask collections")
     else:
         main(sys.argv[1] if len(sys.argv) > 1 else "bench/results.log")

@@ -12,6 +12,11 @@
 #   bash bench/run.sh --data    the data-plane cases only (bench/data_bench.py);
 #                               raw lines to bench/results-data.log, the
 #                               table into RESULTS.md's "Data plane" section
+#   bash bench/run.sh --dataframe
+#                               a dask.dataframe workload on taskgrid and on
+#                               Dask distributed (bench/dataframe_bench.py);
+#                               raw lines to bench/results-dataframe.log, the
+#                               table into RESULTS.md's "Dask collections"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:---smoke}
@@ -51,6 +56,30 @@ data_cases() {
   run dask $DATA --system dask --case pipeline --mb 64 --parts 8 --repeat "$REPEAT"
 }
 
+# Dask collections: one dask.dataframe workload computed on taskgrid and on
+# Dask distributed in one process, answers checked equal; the script names
+# the system on each line itself.
+dataframe_case() {
+  "$VENV/bin/pip" install -q ./bindings/python "dask[dataframe,distributed]==$DASK_VERSION"
+  echo "+ dataframe: bench/dataframe_bench.py --repeat $REPEAT" >&2
+  "$VENV/bin/python" bench/dataframe_bench.py --repeat "$REPEAT" | tee -a "$log"
+}
+
+# One group of cases alone (NAME, its function, its RESULTS.md heading): raw
+# lines to bench/results-NAME.log, that section of RESULTS.md rewritten
+# (report.py --NAME-section) and shown.
+section() {
+  local name=$1 cases=$2 heading=$3
+  build
+  venv
+  log=bench/results-$name.log
+  : > "$log"
+  "$cases"
+  rm -rf "$BIN"
+  python3 bench/report.py "$log" "--$name-section" bench/RESULTS.md
+  awk -v h="## $heading" '/^## /{p=($0 == h)} p' bench/RESULTS.md
+}
+
 run() { local who=$1; shift; echo "+ $who: $*" >&2; "$@" | sed "s/^/who=$who /" | tee -a "$log"; }
 
 case "$mode" in
@@ -68,6 +97,9 @@ case "$mode" in
     python3 bench/data_bench.py --case transfer --mb 8 --repeat 1
     python3 bench/data_bench.py --case transfer --mb 8 --repeat 1 --plugin "$BIN/bench/data_plugin.so"
     python3 bench/data_bench.py --case pipeline --mb 1 --parts 2 --repeat 1
+    # taskgrid only, checked against Dask's synchronous scheduler.
+    python3 bench/dataframe_bench.py --systems taskgrid --end 2000-01-22 --freq 60s \
+      --partition-freq 1W --repeat 1
     rm -rf "$BIN"
     echo "bench smoke: ok"
     ;;
@@ -121,22 +153,20 @@ case "$mode" in
     run taskgrid $TG --case startup --repeat "$REPEAT"
     run dask $DASK --case startup --repeat "$REPEAT"
     data_cases
+    dataframe_case
     rm -rf "$BIN"
     python3 bench/report.py "$log" > bench/RESULTS.md
+    python3 bench/report.py "$log" --dataframe-section bench/RESULTS.md
     cat bench/RESULTS.md
     ;;
   --data)
-    build
-    venv
-    log=bench/results-data.log
-    : > "$log"
-    data_cases
-    rm -rf "$BIN"
-    python3 bench/report.py "$log" --data-section bench/RESULTS.md
-    sed -n '/^## Data plane/,$p' bench/RESULTS.md
+    section data data_cases "Data plane"
+    ;;
+  --dataframe)
+    section dataframe dataframe_case "Dask collections"
     ;;
   *)
-    echo "usage: bash bench/run.sh --smoke | --full | --data" >&2
+    echo "usage: bash bench/run.sh --smoke | --full | --data | --dataframe" >&2
     exit 2
     ;;
 esac

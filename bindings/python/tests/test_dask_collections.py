@@ -358,6 +358,24 @@ def test_with_client_makes_it_dasks_scheduler(cluster, monkeypatch) -> None:
     assert x.compute() == ""
 
 
+def test_the_default_client_makes_dataframes_shuffle_with_tasks(cluster, monkeypatch) -> None:
+    # Without a distributed client Dask would pick the "disk" shuffle,
+    # whose files only workers sharing one filesystem can read.
+    monkeypatch.setattr(taskgrid._future, "_default", None)
+    monkeypatch.delitem(dask.config.config, "scheduler", raising=False)
+    monkeypatch.setitem(dask.config.config["dataframe"]["shuffle"], "method", None)
+    with taskgrid.Client(cluster):
+        assert dask.config.get("dataframe.shuffle.method") == "tasks"
+        df = small_timeseries()
+        expected = df.groupby("name").x.mean().compute(scheduler="sync")
+        got = df.groupby("name").x.mean().compute()
+        assert (got.sort_index() - expected.sort_index()).abs().max() < 1e-9
+    assert dask.config.get("dataframe.shuffle.method", None) is None
+    with dask.config.set({"dataframe.shuffle.method": "disk"}):  # the user's choice wins
+        with taskgrid.Client(cluster):
+            assert dask.config.get("dataframe.shuffle.method") == "disk"
+
+
 def test_config_set_scheduler_client(client) -> None:
     with dask.config.set(scheduler=client):
         assert da.ones(10, chunks=3).sum().compute() == 10

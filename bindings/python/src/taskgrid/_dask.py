@@ -643,17 +643,36 @@ class DefaultScheduler:
 DEFAULT = DefaultScheduler()
 
 
+# The shuffle dask.dataframe uses on taskgrid, unless the user chose one:
+# with no distributed client in the process Dask would pick "disk", which
+# writes partd files into a local folder and so works only when every
+# worker shares that filesystem; "tasks" is a plain graph, right on any
+# cluster ("p2p" needs distributed's workers).
+SHUFFLE = "tasks"
+_SHUFFLE_KEY = "dataframe.shuffle.method"
+
+
 def install_default() -> None:
     """Make taskgrid's current client Dask's scheduler, unless the user set
-    a scheduler of their own."""
+    a scheduler of their own, and its shuffle one that works on any
+    cluster, unless the user set one."""
     if dask.config.get("scheduler", None) is None:
         dask.config.set(scheduler=DEFAULT)
+    if dask.config.get(_SHUFFLE_KEY, None) is None:
+        dask.config.set({_SHUFFLE_KEY: SHUFFLE})
+        _ours.add(_SHUFFLE_KEY)
 
 
 def uninstall_default() -> None:
     """Undo install_default (when no taskgrid client is left)."""
     if dask.config.get("scheduler", None) is DEFAULT:
         dask.config.config.pop("scheduler", None)
+    if _SHUFFLE_KEY in _ours and dask.config.get(_SHUFFLE_KEY, None) == SHUFFLE:
+        dask.config.set({_SHUFFLE_KEY: None})
+    _ours.discard(_SHUFFLE_KEY)
+
+
+_ours: set[str] = set()  # settings install_default made (not the user)
 
 
 if _context.process_worker is not None:
