@@ -223,6 +223,9 @@ typedef struct tgs_outcome {
      * bytes inline too, the task fails with tg.ProtocolError (no retry). */
     bool held;
     uint64_t size;
+    /* How long the function ran, in microseconds, as the worker measured
+     * it (0: unknown). */
+    uint64_t run_us;
 } tgs_outcome;
 
 typedef struct tgs_core_opts {
@@ -619,6 +622,14 @@ size_t tgs_core_nworkers(const tgs_core *c);
 
 /** Info about the i-th worker (0 <= i < nworkers); false if out of range. */
 bool tgs_core_worker_at(const tgs_core *c, size_t i, tgs_worker_info *out);
+
+/**
+ * The name of the worker whose run made `t` MEMORY or ERRED, and in
+ * `*run_us` (may be NULL) how long that run took as the worker measured
+ * it. Empty (and 0) when `t` is not final or its outcome came from no run
+ * of its own: cancelled, a failed dependency.
+ */
+tgs_str tgs_task_ran(const tgs_task *t, uint64_t *run_us);
 
 /** The key of the task that submitted `t`, as submitted (empty: none). */
 tgs_str tgs_core_task_parent(const tgs_core *c, const tgs_task *t);

@@ -29,6 +29,7 @@ void srv_fill_result(taskgrid_v1_TaskResult *r, const tgs_task *t)
     r->key = B(tgs_task_key(t));
     r->state = (taskgrid_v1_TaskState)st;
     r->attempt = tgs_task_attempt(t);
+    r->worker = B(tgs_task_ran(t, &r->run_us));
     if (st == TGS_MEMORY) {
         size_t n;
         const uint8_t *d = tgs_task_result(t, &n); /* held: none here */

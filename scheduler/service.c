@@ -432,6 +432,7 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
             continue;
         }
         ks[i].state = (taskgrid_v1_TaskState)tgs_task_state(t);
+        ks[i].worker = B(tgs_task_ran(t, &ks[i].run_us));
         tgs_core_why(s->core, t, why[i], sizeof(why[i]));
         ks[i].reason = tg_pbbuf_str(why[i]);
     }

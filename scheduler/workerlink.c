@@ -260,6 +260,7 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
         o.data = r->data.ptr;
         o.data_len = r->data.len;
         o.codec = S(r->codec);
+        o.run_us = r->run_us;
         if (!o.ok) {
             o.err_type = r->has_error && r->error.type.len ? S(r->error.type)
                                                            : CS("tg.TaskError");

@@ -58,7 +58,7 @@ size_t cf_count_acts(const cf_act *a, size_t n, tgs_action_kind kind,
     return k;
 }
 
-void cf_worker_add_f(tgs_core *c, uint64_t wid, const char *name)
+void cf_worker_add(tgs_core *c, uint64_t wid, const char *name, bool can_fetch)
 {
     tgs_str funcs[] = {cf_str("f")};
     tgs_worker_spec w;
@@ -67,7 +67,13 @@ void cf_worker_add_f(tgs_core *c, uint64_t wid, const char *name)
     w.nthreads = 1;
     w.funcs = funcs;
     w.nfuncs = 1;
+    w.can_fetch = can_fetch;
     assert_int_equal(tgs_core_worker_add(c, wid, &w, 0), TGS_OK);
+}
+
+void cf_worker_add_f(tgs_core *c, uint64_t wid, const char *name)
+{
+    cf_worker_add(c, wid, name, false);
 }
 
 void cf_assert_str_is(tgs_str s, const char *z)

@@ -44,6 +44,8 @@ size_t cf_count_acts(const cf_act *a, size_t n, tgs_action_kind kind,
 /* Add worker `wid` named `name` with one thread, providing function "f"
  * (the test fails if the core refuses it). */
 void cf_worker_add_f(tgs_core *c, uint64_t wid, const char *name);
+/* The same, with a data service if `can_fetch`. */
+void cf_worker_add(tgs_core *c, uint64_t wid, const char *name, bool can_fetch);
 
 /* Assert that `s` is the string `z`. */
 void cf_assert_str_is(tgs_str s, const char *z);

@@ -21,6 +21,15 @@ static inline int64_t tg__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/** Monotonic microseconds since an arbitrary origin (as tg__now_ms). */
+static inline int64_t tg__now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /** The monotonic time `ns` nanoseconds from now (ns >= 0). */
 static inline struct timespec tg__deadline_ns(int64_t ns)
 {

@@ -252,6 +252,7 @@ static int send_batch(wlink *l, tgw_batch *b)
         memset(r, 0, sizeof(*r));
         r->key = tg_pbbuf_mem(t->key, t->key_len);
         r->attempt = t->attempt;
+        r->run_us = t->run_us;
         if (t->erred) {
             r->state = taskgrid_v1_TaskState_TASK_STATE_ERRED;
             r->has_error = true;

@@ -12,6 +12,7 @@
 
 #include "executor.h"
 #include "task.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/nest.h"
 
@@ -191,7 +192,10 @@ void tgw_task_run(tg_task_ctx *t)
     /* The worker-side client (tg_task_client) finds the task it runs in,
      * and secedes it while it waits on nested work. */
     tg__nest_enter(t, &nest_ops);
+    int64_t start = tg__now_us();
     rc = t->fn->fn(t, t->fn->userdata);
+    int64_t ran = tg__now_us() - start;
+    t->run_us = ran > 0 ? (uint64_t)ran : 0;
     tg__nest_leave();
     if (t->erred)
         return;

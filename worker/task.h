@@ -101,6 +101,7 @@ struct tg_task_ctx {
     struct tg_task_ctx *hnext; /* key hash chain */
 
     /* The outcome, written by the task's thread. */
+    uint64_t run_us; /* how long the function ran (TaskResult.run_us) */
     bool erred;
     /* The result moved to the worker's store: `data` is NULL and
      * `data_len` is its size (reported as TaskResult.held). */

@@ -595,6 +595,13 @@ type KeyStatus struct {
 	Parent string
 	// Seceded: processing, and waiting on nested work.
 	Seceded bool
+	// Worker is the name of the worker whose run made the task finished or
+	// erred (its last attempt's); empty while it is not final, and for an
+	// outcome from no run of its own (cancelled, a failed dependency).
+	Worker string
+	// RunTime is how long that run took on the worker, as it measured it
+	// around the function call (zero without Worker).
+	RunTime time.Duration
 }
 
 // ClusterStatus is a snapshot of the cluster.
@@ -635,6 +642,7 @@ func (c *Client) Status(ctx context.Context, keys ...string) (*ClusterStatus, er
 		s.Keys = append(s.Keys, KeyStatus{
 			Key: k.GetKey(), State: TaskState(k.GetState()), Reason: k.GetReason(),
 			Parent: k.GetParent(), Seceded: k.GetSeceded(),
+			Worker: k.GetWorker(), RunTime: time.Duration(k.GetRunUs()) * time.Microsecond,
 		})
 	}
 	return s, nil

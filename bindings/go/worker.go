@@ -562,10 +562,14 @@ func (s *session) deliver(r *pb.TaskResult, hold bool) {
 // call runs the task's function and turns its outcome into a TaskResult.
 func (w *Worker) call(t *task) (r *pb.TaskResult) {
 	r = &pb.TaskResult{Key: t.key, Attempt: t.a.GetAttempt()}
+	var start time.Time // when the function was called (monotonic)
 	defer func() {
 		if p := recover(); p != nil {
 			r.State, r.Data, r.Codec = pb.TaskState_TASK_STATE_ERRED, nil, ""
 			r.Error = &pb.TaskError{Type: "go.Panic", Message: fmt.Sprint(p), Traceback: string(debug.Stack())}
+		}
+		if !start.IsZero() {
+			r.RunUs = uint64(time.Since(start).Microseconds())
 		}
 	}()
 	fn := w.funcs[t.a.GetFunc()]
@@ -581,7 +585,10 @@ func (w *Worker) call(t *task) (r *pb.TaskResult) {
 		r.Error = errorToPB(err)
 		return r
 	}
+	start = time.Now()
 	out, err := fn(t.ctx, t.a.GetInput(), deps)
+	r.RunUs = uint64(time.Since(start).Microseconds())
+	start = time.Time{}
 	if err != nil {
 		r.State = pb.TaskState_TASK_STATE_ERRED
 		r.Error = errorToPB(err)

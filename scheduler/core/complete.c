@@ -39,6 +39,22 @@ static void record_duration(tgs_worker *w, tgs_task *t, int64_t now)
     w->has_finished = true;
 }
 
+/* `t`'s final outcome came from its run on `w` (off it now). */
+static void ran_on(tgs_task *t, const tgs_worker *w, const tgs_outcome *o)
+{
+    t->ran_on = w->iname;
+    t->at.run_us = o->run_us;
+}
+
+tgs_str tgs_task_ran(const tgs_task *t, uint64_t *run_us)
+{
+    bool ran =
+        t && t->ran_on && (t->state == TGS_MEMORY || t->state == TGS_ERRED);
+    if (run_us)
+        *run_us = ran ? t->at.run_us : 0;
+    return ran ? (tgs_str){t->ran_on->s, t->ran_on->len} : EMPTY;
+}
+
 /* `t` (off its worker) produced `res` (held on workers if t->held: its
  * waiting dependents become its consumers, in fetch classes). */
 static void finish_ok(tgs_core *c, tgs_task *t, tgs_result *res)
@@ -118,6 +134,7 @@ static int finish_error(tgs_core *c, tgs_task *t, const tgs_outcome *o,
     record_duration(w, t, now_ms);
     tgs__proc_remove(c, t);
     t->killed = 0;
+    ran_on(t, w, o);
     tgs__fail_cascade(c, t, TGS_ERRED, e);
     tgs__error_unref(e);
     return TGS_OK;
@@ -162,6 +179,7 @@ int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
             t->killed = 0;
             if (o->held)
                 tgs__held_commit(c, t, w, r);
+            ran_on(t, w, o);
             finish_ok(c, t, r);
         }
     } else {

@@ -361,13 +361,14 @@ typedef struct tgs_worker {
     uint64_t copy_bytes;
     uint64_t mem_used;
     uint64_t mem_limit;
+    const tgs_istr *iname; /* `name`, interned in core->wnames */
     size_t name_len;
     char name[];
 } tgs_worker;
 
 /*
  * One task, in one allocation: this struct, then the dependency pointers,
- * then the key, then the input bytes. 136 bytes plus key and input.
+ * then the key, then the input bytes. 144 bytes plus key and input.
  * Resources and restrictions live in the class, shared by all its tasks.
  */
 struct tgs_task {
@@ -394,7 +395,11 @@ struct tgs_task {
     union {
         int64_t assigned_ms; /* PROCESSING: when it was assigned */
         int64_t due_ms;      /* WAITING with TF_BACKOFF: when it retries */
+        uint64_t run_us;     /* final, ran_on set: the run's length */
     } at;
+    /* MEMORY or ERRED from its own run: the worker of that (last) run;
+     * NULL otherwise (never ran, or ran again since). */
+    const tgs_istr *ran_on;
     uint32_t hash;
     uint32_t key_len;
     uint32_t input_len;
@@ -453,6 +458,7 @@ struct tgs_core {
     tgs_map tasks;  /* key -> tgs_task */
     tgs_map funcs;  /* name -> tgs_func */
     tgs_map codecs; /* name -> tgs_istr */
+    tgs_map wnames; /* worker name -> tgs_istr (tgs_task.ran_on) */
     /* The last function and codec interned: tasks of a batch mostly share
      * them, and a compare is far cheaper than the keyed hash. Interned
      * names live as long as the core, so these never dangle. */

@@ -131,6 +131,7 @@ void tgs_core_free(tgs_core *c)
     for (size_t i = 0; i < c->nworkers; i++)
         tgs__worker_free(c->workers[i]);
     map_free_values(&c->codecs);
+    map_free_values(&c->wnames);
     map_free_values(&c->rnames);
     map_free_values(&c->steals);
     tgs__kin_free_all(c);

@@ -170,6 +170,7 @@ static int recompute(tgs_core *c, tgs_task *h)
     free(h->out.result);
     h->out.result = NULL;
     h->held = false;
+    h->ran_on = NULL;
     set_state(c, h, TGS_WAITING);
     h->cls->nlive++;
     h->attempt++;

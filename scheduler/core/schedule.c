@@ -79,6 +79,7 @@ assign(tgs_core *c, tgs_worker *w, tgs_task *t)
         w->floor = t->priority;
     w->disp_memo = false;
     t->at.assigned_ms = c->now;
+    t->ran_on = NULL;
     t->aseq = c->next_aseq++;
     if (t->killed > 0) {
         t->flags |= TF_QUARANTINE;

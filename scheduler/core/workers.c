@@ -164,6 +164,11 @@ static int add_worker(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws)
     for (size_t i = 0; i < w->nfuncs; i++)
         w->funcs[i]->scratch = 0;
     if (rc == TGS_OK)
+        rc = tgs__intern_str(
+            &c->wnames,
+            (tgs_str){ws->name.len ? ws->name.ptr : "", ws->name.len},
+            &w->iname);
+    if (rc == TGS_OK)
         rc = worker_resources(c, w, ws->resources, ws->nresources);
     if (rc == TGS_OK)
         rc = worker_classes(w);

@@ -422,7 +422,21 @@ type TaskResult struct {
 	// worker's store (it is larger than SchedulerMessage.inline_limit);
 	// `data` is empty and `size` and `codec` describe it. The scheduler
 	// records the worker as its holder.
-	Held          bool `protobuf:"varint,9,opt,name=held,proto3" json:"held,omitempty"`
+	Held bool `protobuf:"varint,9,opt,name=held,proto3" json:"held,omitempty"`
+	// From the scheduler (Submit and Gather answers): the name of the worker
+	// (Register.name) whose run produced this outcome, i.e. the final
+	// attempt's. Empty when the outcome came from no run of the task's own:
+	// cancelled, or failed with a dependency. (A scattered value is the
+	// result of the built-in tg.echo on the worker that took it.) The
+	// scheduler sets it from the connection the result came on; a worker
+	// leaves it empty, and the scheduler ignores what a worker puts there.
+	Worker string `protobuf:"bytes,10,opt,name=worker,proto3" json:"worker,omitempty"`
+	// How long the task's function ran on its worker, in microseconds, as
+	// the worker measured it around the call (monotonic clock; excludes the
+	// wait in the worker's queue and the fetch of inputs). Set by the worker
+	// in WorkerMessage.results and passed on by the scheduler with `worker`;
+	// 0 when `worker` is empty or from senders that predate it.
+	RunUs         uint64 `protobuf:"varint,11,opt,name=run_us,json=runUs,proto3" json:"run_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +532,20 @@ func (x *TaskResult) GetHeld() bool {
 		return x.Held
 	}
 	return false
+}
+
+func (x *TaskResult) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *TaskResult) GetRunUs() uint64 {
+	if x != nil {
+		return x.RunUs
+	}
+	return 0
 }
 
 type SubmitRequest struct {
@@ -1614,7 +1642,14 @@ type KeyStatus struct {
 	Children []string `protobuf:"bytes,5,rep,name=children,proto3" json:"children,omitempty"`
 	// PROCESSING: the task seceded (it waits on nested work and holds no
 	// slot of its worker).
-	Seceded       bool `protobuf:"varint,6,opt,name=seceded,proto3" json:"seceded,omitempty"`
+	Seceded bool `protobuf:"varint,6,opt,name=seceded,proto3" json:"seceded,omitempty"`
+	// MEMORY or ERRED: as TaskResult.worker, the name of the worker whose
+	// run produced the outcome (the last attempt's); empty otherwise and for
+	// outcomes from no run of the task's own.
+	Worker string `protobuf:"bytes,7,opt,name=worker,proto3" json:"worker,omitempty"`
+	// With `worker`: as TaskResult.run_us, how long that run took on the
+	// worker, in microseconds. 0 otherwise.
+	RunUs         uint64 `protobuf:"varint,8,opt,name=run_us,json=runUs,proto3" json:"run_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1689,6 +1724,20 @@ func (x *KeyStatus) GetSeceded() bool {
 		return x.Seceded
 	}
 	return false
+}
+
+func (x *KeyStatus) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *KeyStatus) GetRunUs() uint64 {
+	if x != nil {
+		return x.RunUs
+	}
+	return 0
 }
 
 type StatusResponse struct {
@@ -2966,7 +3015,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\ttraceback\x18\x03 \x01(\tR\ttraceback\x12\x1d\n" +
 	"\n" +
-	"origin_key\x18\x04 \x01(\tR\toriginKey\"\x80\x02\n" +
+	"origin_key\x18\x04 \x01(\tR\toriginKey\"\xaf\x02\n" +
 	"\n" +
 	"TaskResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
@@ -2977,7 +3026,10 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\aattempt\x18\x06 \x01(\rR\aattempt\x12\x12\n" +
 	"\x04size\x18\a \x01(\x04R\x04size\x12\x18\n" +
 	"\aholders\x18\b \x03(\tR\aholders\x12\x12\n" +
-	"\x04held\x18\t \x01(\bR\x04held\"s\n" +
+	"\x04held\x18\t \x01(\bR\x04held\x12\x16\n" +
+	"\x06worker\x18\n" +
+	" \x01(\tR\x06worker\x12\x15\n" +
+	"\x06run_us\x18\v \x01(\x04R\x05runUs\"s\n" +
 	"\rSubmitRequest\x12+\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x15.taskgrid.v1.TaskSpecR\x05tasks\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x18\n" +
@@ -3054,14 +3106,16 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x06paused\x18\n" +
 	" \x01(\bR\x06paused\x12\x10\n" +
 	"\x03rss\x18\v \x01(\x04R\x03rss\x12\x18\n" +
-	"\aseceded\x18\f \x01(\rR\aseceded\"\xb1\x01\n" +
+	"\aseceded\x18\f \x01(\rR\aseceded\"\xe0\x01\n" +
 	"\tKeyStatus\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.taskgrid.v1.TaskStateR\x05state\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06parent\x18\x04 \x01(\tR\x06parent\x12\x1a\n" +
 	"\bchildren\x18\x05 \x03(\tR\bchildren\x12\x18\n" +
-	"\aseceded\x18\x06 \x01(\bR\aseceded\"\xc7\x02\n" +
+	"\aseceded\x18\x06 \x01(\bR\aseceded\x12\x16\n" +
+	"\x06worker\x18\a \x01(\tR\x06worker\x12\x15\n" +
+	"\x06run_us\x18\b \x01(\x04R\x05runUs\"\xc7\x02\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\aworkers\x18\x01 \x03(\v2\x17.taskgrid.v1.WorkerInfoR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +

@@ -154,6 +154,10 @@ class ClusterStatus:
     # keys each one submitted from inside its run.
     parents: dict[str, str] = dataclasses.field(default_factory=dict)
     children: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # For the keys asked about that finished from a run of their own
+    # (finished or error): the worker that ran the last attempt, and how
+    # long the function ran there, in seconds (as the worker measured it).
+    ran: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
 
 
 _STATE_NAMES = {v: k[len("TASK_STATE_") :].lower() for k, v in pb.TaskState.items()}
@@ -809,6 +813,7 @@ class Client(ClientIO):
             keys={k.key: (_STATE_NAMES.get(k.state, "unspecified"), k.reason) for k in r.keys},
             parents={k.key: k.parent for k in r.keys if k.parent},
             children={k.key: list(k.children) for k in r.keys if children},
+            ran={k.key: (k.worker, k.run_us / 1e6) for k in r.keys if k.worker},
         )
 
     def wait_for_workers(self, n: int = 1, timeout: float = 30.0) -> None:

@@ -96,9 +96,12 @@ _MEMORY = pb.TASK_STATE_MEMORY
 _ERRED = pb.TASK_STATE_ERRED
 _OWN_MODULES = ("taskgrid.worker.core", "taskgrid.worker.builtins")
 
-# A finished task as the outbox holds it: (key, state, data, codec,
-# (error type, message, traceback) or None, attempt, size, held).
-_Result = tuple[str, int, bytes, str, "tuple[str, str, str] | None", int, int, bool]
+# A task's outcome: (key, state, data, codec, (error type, message,
+# traceback) or None, attempt, size, held).
+_Outcome = tuple[str, int, bytes, str, "tuple[str, str, str] | None", int, int, bool]
+# A finished task as the outbox holds it: its outcome, then how long its
+# function ran in microseconds (TaskResult.run_us).
+_Result = tuple[str, int, bytes, str, "tuple[str, str, str] | None", int, int, bool, int]
 
 
 def parse_resources(spec: str | Mapping[str, float] | None) -> dict[str, float]:
@@ -592,7 +595,7 @@ class Worker:
         for key, rejoined in secessions:
             m.secessions.add(key=key, rejoined=rejoined)
         add = m.results.add
-        for key, state, data, codec, error, attempt, size, held in results:
+        for key, state, data, codec, error, attempt, size, held, run_us in results:
             if state == _MEMORY:
                 add(
                     key=key,
@@ -602,6 +605,7 @@ class Worker:
                     attempt=attempt,
                     size=size,
                     held=held,
+                    run_us=run_us,
                 )
             else:
                 assert error is not None  # _run_task pairs every error state with one
@@ -609,6 +613,7 @@ class Worker:
                     key=key,
                     state=state,
                     attempt=attempt,
+                    run_us=run_us,
                     data=data,  # the pickled exception, if any
                     codec=codec if data else "",
                     error=pb.TaskError(type=error[0], message=error[1], traceback=error[2]),
@@ -708,12 +713,17 @@ class Worker:
             return
         _context.set_current(self, t)
         sid = t.session
+        run_ns = 0
         try:
             a = self._data.inputs(t, t.assignment, lambda k: self._outbox.push_missing(sid, k))
-            data, codec = self._execute(t, a)
+            start = time.monotonic_ns()
+            try:
+                data, codec = self._execute(t, a)
+            finally:
+                run_ns = time.monotonic_ns() - start
             del a
             n = len(data)
-            out: _Result = (t.key, _MEMORY, data, codec, None, t.attempt, n, False)
+            out: _Outcome = (t.key, _MEMORY, data, codec, None, t.attempt, n, False)
             too_large = self._data.memory.too_large(n) if self._data.holds(n) else None
             if too_large is not None:
                 msg = f"task {t.key!r}: {too_large}"
@@ -739,7 +749,7 @@ class Worker:
             _context.clear_current()
             t.assignment = None  # let the input and dependency data go
         if not t.cancelled:
-            self._outbox.push(t.session, out)
+            self._outbox.push(t.session, (*out, run_ns // 1000))
 
     def _execute(self, t: Task, a: Any) -> tuple[bytes, str]:
         func = a.func
