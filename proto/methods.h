@@ -16,8 +16,9 @@
 #define TG_METHOD_RELEASE "/taskgrid.v1.Scheduler/Release"
 #define TG_METHOD_STATUS "/taskgrid.v1.Scheduler/Status"
 #define TG_METHOD_REPLICATE "/taskgrid.v1.Scheduler/Replicate"
-/* Reserved for the event stream; admitted by the access policy already. */
+
 #define TG_METHOD_WATCH "/taskgrid.v1.Scheduler/Watch"
+#define TG_METHOD_SET_LOG_LEVEL "/taskgrid.v1.Scheduler/SetLogLevel"
 #define TG_METHOD_CONNECT "/taskgrid.v1.WorkerLink/Connect"
 #define TG_METHOD_FETCH "/taskgrid.v1.DataService/Fetch"
 #define TG_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"

@@ -652,6 +652,45 @@ const tgs_task *tgs_core_task_child(const tgs_core *c, const tgs_task *t,
  */
 void tgs_core_why(const tgs_core *c, const tgs_task *t, char *buf, size_t len);
 
+/* ---- observation (for watchers, dashboards and debug logs) ---- */
+
+/* One change of a task's state. `from` is 0 for a new task; `to` is
+ * TGS_RELEASED when the task is forgotten. */
+typedef struct tgs_transition {
+    const tgs_task *task;
+    tgs_state from;
+    tgs_state to;
+} tgs_transition;
+
+/**
+ * Record every change of a task's state (on), or stop (off, the default:
+ * then the only cost is one test per change). While on, each event's
+ * changes are kept, in order, until the start of the next event, so the
+ * caller reads them (tgs_core_transitions) after each event, as it pops
+ * the actions. A task that changes twice in one event appears twice; its
+ * accessors give its state after the event.
+ */
+void tgs_core_observe(tgs_core *c, bool on);
+
+/**
+ * The changes of the last event (see tgs_core_observe): `*n` of them,
+ * borrowed until the next event. `*dropped` (may be NULL) counts, since
+ * the core was made, changes not recorded for want of memory.
+ */
+const tgs_transition *tgs_core_transitions(const tgs_core *c, size_t *n,
+                                           uint64_t *dropped);
+
+/**
+ * Walk the functions the core has seen (interned for the core's life):
+ * from `*pos` = 0, each call gives the next one's name and its tasks in
+ * each state (indexed by tgs_state; counts[TGS_RELEASED]: forgotten so
+ * far) and advances `*pos`; false after the last. Kept up to date
+ * incrementally, like tgs_core_counts; a walk costs one step per function
+ * (and per empty slot of its table), never per task.
+ */
+bool tgs_core_func_next(const tgs_core *c, size_t *pos, tgs_str *name,
+                        uint64_t counts[TGS_NSTATES]);
+
 /* ---- task accessors (borrowed results) ---- */
 
 tgs_str tgs_task_key(const tgs_task *t);

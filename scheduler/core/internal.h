@@ -284,6 +284,9 @@ typedef struct tgs_func {
     bool avg_known;
     uint32_t hash;
     uint32_t len;
+    /* Tasks of this function in each state (RELEASED: forgotten so far),
+     * as tgs_core.counts (see tgs_core_func_at). */
+    uint64_t counts[TGS_NSTATES];
     char name[];
 } tgs_func;
 
@@ -492,6 +495,13 @@ struct tgs_core {
     void **est; /* scratch (tasks) of the cost model (place.c) */
     size_t capest;
     uint64_t counts[TGS_NSTATES];
+    /* Observation (observe.c): with `observe`, every change of a task's
+     * state during the current event, in order; emptied at the start of
+     * the next event. */
+    tgs_transition *trans;
+    size_t ntrans, captrans;
+    uint64_t trans_dropped; /* not recorded for want of memory, in all */
+    bool observe;
     uint64_t unplaceable;
     uint64_t queued; /* sum over workers of queued_on() */
     uint64_t next_seq;
@@ -714,10 +724,29 @@ static inline char *task_key(const tgs_task *t)
     return (char *)(t->deps + t->ndeps);
 }
 
+void tgs__observe_slow(tgs_core *c, const tgs_task *t, tgs_state from,
+                       tgs_state to);
+
+/* `t` moves from state `from` (0: new) to `to`: counted per function, and
+ * recorded when observed. Every change of a task's state goes through
+ * here (set_state, commit of a new task, forgetting). */
+static inline void count_state(tgs_core *c, tgs_task *t, tgs_state from,
+                               tgs_state to)
+{
+    tgs_func *f = t->cls->func;
+    if (from != 0) {
+        c->counts[from]--;
+        f->counts[from]--;
+    }
+    c->counts[to]++;
+    f->counts[to]++;
+    if (c->observe)
+        tgs__observe_slow(c, t, from, to);
+}
+
 static inline void set_state(tgs_core *c, tgs_task *t, tgs_state s)
 {
-    c->counts[t->state]--;
-    c->counts[s]++;
+    count_state(c, t, (tgs_state)t->state, s);
     t->state = (uint8_t)s;
 }
 
@@ -888,6 +917,7 @@ static inline void task_moved(void *t, size_t pos)
 static inline void tgs__sweep(tgs_core *c)
 {
     c->forgotten = 0;
+    c->ntrans = 0;
     if (c->alen == 0 && (c->graveyard != NULL || c->nunused >= CLASS_GC_MIN))
         tgs__sweep_slow(c);
 }

@@ -50,8 +50,7 @@ void tgs__maybe_forget(tgs_core *c, tgs_task *t)
         t->unfinished != 0 || (t->flags & (TF_PENDING | TF_FORGOTTEN)) != 0)
         return;
     tgs_map_remove(&c->tasks, t->hash, t);
-    c->counts[t->state]--;
-    c->counts[TGS_RELEASED]++;
+    count_state(c, t, (tgs_state)t->state, TGS_RELEASED);
     t->flags |= TF_FORGOTTEN;
     if (t->nest & TN_KIN)
         tgs__kin_drop(c, t); /* it leaves the tree of nested work */
@@ -137,6 +136,7 @@ void tgs_core_free(tgs_core *c)
     tgs__kin_free_all(c);
     tgs_map_free(&c->tasks);
     tgs_map_free(&c->funcs);
+    free(c->trans);
     tgs_map_free(&c->classes);
     tgs_map_free(&c->wmap);
     free(c->workers);

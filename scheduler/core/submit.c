@@ -611,7 +611,7 @@ static void commit_task(tgs_core *c, batch *b, uint32_t k)
     t->cls = b->cls[k];
     class_ref(c, t->cls);
     tgs_map_insert(&c->tasks, t->hash, t);
-    c->counts[TGS_WAITING]++;
+    count_state(c, t, 0, TGS_WAITING);
     if (is_final(b->st[k])) {
         set_state(c, t, (tgs_state)b->st[k]);
         t->out.error = b->inh[k];

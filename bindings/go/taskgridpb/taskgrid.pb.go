@@ -122,6 +122,62 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{0}
 }
 
+type WorkerEvent_Kind int32
+
+const (
+	WorkerEvent_KIND_UNSPECIFIED WorkerEvent_Kind = 0
+	// Registered (and in the first update: every connected worker).
+	WorkerEvent_KIND_JOINED WorkerEvent_Kind = 1
+	// Disconnected, retired or lost; `reason` says which.
+	WorkerEvent_KIND_LEFT WorkerEvent_Kind = 2
+	// Its memory report or its number of tasks changed (at most once per
+	// update per worker).
+	WorkerEvent_KIND_UPDATED WorkerEvent_Kind = 3
+)
+
+// Enum value maps for WorkerEvent_Kind.
+var (
+	WorkerEvent_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_JOINED",
+		2: "KIND_LEFT",
+		3: "KIND_UPDATED",
+	}
+	WorkerEvent_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_JOINED":      1,
+		"KIND_LEFT":        2,
+		"KIND_UPDATED":     3,
+	}
+)
+
+func (x WorkerEvent_Kind) Enum() *WorkerEvent_Kind {
+	p := new(WorkerEvent_Kind)
+	*p = x
+	return p
+}
+
+func (x WorkerEvent_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WorkerEvent_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskgrid_v1_taskgrid_proto_enumTypes[1].Descriptor()
+}
+
+func (WorkerEvent_Kind) Type() protoreflect.EnumType {
+	return &file_taskgrid_v1_taskgrid_proto_enumTypes[1]
+}
+
+func (x WorkerEvent_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WorkerEvent_Kind.Descriptor instead.
+func (WorkerEvent_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29, 0}
+}
+
 // Resource is one entry of a resource map: a task requests `amount` of
 // `name`; a worker declares a capacity of `amount` of `name`.
 type Resource struct {
@@ -2073,6 +2129,691 @@ func (x *ReplicateResponse) GetKeys() []*KeyReplication {
 	return nil
 }
 
+// WatchRequest opens Scheduler.Watch. Events are batched: the scheduler
+// sends at most one WatchUpdate per `interval_ms` (and one at once, when
+// the stream opens, with the current state of what was asked for), so a
+// watcher costs the scheduler a bounded amount of work whatever the rate
+// of tasks. What each update carries depends on what is asked for here;
+// with nothing asked for, updates carry only `totals`.
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Follow exactly these keys (at most 65,535; open more streams for more):
+	// `keys_counts` in every update counts them per state. Any role may name
+	// keys, as in StatusRequest: a watcher learns only about keys it names.
+	// A key not known to the scheduler counts as RELEASED until it is
+	// submitted.
+	Keys []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Follow every task whose key starts with one of these ("" matches every
+	// key). This reveals keys the watcher did not name, so on a cluster with
+	// TLS only the admin role may ask for it (PERMISSION_DENIED otherwise).
+	KeyPrefixes []string `protobuf:"bytes,2,rep,name=key_prefixes,json=keyPrefixes,proto3" json:"key_prefixes,omitempty"`
+	// Send one TaskEvent per change of state of each followed task (from
+	// `keys` and `key_prefixes`). Without it, followed keys are only counted.
+	TaskEvents bool `protobuf:"varint,3,opt,name=task_events,json=taskEvents,proto3" json:"task_events,omitempty"`
+	// Send FunctionCounts (tasks per function per state, over the whole
+	// cluster) in updates: all functions in the first update, then those
+	// whose counts changed.
+	Functions bool `protobuf:"varint,4,opt,name=functions,proto3" json:"functions,omitempty"`
+	// Send WorkerEvents (joins, leaves, memory and load changes) and the
+	// scaling target.
+	Workers bool `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
+	// Least time between two updates, in milliseconds (0: 100; values below
+	// 10 count as 10). An update is sent only when something it carries
+	// changed since the previous one.
+	IntervalMs uint32 `protobuf:"varint,6,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	// At most this many TaskEvents per update (0: 10,000; at most 100,000);
+	// the events beyond it are counted in WatchUpdate.dropped_events and
+	// not sent, so a slow watcher of a huge graph never holds the
+	// scheduler's memory. Counts are never dropped.
+	MaxEvents     uint32 `protobuf:"varint,7,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WatchRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetKeyPrefixes() []string {
+	if x != nil {
+		return x.KeyPrefixes
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetTaskEvents() bool {
+	if x != nil {
+		return x.TaskEvents
+	}
+	return false
+}
+
+func (x *WatchRequest) GetFunctions() bool {
+	if x != nil {
+		return x.Functions
+	}
+	return false
+}
+
+func (x *WatchRequest) GetWorkers() bool {
+	if x != nil {
+		return x.Workers
+	}
+	return false
+}
+
+func (x *WatchRequest) GetIntervalMs() uint32 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *WatchRequest) GetMaxEvents() uint32 {
+	if x != nil {
+		return x.MaxEvents
+	}
+	return 0
+}
+
+// Tasks per state (the TaskState names).
+type TaskCounts struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Waiting    uint64                 `protobuf:"varint,1,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Ready      uint64                 `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`
+	Processing uint64                 `protobuf:"varint,3,opt,name=processing,proto3" json:"processing,omitempty"`
+	Memory     uint64                 `protobuf:"varint,4,opt,name=memory,proto3" json:"memory,omitempty"`
+	Erred      uint64                 `protobuf:"varint,5,opt,name=erred,proto3" json:"erred,omitempty"`
+	Cancelled  uint64                 `protobuf:"varint,6,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// Forgotten (released) since the scheduler started, or, in
+	// WatchUpdate.keys_counts, named keys the scheduler does not know.
+	Released      uint64 `protobuf:"varint,7,opt,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskCounts) Reset() {
+	*x = TaskCounts{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCounts) ProtoMessage() {}
+
+func (x *TaskCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
+func (*TaskCounts) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TaskCounts) GetWaiting() uint64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetReady() uint64 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetProcessing() uint64 {
+	if x != nil {
+		return x.Processing
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetMemory() uint64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetErred() uint64 {
+	if x != nil {
+		return x.Erred
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetCancelled() uint64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetReleased() uint64 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+// TaskEvent is one change of a followed task's state.
+type TaskEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The state it left (UNSPECIFIED for a new task) and the one it entered
+	// (RELEASED: forgotten).
+	Previous TaskState `protobuf:"varint,2,opt,name=previous,proto3,enum=taskgrid.v1.TaskState" json:"previous,omitempty"`
+	State    TaskState `protobuf:"varint,3,opt,name=state,proto3,enum=taskgrid.v1.TaskState" json:"state,omitempty"`
+	// The task's function.
+	Function string `protobuf:"bytes,4,opt,name=function,proto3" json:"function,omitempty"`
+	// PROCESSING: the worker it was assigned to; MEMORY or ERRED from a run
+	// of its own: the worker that ran it (as TaskResult.worker).
+	Worker string `protobuf:"bytes,5,opt,name=worker,proto3" json:"worker,omitempty"`
+	// Which run this is (1 for the first).
+	Attempt uint32 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// When the scheduler saw the change, in microseconds since the Unix
+	// epoch (the scheduler's clock).
+	TimeUs int64 `protobuf:"varint,7,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	// MEMORY or ERRED from a run: how long the function ran on the worker
+	// (TaskResult.run_us), so the run started about time_us - run_us.
+	RunUs uint64 `protobuf:"varint,8,opt,name=run_us,json=runUs,proto3" json:"run_us,omitempty"`
+	// MEMORY: the result's size in bytes.
+	Nbytes uint64 `protobuf:"varint,9,opt,name=nbytes,proto3" json:"nbytes,omitempty"`
+	// ERRED: the error's type (e.g. "ValueError", "tg.KilledWorker").
+	ErrorType     string `protobuf:"bytes,10,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskEvent) Reset() {
+	*x = TaskEvent{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskEvent) ProtoMessage() {}
+
+func (x *TaskEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
+func (*TaskEvent) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TaskEvent) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetPrevious() TaskState {
+	if x != nil {
+		return x.Previous
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *TaskEvent) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *TaskEvent) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetTimeUs() int64 {
+	if x != nil {
+		return x.TimeUs
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetRunUs() uint64 {
+	if x != nil {
+		return x.RunUs
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetNbytes() uint64 {
+	if x != nil {
+		return x.Nbytes
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetErrorType() string {
+	if x != nil {
+		return x.ErrorType
+	}
+	return ""
+}
+
+// FunctionCounts: the tasks of one function per state, cluster-wide.
+type FunctionCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Function      string                 `protobuf:"bytes,1,opt,name=function,proto3" json:"function,omitempty"`
+	Counts        *TaskCounts            `protobuf:"bytes,2,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunctionCounts) Reset() {
+	*x = FunctionCounts{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunctionCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunctionCounts) ProtoMessage() {}
+
+func (x *FunctionCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunctionCounts.ProtoReflect.Descriptor instead.
+func (*FunctionCounts) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FunctionCounts) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *FunctionCounts) GetCounts() *TaskCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// WorkerEvent: a worker joined, left or changed.
+type WorkerEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  WorkerEvent_Kind       `protobuf:"varint,1,opt,name=kind,proto3,enum=taskgrid.v1.WorkerEvent_Kind" json:"kind,omitempty"`
+	// The worker as Status shows it (name, threads, tasks, memory, ...).
+	Worker *WorkerInfo `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"`
+	Reason string      `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Microseconds since the Unix epoch.
+	TimeUs        int64 `protobuf:"varint,4,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerEvent) Reset() {
+	*x = WorkerEvent{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerEvent) ProtoMessage() {}
+
+func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerEvent.ProtoReflect.Descriptor instead.
+func (*WorkerEvent) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WorkerEvent) GetKind() WorkerEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return WorkerEvent_KIND_UNSPECIFIED
+}
+
+func (x *WorkerEvent) GetWorker() *WorkerInfo {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+func (x *WorkerEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WorkerEvent) GetTimeUs() int64 {
+	if x != nil {
+		return x.TimeUs
+	}
+	return 0
+}
+
+type WatchUpdate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Microseconds since the Unix epoch when the update was made.
+	TimeUs int64 `protobuf:"varint,1,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	// Tasks per state over the whole cluster (as StatusResponse).
+	Totals *TaskCounts `protobuf:"bytes,2,opt,name=totals,proto3" json:"totals,omitempty"`
+	// With WatchRequest.keys: the named keys per state.
+	KeysCounts *TaskCounts `protobuf:"bytes,3,opt,name=keys_counts,json=keysCounts,proto3" json:"keys_counts,omitempty"`
+	// With WatchRequest.task_events: the changes since the previous
+	// update, in the order they happened.
+	Tasks []*TaskEvent `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// Events not sent since the previous update (WatchRequest.max_events).
+	DroppedEvents uint64 `protobuf:"varint,5,opt,name=dropped_events,json=droppedEvents,proto3" json:"dropped_events,omitempty"`
+	// With WatchRequest.functions.
+	Functions []*FunctionCounts `protobuf:"bytes,6,rep,name=functions,proto3" json:"functions,omitempty"`
+	// With WatchRequest.workers: changes since the previous update, and the
+	// number of workers connected and the scaling target (0: none set).
+	Workers       []*WorkerEvent `protobuf:"bytes,7,rep,name=workers,proto3" json:"workers,omitempty"`
+	Nworkers      uint32         `protobuf:"varint,8,opt,name=nworkers,proto3" json:"nworkers,omitempty"`
+	TargetWorkers uint32         `protobuf:"varint,9,opt,name=target_workers,json=targetWorkers,proto3" json:"target_workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchUpdate) Reset() {
+	*x = WatchUpdate{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchUpdate) ProtoMessage() {}
+
+func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchUpdate.ProtoReflect.Descriptor instead.
+func (*WatchUpdate) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WatchUpdate) GetTimeUs() int64 {
+	if x != nil {
+		return x.TimeUs
+	}
+	return 0
+}
+
+func (x *WatchUpdate) GetTotals() *TaskCounts {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *WatchUpdate) GetKeysCounts() *TaskCounts {
+	if x != nil {
+		return x.KeysCounts
+	}
+	return nil
+}
+
+func (x *WatchUpdate) GetTasks() []*TaskEvent {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *WatchUpdate) GetDroppedEvents() uint64 {
+	if x != nil {
+		return x.DroppedEvents
+	}
+	return 0
+}
+
+func (x *WatchUpdate) GetFunctions() []*FunctionCounts {
+	if x != nil {
+		return x.Functions
+	}
+	return nil
+}
+
+func (x *WatchUpdate) GetWorkers() []*WorkerEvent {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *WatchUpdate) GetNworkers() uint32 {
+	if x != nil {
+		return x.Nworkers
+	}
+	return 0
+}
+
+func (x *WatchUpdate) GetTargetWorkers() uint32 {
+	if x != nil {
+		return x.TargetWorkers
+	}
+	return 0
+}
+
+// SetLogLevelRequest changes how much the scheduler logs, at run time.
+type SetLogLevelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "error", "warn", "info" or "debug" (debug: one structured line per
+	// change of a task's state); empty: leave it, only report it.
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelRequest) Reset() {
+	*x = SetLogLevelRequest{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelRequest) ProtoMessage() {}
+
+func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelRequest.ProtoReflect.Descriptor instead.
+func (*SetLogLevelRequest) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetLogLevelRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+type SetLogLevelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The level before the call, and now.
+	Previous      string `protobuf:"bytes,1,opt,name=previous,proto3" json:"previous,omitempty"`
+	Level         string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelResponse) Reset() {
+	*x = SetLogLevelResponse{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelResponse) ProtoMessage() {}
+
+func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelResponse.ProtoReflect.Descriptor instead.
+func (*SetLogLevelResponse) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetLogLevelResponse) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
+func (x *SetLogLevelResponse) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
 // Register is the first message a worker sends on its stream.
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2106,7 +2847,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2859,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2131,7 +2872,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Register) GetName() string {
@@ -2215,7 +2956,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2968,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2981,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Assignment) GetKey() string {
@@ -2328,7 +3069,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +3081,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +3094,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WorkerMessage) GetRegistration() *Register {
@@ -2451,7 +3192,7 @@ type Secession struct {
 
 func (x *Secession) Reset() {
 	*x = Secession{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +3204,7 @@ func (x *Secession) String() string {
 func (*Secession) ProtoMessage() {}
 
 func (x *Secession) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +3217,7 @@ func (x *Secession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secession.ProtoReflect.Descriptor instead.
 func (*Secession) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Secession) GetKey() string {
@@ -2511,7 +3252,7 @@ type CopyResult struct {
 
 func (x *CopyResult) Reset() {
 	*x = CopyResult{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +3264,7 @@ func (x *CopyResult) String() string {
 func (*CopyResult) ProtoMessage() {}
 
 func (x *CopyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +3277,7 @@ func (x *CopyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResult.ProtoReflect.Descriptor instead.
 func (*CopyResult) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CopyResult) GetKey() string {
@@ -2587,7 +3328,7 @@ type MemoryReport struct {
 
 func (x *MemoryReport) Reset() {
 	*x = MemoryReport{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +3340,7 @@ func (x *MemoryReport) String() string {
 func (*MemoryReport) ProtoMessage() {}
 
 func (x *MemoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +3353,7 @@ func (x *MemoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryReport.ProtoReflect.Descriptor instead.
 func (*MemoryReport) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MemoryReport) GetMemory() uint64 {
@@ -2681,7 +3422,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +3434,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +3447,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Upload) GetId() uint64 {
@@ -2775,7 +3516,7 @@ type SchedulerMessage struct {
 
 func (x *SchedulerMessage) Reset() {
 	*x = SchedulerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +3528,7 @@ func (x *SchedulerMessage) String() string {
 func (*SchedulerMessage) ProtoMessage() {}
 
 func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +3541,7 @@ func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerMessage.ProtoReflect.Descriptor instead.
 func (*SchedulerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SchedulerMessage) GetAssign() []*Assignment {
@@ -2889,7 +3630,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2901,7 +3642,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2914,7 +3655,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Copy) GetKey() string {
@@ -2955,7 +3696,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3708,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3721,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -3143,7 +3884,71 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\rinline_result\x18\x04 \x01(\bR\finlineResult\x12,\n" +
 	"\x05error\x18\x05 \x01(\v2\x16.taskgrid.v1.TaskErrorR\x05error\"D\n" +
 	"\x11ReplicateResponse\x12/\n" +
-	"\x04keys\x18\x01 \x03(\v2\x1b.taskgrid.v1.KeyReplicationR\x04keys\"\x89\x02\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1b.taskgrid.v1.KeyReplicationR\x04keys\"\xde\x01\n" +
+	"\fWatchRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x12!\n" +
+	"\fkey_prefixes\x18\x02 \x03(\tR\vkeyPrefixes\x12\x1f\n" +
+	"\vtask_events\x18\x03 \x01(\bR\n" +
+	"taskEvents\x12\x1c\n" +
+	"\tfunctions\x18\x04 \x01(\bR\tfunctions\x12\x18\n" +
+	"\aworkers\x18\x05 \x01(\bR\aworkers\x12\x1f\n" +
+	"\vinterval_ms\x18\x06 \x01(\rR\n" +
+	"intervalMs\x12\x1d\n" +
+	"\n" +
+	"max_events\x18\a \x01(\rR\tmaxEvents\"\xc4\x01\n" +
+	"\n" +
+	"TaskCounts\x12\x18\n" +
+	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
+	"\x05ready\x18\x02 \x01(\x04R\x05ready\x12\x1e\n" +
+	"\n" +
+	"processing\x18\x03 \x01(\x04R\n" +
+	"processing\x12\x16\n" +
+	"\x06memory\x18\x04 \x01(\x04R\x06memory\x12\x14\n" +
+	"\x05erred\x18\x05 \x01(\x04R\x05erred\x12\x1c\n" +
+	"\tcancelled\x18\x06 \x01(\x04R\tcancelled\x12\x1a\n" +
+	"\breleased\x18\a \x01(\x04R\breleased\"\xb4\x02\n" +
+	"\tTaskEvent\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
+	"\bprevious\x18\x02 \x01(\x0e2\x16.taskgrid.v1.TaskStateR\bprevious\x12,\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x16.taskgrid.v1.TaskStateR\x05state\x12\x1a\n" +
+	"\bfunction\x18\x04 \x01(\tR\bfunction\x12\x16\n" +
+	"\x06worker\x18\x05 \x01(\tR\x06worker\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\rR\aattempt\x12\x17\n" +
+	"\atime_us\x18\a \x01(\x03R\x06timeUs\x12\x15\n" +
+	"\x06run_us\x18\b \x01(\x04R\x05runUs\x12\x16\n" +
+	"\x06nbytes\x18\t \x01(\x04R\x06nbytes\x12\x1d\n" +
+	"\n" +
+	"error_type\x18\n" +
+	" \x01(\tR\terrorType\"]\n" +
+	"\x0eFunctionCounts\x12\x1a\n" +
+	"\bfunction\x18\x01 \x01(\tR\bfunction\x12/\n" +
+	"\x06counts\x18\x02 \x01(\v2\x17.taskgrid.v1.TaskCountsR\x06counts\"\xf2\x01\n" +
+	"\vWorkerEvent\x121\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1d.taskgrid.v1.WorkerEvent.KindR\x04kind\x12/\n" +
+	"\x06worker\x18\x02 \x01(\v2\x17.taskgrid.v1.WorkerInfoR\x06worker\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\atime_us\x18\x04 \x01(\x03R\x06timeUs\"N\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vKIND_JOINED\x10\x01\x12\r\n" +
+	"\tKIND_LEFT\x10\x02\x12\x10\n" +
+	"\fKIND_UPDATED\x10\x03\"\x98\x03\n" +
+	"\vWatchUpdate\x12\x17\n" +
+	"\atime_us\x18\x01 \x01(\x03R\x06timeUs\x12/\n" +
+	"\x06totals\x18\x02 \x01(\v2\x17.taskgrid.v1.TaskCountsR\x06totals\x128\n" +
+	"\vkeys_counts\x18\x03 \x01(\v2\x17.taskgrid.v1.TaskCountsR\n" +
+	"keysCounts\x12,\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x16.taskgrid.v1.TaskEventR\x05tasks\x12%\n" +
+	"\x0edropped_events\x18\x05 \x01(\x04R\rdroppedEvents\x129\n" +
+	"\tfunctions\x18\x06 \x03(\v2\x1b.taskgrid.v1.FunctionCountsR\tfunctions\x122\n" +
+	"\aworkers\x18\a \x03(\v2\x18.taskgrid.v1.WorkerEventR\aworkers\x12\x1a\n" +
+	"\bnworkers\x18\b \x01(\rR\bnworkers\x12%\n" +
+	"\x0etarget_workers\x18\t \x01(\rR\rtargetWorkers\"*\n" +
+	"\x12SetLogLevelRequest\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\"G\n" +
+	"\x13SetLogLevelResponse\x12\x1a\n" +
+	"\bprevious\x18\x01 \x01(\tR\bprevious\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\"\x89\x02\n" +
 	"\bRegister\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bnthreads\x18\x02 \x01(\rR\bnthreads\x12\x1c\n" +
@@ -3222,7 +4027,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x11TASK_STATE_MEMORY\x10\x04\x12\x14\n" +
 	"\x10TASK_STATE_ERRED\x10\x05\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\x06\x12\x17\n" +
-	"\x13TASK_STATE_RELEASED\x10\a2\xb4\x04\n" +
+	"\x13TASK_STATE_RELEASED\x10\a2\xc6\x05\n" +
 	"\tScheduler\x12A\n" +
 	"\x06Submit\x12\x1a.taskgrid.v1.SubmitRequest\x1a\x1b.taskgrid.v1.SubmitResponse\x12C\n" +
 	"\x06Gather\x12\x1a.taskgrid.v1.GatherRequest\x1a\x1b.taskgrid.v1.GatherResponse0\x01\x12>\n" +
@@ -3231,7 +4036,9 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x06Cancel\x12\x1a.taskgrid.v1.CancelRequest\x1a\x1b.taskgrid.v1.CancelResponse\x12D\n" +
 	"\aRelease\x12\x1b.taskgrid.v1.ReleaseRequest\x1a\x1c.taskgrid.v1.ReleaseResponse\x12A\n" +
 	"\x06Status\x12\x1a.taskgrid.v1.StatusRequest\x1a\x1b.taskgrid.v1.StatusResponse\x12J\n" +
-	"\tReplicate\x12\x1d.taskgrid.v1.ReplicateRequest\x1a\x1e.taskgrid.v1.ReplicateResponse2V\n" +
+	"\tReplicate\x12\x1d.taskgrid.v1.ReplicateRequest\x1a\x1e.taskgrid.v1.ReplicateResponse\x12>\n" +
+	"\x05Watch\x12\x19.taskgrid.v1.WatchRequest\x1a\x18.taskgrid.v1.WatchUpdate0\x01\x12P\n" +
+	"\vSetLogLevel\x12\x1f.taskgrid.v1.SetLogLevelRequest\x1a .taskgrid.v1.SetLogLevelResponse2V\n" +
 	"\n" +
 	"WorkerLink\x12H\n" +
 	"\aConnect\x12\x1a.taskgrid.v1.WorkerMessage\x1a\x1d.taskgrid.v1.SchedulerMessage(\x010\x012K\n" +
@@ -3250,97 +4057,120 @@ func file_taskgrid_v1_taskgrid_proto_rawDescGZIP() []byte {
 	return file_taskgrid_v1_taskgrid_proto_rawDescData
 }
 
-var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
-	(TaskState)(0),            // 0: taskgrid.v1.TaskState
-	(*Resource)(nil),          // 1: taskgrid.v1.Resource
-	(*TaskSpec)(nil),          // 2: taskgrid.v1.TaskSpec
-	(*TaskError)(nil),         // 3: taskgrid.v1.TaskError
-	(*TaskResult)(nil),        // 4: taskgrid.v1.TaskResult
-	(*SubmitRequest)(nil),     // 5: taskgrid.v1.SubmitRequest
-	(*SubmitResponse)(nil),    // 6: taskgrid.v1.SubmitResponse
-	(*GatherRequest)(nil),     // 7: taskgrid.v1.GatherRequest
-	(*GatherResponse)(nil),    // 8: taskgrid.v1.GatherResponse
-	(*DataChunk)(nil),         // 9: taskgrid.v1.DataChunk
-	(*ScaleRequest)(nil),      // 10: taskgrid.v1.ScaleRequest
-	(*ScaleResponse)(nil),     // 11: taskgrid.v1.ScaleResponse
-	(*Annotation)(nil),        // 12: taskgrid.v1.Annotation
-	(*AnnotateRequest)(nil),   // 13: taskgrid.v1.AnnotateRequest
-	(*AnnotateResponse)(nil),  // 14: taskgrid.v1.AnnotateResponse
-	(*CancelRequest)(nil),     // 15: taskgrid.v1.CancelRequest
-	(*CancelResponse)(nil),    // 16: taskgrid.v1.CancelResponse
-	(*ReleaseRequest)(nil),    // 17: taskgrid.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),   // 18: taskgrid.v1.ReleaseResponse
-	(*StatusRequest)(nil),     // 19: taskgrid.v1.StatusRequest
-	(*WorkerInfo)(nil),        // 20: taskgrid.v1.WorkerInfo
-	(*KeyStatus)(nil),         // 21: taskgrid.v1.KeyStatus
-	(*StatusResponse)(nil),    // 22: taskgrid.v1.StatusResponse
-	(*ReplicateRequest)(nil),  // 23: taskgrid.v1.ReplicateRequest
-	(*KeyReplication)(nil),    // 24: taskgrid.v1.KeyReplication
-	(*ReplicateResponse)(nil), // 25: taskgrid.v1.ReplicateResponse
-	(*Register)(nil),          // 26: taskgrid.v1.Register
-	(*Assignment)(nil),        // 27: taskgrid.v1.Assignment
-	(*WorkerMessage)(nil),     // 28: taskgrid.v1.WorkerMessage
-	(*Secession)(nil),         // 29: taskgrid.v1.Secession
-	(*CopyResult)(nil),        // 30: taskgrid.v1.CopyResult
-	(*MemoryReport)(nil),      // 31: taskgrid.v1.MemoryReport
-	(*Upload)(nil),            // 32: taskgrid.v1.Upload
-	(*SchedulerMessage)(nil),  // 33: taskgrid.v1.SchedulerMessage
-	(*Copy)(nil),              // 34: taskgrid.v1.Copy
-	(*FetchRequest)(nil),      // 35: taskgrid.v1.FetchRequest
+	(TaskState)(0),              // 0: taskgrid.v1.TaskState
+	(WorkerEvent_Kind)(0),       // 1: taskgrid.v1.WorkerEvent.Kind
+	(*Resource)(nil),            // 2: taskgrid.v1.Resource
+	(*TaskSpec)(nil),            // 3: taskgrid.v1.TaskSpec
+	(*TaskError)(nil),           // 4: taskgrid.v1.TaskError
+	(*TaskResult)(nil),          // 5: taskgrid.v1.TaskResult
+	(*SubmitRequest)(nil),       // 6: taskgrid.v1.SubmitRequest
+	(*SubmitResponse)(nil),      // 7: taskgrid.v1.SubmitResponse
+	(*GatherRequest)(nil),       // 8: taskgrid.v1.GatherRequest
+	(*GatherResponse)(nil),      // 9: taskgrid.v1.GatherResponse
+	(*DataChunk)(nil),           // 10: taskgrid.v1.DataChunk
+	(*ScaleRequest)(nil),        // 11: taskgrid.v1.ScaleRequest
+	(*ScaleResponse)(nil),       // 12: taskgrid.v1.ScaleResponse
+	(*Annotation)(nil),          // 13: taskgrid.v1.Annotation
+	(*AnnotateRequest)(nil),     // 14: taskgrid.v1.AnnotateRequest
+	(*AnnotateResponse)(nil),    // 15: taskgrid.v1.AnnotateResponse
+	(*CancelRequest)(nil),       // 16: taskgrid.v1.CancelRequest
+	(*CancelResponse)(nil),      // 17: taskgrid.v1.CancelResponse
+	(*ReleaseRequest)(nil),      // 18: taskgrid.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),     // 19: taskgrid.v1.ReleaseResponse
+	(*StatusRequest)(nil),       // 20: taskgrid.v1.StatusRequest
+	(*WorkerInfo)(nil),          // 21: taskgrid.v1.WorkerInfo
+	(*KeyStatus)(nil),           // 22: taskgrid.v1.KeyStatus
+	(*StatusResponse)(nil),      // 23: taskgrid.v1.StatusResponse
+	(*ReplicateRequest)(nil),    // 24: taskgrid.v1.ReplicateRequest
+	(*KeyReplication)(nil),      // 25: taskgrid.v1.KeyReplication
+	(*ReplicateResponse)(nil),   // 26: taskgrid.v1.ReplicateResponse
+	(*WatchRequest)(nil),        // 27: taskgrid.v1.WatchRequest
+	(*TaskCounts)(nil),          // 28: taskgrid.v1.TaskCounts
+	(*TaskEvent)(nil),           // 29: taskgrid.v1.TaskEvent
+	(*FunctionCounts)(nil),      // 30: taskgrid.v1.FunctionCounts
+	(*WorkerEvent)(nil),         // 31: taskgrid.v1.WorkerEvent
+	(*WatchUpdate)(nil),         // 32: taskgrid.v1.WatchUpdate
+	(*SetLogLevelRequest)(nil),  // 33: taskgrid.v1.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil), // 34: taskgrid.v1.SetLogLevelResponse
+	(*Register)(nil),            // 35: taskgrid.v1.Register
+	(*Assignment)(nil),          // 36: taskgrid.v1.Assignment
+	(*WorkerMessage)(nil),       // 37: taskgrid.v1.WorkerMessage
+	(*Secession)(nil),           // 38: taskgrid.v1.Secession
+	(*CopyResult)(nil),          // 39: taskgrid.v1.CopyResult
+	(*MemoryReport)(nil),        // 40: taskgrid.v1.MemoryReport
+	(*Upload)(nil),              // 41: taskgrid.v1.Upload
+	(*SchedulerMessage)(nil),    // 42: taskgrid.v1.SchedulerMessage
+	(*Copy)(nil),                // 43: taskgrid.v1.Copy
+	(*FetchRequest)(nil),        // 44: taskgrid.v1.FetchRequest
 }
 var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
-	1,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
+	2,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
 	0,  // 1: taskgrid.v1.TaskResult.state:type_name -> taskgrid.v1.TaskState
-	3,  // 2: taskgrid.v1.TaskResult.error:type_name -> taskgrid.v1.TaskError
-	2,  // 3: taskgrid.v1.SubmitRequest.tasks:type_name -> taskgrid.v1.TaskSpec
-	4,  // 4: taskgrid.v1.GatherResponse.results:type_name -> taskgrid.v1.TaskResult
-	9,  // 5: taskgrid.v1.GatherResponse.chunks:type_name -> taskgrid.v1.DataChunk
-	1,  // 6: taskgrid.v1.Annotation.resources:type_name -> taskgrid.v1.Resource
-	12, // 7: taskgrid.v1.AnnotateRequest.annotation:type_name -> taskgrid.v1.Annotation
-	1,  // 8: taskgrid.v1.WorkerInfo.resources:type_name -> taskgrid.v1.Resource
+	4,  // 2: taskgrid.v1.TaskResult.error:type_name -> taskgrid.v1.TaskError
+	3,  // 3: taskgrid.v1.SubmitRequest.tasks:type_name -> taskgrid.v1.TaskSpec
+	5,  // 4: taskgrid.v1.GatherResponse.results:type_name -> taskgrid.v1.TaskResult
+	10, // 5: taskgrid.v1.GatherResponse.chunks:type_name -> taskgrid.v1.DataChunk
+	2,  // 6: taskgrid.v1.Annotation.resources:type_name -> taskgrid.v1.Resource
+	13, // 7: taskgrid.v1.AnnotateRequest.annotation:type_name -> taskgrid.v1.Annotation
+	2,  // 8: taskgrid.v1.WorkerInfo.resources:type_name -> taskgrid.v1.Resource
 	0,  // 9: taskgrid.v1.KeyStatus.state:type_name -> taskgrid.v1.TaskState
-	20, // 10: taskgrid.v1.StatusResponse.workers:type_name -> taskgrid.v1.WorkerInfo
-	21, // 11: taskgrid.v1.StatusResponse.keys:type_name -> taskgrid.v1.KeyStatus
-	3,  // 12: taskgrid.v1.KeyReplication.error:type_name -> taskgrid.v1.TaskError
-	24, // 13: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
-	1,  // 14: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
-	4,  // 15: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
-	26, // 16: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
-	4,  // 17: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
-	9,  // 18: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
-	31, // 19: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
-	30, // 20: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
-	29, // 21: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
-	27, // 22: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
-	32, // 23: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
-	34, // 24: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
-	5,  // 25: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
-	7,  // 26: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
-	10, // 27: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
-	13, // 28: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
-	15, // 29: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
-	17, // 30: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
-	19, // 31: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
-	23, // 32: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
-	28, // 33: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
-	35, // 34: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
-	6,  // 35: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
-	8,  // 36: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
-	11, // 37: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
-	14, // 38: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
-	16, // 39: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
-	18, // 40: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
-	22, // 41: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
-	25, // 42: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
-	33, // 43: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
-	9,  // 44: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
-	35, // [35:45] is the sub-list for method output_type
-	25, // [25:35] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	21, // 10: taskgrid.v1.StatusResponse.workers:type_name -> taskgrid.v1.WorkerInfo
+	22, // 11: taskgrid.v1.StatusResponse.keys:type_name -> taskgrid.v1.KeyStatus
+	4,  // 12: taskgrid.v1.KeyReplication.error:type_name -> taskgrid.v1.TaskError
+	25, // 13: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
+	0,  // 14: taskgrid.v1.TaskEvent.previous:type_name -> taskgrid.v1.TaskState
+	0,  // 15: taskgrid.v1.TaskEvent.state:type_name -> taskgrid.v1.TaskState
+	28, // 16: taskgrid.v1.FunctionCounts.counts:type_name -> taskgrid.v1.TaskCounts
+	1,  // 17: taskgrid.v1.WorkerEvent.kind:type_name -> taskgrid.v1.WorkerEvent.Kind
+	21, // 18: taskgrid.v1.WorkerEvent.worker:type_name -> taskgrid.v1.WorkerInfo
+	28, // 19: taskgrid.v1.WatchUpdate.totals:type_name -> taskgrid.v1.TaskCounts
+	28, // 20: taskgrid.v1.WatchUpdate.keys_counts:type_name -> taskgrid.v1.TaskCounts
+	29, // 21: taskgrid.v1.WatchUpdate.tasks:type_name -> taskgrid.v1.TaskEvent
+	30, // 22: taskgrid.v1.WatchUpdate.functions:type_name -> taskgrid.v1.FunctionCounts
+	31, // 23: taskgrid.v1.WatchUpdate.workers:type_name -> taskgrid.v1.WorkerEvent
+	2,  // 24: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
+	5,  // 25: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
+	35, // 26: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
+	5,  // 27: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
+	10, // 28: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
+	40, // 29: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
+	39, // 30: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
+	38, // 31: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
+	36, // 32: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
+	41, // 33: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
+	43, // 34: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
+	6,  // 35: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
+	8,  // 36: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
+	11, // 37: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
+	14, // 38: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
+	16, // 39: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
+	18, // 40: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
+	20, // 41: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
+	24, // 42: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
+	27, // 43: taskgrid.v1.Scheduler.Watch:input_type -> taskgrid.v1.WatchRequest
+	33, // 44: taskgrid.v1.Scheduler.SetLogLevel:input_type -> taskgrid.v1.SetLogLevelRequest
+	37, // 45: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
+	44, // 46: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
+	7,  // 47: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
+	9,  // 48: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
+	12, // 49: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
+	15, // 50: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
+	17, // 51: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
+	19, // 52: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
+	23, // 53: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
+	26, // 54: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
+	32, // 55: taskgrid.v1.Scheduler.Watch:output_type -> taskgrid.v1.WatchUpdate
+	34, // 56: taskgrid.v1.Scheduler.SetLogLevel:output_type -> taskgrid.v1.SetLogLevelResponse
+	42, // 57: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
+	10, // 58: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
+	47, // [47:59] is the sub-list for method output_type
+	35, // [35:47] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_taskgrid_v1_taskgrid_proto_init() }
@@ -3353,8 +4183,8 @@ func file_taskgrid_v1_taskgrid_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskgrid_v1_taskgrid_proto_rawDesc), len(file_taskgrid_v1_taskgrid_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   35,
+			NumEnums:      2,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

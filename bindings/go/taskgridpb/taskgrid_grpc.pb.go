@@ -44,14 +44,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Scheduler_Submit_FullMethodName    = "/taskgrid.v1.Scheduler/Submit"
-	Scheduler_Gather_FullMethodName    = "/taskgrid.v1.Scheduler/Gather"
-	Scheduler_Scale_FullMethodName     = "/taskgrid.v1.Scheduler/Scale"
-	Scheduler_Annotate_FullMethodName  = "/taskgrid.v1.Scheduler/Annotate"
-	Scheduler_Cancel_FullMethodName    = "/taskgrid.v1.Scheduler/Cancel"
-	Scheduler_Release_FullMethodName   = "/taskgrid.v1.Scheduler/Release"
-	Scheduler_Status_FullMethodName    = "/taskgrid.v1.Scheduler/Status"
-	Scheduler_Replicate_FullMethodName = "/taskgrid.v1.Scheduler/Replicate"
+	Scheduler_Submit_FullMethodName      = "/taskgrid.v1.Scheduler/Submit"
+	Scheduler_Gather_FullMethodName      = "/taskgrid.v1.Scheduler/Gather"
+	Scheduler_Scale_FullMethodName       = "/taskgrid.v1.Scheduler/Scale"
+	Scheduler_Annotate_FullMethodName    = "/taskgrid.v1.Scheduler/Annotate"
+	Scheduler_Cancel_FullMethodName      = "/taskgrid.v1.Scheduler/Cancel"
+	Scheduler_Release_FullMethodName     = "/taskgrid.v1.Scheduler/Release"
+	Scheduler_Status_FullMethodName      = "/taskgrid.v1.Scheduler/Status"
+	Scheduler_Replicate_FullMethodName   = "/taskgrid.v1.Scheduler/Replicate"
+	Scheduler_Watch_FullMethodName       = "/taskgrid.v1.Scheduler/Watch"
+	Scheduler_SetLogLevel_FullMethodName = "/taskgrid.v1.Scheduler/SetLogLevel"
 )
 
 // SchedulerClient is the client API for Scheduler service.
@@ -74,6 +76,13 @@ type SchedulerClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	// Copy held results to more workers; answers when the copies are done.
 	Replicate(ctx context.Context, in *ReplicateRequest, opts ...grpc.CallOption) (*ReplicateResponse, error)
+	// Follow the cluster: batched updates of task states, counts per
+	// function, workers (see WatchRequest). Ends when the client cancels
+	// it or the scheduler stops.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchUpdate], error)
+	// Read or change the scheduler's log level (admin role on a secure
+	// cluster).
+	SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error)
 }
 
 type schedulerClient struct {
@@ -173,6 +182,35 @@ func (c *schedulerClient) Replicate(ctx context.Context, in *ReplicateRequest, o
 	return out, nil
 }
 
+func (c *schedulerClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchUpdate], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Scheduler_ServiceDesc.Streams[1], Scheduler_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchUpdate]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Scheduler_WatchClient = grpc.ServerStreamingClient[WatchUpdate]
+
+func (c *schedulerClient) SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetLogLevelResponse)
+	err := c.cc.Invoke(ctx, Scheduler_SetLogLevel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServer is the server API for Scheduler service.
 // All implementations must embed UnimplementedSchedulerServer
 // for forward compatibility.
@@ -193,6 +231,13 @@ type SchedulerServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	// Copy held results to more workers; answers when the copies are done.
 	Replicate(context.Context, *ReplicateRequest) (*ReplicateResponse, error)
+	// Follow the cluster: batched updates of task states, counts per
+	// function, workers (see WatchRequest). Ends when the client cancels
+	// it or the scheduler stops.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchUpdate]) error
+	// Read or change the scheduler's log level (admin role on a secure
+	// cluster).
+	SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error)
 	mustEmbedUnimplementedSchedulerServer()
 }
 
@@ -226,6 +271,12 @@ func (UnimplementedSchedulerServer) Status(context.Context, *StatusRequest) (*St
 }
 func (UnimplementedSchedulerServer) Replicate(context.Context, *ReplicateRequest) (*ReplicateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Replicate not implemented")
+}
+func (UnimplementedSchedulerServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchUpdate]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedSchedulerServer) SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetLogLevel not implemented")
 }
 func (UnimplementedSchedulerServer) mustEmbedUnimplementedSchedulerServer() {}
 func (UnimplementedSchedulerServer) testEmbeddedByValue()                   {}
@@ -385,6 +436,35 @@ func _Scheduler_Replicate_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Scheduler_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SchedulerServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchUpdate]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Scheduler_WatchServer = grpc.ServerStreamingServer[WatchUpdate]
+
+func _Scheduler_SetLogLevel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetLogLevelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServer).SetLogLevel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Scheduler_SetLogLevel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServer).SetLogLevel(ctx, req.(*SetLogLevelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Scheduler_ServiceDesc is the grpc.ServiceDesc for Scheduler service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -420,11 +500,20 @@ var Scheduler_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Replicate",
 			Handler:    _Scheduler_Replicate_Handler,
 		},
+		{
+			MethodName: "SetLogLevel",
+			Handler:    _Scheduler_SetLogLevel_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Gather",
 			Handler:       _Scheduler_Gather_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _Scheduler_Watch_Handler,
 			ServerStreams: true,
 		},
 	},
