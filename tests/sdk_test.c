@@ -207,6 +207,8 @@ static void fill_result(taskgrid_v1_TaskResult *r, const char *key,
         r->data = tg_pbbuf_str(scratch);
         r->codec = tg_pbbuf_str("json");
         r->attempt = 1;
+        r->worker = tg_pbbuf_str("w-7");
+        r->run_us = 1234;
     }
 }
 
@@ -1029,6 +1031,11 @@ static void test_sdk_client__gather_fills_results_and_errors(void **state)
     assert_string_equal((const char *)data, "\"v:a\""); /* NUL-terminated */
     assert_string_equal(codec, "json");
     assert_int_equal(tg_future_error(fs[0], &type, &msg, &tb), TG_ESTATE);
+    uint64_t us = 99;
+    assert_string_equal(tg_future_worker(fs[0], &us), "w-7");
+    assert_int_equal(us, 1234);
+    assert_ptr_equal(tg_future_worker(fs[0], NULL),
+                     tg_future_worker(fs[4], NULL));
 
     assert_int_equal(tg_future_state(fs[1]), TG_TASK_ERRED);
     assert_int_equal(tg_future_result(fs[1], &data, &len, NULL), TG_ETASK);
@@ -1044,6 +1051,8 @@ static void test_sdk_client__gather_fills_results_and_errors(void **state)
     assert_int_equal(tg_future_error(fs[2], &type, &msg, NULL), TG_OK);
     assert_string_equal(type, "");
     assert_null(tg_future_error_origin(fs[2]));
+    assert_null(tg_future_worker(fs[2], &us)); /* no run of its own */
+    assert_int_equal(us, 0);
 
     assert_int_equal(tg_future_state(fs[3]), TG_TASK_RELEASED);
     assert_int_equal(tg_future_result(fs[3], &data, &len, NULL), TG_ENOTFOUND);

@@ -69,7 +69,15 @@ struct tg__shared {
      * one allocation per freed future. */
     char *rel;
     size_t rel_len, rel_cap, rel_n;
+    /* Names of the workers that ran this client's tasks (TaskResult.worker),
+     * each stored once: futures point at them (tg_future_worker). At most
+     * MAX_WORKER_NAMES, so a scheduler naming endless workers cannot grow
+     * the client without bound; names beyond that are not recorded. */
+    char **names;
+    size_t nnames, capnames;
 };
+
+#define MAX_WORKER_NAMES 4096
 
 struct tg__fslab {
     tg__shared *sh;
@@ -117,6 +125,9 @@ void tg__shared_unref(tg__shared *sh)
     pthread_mutex_destroy(&sh->mu);
     free(sh->buckets);
     free(sh->rel);
+    for (size_t i = 0; i < sh->nnames; i++)
+        free(sh->names[i]);
+    free(sh->names);
     free(sh);
 }
 
@@ -487,6 +498,13 @@ int tg_future_error(const tg_future *f, const char **type, const char **message,
     return TG_OK;
 }
 
+const char *tg_future_worker(const tg_future *f, uint64_t *run_us)
+{
+    if (run_us != NULL)
+        *run_us = f != NULL && f->worker != NULL ? f->run_us : 0;
+    return f != NULL && tg__state_final(f->state) ? f->worker : NULL;
+}
+
 const char *tg_future_error_origin(const tg_future *f)
 {
     if (f == NULL || f->eorigin == NULL || f->eorigin[0] == '\0')
@@ -618,6 +636,47 @@ static bool awaits_chunks(const taskgrid_v1_TaskResult *r)
 
 static int part_start(tg__gmap *m, tg_future *f, uint64_t size, tg_pbbuf codec);
 
+/* The stored copy of worker name `b` (NULL for an empty one, or when it
+ * cannot be stored). Few distinct names: a linear look, the last first. */
+static const char *intern_worker(tg__shared *sh, tg_pbbuf b)
+{
+    const char *out = NULL;
+
+    if (b.len == 0 || b.len > 4096)
+        return NULL;
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = sh->nnames; i-- > 0;)
+        if (tg_pbbuf_eq(b, sh->names[i])) {
+            out = sh->names[i];
+            goto done;
+        }
+    if (sh->nnames >= MAX_WORKER_NAMES ||
+        tg__array_grow(&sh->names, &sh->capnames, sh->nnames + 1,
+                       sizeof(*sh->names)) != TG_OK)
+        goto done;
+    char *z = malloc(b.len + 1);
+    if (z == NULL)
+        goto done;
+    memcpy(z, b.ptr, b.len);
+    z[b.len] = '\0';
+    out = sh->names[sh->nnames++] = z;
+done:
+    pthread_mutex_unlock(&sh->mu);
+    return out;
+}
+
+/* Record who ran f's key and for how long, on each of its futures. */
+static void note_run(tg_future *f, const taskgrid_v1_TaskResult *r)
+{
+    const char *w = intern_worker(f->slab->sh, r->worker);
+
+    for (tg_future *g = f; g != NULL && same_key(g, f->hash, f->key, f->keylen);
+         g = g->gnext) {
+        g->worker = w;
+        g->run_us = w != NULL ? r->run_us : 0;
+    }
+}
+
 static int apply_results(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
 {
     size_t total = 0, refs = 0;
@@ -676,6 +735,7 @@ static int apply_results(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
                 g->state = (tg_task_state)st;
             continue;
         }
+        note_run(f, r);
         if (awaits_chunks(r) && m->defer) {
             /* Its holders instead of its bytes: fetched after the
              * stream (direct.c). */

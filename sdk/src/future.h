@@ -43,6 +43,11 @@ struct tg_future {
     size_t len;
     const char *codec;
     const char *etype, *emsg, *etb, *eorigin;
+    /* Final from a run of its own: the worker that ran it (interned in
+     * the shared state, which the future's slab keeps alive) and how long
+     * the function ran; NULL and 0 otherwise. */
+    const char *worker;
+    uint64_t run_us;
 };
 
 /* 64-bit FNV-1a: short keys, good enough spread, no seed needed since

@@ -414,6 +414,14 @@ TG_EXPORT int tg_future_error(const tg_future *f, const char **type,
                               const char **message, const char **traceback);
 
 /**
+ * The name of the worker whose run made `f` final (MEMORY, or ERRED from
+ * its own run), borrowed for the future's life, and in `*run_us` (may be
+ * NULL) how long the function ran there, in microseconds, as the worker
+ * measured it. NULL (and 0) while not final, and for outcomes from no run
+ * of its own (cancelled, a failed dependency, released).
+ */
+TG_EXPORT const char *tg_future_worker(const tg_future *f, uint64_t *run_us);
+/**
  * The key of the task that failed first when `f` inherited its error from
  * a dependency; NULL when `f` itself failed or did not fail. Borrowed
  * until tg_future_free(f).
