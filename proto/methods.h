@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * methods.h: the gRPC method paths of the contract
- * (proto/taskgrid/v1/taskgrid.proto and grpc.health.v1), written out once
+ * (proto/taskgrid/v1/taskgrid.proto, grpc.health.v1 and server reflection,
+ * grpc.reflection.v1 and v1alpha), written out once
  * for the SDK, the scheduler (its server table and access policy) and the
  * worker. A path is "/" package "." service "/" method.
  */
@@ -23,6 +24,12 @@
 #define TG_METHOD_FETCH "/taskgrid.v1.DataService/Fetch"
 #define TG_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
 #define TG_METHOD_HEALTH_WATCH "/grpc.health.v1.Health/Watch"
+/* Server reflection: one bidirectional stream, under two package names
+ * (grpcurl and grpc-go try v1 first, then v1alpha). */
+#define TG_METHOD_REFLECTION \
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+#define TG_METHOD_REFLECTION_V1ALPHA \
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
 /* Longest task key, in bytes (TaskSpec.key in the proto; the SDK's
  * TG_KEY_MAX is the same number). */

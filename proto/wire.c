@@ -43,28 +43,62 @@ static _Thread_local struct {
  * that are not callbacks are checked by nanopb itself: "wrong wire
  * type"; tests/wire_test.c checks both for every message type.)
  */
+/* Borrow the rest of `istream` into `b` (see above). */
+static bool borrow(pb_istream_t *istream, const pb_field_iter_t *field,
+                   tg_pbbuf *b)
+{
+    size_t n = istream->bytes_left;
+    uintptr_t p = (uintptr_t)istream->state;
+
+    if (p < cur.lo || p > cur.hi || n > cur.hi - p) {
+        cur.bad_tag = field->tag;
+        PB_RETURN_ERROR(istream, "wrong wire type");
+    }
+    b->ptr = (const uint8_t *)istream->state;
+    b->len = n;
+    return pb_read(istream, NULL, n);
+}
+
 bool tg_pb_field_callback(pb_istream_t *istream, pb_ostream_t *ostream,
                           const pb_field_iter_t *field)
 {
     tg_pbbuf *b = (tg_pbbuf *)field->pData;
 
-    if (istream != NULL) {
-        size_t n = istream->bytes_left;
-        uintptr_t p = (uintptr_t)istream->state;
-
-        if (p < cur.lo || p > cur.hi || n > cur.hi - p) {
-            cur.bad_tag = field->tag;
-            PB_RETURN_ERROR(istream, "wrong wire type");
-        }
-        b->ptr = (const uint8_t *)istream->state;
-        b->len = n;
-        return pb_read(istream, NULL, n);
-    }
+    if (istream != NULL)
+        return borrow(istream, field, b);
     if (ostream != NULL) {
         if (b->len == 0)
             return true; /* proto3: empty equals absent */
         return pb_encode_tag_for_field(ostream, field) &&
                pb_encode_string(ostream, b->ptr, b->len);
+    }
+    return true;
+}
+
+/*
+ * A repeated field: nanopb calls the decoder once per entry (each its own
+ * length-delimited field on the wire), the encoder once for all of them.
+ */
+bool tg_pb_list_callback(pb_istream_t *istream, pb_ostream_t *ostream,
+                         const pb_field_iter_t *field)
+{
+    tg_pbbuf_list *l = (tg_pbbuf_list *)field->pData;
+
+    if (istream != NULL) {
+        tg_pbbuf b;
+
+        if (!borrow(istream, field, &b))
+            return false;
+        if (l->n < TG_PBBUF_LIST_KEEP)
+            l->got[l->n] = b;
+        l->n++;
+        return true;
+    }
+    if (ostream != NULL) {
+        for (size_t i = 0; i < l->n; i++)
+            if (!pb_encode_tag_for_field(ostream, field) ||
+                !pb_encode_string(ostream, l->items[i].ptr, l->items[i].len))
+                return false;
     }
     return true;
 }
@@ -83,7 +117,7 @@ static void clear_callbacks(const pb_msgdesc_t *fields, void *msg)
         return;
     do {
         if (PB_ATYPE(it.type) == PB_ATYPE_CALLBACK)
-            memset(it.pData, 0, sizeof(tg_pbbuf));
+            memset(it.pData, 0, it.data_size); /* a tg_pbbuf(_list) */
         else if (PB_ATYPE(it.type) == PB_ATYPE_STATIC &&
                  PB_LTYPE_IS_SUBMSG(it.type) && it.submsg_desc != NULL)
             clear_callbacks(it.submsg_desc, it.pData);

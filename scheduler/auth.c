@@ -15,6 +15,12 @@
  *     gets only Health (it has no business calling a scheduler).
  *   - Health: any peer the TLS handshake admitted (signed by the cluster
  *     CA), so standard probes work with any cluster certificate.
+ *   - Server reflection: any admitted peer too, as Health. It tells only
+ *     the protocol (the published .proto files: services, methods,
+ *     messages), never cluster state, tasks or data, so it needs no
+ *     trust beyond the handshake; and grpcurl or another stock tool run
+ *     by an operator should work with whatever cluster certificate is at
+ *     hand.
  * Depends on libc only.
  */
 #include <stdio.h>
@@ -42,6 +48,8 @@ static const struct {
     {TG_METHOD_CONNECT, TGS_ROLE_WORKER},
     {TG_METHOD_HEALTH_CHECK, TGS_ROLE_ANY},
     {TG_METHOD_HEALTH_WATCH, TGS_ROLE_ANY},
+    {TG_METHOD_REFLECTION, TGS_ROLE_ANY},
+    {TG_METHOD_REFLECTION_V1ALPHA, TGS_ROLE_ANY},
 };
 
 static const struct {

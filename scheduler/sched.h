@@ -32,6 +32,7 @@
 
 #include "core.h"
 #include "launcher.h"
+#include "reflection/reflection.h"
 #include "server.h"
 #include "transport/server.h"
 #include "wire.h"
@@ -124,7 +125,8 @@ typedef struct sched {
     bool have_target;
     int64_t last_spawn_ms;
     char address[300];
-    bool tls; /* mutual TLS: every call is checked against auth.c */
+    bool tls;       /* mutual TLS: every call is checked against auth.c */
+    tg__refl *refl; /* reflection and health per service (server.c) */
     /* Relays uploading (relay.c), by upload id (ids only grow, so the
      * array stays sorted), and the relays of all gathers, started or
      * not (0: the loop has none to look after). */

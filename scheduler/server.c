@@ -26,6 +26,7 @@
 #include "util/error.h"
 
 #include "methods.h"
+#include "reflection/serve.h"
 #include "sched.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -41,6 +42,8 @@ enum method {
     M_REPLICATE,
     M_CONNECT,
     M_HEALTH,
+    M_REFLECTION,
+    M_REFLECTION_V1ALPHA,
     M_COUNT,
 };
 
@@ -55,6 +58,17 @@ static const tg__method methods[M_COUNT] = {
     [M_REPLICATE] = {TG_METHOD_REPLICATE, TG__UNARY},
     [M_CONNECT] = {TG_METHOD_CONNECT, TG__BIDI},
     [M_HEALTH] = {TG_METHOD_HEALTH_CHECK, TG__UNARY},
+    [M_REFLECTION] = {TG_METHOD_REFLECTION, TG__BIDI},
+    [M_REFLECTION_V1ALPHA] = {TG_METHOD_REFLECTION_V1ALPHA, TG__BIDI},
+};
+
+/* What server reflection lists and health answers SERVING for. */
+static const char *const services[] = {
+    "taskgrid.v1.Scheduler",
+    "taskgrid.v1.WorkerLink",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
 };
 
 static volatile sig_atomic_t got_signal;
@@ -225,6 +239,9 @@ static void cb_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
     case M_REPLICATE:
         srv_do_replicate(s, c, req, len);
         break;
+    case M_REFLECTION:
+    case M_REFLECTION_V1ALPHA:
+        break; /* its requests come to cb_message */
     case M_CONNECT: {
         peer *w = calloc(1, sizeof(*w));
         if (w == NULL || srv_table_add(&s->workers, w) != 0) {
@@ -246,8 +263,11 @@ static void cb_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
 static void cb_message(void *ud, tg__scall *c, const uint8_t *msg, size_t len)
 {
     peer *w = tg__scall_data(c);
+    size_t m = tg__scall_method(c);
 
-    if (w != NULL && w->kind == PEER_WORKER)
+    if (m == M_REFLECTION || m == M_REFLECTION_V1ALPHA)
+        tg__refl_serve_message(((sched *)ud)->refl, c, msg, len);
+    else if (w != NULL && w->kind == PEER_WORKER)
         srv_worker_message(ud, w, msg, len);
 }
 
@@ -412,6 +432,12 @@ int tgs_server_main(const tgs_server_opts *o)
         fprintf(stderr, "taskgrid-scheduler: out of memory\n");
         return 1;
     }
+    if (tg__refl_new(&s.refl, services, sizeof(services) / sizeof(*services)) !=
+        TG_OK) {
+        fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
+        tgs_core_free(s.core);
+        return 1;
+    }
     so.listen = listen;
     so.sec = o->ca_pem ? &sec : NULL;
     so.max_msg = o->max_message;
@@ -419,6 +445,7 @@ int tgs_server_main(const tgs_server_opts *o)
     if (tg__server_new(&s.srv, &so, methods, M_COUNT, &ops, &s) != TG_OK) {
         fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
         tgs_core_free(s.core);
+        tg__refl_free(s.refl);
         return 1;
     }
     /* The address clients and local workers should use. */
@@ -505,6 +532,7 @@ cleanup:
     s.srv = NULL;
     tgs_launcher_free(s.launcher, 3000);
     tgs_core_free(s.core);
+    tg__refl_free(s.refl);
     free(s.workers.v);
     free(s.gathers.v);
     free(s.replicas.v);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "methods.h"
+#include "reflection/serve.h"
 #include "sched.h"
 #include "util/array.h"
 #include "util/clock.h"
@@ -456,17 +457,5 @@ cleanup:
 
 void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 {
-    HealthCheckRequest m;
-    HealthCheckResponse r = {0};
-
-    (void)s;
-    if (!srv_decode(c, HealthCheckRequest_fields, &m, req, len))
-        return;
-    if (m.service.len == 0 || tg_pbbuf_eq(m.service, "taskgrid.v1.Scheduler") ||
-        tg_pbbuf_eq(m.service, "taskgrid.v1.WorkerLink")) {
-        r.status = HealthCheckResponse_ServingStatus_SERVING;
-        srv_reply(c, HealthCheckResponse_fields, &r);
-    } else {
-        tg__scall_finish(c, TG_ENOTFOUND, "unknown service");
-    }
+    tg__refl_serve_health(s->refl, c, req, len);
 }

@@ -34,7 +34,7 @@ fi
 
 TYPES=(SubmitRequest GatherRequest ScaleRequest AnnotateRequest CancelRequest
     ReleaseRequest StatusRequest HealthCheckRequest WorkerMessage
-    SchedulerMessage SubmitResponse GatherResponse ScaleResponse
+    ServerReflectionRequest SchedulerMessage SubmitResponse GatherResponse ScaleResponse
     AnnotateResponse CancelResponse ReleaseResponse StatusResponse
     HealthCheckResponse)
 if [ $# -gt 0 ]; then TYPES=("$@"); fi
@@ -43,7 +43,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT/gen" "$OUT/obj" "$OUT/bin" "$OUT/log"
 
 # The nanopb code, generated as proto/BUILD does.
-for p in taskgrid/v1/taskgrid grpc/health/v1/health; do
+for p in taskgrid/v1/taskgrid grpc/health/v1/health \
+    grpc/reflection/v1/reflection; do
     protoc --plugin=protoc-gen-nanopb=/usr/bin/protoc-gen-nanopb \
         --nanopb_opt=-I"$ROOT/proto" --nanopb_out="$OUT/gen" \
         -I"$ROOT/proto" "$ROOT/proto/$p.proto"
@@ -55,7 +56,8 @@ CFLAGS=(-std=c11 -D_GNU_SOURCE -DPB_ENABLE_MALLOC=1 -g -O1
     -I"$ROOT" -I"$ROOT/proto" -I"$OUT/gen" -I"$ROOT/sdk/include"
     -I"$ROOT/tests")
 SRCS=("$WIRE_C" "$OUT/gen/taskgrid/v1/taskgrid.pb.c"
-    "$OUT/gen/grpc/health/v1/health.pb.c" "$ROOT/util/status.c"
+    "$OUT/gen/grpc/health/v1/health.pb.c"
+    "$OUT/gen/grpc/reflection/v1/reflection.pb.c" "$ROOT/util/status.c"
     "$ROOT/util/array.c" "$ROOT/tests/fuzz/wire_check.c")
 OBJS=()
 for s in "${SRCS[@]}"; do

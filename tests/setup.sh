@@ -5,8 +5,9 @@
 # already there: the C toolchain and libraries (gRPC C core, nanopb,
 # OpenSSL, cmocka, jansson), Bazel, clang-format and clang with its
 # libFuzzer runtime (the fuzz targets) from Debian's
-# packages, and the Python test
-# dependencies (grpcio, grpcio-tools, grpcio-health-checking, pytest) from PyPI.
+# packages, the Python test
+# dependencies (grpcio, grpcio-tools, grpcio-health-checking, pytest) from
+# PyPI, and grpcurl from the Go module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,4 +54,18 @@ if ! command -v go >/dev/null 2>&1; then
   echo "setup: installing golang-go"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
+fi
+
+# grpcurl, the stock reflection client tests/python/test_reflection.py
+# runs against the scheduler and a worker's data service: from the Go
+# module proxy into Go's bin directory (GOBIN, else GOPATH/bin), once per
+# version. Not fatal: without it that test is skipped, saying why.
+GRPCURL_VERSION=v1.9.3
+GO_BIN_DIR=$(go env GOBIN)
+if [ -z "$GO_BIN_DIR" ]; then GO_BIN_DIR="$(go env GOPATH)/bin"; fi
+if ! go version -m "$GO_BIN_DIR/grpcurl" 2>/dev/null |
+    grep -Eq "^[[:space:]]+mod[[:space:]]+github.com/fullstorydev/grpcurl[[:space:]]+$GRPCURL_VERSION[[:space:]]"; then
+  echo "setup: installing grpcurl $GRPCURL_VERSION into $GO_BIN_DIR"
+  GOBIN="$GO_BIN_DIR" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION" ||
+    echo "setup: could not install grpcurl (tests/python/test_reflection.py will be skipped)" >&2
 fi

@@ -6,8 +6,10 @@
  * FETCH_WINDOW chunks queued on the call, topping up as gRPC writes them
  * (the loop ticks after every completion), so a large result is never
  * copied whole into send buffers and a slow peer costs one window of
- * memory. Depends on transport/server.h, proto/wire.h, util/crc.h, the store,
- * the counters and util/log.h.
+ * memory. The same server answers grpc.health.v1 Check and server
+ * reflection (reflection/serve.h). Depends on transport/server.h,
+ * proto/wire.h, util/crc.h, reflection/, the store, the counters and
+ * util/log.h.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 
 #include "dataservice.h"
 #include "methods.h"
+#include "reflection/serve.h"
 #include "transport/server.h"
 #include "util/crc.h"
 #include "util/error.h"
@@ -29,10 +32,21 @@
 /* How often the loop looks at a stop request when idle. */
 #define TICK_MS 100
 
-enum { M_FETCH, M_COUNT };
+enum { M_FETCH, M_HEALTH, M_REFLECTION, M_REFLECTION_V1ALPHA, M_COUNT };
 
 static const tg__method methods[M_COUNT] = {
     [M_FETCH] = {TG_METHOD_FETCH, TG__SERVER_STREAM},
+    [M_HEALTH] = {TG_METHOD_HEALTH_CHECK, TG__UNARY},
+    [M_REFLECTION] = {TG_METHOD_REFLECTION, TG__BIDI},
+    [M_REFLECTION_V1ALPHA] = {TG_METHOD_REFLECTION_V1ALPHA, TG__BIDI},
+};
+
+/* What server reflection lists and health answers SERVING for. */
+static const char *const services[] = {
+    "taskgrid.v1.DataService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
 };
 
 /* One Fetch being answered. */
@@ -51,6 +65,7 @@ struct tgw_dataservice {
     bool clients; /* role "client" may fetch too (--data-clients) */
     tgw_store *store;
     tgw_counters *counters;
+    tg__refl *refl;     /* reflection and health per service */
     fetch_call *active; /* loop thread only */
     uint8_t *scratch;   /* a chunk read from a spill file (loop thread) */
     pthread_mutex_t name_mu;
@@ -216,6 +231,15 @@ static void on_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
     fetch_call *f;
     tgw_held *h;
 
+    /* Health and reflection: any peer the TLS handshake admitted, as on
+     * the scheduler (scheduler/auth.c says why); they tell nothing of
+     * the held results. Reflection requests come to on_message. */
+    if (method == M_HEALTH) {
+        tg__refl_serve_health(d->refl, c, req, len);
+        return;
+    }
+    if (method == M_REFLECTION || method == M_REFLECTION_V1ALPHA)
+        return;
     if (method != M_FETCH) {
         tg__scall_finish(c, TG_EUNIMPLEMENTED, "not implemented");
         return;
@@ -278,7 +302,17 @@ static void on_tick(void *ud, int64_t now_ms)
     }
 }
 
-static const tg__server_ops ops = {on_call, NULL, on_done, on_tick};
+/* A message of a reflection stream (the only streams that send any). */
+static void on_message(void *ud, tg__scall *c, const uint8_t *msg, size_t len)
+{
+    tgw_dataservice *d = ud;
+    size_t m = tg__scall_method(c);
+
+    if (m == M_REFLECTION || m == M_REFLECTION_V1ALPHA)
+        tg__refl_serve_message(d->refl, c, msg, len);
+}
+
+static const tg__server_ops ops = {on_call, on_message, on_done, on_tick};
 
 static void *loop_main(void *arg)
 {
@@ -305,6 +339,11 @@ int tgw_dataservice_start(tgw_dataservice **out,
     d->clients = opts->clients;
     d->store = opts->store;
     d->counters = opts->counters;
+    rc = tg__refl_new(&d->refl, services, sizeof(services) / sizeof(*services));
+    if (rc != TG_OK) {
+        free(d);
+        return tg__error_set(rc, "data service: %s", tg_error_last());
+    }
     pthread_mutex_init(&d->name_mu, NULL);
     snprintf(d->name, sizeof(d->name), "%s", opts->name ? opts->name : "?");
     snprintf(listen, sizeof(listen), "%s://%s", d->tls ? "tls" : "tcp",
@@ -316,6 +355,7 @@ int tgw_dataservice_start(tgw_dataservice **out,
     rc = tg__server_new(&d->srv, &so, methods, M_COUNT, &ops, d);
     if (rc != TG_OK) {
         pthread_mutex_destroy(&d->name_mu);
+        tg__refl_free(d->refl);
         free(d);
         return tg__error_set(rc, "data service: %s", tg_error_last());
     }
@@ -327,6 +367,7 @@ int tgw_dataservice_start(tgw_dataservice **out,
     if (rc != 0) {
         tg__server_free(d->srv);
         pthread_mutex_destroy(&d->name_mu);
+        tg__refl_free(d->refl);
         free(d);
         return tg__error_set(TG_ENOMEM, "cannot start the data service thread");
     }
@@ -356,6 +397,7 @@ void tgw_dataservice_stop(tgw_dataservice *d)
      * callbacks on this thread, which is now the only one. */
     tg__server_free(d->srv);
     pthread_mutex_destroy(&d->name_mu);
+    tg__refl_free(d->refl);
     free(d->scratch);
     free(d);
 }

@@ -7,7 +7,10 @@
  * client certificate from the cluster CA and answers only certificates
  * of role "worker", and of role "client" when the operator allows clients
  * to fetch directly (opts.clients); PERMISSION_DENIED otherwise, naming
- * the role seen.
+ * the role seen. The same server answers grpc.health.v1 Check (SERVING
+ * for "" and "taskgrid.v1.DataService") and server reflection
+ * (grpc.reflection.v1 and v1alpha), to any peer the TLS handshake
+ * admitted.
  * Depends on the server side of the transport (transport/server.h), the
  * codec (proto/wire.h), zlib, the store and the counters.
  */

@@ -63,6 +63,13 @@ SEEDS = {
     "ReleaseRequest": [f_len(1, "inc-1")],
     "StatusRequest": [b"", f_len(1, "inc-1")],
     "HealthCheckRequest": [b"", f_len(1, "taskgrid.v1.Scheduler")],
+    # grpc.reflection.v1 (and v1alpha, the same bytes): the scheduler and
+    # the workers' data service decode them.
+    "ServerReflectionRequest": [
+        f_len(7, ""), f_len(1, "host") + f_len(4, "taskgrid.v1.Scheduler"),
+        f_len(3, "taskgrid/v1/taskgrid.proto"),
+        f_len(5, f_len(1, "taskgrid.v1.TaskSpec") + f_var(2, 100)),
+        f_len(6, "taskgrid.v1.TaskSpec")],
     "WorkerMessage": [f_len(1, register), f_len(2, result_ok) +
                       f_len(2, result_err) + f_var(3, 99) + f_len(4, "inc-3"),
                       b""],

@@ -11,6 +11,7 @@
 
 #include <pb_common.h>
 
+#include "grpc/reflection/v1/reflection.pb.h"
 #include "taskgrid/status.h"
 
 #define T(name, who)                                                        \
@@ -30,6 +31,9 @@ const tgt_wire_type tgt_wire_types[] = {
     {"HealthCheckRequest", HealthCheckRequest_fields,
      sizeof(HealthCheckRequest), "scheduler"},
     T(WorkerMessage, "scheduler"),
+    /* Server reflection: the scheduler and the data service. */
+    {"ServerReflectionRequest", ServerReflectionRequest_fields,
+     sizeof(ServerReflectionRequest), "scheduler"},
     /* The worker decodes what the scheduler sends. */
     T(SchedulerMessage, "worker"),
     /* The SDK decodes the scheduler's answers. */

@@ -73,12 +73,31 @@ def run_scheduler(args: list[str], stderr: Any = None,
         addr = line[len(prefix):].split("://", 1)[1]
         yield (addr, proc.pid) if return_pid else addr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A cluster CA and its certificates (taskgrid-certs): ca.pem, and
+    ROLE.pem / ROLE-key.pem for the scheduler, worker, client and admin
+    roles; the scheduler's names localhost and 127.0.0.1."""
+    exe = BIN / "scheduler" / "taskgrid-certs"
+    if not exe.exists():
+        pytest.fail(f"{exe} not found: run 'bazel build //scheduler:taskgrid-certs'")
+    d = tmp_path_factory.mktemp("certs")
+    subprocess.run([str(exe), str(d), "--hosts", "localhost,127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return d
 
 
 @pytest.fixture(scope="session")

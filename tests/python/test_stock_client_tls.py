@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
 import uuid
 from typing import Iterator
 
@@ -17,17 +16,6 @@ import grpc
 import pytest
 
 from conftest import BIN, run_scheduler, wait_for_workers
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    exe = BIN / "scheduler" / "taskgrid-certs"
-    if not exe.exists():
-        pytest.fail(f"{exe} not found: run 'bazel build //scheduler:taskgrid-certs'")
-    d = tmp_path_factory.mktemp("certs")
-    subprocess.run([str(exe), str(d), "--hosts", "localhost,127.0.0.1"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return d
 
 
 @pytest.fixture(scope="module")
