@@ -47,7 +47,7 @@ if ! pins_ok; then
 fi
 # mypy checks the code against its dependencies' types; grpcio-tools
 # generates the stubs.
-if ! "$PY" -c 'import cloudpickle, dask, google.protobuf, grpc, grpc_tools, prefect' 2>/dev/null; then
+if ! "$PY" -c 'import cloudpickle, dask, google.protobuf, grpc, grpc_tools, prefect, tqdm' 2>/dev/null; then
   echo "lint: installing the Python binding's dependencies ($PYDIR[test])"
   "$PY" -m pip install -q "./$PYDIR[test]"
 fi

@@ -631,12 +631,7 @@ func (c *Client) Status(ctx context.Context, keys ...string) (*ClusterStatus, er
 		Unplaceable: r.GetUnplaceable(), Version: r.GetVersion(),
 	}
 	for _, w := range r.GetWorkers() {
-		s.Workers = append(s.Workers, WorkerInfo{
-			Name: w.GetName(), NThreads: int(w.GetNthreads()), Processing: int(w.GetProcessing()),
-			Functions: w.GetFunctions(), Resources: resourcesFromPB(w.GetResources()), Draining: w.GetDraining(),
-			Memory: w.GetMemory(), Spilled: w.GetSpilled(), MemoryLimit: w.GetMemoryLimit(), RSS: w.GetRss(),
-			Paused: w.GetPaused(), Seceded: int(w.GetSeceded()),
-		})
+		s.Workers = append(s.Workers, workerInfoFromPB(w))
 	}
 	for _, k := range r.GetKeys() {
 		s.Keys = append(s.Keys, KeyStatus{

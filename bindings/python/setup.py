@@ -121,6 +121,10 @@ def _stub_requirements() -> list[str]:
     # cryptography: a worker's data service reads the taskgrid role of a
     # peer's certificate over TLS (taskgrid.security.certificate_role).
     reqs = ["cloudpickle>=2.2", "cryptography>=3.1"]
+    # tqdm: the progress bars of taskgrid.progress (the text bar, or the
+    # Jupyter widget through tqdm.auto), of the Prefect runner and of the
+    # taskgrid command. Pure Python, no dependencies of its own.
+    reqs.append("tqdm>=4.62")
     # isal: the CRC-32 of every data-plane chunk at ~40 GB/s (ISA-L),
     # where zlib's is ~2 GB/s; taskgrid._crc falls back to zlib without
     # it (platforms with no isal wheel).

@@ -18,6 +18,10 @@
 * :func:`worker_client`, :func:`secede`, :func:`rejoin`, :func:`get_worker`
   — Dask's nested-work API inside a task (a seceded task does not count
   against its worker's threads).
+* :func:`progress` — progress bars (tqdm) for futures, as Dask's;
+  ``Client.watch`` — the scheduler's stream of task counts, task and
+  worker events (:class:`WatchUpdate`); ``Client.set_log_level``.
+* ``taskgrid status|watch|log-level`` — the command line (taskgrid.cli).
 * ``python -m taskgrid.worker`` — the Python worker.
 * ``taskgrid.prefect.TaskgridTaskRunner`` — a Prefect 3 task runner.
 """
@@ -34,6 +38,8 @@ _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from ._annotate import annotate
 from ._codec import PY_CALL
 from ._nested import get_worker, rejoin, secede, worker_client
+from ._progress import Progress, progress
+from ._watch import TaskCounts, TaskEvent, Watch, WatchUpdate, WorkerEvent
 from .client import Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait
 from .cluster import BinaryNotFound, LocalCluster, find_binary
 from .errors import (
@@ -72,20 +78,27 @@ __all__ = [
     "NestingTooDeep",
     "NoWorkerError",
     "NotInTaskError",
+    "Progress",
     "RemoteTraceback",
     "ReplicateError",
     "ResultTooLarge",
     "SchedulerError",
     "Security",
+    "TaskCounts",
     "TaskError",
+    "TaskEvent",
     "TaskgridError",
     "UnknownKeyError",
+    "Watch",
+    "WatchUpdate",
+    "WorkerEvent",
     "WorkerInfo",
     "annotate",
     "as_completed",
     "find_binary",
     "get_client",
     "get_worker",
+    "progress",
     "rejoin",
     "secede",
     "wait",

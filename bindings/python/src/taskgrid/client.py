@@ -35,7 +35,6 @@ import atexit
 import collections
 import concurrent.futures
 import contextlib
-import dataclasses
 import hashlib
 import itertools
 import logging
@@ -74,7 +73,9 @@ from ._future import _Listener as _Listener
 from ._loop import IOLoop
 from ._pump import ClientIO
 from ._rpc import MAX_SEND, normalize_address, pb, pb_grpc
+from ._status import ClusterStatus, WorkerInfo, state_name, worker_info
 from ._waiting import DoneAndNotDone, as_completed, collect, pack, wait
+from ._watch import WatchMixin
 from .errors import (
     CancelledError,
     NotInTaskError,
@@ -108,60 +109,6 @@ logger = logging.getLogger("taskgrid.client")
 T = TypeVar("T")
 
 
-# ---------------------------------------------------------------------------
-# Status
-# ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerInfo:
-    """One worker in Client.status(). The memory fields come from the
-    worker's last memory report (0/False for a worker that sends none,
-    e.g. a Go worker): bytes of held results in its memory and spilled to
-    its disk, its memory limit (0: none), whether it is paused (assigned
-    nothing new) and its process RSS (0: unknown)."""
-
-    name: str
-    nthreads: int
-    processing: int
-    draining: bool
-    memory: int = 0
-    spilled: int = 0
-    memory_limit: int = 0
-    paused: bool = False
-    rss: int = 0
-    # Of `processing`, tasks waiting on nested work (seceded): they do not
-    # count against `nthreads`.
-    seceded: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class ClusterStatus:
-    """What Client.status() reports (Status RPC)."""
-
-    workers: list[WorkerInfo]
-    waiting: int
-    ready: int
-    processing: int
-    memory: int
-    erred: int
-    cancelled: int
-    unplaceable: int
-    version: str
-    keys: dict[str, tuple[str, str]]  # key -> (state name, reason)
-    # Nested work, for the keys asked about: the parent of each key whose
-    # parent was asked about too, and (status(keys, children=True)) the
-    # keys each one submitted from inside its run.
-    parents: dict[str, str] = dataclasses.field(default_factory=dict)
-    children: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    # For the keys asked about that finished from a run of their own
-    # (finished or error): the worker that ran the last attempt, and how
-    # long the function ran there, in seconds (as the worker measured it).
-    ran: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
-
-
-_STATE_NAMES = {v: k[len("TASK_STATE_") :].lower() for k, v in pb.TaskState.items()}
-
 # scatter: the built-in every worker kind provides that returns its input
 # unchanged, with its codec.
 SCATTER_FUNC = "tg.echo"
@@ -177,7 +124,7 @@ SCATTER_MAX_BYTES = MAX_SEND - 64 * 1024
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
-class Client(ClientIO):
+class Client(ClientIO, WatchMixin):
     """Connect to a taskgrid scheduler and run tasks on its workers.
 
     ``Client()`` starts a temporary :class:`~taskgrid.LocalCluster` (extra
@@ -787,21 +734,7 @@ class Client(ClientIO):
 
         r = self._ordered_call(call)
         return ClusterStatus(
-            workers=[
-                WorkerInfo(
-                    w.name,
-                    w.nthreads,
-                    w.processing,
-                    w.draining,
-                    memory=w.memory,
-                    spilled=w.spilled,
-                    memory_limit=w.memory_limit,
-                    paused=w.paused,
-                    rss=w.rss,
-                    seceded=w.seceded,
-                )
-                for w in r.workers
-            ],
+            workers=[worker_info(w) for w in r.workers],
             waiting=r.waiting,
             ready=r.ready,
             processing=r.processing,
@@ -810,7 +743,7 @@ class Client(ClientIO):
             cancelled=r.cancelled,
             unplaceable=r.unplaceable,
             version=r.version,
-            keys={k.key: (_STATE_NAMES.get(k.state, "unspecified"), k.reason) for k in r.keys},
+            keys={k.key: (state_name(k.state), k.reason) for k in r.keys},
             parents={k.key: k.parent for k in r.keys if k.parent},
             children={k.key: list(k.children) for k in r.keys if children},
             ran={k.key: (k.worker, k.run_us / 1e6) for k in r.keys if k.worker},

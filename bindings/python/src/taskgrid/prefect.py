@@ -24,6 +24,9 @@ behaviour — so switching is one import::
 * When the flow ends normally, tasks still running are waited for before
   the cluster is torn down (submitted work is not lost); when it fails they
   are cancelled.
+* ``progress`` shows how many task runs are done and failed: a tqdm bar on
+  a terminal, else a line through Prefect's logger at most every
+  ``progress_interval`` seconds (see _runprogress.py for why).
 
 Inside a task, :func:`get_taskgrid_client` (or ``taskgrid.get_client()``)
 gives a client to the same cluster for nested work, like prefect-dask's
@@ -56,6 +59,7 @@ from prefect.utilities.importtools import from_qualified_name, to_qualified_name
 
 from . import _context
 from ._future import _Listener
+from ._runprogress import RunProgress, resolve_mode
 from .client import Client, Future, get_client
 from .cluster import LocalCluster
 
@@ -275,6 +279,11 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             of the temporary cluster.
         client_kwargs: keyword arguments for :class:`taskgrid.Client`
             (e.g. ``security``).
+        progress: show the task runs' progress: ``"auto"`` (the default:
+            a bar on stderr when it is a terminal, else log lines),
+            ``"bar"``, ``"log"``, or ``"off"`` (``True``/``False`` mean
+            ``"auto"``/``"off"``).
+        progress_interval: least seconds between two log lines (5).
     """
 
     def __init__(
@@ -285,7 +294,12 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         cluster_kwargs: dict[str, Any] | None = None,
         adapt_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
+        progress: str | bool = "auto",
+        progress_interval: float = 5.0,
     ) -> None:
+        resolve_mode(progress)  # a bad value fails here, not at the first task
+        if not progress_interval > 0:
+            raise ValueError(f"progress_interval must be positive, not {progress_interval!r}")
         if address:
             if cluster or cluster_class or cluster_kwargs or adapt_kwargs:
                 raise ValueError(
@@ -311,6 +325,8 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         self.cluster_kwargs = cluster_kwargs
         self.adapt_kwargs = dict(adapt_kwargs or {})
         self.client_kwargs = client_kwargs
+        self.progress = progress
+        self.progress_interval = float(progress_interval)
         self._cluster = cluster
         self._client: Client | None = None
         self._init_runtime()
@@ -323,6 +339,8 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         self._pending_lock = threading.Lock()
         self._context_settings: Any = None
         self._settings_token = ""
+        self._progress: RunProgress | None = None
+        self._progress_mode = ""
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TaskgridTaskRunner):
@@ -333,6 +351,8 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             and self.cluster_kwargs == other.cluster_kwargs
             and self.adapt_kwargs == other.adapt_kwargs
             and self.client_kwargs == other.client_kwargs
+            and self.progress == other.progress
+            and self.progress_interval == other.progress_interval
         )
 
     def duplicate(self) -> TaskgridTaskRunner:
@@ -343,6 +363,8 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             cluster_kwargs=self.cluster_kwargs,
             adapt_kwargs=self.adapt_kwargs,
             client_kwargs=self.client_kwargs,
+            progress=self.progress,
+            progress_interval=self.progress_interval,
         )
 
     # -- the lazy client ------------------------------------------------------
@@ -441,7 +463,32 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         with self._pending_lock:
             self._pending.add(future)
         future.client._add_callback(future, _Listener(self._done))
+        shown = self._shown_progress()
+        if shown is not None:
+            shown.add()
+            # On the callback thread (not a _Listener): it may read the state.
+            future.client._add_callback(future, shown.finish)
         return PrefectTaskgridFuture(task_run_id=task_run_id, wrapped_future=future)
+
+    def _shown_progress(self) -> RunProgress | None:
+        """The progress display, made at the first submission (in the
+        flow's context, so log lines go to the flow run); None: off."""
+        if self._progress is None and self._progress_mode != "off":
+            self._progress_mode = resolve_mode(self.progress)
+            if self._progress_mode != "off":
+                self._progress = RunProgress(
+                    self._progress_mode, self.progress_interval, self._run_logger()
+                )
+        return self._progress
+
+    def _run_logger(self) -> Any:
+        from prefect.exceptions import MissingContextError
+        from prefect.logging import get_run_logger
+
+        try:
+            return get_run_logger()
+        except MissingContextError:
+            return self.logger
 
     def _done(self, future: Future) -> None:
         with self._pending_lock:
@@ -536,6 +583,9 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         except Exception as e:  # noqa: BLE001 - shutting down regardless
             self.logger.debug(f"while waiting for task runs: {e!r}")
         finally:
+            if self._progress is not None:
+                self._progress.close()
+                self._progress, self._progress_mode = None, ""
             self._pending.clear()
             self._client = None
             self._exit_stack.__exit__(exc_type, exc_value, traceback)
@@ -554,6 +604,8 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             "_pending_lock",
             "_context_settings",
             "_settings_token",
+            "_progress",
+            "_progress_mode",
         ):
             data.pop(k, None)
         return data
