@@ -12,9 +12,9 @@
 # `pip wheel` there with TASKGRID_BUNDLE_PROGRAMS pointing at bazel-bin
 # (see bindings/python/setup.py). The wheel (py3-none-linux_x86_64) lands
 # in OUTDIR (default: dist/ at the repository root); its path is printed
-# last. The programs link Debian's gRPC, OpenSSL and jansson shared
-# libraries, which the target machine needs (libgrpc29, libssl3,
-# libjansson4). With --programs DIR the programs are taken from DIR (a
+# last. The programs link Debian's gRPC, OpenSSL, jansson, libmicrohttpd
+# and GnuTLS shared libraries, which the target machine needs (libgrpc29,
+# libssl3, libjansson4, libmicrohttpd12, libgnutls30). With --programs DIR the programs are taken from DIR (a
 # folder holding them, or a bazel-bin) and Bazel is not run.
 #
 # Environment: PYTHON (default python3; needs setuptools, wheel and

@@ -78,6 +78,12 @@ static const char usage[] =
     "                          certificate (role worker) and key for the\n"
     "                          workers the local launcher starts\n"
     "  --worker-tls-ca FILE    CA for those workers (default: --tls-ca)\n"
+    "  --dashboard-address A   serve a dashboard page and Prometheus /metrics\n"
+    "                          over HTTP on A (HOST:PORT, :PORT or PORT; port\n"
+    "                          0 picks one; no host: --listen's host); HTTPS\n"
+    "                          with the TLS files, the page for role admin\n"
+    "                          only. Default: off\n"
+    "  --dashboard-fallback    if that port is taken, serve on a free one\n"
     "  --log-level LEVEL       error, warn, info (default) or debug\n"
     "  --exit-with-parent-fd N stop (and stop the workers) when descriptor N,\n"
     "                          the read end of a pipe whose write end only\n"
@@ -85,7 +91,8 @@ static const char usage[] =
     "                          file: the parent exited, however it ended\n"
     "  --help                  this text\n"
     "\n"
-    "On start it prints 'taskgrid-scheduler listening on ADDRESS' on stdout.\n";
+    "On start it prints 'taskgrid-scheduler listening on ADDRESS' on stdout,\n"
+    "then, with --dashboard-address, 'taskgrid-scheduler dashboard at URL'.\n";
 
 static int bad(const char *msg, const char *arg)
 {
@@ -258,6 +265,7 @@ static int parse_string(cli *c, const char *a, const char *val)
         {"--worker-tls-ca", offsetof(cli, wtls[0])},
         {"--worker-tls-cert", offsetof(cli, wtls[1])},
         {"--worker-tls-key", offsetof(cli, wtls[2])},
+        {"--dashboard-address", offsetof(cli, o.dashboard_address)},
     };
 
     static const char *const others[] = {"--worker-preload", "--log-level",
@@ -353,6 +361,10 @@ static int parse_args(cli *c, int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(usage, stdout);
             return 0;
+        }
+        if (strcmp(a, "--dashboard-fallback") == 0) { /* takes no value */
+            c->o.dashboard_fallback = true;
+            continue;
         }
         rc = parse_parent_fd(c, a, val);
         if (rc < 0)

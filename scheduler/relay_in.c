@@ -274,6 +274,7 @@ static void on_chunk(sched *s, peer *w, const taskgrid_v1_DataChunk *c)
         return;
     }
     if (chunk_ok(r, c, why, sizeof(why))) {
+        s->relayed_bytes += c->data.len;
         relay_take(s, r, c->data.ptr, c->data.len, c->crc32);
         return;
     }

@@ -20,6 +20,9 @@
  *                (or collected), a failed holder replaced, a recomputed
  *                result checked against what was already relayed
  *   scaling.c    the local launcher following the core's scaling target
+ *   dashboard.c  the HTTP port's state and snapshots (dashboard.h), with
+ *                metrics.c (Prometheus text), dash_json.c (the page's
+ *                JSON) and http.c (the server, its own thread)
  * No scheduling decision is taken in any of them: that is the core's
  * (core.h).
  */
@@ -59,6 +62,7 @@ typedef enum peer_kind {
 
 struct relay;
 struct replica;
+struct srv_dash;
 
 /* Per-call state (tg__scall data). Workers and gathers are found by id in
  * sorted arrays (ids only grow), so a stale id from the core is harmless. */
@@ -144,6 +148,11 @@ typedef struct sched {
     bool relay_inline_waiting;
     int64_t relay_polled_ms; /* relays waiting for their result, looked at */
     size_t relay_turn;       /* the gather asking first, in turn */
+    /* Bytes of held results relayed to clients (relay_in.c), for
+     * /metrics. */
+    uint64_t relayed_bytes;
+    /* The HTTP port (dashboard.h), NULL without --dashboard-address. */
+    struct srv_dash *dashboard;
 } sched;
 
 /* Core strings from and to the codec's zero-copy buffers. */

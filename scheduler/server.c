@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "dashboard.h"
 #include "util/address.h"
 #include "util/array.h"
 #include "util/error.h"
@@ -283,6 +284,13 @@ static void cb_done(void *ud, tg__scall *c)
     sched *s = ud;
     peer *p = tg__scall_data(c);
 
+    if (s->dashboard != NULL) {
+        size_t m = tg__scall_method(c);
+        srv_dashboard_rpc(s, m, tg__scall_code(c),
+                          methods[m].kind == TG__UNARY
+                              ? tg__now_us() - tg__scall_started_us(c)
+                              : -1);
+    }
     if (p == NULL)
         return;
     drop_dirty(s, p);
@@ -341,6 +349,7 @@ static void cb_tick(void *ud, int64_t now)
         if (s->dirty[i])
             srv_flush_peer(s->dirty[i]);
     s->ndirty = 0;
+    srv_dashboard_tick(s, now);
 }
 
 /* ------------------------------------------------------------------ */
@@ -456,6 +465,11 @@ int tgs_server_main(const tgs_server_opts *o)
         snprintf(host, sizeof(host), "127.0.0.1");
     snprintf(s.address, sizeof(s.address), "%s://%s:%d", tls ? "tls" : "tcp",
              host, tg__server_port(s.srv));
+    if (o->dashboard_address != NULL &&
+        srv_dashboard_start(&s, o->dashboard_address, methods, M_COUNT)) {
+        rc = 1;
+        goto cleanup;
+    }
 
     if ((o->launcher == NULL || strcmp(o->launcher, "local") == 0) && s.tls &&
         o->worker_tls_cert == NULL) {
@@ -517,6 +531,7 @@ int tgs_server_main(const tgs_server_opts *o)
 
     printf("taskgrid-scheduler listening on %s\n", s.address);
     fflush(stdout);
+    srv_dashboard_announce(&s);
     TG_LOG_INFO("listening on %s%s", s.address,
                 s.launcher ? " (local launcher)" : "");
     tg__server_run(s.srv);
@@ -531,6 +546,7 @@ cleanup:
     tg__server_free(s.srv);
     s.srv = NULL;
     tgs_launcher_free(s.launcher, 3000);
+    srv_dashboard_stop(&s); /* after the calls' ends, which it counts */
     tgs_core_free(s.core);
     tg__refl_free(s.refl);
     free(s.workers.v);

@@ -10,6 +10,7 @@
 #ifndef TGS_SERVER_H
 #define TGS_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,11 @@ typedef struct tgs_server_opts {
      * starts as --tls-ca/--tls-cert/--tls-key; a TLS scheduler's launcher
      * starts workers only with them. NULL: none. */
     const char *worker_tls_ca, *worker_tls_cert, *worker_tls_key;
+    /* --dashboard-address HOST:PORT: the HTTP port (dashboard.h); NULL:
+     * none. */
+    const char *dashboard_address;
+    /* --dashboard-fallback: when that port is taken, a free one. */
+    bool dashboard_fallback;
 } tgs_server_opts;
 
 /**

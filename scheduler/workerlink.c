@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dashboard.h"
 #include "methods.h"
 #include "sched.h"
 #include "util/clock.h"
@@ -223,6 +224,22 @@ static void worker_memory(sched *s, peer *w, const taskgrid_v1_MemoryReport *r,
     tgs_core_worker_memory(s->core, w->id, r->memory, r->limit);
 }
 
+/* The dashboard's task stream: the runs the event just handled finished
+ * (the core keeps an event's changes until the next event). */
+static void dashboard_observe(sched *s)
+{
+    const tgs_transition *tr;
+    size_t n;
+    int64_t now_us;
+
+    if (s->dashboard == NULL)
+        return;
+    tr = tgs_core_transitions(s->core, &n, NULL);
+    now_us = tg__now_us();
+    for (size_t i = 0; i < n; i++)
+        srv_dashboard_record(s, &tr[i], now_us);
+}
+
 void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
 {
     taskgrid_v1_WorkerMessage m;
@@ -274,6 +291,7 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
                 TGS_ESTATE &&
             o.held && w->data_address != NULL)
             free_stale(s, w, r->key);
+        dashboard_observe(s);
     }
     for (pb_size_t i = 0; i < m.released_count; i++)
         tgs_core_task_returned(s->core, w->id, CS(m.released[i]), now);

@@ -37,6 +37,16 @@ for f in bin/taskgrid-scheduler bin/taskgrid-worker bin/taskgrid-certs \
   [ -e "$prefix/$f" ] || fail "missing $f"
 done
 
+echo "== taskgrid-scheduler: libmicrohttpd (its HTTP port) resolved, page embedded"
+sdyn=$(readelf -d "$prefix/bin/taskgrid-scheduler")
+grep -q "NEEDED.*\[libmicrohttpd.so.12" <<<"$sdyn" || fail "taskgrid-scheduler does not link libmicrohttpd.so.12:
+$sdyn"
+if grep -q 'not found' <<<"$(ldd "$prefix/bin/taskgrid-scheduler")"; then
+  fail "taskgrid-scheduler needs a library this machine lacks: $(ldd "$prefix/bin/taskgrid-scheduler")"
+fi
+grep -q 'tgDashboard' <<<"$(strings "$prefix/bin/taskgrid-scheduler")" ||
+  fail "the dashboard page is not embedded in taskgrid-scheduler"
+
 echo "== libtaskgrid.so: SONAME, NEEDED, undefined symbols, exports"
 lib=$prefix/lib/libtaskgrid.so
 dyn=$(readelf -d "$lib")

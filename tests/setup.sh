@@ -3,11 +3,12 @@
 #
 # Installs what taskgrid needs on a Debian 12 machine, skipping what is
 # already there: the C toolchain and libraries (gRPC C core, nanopb,
-# OpenSSL, cmocka, jansson), Bazel, clang-format and clang with its
-# libFuzzer runtime (the fuzz targets) from Debian's
-# packages, the Python test
-# dependencies (grpcio, grpcio-tools, grpcio-health-checking, pytest) from
-# PyPI, and grpcurl from the Go module proxy.
+# OpenSSL, cmocka, jansson, libmicrohttpd and GnuTLS for the scheduler's
+# HTTP port), Bazel, clang-format and clang with its libFuzzer runtime (the
+# fuzz targets), Chromium and its WebDriver (the dashboard test) from
+# Debian's packages, and the Python test dependencies (grpcio, grpcio-tools,
+# grpcio-health-checking, pytest, prometheus_client, selenium) from PyPI,
+# and grpcurl from the Go module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,8 @@ APT_PACKAGES=(
   libgrpc-dev protobuf-compiler protobuf-compiler-grpc
   nanopb libnanopb-dev
   libssl-dev libcmocka-dev libjansson-dev zlib1g-dev libisal-dev
+  libmicrohttpd-dev libgnutls28-dev
+  chromium chromium-driver
   bazel-bootstrap valgrind clang-format
   clang libclang-rt-14-dev
 )
@@ -36,9 +39,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest, cryptography' 2>/dev/null; then
-  echo "setup: installing grpcio grpcio-tools grpcio-health-checking pytest cryptography"
-  "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest cryptography
+if ! "$PY" -c 'import grpc, grpc_tools, grpc_health, pytest, cryptography, prometheus_client, selenium' 2>/dev/null; then
+  echo "setup: installing grpcio grpcio-tools grpcio-health-checking pytest cryptography prometheus_client selenium"
+  "$PY" -m pip install -q grpcio grpcio-tools grpcio-health-checking pytest cryptography \
+    prometheus_client selenium
 fi
 
 # The Python binding and its test extras (Prefect, ...). Always installed

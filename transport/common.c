@@ -123,7 +123,7 @@ grpc_status_code tg__status_to_grpc(int status)
     }
 }
 
-const char *tg__rpc_status_name(int status)
+const char *tg__grpc_code_name(int code)
 {
     static const char *const names[] = {
         "OK",
@@ -144,10 +144,15 @@ const char *tg__rpc_status_name(int status)
         "DATA_LOSS",
         "UNAUTHENTICATED",
     };
-    grpc_status_code code = tg__status_to_grpc(status);
 
-    return (size_t)code < sizeof(names) / sizeof(names[0]) ? names[code]
-                                                           : "UNKNOWN";
+    return code >= 0 && (size_t)code < sizeof(names) / sizeof(names[0])
+               ? names[code]
+               : "UNKNOWN";
+}
+
+const char *tg__rpc_status_name(int status)
+{
+    return tg__grpc_code_name((int)tg__status_to_grpc(status));
 }
 
 /* Copy a received byte buffer into one malloc'd block. */

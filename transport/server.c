@@ -92,6 +92,7 @@ struct tg__scall {
     int close_cancelled;
     bool closed;
     bool done_called;
+    int64_t started_us; /* arrival (tg__now_us), for latency metrics */
     void *data;
     char *peer;
     grpc_byte_buffer *inflight_bb;
@@ -176,6 +177,7 @@ static tg__scall *scall_new(tg__server *s, grpc_call *call, size_t method)
     c->srv = s;
     c->call = call;
     c->method = method;
+    c->started_us = tg__now_us();
     c->refs = 1;
     c->tag_send.kind = TAG_SEND;
     c->tag_send.owner = c;
@@ -411,6 +413,18 @@ size_t tg__scall_pending_bytes(const tg__scall *c)
 size_t tg__scall_method(const tg__scall *c)
 {
     return c->method;
+}
+
+int64_t tg__scall_started_us(const tg__scall *c)
+{
+    return c->started_us;
+}
+
+int tg__scall_code(const tg__scall *c)
+{
+    if (!c->status_sent)
+        return GRPC_STATUS_CANCELLED;
+    return (int)tg__status_to_grpc(c->finish_status);
 }
 
 void tg__scall_set_data(tg__scall *c, void *data)

@@ -120,6 +120,16 @@ size_t tg__scall_pending_bytes(const tg__scall *c);
 /** The method index this call was for. */
 size_t tg__scall_method(const tg__scall *c);
 
+/** When the call arrived (tg__now_us, util/clock.h). */
+int64_t tg__scall_started_us(const tg__scall *c);
+
+/**
+ * The gRPC status code (0 OK ... 16) the call ended with, for metrics:
+ * what tg__scall_finish asked, mapped as sent; 1 (CANCELLED) when it
+ * ended without one (the peer went away first).
+ */
+int tg__scall_code(const tg__scall *c);
+
 /** A user pointer stored on the call. */
 void tg__scall_set_data(tg__scall *c, void *data);
 void *tg__scall_data(const tg__scall *c);

@@ -53,6 +53,10 @@ typedef struct tg__rpc_sec {
  */
 const char *tg__rpc_status_name(int status);
 
+/** The name of gRPC status code `code` (0 "OK" ... 16 "UNAUTHENTICATED");
+ * "UNKNOWN" out of range. */
+const char *tg__grpc_code_name(int code);
+
 /* Reference-counted grpc_init/grpc_shutdown. */
 void tg__rpc_init(void);
 void tg__rpc_shutdown(void);

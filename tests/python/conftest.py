@@ -57,11 +57,12 @@ def _scheduler_bin() -> pathlib.Path:
 
 @contextlib.contextmanager
 def run_scheduler(args: list[str], stderr: Any = None,
-                  return_pid: bool = False) -> Iterator[Any]:
+                  return_pid: bool = False, dashboard: bool = False) -> Iterator[Any]:
     """Run taskgrid-scheduler ARGS (its --listen among them) until the
     block ends; yields the host:port it printed (with return_pid, the pair
-    (host:port, pid)). Its log goes to `stderr` (a file, or None for this
-    process's)."""
+    (host:port, pid); with dashboard, for ARGS with --dashboard-address,
+    the pair (host:port, the dashboard's URL it printed next)). Its log
+    goes to `stderr` (a file, or None for this process's)."""
     proc = subprocess.Popen([str(_scheduler_bin()), *args],
                             stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
@@ -71,6 +72,13 @@ def run_scheduler(args: list[str], stderr: Any = None,
         prefix = "taskgrid-scheduler listening on "
         assert line.startswith(prefix), line
         addr = line[len(prefix):].split("://", 1)[1]
+        if dashboard:
+            # Printed right after the first line (perhaps read with it).
+            line = proc.stdout.readline().strip()
+            prefix = "taskgrid-scheduler dashboard at "
+            assert line.startswith(prefix), line
+            yield addr, line[len(prefix):]
+            return
         yield (addr, proc.pid) if return_pid else addr
     finally:
         stop_process(proc)

@@ -226,6 +226,15 @@ class Client(ClientIO, WatchMixin):
                 f"({e.code().name}: {e.details()})"
             ) from None
 
+    @property
+    def dashboard_link(self) -> str | None:
+        """The URL of the scheduler's dashboard, as Dask's
+        ``Client.dashboard_link``: known for a LocalCluster this client
+        started or was given (None when it has none, or for a scheduler
+        reached by address only)."""
+        link = getattr(self.cluster, "dashboard_link", None)
+        return link if isinstance(link, str) else None
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "connected"
         return f"<taskgrid.Client: {self.address} ({state})>"

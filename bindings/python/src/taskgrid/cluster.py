@@ -148,7 +148,11 @@ class LocalCluster:
     past 80% they pause, past 95% they exit (and are restarted);
     ``max_nesting_depth`` is the scheduler's --max-nesting-depth (tasks
     submitted from inside tasks nested deeper fail with
-    :class:`NestingTooDeep`; default 100, 0: no limit). Use as a
+    :class:`NestingTooDeep`; default 100, 0: no limit);
+    ``dashboard_address`` is where the scheduler serves its dashboard page
+    and Prometheus ``/metrics`` (default ``"127.0.0.1:8787"`` as Dask's,
+    a free port when 8787 is taken; ``":0"`` any free port; None or False:
+    none), and ``dashboard_link`` its URL (None without one). Use as a
     context manager or call close().
     """
 
@@ -169,6 +173,7 @@ class LocalCluster:
         bin_dir: str | os.PathLike[str] | None = None,
         memory_limit: int | str | None = "auto",
         max_nesting_depth: int | None = None,
+        dashboard_address: str | bool | None = "127.0.0.1:8787",
         **unused: Any,
     ) -> None:
         if worker not in ("python", "c"):
@@ -184,9 +189,8 @@ class LocalCluster:
         if worker == "c" and not processes:
             raise ValueError("C workers run as processes (processes=False is for Python workers)")
         for name in unused:
-            # Dask options with no meaning here (dashboard_address, ...).
+            # Dask options with no meaning here (silence_logs, ...).
             if name not in (
-                "dashboard_address",
                 "silence_logs",
                 "asynchronous",
                 "name",
@@ -219,6 +223,16 @@ class LocalCluster:
             args += ["--no-worker-timeout", str(int(no_worker_timeout * 1000))]
         if max_nesting_depth is not None:
             args += ["--max-nesting-depth", str(int(max_nesting_depth))]
+        if dashboard_address is True:
+            dashboard_address = "127.0.0.1:8787"
+        if dashboard_address:
+            if not isinstance(dashboard_address, str):
+                raise TypeError(
+                    f"dashboard_address must be 'HOST:PORT', ':PORT', None or False, "
+                    f"not {dashboard_address!r}"
+                )
+            args += ["--dashboard-address", dashboard_address, "--dashboard-fallback"]
+        self.dashboard_link: str | None = None
         if processes:
             args += [
                 "--workers",
@@ -271,6 +285,28 @@ class LocalCluster:
         env.update(extra or {})
         return env
 
+    def _read_line(self, out: Any, deadline: float, args: list[str]) -> str:
+        """One line of the scheduler's stdout, read byte by byte (the rest
+        is copied by _forward), within the start-up deadline."""
+        assert self._proc is not None
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([out], [], [], max(left, 0))
+            if not ready:
+                self.close()
+                raise TimeoutError(f"taskgrid-scheduler did not start within {self._timeout} s")
+            chunk = os.read(out.fileno(), 1)
+            if not chunk:
+                code = self._proc.wait()
+                self.close()
+                raise RuntimeError(
+                    f"taskgrid-scheduler exited with status {code} at start-up "
+                    f"(command: {shlex.join(args)}); see its messages above"
+                )
+            line += chunk
+        return line.decode().strip()
+
     def _start_scheduler(self, args: list[str], env: Mapping[str, str] | None) -> None:
         # Its own session, so a terminal's Ctrl-C reaches only us and we stop
         # it in order. And it must die with this process however that ends
@@ -301,28 +337,19 @@ class LocalCluster:
         assert self._proc.stdout is not None
         out = self._proc.stdout
         deadline = time.monotonic() + self._timeout
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([out], [], [], max(left, 0))
-            if not ready:
-                self.close()
-                raise TimeoutError(f"taskgrid-scheduler did not start within {self._timeout} s")
-            chunk = os.read(out.fileno(), 1)
-            if not chunk:
-                code = self._proc.wait()
-                self.close()
-                raise RuntimeError(
-                    f"taskgrid-scheduler exited with status {code} at start-up "
-                    f"(command: {shlex.join(args)}); see its messages above"
-                )
-            line += chunk
-        text = line.decode().strip()
+        text = self._read_line(out, deadline, args)
         prefix = "taskgrid-scheduler listening on "
         if not text.startswith(prefix):
             self.close()
             raise RuntimeError(f"unexpected first line from taskgrid-scheduler: {text!r}")
         self.address = text[len(prefix) :]
+        if "--dashboard-address" in args:
+            text = self._read_line(out, deadline, args)
+            prefix = "taskgrid-scheduler dashboard at "
+            if not text.startswith(prefix):
+                self.close()
+                raise RuntimeError(f"unexpected second line from taskgrid-scheduler: {text!r}")
+            self.dashboard_link = text[len(prefix) :]
         # Workers launched by the scheduler share its stdout: keep copying
         # it (task prints) to ours, or the pipe would fill and block them.
         threading.Thread(
