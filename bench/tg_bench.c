@@ -16,8 +16,16 @@
  * given with --plugin, libtgnest.so of tests/nest_plugin.c, as Dask's nested
  * case does with get_client/secede/rejoin). Mutual TLS:
  * --tls-ca/--tls-cert/--tls-key with a tls:// --address, or --secure 1 for a
- * secure local cluster. Uses only the public libtaskgrid API.
+ * secure local cluster. --watch 1: a thread follows every task all along
+ * (a Watch with key_prefixes [""], task events and function counts),
+ * draining it, to measure what a watcher costs; it prints what it got;
+ * --watch 2: the same thread follows counts only (totals and tasks per
+ * function, no task events), as a progress display of the cluster does.
+ * With --scheduler-pid, noop also prints the scheduler's CPU seconds per
+ * run (sched_cpu=). Uses only the public libtaskgrid API.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,12 +55,99 @@ static int cmp_double(const void *a, const void *b)
 /* Unique key prefix per run so repeated runs are new tasks. */
 static unsigned run_seq;
 
+/* The scheduler's user + system CPU seconds (/proc/PID/stat), -1 if
+ * unknown. */
+static double proc_cpu_s(long pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut, st;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (pid <= 0 || (f = fopen(path, "r")) == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if ((p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / 100.0; /* USER_HZ */
+}
+
+static long bench_sched_pid;
+
+/* --watch: a watcher of every task, drained on its own thread. */
+typedef struct bench_watch {
+    tg_watch *w;
+    pthread_t thread;
+    atomic_bool stop;
+    uint64_t updates, events, dropped;
+} bench_watch;
+
+static void *watch_drain(void *arg)
+{
+    bench_watch *bw = arg;
+
+    while (!atomic_load(&bw->stop)) {
+        tg_watch_update *u;
+        int rc = tg_watch_next(bw->w, 100, &u);
+        if (rc == TG_ETIMEDOUT)
+            continue;
+        if (rc != TG_OK) {
+            fprintf(stderr, "tg_bench: watch: %s\n", tg_error_last());
+            break;
+        }
+        bw->updates++;
+        bw->events += tg_watch_update_ntask_events(u);
+        bw->dropped += tg_watch_update_dropped(u);
+        tg_watch_update_free(u);
+    }
+    return NULL;
+}
+
+/* mode 1: every task with its events; 2: counts only (totals and tasks
+ * per function, as a progress display of the whole cluster needs). */
+static int watch_start(tg_client *c, bench_watch *bw, int mode)
+{
+    static const char *const all[] = {""};
+    tg_watch_opts o = TG_WATCH_OPTS_INIT;
+
+    if (mode == 1) {
+        o.key_prefixes = all;
+        o.nprefixes = 1;
+        o.task_events = true;
+    }
+    o.functions = true;
+    if (tg_client_watch(c, &o, &bw->w) != TG_OK)
+        return die("watch");
+    atomic_init(&bw->stop, false);
+    if (pthread_create(&bw->thread, NULL, watch_drain, bw) != 0) {
+        tg_watch_close(bw->w);
+        fprintf(stderr, "tg_bench: cannot start the watch thread\n");
+        return 1;
+    }
+    return 0;
+}
+
+static void watch_stop(bench_watch *bw)
+{
+    atomic_store(&bw->stop, true);
+    pthread_join(bw->thread, NULL);
+    printf("watch: updates=%llu events=%llu dropped=%llu\n",
+           (unsigned long long)bw->updates, (unsigned long long)bw->events,
+           (unsigned long long)bw->dropped);
+    tg_watch_close(bw->w);
+}
+
 static int case_noop(tg_client *c, size_t n, int run)
 {
     tg_task_def *defs = calloc(n, sizeof(*defs));
     tg_future **fs = calloc(n, sizeof(*fs));
     char(*keys)[32] = calloc(n, sizeof(*keys));
-    double t0, t1;
+    double t0, t1, cpu0, cpu1;
     int rc;
 
     if (!defs || !fs || !keys)
@@ -65,12 +160,14 @@ static int case_noop(tg_client *c, size_t n, int run)
         d.func = "tg.noop";
         defs[i] = d;
     }
+    cpu0 = proc_cpu_s(bench_sched_pid);
     t0 = now_s();
     rc = tg_client_submit(c, defs, n, fs);
     if (rc != TG_OK)
         return die("submit");
     rc = tg_client_gather(c, fs, n, 600000);
     t1 = now_s();
+    cpu1 = proc_cpu_s(bench_sched_pid);
     if (rc != TG_OK)
         return die("gather");
     for (size_t i = 0; i < n; i++) {
@@ -80,8 +177,11 @@ static int case_noop(tg_client *c, size_t n, int run)
         }
         tg_future_free(fs[i]);
     }
-    printf("case=noop n=%zu run=%d seconds=%.6f rate=%.1f\n", n, run, t1 - t0,
+    printf("case=noop n=%zu run=%d seconds=%.6f rate=%.1f", n, run, t1 - t0,
            n / (t1 - t0));
+    if (cpu0 >= 0 && cpu1 >= 0)
+        printf(" sched_cpu=%.2f", cpu1 - cpu0);
+    printf("\n");
     free(defs);
     free(fs);
     free(keys);
@@ -395,6 +495,8 @@ int main(int argc, char **argv)
      * --secure 1: a secure local cluster (tg_cluster_opts.secure). */
     tg_security sec = TG_SECURITY_INIT;
     bool secure = false;
+    int watch = 0;
+    bench_watch bw;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -428,6 +530,8 @@ int main(int argc, char **argv)
             children = strtoull(v, NULL, 10);
         else if (strcmp(a, "--plugin") == 0)
             plugin = v;
+        else if (strcmp(a, "--watch") == 0)
+            watch = atoi(v);
         else {
             fprintf(stderr, "tg_bench: unknown option %s\n", a);
             return 2;
@@ -436,6 +540,10 @@ int main(int argc, char **argv)
     }
     if (n == 0 || repeat <= 0) {
         fprintf(stderr, "tg_bench: --n and --repeat must be positive\n");
+        return 2;
+    }
+    if (watch < 0 || watch > 2) {
+        fprintf(stderr, "tg_bench: --watch expects 0, 1 or 2\n");
         return 2;
     }
     if (strcmp(which, "startup") == 0) {
@@ -461,6 +569,12 @@ int main(int argc, char **argv)
         tg_cluster_free(cl);
         return die("connect");
     }
+    bench_sched_pid = sched_pid;
+    if (watch && (rc = watch_start(c, &bw, watch)) != 0) {
+        tg_client_free(c);
+        tg_cluster_free(cl);
+        return rc;
+    }
     for (int r = 1; r <= repeat && rc == 0; r++) {
         if (strcmp(which, "noop") == 0)
             rc = case_noop(c, n, r);
@@ -480,6 +594,8 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
     }
+    if (watch)
+        watch_stop(&bw);
     tg_client_free(c);
     tg_cluster_free(cl);
     return rc;

@@ -681,6 +681,21 @@ const tgs_transition *tgs_core_transitions(const tgs_core *c, size_t *n,
                                            uint64_t *dropped);
 
 /**
+ * Forget the last event's changes once read (tgs_core_transitions then
+ * gives none until the next event records more), so that a caller that
+ * reads after every event, and again after a batch of them, sees each
+ * change once.
+ */
+void tgs_core_transitions_clear(tgs_core *c);
+
+/**
+ * The core's keyed 64-bit hash of `len` bytes (SipHash under the key of
+ * tgs_core_set_hash_key), for the daemon's own tables of client-chosen
+ * keys, which must resist hash flooding as the core's do.
+ */
+uint64_t tgs_core_hash(const void *data, size_t len);
+
+/**
  * Walk the functions the core has seen (interned for the core's life):
  * from `*pos` = 0, each call gives the next one's name and its tasks in
  * each state (indexed by tgs_state; counts[TGS_RELEASED]: forgotten so

@@ -366,7 +366,8 @@ int srv_dashboard_start(sched *s, const char *address,
              s->tls ? "https" : "http", strchr(shown, ':') ? "[" : "", shown,
              strchr(shown, ':') ? "]" : "", tgs_http_port(d->http));
     s->dashboard = d;
-    tgs_core_observe(s->core, true);
+    s->dashboard_observes = true; /* its task stream (srv_observe) */
+    srv_observe_update(s);
     return 0;
 }
 
@@ -386,5 +387,6 @@ void srv_dashboard_stop(sched *s)
     tgs_http_stop(s->dashboard->http);
     dash_free(s->dashboard);
     s->dashboard = NULL;
-    tgs_core_observe(s->core, false);
+    s->dashboard_observes = false;
+    srv_observe_update(s);
 }

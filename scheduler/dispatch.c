@@ -146,10 +146,7 @@ static void act_assign(sched *s, uint64_t wid, const tgs_task *t)
         free(deps[i].holders);
     if (deps != small)
         free(deps);
-    if (tg__log_enabled(TG__LOG_DEBUG)) {
-        tgs_str k = tgs_task_key(t);
-        TG_LOG_DEBUG("task %.*s: processing on %s", (int)k.len, k.ptr, w->name);
-    }
+    /* The debug log's line for it is observe.c's (to=processing). */
 }
 
 /* Copy a held result from one of its holders (Replicate). */
@@ -277,6 +274,7 @@ static void act_close_worker(sched *s, uint64_t wid)
     if (w == NULL)
         return;
     TG_LOG_INFO("worker %s drained; asking it to stop", w->name);
+    w->closing = true;
     m.drain = true;
     srv_worker_append(s, w, &m);
     srv_flush_peer(w);
@@ -307,6 +305,8 @@ static void act_retire(sched *s, uint64_t wid)
 void srv_run_actions(sched *s)
 {
     tgs_action a;
+
+    srv_observe(s); /* the last event's state changes, before its actions */
 
     while (tgs_core_next_action(s->core, &a)) {
         switch (a.kind) {

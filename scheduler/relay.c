@@ -447,10 +447,15 @@ static bool relay_go(sched *s, relay *r)
         ask_range(s, w, r, r->pos, r->size - r->pos);
         r->asked = r->size;
     }
-    TG_LOG_DEBUG("gather of '%s': upload %llu from byte %llu asked of worker "
-                 "%s",
-                 r->key, (unsigned long long)r->id, (unsigned long long)r->pos,
-                 w->name);
+    if (tg__log_enabled(TG__LOG_DEBUG)) {
+        char q[1024], qw[1024];
+        TG_LOG_DEBUG(
+            "gather of key=%s: upload %llu from byte %llu asked of "
+            "worker=%s",
+            tg__log_quote(q, sizeof(q), r->key, strlen(r->key), 200),
+            (unsigned long long)r->id, (unsigned long long)r->pos,
+            tg__log_quote(qw, sizeof(qw), w->name, strlen(w->name), 200));
+    }
     return true;
 }
 

@@ -172,8 +172,12 @@ static void relay_complete(sched *s, relay *r)
         m.results = &res;
         relay_gather_put(s, r->g, &m, (size_t)r->size);
     }
-    TG_LOG_DEBUG("gather of '%s': %llu bytes relayed", r->key,
-                 (unsigned long long)r->size);
+    if (tg__log_enabled(TG__LOG_DEBUG)) {
+        char q[256];
+        TG_LOG_DEBUG("gather of key=%s: %llu bytes relayed",
+                     tg__log_quote(q, sizeof(q), r->key, strlen(r->key), 200),
+                     (unsigned long long)r->size);
+    }
 }
 
 /* Take `len` checked bytes at r->pos (`crc` their CRC-32): compared with

@@ -23,6 +23,10 @@
  *   dashboard.c  the HTTP port's state and snapshots (dashboard.h), with
  *                metrics.c (Prometheus text), dash_json.c (the page's
  *                JSON) and http.c (the server, its own thread)
+ *   watch.c      Watch: followed keys counted, task and worker events
+ *                batched into at most one update in flight per watcher
+ *   observe.c    each core event's state changes handed to the watchers,
+ *                the debug log and the dashboard; SetLogLevel
  * No scheduling decision is taken in any of them: that is the core's
  * (core.h).
  */
@@ -58,11 +62,13 @@ typedef enum peer_kind {
     PEER_WORKER,
     PEER_GATHER,
     PEER_REPLICATE,
+    PEER_WATCH,
 } peer_kind;
 
 struct relay;
 struct replica;
 struct srv_dash;
+struct watch;
 
 /* Per-call state (tg__scall data). Workers and gathers are found by id in
  * sorted arrays (ids only grow), so a stale id from the core is harmless. */
@@ -85,6 +91,8 @@ typedef struct peer {
     /* The worker's last WorkerMessage.memory (zero until one), for
      * Status; `paused` is also the core's (tgs_core_worker_pause). */
     taskgrid_v1_MemoryReport mem;
+    uint32_t nthreads; /* as registered (for watchers' WorkerInfo) */
+    bool closing;      /* drained and asked to stop (a watcher's reason) */
     /* gather */
     size_t outstanding;  /* keys not answered yet, relays included */
     int64_t deadline_ms; /* 0: none */
@@ -106,6 +114,8 @@ typedef struct peer {
     /* replicate: the call waiting for its copies (replicate.c) */
     struct replica *replica;
     uint64_t rinflight;
+    /* watch: the watcher's state (watch.c) */
+    struct watch *watch;
 } peer;
 
 typedef struct peer_table {
@@ -153,6 +163,15 @@ typedef struct sched {
     uint64_t relayed_bytes;
     /* The HTTP port (dashboard.h), NULL without --dashboard-address. */
     struct srv_dash *dashboard;
+    /* Watch calls (watch.c), and how many of them follow keys (they need
+     * the core's record of state changes). */
+    peer_table watches;
+    size_t nfollowing;
+    /* The core records state changes (tgs_core_observe) only while a
+     * watcher follows keys, the log level is debug, or the dashboard
+     * records them (srv_observe_update). */
+    bool observing;
+    bool dashboard_observes;
 } sched;
 
 /* Core strings from and to the codec's zero-copy buffers. */
@@ -270,6 +289,43 @@ void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 
 /* One message of a worker's stream (registration first). */
 void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len);
+
+/* ---- observe.c: the core's state changes fanned out ---- */
+
+/* After any core event: hand its state changes (if recorded) to the
+ * watchers, the debug log and the dashboard, once each. */
+void srv_observe_slow(sched *s);
+static inline void srv_observe(sched *s)
+{
+    if (s->observing)
+        srv_observe_slow(s);
+}
+/* Turn the core's record on or off as watchers, the log level and the
+ * dashboard need it. */
+void srv_observe_update(sched *s);
+/* The worker a change names: PROCESSING, the one assigned; MEMORY or
+ * ERRED from a run, the one that ran it (and *run_us its run time). */
+tgs_str srv_transition_worker(sched *s, const tgs_transition *tr,
+                              uint64_t *run_us);
+/* Wall-clock microseconds since the Unix epoch (Watch's time_us). */
+int64_t srv_wall_us(void);
+void srv_do_set_log_level(sched *s, tg__scall *c, const uint8_t *req,
+                          size_t len);
+
+/* ---- watch.c: Watch calls ---- */
+
+/* `role`: the caller's certificate role ("" plaintext or none). */
+void srv_do_watch(sched *s, tg__scall *c, const uint8_t *req, size_t len,
+                  const char *role);
+/* One state change (from srv_observe_slow), for watchers following keys;
+ * `now_us`: wall-clock microseconds. */
+void srv_watch_transition(sched *s, const tgs_transition *tr, int64_t now_us);
+/* Worker `w` registered (joined) or is gone (left, `reason`). */
+void srv_watch_worker(sched *s, peer *w, bool joined, const char *reason);
+/* The watcher's call ended: free it. */
+void srv_watch_gone(sched *s, peer *p);
+/* Every loop turn: send the updates that are due. */
+void srv_watch_tick(sched *s, int64_t now_ms);
 
 /* ---- scaling.c ---- */
 

@@ -45,6 +45,8 @@ enum method {
     M_HEALTH,
     M_REFLECTION,
     M_REFLECTION_V1ALPHA,
+    M_WATCH,
+    M_SET_LOG_LEVEL,
     M_COUNT,
 };
 
@@ -61,6 +63,8 @@ static const tg__method methods[M_COUNT] = {
     [M_HEALTH] = {TG_METHOD_HEALTH_CHECK, TG__UNARY},
     [M_REFLECTION] = {TG_METHOD_REFLECTION, TG__BIDI},
     [M_REFLECTION_V1ALPHA] = {TG_METHOD_REFLECTION_V1ALPHA, TG__BIDI},
+    [M_WATCH] = {TG_METHOD_WATCH, TG__SERVER_STREAM},
+    [M_SET_LOG_LEVEL] = {TG_METHOD_SET_LOG_LEVEL, TG__UNARY},
 };
 
 /* What server reflection lists and health answers SERVING for. */
@@ -240,6 +244,16 @@ static void cb_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
     case M_REPLICATE:
         srv_do_replicate(s, c, req, len);
         break;
+    case M_WATCH: {
+        char role[64] = "";
+        if (s->tls)
+            tg__scall_role(c, role, sizeof(role));
+        srv_do_watch(s, c, req, len, role);
+        break;
+    }
+    case M_SET_LOG_LEVEL:
+        srv_do_set_log_level(s, c, req, len);
+        break;
     case M_REFLECTION:
     case M_REFLECTION_V1ALPHA:
         break; /* its requests come to cb_message */
@@ -297,7 +311,12 @@ static void cb_done(void *ud, tg__scall *c)
     if (p->kind == PEER_WORKER) {
         table_remove(&s->workers, p->id);
         if (p->registered) {
-            TG_LOG_INFO("worker %s left", p->name);
+            char q[256];
+            TG_LOG_INFO(
+                "worker left name=%s",
+                tg__log_quote(q, sizeof(q), p->name, strlen(p->name), 200));
+            srv_watch_worker(s, p, false,
+                             p->closing ? "retired" : "disconnected");
             tgs_core_worker_remove(s->core, p->id, tg__now_ms());
             srv_run_actions(s);
             srv_relay_worker_lost(s, p->id, p->name);
@@ -321,6 +340,8 @@ static void cb_done(void *ud, tg__scall *c)
         free(p->pending);
     } else if (p->kind == PEER_REPLICATE) {
         srv_replicate_gone(s, p);
+    } else if (p->kind == PEER_WATCH) {
+        srv_watch_gone(s, p);
     }
     free(p->out.p);
     free(p);
@@ -345,6 +366,7 @@ static void cb_tick(void *ud, int64_t now)
     }
     srv_relay_tick(s); /* relays that waited for their stream to drain */
     srv_replicate_tick(s, now);
+    srv_watch_tick(s, now);
     for (size_t i = 0; i < s->ndirty; i++)
         if (s->dirty[i])
             srv_flush_peer(s->dirty[i]);
@@ -520,6 +542,7 @@ int tgs_server_main(const tgs_server_opts *o)
     }
     if (o->workers > 0) /* Scale(n) from the start: the core keeps it */
         tgs_core_scale(s.core, o->workers, tg__now_ms());
+    srv_observe_update(&s); /* --log-level debug logs every change */
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -552,6 +575,7 @@ cleanup:
     free(s.workers.v);
     free(s.gathers.v);
     free(s.replicas.v);
+    free(s.watches.v);
     free(s.uploads);
     free(s.dirty);
     free(worker_bin);

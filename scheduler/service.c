@@ -46,6 +46,7 @@ void srv_do_submit(sched *s, tg__scall *c, const uint8_t *req, size_t len)
         if (rel != NULL)
             tgs_core_release(s->core, rel, m.release_count, NULL);
         free(rel);
+        srv_observe(s); /* forgotten before the submit's event */
     }
     for (pb_size_t i = 0; i < m.tasks_count; i++) {
         nstr += m.tasks[i].deps_count + m.tasks[i].workers_count;
@@ -275,11 +276,13 @@ void srv_do_annotate(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     if (m.annotation.has_priority) {
         tgs_core_set_priority(s->core, keys, m.keys_count,
                               m.annotation.priority, &n);
+        srv_observe(s);
         r.changed = n;
     }
     if (m.annotation.has_retries) {
         tgs_core_set_retries(s->core, keys, m.keys_count, m.annotation.retries,
                              &n);
+        srv_observe(s);
         if (n > r.changed)
             r.changed = n;
     }

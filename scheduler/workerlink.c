@@ -164,6 +164,7 @@ static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
     spec.nresources = reg->resources_count;
     spec.can_fetch = w->data_address != NULL;
     rc = tgs_core_worker_add(s->core, w->id, &spec, tg__now_ms());
+    srv_observe(s);
     if (rc != TGS_OK) {
         free(funcs);
         free(res);
@@ -173,10 +174,18 @@ static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
         return;
     }
     w->registered = true;
-    TG_LOG_INFO("worker %s joined (%u threads, %u functions, %s%s%s)", w->name,
-                spec.nthreads, (unsigned)spec.nfuncs, tg__scall_peer(w->call),
-                w->data_address ? ", data at " : "",
-                w->data_address ? w->data_address : "");
+    w->nthreads = spec.nthreads;
+    {
+        char q[256], qd[256];
+        const char *d = w->data_address ? w->data_address : "";
+        TG_LOG_INFO("worker joined name=%s threads=%u functions=%u peer=%s "
+                    "data=%s",
+                    tg__log_quote(q, sizeof(q), w->name, strlen(w->name), 200),
+                    spec.nthreads, (unsigned)spec.nfuncs,
+                    tg__scall_peer(w->call),
+                    tg__log_quote(qd, sizeof(qd), d, strlen(d), 200));
+    }
+    srv_watch_worker(s, w, true, "");
     worker_hello(s, w);
     free(funcs);
     free(res);
@@ -219,25 +228,11 @@ static void worker_memory(sched *s, peer *w, const taskgrid_v1_MemoryReport *r,
                     (unsigned long long)r->memory,
                     (unsigned long long)r->limit);
         tgs_core_worker_pause(s->core, w->id, r->paused, now);
+        srv_observe(s);
     }
     w->mem = *r;
     tgs_core_worker_memory(s->core, w->id, r->memory, r->limit);
-}
-
-/* The dashboard's task stream: the runs the event just handled finished
- * (the core keeps an event's changes until the next event). */
-static void dashboard_observe(sched *s)
-{
-    const tgs_transition *tr;
-    size_t n;
-    int64_t now_us;
-
-    if (s->dashboard == NULL)
-        return;
-    tr = tgs_core_transitions(s->core, &n, NULL);
-    now_us = tg__now_us();
-    for (size_t i = 0; i < n; i++)
-        srv_dashboard_record(s, &tr[i], now_us);
+    srv_observe(s);
 }
 
 void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
@@ -266,9 +261,11 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
         worker_memory(s, w, &m.memory, now);
     /* Tasks waiting on nested work give their slot back or take it again,
      * in order; stale ones (the task left this worker) are ignored. */
-    for (pb_size_t i = 0; i < m.secessions_count; i++)
+    for (pb_size_t i = 0; i < m.secessions_count; i++) {
         tgs_core_task_seceded(s->core, w->id, S(m.secessions[i].key),
                               m.secessions[i].rejoined, now);
+        srv_observe(s);
+    }
     for (pb_size_t i = 0; i < m.results_count; i++) {
         const taskgrid_v1_TaskResult *r = &m.results[i];
         tgs_outcome o = {0};
@@ -291,21 +288,27 @@ void srv_worker_message(sched *s, peer *w, const uint8_t *msg, size_t len)
                 TGS_ESTATE &&
             o.held && w->data_address != NULL)
             free_stale(s, w, r->key);
-        dashboard_observe(s);
+        srv_observe(s); /* each event's changes before the next event */
     }
-    for (pb_size_t i = 0; i < m.released_count; i++)
+    for (pb_size_t i = 0; i < m.released_count; i++) {
         tgs_core_task_returned(s->core, w->id, CS(m.released[i]), now);
+        srv_observe(s);
+    }
     /* A key it does not have is no longer counted as held there (before
      * the relays, so none is asked of it again). */
-    for (pb_size_t i = 0; i < m.missing_count; i++)
+    for (pb_size_t i = 0; i < m.missing_count; i++) {
         tgs_core_result_missing(s->core, w->id, CS(m.missing[i]), now);
+        srv_observe(s);
+    }
     /* Copies done (Replicate): a copy the core no longer waits for (the
      * key was forgotten or lost meanwhile) is dropped at once. */
-    for (pb_size_t i = 0; i < m.copied_count; i++)
+    for (pb_size_t i = 0; i < m.copied_count; i++) {
         if (tgs_core_copy_done(s->core, w->id, S(m.copied[i].key),
                                m.copied[i].ok, now) != TGS_OK &&
             m.copied[i].ok)
             free_stale(s, w, m.copied[i].key);
+        srv_observe(s);
+    }
     if (m.copied_count > 0)
         srv_replicate_copied(s, w, &m);
     srv_run_actions(s);

@@ -40,6 +40,17 @@ const tgs_transition *tgs_core_transitions(const tgs_core *c, size_t *n,
     return *n ? c->trans : NULL;
 }
 
+void tgs_core_transitions_clear(tgs_core *c)
+{
+    if (c != NULL)
+        c->ntrans = 0;
+}
+
+uint64_t tgs_core_hash(const void *data, size_t len)
+{
+    return tgs_hash_bytes(data, len);
+}
+
 bool tgs_core_func_next(const tgs_core *c, size_t *pos, tgs_str *name,
                         uint64_t counts[TGS_NSTATES])
 {

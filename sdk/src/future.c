@@ -616,7 +616,7 @@ static size_t result_bytes(const taskgrid_v1_TaskResult *r)
     return n;
 }
 
-static const char *put(char **p, tg_pbbuf b)
+const char *tg__strings_put(char **p, tg_pbbuf b)
 {
     char *s = *p;
 
@@ -751,13 +751,13 @@ static int apply_results(tg__gmap *m, const taskgrid_v1_GatherResponse *resp)
         }
         if (f->part != NULL)
             part_drop(m, f->part); /* e.g. its holder was lost mid-way */
-        data = put(&p, r->data);
-        codec = put(&p, r->codec);
+        data = tg__strings_put(&p, r->data);
+        codec = tg__strings_put(&p, r->codec);
         if (r->has_error) {
-            et = put(&p, r->error.type);
-            em = put(&p, r->error.message);
-            eb = put(&p, r->error.traceback);
-            eo = put(&p, r->error.origin_key);
+            et = tg__strings_put(&p, r->error.type);
+            em = tg__strings_put(&p, r->error.message);
+            eb = tg__strings_put(&p, r->error.traceback);
+            eo = tg__strings_put(&p, r->error.origin_key);
         }
         for (tg_future *g = f; g != NULL && same_key(g, h, f->key, f->keylen);
              g = g->gnext) {
@@ -883,7 +883,7 @@ static int part_start(tg__gmap *m, tg_future *f, uint64_t size, tg_pbbuf codec)
     tg__bigmem_hint(p->rb, sizeof(*p->rb) + (size_t)size);
     q = p->rb->bytes + size;
     *q++ = '\0';
-    p->codec = put(&q, codec);
+    p->codec = tg__strings_put(&q, codec);
     p->f = f;
     p->size = size;
     p->next = m->parts;

@@ -179,6 +179,10 @@ int tg__gmap_defer(tg__gmap *m, tg_future *f, const taskgrid_v1_TaskResult *r);
 void tg__gmap_held_free(tg__gmap *m);
 
 /* True for states after which nothing changes. */
+/* Copy `b` NUL-terminated to *p (a block sized by the caller, with one
+ * byte more per string) and advance *p; returns the copy. */
+const char *tg__strings_put(char **p, tg_pbbuf b);
+
 static inline bool tg__state_final(tg_task_state s)
 {
     return s == TG_TASK_MEMORY || s == TG_TASK_ERRED ||

@@ -2137,7 +2137,9 @@ func (x *ReplicateResponse) GetKeys() []*KeyReplication {
 // with nothing asked for, updates carry only `totals`.
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Follow exactly these keys (at most 65,535; open more streams for more):
+	// Follow exactly these keys (at most 65,535, each at most 1,024 bytes,
+	// else INVALID_ARGUMENT; open more streams for more; a key named twice
+	// counts once):
 	// `keys_counts` in every update counts them per state. Any role may name
 	// keys, as in StatusRequest: a watcher learns only about keys it names.
 	// A key not known to the scheduler counts as RELEASED until it is
@@ -2146,6 +2148,7 @@ type WatchRequest struct {
 	// Follow every task whose key starts with one of these ("" matches every
 	// key). This reveals keys the watcher did not name, so on a cluster with
 	// TLS only the admin role may ask for it (PERMISSION_DENIED otherwise).
+	// At most 64 prefixes.
 	KeyPrefixes []string `protobuf:"bytes,2,rep,name=key_prefixes,json=keyPrefixes,proto3" json:"key_prefixes,omitempty"`
 	// Send one TaskEvent per change of state of each followed task (from
 	// `keys` and `key_prefixes`). Without it, followed keys are only counted.
@@ -2158,13 +2161,17 @@ type WatchRequest struct {
 	// scaling target.
 	Workers bool `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
 	// Least time between two updates, in milliseconds (0: 100; values below
-	// 10 count as 10). An update is sent only when something it carries
-	// changed since the previous one.
+	// 10 count as 10; above 3,600,000, one hour: INVALID_ARGUMENT). An
+	// update is sent only when something it carries changed since the
+	// previous one, and only once the previous one was written to the
+	// stream (at most one in flight per watcher).
 	IntervalMs uint32 `protobuf:"varint,6,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
-	// At most this many TaskEvents per update (0: 10,000; at most 100,000);
-	// the events beyond it are counted in WatchUpdate.dropped_events and
-	// not sent, so a slow watcher of a huge graph never holds the
-	// scheduler's memory. Counts are never dropped.
+	// At most this many TaskEvents per update (0: 10,000; at most 100,000,
+	// else INVALID_ARGUMENT; and at most 16 MiB of them, or a quarter of
+	// the scheduler's --max-message if smaller); the events beyond it are
+	// counted in WatchUpdate.dropped_events and not sent, so a slow watcher
+	// of a huge graph never holds the scheduler's memory. Counts are never
+	// dropped.
 	MaxEvents     uint32 `protobuf:"varint,7,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

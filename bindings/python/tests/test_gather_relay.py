@@ -317,7 +317,7 @@ def test_a_random_result_recomputed_mid_gather_ends_with_data_lost(
 # A replicated result loses the holder a gather is relaying from
 # ---------------------------------------------------------------------------
 
-UPLOAD = re.compile(r"gather of '([^']+)': upload (\d+) from byte (\d+) asked of worker (\S+)$",
+UPLOAD = re.compile(r'gather of key="([^"]+)": upload (\d+) from byte (\d+) asked of worker="([^"]+)"$',
                     re.MULTILINE)
 
 

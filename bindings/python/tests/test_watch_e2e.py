@@ -88,7 +88,7 @@ def test_totals_functions_and_workers(c_client: taskgrid.Client) -> None:
 
 def test_progress_of_real_futures_shows_errors(c_client: taskgrid.Client) -> None:
     tag = f"pg{time.monotonic_ns():x}"
-    futures = c_client.map("tg.sleep", [0.05] * 12, key=f"{tag}-sleep")
+    futures = c_client.map("tg.sleep", [0.05] * 12, key=f"{tag}-sleep", pure=False)
     futures.append(c_client.submit("tg.fail", "no", key=f"{tag}-fail"))
     out = io.StringIO()
     try:

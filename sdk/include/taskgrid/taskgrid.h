@@ -25,5 +25,6 @@
 #include "taskgrid/plugin.h"
 #include "taskgrid/security.h"
 #include "taskgrid/status.h"
+#include "taskgrid/watch.h"
 
 #endif

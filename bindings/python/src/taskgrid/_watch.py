@@ -315,9 +315,11 @@ class Watch(Iterator[WatchUpdate]):
                 pass
             except Exception as e:  # noqa: BLE001 - handed to the reader
                 end = _End(e)
-            while queue.full():  # the reader may be gone: make room for the end
-                queue.get_nowait()
-            queue.put_nowait(end)
+            # After the updates still queued, never instead of them; a
+            # reader that went away without close() leaves this waiting
+            # until the client closes (which cancels its calls).
+            with contextlib.suppress(asyncio.CancelledError):
+                await queue.put(end)
 
         self._task = asyncio.ensure_future(run())
         # The client's close cancels it with its other calls.
