@@ -7,7 +7,9 @@
  *     identity, like a Dask worker's single Security object). It may not
  *     Scale: a compromised worker must not resize the cluster.
  *   - client: Submit, Gather, Annotate, Cancel, Release, Status,
- *     Replicate.
+ *     Replicate, Watch, Coordinate (a task shares primitives with other
+ *     tasks and clients through its worker's credentials, so workers get
+ *     it too).
  *   - admin: everything a client may do, plus Scale. Not WorkerLink: only
  *     worker certificates join as workers, so no other identity can
  *     receive tasks (and their inputs) or forge results.
@@ -43,6 +45,7 @@ static const struct {
     {TG_METHOD_STATUS, CLIENTS},
     {TG_METHOD_REPLICATE, CLIENTS},
     {TG_METHOD_WATCH, CLIENTS},
+    {TG_METHOD_COORDINATE, CLIENTS},
     {TG_METHOD_SET_LOG_LEVEL, TGS_ROLE_ADMIN},
     {TG_METHOD_SCALE, TGS_ROLE_ADMIN},
     {TG_METHOD_CONNECT, TGS_ROLE_WORKER},

@@ -484,6 +484,15 @@ int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
                      uint32_t *count);
 
 /**
+ * Add one client hold to each known key, as submitting it again would,
+ * without submitting anything (a result kept for a client that did not
+ * submit it, e.g. one stored in a coordination primitive); give it back
+ * with tgs_core_release. Unknown keys are skipped; *count (may be NULL)
+ * = keys held. TGS_EINVAL for a NULL core, or keys NULL with n > 0.
+ */
+int tgs_core_hold(tgs_core *c, const tgs_str *keys, size_t n, uint32_t *count);
+
+/**
  * Change priority of tasks not yet processing (WAITING or READY; READY
  * ones move in their queue) (Annotate); *count = tasks changed.
  */

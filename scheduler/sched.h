@@ -20,6 +20,8 @@
  *                (or collected), a failed holder replaced, a recomputed
  *                result checked against what was already relayed
  *   scaling.c    the local launcher following the core's scaling target
+ *   coord.c      Coordinate: Variable, Queue, Event, Semaphore, datasets
+ *                (coord.h), with coord_wait.c (waits, timeouts, leases)
  *   dashboard.c  the HTTP port's state and snapshots (dashboard.h), with
  *                metrics.c (Prometheus text), dash_json.c (the page's
  *                JSON) and http.c (the server, its own thread)
@@ -63,12 +65,15 @@ typedef enum peer_kind {
     PEER_GATHER,
     PEER_REPLICATE,
     PEER_WATCH,
+    PEER_COORD,
 } peer_kind;
 
 struct relay;
 struct replica;
 struct srv_dash;
 struct watch;
+struct cwait;
+struct srv_coord;
 
 /* Per-call state (tg__scall data). Workers and gathers are found by id in
  * sorted arrays (ids only grow), so a stale id from the core is harmless. */
@@ -116,6 +121,8 @@ typedef struct peer {
     uint64_t rinflight;
     /* watch: the watcher's state (watch.c) */
     struct watch *watch;
+    /* coordinate: the operation waiting (coord_wait.c) */
+    struct cwait *cwait;
 } peer;
 
 typedef struct peer_table {
@@ -172,6 +179,8 @@ typedef struct sched {
      * records them (srv_observe_update). */
     bool observing;
     bool dashboard_observes;
+    /* Coordination primitives and datasets (coord.h), NULL until used. */
+    struct srv_coord *coord;
 } sched;
 
 /* Core strings from and to the codec's zero-copy buffers. */
@@ -284,6 +293,16 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void *srv_status_tree(sched *s, const taskgrid_v1_StatusRequest *m,
                       taskgrid_v1_KeyStatus *ks);
 void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+
+/* ---- coord.c, coord_wait.c: Coordinate (coord.h) ---- */
+
+void srv_do_coordinate(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+/* Every slow tick: waits whose timeout passed, leases expired. */
+void srv_coord_tick(sched *s, int64_t now);
+/* The call of `p` ended (answered or gone). */
+void srv_coord_gone(sched *s, peer *p);
+/* At shutdown, after every call ended. */
+void srv_coord_free(sched *s);
 
 /* ---- workerlink.c ---- */
 

@@ -47,6 +47,7 @@ enum method {
     M_REFLECTION_V1ALPHA,
     M_WATCH,
     M_SET_LOG_LEVEL,
+    M_COORDINATE,
     M_COUNT,
 };
 
@@ -65,6 +66,7 @@ static const tg__method methods[M_COUNT] = {
     [M_REFLECTION_V1ALPHA] = {TG_METHOD_REFLECTION_V1ALPHA, TG__BIDI},
     [M_WATCH] = {TG_METHOD_WATCH, TG__SERVER_STREAM},
     [M_SET_LOG_LEVEL] = {TG_METHOD_SET_LOG_LEVEL, TG__UNARY},
+    [M_COORDINATE] = {TG_METHOD_COORDINATE, TG__UNARY},
 };
 
 /* What server reflection lists and health answers SERVING for. */
@@ -254,6 +256,9 @@ static void cb_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
     case M_SET_LOG_LEVEL:
         srv_do_set_log_level(s, c, req, len);
         break;
+    case M_COORDINATE:
+        srv_do_coordinate(s, c, req, len);
+        break;
     case M_REFLECTION:
     case M_REFLECTION_V1ALPHA:
         break; /* its requests come to cb_message */
@@ -342,6 +347,8 @@ static void cb_done(void *ud, tg__scall *c)
         srv_replicate_gone(s, p);
     } else if (p->kind == PEER_WATCH) {
         srv_watch_gone(s, p);
+    } else if (p->kind == PEER_COORD) {
+        srv_coord_gone(s, p);
     }
     free(p->out.p);
     free(p);
@@ -357,6 +364,7 @@ static void cb_tick(void *ud, int64_t now)
         tgs_core_tick(s->core, now);
         srv_run_actions(s);
         srv_scale_tick(s, now);
+        srv_coord_tick(s, now);
         /* Gather timeouts (few gathers; a linear pass is fine). */
         for (size_t i = 0; i < s->gathers.n; i++) {
             peer *g = s->gathers.v[i];
@@ -570,6 +578,7 @@ cleanup:
     s.srv = NULL;
     tgs_launcher_free(s.launcher, 3000);
     srv_dashboard_stop(&s); /* after the calls' ends, which it counts */
+    srv_coord_free(&s);
     tgs_core_free(s.core);
     tg__refl_free(s.refl);
     free(s.workers.v);

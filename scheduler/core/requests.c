@@ -2,9 +2,9 @@
  *
  * requests.c: what clients ask of tasks: watch one (be told when it is
  * final), cancel (with every dependent), release (forget results no one
- * needs), and annotate tasks not yet running (priority, resources,
- * retries). Depends on internal.h, errors.c, failure.c, classes.c,
- * ready.c and schedule.c.
+ * needs) and hold (keep a result for a client that did not submit it), and
+ * annotate tasks not yet running (priority, resources, retries). Depends on
+ * internal.h, errors.c, failure.c, classes.c, ready.c and schedule.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -81,9 +81,14 @@ int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
     return rc;
 }
 
-int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
-                     uint32_t *count)
+/* Release (`add` false: one client hold less, forgetting what nobody
+ * needs; *count = tasks forgotten) or hold (one more; *count = keys
+ * held) each known key. */
+static int change_holds(tgs_core *c, const tgs_str *keys, size_t n, bool add,
+                        uint32_t *count)
 {
+    uint32_t held = 0;
+
     if (count != NULL)
         *count = 0;
     if (c == NULL || (n > 0 && keys == NULL))
@@ -93,13 +98,29 @@ int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
         tgs_task *t = find_key(c, keys[i]);
         if (t == NULL)
             continue;
+        if (add) {
+            t->holds++;
+            held++;
+            continue;
+        }
         if (t->holds > 0)
             t->holds--;
         tgs__maybe_forget(c, t);
     }
     if (count != NULL)
-        *count = c->forgotten;
+        *count = add ? held : c->forgotten;
     return TGS_OK;
+}
+
+int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
+                     uint32_t *count)
+{
+    return change_holds(c, keys, n, false, count);
+}
+
+int tgs_core_hold(tgs_core *c, const tgs_str *keys, size_t n, uint32_t *count)
+{
+    return change_holds(c, keys, n, true, count);
 }
 
 static bool not_started(const tgs_task *t)

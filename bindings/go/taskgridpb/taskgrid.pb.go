@@ -122,6 +122,153 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{0}
 }
 
+// What kind of primitive a CoordRequest is about. Kinds have separate
+// namespaces: Variable "x" and Queue "x" are two primitives.
+type CoordKind int32
+
+const (
+	CoordKind_COORD_KIND_UNSPECIFIED CoordKind = 0
+	// One value (Dask's Variable): SET, GET (waits for a value), DELETE.
+	CoordKind_COORD_KIND_VARIABLE CoordKind = 1
+	// A FIFO of values (Dask's Queue): PUT (waits while full), GET (waits
+	// for items), SIZE, DELETE (drops every item).
+	CoordKind_COORD_KIND_QUEUE CoordKind = 2
+	// A flag (Dask's Event): SET, CLEAR, WAIT (waits until set; with
+	// timeout_ms 0 it only tells whether it is set).
+	CoordKind_COORD_KIND_EVENT CoordKind = 3
+	// Counted leases (Dask's Semaphore; a Lock is a semaphore of one lease):
+	// ACQUIRE (waits for a free lease), RELEASE, REFRESH, SIZE (leases held).
+	CoordKind_COORD_KIND_SEMAPHORE CoordKind = 4
+	// Named values published for other clients (Dask's publish_dataset):
+	// SET (publish), GET (no wait), DELETE (unpublish), LIST.
+	CoordKind_COORD_KIND_DATASET CoordKind = 5
+)
+
+// Enum value maps for CoordKind.
+var (
+	CoordKind_name = map[int32]string{
+		0: "COORD_KIND_UNSPECIFIED",
+		1: "COORD_KIND_VARIABLE",
+		2: "COORD_KIND_QUEUE",
+		3: "COORD_KIND_EVENT",
+		4: "COORD_KIND_SEMAPHORE",
+		5: "COORD_KIND_DATASET",
+	}
+	CoordKind_value = map[string]int32{
+		"COORD_KIND_UNSPECIFIED": 0,
+		"COORD_KIND_VARIABLE":    1,
+		"COORD_KIND_QUEUE":       2,
+		"COORD_KIND_EVENT":       3,
+		"COORD_KIND_SEMAPHORE":   4,
+		"COORD_KIND_DATASET":     5,
+	}
+)
+
+func (x CoordKind) Enum() *CoordKind {
+	p := new(CoordKind)
+	*p = x
+	return p
+}
+
+func (x CoordKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CoordKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskgrid_v1_taskgrid_proto_enumTypes[1].Descriptor()
+}
+
+func (CoordKind) Type() protoreflect.EnumType {
+	return &file_taskgrid_v1_taskgrid_proto_enumTypes[1]
+}
+
+func (x CoordKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CoordKind.Descriptor instead.
+func (CoordKind) EnumDescriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{1}
+}
+
+// The operation of a CoordRequest (which kinds take which: see CoordKind;
+// any other pair is INVALID_ARGUMENT).
+type CoordOp int32
+
+const (
+	CoordOp_COORD_OP_UNSPECIFIED CoordOp = 0
+	CoordOp_COORD_OP_SET         CoordOp = 1
+	CoordOp_COORD_OP_GET         CoordOp = 2
+	CoordOp_COORD_OP_DELETE      CoordOp = 3
+	CoordOp_COORD_OP_PUT         CoordOp = 4
+	CoordOp_COORD_OP_SIZE        CoordOp = 5
+	CoordOp_COORD_OP_CLEAR       CoordOp = 6
+	CoordOp_COORD_OP_WAIT        CoordOp = 7
+	CoordOp_COORD_OP_ACQUIRE     CoordOp = 8
+	CoordOp_COORD_OP_RELEASE     CoordOp = 9
+	CoordOp_COORD_OP_REFRESH     CoordOp = 10
+	CoordOp_COORD_OP_LIST        CoordOp = 11
+)
+
+// Enum value maps for CoordOp.
+var (
+	CoordOp_name = map[int32]string{
+		0:  "COORD_OP_UNSPECIFIED",
+		1:  "COORD_OP_SET",
+		2:  "COORD_OP_GET",
+		3:  "COORD_OP_DELETE",
+		4:  "COORD_OP_PUT",
+		5:  "COORD_OP_SIZE",
+		6:  "COORD_OP_CLEAR",
+		7:  "COORD_OP_WAIT",
+		8:  "COORD_OP_ACQUIRE",
+		9:  "COORD_OP_RELEASE",
+		10: "COORD_OP_REFRESH",
+		11: "COORD_OP_LIST",
+	}
+	CoordOp_value = map[string]int32{
+		"COORD_OP_UNSPECIFIED": 0,
+		"COORD_OP_SET":         1,
+		"COORD_OP_GET":         2,
+		"COORD_OP_DELETE":      3,
+		"COORD_OP_PUT":         4,
+		"COORD_OP_SIZE":        5,
+		"COORD_OP_CLEAR":       6,
+		"COORD_OP_WAIT":        7,
+		"COORD_OP_ACQUIRE":     8,
+		"COORD_OP_RELEASE":     9,
+		"COORD_OP_REFRESH":     10,
+		"COORD_OP_LIST":        11,
+	}
+)
+
+func (x CoordOp) Enum() *CoordOp {
+	p := new(CoordOp)
+	*p = x
+	return p
+}
+
+func (x CoordOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CoordOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskgrid_v1_taskgrid_proto_enumTypes[2].Descriptor()
+}
+
+func (CoordOp) Type() protoreflect.EnumType {
+	return &file_taskgrid_v1_taskgrid_proto_enumTypes[2]
+}
+
+func (x CoordOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CoordOp.Descriptor instead.
+func (CoordOp) EnumDescriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{2}
+}
+
 type WorkerEvent_Kind int32
 
 const (
@@ -162,11 +309,11 @@ func (x WorkerEvent_Kind) String() string {
 }
 
 func (WorkerEvent_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_taskgrid_v1_taskgrid_proto_enumTypes[1].Descriptor()
+	return file_taskgrid_v1_taskgrid_proto_enumTypes[3].Descriptor()
 }
 
 func (WorkerEvent_Kind) Type() protoreflect.EnumType {
-	return &file_taskgrid_v1_taskgrid_proto_enumTypes[1]
+	return &file_taskgrid_v1_taskgrid_proto_enumTypes[3]
 }
 
 func (x WorkerEvent_Kind) Number() protoreflect.EnumNumber {
@@ -2821,6 +2968,328 @@ func (x *SetLogLevelResponse) GetLevel() string {
 	return ""
 }
 
+// A value held by a Variable, a Queue or a dataset: either a task's key
+// (the value is that task's future; `data` and `codec` empty) or bytes
+// with their codec, as TaskSpec.inputs ("json" for values every language
+// reads, "pickle" for Python objects, "raw" for bytes), optionally
+// referring to the futures of `refs`.
+type CoordValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The encoded value (at most 8 MiB); empty when `key` is set.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Codec tag of `data`.
+	Codec string `protobuf:"bytes,2,opt,name=codec,proto3" json:"codec,omitempty"`
+	// A task's key: the value is its future. The key must be known to the
+	// scheduler (submitted and not released) when the value is stored.
+	Key string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// Keys of the futures that `data` refers to (e.g. a list of futures, or
+	// a collection persisted on the cluster), at most 10,000, each known to
+	// the scheduler when the value is stored: their results are held with
+	// the value.
+	Refs          []string `protobuf:"bytes,4,rep,name=refs,proto3" json:"refs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoordValue) Reset() {
+	*x = CoordValue{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoordValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoordValue) ProtoMessage() {}
+
+func (x *CoordValue) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoordValue.ProtoReflect.Descriptor instead.
+func (*CoordValue) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CoordValue) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *CoordValue) GetCodec() string {
+	if x != nil {
+		return x.Codec
+	}
+	return ""
+}
+
+func (x *CoordValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CoordValue) GetRefs() []string {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+// CoordRequest: one operation on the primitive (`kind`, `name`).
+type CoordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  CoordKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=taskgrid.v1.CoordKind" json:"kind,omitempty"`
+	// The primitive's name: 1 to 1,024 bytes, chosen by the clients that
+	// share it. Not used by LIST.
+	Name string  `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Op   CoordOp `protobuf:"varint,3,opt,name=op,proto3,enum=taskgrid.v1.CoordOp" json:"op,omitempty"`
+	// SET of a Variable or a dataset, PUT of a Queue: the value stored.
+	Value *CoordValue `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// Operations that wait: how long, in milliseconds: 0 (the default) does
+	// not wait (the answer says how things are now), a negative value waits
+	// without bound (until the call's own gRPC deadline, if it has one).
+	TimeoutMs int64 `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Queue GET: 0 (the default) takes one item; N > 0 waits until N items
+	// are there and takes them together.
+	Count uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// Queue GET: take every item there now (possibly none), without
+	// waiting; `count` and `timeout_ms` are then ignored.
+	All bool `protobuf:"varint,7,opt,name=all,proto3" json:"all,omitempty"`
+	// Queue PUT: the queue's maxsize when this call creates it (0: at most
+	// 100,000 items); a later PUT's is ignored while the queue exists.
+	// Semaphore ACQUIRE: its number of leases (at least 1); while it has
+	// leases, an ACQUIRE giving another number fails with
+	// FAILED_PRECONDITION naming both.
+	Limit uint32 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Semaphore ACQUIRE, RELEASE and REFRESH: the lease, an id of 1 to 256
+	// bytes the caller chooses (unique, e.g. a UUID). Acquiring a lease
+	// already held is granted again (and refreshed).
+	Lease string `protobuf:"bytes,9,opt,name=lease,proto3" json:"lease,omitempty"`
+	// Semaphore ACQUIRE and REFRESH: the lease expires this many
+	// milliseconds after its last ACQUIRE or REFRESH (100 to 3,600,000; 0:
+	// 30,000). A holder keeps it by calling REFRESH well within that time;
+	// a holder that dies or is cut off loses it once it expires, and the
+	// lease goes to the next caller waiting.
+	LeaseTimeoutMs uint32 `protobuf:"varint,10,opt,name=lease_timeout_ms,json=leaseTimeoutMs,proto3" json:"lease_timeout_ms,omitempty"`
+	// Dataset SET: replace a dataset already published under the name
+	// (without it, SET of an existing name answers `ok` false and changes
+	// nothing).
+	Override      bool `protobuf:"varint,11,opt,name=override,proto3" json:"override,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoordRequest) Reset() {
+	*x = CoordRequest{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoordRequest) ProtoMessage() {}
+
+func (x *CoordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoordRequest.ProtoReflect.Descriptor instead.
+func (*CoordRequest) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CoordRequest) GetKind() CoordKind {
+	if x != nil {
+		return x.Kind
+	}
+	return CoordKind_COORD_KIND_UNSPECIFIED
+}
+
+func (x *CoordRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CoordRequest) GetOp() CoordOp {
+	if x != nil {
+		return x.Op
+	}
+	return CoordOp_COORD_OP_UNSPECIFIED
+}
+
+func (x *CoordRequest) GetValue() *CoordValue {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *CoordRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *CoordRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *CoordRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *CoordRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *CoordRequest) GetLease() string {
+	if x != nil {
+		return x.Lease
+	}
+	return ""
+}
+
+func (x *CoordRequest) GetLeaseTimeoutMs() uint32 {
+	if x != nil {
+		return x.LeaseTimeoutMs
+	}
+	return 0
+}
+
+func (x *CoordRequest) GetOverride() bool {
+	if x != nil {
+		return x.Override
+	}
+	return false
+}
+
+// CoordResponse: the outcome of a CoordRequest.
+type CoordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Variable GET: it had a value (false: timed out). Queue GET and PUT:
+	// done. Event WAIT: the event is set. Semaphore ACQUIRE: the lease is
+	// granted; RELEASE: the lease was held (false: released too often, or
+	// expired); REFRESH: the lease is still held (false: it expired and may
+	// be held by another caller now). Dataset GET: found; SET: published;
+	// DELETE of any kind: there was something to delete. SET of a Variable,
+	// CLEAR and SIZE: always true.
+	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// The operation waited `timeout_ms` without getting what it waited for.
+	TimedOut bool `protobuf:"varint,2,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	// Variable and dataset GET: the value; Queue GET: the items taken, in
+	// queue order. Each hands the caller one client hold on its key and
+	// refs (see the section's comment).
+	Values []*CoordValue `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	// Queue SIZE: items in the queue; Semaphore SIZE: leases held.
+	Size uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// Dataset LIST: every published name, sorted bytewise.
+	Names         []string `protobuf:"bytes,5,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoordResponse) Reset() {
+	*x = CoordResponse{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoordResponse) ProtoMessage() {}
+
+func (x *CoordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoordResponse.ProtoReflect.Descriptor instead.
+func (*CoordResponse) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CoordResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *CoordResponse) GetTimedOut() bool {
+	if x != nil {
+		return x.TimedOut
+	}
+	return false
+}
+
+func (x *CoordResponse) GetValues() []*CoordValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *CoordResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CoordResponse) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
 // Register is the first message a worker sends on its stream.
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2854,7 +3323,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3335,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3348,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Register) GetName() string {
@@ -2963,7 +3432,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2975,7 +3444,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2988,7 +3457,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Assignment) GetKey() string {
@@ -3076,7 +3545,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3557,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3570,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{35}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WorkerMessage) GetRegistration() *Register {
@@ -3199,7 +3668,7 @@ type Secession struct {
 
 func (x *Secession) Reset() {
 	*x = Secession{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3680,7 @@ func (x *Secession) String() string {
 func (*Secession) ProtoMessage() {}
 
 func (x *Secession) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3693,7 @@ func (x *Secession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secession.ProtoReflect.Descriptor instead.
 func (*Secession) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{36}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Secession) GetKey() string {
@@ -3259,7 +3728,7 @@ type CopyResult struct {
 
 func (x *CopyResult) Reset() {
 	*x = CopyResult{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3740,7 @@ func (x *CopyResult) String() string {
 func (*CopyResult) ProtoMessage() {}
 
 func (x *CopyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3753,7 @@ func (x *CopyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResult.ProtoReflect.Descriptor instead.
 func (*CopyResult) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{37}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CopyResult) GetKey() string {
@@ -3335,7 +3804,7 @@ type MemoryReport struct {
 
 func (x *MemoryReport) Reset() {
 	*x = MemoryReport{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +3816,7 @@ func (x *MemoryReport) String() string {
 func (*MemoryReport) ProtoMessage() {}
 
 func (x *MemoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +3829,7 @@ func (x *MemoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryReport.ProtoReflect.Descriptor instead.
 func (*MemoryReport) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{38}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MemoryReport) GetMemory() uint64 {
@@ -3429,7 +3898,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3441,7 +3910,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3454,7 +3923,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{39}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Upload) GetId() uint64 {
@@ -3523,7 +3992,7 @@ type SchedulerMessage struct {
 
 func (x *SchedulerMessage) Reset() {
 	*x = SchedulerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3535,7 +4004,7 @@ func (x *SchedulerMessage) String() string {
 func (*SchedulerMessage) ProtoMessage() {}
 
 func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3548,7 +4017,7 @@ func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerMessage.ProtoReflect.Descriptor instead.
 func (*SchedulerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{40}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SchedulerMessage) GetAssign() []*Assignment {
@@ -3637,7 +4106,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3649,7 +4118,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3662,7 +4131,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{41}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Copy) GetKey() string {
@@ -3703,7 +4172,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3715,7 +4184,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3728,7 +4197,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{42}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -3955,7 +4424,33 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x05level\x18\x01 \x01(\tR\x05level\"G\n" +
 	"\x13SetLogLevelResponse\x12\x1a\n" +
 	"\bprevious\x18\x01 \x01(\tR\bprevious\x12\x14\n" +
-	"\x05level\x18\x02 \x01(\tR\x05level\"\x89\x02\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\"\\\n" +
+	"\n" +
+	"CoordValue\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x14\n" +
+	"\x05codec\x18\x02 \x01(\tR\x05codec\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x12\n" +
+	"\x04refs\x18\x04 \x03(\tR\x04refs\"\xdc\x02\n" +
+	"\fCoordRequest\x12*\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x16.taskgrid.v1.CoordKindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12$\n" +
+	"\x02op\x18\x03 \x01(\x0e2\x14.taskgrid.v1.CoordOpR\x02op\x12-\n" +
+	"\x05value\x18\x04 \x01(\v2\x17.taskgrid.v1.CoordValueR\x05value\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x05 \x01(\x03R\ttimeoutMs\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x10\n" +
+	"\x03all\x18\a \x01(\bR\x03all\x12\x14\n" +
+	"\x05limit\x18\b \x01(\rR\x05limit\x12\x14\n" +
+	"\x05lease\x18\t \x01(\tR\x05lease\x12(\n" +
+	"\x10lease_timeout_ms\x18\n" +
+	" \x01(\rR\x0eleaseTimeoutMs\x12\x1a\n" +
+	"\boverride\x18\v \x01(\bR\boverride\"\x97\x01\n" +
+	"\rCoordResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x1b\n" +
+	"\ttimed_out\x18\x02 \x01(\bR\btimedOut\x12/\n" +
+	"\x06values\x18\x03 \x03(\v2\x17.taskgrid.v1.CoordValueR\x06values\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x14\n" +
+	"\x05names\x18\x05 \x03(\tR\x05names\"\x89\x02\n" +
 	"\bRegister\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bnthreads\x18\x02 \x01(\rR\bnthreads\x12\x1c\n" +
@@ -4034,7 +4529,28 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x11TASK_STATE_MEMORY\x10\x04\x12\x14\n" +
 	"\x10TASK_STATE_ERRED\x10\x05\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\x06\x12\x17\n" +
-	"\x13TASK_STATE_RELEASED\x10\a2\xc6\x05\n" +
+	"\x13TASK_STATE_RELEASED\x10\a*\x9e\x01\n" +
+	"\tCoordKind\x12\x1a\n" +
+	"\x16COORD_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13COORD_KIND_VARIABLE\x10\x01\x12\x14\n" +
+	"\x10COORD_KIND_QUEUE\x10\x02\x12\x14\n" +
+	"\x10COORD_KIND_EVENT\x10\x03\x12\x18\n" +
+	"\x14COORD_KIND_SEMAPHORE\x10\x04\x12\x16\n" +
+	"\x12COORD_KIND_DATASET\x10\x05*\xfd\x01\n" +
+	"\aCoordOp\x12\x18\n" +
+	"\x14COORD_OP_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fCOORD_OP_SET\x10\x01\x12\x10\n" +
+	"\fCOORD_OP_GET\x10\x02\x12\x13\n" +
+	"\x0fCOORD_OP_DELETE\x10\x03\x12\x10\n" +
+	"\fCOORD_OP_PUT\x10\x04\x12\x11\n" +
+	"\rCOORD_OP_SIZE\x10\x05\x12\x12\n" +
+	"\x0eCOORD_OP_CLEAR\x10\x06\x12\x11\n" +
+	"\rCOORD_OP_WAIT\x10\a\x12\x14\n" +
+	"\x10COORD_OP_ACQUIRE\x10\b\x12\x14\n" +
+	"\x10COORD_OP_RELEASE\x10\t\x12\x14\n" +
+	"\x10COORD_OP_REFRESH\x10\n" +
+	"\x12\x11\n" +
+	"\rCOORD_OP_LIST\x10\v2\x8b\x06\n" +
 	"\tScheduler\x12A\n" +
 	"\x06Submit\x12\x1a.taskgrid.v1.SubmitRequest\x1a\x1b.taskgrid.v1.SubmitResponse\x12C\n" +
 	"\x06Gather\x12\x1a.taskgrid.v1.GatherRequest\x1a\x1b.taskgrid.v1.GatherResponse0\x01\x12>\n" +
@@ -4045,7 +4561,9 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x06Status\x12\x1a.taskgrid.v1.StatusRequest\x1a\x1b.taskgrid.v1.StatusResponse\x12J\n" +
 	"\tReplicate\x12\x1d.taskgrid.v1.ReplicateRequest\x1a\x1e.taskgrid.v1.ReplicateResponse\x12>\n" +
 	"\x05Watch\x12\x19.taskgrid.v1.WatchRequest\x1a\x18.taskgrid.v1.WatchUpdate0\x01\x12P\n" +
-	"\vSetLogLevel\x12\x1f.taskgrid.v1.SetLogLevelRequest\x1a .taskgrid.v1.SetLogLevelResponse2V\n" +
+	"\vSetLogLevel\x12\x1f.taskgrid.v1.SetLogLevelRequest\x1a .taskgrid.v1.SetLogLevelResponse\x12C\n" +
+	"\n" +
+	"Coordinate\x12\x19.taskgrid.v1.CoordRequest\x1a\x1a.taskgrid.v1.CoordResponse2V\n" +
 	"\n" +
 	"WorkerLink\x12H\n" +
 	"\aConnect\x12\x1a.taskgrid.v1.WorkerMessage\x1a\x1d.taskgrid.v1.SchedulerMessage(\x010\x012K\n" +
@@ -4064,120 +4582,131 @@ func file_taskgrid_v1_taskgrid_proto_rawDescGZIP() []byte {
 	return file_taskgrid_v1_taskgrid_proto_rawDescData
 }
 
-var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(TaskState)(0),              // 0: taskgrid.v1.TaskState
-	(WorkerEvent_Kind)(0),       // 1: taskgrid.v1.WorkerEvent.Kind
-	(*Resource)(nil),            // 2: taskgrid.v1.Resource
-	(*TaskSpec)(nil),            // 3: taskgrid.v1.TaskSpec
-	(*TaskError)(nil),           // 4: taskgrid.v1.TaskError
-	(*TaskResult)(nil),          // 5: taskgrid.v1.TaskResult
-	(*SubmitRequest)(nil),       // 6: taskgrid.v1.SubmitRequest
-	(*SubmitResponse)(nil),      // 7: taskgrid.v1.SubmitResponse
-	(*GatherRequest)(nil),       // 8: taskgrid.v1.GatherRequest
-	(*GatherResponse)(nil),      // 9: taskgrid.v1.GatherResponse
-	(*DataChunk)(nil),           // 10: taskgrid.v1.DataChunk
-	(*ScaleRequest)(nil),        // 11: taskgrid.v1.ScaleRequest
-	(*ScaleResponse)(nil),       // 12: taskgrid.v1.ScaleResponse
-	(*Annotation)(nil),          // 13: taskgrid.v1.Annotation
-	(*AnnotateRequest)(nil),     // 14: taskgrid.v1.AnnotateRequest
-	(*AnnotateResponse)(nil),    // 15: taskgrid.v1.AnnotateResponse
-	(*CancelRequest)(nil),       // 16: taskgrid.v1.CancelRequest
-	(*CancelResponse)(nil),      // 17: taskgrid.v1.CancelResponse
-	(*ReleaseRequest)(nil),      // 18: taskgrid.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),     // 19: taskgrid.v1.ReleaseResponse
-	(*StatusRequest)(nil),       // 20: taskgrid.v1.StatusRequest
-	(*WorkerInfo)(nil),          // 21: taskgrid.v1.WorkerInfo
-	(*KeyStatus)(nil),           // 22: taskgrid.v1.KeyStatus
-	(*StatusResponse)(nil),      // 23: taskgrid.v1.StatusResponse
-	(*ReplicateRequest)(nil),    // 24: taskgrid.v1.ReplicateRequest
-	(*KeyReplication)(nil),      // 25: taskgrid.v1.KeyReplication
-	(*ReplicateResponse)(nil),   // 26: taskgrid.v1.ReplicateResponse
-	(*WatchRequest)(nil),        // 27: taskgrid.v1.WatchRequest
-	(*TaskCounts)(nil),          // 28: taskgrid.v1.TaskCounts
-	(*TaskEvent)(nil),           // 29: taskgrid.v1.TaskEvent
-	(*FunctionCounts)(nil),      // 30: taskgrid.v1.FunctionCounts
-	(*WorkerEvent)(nil),         // 31: taskgrid.v1.WorkerEvent
-	(*WatchUpdate)(nil),         // 32: taskgrid.v1.WatchUpdate
-	(*SetLogLevelRequest)(nil),  // 33: taskgrid.v1.SetLogLevelRequest
-	(*SetLogLevelResponse)(nil), // 34: taskgrid.v1.SetLogLevelResponse
-	(*Register)(nil),            // 35: taskgrid.v1.Register
-	(*Assignment)(nil),          // 36: taskgrid.v1.Assignment
-	(*WorkerMessage)(nil),       // 37: taskgrid.v1.WorkerMessage
-	(*Secession)(nil),           // 38: taskgrid.v1.Secession
-	(*CopyResult)(nil),          // 39: taskgrid.v1.CopyResult
-	(*MemoryReport)(nil),        // 40: taskgrid.v1.MemoryReport
-	(*Upload)(nil),              // 41: taskgrid.v1.Upload
-	(*SchedulerMessage)(nil),    // 42: taskgrid.v1.SchedulerMessage
-	(*Copy)(nil),                // 43: taskgrid.v1.Copy
-	(*FetchRequest)(nil),        // 44: taskgrid.v1.FetchRequest
+	(CoordKind)(0),              // 1: taskgrid.v1.CoordKind
+	(CoordOp)(0),                // 2: taskgrid.v1.CoordOp
+	(WorkerEvent_Kind)(0),       // 3: taskgrid.v1.WorkerEvent.Kind
+	(*Resource)(nil),            // 4: taskgrid.v1.Resource
+	(*TaskSpec)(nil),            // 5: taskgrid.v1.TaskSpec
+	(*TaskError)(nil),           // 6: taskgrid.v1.TaskError
+	(*TaskResult)(nil),          // 7: taskgrid.v1.TaskResult
+	(*SubmitRequest)(nil),       // 8: taskgrid.v1.SubmitRequest
+	(*SubmitResponse)(nil),      // 9: taskgrid.v1.SubmitResponse
+	(*GatherRequest)(nil),       // 10: taskgrid.v1.GatherRequest
+	(*GatherResponse)(nil),      // 11: taskgrid.v1.GatherResponse
+	(*DataChunk)(nil),           // 12: taskgrid.v1.DataChunk
+	(*ScaleRequest)(nil),        // 13: taskgrid.v1.ScaleRequest
+	(*ScaleResponse)(nil),       // 14: taskgrid.v1.ScaleResponse
+	(*Annotation)(nil),          // 15: taskgrid.v1.Annotation
+	(*AnnotateRequest)(nil),     // 16: taskgrid.v1.AnnotateRequest
+	(*AnnotateResponse)(nil),    // 17: taskgrid.v1.AnnotateResponse
+	(*CancelRequest)(nil),       // 18: taskgrid.v1.CancelRequest
+	(*CancelResponse)(nil),      // 19: taskgrid.v1.CancelResponse
+	(*ReleaseRequest)(nil),      // 20: taskgrid.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),     // 21: taskgrid.v1.ReleaseResponse
+	(*StatusRequest)(nil),       // 22: taskgrid.v1.StatusRequest
+	(*WorkerInfo)(nil),          // 23: taskgrid.v1.WorkerInfo
+	(*KeyStatus)(nil),           // 24: taskgrid.v1.KeyStatus
+	(*StatusResponse)(nil),      // 25: taskgrid.v1.StatusResponse
+	(*ReplicateRequest)(nil),    // 26: taskgrid.v1.ReplicateRequest
+	(*KeyReplication)(nil),      // 27: taskgrid.v1.KeyReplication
+	(*ReplicateResponse)(nil),   // 28: taskgrid.v1.ReplicateResponse
+	(*WatchRequest)(nil),        // 29: taskgrid.v1.WatchRequest
+	(*TaskCounts)(nil),          // 30: taskgrid.v1.TaskCounts
+	(*TaskEvent)(nil),           // 31: taskgrid.v1.TaskEvent
+	(*FunctionCounts)(nil),      // 32: taskgrid.v1.FunctionCounts
+	(*WorkerEvent)(nil),         // 33: taskgrid.v1.WorkerEvent
+	(*WatchUpdate)(nil),         // 34: taskgrid.v1.WatchUpdate
+	(*SetLogLevelRequest)(nil),  // 35: taskgrid.v1.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil), // 36: taskgrid.v1.SetLogLevelResponse
+	(*CoordValue)(nil),          // 37: taskgrid.v1.CoordValue
+	(*CoordRequest)(nil),        // 38: taskgrid.v1.CoordRequest
+	(*CoordResponse)(nil),       // 39: taskgrid.v1.CoordResponse
+	(*Register)(nil),            // 40: taskgrid.v1.Register
+	(*Assignment)(nil),          // 41: taskgrid.v1.Assignment
+	(*WorkerMessage)(nil),       // 42: taskgrid.v1.WorkerMessage
+	(*Secession)(nil),           // 43: taskgrid.v1.Secession
+	(*CopyResult)(nil),          // 44: taskgrid.v1.CopyResult
+	(*MemoryReport)(nil),        // 45: taskgrid.v1.MemoryReport
+	(*Upload)(nil),              // 46: taskgrid.v1.Upload
+	(*SchedulerMessage)(nil),    // 47: taskgrid.v1.SchedulerMessage
+	(*Copy)(nil),                // 48: taskgrid.v1.Copy
+	(*FetchRequest)(nil),        // 49: taskgrid.v1.FetchRequest
 }
 var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
-	2,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
+	4,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
 	0,  // 1: taskgrid.v1.TaskResult.state:type_name -> taskgrid.v1.TaskState
-	4,  // 2: taskgrid.v1.TaskResult.error:type_name -> taskgrid.v1.TaskError
-	3,  // 3: taskgrid.v1.SubmitRequest.tasks:type_name -> taskgrid.v1.TaskSpec
-	5,  // 4: taskgrid.v1.GatherResponse.results:type_name -> taskgrid.v1.TaskResult
-	10, // 5: taskgrid.v1.GatherResponse.chunks:type_name -> taskgrid.v1.DataChunk
-	2,  // 6: taskgrid.v1.Annotation.resources:type_name -> taskgrid.v1.Resource
-	13, // 7: taskgrid.v1.AnnotateRequest.annotation:type_name -> taskgrid.v1.Annotation
-	2,  // 8: taskgrid.v1.WorkerInfo.resources:type_name -> taskgrid.v1.Resource
+	6,  // 2: taskgrid.v1.TaskResult.error:type_name -> taskgrid.v1.TaskError
+	5,  // 3: taskgrid.v1.SubmitRequest.tasks:type_name -> taskgrid.v1.TaskSpec
+	7,  // 4: taskgrid.v1.GatherResponse.results:type_name -> taskgrid.v1.TaskResult
+	12, // 5: taskgrid.v1.GatherResponse.chunks:type_name -> taskgrid.v1.DataChunk
+	4,  // 6: taskgrid.v1.Annotation.resources:type_name -> taskgrid.v1.Resource
+	15, // 7: taskgrid.v1.AnnotateRequest.annotation:type_name -> taskgrid.v1.Annotation
+	4,  // 8: taskgrid.v1.WorkerInfo.resources:type_name -> taskgrid.v1.Resource
 	0,  // 9: taskgrid.v1.KeyStatus.state:type_name -> taskgrid.v1.TaskState
-	21, // 10: taskgrid.v1.StatusResponse.workers:type_name -> taskgrid.v1.WorkerInfo
-	22, // 11: taskgrid.v1.StatusResponse.keys:type_name -> taskgrid.v1.KeyStatus
-	4,  // 12: taskgrid.v1.KeyReplication.error:type_name -> taskgrid.v1.TaskError
-	25, // 13: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
+	23, // 10: taskgrid.v1.StatusResponse.workers:type_name -> taskgrid.v1.WorkerInfo
+	24, // 11: taskgrid.v1.StatusResponse.keys:type_name -> taskgrid.v1.KeyStatus
+	6,  // 12: taskgrid.v1.KeyReplication.error:type_name -> taskgrid.v1.TaskError
+	27, // 13: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
 	0,  // 14: taskgrid.v1.TaskEvent.previous:type_name -> taskgrid.v1.TaskState
 	0,  // 15: taskgrid.v1.TaskEvent.state:type_name -> taskgrid.v1.TaskState
-	28, // 16: taskgrid.v1.FunctionCounts.counts:type_name -> taskgrid.v1.TaskCounts
-	1,  // 17: taskgrid.v1.WorkerEvent.kind:type_name -> taskgrid.v1.WorkerEvent.Kind
-	21, // 18: taskgrid.v1.WorkerEvent.worker:type_name -> taskgrid.v1.WorkerInfo
-	28, // 19: taskgrid.v1.WatchUpdate.totals:type_name -> taskgrid.v1.TaskCounts
-	28, // 20: taskgrid.v1.WatchUpdate.keys_counts:type_name -> taskgrid.v1.TaskCounts
-	29, // 21: taskgrid.v1.WatchUpdate.tasks:type_name -> taskgrid.v1.TaskEvent
-	30, // 22: taskgrid.v1.WatchUpdate.functions:type_name -> taskgrid.v1.FunctionCounts
-	31, // 23: taskgrid.v1.WatchUpdate.workers:type_name -> taskgrid.v1.WorkerEvent
-	2,  // 24: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
-	5,  // 25: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
-	35, // 26: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
-	5,  // 27: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
-	10, // 28: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
-	40, // 29: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
-	39, // 30: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
-	38, // 31: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
-	36, // 32: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
-	41, // 33: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
-	43, // 34: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
-	6,  // 35: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
-	8,  // 36: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
-	11, // 37: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
-	14, // 38: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
-	16, // 39: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
-	18, // 40: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
-	20, // 41: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
-	24, // 42: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
-	27, // 43: taskgrid.v1.Scheduler.Watch:input_type -> taskgrid.v1.WatchRequest
-	33, // 44: taskgrid.v1.Scheduler.SetLogLevel:input_type -> taskgrid.v1.SetLogLevelRequest
-	37, // 45: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
-	44, // 46: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
-	7,  // 47: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
-	9,  // 48: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
-	12, // 49: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
-	15, // 50: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
-	17, // 51: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
-	19, // 52: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
-	23, // 53: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
-	26, // 54: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
-	32, // 55: taskgrid.v1.Scheduler.Watch:output_type -> taskgrid.v1.WatchUpdate
-	34, // 56: taskgrid.v1.Scheduler.SetLogLevel:output_type -> taskgrid.v1.SetLogLevelResponse
-	42, // 57: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
-	10, // 58: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
-	47, // [47:59] is the sub-list for method output_type
-	35, // [35:47] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	30, // 16: taskgrid.v1.FunctionCounts.counts:type_name -> taskgrid.v1.TaskCounts
+	3,  // 17: taskgrid.v1.WorkerEvent.kind:type_name -> taskgrid.v1.WorkerEvent.Kind
+	23, // 18: taskgrid.v1.WorkerEvent.worker:type_name -> taskgrid.v1.WorkerInfo
+	30, // 19: taskgrid.v1.WatchUpdate.totals:type_name -> taskgrid.v1.TaskCounts
+	30, // 20: taskgrid.v1.WatchUpdate.keys_counts:type_name -> taskgrid.v1.TaskCounts
+	31, // 21: taskgrid.v1.WatchUpdate.tasks:type_name -> taskgrid.v1.TaskEvent
+	32, // 22: taskgrid.v1.WatchUpdate.functions:type_name -> taskgrid.v1.FunctionCounts
+	33, // 23: taskgrid.v1.WatchUpdate.workers:type_name -> taskgrid.v1.WorkerEvent
+	1,  // 24: taskgrid.v1.CoordRequest.kind:type_name -> taskgrid.v1.CoordKind
+	2,  // 25: taskgrid.v1.CoordRequest.op:type_name -> taskgrid.v1.CoordOp
+	37, // 26: taskgrid.v1.CoordRequest.value:type_name -> taskgrid.v1.CoordValue
+	37, // 27: taskgrid.v1.CoordResponse.values:type_name -> taskgrid.v1.CoordValue
+	4,  // 28: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
+	7,  // 29: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
+	40, // 30: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
+	7,  // 31: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
+	12, // 32: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
+	45, // 33: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
+	44, // 34: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
+	43, // 35: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
+	41, // 36: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
+	46, // 37: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
+	48, // 38: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
+	8,  // 39: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
+	10, // 40: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
+	13, // 41: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
+	16, // 42: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
+	18, // 43: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
+	20, // 44: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
+	22, // 45: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
+	26, // 46: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
+	29, // 47: taskgrid.v1.Scheduler.Watch:input_type -> taskgrid.v1.WatchRequest
+	35, // 48: taskgrid.v1.Scheduler.SetLogLevel:input_type -> taskgrid.v1.SetLogLevelRequest
+	38, // 49: taskgrid.v1.Scheduler.Coordinate:input_type -> taskgrid.v1.CoordRequest
+	42, // 50: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
+	49, // 51: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
+	9,  // 52: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
+	11, // 53: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
+	14, // 54: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
+	17, // 55: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
+	19, // 56: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
+	21, // 57: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
+	25, // 58: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
+	28, // 59: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
+	34, // 60: taskgrid.v1.Scheduler.Watch:output_type -> taskgrid.v1.WatchUpdate
+	36, // 61: taskgrid.v1.Scheduler.SetLogLevel:output_type -> taskgrid.v1.SetLogLevelResponse
+	39, // 62: taskgrid.v1.Scheduler.Coordinate:output_type -> taskgrid.v1.CoordResponse
+	47, // 63: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
+	12, // 64: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
+	52, // [52:65] is the sub-list for method output_type
+	39, // [39:52] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_taskgrid_v1_taskgrid_proto_init() }
@@ -4190,8 +4719,8 @@ func file_taskgrid_v1_taskgrid_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskgrid_v1_taskgrid_proto_rawDesc), len(file_taskgrid_v1_taskgrid_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   43,
+			NumEnums:      4,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -54,6 +54,7 @@ const (
 	Scheduler_Replicate_FullMethodName   = "/taskgrid.v1.Scheduler/Replicate"
 	Scheduler_Watch_FullMethodName       = "/taskgrid.v1.Scheduler/Watch"
 	Scheduler_SetLogLevel_FullMethodName = "/taskgrid.v1.Scheduler/SetLogLevel"
+	Scheduler_Coordinate_FullMethodName  = "/taskgrid.v1.Scheduler/Coordinate"
 )
 
 // SchedulerClient is the client API for Scheduler service.
@@ -83,6 +84,10 @@ type SchedulerClient interface {
 	// Read or change the scheduler's log level (admin role on a secure
 	// cluster).
 	SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error)
+	// Coordination primitives and published datasets kept by the scheduler
+	// (see CoordRequest); an operation that waits keeps the call open until
+	// it is answered.
+	Coordinate(ctx context.Context, in *CoordRequest, opts ...grpc.CallOption) (*CoordResponse, error)
 }
 
 type schedulerClient struct {
@@ -211,6 +216,16 @@ func (c *schedulerClient) SetLogLevel(ctx context.Context, in *SetLogLevelReques
 	return out, nil
 }
 
+func (c *schedulerClient) Coordinate(ctx context.Context, in *CoordRequest, opts ...grpc.CallOption) (*CoordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CoordResponse)
+	err := c.cc.Invoke(ctx, Scheduler_Coordinate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServer is the server API for Scheduler service.
 // All implementations must embed UnimplementedSchedulerServer
 // for forward compatibility.
@@ -238,6 +253,10 @@ type SchedulerServer interface {
 	// Read or change the scheduler's log level (admin role on a secure
 	// cluster).
 	SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error)
+	// Coordination primitives and published datasets kept by the scheduler
+	// (see CoordRequest); an operation that waits keeps the call open until
+	// it is answered.
+	Coordinate(context.Context, *CoordRequest) (*CoordResponse, error)
 	mustEmbedUnimplementedSchedulerServer()
 }
 
@@ -277,6 +296,9 @@ func (UnimplementedSchedulerServer) Watch(*WatchRequest, grpc.ServerStreamingSer
 }
 func (UnimplementedSchedulerServer) SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetLogLevel not implemented")
+}
+func (UnimplementedSchedulerServer) Coordinate(context.Context, *CoordRequest) (*CoordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Coordinate not implemented")
 }
 func (UnimplementedSchedulerServer) mustEmbedUnimplementedSchedulerServer() {}
 func (UnimplementedSchedulerServer) testEmbeddedByValue()                   {}
@@ -465,6 +487,24 @@ func _Scheduler_SetLogLevel_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Scheduler_Coordinate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CoordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServer).Coordinate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Scheduler_Coordinate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServer).Coordinate(ctx, req.(*CoordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Scheduler_ServiceDesc is the grpc.ServiceDesc for Scheduler service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -503,6 +543,10 @@ var Scheduler_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetLogLevel",
 			Handler:    _Scheduler_SetLogLevel_Handler,
+		},
+		{
+			MethodName: "Coordinate",
+			Handler:    _Scheduler_Coordinate_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

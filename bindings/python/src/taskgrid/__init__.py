@@ -18,6 +18,10 @@
 * :func:`worker_client`, :func:`secede`, :func:`rejoin`, :func:`get_worker`
   — Dask's nested-work API inside a task (a seceded task does not count
   against its worker's threads).
+* :class:`Variable`, :class:`Queue`, :class:`Event`, :class:`Lock`,
+  :class:`Semaphore` — Dask's coordination primitives, kept by the
+  scheduler and shared by every client and task; ``Client.publish_dataset``
+  and ``get_dataset`` — named values and futures for other clients.
 * :func:`progress` — progress bars (tqdm) for futures, as Dask's;
   ``Client.watch`` — the scheduler's stream of task counts, task and
   worker events (:class:`WatchUpdate`); ``Client.set_log_level``.
@@ -42,6 +46,7 @@ from ._progress import Progress, progress
 from ._watch import TaskCounts, TaskEvent, Watch, WatchUpdate, WorkerEvent
 from .client import Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait
 from .cluster import BinaryNotFound, LocalCluster, find_binary
+from .coordination import Event, Lock, Queue, Semaphore, Variable
 from .errors import (
     CancelledError,
     DataCorrupt,
@@ -71,24 +76,29 @@ __all__ = [
     "ClusterStatus",
     "DataCorrupt",
     "DataLost",
+    "Event",
     "FetchFailed",
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
     "NestingTooDeep",
     "NoWorkerError",
     "NotInTaskError",
     "Progress",
+    "Queue",
     "RemoteTraceback",
     "ReplicateError",
     "ResultTooLarge",
     "SchedulerError",
     "Security",
+    "Semaphore",
     "TaskCounts",
     "TaskError",
     "TaskEvent",
     "TaskgridError",
     "UnknownKeyError",
+    "Variable",
     "Watch",
     "WatchUpdate",
     "WorkerEvent",

@@ -76,6 +76,7 @@ from ._rpc import MAX_SEND, normalize_address, pb, pb_grpc
 from ._status import ClusterStatus, WorkerInfo, state_name, worker_info
 from ._waiting import DoneAndNotDone, as_completed, collect, pack, wait
 from ._watch import WatchMixin
+from .coordination import DatasetsMixin
 from .errors import (
     CancelledError,
     NotInTaskError,
@@ -124,7 +125,7 @@ SCATTER_MAX_BYTES = MAX_SEND - 64 * 1024
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
-class Client(ClientIO, WatchMixin):
+class Client(ClientIO, WatchMixin, DatasetsMixin):
     """Connect to a taskgrid scheduler and run tasks on its workers.
 
     ``Client()`` starts a temporary :class:`~taskgrid.LocalCluster` (extra
