@@ -21,6 +21,7 @@
 #define TG_METHOD_WATCH "/taskgrid.v1.Scheduler/Watch"
 #define TG_METHOD_SET_LOG_LEVEL "/taskgrid.v1.Scheduler/SetLogLevel"
 #define TG_METHOD_COORDINATE "/taskgrid.v1.Scheduler/Coordinate"
+#define TG_METHOD_RETIRE "/taskgrid.v1.Scheduler/Retire"
 #define TG_METHOD_CONNECT "/taskgrid.v1.WorkerLink/Connect"
 #define TG_METHOD_FETCH "/taskgrid.v1.DataService/Fetch"
 #define TG_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"

@@ -10,9 +10,9 @@
  *     Replicate, Watch, Coordinate (a task shares primitives with other
  *     tasks and clients through its worker's credentials, so workers get
  *     it too).
- *   - admin: everything a client may do, plus Scale. Not WorkerLink: only
- *     worker certificates join as workers, so no other identity can
- *     receive tasks (and their inputs) or forge results.
+ *   - admin: everything a client may do, plus Scale and Retire. Not
+ *     WorkerLink: only worker certificates join as workers, so no other
+ *     identity can receive tasks (and their inputs) or forge results.
  *   - scheduler: the scheduler's own server certificate; as a client it
  *     gets only Health (it has no business calling a scheduler).
  *   - Health: any peer the TLS handshake admitted (signed by the cluster
@@ -48,6 +48,7 @@ static const struct {
     {TG_METHOD_COORDINATE, CLIENTS},
     {TG_METHOD_SET_LOG_LEVEL, TGS_ROLE_ADMIN},
     {TG_METHOD_SCALE, TGS_ROLE_ADMIN},
+    {TG_METHOD_RETIRE, TGS_ROLE_ADMIN},
     {TG_METHOD_CONNECT, TGS_ROLE_WORKER},
     {TG_METHOD_HEALTH_CHECK, TGS_ROLE_ANY},
     {TG_METHOD_HEALTH_WATCH, TGS_ROLE_ANY},

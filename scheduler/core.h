@@ -493,6 +493,34 @@ int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
 int tgs_core_hold(tgs_core *c, const tgs_str *keys, size_t n, uint32_t *count);
 
 /**
+ * As tgs_core_release, but a key not final yet keeps the hold until it
+ * is (MEMORY, ERRED or CANCELLED), then drops it and is forgotten if
+ * nothing else needs it: the task runs to its end whatever happens to
+ * the caller (fire-and-forget). A final key is released at once. Keys
+ * unknown, or with no hold left that is not deferred already, are
+ * skipped. *count (may be NULL) = tasks forgotten by this call.
+ */
+int tgs_core_release_when_done(tgs_core *c, const tgs_str *keys, size_t n,
+                               uint32_t *count);
+
+/**
+ * Retire worker `wid` (Retire): it is drained (no new work; what runs
+ * there finishes). With `keep_results`, each result it alone holds is
+ * copied to another worker that can fetch (not draining, not paused;
+ * TGS_ACT_COPY, as tgs_core_replicate), the worker lets go of every
+ * result held elsewhere too (TGS_ACT_FREE to it), and TGS_ACT_CLOSE_WORKER
+ * follows once it holds nothing: nothing is lost. A result no other
+ * worker can take keeps it open until one joins or the result is
+ * released. Without `keep_results` (restart), it closes as soon as
+ * nothing runs there, and the results only it held are lost as when a
+ * worker is lost (recomputed if needed). Unknown `wid`: TGS_ENOTFOUND.
+ * Unlike TGS_ACT_RETIRE, the caller's launcher is not told: the caller
+ * decides whether the process still counts toward the target.
+ */
+int tgs_core_worker_retire(tgs_core *c, uint64_t wid, bool keep_results,
+                           int64_t now_ms);
+
+/**
  * Change priority of tasks not yet processing (WAITING or READY; READY
  * ones move in their queue) (Annotate); *count = tasks changed.
  */

@@ -293,6 +293,13 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len);
 void *srv_status_tree(sched *s, const taskgrid_v1_StatusRequest *m,
                       taskgrid_v1_KeyStatus *ks);
 void srv_do_health(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+/* retire.c: Retire; Release with when_done (the keys of the request);
+ * the holders of Status's keys (memory to free after the reply, NULL
+ * when out of memory). */
+void srv_do_retire(sched *s, tg__scall *c, const uint8_t *req, size_t len);
+int srv_release_when_done(sched *s, char **keys, pb_size_t n, uint32_t *count);
+void *srv_status_holders(sched *s, const taskgrid_v1_StatusRequest *m,
+                         taskgrid_v1_KeyStatus *ks);
 
 /* ---- coord.c, coord_wait.c: Coordinate (coord.h) ---- */
 

@@ -41,6 +41,7 @@ enum method {
     M_RELEASE,
     M_STATUS,
     M_REPLICATE,
+    M_RETIRE,
     M_CONNECT,
     M_HEALTH,
     M_REFLECTION,
@@ -60,6 +61,7 @@ static const tg__method methods[M_COUNT] = {
     [M_RELEASE] = {TG_METHOD_RELEASE, TG__UNARY},
     [M_STATUS] = {TG_METHOD_STATUS, TG__UNARY},
     [M_REPLICATE] = {TG_METHOD_REPLICATE, TG__UNARY},
+    [M_RETIRE] = {TG_METHOD_RETIRE, TG__UNARY},
     [M_CONNECT] = {TG_METHOD_CONNECT, TG__BIDI},
     [M_HEALTH] = {TG_METHOD_HEALTH_CHECK, TG__UNARY},
     [M_REFLECTION] = {TG_METHOD_REFLECTION, TG__BIDI},
@@ -258,6 +260,9 @@ static void cb_call(void *ud, tg__scall *c, size_t method, const uint8_t *req,
         break;
     case M_COORDINATE:
         srv_do_coordinate(s, c, req, len);
+        break;
+    case M_RETIRE:
+        srv_do_retire(s, c, req, len);
         break;
     case M_REFLECTION:
     case M_REFLECTION_V1ALPHA:

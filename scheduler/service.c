@@ -349,6 +349,16 @@ void srv_do_release(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 
     if (!srv_decode(c, taskgrid_v1_ReleaseRequest_fields, &m, req, len))
         return;
+    if (m.when_done) { /* fire-and-forget (retire.c) */
+        int rc = srv_release_when_done(s, m.keys, m.keys_count, &r.released);
+        tg__wire_release(taskgrid_v1_ReleaseRequest_fields, &m);
+        if (rc != TG_OK)
+            tg__scall_finish(c, rc, "scheduler out of memory");
+        else
+            srv_reply(c, taskgrid_v1_ReleaseResponse_fields, &r);
+        srv_run_actions(s);
+        return;
+    }
     keys = keys_of(m.keys, m.keys_count);
     if (keys == NULL) {
         /* Say so rather than answer "none released" unlooked-at. */
@@ -374,7 +384,7 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_Resource *rs;
     size_t nrs = 0, ri = 0;
     char(*why)[256];
-    void *tree = NULL;
+    void *tree = NULL, *holders = NULL;
 
     if (!srv_decode(c, taskgrid_v1_StatusRequest_fields, &m, req, len))
         return;
@@ -443,7 +453,8 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     r.keys_count = m.keys_count;
     r.keys = ks;
     tree = srv_status_tree(s, &m, ks);
-    if (tree == NULL) {
+    holders = srv_status_holders(s, &m, ks);
+    if (tree == NULL || holders == NULL) {
         tg__scall_finish(c, TG_ENOMEM, "scheduler out of memory");
         goto cleanup;
     }
@@ -451,6 +462,7 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 
 cleanup:
     free(tree);
+    free(holders);
     free(rs);
     free(wi);
     free(ks);

@@ -175,10 +175,12 @@ int tgs_core_task_finished(tgs_core *c, uint64_t wid, tgs_str key,
                     memcpy(r->data, o->data, o->data_len);
             }
             record_duration(w, t, now_ms);
-            tgs__proc_remove(c, t);
-            t->killed = 0;
+            /* Held first: a draining worker must not be closed (by
+             * tgs__proc_remove) before it counts as holding the result. */
             if (o->held)
                 tgs__held_commit(c, t, w, r);
+            tgs__proc_remove(c, t);
+            t->killed = 0;
             ran_on(t, w, o);
             finish_ok(c, t, r);
         }

@@ -135,11 +135,12 @@ int tgs__held_prepare(tgs_core *c, tgs_task *t, tgs_worker *w,
 void tgs__held_commit(tgs_core *c, tgs_task *t, tgs_worker *w, tgs_result *r)
 {
     tgs_held *hd = (tgs_held *)(void *)r->data;
-    (void)c;
     t->held = true;
     hd->holders[0] = (tgs_holder){w, w->nstore};
     hd->nholders = 1;
     w->store[w->nstore++] = (tgs_stored){t, 0};
+    if (w->evacuate)
+        c->evac_dirty = true; /* to be moved too (retire.c) */
 }
 
 /*
@@ -245,6 +246,21 @@ void tgs__store_lost(tgs_core *c, tgs_worker *w)
         tgs_task *h = w->store[i].t;
         if (!(h->flags & TF_FORGOTTEN)) /* else no one needs it any more */
             tgs__result_lost(c, h, w, false);
+    }
+}
+
+void tgs__holder_drop(tgs_core *c, tgs_task *h, tgs_worker *w)
+{
+    tgs_held *hd = held_of(h);
+    for (uint32_t s = 0; s < hd->nholders; s++) {
+        if (hd->holders[s].w != w)
+            continue;
+        uint32_t pos = hd->holders[s].pos;
+        tgs__action_push(c, TGS_ACT_FREE, w->id, 0, h); /* best effort */
+        holder_remove(h, s);
+        store_remove(w, pos);
+        tgs__maybe_close(c, w);
+        return;
     }
 }
 

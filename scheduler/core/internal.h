@@ -345,6 +345,11 @@ typedef struct tgs_worker {
     bool managed;   /* started by the caller's launcher (scale.c) */
     bool dirty;     /* in core->dirty */
     bool can_fetch; /* has a data service (tgs_worker_spec.can_fetch) */
+    /* Retired (retire.c): with `evacuate`, its held results move to other
+     * workers before it closes; with `abandon`, it closes once nothing
+     * runs there, whatever it holds. */
+    bool evacuate;
+    bool abandon;
     /* Scratch of the locality choice (schedule.c): bytes of the task's
      * held inputs it holds, and whether it is listed. */
     bool local_listed;
@@ -424,7 +429,10 @@ struct tgs_task {
      * tgs_held (see held_of()). A byte of its own, in what was padding, so
      * that tasks without held results test it in one instruction. */
     bool held;
-    uint8_t nlost;    /* times its result was lost and recomputed */
+    uint8_t nlost; /* times its result was lost and recomputed */
+    /* Client holds dropped once it is final (retire.c,
+     * tgs_core_release_when_done); at most `holds`. */
+    uint8_t deferred;
     uint32_t lineage; /* lineage links naming it (see lineage.c) */
     tgs_task *deps[]; /* NULL once final, unless held (lineage links) */
 };
@@ -523,6 +531,10 @@ struct tgs_core {
      * next tick, as the estimates change with time (steal.c). */
     bool relook;
     tgs_scale scale;
+    /* Workers retired with `evacuate` (retire.c), and whether an event
+     * may have changed what they can move (tgs__schedule looks then). */
+    uint32_t nevacuating;
+    bool evac_dirty;
 };
 
 static const tgs_str EMPTY = {"", 0};
@@ -628,6 +640,10 @@ void tgs__drain(tgs_core *c, tgs_worker *w);
 void tgs__copies_drop(tgs_task *t);
 /* `w` is freed: the copies to it end. */
 void tgs__copies_worker_gone(tgs_worker *w);
+/* Start one more copy of held `h` to the best eligible worker (as
+ * tgs_core_replicate): TGS_OK, TGS_ENOTFOUND when none is eligible, or
+ * TGS_ENOMEM. */
+int tgs__copy_elsewhere(tgs_core *c, tgs_task *h);
 
 /* failure.c */
 void tgs__become_final(tgs_core *c, tgs_task *t, tgs_state s);
@@ -655,6 +671,9 @@ void tgs__held_forget(tgs_core *c, tgs_task *h);
 void tgs__held_free(tgs_task *t);
 void tgs__store_lost(tgs_core *c, tgs_worker *w);
 void tgs__held_lost(tgs_core *c, tgs_task *h, tgs_error *e);
+/* `w` stops holding `h`, which has another holder: it is told to drop
+ * it (TGS_ACT_FREE), and may close if it drains. */
+void tgs__holder_drop(tgs_core *c, tgs_task *h, tgs_worker *w);
 
 /* nest.c */
 /* A parent key a spec may carry (length, pointer). */
@@ -690,6 +709,13 @@ void tgs__unplaceable_text(const tgs_core *c, const tgs_class *k, char *buf,
 
 /* scale.c */
 void tgs__scale_tick(tgs_core *c);
+
+/* retire.c */
+/* `t` became final: its deferred holds are dropped (the caller's event
+ * forgets it if nothing else needs it, as for any task turning final). */
+void tgs__deferred_drop(tgs_task *t);
+/* Move what retired workers hold (see tgs_core_worker_retire). */
+void tgs__evacuate(tgs_core *c);
 
 /* ---- small helpers ---- */
 
@@ -748,6 +774,8 @@ static inline void set_state(tgs_core *c, tgs_task *t, tgs_state s)
 {
     count_state(c, t, (tgs_state)t->state, s);
     t->state = (uint8_t)s;
+    if (__builtin_expect(t->deferred != 0, 0) && is_final((uint8_t)s))
+        tgs__deferred_drop(t);
 }
 
 /* A resource amount a request or a capacity may have. */

@@ -146,6 +146,12 @@ static int start_copy(tgs_core *c, tgs_task *h, tgs_worker *w)
     return TGS_OK;
 }
 
+int tgs__copy_elsewhere(tgs_core *c, tgs_task *h)
+{
+    tgs_worker *w = best_target(c, h, NULL, 0);
+    return w == NULL ? TGS_ENOTFOUND : start_copy(c, h, w);
+}
+
 int tgs_core_replicate(tgs_core *c, tgs_str key, uint32_t n,
                        const tgs_str *names, size_t nnames, uint64_t *wids,
                        size_t cap, uint32_t *started)
@@ -214,6 +220,8 @@ int tgs_core_copy_done(tgs_core *c, uint64_t wid, tgs_str key, bool ok,
         rc = TGS_OK;
         if (ok && slot_of(held_of(h)->holders, held_of(h)->nholders, w) == NONE)
             rc = add_holder(h, w);
+        /* A retired holder may now let go of it (or try another copy). */
+        c->evac_dirty = c->nevacuating > 0;
     }
     tgs__schedule(c);
     return rc;

@@ -2,9 +2,10 @@
  *
  * requests.c: what clients ask of tasks: watch one (be told when it is
  * final), cancel (with every dependent), release (forget results no one
- * needs) and hold (keep a result for a client that did not submit it), and
- * annotate tasks not yet running (priority, resources, retries). Depends on
- * internal.h, errors.c, failure.c, classes.c, ready.c and schedule.c.
+ * needs, now or once final: fire-and-forget), hold (keep a result for a
+ * client that did not submit it), and annotate tasks not yet running
+ * (priority, resources, retries). Depends on internal.h, errors.c,
+ * failure.c, classes.c, ready.c and schedule.c.
  */
 #include "scheduler/core/internal.h"
 
@@ -81,11 +82,16 @@ int tgs_core_cancel(tgs_core *c, const tgs_str *keys, size_t n, int64_t now_ms,
     return rc;
 }
 
-/* Release (`add` false: one client hold less, forgetting what nobody
- * needs; *count = tasks forgotten) or hold (one more; *count = keys
- * held) each known key. */
-static int change_holds(tgs_core *c, const tgs_str *keys, size_t n, bool add,
-                        uint32_t *count)
+typedef enum hold_change {
+    HOLD_ADD,          /* one more (*count = keys held) */
+    HOLD_RELEASE,      /* one less, forgetting what nobody needs */
+    HOLD_RELEASE_DONE, /* one less once final (fire-and-forget) */
+} hold_change;
+
+/* Change one client hold of each known key (see hold_change); a release
+ * drops only holds not deferred already (*count = tasks forgotten). */
+static int change_holds(tgs_core *c, const tgs_str *keys, size_t n,
+                        hold_change how, uint32_t *count)
 {
     uint32_t held = 0;
 
@@ -98,29 +104,41 @@ static int change_holds(tgs_core *c, const tgs_str *keys, size_t n, bool add,
         tgs_task *t = find_key(c, keys[i]);
         if (t == NULL)
             continue;
-        if (add) {
+        if (how == HOLD_ADD) {
             t->holds++;
             held++;
             continue;
         }
-        if (t->holds > 0)
+        if (t->holds <= t->deferred)
+            ; /* no hold left that is not deferred already */
+        else if (how == HOLD_RELEASE || is_final(t->state))
             t->holds--;
+        else if (t->deferred < UINT8_MAX)
+            t->deferred++; /* dropped once final (set_state) */
+        /* (With 255 deferred holds already, the hold stays: the result is
+         * kept until a plain release, never lost.) */
         tgs__maybe_forget(c, t);
     }
     if (count != NULL)
-        *count = add ? held : c->forgotten;
+        *count = how == HOLD_ADD ? held : c->forgotten;
     return TGS_OK;
 }
 
 int tgs_core_release(tgs_core *c, const tgs_str *keys, size_t n,
                      uint32_t *count)
 {
-    return change_holds(c, keys, n, false, count);
+    return change_holds(c, keys, n, HOLD_RELEASE, count);
 }
 
 int tgs_core_hold(tgs_core *c, const tgs_str *keys, size_t n, uint32_t *count)
 {
-    return change_holds(c, keys, n, true, count);
+    return change_holds(c, keys, n, HOLD_ADD, count);
+}
+
+int tgs_core_release_when_done(tgs_core *c, const tgs_str *keys, size_t n,
+                               uint32_t *count)
+{
+    return change_holds(c, keys, n, HOLD_RELEASE_DONE, count);
 }
 
 static bool not_started(const tgs_task *t)

@@ -258,6 +258,8 @@ static __attribute__((noinline)) int assign_local(tgs_core *c, tgs_worker *w,
 void tgs__schedule(tgs_core *c)
 {
     size_t n = 0;
+    if (__builtin_expect(c->evac_dirty, 0))
+        tgs__evacuate(c);
     if (c->counts[TGS_READY] > 0 || c->queued > 0) {
         if (c->ready_added) {
             for (size_t i = 0; i < c->nworkers; i++)

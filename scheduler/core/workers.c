@@ -26,7 +26,8 @@ void tgs__worker_free(tgs_worker *w)
  * result: closing it would lose them (there is no other copy). */
 void tgs__maybe_close(tgs_core *c, tgs_worker *w)
 {
-    if (w->draining && w->nprocs == 0 && w->nstore == 0 && !w->close_sent &&
+    if (w->draining && w->nprocs == 0 && (w->nstore == 0 || w->abandon) &&
+        !w->close_sent &&
         tgs__action_push(c, TGS_ACT_CLOSE_WORKER, w->id, 0, NULL) == TGS_OK)
         w->close_sent = true;
 }
@@ -200,6 +201,7 @@ int tgs_core_worker_add(tgs_core *c, uint64_t wid, const tgs_worker_spec *ws,
             return TGS_EINVAL;
     tgs__event_begin(c, now_ms);
     int rc = add_worker(c, wid, ws);
+    c->evac_dirty = c->nevacuating > 0; /* somewhere to move results to */
     tgs__schedule(c); /* the new worker, and retries that became due */
     return rc;
 }
@@ -209,6 +211,8 @@ static void unlink_worker(tgs_core *c, tgs_worker *w)
 {
     if (!w->draining)
         tgs__worker_link(c, w, -1);
+    if (w->evacuate)
+        c->nevacuating--;
     tgs_map_remove(&c->wmap, w->hash, w);
     memmove(&c->workers[w->index], &c->workers[w->index + 1],
             (c->nworkers - w->index - 1) * sizeof *c->workers);

@@ -322,7 +322,7 @@ func (x WorkerEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerEvent_Kind.Descriptor instead.
 func (WorkerEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29, 0}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31, 0}
 }
 
 // Resource is one entry of a resource map: a task requests `amount` of
@@ -1539,7 +1539,14 @@ type ReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The caller no longer needs these results. A finished task whose result
 	// no client holds and no pending dependent needs is forgotten.
-	Keys          []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// If true (fire-and-forget, as Dask's fire_and_forget): a key not final
+	// yet keeps the caller's hold until it is (MEMORY, ERRED or CANCELLED),
+	// and only then is the hold dropped, so the task runs to its end even if
+	// the client goes away meanwhile; a final key is released at once.
+	// Naming a key twice this way drops one hold once, as a plain release
+	// does. False (the default): released now.
+	WhenDone      bool `protobuf:"varint,2,opt,name=when_done,json=whenDone,proto3" json:"when_done,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1579,6 +1586,13 @@ func (x *ReleaseRequest) GetKeys() []string {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *ReleaseRequest) GetWhenDone() bool {
+	if x != nil {
+		return x.WhenDone
+	}
+	return false
 }
 
 type ReleaseResponse struct {
@@ -1852,7 +1866,15 @@ type KeyStatus struct {
 	Worker string `protobuf:"bytes,7,opt,name=worker,proto3" json:"worker,omitempty"`
 	// With `worker`: as TaskResult.run_us, how long that run took on the
 	// worker, in microseconds. 0 otherwise.
-	RunUs         uint64 `protobuf:"varint,8,opt,name=run_us,json=runUs,proto3" json:"run_us,omitempty"`
+	RunUs uint64 `protobuf:"varint,8,opt,name=run_us,json=runUs,proto3" json:"run_us,omitempty"`
+	// MEMORY with its bytes held on workers: the names (WorkerInfo.name) of
+	// the workers holding the result, in no particular order. Empty for a
+	// result inline, which lives in the scheduler (`inline_result`), and
+	// for any other state.
+	Holders []string `protobuf:"bytes,9,rep,name=holders,proto3" json:"holders,omitempty"`
+	// MEMORY and the result travels inline: its bytes live in the
+	// scheduler, not on a worker.
+	InlineResult  bool `protobuf:"varint,10,opt,name=inline_result,json=inlineResult,proto3" json:"inline_result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1941,6 +1963,20 @@ func (x *KeyStatus) GetRunUs() uint64 {
 		return x.RunUs
 	}
 	return 0
+}
+
+func (x *KeyStatus) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *KeyStatus) GetInlineResult() bool {
+	if x != nil {
+		return x.InlineResult
+	}
+	return false
 }
 
 type StatusResponse struct {
@@ -2276,6 +2312,119 @@ func (x *ReplicateResponse) GetKeys() []*KeyReplication {
 	return nil
 }
 
+// RetireRequest retires workers (as Dask's retire_workers, and restart):
+// each is drained (no new work; what runs there finishes) and then told
+// to stop. Admin role on a cluster with TLS.
+type RetireRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names (WorkerInfo.name) of the workers to retire. A name no connected
+	// worker has fails the whole call with NOT_FOUND naming it, and nothing
+	// is retired. Empty: every connected worker.
+	Workers []string `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	// False (retire): the results a retired worker alone holds are first
+	// copied to another worker that can take them (as Replicate), and the
+	// retired worker stops only once it holds none, so nothing is lost (one
+	// that nothing can take keeps it running until a worker joins that can,
+	// or the result is released). Workers the scheduler's launcher started
+	// are not replaced: its target is lowered by as many.
+	// True (restart): a worker stops once nothing runs there, whatever it
+	// holds (results held only there are lost, and computed again if still
+	// needed), and the launcher starts a new worker for each one it had
+	// started.
+	Restart       bool `protobuf:"varint,2,opt,name=restart,proto3" json:"restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireRequest) Reset() {
+	*x = RetireRequest{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireRequest) ProtoMessage() {}
+
+func (x *RetireRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireRequest.ProtoReflect.Descriptor instead.
+func (*RetireRequest) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RetireRequest) GetWorkers() []string {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *RetireRequest) GetRestart() bool {
+	if x != nil {
+		return x.Restart
+	}
+	return false
+}
+
+type RetireResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The names of the workers retired by this call, in request order.
+	Workers       []string `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireResponse) Reset() {
+	*x = RetireResponse{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireResponse) ProtoMessage() {}
+
+func (x *RetireResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireResponse.ProtoReflect.Descriptor instead.
+func (*RetireResponse) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RetireResponse) GetWorkers() []string {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
 // WatchRequest opens Scheduler.Watch. Events are batched: the scheduler
 // sends at most one WatchUpdate per `interval_ms` (and one at once, when
 // the stream opens, with the current state of what was asked for), so a
@@ -2326,7 +2475,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2487,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2500,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchRequest) GetKeys() []string {
@@ -2421,7 +2570,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2582,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2595,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -2529,7 +2678,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2541,7 +2690,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2554,7 +2703,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskEvent) GetKey() string {
@@ -2638,7 +2787,7 @@ type FunctionCounts struct {
 
 func (x *FunctionCounts) Reset() {
 	*x = FunctionCounts{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2799,7 @@ func (x *FunctionCounts) String() string {
 func (*FunctionCounts) ProtoMessage() {}
 
 func (x *FunctionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2812,7 @@ func (x *FunctionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionCounts.ProtoReflect.Descriptor instead.
 func (*FunctionCounts) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FunctionCounts) GetFunction() string {
@@ -2695,7 +2844,7 @@ type WorkerEvent struct {
 
 func (x *WorkerEvent) Reset() {
 	*x = WorkerEvent{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +2856,7 @@ func (x *WorkerEvent) String() string {
 func (*WorkerEvent) ProtoMessage() {}
 
 func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +2869,7 @@ func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerEvent.ProtoReflect.Descriptor instead.
 func (*WorkerEvent) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WorkerEvent) GetKind() WorkerEvent_Kind {
@@ -2777,7 +2926,7 @@ type WatchUpdate struct {
 
 func (x *WatchUpdate) Reset() {
 	*x = WatchUpdate{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2938,7 @@ func (x *WatchUpdate) String() string {
 func (*WatchUpdate) ProtoMessage() {}
 
 func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2951,7 @@ func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchUpdate.ProtoReflect.Descriptor instead.
 func (*WatchUpdate) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WatchUpdate) GetTimeUs() int64 {
@@ -2880,7 +3029,7 @@ type SetLogLevelRequest struct {
 
 func (x *SetLogLevelRequest) Reset() {
 	*x = SetLogLevelRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +3041,7 @@ func (x *SetLogLevelRequest) String() string {
 func (*SetLogLevelRequest) ProtoMessage() {}
 
 func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3054,7 @@ func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLogLevelRequest.ProtoReflect.Descriptor instead.
 func (*SetLogLevelRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetLogLevelRequest) GetLevel() string {
@@ -2926,7 +3075,7 @@ type SetLogLevelResponse struct {
 
 func (x *SetLogLevelResponse) Reset() {
 	*x = SetLogLevelResponse{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2938,7 +3087,7 @@ func (x *SetLogLevelResponse) String() string {
 func (*SetLogLevelResponse) ProtoMessage() {}
 
 func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2951,7 +3100,7 @@ func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLogLevelResponse.ProtoReflect.Descriptor instead.
 func (*SetLogLevelResponse) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetLogLevelResponse) GetPrevious() string {
@@ -2993,7 +3142,7 @@ type CoordValue struct {
 
 func (x *CoordValue) Reset() {
 	*x = CoordValue{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3154,7 @@ func (x *CoordValue) String() string {
 func (*CoordValue) ProtoMessage() {}
 
 func (x *CoordValue) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3167,7 @@ func (x *CoordValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordValue.ProtoReflect.Descriptor instead.
 func (*CoordValue) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CoordValue) GetData() []byte {
@@ -3095,7 +3244,7 @@ type CoordRequest struct {
 
 func (x *CoordRequest) Reset() {
 	*x = CoordRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3256,7 @@ func (x *CoordRequest) String() string {
 func (*CoordRequest) ProtoMessage() {}
 
 func (x *CoordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3269,7 @@ func (x *CoordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordRequest.ProtoReflect.Descriptor instead.
 func (*CoordRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CoordRequest) GetKind() CoordKind {
@@ -3227,7 +3376,7 @@ type CoordResponse struct {
 
 func (x *CoordResponse) Reset() {
 	*x = CoordResponse{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3388,7 @@ func (x *CoordResponse) String() string {
 func (*CoordResponse) ProtoMessage() {}
 
 func (x *CoordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3401,7 @@ func (x *CoordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordResponse.ProtoReflect.Descriptor instead.
 func (*CoordResponse) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{35}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CoordResponse) GetOk() bool {
@@ -3323,7 +3472,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3484,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3497,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{36}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Register) GetName() string {
@@ -3432,7 +3581,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3593,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3606,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{37}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Assignment) GetKey() string {
@@ -3545,7 +3694,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3706,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3719,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{38}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WorkerMessage) GetRegistration() *Register {
@@ -3668,7 +3817,7 @@ type Secession struct {
 
 func (x *Secession) Reset() {
 	*x = Secession{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3680,7 +3829,7 @@ func (x *Secession) String() string {
 func (*Secession) ProtoMessage() {}
 
 func (x *Secession) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3693,7 +3842,7 @@ func (x *Secession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secession.ProtoReflect.Descriptor instead.
 func (*Secession) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{39}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Secession) GetKey() string {
@@ -3728,7 +3877,7 @@ type CopyResult struct {
 
 func (x *CopyResult) Reset() {
 	*x = CopyResult{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3740,7 +3889,7 @@ func (x *CopyResult) String() string {
 func (*CopyResult) ProtoMessage() {}
 
 func (x *CopyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3753,7 +3902,7 @@ func (x *CopyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResult.ProtoReflect.Descriptor instead.
 func (*CopyResult) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{40}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CopyResult) GetKey() string {
@@ -3804,7 +3953,7 @@ type MemoryReport struct {
 
 func (x *MemoryReport) Reset() {
 	*x = MemoryReport{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +3965,7 @@ func (x *MemoryReport) String() string {
 func (*MemoryReport) ProtoMessage() {}
 
 func (x *MemoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +3978,7 @@ func (x *MemoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryReport.ProtoReflect.Descriptor instead.
 func (*MemoryReport) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{41}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MemoryReport) GetMemory() uint64 {
@@ -3898,7 +4047,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3910,7 +4059,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3923,7 +4072,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{42}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Upload) GetId() uint64 {
@@ -3992,7 +4141,7 @@ type SchedulerMessage struct {
 
 func (x *SchedulerMessage) Reset() {
 	*x = SchedulerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4004,7 +4153,7 @@ func (x *SchedulerMessage) String() string {
 func (*SchedulerMessage) ProtoMessage() {}
 
 func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4017,7 +4166,7 @@ func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerMessage.ProtoReflect.Descriptor instead.
 func (*SchedulerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{43}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SchedulerMessage) GetAssign() []*Assignment {
@@ -4106,7 +4255,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4118,7 +4267,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4131,7 +4280,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{44}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Copy) GetKey() string {
@@ -4172,7 +4321,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4184,7 +4333,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4197,7 +4346,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{45}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -4299,9 +4448,10 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\rCancelRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\".\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
-	"\tcancelled\x18\x01 \x01(\rR\tcancelled\"$\n" +
+	"\tcancelled\x18\x01 \x01(\rR\tcancelled\"A\n" +
 	"\x0eReleaseRequest\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\tR\x04keys\"-\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x1b\n" +
+	"\twhen_done\x18\x02 \x01(\bR\bwhenDone\"-\n" +
 	"\x0fReleaseResponse\x12\x1a\n" +
 	"\breleased\x18\x01 \x01(\rR\breleased\"?\n" +
 	"\rStatusRequest\x12\x12\n" +
@@ -4323,7 +4473,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x06paused\x18\n" +
 	" \x01(\bR\x06paused\x12\x10\n" +
 	"\x03rss\x18\v \x01(\x04R\x03rss\x12\x18\n" +
-	"\aseceded\x18\f \x01(\rR\aseceded\"\xe0\x01\n" +
+	"\aseceded\x18\f \x01(\rR\aseceded\"\x9f\x02\n" +
 	"\tKeyStatus\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.taskgrid.v1.TaskStateR\x05state\x12\x16\n" +
@@ -4332,7 +4482,10 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\bchildren\x18\x05 \x03(\tR\bchildren\x12\x18\n" +
 	"\aseceded\x18\x06 \x01(\bR\aseceded\x12\x16\n" +
 	"\x06worker\x18\a \x01(\tR\x06worker\x12\x15\n" +
-	"\x06run_us\x18\b \x01(\x04R\x05runUs\"\xc7\x02\n" +
+	"\x06run_us\x18\b \x01(\x04R\x05runUs\x12\x18\n" +
+	"\aholders\x18\t \x03(\tR\aholders\x12#\n" +
+	"\rinline_result\x18\n" +
+	" \x01(\bR\finlineResult\"\xc7\x02\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\aworkers\x18\x01 \x03(\v2\x17.taskgrid.v1.WorkerInfoR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -4360,7 +4513,12 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\rinline_result\x18\x04 \x01(\bR\finlineResult\x12,\n" +
 	"\x05error\x18\x05 \x01(\v2\x16.taskgrid.v1.TaskErrorR\x05error\"D\n" +
 	"\x11ReplicateResponse\x12/\n" +
-	"\x04keys\x18\x01 \x03(\v2\x1b.taskgrid.v1.KeyReplicationR\x04keys\"\xde\x01\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1b.taskgrid.v1.KeyReplicationR\x04keys\"C\n" +
+	"\rRetireRequest\x12\x18\n" +
+	"\aworkers\x18\x01 \x03(\tR\aworkers\x12\x18\n" +
+	"\arestart\x18\x02 \x01(\bR\arestart\"*\n" +
+	"\x0eRetireResponse\x12\x18\n" +
+	"\aworkers\x18\x01 \x03(\tR\aworkers\"\xde\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x12!\n" +
 	"\fkey_prefixes\x18\x02 \x03(\tR\vkeyPrefixes\x12\x1f\n" +
@@ -4550,7 +4708,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x10COORD_OP_RELEASE\x10\t\x12\x14\n" +
 	"\x10COORD_OP_REFRESH\x10\n" +
 	"\x12\x11\n" +
-	"\rCOORD_OP_LIST\x10\v2\x8b\x06\n" +
+	"\rCOORD_OP_LIST\x10\v2\xce\x06\n" +
 	"\tScheduler\x12A\n" +
 	"\x06Submit\x12\x1a.taskgrid.v1.SubmitRequest\x1a\x1b.taskgrid.v1.SubmitResponse\x12C\n" +
 	"\x06Gather\x12\x1a.taskgrid.v1.GatherRequest\x1a\x1b.taskgrid.v1.GatherResponse0\x01\x12>\n" +
@@ -4563,7 +4721,8 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x05Watch\x12\x19.taskgrid.v1.WatchRequest\x1a\x18.taskgrid.v1.WatchUpdate0\x01\x12P\n" +
 	"\vSetLogLevel\x12\x1f.taskgrid.v1.SetLogLevelRequest\x1a .taskgrid.v1.SetLogLevelResponse\x12C\n" +
 	"\n" +
-	"Coordinate\x12\x19.taskgrid.v1.CoordRequest\x1a\x1a.taskgrid.v1.CoordResponse2V\n" +
+	"Coordinate\x12\x19.taskgrid.v1.CoordRequest\x1a\x1a.taskgrid.v1.CoordResponse\x12A\n" +
+	"\x06Retire\x12\x1a.taskgrid.v1.RetireRequest\x1a\x1b.taskgrid.v1.RetireResponse2V\n" +
 	"\n" +
 	"WorkerLink\x12H\n" +
 	"\aConnect\x12\x1a.taskgrid.v1.WorkerMessage\x1a\x1d.taskgrid.v1.SchedulerMessage(\x010\x012K\n" +
@@ -4583,7 +4742,7 @@ func file_taskgrid_v1_taskgrid_proto_rawDescGZIP() []byte {
 }
 
 var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(TaskState)(0),              // 0: taskgrid.v1.TaskState
 	(CoordKind)(0),              // 1: taskgrid.v1.CoordKind
@@ -4614,27 +4773,29 @@ var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(*ReplicateRequest)(nil),    // 26: taskgrid.v1.ReplicateRequest
 	(*KeyReplication)(nil),      // 27: taskgrid.v1.KeyReplication
 	(*ReplicateResponse)(nil),   // 28: taskgrid.v1.ReplicateResponse
-	(*WatchRequest)(nil),        // 29: taskgrid.v1.WatchRequest
-	(*TaskCounts)(nil),          // 30: taskgrid.v1.TaskCounts
-	(*TaskEvent)(nil),           // 31: taskgrid.v1.TaskEvent
-	(*FunctionCounts)(nil),      // 32: taskgrid.v1.FunctionCounts
-	(*WorkerEvent)(nil),         // 33: taskgrid.v1.WorkerEvent
-	(*WatchUpdate)(nil),         // 34: taskgrid.v1.WatchUpdate
-	(*SetLogLevelRequest)(nil),  // 35: taskgrid.v1.SetLogLevelRequest
-	(*SetLogLevelResponse)(nil), // 36: taskgrid.v1.SetLogLevelResponse
-	(*CoordValue)(nil),          // 37: taskgrid.v1.CoordValue
-	(*CoordRequest)(nil),        // 38: taskgrid.v1.CoordRequest
-	(*CoordResponse)(nil),       // 39: taskgrid.v1.CoordResponse
-	(*Register)(nil),            // 40: taskgrid.v1.Register
-	(*Assignment)(nil),          // 41: taskgrid.v1.Assignment
-	(*WorkerMessage)(nil),       // 42: taskgrid.v1.WorkerMessage
-	(*Secession)(nil),           // 43: taskgrid.v1.Secession
-	(*CopyResult)(nil),          // 44: taskgrid.v1.CopyResult
-	(*MemoryReport)(nil),        // 45: taskgrid.v1.MemoryReport
-	(*Upload)(nil),              // 46: taskgrid.v1.Upload
-	(*SchedulerMessage)(nil),    // 47: taskgrid.v1.SchedulerMessage
-	(*Copy)(nil),                // 48: taskgrid.v1.Copy
-	(*FetchRequest)(nil),        // 49: taskgrid.v1.FetchRequest
+	(*RetireRequest)(nil),       // 29: taskgrid.v1.RetireRequest
+	(*RetireResponse)(nil),      // 30: taskgrid.v1.RetireResponse
+	(*WatchRequest)(nil),        // 31: taskgrid.v1.WatchRequest
+	(*TaskCounts)(nil),          // 32: taskgrid.v1.TaskCounts
+	(*TaskEvent)(nil),           // 33: taskgrid.v1.TaskEvent
+	(*FunctionCounts)(nil),      // 34: taskgrid.v1.FunctionCounts
+	(*WorkerEvent)(nil),         // 35: taskgrid.v1.WorkerEvent
+	(*WatchUpdate)(nil),         // 36: taskgrid.v1.WatchUpdate
+	(*SetLogLevelRequest)(nil),  // 37: taskgrid.v1.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil), // 38: taskgrid.v1.SetLogLevelResponse
+	(*CoordValue)(nil),          // 39: taskgrid.v1.CoordValue
+	(*CoordRequest)(nil),        // 40: taskgrid.v1.CoordRequest
+	(*CoordResponse)(nil),       // 41: taskgrid.v1.CoordResponse
+	(*Register)(nil),            // 42: taskgrid.v1.Register
+	(*Assignment)(nil),          // 43: taskgrid.v1.Assignment
+	(*WorkerMessage)(nil),       // 44: taskgrid.v1.WorkerMessage
+	(*Secession)(nil),           // 45: taskgrid.v1.Secession
+	(*CopyResult)(nil),          // 46: taskgrid.v1.CopyResult
+	(*MemoryReport)(nil),        // 47: taskgrid.v1.MemoryReport
+	(*Upload)(nil),              // 48: taskgrid.v1.Upload
+	(*SchedulerMessage)(nil),    // 49: taskgrid.v1.SchedulerMessage
+	(*Copy)(nil),                // 50: taskgrid.v1.Copy
+	(*FetchRequest)(nil),        // 51: taskgrid.v1.FetchRequest
 }
 var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	4,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
@@ -4653,29 +4814,29 @@ var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	27, // 13: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
 	0,  // 14: taskgrid.v1.TaskEvent.previous:type_name -> taskgrid.v1.TaskState
 	0,  // 15: taskgrid.v1.TaskEvent.state:type_name -> taskgrid.v1.TaskState
-	30, // 16: taskgrid.v1.FunctionCounts.counts:type_name -> taskgrid.v1.TaskCounts
+	32, // 16: taskgrid.v1.FunctionCounts.counts:type_name -> taskgrid.v1.TaskCounts
 	3,  // 17: taskgrid.v1.WorkerEvent.kind:type_name -> taskgrid.v1.WorkerEvent.Kind
 	23, // 18: taskgrid.v1.WorkerEvent.worker:type_name -> taskgrid.v1.WorkerInfo
-	30, // 19: taskgrid.v1.WatchUpdate.totals:type_name -> taskgrid.v1.TaskCounts
-	30, // 20: taskgrid.v1.WatchUpdate.keys_counts:type_name -> taskgrid.v1.TaskCounts
-	31, // 21: taskgrid.v1.WatchUpdate.tasks:type_name -> taskgrid.v1.TaskEvent
-	32, // 22: taskgrid.v1.WatchUpdate.functions:type_name -> taskgrid.v1.FunctionCounts
-	33, // 23: taskgrid.v1.WatchUpdate.workers:type_name -> taskgrid.v1.WorkerEvent
+	32, // 19: taskgrid.v1.WatchUpdate.totals:type_name -> taskgrid.v1.TaskCounts
+	32, // 20: taskgrid.v1.WatchUpdate.keys_counts:type_name -> taskgrid.v1.TaskCounts
+	33, // 21: taskgrid.v1.WatchUpdate.tasks:type_name -> taskgrid.v1.TaskEvent
+	34, // 22: taskgrid.v1.WatchUpdate.functions:type_name -> taskgrid.v1.FunctionCounts
+	35, // 23: taskgrid.v1.WatchUpdate.workers:type_name -> taskgrid.v1.WorkerEvent
 	1,  // 24: taskgrid.v1.CoordRequest.kind:type_name -> taskgrid.v1.CoordKind
 	2,  // 25: taskgrid.v1.CoordRequest.op:type_name -> taskgrid.v1.CoordOp
-	37, // 26: taskgrid.v1.CoordRequest.value:type_name -> taskgrid.v1.CoordValue
-	37, // 27: taskgrid.v1.CoordResponse.values:type_name -> taskgrid.v1.CoordValue
+	39, // 26: taskgrid.v1.CoordRequest.value:type_name -> taskgrid.v1.CoordValue
+	39, // 27: taskgrid.v1.CoordResponse.values:type_name -> taskgrid.v1.CoordValue
 	4,  // 28: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
 	7,  // 29: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
-	40, // 30: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
+	42, // 30: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
 	7,  // 31: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
 	12, // 32: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
-	45, // 33: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
-	44, // 34: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
-	43, // 35: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
-	41, // 36: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
-	46, // 37: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
-	48, // 38: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
+	47, // 33: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
+	46, // 34: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
+	45, // 35: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
+	43, // 36: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
+	48, // 37: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
+	50, // 38: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
 	8,  // 39: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
 	10, // 40: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
 	13, // 41: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
@@ -4684,26 +4845,28 @@ var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	20, // 44: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
 	22, // 45: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
 	26, // 46: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
-	29, // 47: taskgrid.v1.Scheduler.Watch:input_type -> taskgrid.v1.WatchRequest
-	35, // 48: taskgrid.v1.Scheduler.SetLogLevel:input_type -> taskgrid.v1.SetLogLevelRequest
-	38, // 49: taskgrid.v1.Scheduler.Coordinate:input_type -> taskgrid.v1.CoordRequest
-	42, // 50: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
-	49, // 51: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
-	9,  // 52: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
-	11, // 53: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
-	14, // 54: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
-	17, // 55: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
-	19, // 56: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
-	21, // 57: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
-	25, // 58: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
-	28, // 59: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
-	34, // 60: taskgrid.v1.Scheduler.Watch:output_type -> taskgrid.v1.WatchUpdate
-	36, // 61: taskgrid.v1.Scheduler.SetLogLevel:output_type -> taskgrid.v1.SetLogLevelResponse
-	39, // 62: taskgrid.v1.Scheduler.Coordinate:output_type -> taskgrid.v1.CoordResponse
-	47, // 63: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
-	12, // 64: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
-	52, // [52:65] is the sub-list for method output_type
-	39, // [39:52] is the sub-list for method input_type
+	31, // 47: taskgrid.v1.Scheduler.Watch:input_type -> taskgrid.v1.WatchRequest
+	37, // 48: taskgrid.v1.Scheduler.SetLogLevel:input_type -> taskgrid.v1.SetLogLevelRequest
+	40, // 49: taskgrid.v1.Scheduler.Coordinate:input_type -> taskgrid.v1.CoordRequest
+	29, // 50: taskgrid.v1.Scheduler.Retire:input_type -> taskgrid.v1.RetireRequest
+	44, // 51: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
+	51, // 52: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
+	9,  // 53: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
+	11, // 54: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
+	14, // 55: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
+	17, // 56: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
+	19, // 57: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
+	21, // 58: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
+	25, // 59: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
+	28, // 60: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
+	36, // 61: taskgrid.v1.Scheduler.Watch:output_type -> taskgrid.v1.WatchUpdate
+	38, // 62: taskgrid.v1.Scheduler.SetLogLevel:output_type -> taskgrid.v1.SetLogLevelResponse
+	41, // 63: taskgrid.v1.Scheduler.Coordinate:output_type -> taskgrid.v1.CoordResponse
+	30, // 64: taskgrid.v1.Scheduler.Retire:output_type -> taskgrid.v1.RetireResponse
+	49, // 65: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
+	12, // 66: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
+	53, // [53:67] is the sub-list for method output_type
+	39, // [39:53] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
 	39, // [39:39] is the sub-list for extension extendee
 	0,  // [0:39] is the sub-list for field type_name
@@ -4720,7 +4883,7 @@ func file_taskgrid_v1_taskgrid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskgrid_v1_taskgrid_proto_rawDesc), len(file_taskgrid_v1_taskgrid_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

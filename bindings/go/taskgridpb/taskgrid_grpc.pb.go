@@ -55,6 +55,7 @@ const (
 	Scheduler_Watch_FullMethodName       = "/taskgrid.v1.Scheduler/Watch"
 	Scheduler_SetLogLevel_FullMethodName = "/taskgrid.v1.Scheduler/SetLogLevel"
 	Scheduler_Coordinate_FullMethodName  = "/taskgrid.v1.Scheduler/Coordinate"
+	Scheduler_Retire_FullMethodName      = "/taskgrid.v1.Scheduler/Retire"
 )
 
 // SchedulerClient is the client API for Scheduler service.
@@ -88,6 +89,9 @@ type SchedulerClient interface {
 	// (see CoordRequest); an operation that waits keeps the call open until
 	// it is answered.
 	Coordinate(ctx context.Context, in *CoordRequest, opts ...grpc.CallOption) (*CoordResponse, error)
+	// Retire workers by name, or restart them (admin role on a secure
+	// cluster); answers once each is draining (see RetireRequest).
+	Retire(ctx context.Context, in *RetireRequest, opts ...grpc.CallOption) (*RetireResponse, error)
 }
 
 type schedulerClient struct {
@@ -226,6 +230,16 @@ func (c *schedulerClient) Coordinate(ctx context.Context, in *CoordRequest, opts
 	return out, nil
 }
 
+func (c *schedulerClient) Retire(ctx context.Context, in *RetireRequest, opts ...grpc.CallOption) (*RetireResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetireResponse)
+	err := c.cc.Invoke(ctx, Scheduler_Retire_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServer is the server API for Scheduler service.
 // All implementations must embed UnimplementedSchedulerServer
 // for forward compatibility.
@@ -257,6 +271,9 @@ type SchedulerServer interface {
 	// (see CoordRequest); an operation that waits keeps the call open until
 	// it is answered.
 	Coordinate(context.Context, *CoordRequest) (*CoordResponse, error)
+	// Retire workers by name, or restart them (admin role on a secure
+	// cluster); answers once each is draining (see RetireRequest).
+	Retire(context.Context, *RetireRequest) (*RetireResponse, error)
 	mustEmbedUnimplementedSchedulerServer()
 }
 
@@ -299,6 +316,9 @@ func (UnimplementedSchedulerServer) SetLogLevel(context.Context, *SetLogLevelReq
 }
 func (UnimplementedSchedulerServer) Coordinate(context.Context, *CoordRequest) (*CoordResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Coordinate not implemented")
+}
+func (UnimplementedSchedulerServer) Retire(context.Context, *RetireRequest) (*RetireResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Retire not implemented")
 }
 func (UnimplementedSchedulerServer) mustEmbedUnimplementedSchedulerServer() {}
 func (UnimplementedSchedulerServer) testEmbeddedByValue()                   {}
@@ -505,6 +525,24 @@ func _Scheduler_Coordinate_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Scheduler_Retire_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetireRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServer).Retire(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Scheduler_Retire_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServer).Retire(ctx, req.(*RetireRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Scheduler_ServiceDesc is the grpc.ServiceDesc for Scheduler service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -547,6 +585,10 @@ var Scheduler_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Coordinate",
 			Handler:    _Scheduler_Coordinate_Handler,
+		},
+		{
+			MethodName: "Retire",
+			Handler:    _Scheduler_Retire_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

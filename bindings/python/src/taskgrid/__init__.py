@@ -22,6 +22,10 @@
   :class:`Semaphore` — Dask's coordination primitives, kept by the
   scheduler and shared by every client and task; ``Client.publish_dataset``
   and ``get_dataset`` — named values and futures for other clients.
+* ``Client.who_has``/``has_what``/``scheduler_info``/``run``/``upload_file``
+  /``restart``/``retire_workers``/``shutdown``/``get_task_stream``,
+  :func:`fire_and_forget`, :func:`futures_of`, :func:`get_task_stream`,
+  :func:`performance_report` — Dask's cluster-wide calls (taskgrid._calls).
 * :func:`progress` — progress bars (tqdm) for futures, as Dask's;
   ``Client.watch`` — the scheduler's stream of task counts, task and
   worker events (:class:`WatchUpdate`); ``Client.set_log_level``.
@@ -40,9 +44,11 @@ import os as _os
 _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from ._annotate import annotate
+from ._calls import fire_and_forget, futures_of, get_task_stream
 from ._codec import PY_CALL
 from ._nested import get_worker, rejoin, secede, worker_client
 from ._progress import Progress, progress
+from ._report import performance_report
 from ._watch import TaskCounts, TaskEvent, Watch, WatchUpdate, WorkerEvent
 from .client import Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait
 from .cluster import BinaryNotFound, LocalCluster, find_binary
@@ -106,8 +112,12 @@ __all__ = [
     "annotate",
     "as_completed",
     "find_binary",
+    "fire_and_forget",
+    "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
+    "performance_report",
     "progress",
     "rejoin",
     "secede",

@@ -249,6 +249,9 @@ class ClientIO:
         self, results: Iterable[pb.TaskResult], assembling: dict[str, _Assembly]
     ) -> None:
         fired = []
+        rec = getattr(self, "_stream_rec", None)
+        if rec is not None:  # a task stream without Watch (_stream.py)
+            rec.on_results(results)
         with self._cond:
             states = self._states
             for r in results:

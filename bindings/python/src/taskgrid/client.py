@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 import grpc
 
 from . import _codec, _context, _taskspec
+from ._calls import CallsMixin
 from ._direct import DirectFetch
 from ._future import (
     CANCELLED,
@@ -125,7 +126,7 @@ SCATTER_MAX_BYTES = MAX_SEND - 64 * 1024
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
-class Client(ClientIO, WatchMixin, DatasetsMixin):
+class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
     """Connect to a taskgrid scheduler and run tasks on its workers.
 
     ``Client()`` starts a temporary :class:`~taskgrid.LocalCluster` (extra
