@@ -247,13 +247,19 @@ def test_resources_annotation_places_tasks(gpu_cluster) -> None:
     assert set(got) == {"gpu"}
 
 
-def test_workers_keyword_restricts_and_allow_other_workers_lifts(gpu_cluster) -> None:
+def test_workers_keyword_restricts_and_allow_other_workers_loosens(gpu_cluster) -> None:
     client = gpu_cluster
     tasks = [delayed(worker_name)(i, dask_key_name=f"w-{i}") for i in range(12)]
     futures = client.compute(tasks, workers=["gpu"])
     assert {f.result(TIMEOUT) for f in futures} == {"gpu"}
+    # Dask's loose restriction: kept while a named worker is connected,
+    # lifted when none is.
     plan = _dask.plan(
         client, {"k": (inc, 1)}, ["k"], {"workers": ["gpu"], "allow_other_workers": True}
+    )
+    assert list(plan.specs[0].workers) == ["gpu"]
+    plan = _dask.plan(
+        client, {"k": (inc, 1)}, ["k"], {"workers": ["absent"], "allow_other_workers": True}
     )
     assert list(plan.specs[0].workers) == []
 

@@ -27,9 +27,12 @@ tasks in one batch:
   as in Dask.
 * Annotations travel per key: ``priority``, ``resources``, ``retries``,
   ``workers`` and ``allow_other_workers`` from the graph's layers (what
-  ``dask.annotate`` records), else the call's keyword arguments, else
-  ``dask.annotate`` in force at the call, else :func:`taskgrid.annotate`.
-  Others are ignored, as in Dask.
+  ``dask.annotate`` records), else the call's keyword arguments, else the
+  annotation blocks in force at the call (``dask.annotate`` and
+  :func:`taskgrid.annotate`, the innermost winning per name), as Dask
+  ranks them. ``allow_other_workers=True`` lifts ``workers`` only when
+  none of them is connected (Dask's loose restriction). Other
+  annotations are ignored, as in Dask.
 * Bad input fails before anything is sent: a cycle, a key of another type,
   a dependency neither in the graph nor a future of this client, a literal
   too large for one message, an annotation of the wrong type.
@@ -53,12 +56,12 @@ import cloudpickle
 import dask
 import dask.config
 from dask._task_spec import Alias, DataNode, GraphNode, convert_legacy_graph
-from dask.base import collections_to_expr, get_annotations, is_dask_collection
+from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 from dask.delayed import delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from . import _annotate, _codec, _context
+from . import _annotate, _codec, _context, _options
 from ._future import Future, current_client
 from ._rpc import pb
 
@@ -76,9 +79,7 @@ KEY_MAX_BYTES = 1024
 ECHO_FUNC = "tg.echo"
 # The largest pickled literal one task input can carry (one Submit message).
 LITERAL_MAX_BYTES = 64 * 1024 * 1024 - 64 * 1024
-_INT32 = (-(2**31), 2**31 - 1)
-_UINT32_MAX = 2**32 - 1
-FIELDS = ("priority", "resources", "retries", "workers", "allow_other_workers")
+FIELDS = _annotate.FIELDS
 
 
 # ---------------------------------------------------------------------------
@@ -150,13 +151,22 @@ def _show(key: Any) -> str:
 
 
 class _Options:
-    """TaskSpec fields of each key, from the sources in their order."""
+    """TaskSpec fields of each key, from the sources in their order: the
+    graph's layers, the call's keyword arguments, the annotation blocks
+    in force (``dask.annotate`` and ``taskgrid.annotate``, innermost
+    first; see _options.merged_annotations)."""
 
-    def __init__(self, by_key: Mapping[str, Mapping[Any, Any]], kwargs: Mapping[str, Any]):
+    def __init__(
+        self,
+        by_key: Mapping[str, Mapping[Any, Any]],
+        kwargs: Mapping[str, Any],
+        client: Client | None = None,
+    ):
         self.by_key = {f: by_key[f] for f in FIELDS if by_key.get(f)}
         self.kwargs = {f: v for f, v in kwargs.items() if f in FIELDS and v is not None}
-        self.dask = {f: v for f, v in get_annotations().items() if f in FIELDS}
-        self.ours = {f: v for f, v in _annotate.current().items() if f in FIELDS}
+        self.scope = _options.merged_annotations()
+        self._client = client
+        self._connected: set[str] | None = None
         self._cache: dict[str, dict[str, Any]] = {}
 
     def _raw(self, key: Any, field: str) -> Any:
@@ -167,10 +177,8 @@ class _Options:
                 return value
         if field in self.kwargs:
             return self.kwargs[field]
-        if field in self.dask:
-            value = self.dask[field]
-            return value(key) if callable(value) else value
-        return self.ours.get(field)
+        value = self.scope.get(field)
+        return value(key) if callable(value) else value
 
     def fields(self, key: Any) -> dict[str, Any]:
         raw = tuple(self._raw(key, f) for f in FIELDS)
@@ -182,58 +190,20 @@ class _Options:
             memo = ""
         hit = self._cache.get(memo) if memo else None
         if hit is None:
-            hit = _fields(key, *raw)
+            hit = _options.fields(f"Dask task {_show(key)}", dict(zip(FIELDS, raw)))
+            if "workers" in hit and raw[-1] is True and not self._any_connected(hit["workers"]):
+                # Dask's loose restriction: none of the workers is there.
+                del hit["workers"]
             if memo:
                 self._cache[memo] = hit
         return hit
 
-
-def _fields(
-    key: Any, priority: Any, resources: Any, retries: Any, workers: Any, anywhere: Any
-) -> dict[str, Any]:
-    """Checked TaskSpec fields; errors name the key and the annotation."""
-    out: dict[str, Any] = {}
-    where = f"Dask task {_show(key)}"
-    if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)):
-            raise TypeError(f"{where}: priority must be a number, got {_show(priority)}")
-        if priority != int(priority) or not _INT32[0] <= priority <= _INT32[1]:
-            raise ValueError(
-                f"{where}: priority {priority!r} is not a whole number in the 32-bit range"
-            )
-        if priority:
-            out["priority"] = int(priority)
-    if resources:
-        if not isinstance(resources, Mapping):
-            raise TypeError(
-                f"{where}: resources must be a mapping like {{'GPU': 1}}, got {_show(resources)}"
-            )
-        res = []
-        for name, amount in resources.items():
-            if (
-                not isinstance(name, str)
-                or isinstance(amount, bool)
-                or not isinstance(amount, (int, float))
-                or not amount >= 0
-            ):
-                raise ValueError(
-                    f"{where}: resource {_show(name)}: {_show(amount)} is not a name "
-                    "with an amount >= 0"
-                )
-            res.append(pb.Resource(name=name, amount=float(amount)))
-        out["resources"] = res
-    if retries:
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"{where}: retries must be a count >= 0, got {_show(retries)}")
-        out["retries"] = min(retries, _UINT32_MAX)
-    if workers and not anywhere:
-        # taskgrid's placement is strict; allow_other_workers=True (Dask's
-        # soft restriction) therefore lifts it.
-        names = [workers] if isinstance(workers, str) else list(workers)
-        if not all(isinstance(w, str) for w in names):
-            raise TypeError(f"{where}: workers must be worker names, got {_show(workers)}")
-        out["workers"] = names
-    return out
+    def _any_connected(self, names: list[str]) -> bool:
+        if self._client is None:
+            return False
+        if self._connected is None:
+            self._connected = {w.name for w in self._client.status().workers}
+        return any(n in self._connected for n in names)
 
 
 # ---------------------------------------------------------------------------
@@ -336,7 +306,7 @@ def plan(client: Client, dsk: Any, wanted: Iterable[Any], kwargs: Mapping[str, A
     wanted = list(dict.fromkeys(wanted))
     needed = _cull(client, nodes, wanted)
     order = _topological(nodes, needed)
-    opts = _Options(annotations, kwargs)
+    opts = _Options(annotations, kwargs, client)
     out = Plan()
     run = _run_bytes()
     for key in order:
@@ -483,7 +453,7 @@ def futures_of(
     """Submit the graph; a Future for each wanted key (literals sent too)."""
     wanted = list(dict.fromkeys(keys))
     p = plan(client, dsk, wanted, kwargs)
-    opts = _Options({}, kwargs)
+    opts = _Options({}, kwargs, client)
     tg_keys = [p.key_of(k, opts) for k in wanted]
     futures = client._submit_graph(p.specs, tg_keys)
     p.held.clear()  # submitted: the new futures hold what the graph referred to

@@ -6,11 +6,12 @@ becomes a ``py.call`` task whose input is the pickled (function, args,
 kwargs), with the Futures among the arguments lifted out as dependencies;
 a function name (``"tg.inc"``) becomes a task of that name with JSON
 arguments and trailing Futures as dependencies. Task options come from the
-explicit arguments, else from :func:`taskgrid.annotate`; a submission made
+explicit arguments, else from the annotation blocks in force; a submission made
 from inside a running task names that task as its parent (TaskSpec.parent),
 so cancelling the task cancels it too.
 
-Depends on _annotate, _codec, _context (the running task), _future (to spot Futures) and the stubs.
+Depends on _options (task options and the parent task), _codec, _future
+(to spot Futures) and the stubs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 
-from . import _annotate, _codec, _context
+from . import _codec, _options
 from ._future import _is_future
 from ._rpc import pb
 
@@ -43,31 +44,11 @@ def options(
     retries: int | None,
     workers: Sequence[str] | None,
 ) -> dict[str, Any]:
-    """TaskSpec fields from explicit arguments, else taskgrid.annotate."""
-    ctx = _annotate.current()
-    if priority is None:
-        priority = ctx.get("priority")
-    if resources is None:
-        resources = ctx.get("resources")
-    if retries is None:
-        retries = ctx.get("retries")
-    if workers is None:
-        workers = ctx.get("workers")
-    extra: dict[str, Any] = {}
-    if priority:
-        extra["priority"] = int(priority)
-    if resources:
-        extra["resources"] = [
-            pb.Resource(name=str(k), amount=float(v)) for k, v in resources.items()
-        ]
-    if retries:
-        extra["retries"] = int(retries)
-    if workers:
-        extra["workers"] = [workers] if isinstance(workers, str) else list(workers)
-    task = _context.current_task()
-    if task is not None:
-        extra["parent"] = task.key  # nested work: its parent
-    return extra
+    """TaskSpec fields from explicit arguments, else the annotation blocks
+    in force (see _options.task_options)."""
+    return _options.strip(
+        _options.task_options(None, "scatter", priority, resources, retries, workers)
+    )
 
 
 def build(

@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from . import _codec, _context, _taskspec
+from . import _codec, _context, _options, _taskspec
 from ._calls import CallsMixin
 from ._direct import DirectFetch
 from ._future import (
@@ -126,7 +126,7 @@ SCATTER_MAX_BYTES = MAX_SEND - 64 * 1024
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
-class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
+class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin, _options.DaskAttributes):
     """Connect to a taskgrid scheduler and run tasks on its workers.
 
     ``Client()`` starts a temporary :class:`~taskgrid.LocalCluster` (extra
@@ -157,7 +157,7 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
         address: Any = None,
         *,
         security: Any = None,
-        timeout: float = 30.0,
+        timeout: float | str = 30.0,
         name: str | None = None,
         set_as_default: bool = True,
         direct_to_workers: bool = False,
@@ -167,6 +167,8 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
         self._owns_cluster = False
         self._shared = False  # a worker's client: closed with the worker
         self._closed = True
+        address = _options.client_options(address, cluster_kwargs)  # Dask's Client options
+        timeout = _options.seconds(timeout, "Client(timeout=...)")
         if address is None:
             from .cluster import LocalCluster
 
@@ -179,10 +181,7 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
             security = security if security is not None else getattr(address, "security", None)
             address = address.address
         if cluster_kwargs and not self._owns_cluster:
-            raise TypeError(
-                f"unexpected arguments {sorted(cluster_kwargs)}: cluster options "
-                "apply only when the client starts its own LocalCluster"
-            )
+            raise _options.unexpected_client_kwargs(cluster_kwargs)
         self.address = normalize_address(address)
         self.security = Security.coerce(security)
         self.direct_to_workers = bool(direct_to_workers)
@@ -282,6 +281,10 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
         retries: int | None = None,
         workers: Sequence[str] | None = None,
         pure: bool | None = None,
+        allow_other_workers: bool = False,
+        fifo_timeout: Any = "100 ms",
+        actor: bool = False,
+        actors: bool = False,
         **kwargs: Any,
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on a worker; returns a Future.
@@ -293,13 +296,25 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
         ``key`` names the task (same key = same task); otherwise it is
         derived from the function and arguments (``pure``, the default, as in
         Dask) or unique (``pure=False``). ``priority``, ``resources``,
-        ``retries`` and ``workers`` override :func:`taskgrid.annotate`.
+        ``retries`` and ``workers`` override :func:`taskgrid.annotate` and
+        ``dask.annotate``. Dask's ``allow_other_workers``, ``fifo_timeout``
+        and ``actor(s)`` are as in the README's option table (_options.py).
         """
         self._check_open()
-        extra = self._annotations(priority, resources, retries, workers)
-        specs, keys = _taskspec.build(
-            func, [(args, kwargs)], None if key is None else [key], None, pure, extra, self._key
+        _options.refuse_actors("submit", actor, actors)
+        extra = _options.task_options(
+            self, "submit", priority, resources, retries, workers, allow_other_workers, fifo_timeout
         )
+        specs, keys = _taskspec.build(
+            func,
+            [(args, kwargs)],
+            None if key is None else [key],
+            None,
+            pure,
+            _options.strip(extra),
+            self._key,
+        )
+        _options.per_key("submit", extra, specs)
         return self._submit(specs, keys)[0]
 
     def map(
@@ -312,17 +327,26 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
         retries: int | None = None,
         workers: Sequence[str] | None = None,
         pure: bool | None = None,
+        allow_other_workers: bool = False,
+        fifo_timeout: Any = "100 ms",
+        actor: bool = False,
+        actors: bool = False,
+        batch_size: int | None = None,
         **kwargs: Any,
     ) -> list[Future]:
         """Submit ``func`` over the zipped iterables in one batch.
 
         ``key`` may be a list of keys (one per call) or a key prefix.
         Everything else is as in submit; ``kwargs`` go to every call.
+        ``batch_size`` (Dask's): submit the calls in batches of that many.
         """
         self._check_open()
         if not iterables:
             raise TypeError("map needs at least one iterable")
-        extra = self._annotations(priority, resources, retries, workers)
+        _options.refuse_actors("map", actor, actors)
+        extra = _options.task_options(
+            self, "map", priority, resources, retries, workers, allow_other_workers, fifo_timeout
+        )
         calls = [(args, kwargs) for args in zip(*iterables)]
         keys = None
         prefix = None
@@ -332,8 +356,21 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin):
             keys = list(key)
             if len(keys) != len(calls):
                 raise ValueError(f"map got {len(keys)} keys for {len(calls)} calls")
-        specs, out_keys = _taskspec.build(func, calls, keys, prefix, pure, extra, self._key)
-        return self._submit(specs, out_keys)
+        out: list[Future] = []
+        for part in _options.batches(len(calls), batch_size):
+            some = None if keys is None else keys[part.start : part.stop]
+            specs, out_keys = _taskspec.build(
+                func,
+                calls[part.start : part.stop],
+                some,
+                prefix,
+                pure,
+                _options.strip(extra),
+                self._key,
+            )
+            _options.per_key("map", extra, specs)
+            out += self._submit(specs, out_keys)  # on its way while the next is built
+        return out
 
     def map_partitions(
         self, fn: Callable[..., Any] | str, parts: Iterable[Any], *args: Any, **kwargs: Any

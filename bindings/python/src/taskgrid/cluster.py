@@ -40,6 +40,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import _options
 from .client import Client, ClusterStatus, scale_rpc
 from .security import Security
 from .worker.core import Worker, format_resources
@@ -152,30 +153,44 @@ class LocalCluster:
     ``dashboard_address`` is where the scheduler serves its dashboard page
     and Prometheus ``/metrics`` (default ``"127.0.0.1:8787"`` as Dask's,
     a free port when 8787 is taken; ``":0"`` any free port; None or False:
-    none), and ``dashboard_link`` its URL (None without one). Use as a
-    context manager or call close().
+    none), and ``dashboard_link`` its URL (None without one). Dask's
+    other options are given Dask's meaning (``ip``, ``name``,
+    ``silence_logs``, ``processes=None``, a ``memory_limit`` fraction) or
+    refused naming them (see _options.cluster_options and the README's
+    option table). Use as a context manager or call close().
     """
 
     def __init__(
         self,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
-        processes: bool = True,
+        processes: bool | None = True,
         resources: Mapping[str, float] | None = None,
         worker: str = "python",
         preload: Sequence[str] = (),
         host: str = "127.0.0.1",
         scheduler_port: int = 0,
-        log_level: str = "warn",
+        log_level: str | None = None,
         no_worker_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         bin_dir: str | os.PathLike[str] | None = None,
-        memory_limit: int | str | None = "auto",
+        memory_limit: float | str | None = "auto",
         max_nesting_depth: int | None = None,
         dashboard_address: str | bool | None = "127.0.0.1:8787",
-        **unused: Any,
+        **dask_options: Any,
     ) -> None:
+        # Dask's other LocalCluster options: mapped, or refused by name.
+        mapped = _options.cluster_options(dask_options)
+        host = mapped.get("host", host)
+        log_level = log_level or mapped.get("log_level", "warn")
+        self.name: Any = mapped.get("name")
+        if mapped.get("asynchronous") and not hasattr(self, "__aenter__"):
+            raise NotImplementedError(
+                "LocalCluster(asynchronous=True) is not supported by this installation: "
+                "use the cluster from ordinary (blocking) code"
+            )
+        processes = True if processes is None else processes
         if worker not in ("python", "c"):
             raise ValueError("worker must be 'python' or 'c'")
         if max_nesting_depth is not None and (
@@ -188,14 +203,6 @@ class LocalCluster:
             )
         if worker == "c" and not processes:
             raise ValueError("C workers run as processes (processes=False is for Python workers)")
-        for name in unused:
-            # Dask options with no meaning here (silence_logs, ...).
-            if name not in (
-                "silence_logs",
-                "asynchronous",
-                "name",
-            ):
-                raise TypeError(f"LocalCluster() got an unexpected argument {name!r}")
         self.processes = processes
         self.worker_kind = worker
         self.n_workers, self.threads_per_worker = _default_sizes(
@@ -203,6 +210,9 @@ class LocalCluster:
         )
         if memory_limit == "auto":
             self.memory_limit = total_memory() // max(self.n_workers, 1)
+        elif isinstance(memory_limit, float) and 0 < memory_limit <= 1:
+            # Dask's: a fraction of this machine's memory, per worker.
+            self.memory_limit = int(memory_limit * total_memory())
         else:
             self.memory_limit = parse_memory_limit(memory_limit)
         self.resources = dict(resources or {})

@@ -2,9 +2,14 @@
 """TaskgridTaskRunner: run Prefect 3 tasks on taskgrid.
 
 A drop-in for prefect-dask's ``DaskTaskRunner`` — same parameters, same
-behaviour — so switching is one import::
+behaviour. This module also exports prefect-dask's names with its
+signatures (``DaskTaskRunner``, ``get_dask_client``,
+``get_async_dask_client``; see _prefect_dask.py), so switching is one
+import line::
 
-    from taskgrid.prefect import TaskgridTaskRunner as DaskTaskRunner
+    from prefect_dask import DaskTaskRunner, get_dask_client
+    # becomes
+    from taskgrid.prefect import DaskTaskRunner, get_dask_client
 
 * By default a temporary :class:`taskgrid.LocalCluster` is started when the
   first task is submitted (the client is lazy) and torn down with the flow
@@ -19,8 +24,14 @@ behaviour — so switching is one import::
 * Futures passed between tasks (as parameters or ``wait_for``) become
   taskgrid dependencies: upstream results go from worker to worker through
   the scheduler, never through the flow process.
-* ``taskgrid.annotate(priority=..., resources=...)`` around ``.submit()``
-  applies to those task runs; the runner never overrides it.
+* ``taskgrid.annotate(...)`` and ``dask.annotate(...)`` blocks around
+  ``.submit()`` apply to those task runs (priority, resources, retries,
+  workers, allow_other_workers; the innermost block wins per name); the
+  runner never overrides them.
+* ``cluster_class`` takes taskgrid's cluster classes (or their names,
+  ``"taskgrid.LocalCluster"``) and any cluster object with
+  ``scheduler_address``, ``close``, ``scale`` and ``adapt``; a Dask cluster
+  class is refused with the taskgrid class to use.
 * When the flow ends normally, tasks still running are waited for before
   the cluster is torn down (submitted work is not lost); when it fails they
   are cancelled.
@@ -55,10 +66,19 @@ from prefect.client.schemas.objects import RunInput, State
 from prefect.futures import PrefectFuture, PrefectFutureList, PrefectWrappedFuture
 from prefect.task_runners import TaskRunner
 from prefect.utilities.collections import visit_collection
-from prefect.utilities.importtools import from_qualified_name, to_qualified_name
+from prefect.utilities.importtools import to_qualified_name
 
 from . import _context
 from ._future import _Listener
+from ._prefect_dask import (
+    check_cluster,
+    check_performance_report,
+    client_target,
+    get_async_dask_client,
+    get_dask_client,
+    performance_report_for,
+    resolve_cluster_class,
+)
 from ._runprogress import RunProgress, resolve_mode
 from .client import Client, Future, get_client
 from .cluster import LocalCluster
@@ -68,7 +88,14 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-__all__ = ["PrefectTaskgridFuture", "TaskgridTaskRunner", "get_taskgrid_client"]
+__all__ = [
+    "DaskTaskRunner",
+    "PrefectTaskgridFuture",
+    "TaskgridTaskRunner",
+    "get_async_dask_client",
+    "get_dask_client",
+    "get_taskgrid_client",
+]
 
 
 class PrefectTaskgridFuture(PrefectWrappedFuture[R, Future]):
@@ -270,15 +297,21 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         cluster: a running cluster object (with ``.address``) to use.
         address: address of a running taskgrid scheduler
             (``tcp://host:port`` or ``tls://host:port``).
-        cluster_class: class (or its qualified name) of the temporary
-            cluster; default :class:`taskgrid.LocalCluster`.
+        cluster_class: class (or its qualified name, or a function making
+            one) of the temporary cluster; default
+            :class:`taskgrid.LocalCluster`. Any class with
+            ``scheduler_address``, ``close``, ``scale`` and ``adapt`` does;
+            a Dask cluster class raises ValueError naming the taskgrid one.
         cluster_kwargs: keyword arguments for ``cluster_class`` (e.g.
             ``n_workers``, ``threads_per_worker``, ``processes``,
             ``resources``).
         adapt_kwargs: ``minimum``/``maximum`` workers for adaptive scaling
             of the temporary cluster.
         client_kwargs: keyword arguments for :class:`taskgrid.Client`
-            (e.g. ``security``).
+            (e.g. ``security``, ``direct_to_workers``).
+        performance_report_path: write ``taskgrid.performance_report`` of
+            the flow run's tasks to this file (NotImplementedError when
+            this installation has no performance_report).
         progress: show the task runs' progress: ``"auto"`` (the default:
             a bar on stderr when it is a terminal, else log lines),
             ``"bar"``, ``"log"``, or ``"off"`` (``True``/``False`` mean
@@ -294,6 +327,7 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         cluster_kwargs: dict[str, Any] | None = None,
         adapt_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
+        performance_report_path: str | None = None,
         progress: str | bool = "auto",
         progress_interval: float = 5.0,
     ) -> None:
@@ -308,9 +342,8 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
                 )
         elif cluster and (cluster_class or cluster_kwargs):
             raise ValueError("Cannot specify `cluster` and `cluster_class`/`cluster_kwargs`")
-        resolved = (
-            from_qualified_name(cluster_class) if isinstance(cluster_class, str) else cluster_class
-        )
+        resolved = resolve_cluster_class(cluster_class)
+        check_performance_report(performance_report_path)
         cluster_kwargs = dict(cluster_kwargs or {})
         client_kwargs = dict(client_kwargs or {})
         client_kwargs.setdefault("set_as_default", False)
@@ -325,6 +358,7 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
         self.cluster_kwargs = cluster_kwargs
         self.adapt_kwargs = dict(adapt_kwargs or {})
         self.client_kwargs = client_kwargs
+        self.performance_report_path = performance_report_path
         self.progress = progress
         self.progress_interval = float(progress_interval)
         self._cluster = cluster
@@ -351,6 +385,7 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             and self.cluster_kwargs == other.cluster_kwargs
             and self.adapt_kwargs == other.adapt_kwargs
             and self.client_kwargs == other.client_kwargs
+            and self.performance_report_path == other.performance_report_path
             and self.progress == other.progress
             and self.progress_interval == other.progress_interval
         )
@@ -363,6 +398,7 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
             cluster_kwargs=self.cluster_kwargs,
             adapt_kwargs=self.adapt_kwargs,
             client_kwargs=self.client_kwargs,
+            performance_report_path=self.performance_report_path,
             progress=self.progress,
             progress_interval=self.progress_interval,
         )
@@ -402,15 +438,22 @@ class TaskgridTaskRunner(TaskRunner[PrefectTaskgridFuture[Any]]):
                 env = dict(kwargs.get("env") or {})
                 env.setdefault("PREFECT_API_URL", str(settings.api.url))
                 kwargs["env"] = env
-            cluster = cls(**kwargs)
+            cluster = check_cluster(cls(**kwargs), cls)
             if hasattr(cluster, "__exit__"):
                 cluster = self._exit_stack.enter_context(cluster)
             elif hasattr(cluster, "close"):
                 self._exit_stack.callback(cluster.close)
             self._cluster = target = cluster
             self._adapt()
-        client = Client(target, **self.client_kwargs)
+        kwargs = dict(self.client_kwargs)
+        if target is not self.address:
+            target, security = client_target(target)
+            kwargs.setdefault("security", security)
+        client = Client(target, **kwargs)
         self._exit_stack.callback(client.close)
+        if self.performance_report_path:
+            report = performance_report_for(self.performance_report_path, client)
+            self._exit_stack.enter_context(report)
         return client
 
     def _adapt(self) -> None:
@@ -626,3 +669,12 @@ def get_taskgrid_client() -> Iterator[Client]:
     back, so nested work runs even on a full cluster.
     """
     yield get_client()
+
+
+class DaskTaskRunner(TaskgridTaskRunner):
+    """prefect-dask's name for :class:`TaskgridTaskRunner` (the same
+    runner, with prefect-dask 0.3's parameters: ``cluster``, ``address``,
+    ``cluster_class``, ``cluster_kwargs``, ``adapt_kwargs``,
+    ``client_kwargs``, ``performance_report_path``), so that
+    ``from prefect_dask import DaskTaskRunner`` becomes
+    ``from taskgrid.prefect import DaskTaskRunner``."""
