@@ -205,7 +205,6 @@ def test_local_cluster_dask_options(binaries) -> None:
         ("security", True),
         ("interface", "eth0"),
         ("scheduler_kwargs", {"x": 1}),
-        ("asynchronous", True),
     ]:
         with pytest.raises(NotImplementedError, match=rf"LocalCluster\({name}="):
             taskgrid.LocalCluster(n_workers=1, **{name: value})

@@ -9,6 +9,9 @@
 
 * :class:`Client` / :class:`Future` — submit, map, gather, as_completed,
   cancel, scale; futures passed as arguments become graph dependencies.
+  ``Client(..., asynchronous=True)`` is for asyncio code, as Dask's
+  (``await``, ``async with``, ``async for f in as_completed(...)``);
+  so is ``LocalCluster(..., asynchronous=True)``.
 * :func:`annotate` — priority/resources/retries for a block of submissions.
 * ``Client.get`` / ``compute`` / ``persist`` — Dask's scheduler interface:
   dask.dataframe/array/bag graphs run as taskgrid tasks (needs dask).

@@ -598,6 +598,11 @@ class DefaultScheduler:
             from dask.threaded import get as threaded_get
 
             return threaded_get(dsk, keys, **kwargs)
+        if client.asynchronous:  # as Dask says of its own
+            raise RuntimeError(
+                "Attempting to use an asynchronous Client in a synchronous context of "
+                "`dask.compute`: use `await client.compute(x)` (or client.gather) instead"
+            )
         return client.get(dsk, keys, **kwargs)
 
     def persist(self, collections: Any, **kwargs: Any) -> Any:

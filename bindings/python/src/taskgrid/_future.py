@@ -19,6 +19,7 @@ import os
 import queue
 import threading
 import weakref
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _context
@@ -74,7 +75,9 @@ class Future:
     chained); ``done()``, ``exception()``, ``traceback()``,
     ``add_done_callback(fn)`` and ``cancel()`` behave as in
     concurrent.futures. Dropping the last Future of a key lets the
-    scheduler forget the result.
+    scheduler forget the result. ``await future`` gives its result
+    without blocking the event loop; on an asynchronous client (see
+    _async.py) result, exception, traceback and cancel are coroutines.
     """
 
     __slots__ = ("__weakref__", "_released", "_state", "client", "key")
@@ -105,7 +108,15 @@ class Future:
         return self._state.status == CANCELLED
 
     def result(self, timeout: float | None = None) -> Any:
-        """The task's result; waits at most `timeout` seconds."""
+        """The task's result; waits at most `timeout` seconds (a coroutine
+        when the client is asynchronous, as in Dask)."""
+        if self.client.asynchronous and not in_blocking_call():
+            from . import _async
+
+            return _async.result(self, timeout)
+        return self._result(timeout)
+
+    def _result(self, timeout: float | None = None) -> Any:
         st = self._state
         if st.status is not FINISHED:
             if st.status is PENDING:
@@ -116,19 +127,40 @@ class Future:
             return st.value
         return self.client._value_of(st)
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+    def exception(self, timeout: float | None = None) -> Any:
         """The task's error, or None if it succeeded; waits like result()."""
+        if self.client.asynchronous and not in_blocking_call():
+            from . import _async
+
+            return _async.exception(self, timeout)
+        return self._exception(timeout)
+
+    def _exception(self, timeout: float | None = None) -> BaseException | None:
         st = self._state
         if st.status is PENDING:
             self.client._wait((st,), timeout)
         return None if st.status is FINISHED else self.client._exception_of(st)
 
-    def traceback(self, timeout: float | None = None) -> str | None:
+    def traceback(self, timeout: float | None = None) -> Any:
         """The remote traceback text of a failed task (None otherwise)."""
+        if self.client.asynchronous and not in_blocking_call():
+            from . import _async
+
+            return _async.traceback(self, timeout)
+        return self._traceback(timeout)
+
+    def _traceback(self, timeout: float | None = None) -> str | None:
         st = self._state
         if st.status is PENDING:
             self.client._wait((st,), timeout)
         return st.error[2] or None if st.error else None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await future``: its result, without blocking the event loop
+        (for a future of any client)."""
+        from . import _async
+
+        return _async.result(self).__await__()
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         """Call fn(self) once the task is final (at once if it is already).
@@ -138,8 +170,11 @@ class Future:
         """
         self.client._add_callback(self, fn)
 
-    def cancel(self) -> bool:
-        """Cancel the task (and what depends on it); True if it was pending."""
+    def cancel(self) -> Any:
+        """Cancel the task (and what depends on it); True if it was pending.
+        On an asynchronous client, a coroutine (await it, as in Dask)."""
+        if self.client.asynchronous and not in_blocking_call():
+            return self.client.cancel([self])
         if self.done():
             return False
         self.client.cancel([self])
@@ -166,6 +201,26 @@ class Future:
 
     def __repr__(self) -> str:
         return f"<taskgrid.Future: {self._state.status}, key: {self.key}>"
+
+
+# Threads running the blocking implementation of an asynchronous client's
+# call (_async.py): there, its calls block as a synchronous client's do.
+_blocking = threading.local()
+
+
+def in_blocking_call() -> bool:
+    """Whether this thread runs the blocking side of an asynchronous call."""
+    return getattr(_blocking, "active", False)
+
+
+def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call `fn` with this thread marked as in_blocking_call()."""
+    was = in_blocking_call()
+    _blocking.active = True
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _blocking.active = was
 
 
 def _future_from_key(key: str) -> Future:

@@ -18,9 +18,7 @@ Depends on client.py and cluster.py; Prefect only for its run contexts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import inspect
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,7 +26,7 @@ from typing import Any
 
 from . import _context, _future
 from ._future import set_default
-from .client import Client, Future, get_client
+from .client import Client, get_client
 from .cluster import LocalCluster
 
 # Top-level modules of Dask's cluster managers, and what to use instead.
@@ -263,106 +261,10 @@ def _shared_client() -> Client | None:
 
 @contextlib.asynccontextmanager
 async def get_async_dask_client(timeout: Any = None, **client_kwargs: Any) -> AsyncIterator[Any]:
-    """prefect-dask's ``get_async_dask_client``: as :func:`get_dask_client`,
-    for ``async def`` tasks and flows: ``await`` works on the client's
-    ``gather``, ``scatter``, ``compute``, ``persist``, ``cancel``,
-    ``submit``/``map`` futures and ``close``.
+    """prefect-dask's ``get_async_dask_client``: taskgrid's asynchronous
+    client for ``async def`` tasks and flows, with prefect-dask's rules
+    (:func:`taskgrid.prefect.get_async_taskgrid_client`)."""
+    from ._prefect_async import get_async_taskgrid_client
 
-    When taskgrid's asynchronous client is available (``taskgrid.prefect.
-    get_async_taskgrid_client``) this is it; otherwise the client is a
-    blocking one whose calls run in a thread of their own while the
-    caller's event loop goes on (a task waiting so keeps its worker
-    slot: nested work needs free slots).
-    """
-    from . import prefect
-
-    native = getattr(prefect, "get_async_taskgrid_client", None)
-    if native is not None:
-        async with native(timeout=timeout, **client_kwargs) as client:
-            yield client
-        return
-    shared = _shared_client()  # here: it depends on the thread running the task
-    if shared is not None and not client_kwargs:
-        yield AwaitingClient(shared)
-        return
-    client = await asyncio.to_thread(_new_client, shared, timeout, client_kwargs)
-    try:
-        yield AwaitingClient(client)
-    finally:
-        await asyncio.to_thread(client.close)
-
-
-class AwaitingFuture:
-    """A taskgrid Future whose result can be awaited (``await future``)."""
-
-    def __init__(self, future: Future) -> None:
-        self.future = future
-
-    def __await__(self) -> Any:
-        return asyncio.to_thread(self.future.result).__await__()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "future":  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.future, name)
-
-    def __reduce__(self) -> Any:
-        return (AwaitingFuture, (self.future,))
-
-
-class AwaitingClient:
-    """A blocking taskgrid Client seen as an asynchronous one: the calls
-    Dask makes coroutines in asynchronous mode return awaitables, run in a
-    thread so the event loop is never blocked. Other attributes are the
-    client's own."""
-
-    _AWAITED = ("gather", "scatter", "cancel", "close", "wait_for_workers", "status")
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "client":  # not set yet
-            raise AttributeError(name)
-        attr = getattr(self.client, name)
-        if name in self._AWAITED:
-            return _in_thread(attr)
-        return attr
-
-    def submit(self, *args: Any, **kwargs: Any) -> AwaitingFuture:
-        return AwaitingFuture(self.client.submit(*_unwrap(args), **_unwrap(kwargs)))
-
-    def map(self, *args: Any, **kwargs: Any) -> list[AwaitingFuture]:
-        return [AwaitingFuture(f) for f in self.client.map(*_unwrap(args), **_unwrap(kwargs))]
-
-    def compute(self, collections: Any, *args: Any, **kwargs: Any) -> Any:
-        """Dask's async compute: futures to await (one, or a list)."""
-        got = self.client.compute(collections, *args, **kwargs)
-        if isinstance(got, Future):
-            return AwaitingFuture(got)
-        if isinstance(got, list):
-            return [AwaitingFuture(f) if isinstance(f, Future) else f for f in got]
-        return got
-
-    def __repr__(self) -> str:
-        return f"<awaitable {self.client!r}>"
-
-
-def _unwrap(x: Any) -> Any:
-    """`x` with each AwaitingFuture in it (in lists, tuples, sets and dict
-    values) replaced by its taskgrid Future."""
-    if isinstance(x, AwaitingFuture):
-        return x.future
-    if type(x) in (list, tuple, set):
-        return type(x)(_unwrap(v) for v in x)
-    if type(x) is dict:
-        return {k: _unwrap(v) for k, v in x.items()}
-    return x
-
-
-def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *_unwrap(args), **_unwrap(kwargs))
-
-    return call
+    async with get_async_taskgrid_client(timeout=timeout, **client_kwargs) as client:
+        yield client

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _context
-from ._future import FINISHED, Future, _Listener
+from ._future import FINISHED, Future, _Listener, in_blocking_call
 
 
 def collect(obj: Any, out: list[Future]) -> None:
@@ -46,7 +46,7 @@ def pack(obj: Any, errors: str) -> Any:
     if t is Future:
         if errors == "skip" and obj.status is not FINISHED:
             return _SKIP
-        return obj.result()
+        return obj._result()
     if t in (list, tuple, set, frozenset):
         vals = [pack(x, errors) for x in obj]
         vals = [v for v in vals if v is not _SKIP]
@@ -61,7 +61,9 @@ class as_completed:
     """Iterate over futures as they finish (like dask's as_completed).
 
     ``with_results=True`` yields ``(future, result)`` pairs; more futures
-    can be added while iterating with ``add``.
+    can be added while iterating with ``add``. ``async for`` iterates
+    without blocking the event loop; the futures of an asynchronous
+    client are iterated that way only.
     """
 
     def __init__(
@@ -73,6 +75,8 @@ class as_completed:
         self._queue: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self._pending = 0
         self._lock = threading.Lock()
+        self._waker: tuple[Any, Any] | None = None  # an `async for` waiting
+        self._asynchronous = False
         self.with_results = with_results
         self.raise_errors = raise_errors
         for f in futures:
@@ -81,7 +85,18 @@ class as_completed:
     def add(self, future: Future) -> None:
         with self._lock:
             self._pending += 1
-        future.client._add_callback(future, _Listener(self._queue.put))
+            self._asynchronous |= future.client.asynchronous
+        future.client._add_callback(future, _Listener(self._put))
+
+    def _put(self, future: Future) -> None:
+        # On the I/O thread (or at once): never blocks.
+        with self._lock:
+            self._queue.put(future)
+            waker, self._waker = self._waker, None
+        if waker is not None:
+            from ._async import wake
+
+            wake(*waker)
 
     def count(self) -> int:
         return self._pending
@@ -90,6 +105,11 @@ class as_completed:
         return self
 
     def __next__(self) -> Any:
+        if self._asynchronous and not in_blocking_call():
+            raise TypeError(
+                "as_completed over an asynchronous client's futures: iterate with "
+                "`async for future in as_completed(...)`, not `for`"
+            )
         with self._lock:
             if self._pending == 0:
                 raise StopIteration
@@ -99,11 +119,19 @@ class as_completed:
         if not self.with_results:
             return fut
         try:
-            return fut, fut.result()
+            return fut, fut._result()
         except BaseException as e:
             if self.raise_errors:
                 raise
             return fut, e
+
+    def __aiter__(self) -> as_completed:
+        return self
+
+    async def __anext__(self) -> Any:
+        from ._async import anext_completed
+
+        return await anext_completed(self)
 
 
 class DoneAndNotDone(NamedTuple):
@@ -118,8 +146,15 @@ def wait(
     timeout: float | None = None,
     return_when: str = "ALL_COMPLETED",
 ) -> DoneAndNotDone:
-    """Wait for futures (ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION)."""
+    """Wait for futures (ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION).
+
+    For an asynchronous client's futures, a coroutine (``await wait(fs)``).
+    """
     futures = list(futures)
+    if not in_blocking_call() and any(f.client.asynchronous for f in futures):
+        from ._async import wait as async_wait
+
+        return async_wait(futures, timeout, return_when)  # type: ignore[return-value]
     if return_when == "ALL_COMPLETED":
         try:
             for c in {f.client for f in futures}:

@@ -146,11 +146,24 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin, _options.DaskAttri
     gone, a corrupt chunk) the result comes through the scheduler after
     all, with one warning naming each holder and why.
 
+    ``asynchronous=True`` gives a client for asyncio code, as Dask's
+    (``client = await Client(address, asynchronous=True)`` or ``async
+    with``): its waiting calls are coroutines; see taskgrid._async.
+
     >>> with taskgrid.Client() as client:
     ...     total = client.submit(sum, client.map(inc, range(10)))
     ...     total.result()
     55
     """
+
+    def __new__(cls, *args: Any, asynchronous: bool = False, **kwargs: Any) -> Client:
+        # Client(..., asynchronous=True) is an AsyncClient (_async.py), as
+        # Dask's asynchronous mode: to be awaited, its waiting calls too.
+        if asynchronous and not cls.asynchronous:
+            from ._async import AsyncClient
+
+            cls = AsyncClient
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -161,6 +174,7 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin, _options.DaskAttri
         name: str | None = None,
         set_as_default: bool = True,
         direct_to_workers: bool = False,
+        asynchronous: bool = False,
         **cluster_kwargs: Any,
     ) -> None:
         self.cluster: Any = None
@@ -575,11 +589,11 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin, _options.DaskAttri
         if errors not in ("raise", "skip"):
             raise ValueError("errors must be 'raise' or 'skip'")
         if isinstance(futures, Future):
-            return futures.result(timeout)
+            return futures._result(timeout)
         if type(futures) is list and all(type(f) is Future for f in futures):
             self._wait([f._state for f in futures], timeout)  # the common case
             if errors == "raise":
-                return [f.result() for f in futures]
+                return [f._result() for f in futures]
         flat: list[Future] = []
         collect(futures, flat)
         self._wait([f._state for f in flat], timeout)
@@ -839,13 +853,18 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin, _options.DaskAttri
             self._io.run(self._aclose(), timeout)
         except Exception as e:  # noqa: BLE001 - closing must not fail
             logger.debug("closing %r: %s", self, e)
+        fired = []
         with self._cond:
             self._closed = True
             for st in self._states.values():
                 if st.status is PENDING:
                     st.status = CANCELLED
                     st.exc = CancelledError("the client was closed")
+                    if st.callbacks:
+                        fired.append(st)
             self._cond.notify_all()
+        for st in fired:  # as_completed and awaiting coroutines end too
+            self._fire(st)
         _clients.discard(self)
         clear_default(self)
         if current_client() is None:

@@ -158,7 +158,18 @@ class LocalCluster:
     ``silence_logs``, ``processes=None``, a ``memory_limit`` fraction) or
     refused naming them (see _options.cluster_options and the README's
     option table). Use as a context manager or call close().
+    ``asynchronous=True``, as in Dask, gives a cluster for ``async with``
+    (see taskgrid._async_cluster).
     """
+
+    def __new__(cls, *args: Any, asynchronous: bool = False, **kwargs: Any) -> LocalCluster:
+        # LocalCluster(..., asynchronous=True), as Dask's: for `async with`
+        # (_async_cluster.py).
+        if asynchronous and cls is LocalCluster:
+            from ._async_cluster import AsyncLocalCluster
+
+            cls = AsyncLocalCluster
+        return super().__new__(cls)
 
     def __init__(
         self,

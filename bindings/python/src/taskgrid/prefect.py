@@ -41,7 +41,9 @@ import line::
 
 Inside a task, :func:`get_taskgrid_client` (or ``taskgrid.get_client()``)
 gives a client to the same cluster for nested work, like prefect-dask's
-``get_dask_client``.
+``get_dask_client``; ``async with get_async_taskgrid_client() as client``
+an asynchronous one, like ``get_async_dask_client`` (_prefect_async.py).
+``async def`` tasks run on the workers in an event loop of their own.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from prefect.utilities.importtools import to_qualified_name
 
 from . import _context
 from ._future import _Listener
+from ._prefect_async import get_async_taskgrid_client
 from ._prefect_dask import (
     check_cluster,
     check_performance_report,
@@ -93,6 +96,7 @@ __all__ = [
     "PrefectTaskgridFuture",
     "TaskgridTaskRunner",
     "get_async_dask_client",
+    "get_async_taskgrid_client",
     "get_dask_client",
     "get_taskgrid_client",
 ]
