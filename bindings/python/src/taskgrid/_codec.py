@@ -76,7 +76,7 @@ def decode(data: bytes, codec: str) -> Any:
         return bytes(data) if data else None
     if codec == "msgpack":
         try:
-            import msgpack  # type: ignore[import-not-found]
+            import msgpack
         except ImportError as e:
             raise TypeError("a result has codec 'msgpack': pip install msgpack") from e
         return msgpack.unpackb(data, raw=False)
