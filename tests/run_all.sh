@@ -13,7 +13,9 @@
 #   3. the Go binding (go vet, go test -race) against real C processes
 #   4. the Python binding (client, worker, Prefect runner) and a stock
 #      Python gRPC client (grpcio, stubs generated from proto/)
-#      against a real scheduler and workers
+#      against a real scheduler and workers, among them workers started
+#      by hand in a one-node Slurm and over ssh in network-namespace
+#      hosts (tests/cluster)
 #   5. an integration run under valgrind
 #   6. the benchmark smoke mode (tiny N, no timing claims)
 set -euo pipefail

@@ -5,7 +5,8 @@
 # already there: the C toolchain and libraries (gRPC C core, nanopb,
 # OpenSSL, cmocka, jansson, libmicrohttpd and GnuTLS for the scheduler's
 # HTTP port), Bazel, clang-format and clang with its libFuzzer runtime (the
-# fuzz targets), Chromium and its WebDriver (the dashboard test) from
+# fuzz targets), Chromium and its WebDriver (the dashboard test), Slurm,
+# munge and OpenSSH's server (the cluster tests, tests/cluster) from
 # Debian's packages, and the Python test dependencies (grpcio, grpcio-tools,
 # grpcio-health-checking, pytest, prometheus_client, selenium) from PyPI,
 # and grpcurl from the Go module proxy.
@@ -21,6 +22,7 @@ APT_PACKAGES=(
   chromium chromium-driver
   bazel-bootstrap valgrind clang-format
   clang libclang-rt-14-dev
+  slurm-wlm munge openssh-server
 )
 
 SUDO=""

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 import pytest
@@ -57,13 +57,16 @@ def _scheduler_bin() -> pathlib.Path:
 
 @contextlib.contextmanager
 def run_scheduler(args: list[str], stderr: Any = None,
-                  return_pid: bool = False, dashboard: bool = False) -> Iterator[Any]:
+                  return_pid: bool = False, dashboard: bool = False,
+                  wrapper: list[str] | None = None) -> Iterator[Any]:
     """Run taskgrid-scheduler ARGS (its --listen among them) until the
     block ends; yields the host:port it printed (with return_pid, the pair
     (host:port, pid); with dashboard, for ARGS with --dashboard-address,
     the pair (host:port, the dashboard's URL it printed next)). Its log
-    goes to `stderr` (a file, or None for this process's)."""
-    proc = subprocess.Popen([str(_scheduler_bin()), *args],
+    goes to `stderr` (a file, or None for this process's). With `wrapper`
+    (a command that execs the rest, e.g. `ip netns exec NS`), the
+    scheduler runs under it."""
+    proc = subprocess.Popen([*(wrapper or []), str(_scheduler_bin()), *args],
                             stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 10)
@@ -123,6 +126,18 @@ def channel(scheduler: str) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(scheduler) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
         yield ch
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """Poll check() until it returns something true (returned), failing
+    with 'timed out waiting for WHAT' after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def wait_for_workers(pb, channel: grpc.Channel, n: int, timeout: float = 10.0) -> None:

@@ -17,12 +17,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import grpc
 import pytest
 
 from conftest import BIN, ROOT, run_scheduler, wait_for_workers
+from conftest import wait_until as _until
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -53,16 +54,6 @@ def _value(fams: dict[str, Any], family: str, sample: str | None = None,
         if s.name == (sample or family) and all(s.labels.get(k) == v for k, v in labels.items()):
             total += s.value
     return total
-
-
-def _until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _key(name: str) -> str:
