@@ -35,8 +35,8 @@ typedef struct tgw_config {
     char *launch_id;                   /* TASKGRID_LAUNCH_ID, or NULL */
     /* The data service: where it listens ("HOST:PORT"; NULL with
      * --data-listen none: no data service, every result inline) and what
-     * it advertises (NULL: the listen host with the bound port, the
-     * host name for a wildcard host). */
+     * it advertises (NULL: the listen host with the bound port; for a
+     * wildcard host the address chosen by advertise.h). */
     char *data_listen;
     char *data_address;
     /* --data-clients: over TLS the data service also answers certificates

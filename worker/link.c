@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "advertise.h"
 #include "copy.h"
 #include "dataservice.h"
 #include "executor.h"
@@ -803,27 +804,6 @@ static void on_task_done(void *ud, tg_task_ctx *t)
     tgw_outbox_push(l->ob, t);
 }
 
-/* The advertised data address: --data-address, else the listen host
- * (this host's name for a wildcard one) with the bound port. */
-static void set_data_address(wlink *l, int port)
-{
-    const tgw_config *c = l->cfg;
-    const char *listen = c->data_listen;
-    int n = (int)(strrchr(listen, ':') - listen);
-
-    if (c->data_address != NULL)
-        snprintf(l->data_address, sizeof(l->data_address), "%s",
-                 c->data_address);
-    else if (n == 0 || (n == 7 && strncmp(listen, "0.0.0.0", 7) == 0) ||
-             (n == 4 && strncmp(listen, "[::]", 4) == 0) ||
-             (n == 2 && strncmp(listen, "::", 2) == 0))
-        snprintf(l->data_address, sizeof(l->data_address), "%s:%d", c->host,
-                 port);
-    else
-        snprintf(l->data_address, sizeof(l->data_address), "%.*s:%d", n, listen,
-                 port);
-}
-
 /* The store, the data service (unless --data-listen none) and the
  * fetcher. TG_OK, or an error (logged by the caller). */
 static int data_start(wlink *l)
@@ -848,7 +828,9 @@ static int data_start(wlink *l)
         o.clients = l->cfg->data_clients;
         rc = tgw_dataservice_start(&l->ds, &o);
         if (rc == TG_OK) {
-            set_data_address(l, tgw_dataservice_port(l->ds));
+            tgw_advertise_data_address(l->cfg, tgw_dataservice_port(l->ds),
+                                       l->data_address,
+                                       sizeof(l->data_address));
             TG_LOG_INFO("data service on %s (advertised as %s)",
                         l->cfg->data_listen, l->data_address);
             tgw_dataservice_check_cert(l->sec, l->cfg->tls_cert);
