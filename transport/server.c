@@ -545,7 +545,7 @@ int tg__server_new(tg__server **out, const tg__server_opts *opts,
 {
     tg__server *s;
     grpc_server_credentials *creds;
-    grpc_arg argv[2];
+    grpc_arg argv[4];
     grpc_channel_args args;
     char target[512];
     bool tls;
@@ -580,7 +580,18 @@ int tg__server_new(tg__server **out, const tg__server_opts *opts,
     tg__rpc_init();
     tg__grpc_channel_args(
         opts->max_msg ? opts->max_msg : TG__RPC_DEFAULT_MAX_MSG, argv);
-    args.num_args = 2;
+    /* Clients keep idle connections alive with a ping every 30 s (a
+     * Gather or Watch may be silent for long). gRPC's server default
+     * allows one ping per 5 minutes without data and answers more with
+     * GOAWAY "too_many_pings", which broke idle clients after a minute or
+     * two: accept pings every 10 s, with or without calls. */
+    argv[2].type = GRPC_ARG_INTEGER;
+    argv[2].key = (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+    argv[2].value.integer = 10000;
+    argv[3].type = GRPC_ARG_INTEGER;
+    argv[3].key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+    argv[3].value.integer = 1;
+    args.num_args = 4;
     args.args = argv;
     s->server = grpc_server_create(&args, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
