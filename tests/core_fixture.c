@@ -85,3 +85,31 @@ void cf_assert_str_is(tgs_str s, const char *z)
     buf[s.len] = '\0';
     assert_string_equal(buf, z);
 }
+
+void cf_submit_f(tgs_core *c, const char *key)
+{
+    tgs_task_spec s;
+    char err[256];
+    memset(&s, 0, sizeof s);
+    s.key = cf_str(key);
+    s.func = cf_str("f");
+    if (tgs_core_submit(c, &s, 1, 0, NULL, err, sizeof err) != TGS_OK)
+        fail_msg("submit %s: %s", key, err);
+}
+
+void cf_finish(tgs_core *c, uint64_t wid, const char *key, bool held)
+{
+    tgs_outcome o;
+    memset(&o, 0, sizeof o);
+    o.ok = true;
+    o.codec = cf_str("raw");
+    if (held) {
+        o.held = true;
+        o.size = 100000;
+    } else {
+        o.data = (const uint8_t *)"1";
+        o.data_len = 1;
+    }
+    assert_int_equal(tgs_core_task_finished(c, wid, cf_str(key), &o, 1),
+                     TGS_OK);
+}

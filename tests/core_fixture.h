@@ -50,4 +50,12 @@ void cf_worker_add(tgs_core *c, uint64_t wid, const char *name, bool can_fetch);
 /* Assert that `s` is the string `z`. */
 void cf_assert_str_is(tgs_str s, const char *z);
 
+/* Submit task `key` of function "f" with no dependencies (fails the test
+ * if refused). */
+void cf_submit_f(tgs_core *c, const char *key);
+
+/* Worker `wid` reports `key` done: a 1-byte result inline, or with `held`
+ * a result of 100,000 bytes held on it (asserts TGS_OK). */
+void cf_finish(tgs_core *c, uint64_t wid, const char *key, bool held);
+
 #endif

@@ -21,38 +21,12 @@
 #include "core_fixture.h"
 #include "scheduler/core.h"
 
-static void submit(tgs_core *c, const char *key)
-{
-    tgs_task_spec s = {.key = cf_str(key), .func = cf_str("f")};
-    char err[256];
-    if (tgs_core_submit(c, &s, 1, 0, NULL, err, sizeof err) != TGS_OK)
-        fail_msg("submit %s: %s", key, err);
-}
-
-/* Worker `wid` reports `key` done: inline, or held on it with `held`. */
-static void finish(tgs_core *c, uint64_t wid, const char *key, bool held)
-{
-    tgs_outcome o;
-    memset(&o, 0, sizeof o);
-    o.ok = true;
-    o.codec = cf_str("raw");
-    if (held) {
-        o.held = true;
-        o.size = 100000;
-    } else {
-        o.data = (const uint8_t *)"1";
-        o.data_len = 1;
-    }
-    assert_int_equal(tgs_core_task_finished(c, wid, cf_str(key), &o, 1),
-                     TGS_OK);
-}
-
 static void run_one(tgs_core *c, const char *key, bool held)
 {
     cf_act a[CF_MAX_ACTS];
-    submit(c, key);
+    cf_submit_f(c, key);
     assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
-    finish(c, 1, key, held);
+    cf_finish(c, 1, key, held);
     cf_pop_all(c, a, CF_MAX_ACTS);
 }
 
@@ -120,12 +94,12 @@ static void test_hold_core__pending_unknown_and_bad_args(void **state)
     uint32_t n = 99;
 
     cf_worker_add_f(c, 1, "w1");
-    submit(c, "p");
+    cf_submit_f(c, "p");
     assert_int_equal(cf_pop_all(c, a, CF_MAX_ACTS), 1);
     assert_int_equal(tgs_core_hold(c, keys, 3, &n), TGS_OK);
     assert_int_equal(n, 2); /* "p" twice, "nope" skipped */
     assert_null(tgs_core_find(c, keys[1]));
-    finish(c, 1, "p", false);
+    cf_finish(c, 1, "p", false);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(tgs_core_release(c, keys, 1, &n), TGS_OK);
         assert_int_equal(n, 0);

@@ -22,34 +22,6 @@
 #include "core_fixture.h"
 #include "scheduler/core.h"
 
-static void submit(tgs_core *c, const char *key)
-{
-    tgs_task_spec s;
-    char err[256];
-    memset(&s, 0, sizeof s);
-    s.key = cf_str(key);
-    s.func = cf_str("f");
-    if (tgs_core_submit(c, &s, 1, 0, NULL, err, sizeof err) != TGS_OK)
-        fail_msg("submit %s: %s", key, err);
-}
-
-static void finish(tgs_core *c, uint64_t wid, const char *key, bool held)
-{
-    tgs_outcome o;
-    memset(&o, 0, sizeof o);
-    o.ok = true;
-    o.codec = cf_str("raw");
-    if (held) {
-        o.held = true;
-        o.size = 1000;
-    } else {
-        o.data = (const uint8_t *)"x";
-        o.data_len = 1;
-    }
-    assert_int_equal(tgs_core_task_finished(c, wid, cf_str(key), &o, 1),
-                     TGS_OK);
-}
-
 /* A core with workers 1 ("w1") and, when `second`, 2 ("w2"), both
  * able to fetch, and "big" finished on w1 as a held result. */
 static tgs_core *held_on_w1(bool second)
@@ -59,10 +31,10 @@ static tgs_core *held_on_w1(bool second)
     cf_worker_add(c, 1, "w1", true);
     if (second)
         cf_worker_add(c, 2, "w2", true);
-    submit(c, "big"); /* least loaded, then first to join: w1 */
+    cf_submit_f(c, "big"); /* least loaded, then first to join: w1 */
     size_t n = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(cf_count_acts(a, n, TGS_ACT_ASSIGN, 1, "big"), 1);
-    finish(c, 1, "big", true);
+    cf_finish(c, 1, "big", true);
     cf_pop_all(c, a, CF_MAX_ACTS);
     return c;
 }
@@ -75,7 +47,7 @@ static void test_retire_core__release_when_done_waits_for_final(void **state)
     tgs_str k = cf_str("a");
     uint32_t n = 99;
     cf_worker_add_f(c, 1, "w1");
-    submit(c, "a");
+    cf_submit_f(c, "a");
     cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(tgs_core_release_when_done(c, &k, 1, &n), TGS_OK);
     assert_int_equal(n, 0);
@@ -83,7 +55,7 @@ static void test_retire_core__release_when_done_waits_for_final(void **state)
     assert_int_equal(tgs_core_release_when_done(c, &k, 1, &n), TGS_OK);
     assert_int_equal(n, 0);
     assert_non_null(tgs_core_find(c, k));
-    finish(c, 1, "a", false);
+    cf_finish(c, 1, "a", false);
     cf_pop_all(c, a, CF_MAX_ACTS);
     assert_null(tgs_core_find(c, k)); /* final, then forgotten */
     tgs_core_free(c);
@@ -98,10 +70,10 @@ test_retire_core__release_when_done_of_final_is_release(void **state)
     tgs_str k = cf_str("a");
     uint32_t n = 0;
     cf_worker_add_f(c, 1, "w1");
-    submit(c, "a");
-    submit(c, "a"); /* two holds */
+    cf_submit_f(c, "a");
+    cf_submit_f(c, "a"); /* two holds */
     cf_pop_all(c, a, CF_MAX_ACTS);
-    finish(c, 1, "a", false);
+    cf_finish(c, 1, "a", false);
     assert_int_equal(tgs_core_release_when_done(c, &k, 1, &n), TGS_OK);
     assert_int_equal(n, 0); /* one hold left */
     assert_int_equal(tgs_core_release_when_done(c, &k, 1, &n), TGS_OK);
@@ -118,7 +90,7 @@ static void test_retire_core__deferred_hold_dropped_on_error(void **state)
     tgs_str k = cf_str("a");
     tgs_outcome o;
     cf_worker_add_f(c, 1, "w1");
-    submit(c, "a");
+    cf_submit_f(c, "a");
     cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(tgs_core_release_when_done(c, &k, 1, NULL), TGS_OK);
     memset(&o, 0, sizeof o);
@@ -188,13 +160,13 @@ static void test_retire_core__running_task_finishes_then_moves(void **state)
     size_t n;
     cf_worker_add(c, 1, "w1", true);
     cf_worker_add(c, 2, "w2", true);
-    submit(c, "r"); /* least loaded first: w1 */
+    cf_submit_f(c, "r"); /* least loaded first: w1 */
     n = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(cf_count_acts(a, n, TGS_ACT_ASSIGN, 1, "r"), 1);
     assert_int_equal(tgs_core_worker_retire(c, 1, true, 1), TGS_OK);
     n = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(cf_count_acts(a, n, TGS_ACT_CLOSE_WORKER, 1, ""), 0);
-    finish(c, 1, "r", true); /* made while draining: moved too */
+    cf_finish(c, 1, "r", true); /* made while draining: moved too */
     n = cf_pop_all(c, a, CF_MAX_ACTS);
     assert_int_equal(cf_count_acts(a, n, TGS_ACT_COPY, 2, "r"), 1);
     assert_int_equal(tgs_core_copy_done(c, 2, cf_str("r"), true, 3), TGS_OK);
