@@ -625,6 +625,14 @@ int tgs_core_adapt(tgs_core *c, const tgs_adapt_opts *o, int64_t now_ms);
 int tgs_core_worker_managed(tgs_core *c, uint64_t wid);
 
 /**
+ * Workers come `step` at a time (a batch job running several): every
+ * target, of Scale(n) and of adaptive scaling alike, is rounded up to a
+ * multiple of it, so no job is started to be drained at once. Default 1;
+ * 0 → TGS_EINVAL.
+ */
+int tgs_core_set_scale_step(tgs_core *c, uint32_t step);
+
+/**
  * The current scaling target in *target (may be NULL); false (and 0) if
  * neither tgs_core_scale nor tgs_core_adapt was called.
  */

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "launch_args.h"
 #include "methods.h"
 #include "server.h"
 #include "transport/transport.h"
@@ -33,8 +34,10 @@ static const char usage[] =
     "\n"
     "  --listen ADDRESS        tcp://HOST:PORT or tls://HOST:PORT to serve on\n"
     "                          (default tcp://0.0.0.0:8786; port 0 picks one)\n"
-    "  --launcher local|none   how Scale starts workers (default local:\n"
-    "                          taskgrid-worker processes on this host)\n"
+    "  --launcher KIND         how Scale starts workers: local (default:\n"
+    "                          taskgrid-worker processes on this host),\n"
+    "                          slurm (batch jobs), ssh (processes on\n"
+    "                          --hosts), none (workers join by themselves)\n"
     "  --workers N             start N local workers at once (default 0)\n"
     "  --nthreads N            threads per launched worker (default: cores)\n"
     "  --worker-bin PATH       taskgrid-worker to launch (default: next to\n"
@@ -91,6 +94,8 @@ static const char usage[] =
     "                          file: the parent exited, however it ended\n"
     "  --help                  this text\n"
     "\n"
+    "%s"
+    "\n"
     "On start it prints 'taskgrid-scheduler listening on ADDRESS' on stdout,\n"
     "then, with --dashboard-address, 'taskgrid-scheduler dashboard at URL'.\n";
 
@@ -118,6 +123,7 @@ typedef struct cli {
     const char *wtls[3]; /* the same for launched workers */
     char wpath[3][PATH_MAX];
     tg__tls own;
+    tgs_launch_cli launch; /* the slurm and ssh launchers' options */
     int parent_fd;     /* --exit-with-parent-fd, -1 if none */
     bool inline_given; /* --inline-limit was given */
 } cli;
@@ -358,15 +364,23 @@ static int parse_args(cli *c, int argc, char **argv)
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         int rc;
 
+        char err[512];
+
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
+            printf(usage, tgs_launch_usage);
             return 0;
         }
         if (strcmp(a, "--dashboard-fallback") == 0) { /* takes no value */
             c->o.dashboard_fallback = true;
             continue;
         }
-        rc = parse_parent_fd(c, a, val);
+        rc = tgs_launch_arg(&c->launch, &c->o, a, val, err, sizeof(err));
+        if (rc == 1)
+            continue; /* a flag */
+        if (rc == 2)
+            return bad(err, NULL);
+        if (rc < 0)
+            rc = parse_parent_fd(c, a, val);
         if (rc < 0)
             rc = parse_bandwidth(c, a, val);
         if (rc < 0)
@@ -380,6 +394,13 @@ static int parse_args(cli *c, int argc, char **argv)
         i++;
     }
     c->o.worker_preload = c->preload;
+    {
+        char err[512];
+        if (tgs_launch_check(&c->launch, &c->o, err, sizeof(err)) == 2)
+            return bad(err, NULL);
+    }
+    if (c->launch.print_job_script)
+        return tgs_server_print_job_script(&c->o, stdout) == 0 ? 0 : 2;
     return -1;
 }
 
@@ -477,7 +498,7 @@ int main(int argc, char **argv)
     mallopt(M_ARENA_MAX, 1);
 #endif
     c.preload = calloc((size_t)argc, sizeof(char *));
-    if (c.preload == NULL)
+    if (c.preload == NULL || !tgs_launch_cli_init(&c.launch, argc))
         return 1;
     c.o.listen = "tcp://0.0.0.0:8786";
     c.o.launcher = "local";
@@ -497,6 +518,7 @@ int main(int argc, char **argv)
     if (rc < 0)
         rc = tgs_server_main(&c.o);
     tg__tls_clear(&c.own);
+    tgs_launch_cli_free(&c.launch);
     free(c.preload);
     return rc;
 }

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * scaling.c: the local launcher following the core's scaling target: reaping
- * exited worker processes, marking launched workers as managed, starting
- * processes up to the target (in bounded bursts) and stopping ones that
- * never connected. Which workers to retire is the core's decision.
+ * scaling.c: the launcher (local processes, Slurm jobs or SSH hosts: see
+ * launcher.h) following the core's scaling target: polling its units,
+ * marking launched workers as managed, starting units up to the target
+ * (in bounded bursts, backing off after failures) and stopping units none
+ * of whose workers connected. Which connected workers to retire is the
+ * core's decision; they drain first, so nothing is lost.
  */
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "methods.h"
 #include "sched.h"
@@ -26,17 +26,6 @@ static bool launch_connected(void *ud, const char *id)
     return false;
 }
 
-static void on_child_exit(void *ud, const char *id, int st)
-{
-    (void)ud;
-    if (WIFSIGNALED(st))
-        TG_LOG_WARN("worker process %s was killed by signal %d", id,
-                    WTERMSIG(st));
-    else
-        TG_LOG_INFO("worker process %s exited with status %d", id,
-                    WEXITSTATUS(st));
-}
-
 /*
  * The scaling policy is the core's (tgs_core_scale, tgs_core_adapt,
  * decided at tgs_core_tick); this only meets it with processes. The
@@ -49,48 +38,47 @@ static void mark_managed(sched *s)
     for (size_t i = 0; i < s->workers.n; i++) {
         peer *w = s->workers.v[i];
         if (w->registered && w->launch_id &&
-            tgs_launcher_owns(s->launcher, w->launch_id))
+            tgs_launcher_owns(s->launcher, w->launch_id)) {
             tgs_core_worker_managed(s->core, w->id);
+            tgs_launcher_seen(s->launcher, w->launch_id);
+        }
     }
 }
 
 void srv_scale_tick(sched *s, int64_t now)
 {
-    size_t active;
-    char id[64];
+    size_t active, slots;
 
     if (s->launcher == NULL)
         return;
-    tgs_launcher_reap(s->launcher, on_child_exit, s);
+    tgs_launcher_poll(s->launcher, now);
     mark_managed(s);
     if (!s->have_target)
         return;
     active = tgs_launcher_active(s->launcher);
-    /* Start missing workers (also replaces ones that died), at most a
-     * burst per 100 ms so a crashing worker binary cannot fork-bomb. */
+    slots = tgs_launcher_slots(s->launcher);
+    /* Start missing units (also replaces ones that ended), at most a
+     * burst of 16 per 100 ms so a crashing worker cannot fork-bomb, and
+     * none while backing off after failed starts. Units still starting
+     * (a batch job waiting in the queue) count: nothing is started twice
+     * for the same demand. */
     if (active < s->target && now - s->last_spawn_ms >= 100) {
-        size_t n = s->target - active;
-        if (n > 16)
-            n = 16;
-        for (size_t i = 0; i < n; i++) {
-            if (tgs_launcher_spawn(s->launcher, id, sizeof(id)) != 0) {
-                TG_LOG_ERROR("cannot start a worker process");
+        for (int i = 0; i < 16 && active < s->target &&
+                        tgs_launcher_ready(s->launcher, now);
+             i++) {
+            if (tgs_launcher_start(s->launcher, now) != 0)
                 break;
-            }
-            TG_LOG_INFO("started worker process %s", id);
+            active += slots;
         }
         s->last_spawn_ms = now;
     }
-    /* Still too many: stop started processes that never connected (no
-     * work to lose). Connected ones are the core's to retire, by
-     * draining; it picks the least loaded. */
-    while (
-        active > s->target &&
-        tgs_launcher_pick(s->launcher, launch_connected, s, id, sizeof(id)) &&
-        !launch_connected(s, id)) {
-        tgs_launcher_retire(s->launcher, id);
-        tgs_launcher_signal(s->launcher, id, SIGTERM);
-        active--;
-    }
+    /* Still too many: stop units none of whose workers connected (no
+     * work to lose), newest first, while whole units can go. Connected
+     * workers are the core's to retire, by draining; it picks the least
+     * loaded. */
+    while (active > s->target &&
+           tgs_launcher_stop_idle(s->launcher, s->target, launch_connected,
+                                  s))
+        active = tgs_launcher_active(s->launcher);
     srv_run_actions(s);
 }

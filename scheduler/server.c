@@ -445,6 +445,137 @@ static int seed_core_hash(void)
     return 0;
 }
 
+/* The address launched workers get: --contact-address, else ours. A
+ * wildcard listen host (0.0.0.0, ::) is kept for the SSH backend, which
+ * puts in the local end of the route to each host; jobs get this host's
+ * name. */
+static const char *contact_address(sched *s, const tgs_server_opts *o,
+                                   char *buf, size_t len, bool *wildcard)
+{
+    char host[256];
+    const char *listen = o->listen;
+    const char *p = strstr(listen, "://");
+
+    *wildcard = false;
+    if (o->contact_address != NULL)
+        return o->contact_address;
+    p = p ? p + 3 : listen;
+    if (strncmp(p, "0.0.0.0:", 8) != 0 && strncmp(p, "[::]:", 5) != 0 &&
+        p[0] != ':')
+        return s->address;
+    if (o->launcher != NULL && strcmp(o->launcher, "ssh") == 0) {
+        *wildcard = true;
+        return s->address;
+    }
+    if (gethostname(host, sizeof(host)) != 0)
+        return s->address;
+    host[sizeof(host) - 1] = '\0';
+    snprintf(buf, len, "%s://%s:%d", s->tls ? "tls" : "tcp", host,
+             tg__server_port(s->srv));
+    return buf;
+}
+
+/* The launcher options of `o`, with `address` for the workers. */
+static void launcher_opts(const tgs_server_opts *o, const char *address,
+                          const char *worker_bin, tgs_launcher_opts *lo)
+{
+    memset(lo, 0, sizeof(*lo));
+    lo->kind = o->launcher ? o->launcher : "local";
+    lo->worker_bin = worker_bin;
+    lo->worker_cmd = o->worker_cmd;
+    lo->address = address;
+    lo->nthreads = o->worker_nthreads;
+    lo->resources = o->worker_resources;
+    lo->preload = o->worker_preload;
+    lo->npreload = o->nworker_preload;
+    lo->log_level = o->worker_log_level;
+    lo->memory_limit = o->worker_memory_limit;
+    lo->tls_ca = o->worker_tls_ca;
+    lo->tls_cert = o->worker_tls_cert;
+    lo->tls_key = o->worker_tls_key;
+    lo->extra_args = o->worker_extra_args;
+    lo->nextra_args = o->nworker_extra_args;
+    lo->job = o->job;
+    lo->ssh = o->ssh;
+}
+
+/* A job's workers share its cores (dask-jobqueue's rule), unless
+ * --nthreads says otherwise; adaptive scaling counts these threads. */
+static void job_threads(tgs_server_opts *o)
+{
+    if (o->launcher != NULL && strcmp(o->launcher, "slurm") == 0 &&
+        o->worker_nthreads == 0) {
+        uint32_t cores = o->job.cores ? o->job.cores : 1;
+        uint32_t procs = o->job.processes ? o->job.processes : 1;
+        o->worker_nthreads = cores / procs ? cores / procs : 1;
+    }
+}
+
+int tgs_server_print_job_script(const tgs_server_opts *opts, FILE *out)
+{
+    tgs_server_opts copy = *opts, *o = &copy;
+    tgs_launcher_opts lo;
+    char *bin = o->worker_bin ? strdup(o->worker_bin) : find_worker_bin();
+    int rc;
+
+    job_threads(o);
+    launcher_opts(o, o->contact_address ? o->contact_address : o->listen,
+                  bin ? bin : "taskgrid-worker", &lo);
+    rc = tgs_launcher_print_script(&lo, out);
+    if (rc != 0)
+        fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
+    free(bin);
+    return rc;
+}
+
+/* The launcher of --launcher (local, slurm, ssh; none: no launcher).
+ * Returns 0, or the exit code. */
+static int start_launcher(sched *s, const tgs_server_opts *o,
+                          char **worker_bin)
+{
+    static char contact[600];
+    const char *kind = o->launcher ? o->launcher : "local";
+    bool local = strcmp(kind, "local") == 0, wild;
+    tgs_launcher_opts lo;
+
+    if (strcmp(kind, "none") == 0)
+        return 0;
+    if (s->tls && o->worker_tls_cert == NULL) {
+        /* Workers we start must present a worker certificate; without one
+         * they could never join. */
+        if (local && o->workers == 0)
+            return 0;
+        fprintf(stderr,
+                "taskgrid-scheduler: a TLS scheduler starting workers "
+                "needs a worker certificate for them: give "
+                "--worker-tls-cert and --worker-tls-key\n");
+        return 2;
+    }
+    *worker_bin = o->worker_bin ? strdup(o->worker_bin) : find_worker_bin();
+    if (*worker_bin == NULL && (local || o->worker_cmd == NULL)) {
+        if (local && o->workers == 0)
+            return 0; /* Scale answers why it cannot start workers */
+        fprintf(stderr,
+                "taskgrid-scheduler: cannot find taskgrid-worker to "
+                "start workers (looked next to this program and in "
+                "PATH); pass --worker-bin PATH%s or build it with "
+                "'bazel build //worker'\n",
+                local ? "" : " or --worker-command CMD");
+        return 1;
+    }
+    job_threads(&s->opts);
+    launcher_opts(&s->opts,
+                  contact_address(s, o, contact, sizeof(contact), &wild),
+                  *worker_bin, &lo);
+    lo.wildcard = wild;
+    if (tgs_launcher_new(&s->launcher, &lo) != 0) {
+        fprintf(stderr, "taskgrid-scheduler: %s\n", tg_error_last());
+        return 2;
+    }
+    tgs_core_set_scale_step(s->core, tgs_launcher_slots(s->launcher));
+    return 0;
+}
+
 int tgs_server_main(const tgs_server_opts *o)
 {
     sched s;
@@ -506,53 +637,9 @@ int tgs_server_main(const tgs_server_opts *o)
         goto cleanup;
     }
 
-    if ((o->launcher == NULL || strcmp(o->launcher, "local") == 0) && s.tls &&
-        o->worker_tls_cert == NULL) {
-        /* Workers we start must present a worker certificate; without one
-         * they could never join. */
-        if (o->workers > 0) {
-            fprintf(stderr,
-                    "taskgrid-scheduler: a TLS scheduler starting workers "
-                    "needs a worker certificate for them: give "
-                    "--worker-tls-cert and --worker-tls-key\n");
-            rc = 2;
-            goto cleanup;
-        }
-    } else if (o->launcher == NULL || strcmp(o->launcher, "local") == 0) {
-        tgs_launcher_opts lo = {0};
-        worker_bin = o->worker_bin ? strdup(o->worker_bin) : find_worker_bin();
-        if (worker_bin == NULL) {
-            if (o->workers > 0) {
-                fprintf(stderr,
-                        "taskgrid-scheduler: cannot find taskgrid-worker to "
-                        "start workers (looked next to this program and in "
-                        "PATH); pass --worker-bin PATH or build it with "
-                        "'bazel build //worker'\n");
-                rc = 1;
-                goto cleanup;
-            }
-        } else {
-            lo.worker_bin = worker_bin;
-            lo.address = s.address;
-            lo.nthreads = o->worker_nthreads;
-            lo.resources = o->worker_resources;
-            lo.preload = o->worker_preload;
-            lo.npreload = o->nworker_preload;
-            lo.log_level = o->worker_log_level;
-            lo.memory_limit = o->worker_memory_limit;
-            lo.tls_ca = o->worker_tls_ca;
-            lo.tls_cert = o->worker_tls_cert;
-            lo.tls_key = o->worker_tls_key;
-            tgs_launcher_new(&s.launcher, &lo);
-        }
-    } else if (strcmp(o->launcher, "none") != 0) {
-        fprintf(stderr,
-                "taskgrid-scheduler: unknown launcher '%s' (use "
-                "'local' or 'none')\n",
-                o->launcher);
-        rc = 2;
+    rc = start_launcher(&s, o, &worker_bin);
+    if (rc != 0)
         goto cleanup;
-    }
     if (o->workers > 0) /* Scale(n) from the start: the core keeps it */
         tgs_core_scale(s.core, o->workers, tg__now_ms());
     srv_observe_update(&s); /* --log-level debug logs every change */
@@ -568,8 +655,10 @@ int tgs_server_main(const tgs_server_opts *o)
     printf("taskgrid-scheduler listening on %s\n", s.address);
     fflush(stdout);
     srv_dashboard_announce(&s);
-    TG_LOG_INFO("listening on %s%s", s.address,
-                s.launcher ? " (local launcher)" : "");
+    TG_LOG_INFO("listening on %s%s%s%s", s.address,
+                s.launcher ? " (" : "",
+                s.launcher ? tgs_launcher_kind(s.launcher) : "",
+                s.launcher ? " launcher)" : "");
     tg__server_run(s.srv);
     TG_LOG_INFO("shutting down (signal %d)", (int)got_signal);
 

@@ -13,6 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "launcher.h"
 
 /* The default budget of the Gather relays (relay.c). */
 #define TGS_RELAY_MEMORY_DEFAULT (64u << 20)
@@ -25,7 +28,7 @@
 
 typedef struct tgs_server_opts {
     const char *listen;       /* "tcp://0.0.0.0:8786" */
-    const char *launcher;     /* "local" or "none" */
+    const char *launcher;     /* "local", "slurm", "ssh" or "none" */
     const char *worker_bin;   /* NULL: next to this executable, or PATH */
     uint32_t workers;         /* workers to start at once */
     uint32_t worker_nthreads; /* --nthreads of launched workers */
@@ -61,6 +64,19 @@ typedef struct tgs_server_opts {
     const char *dashboard_address;
     /* --dashboard-fallback: when that port is taken, a free one. */
     bool dashboard_fallback;
+    /* --launcher slurm and ssh (launcher.h): the command running a worker
+     * there (--worker-command), arguments added to each worker's
+     * (--worker-extra-arg), the batch jobs' and the hosts' options. */
+    const char *worker_cmd;
+    const char *const *worker_extra_args;
+    size_t nworker_extra_args;
+    tgs_job_opts job;
+    tgs_ssh_opts ssh;
+    /* --contact-address: the scheduler's address as launched workers
+     * reach it (NULL: the listen address; a wildcard listen host is
+     * replaced, per SSH host by the local end of the route to it, for
+     * jobs by this host's name). */
+    const char *contact_address;
 } tgs_server_opts;
 
 /**
@@ -69,5 +85,12 @@ typedef struct tgs_server_opts {
  * Returns a process exit code.
  */
 int tgs_server_main(const tgs_server_opts *opts);
+
+/**
+ * --print-job-script: write the job script --launcher slurm would submit
+ * to `out` (the workers' address: --contact-address, else --listen's).
+ * Returns 0, or non-zero after printing why on stderr.
+ */
+int tgs_server_print_job_script(const tgs_server_opts *opts, FILE *out);
 
 #endif

@@ -373,6 +373,63 @@ void srv_do_release(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     srv_run_actions(s);
 }
 
+static bool status_connected(void *ud, const char *launch_id)
+{
+    sched *s = ud;
+
+    for (size_t i = 0; i < s->workers.n; i++) {
+        peer *w = s->workers.v[i];
+        if (w->registered && w->launch_id &&
+            strcmp(w->launch_id, launch_id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* StatusResponse.launcher: the units and the counts scaling uses. Returns
+ * the units array (to free after the reply), or NULL when out of memory
+ * or with no launcher (then has_launcher is false). */
+static taskgrid_v1_LauncherUnit *status_launcher(sched *s,
+                                                 taskgrid_v1_LauncherStatus *ls,
+                                                 bool *has)
+{
+    tgs_unit_info info;
+    const char *last;
+    size_t n = 0, starting = 0;
+    taskgrid_v1_LauncherUnit *u;
+
+    *has = false;
+    if (s->launcher == NULL)
+        return NULL;
+    while (tgs_launcher_unit_at(s->launcher, n, &info))
+        n++;
+    if (n > 4096)
+        n = 4096;
+    if ((u = calloc(n ? n : 1, sizeof(*u))) == NULL)
+        return NULL;
+    for (size_t i = 0; i < n && tgs_launcher_unit_at(s->launcher, i, &info);
+         i++) {
+        u[i].id = tg_pbbuf_str(info.id);
+        u[i].state = tg_pbbuf_str(info.state);
+        u[i].where = tg_pbbuf_str(info.where);
+        u[i].workers = info.workers;
+        u[i].connected = tgs_launcher_unit_connected(s->launcher, i,
+                                                     status_connected, s);
+        if (strcmp(info.state, "stopping") != 0)
+            starting += info.workers - u[i].connected;
+    }
+    ls->kind = tg_pbbuf_str(tgs_launcher_kind(s->launcher));
+    ls->target = s->have_target ? s->target : 0;
+    ls->active = (uint32_t)tgs_launcher_active(s->launcher);
+    ls->starting = (uint32_t)(starting < ls->active ? starting : ls->active);
+    ls->failures = tgs_launcher_failures(s->launcher, &last);
+    ls->last_error = tg_pbbuf_str(last);
+    ls->units = u;
+    ls->units_count = (pb_size_t)n;
+    *has = true;
+    return u;
+}
+
 void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
 {
     taskgrid_v1_StatusRequest m;
@@ -384,10 +441,11 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     taskgrid_v1_Resource *rs;
     size_t nrs = 0, ri = 0;
     char(*why)[256];
-    void *tree = NULL, *holders = NULL;
+    void *tree = NULL, *holders = NULL, *units = NULL;
 
     if (!srv_decode(c, taskgrid_v1_StatusRequest_fields, &m, req, len))
         return;
+    units = status_launcher(s, &r.launcher, &r.has_launcher);
     for (size_t i = 0; i < s->workers.n; i++)
         nrs += s->workers.v[i]->nres;
     rs = calloc(nrs ? nrs : 1, sizeof(*rs));
@@ -461,6 +519,7 @@ void srv_do_status(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     srv_reply(c, taskgrid_v1_StatusResponse_fields, &r);
 
 cleanup:
+    free(units);
     free(tree);
     free(holders);
     free(rs);

@@ -459,6 +459,7 @@ typedef struct tgs_scale {
     uint32_t minimum; /* adaptive bounds */
     uint32_t maximum;
     uint32_t nthreads; /* per launched worker, >= 1 */
+    uint32_t step;     /* targets are multiples of it (0: 1) */
     int64_t hold_ms;
     int64_t low_since;
 } tgs_scale;

@@ -13,10 +13,19 @@
  */
 #include "scheduler/core/internal.h"
 
+/* `n` rounded up to whole steps (workers per job). */
+static uint64_t whole_steps(const tgs_scale *s, uint64_t n)
+{
+    uint64_t step = s->step ? s->step : 1;
+    return (n + step - 1) / step * step;
+}
+
 /* Set the target, telling the caller when it moves (or is set anew). */
 static void set_target(tgs_core *c, uint32_t target, bool always)
 {
     tgs_scale *s = &c->scale;
+    uint64_t whole = whole_steps(s, target);
+    target = whole > UINT32_MAX ? UINT32_MAX : (uint32_t)whole;
     if (!always && s->have_target && s->target == target)
         return;
     s->target = target;
@@ -72,6 +81,14 @@ int tgs_core_worker_managed(tgs_core *c, uint64_t wid)
     return TGS_OK;
 }
 
+int tgs_core_set_scale_step(tgs_core *c, uint32_t step)
+{
+    if (c == NULL || step == 0)
+        return TGS_EINVAL;
+    c->scale.step = step;
+    return TGS_OK;
+}
+
 bool tgs_core_scale_target(const tgs_core *c, uint32_t *target)
 {
     bool have = c != NULL && c->scale.have_target;
@@ -99,7 +116,7 @@ static uint64_t demand(const tgs_core *c)
         want = s->minimum;
     if (want > s->maximum)
         want = s->maximum;
-    return want;
+    return whole_steps(s, want);
 }
 
 /* Adaptive: up at once; down once the demand has stayed lower for

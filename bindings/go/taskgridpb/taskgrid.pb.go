@@ -322,7 +322,7 @@ func (x WorkerEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerEvent_Kind.Descriptor instead.
 func (WorkerEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31, 0}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33, 0}
 }
 
 // Resource is one entry of a resource map: a task requests `amount` of
@@ -1993,7 +1993,9 @@ type StatusResponse struct {
 	// Scheduler version string.
 	Version string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
 	// Tasks READY but placeable on no connected worker.
-	Unplaceable   uint64 `protobuf:"varint,10,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
+	Unplaceable uint64 `protobuf:"varint,10,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
+	// What starts workers for Scale (absent with --launcher none).
+	Launcher      *LauncherStatus `protobuf:"bytes,11,opt,name=launcher,proto3" json:"launcher,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2098,6 +2100,203 @@ func (x *StatusResponse) GetUnplaceable() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetLauncher() *LauncherStatus {
+	if x != nil {
+		return x.Launcher
+	}
+	return nil
+}
+
+// LauncherStatus: the scheduler's launcher (--launcher local, slurm or
+// ssh), which starts and stops workers to meet the scaling target. A
+// unit is what one start makes: a local process, a batch job (which may
+// run several workers), or a process on an SSH host.
+type LauncherStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "local", "slurm" or "ssh".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Workers the scaling target asks for (0 before any Scale).
+	Target uint32 `protobuf:"varint,2,opt,name=target,proto3" json:"target,omitempty"`
+	// Workers started and not retired: connected, or still starting
+	// (pending batch jobs included). Scaling counts these toward the
+	// target, so a job waiting in a queue is not submitted twice.
+	Active uint32 `protobuf:"varint,3,opt,name=active,proto3" json:"active,omitempty"`
+	// Of `active`, those not connected yet.
+	Starting uint32 `protobuf:"varint,4,opt,name=starting,proto3" json:"starting,omitempty"`
+	// Starts that failed since the scheduler started: a submission the
+	// batch system refused, an SSH host that could not be reached, a unit
+	// that ended before any of its workers connected. Starts after a
+	// failure back off (up to a minute) until a worker connects.
+	Failures uint64 `protobuf:"varint,5,opt,name=failures,proto3" json:"failures,omitempty"`
+	// The latest failure in the launcher's words (the batch system's or
+	// ssh's own message, naming the job or host); empty if none.
+	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Units alive now, oldest first (at most 4,096).
+	Units         []*LauncherUnit `protobuf:"bytes,7,rep,name=units,proto3" json:"units,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LauncherStatus) Reset() {
+	*x = LauncherStatus{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LauncherStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LauncherStatus) ProtoMessage() {}
+
+func (x *LauncherStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LauncherStatus.ProtoReflect.Descriptor instead.
+func (*LauncherStatus) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *LauncherStatus) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *LauncherStatus) GetTarget() uint32 {
+	if x != nil {
+		return x.Target
+	}
+	return 0
+}
+
+func (x *LauncherStatus) GetActive() uint32 {
+	if x != nil {
+		return x.Active
+	}
+	return 0
+}
+
+func (x *LauncherStatus) GetStarting() uint32 {
+	if x != nil {
+		return x.Starting
+	}
+	return 0
+}
+
+func (x *LauncherStatus) GetFailures() uint64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *LauncherStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *LauncherStatus) GetUnits() []*LauncherUnit {
+	if x != nil {
+		return x.Units
+	}
+	return nil
+}
+
+type LauncherUnit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit's id; its workers send "ID/K" (K from 0) as launch_id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// "starting", "pending" (queued by the batch system), "running" or
+	// "stopping".
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Where it runs: "pid 123", "slurm job 42" or the SSH host.
+	Where string `protobuf:"bytes,3,opt,name=where,proto3" json:"where,omitempty"`
+	// Workers the unit runs (job processes), and how many are connected.
+	Workers       uint32 `protobuf:"varint,4,opt,name=workers,proto3" json:"workers,omitempty"`
+	Connected     uint32 `protobuf:"varint,5,opt,name=connected,proto3" json:"connected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LauncherUnit) Reset() {
+	*x = LauncherUnit{}
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LauncherUnit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LauncherUnit) ProtoMessage() {}
+
+func (x *LauncherUnit) ProtoReflect() protoreflect.Message {
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LauncherUnit.ProtoReflect.Descriptor instead.
+func (*LauncherUnit) Descriptor() ([]byte, []int) {
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LauncherUnit) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LauncherUnit) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *LauncherUnit) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *LauncherUnit) GetWorkers() uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *LauncherUnit) GetConnected() uint32 {
+	if x != nil {
+		return x.Connected
+	}
+	return 0
+}
+
 // ReplicateRequest asks for more copies of results held on workers (as
 // Dask's Client.replicate): each key's result is copied, worker to worker,
 // until it has at least `n` holders. The call answers once every copy it
@@ -2125,7 +2324,7 @@ type ReplicateRequest struct {
 
 func (x *ReplicateRequest) Reset() {
 	*x = ReplicateRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2336,7 @@ func (x *ReplicateRequest) String() string {
 func (*ReplicateRequest) ProtoMessage() {}
 
 func (x *ReplicateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[22]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2349,7 @@ func (x *ReplicateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateRequest.ProtoReflect.Descriptor instead.
 func (*ReplicateRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{22}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplicateRequest) GetKeys() []string {
@@ -2204,7 +2403,7 @@ type KeyReplication struct {
 
 func (x *KeyReplication) Reset() {
 	*x = KeyReplication{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2415,7 @@ func (x *KeyReplication) String() string {
 func (*KeyReplication) ProtoMessage() {}
 
 func (x *KeyReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[23]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2428,7 @@ func (x *KeyReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyReplication.ProtoReflect.Descriptor instead.
 func (*KeyReplication) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{23}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KeyReplication) GetKey() string {
@@ -2277,7 +2476,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2488,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[24]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2501,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{24}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReplicateResponse) GetKeys() []*KeyReplication {
@@ -2338,7 +2537,7 @@ type RetireRequest struct {
 
 func (x *RetireRequest) Reset() {
 	*x = RetireRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2549,7 @@ func (x *RetireRequest) String() string {
 func (*RetireRequest) ProtoMessage() {}
 
 func (x *RetireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[25]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2562,7 @@ func (x *RetireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireRequest.ProtoReflect.Descriptor instead.
 func (*RetireRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{25}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetireRequest) GetWorkers() []string {
@@ -2390,7 +2589,7 @@ type RetireResponse struct {
 
 func (x *RetireResponse) Reset() {
 	*x = RetireResponse{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2601,7 @@ func (x *RetireResponse) String() string {
 func (*RetireResponse) ProtoMessage() {}
 
 func (x *RetireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[26]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2614,7 @@ func (x *RetireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireResponse.ProtoReflect.Descriptor instead.
 func (*RetireResponse) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{26}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetireResponse) GetWorkers() []string {
@@ -2475,7 +2674,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2686,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[27]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2699,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{27}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchRequest) GetKeys() []string {
@@ -2570,7 +2769,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2781,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[28]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2794,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{28}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -2678,7 +2877,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2889,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[29]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2902,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{29}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskEvent) GetKey() string {
@@ -2787,7 +2986,7 @@ type FunctionCounts struct {
 
 func (x *FunctionCounts) Reset() {
 	*x = FunctionCounts{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2998,7 @@ func (x *FunctionCounts) String() string {
 func (*FunctionCounts) ProtoMessage() {}
 
 func (x *FunctionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[30]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +3011,7 @@ func (x *FunctionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionCounts.ProtoReflect.Descriptor instead.
 func (*FunctionCounts) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{30}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FunctionCounts) GetFunction() string {
@@ -2844,7 +3043,7 @@ type WorkerEvent struct {
 
 func (x *WorkerEvent) Reset() {
 	*x = WorkerEvent{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3055,7 @@ func (x *WorkerEvent) String() string {
 func (*WorkerEvent) ProtoMessage() {}
 
 func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[31]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3068,7 @@ func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerEvent.ProtoReflect.Descriptor instead.
 func (*WorkerEvent) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{31}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WorkerEvent) GetKind() WorkerEvent_Kind {
@@ -2926,7 +3125,7 @@ type WatchUpdate struct {
 
 func (x *WatchUpdate) Reset() {
 	*x = WatchUpdate{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2938,7 +3137,7 @@ func (x *WatchUpdate) String() string {
 func (*WatchUpdate) ProtoMessage() {}
 
 func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[32]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2951,7 +3150,7 @@ func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchUpdate.ProtoReflect.Descriptor instead.
 func (*WatchUpdate) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{32}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchUpdate) GetTimeUs() int64 {
@@ -3029,7 +3228,7 @@ type SetLogLevelRequest struct {
 
 func (x *SetLogLevelRequest) Reset() {
 	*x = SetLogLevelRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3240,7 @@ func (x *SetLogLevelRequest) String() string {
 func (*SetLogLevelRequest) ProtoMessage() {}
 
 func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[33]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3253,7 @@ func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLogLevelRequest.ProtoReflect.Descriptor instead.
 func (*SetLogLevelRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{33}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetLogLevelRequest) GetLevel() string {
@@ -3075,7 +3274,7 @@ type SetLogLevelResponse struct {
 
 func (x *SetLogLevelResponse) Reset() {
 	*x = SetLogLevelResponse{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3087,7 +3286,7 @@ func (x *SetLogLevelResponse) String() string {
 func (*SetLogLevelResponse) ProtoMessage() {}
 
 func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[34]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3100,7 +3299,7 @@ func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLogLevelResponse.ProtoReflect.Descriptor instead.
 func (*SetLogLevelResponse) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{34}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetLogLevelResponse) GetPrevious() string {
@@ -3142,7 +3341,7 @@ type CoordValue struct {
 
 func (x *CoordValue) Reset() {
 	*x = CoordValue{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3353,7 @@ func (x *CoordValue) String() string {
 func (*CoordValue) ProtoMessage() {}
 
 func (x *CoordValue) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[35]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3366,7 @@ func (x *CoordValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordValue.ProtoReflect.Descriptor instead.
 func (*CoordValue) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{35}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CoordValue) GetData() []byte {
@@ -3244,7 +3443,7 @@ type CoordRequest struct {
 
 func (x *CoordRequest) Reset() {
 	*x = CoordRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3455,7 @@ func (x *CoordRequest) String() string {
 func (*CoordRequest) ProtoMessage() {}
 
 func (x *CoordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[36]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3468,7 @@ func (x *CoordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordRequest.ProtoReflect.Descriptor instead.
 func (*CoordRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{36}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CoordRequest) GetKind() CoordKind {
@@ -3376,7 +3575,7 @@ type CoordResponse struct {
 
 func (x *CoordResponse) Reset() {
 	*x = CoordResponse{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3388,7 +3587,7 @@ func (x *CoordResponse) String() string {
 func (*CoordResponse) ProtoMessage() {}
 
 func (x *CoordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[37]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3401,7 +3600,7 @@ func (x *CoordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordResponse.ProtoReflect.Descriptor instead.
 func (*CoordResponse) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{37}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CoordResponse) GetOk() bool {
@@ -3472,7 +3671,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3683,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[38]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3696,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{38}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Register) GetName() string {
@@ -3581,7 +3780,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3593,7 +3792,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[39]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3606,7 +3805,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{39}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Assignment) GetKey() string {
@@ -3694,7 +3893,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3706,7 +3905,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[40]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3719,7 +3918,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{40}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WorkerMessage) GetRegistration() *Register {
@@ -3817,7 +4016,7 @@ type Secession struct {
 
 func (x *Secession) Reset() {
 	*x = Secession{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +4028,7 @@ func (x *Secession) String() string {
 func (*Secession) ProtoMessage() {}
 
 func (x *Secession) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[41]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +4041,7 @@ func (x *Secession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secession.ProtoReflect.Descriptor instead.
 func (*Secession) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{41}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Secession) GetKey() string {
@@ -3877,7 +4076,7 @@ type CopyResult struct {
 
 func (x *CopyResult) Reset() {
 	*x = CopyResult{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3889,7 +4088,7 @@ func (x *CopyResult) String() string {
 func (*CopyResult) ProtoMessage() {}
 
 func (x *CopyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[42]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3902,7 +4101,7 @@ func (x *CopyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResult.ProtoReflect.Descriptor instead.
 func (*CopyResult) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{42}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CopyResult) GetKey() string {
@@ -3953,7 +4152,7 @@ type MemoryReport struct {
 
 func (x *MemoryReport) Reset() {
 	*x = MemoryReport{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +4164,7 @@ func (x *MemoryReport) String() string {
 func (*MemoryReport) ProtoMessage() {}
 
 func (x *MemoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[43]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +4177,7 @@ func (x *MemoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryReport.ProtoReflect.Descriptor instead.
 func (*MemoryReport) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{43}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MemoryReport) GetMemory() uint64 {
@@ -4047,7 +4246,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4258,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[44]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4271,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{44}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Upload) GetId() uint64 {
@@ -4141,7 +4340,7 @@ type SchedulerMessage struct {
 
 func (x *SchedulerMessage) Reset() {
 	*x = SchedulerMessage{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4153,7 +4352,7 @@ func (x *SchedulerMessage) String() string {
 func (*SchedulerMessage) ProtoMessage() {}
 
 func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[45]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4166,7 +4365,7 @@ func (x *SchedulerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerMessage.ProtoReflect.Descriptor instead.
 func (*SchedulerMessage) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{45}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SchedulerMessage) GetAssign() []*Assignment {
@@ -4255,7 +4454,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[46]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4466,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[46]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4479,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{46}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Copy) GetKey() string {
@@ -4321,7 +4520,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[47]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4333,7 +4532,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[47]
+	mi := &file_taskgrid_v1_taskgrid_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4346,7 +4545,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{47}
+	return file_taskgrid_v1_taskgrid_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -4485,7 +4684,7 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x06run_us\x18\b \x01(\x04R\x05runUs\x12\x18\n" +
 	"\aholders\x18\t \x03(\tR\aholders\x12#\n" +
 	"\rinline_result\x18\n" +
-	" \x01(\bR\finlineResult\"\xc7\x02\n" +
+	" \x01(\bR\finlineResult\"\x80\x03\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\aworkers\x18\x01 \x03(\v2\x17.taskgrid.v1.WorkerInfoR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -4499,7 +4698,23 @@ const file_taskgrid_v1_taskgrid_proto_rawDesc = "" +
 	"\x04keys\x18\b \x03(\v2\x16.taskgrid.v1.KeyStatusR\x04keys\x12\x18\n" +
 	"\aversion\x18\t \x01(\tR\aversion\x12 \n" +
 	"\vunplaceable\x18\n" +
-	" \x01(\x04R\vunplaceable\"m\n" +
+	" \x01(\x04R\vunplaceable\x127\n" +
+	"\blauncher\x18\v \x01(\v2\x1b.taskgrid.v1.LauncherStatusR\blauncher\"\xdc\x01\n" +
+	"\x0eLauncherStatus\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\rR\x06target\x12\x16\n" +
+	"\x06active\x18\x03 \x01(\rR\x06active\x12\x1a\n" +
+	"\bstarting\x18\x04 \x01(\rR\bstarting\x12\x1a\n" +
+	"\bfailures\x18\x05 \x01(\x04R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x12/\n" +
+	"\x05units\x18\a \x03(\v2\x19.taskgrid.v1.LauncherUnitR\x05units\"\x82\x01\n" +
+	"\fLauncherUnit\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
+	"\x05where\x18\x03 \x01(\tR\x05where\x12\x18\n" +
+	"\aworkers\x18\x04 \x01(\rR\aworkers\x12\x1c\n" +
+	"\tconnected\x18\x05 \x01(\rR\tconnected\"m\n" +
 	"\x10ReplicateRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\f\n" +
 	"\x01n\x18\x02 \x01(\rR\x01n\x12\x18\n" +
@@ -4742,7 +4957,7 @@ func file_taskgrid_v1_taskgrid_proto_rawDescGZIP() []byte {
 }
 
 var file_taskgrid_v1_taskgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_taskgrid_v1_taskgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(TaskState)(0),              // 0: taskgrid.v1.TaskState
 	(CoordKind)(0),              // 1: taskgrid.v1.CoordKind
@@ -4770,32 +4985,34 @@ var file_taskgrid_v1_taskgrid_proto_goTypes = []any{
 	(*WorkerInfo)(nil),          // 23: taskgrid.v1.WorkerInfo
 	(*KeyStatus)(nil),           // 24: taskgrid.v1.KeyStatus
 	(*StatusResponse)(nil),      // 25: taskgrid.v1.StatusResponse
-	(*ReplicateRequest)(nil),    // 26: taskgrid.v1.ReplicateRequest
-	(*KeyReplication)(nil),      // 27: taskgrid.v1.KeyReplication
-	(*ReplicateResponse)(nil),   // 28: taskgrid.v1.ReplicateResponse
-	(*RetireRequest)(nil),       // 29: taskgrid.v1.RetireRequest
-	(*RetireResponse)(nil),      // 30: taskgrid.v1.RetireResponse
-	(*WatchRequest)(nil),        // 31: taskgrid.v1.WatchRequest
-	(*TaskCounts)(nil),          // 32: taskgrid.v1.TaskCounts
-	(*TaskEvent)(nil),           // 33: taskgrid.v1.TaskEvent
-	(*FunctionCounts)(nil),      // 34: taskgrid.v1.FunctionCounts
-	(*WorkerEvent)(nil),         // 35: taskgrid.v1.WorkerEvent
-	(*WatchUpdate)(nil),         // 36: taskgrid.v1.WatchUpdate
-	(*SetLogLevelRequest)(nil),  // 37: taskgrid.v1.SetLogLevelRequest
-	(*SetLogLevelResponse)(nil), // 38: taskgrid.v1.SetLogLevelResponse
-	(*CoordValue)(nil),          // 39: taskgrid.v1.CoordValue
-	(*CoordRequest)(nil),        // 40: taskgrid.v1.CoordRequest
-	(*CoordResponse)(nil),       // 41: taskgrid.v1.CoordResponse
-	(*Register)(nil),            // 42: taskgrid.v1.Register
-	(*Assignment)(nil),          // 43: taskgrid.v1.Assignment
-	(*WorkerMessage)(nil),       // 44: taskgrid.v1.WorkerMessage
-	(*Secession)(nil),           // 45: taskgrid.v1.Secession
-	(*CopyResult)(nil),          // 46: taskgrid.v1.CopyResult
-	(*MemoryReport)(nil),        // 47: taskgrid.v1.MemoryReport
-	(*Upload)(nil),              // 48: taskgrid.v1.Upload
-	(*SchedulerMessage)(nil),    // 49: taskgrid.v1.SchedulerMessage
-	(*Copy)(nil),                // 50: taskgrid.v1.Copy
-	(*FetchRequest)(nil),        // 51: taskgrid.v1.FetchRequest
+	(*LauncherStatus)(nil),      // 26: taskgrid.v1.LauncherStatus
+	(*LauncherUnit)(nil),        // 27: taskgrid.v1.LauncherUnit
+	(*ReplicateRequest)(nil),    // 28: taskgrid.v1.ReplicateRequest
+	(*KeyReplication)(nil),      // 29: taskgrid.v1.KeyReplication
+	(*ReplicateResponse)(nil),   // 30: taskgrid.v1.ReplicateResponse
+	(*RetireRequest)(nil),       // 31: taskgrid.v1.RetireRequest
+	(*RetireResponse)(nil),      // 32: taskgrid.v1.RetireResponse
+	(*WatchRequest)(nil),        // 33: taskgrid.v1.WatchRequest
+	(*TaskCounts)(nil),          // 34: taskgrid.v1.TaskCounts
+	(*TaskEvent)(nil),           // 35: taskgrid.v1.TaskEvent
+	(*FunctionCounts)(nil),      // 36: taskgrid.v1.FunctionCounts
+	(*WorkerEvent)(nil),         // 37: taskgrid.v1.WorkerEvent
+	(*WatchUpdate)(nil),         // 38: taskgrid.v1.WatchUpdate
+	(*SetLogLevelRequest)(nil),  // 39: taskgrid.v1.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil), // 40: taskgrid.v1.SetLogLevelResponse
+	(*CoordValue)(nil),          // 41: taskgrid.v1.CoordValue
+	(*CoordRequest)(nil),        // 42: taskgrid.v1.CoordRequest
+	(*CoordResponse)(nil),       // 43: taskgrid.v1.CoordResponse
+	(*Register)(nil),            // 44: taskgrid.v1.Register
+	(*Assignment)(nil),          // 45: taskgrid.v1.Assignment
+	(*WorkerMessage)(nil),       // 46: taskgrid.v1.WorkerMessage
+	(*Secession)(nil),           // 47: taskgrid.v1.Secession
+	(*CopyResult)(nil),          // 48: taskgrid.v1.CopyResult
+	(*MemoryReport)(nil),        // 49: taskgrid.v1.MemoryReport
+	(*Upload)(nil),              // 50: taskgrid.v1.Upload
+	(*SchedulerMessage)(nil),    // 51: taskgrid.v1.SchedulerMessage
+	(*Copy)(nil),                // 52: taskgrid.v1.Copy
+	(*FetchRequest)(nil),        // 53: taskgrid.v1.FetchRequest
 }
 var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	4,  // 0: taskgrid.v1.TaskSpec.resources:type_name -> taskgrid.v1.Resource
@@ -4810,66 +5027,68 @@ var file_taskgrid_v1_taskgrid_proto_depIdxs = []int32{
 	0,  // 9: taskgrid.v1.KeyStatus.state:type_name -> taskgrid.v1.TaskState
 	23, // 10: taskgrid.v1.StatusResponse.workers:type_name -> taskgrid.v1.WorkerInfo
 	24, // 11: taskgrid.v1.StatusResponse.keys:type_name -> taskgrid.v1.KeyStatus
-	6,  // 12: taskgrid.v1.KeyReplication.error:type_name -> taskgrid.v1.TaskError
-	27, // 13: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
-	0,  // 14: taskgrid.v1.TaskEvent.previous:type_name -> taskgrid.v1.TaskState
-	0,  // 15: taskgrid.v1.TaskEvent.state:type_name -> taskgrid.v1.TaskState
-	32, // 16: taskgrid.v1.FunctionCounts.counts:type_name -> taskgrid.v1.TaskCounts
-	3,  // 17: taskgrid.v1.WorkerEvent.kind:type_name -> taskgrid.v1.WorkerEvent.Kind
-	23, // 18: taskgrid.v1.WorkerEvent.worker:type_name -> taskgrid.v1.WorkerInfo
-	32, // 19: taskgrid.v1.WatchUpdate.totals:type_name -> taskgrid.v1.TaskCounts
-	32, // 20: taskgrid.v1.WatchUpdate.keys_counts:type_name -> taskgrid.v1.TaskCounts
-	33, // 21: taskgrid.v1.WatchUpdate.tasks:type_name -> taskgrid.v1.TaskEvent
-	34, // 22: taskgrid.v1.WatchUpdate.functions:type_name -> taskgrid.v1.FunctionCounts
-	35, // 23: taskgrid.v1.WatchUpdate.workers:type_name -> taskgrid.v1.WorkerEvent
-	1,  // 24: taskgrid.v1.CoordRequest.kind:type_name -> taskgrid.v1.CoordKind
-	2,  // 25: taskgrid.v1.CoordRequest.op:type_name -> taskgrid.v1.CoordOp
-	39, // 26: taskgrid.v1.CoordRequest.value:type_name -> taskgrid.v1.CoordValue
-	39, // 27: taskgrid.v1.CoordResponse.values:type_name -> taskgrid.v1.CoordValue
-	4,  // 28: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
-	7,  // 29: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
-	42, // 30: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
-	7,  // 31: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
-	12, // 32: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
-	47, // 33: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
-	46, // 34: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
-	45, // 35: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
-	43, // 36: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
-	48, // 37: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
-	50, // 38: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
-	8,  // 39: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
-	10, // 40: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
-	13, // 41: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
-	16, // 42: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
-	18, // 43: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
-	20, // 44: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
-	22, // 45: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
-	26, // 46: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
-	31, // 47: taskgrid.v1.Scheduler.Watch:input_type -> taskgrid.v1.WatchRequest
-	37, // 48: taskgrid.v1.Scheduler.SetLogLevel:input_type -> taskgrid.v1.SetLogLevelRequest
-	40, // 49: taskgrid.v1.Scheduler.Coordinate:input_type -> taskgrid.v1.CoordRequest
-	29, // 50: taskgrid.v1.Scheduler.Retire:input_type -> taskgrid.v1.RetireRequest
-	44, // 51: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
-	51, // 52: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
-	9,  // 53: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
-	11, // 54: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
-	14, // 55: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
-	17, // 56: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
-	19, // 57: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
-	21, // 58: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
-	25, // 59: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
-	28, // 60: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
-	36, // 61: taskgrid.v1.Scheduler.Watch:output_type -> taskgrid.v1.WatchUpdate
-	38, // 62: taskgrid.v1.Scheduler.SetLogLevel:output_type -> taskgrid.v1.SetLogLevelResponse
-	41, // 63: taskgrid.v1.Scheduler.Coordinate:output_type -> taskgrid.v1.CoordResponse
-	30, // 64: taskgrid.v1.Scheduler.Retire:output_type -> taskgrid.v1.RetireResponse
-	49, // 65: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
-	12, // 66: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
-	53, // [53:67] is the sub-list for method output_type
-	39, // [39:53] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	26, // 12: taskgrid.v1.StatusResponse.launcher:type_name -> taskgrid.v1.LauncherStatus
+	27, // 13: taskgrid.v1.LauncherStatus.units:type_name -> taskgrid.v1.LauncherUnit
+	6,  // 14: taskgrid.v1.KeyReplication.error:type_name -> taskgrid.v1.TaskError
+	29, // 15: taskgrid.v1.ReplicateResponse.keys:type_name -> taskgrid.v1.KeyReplication
+	0,  // 16: taskgrid.v1.TaskEvent.previous:type_name -> taskgrid.v1.TaskState
+	0,  // 17: taskgrid.v1.TaskEvent.state:type_name -> taskgrid.v1.TaskState
+	34, // 18: taskgrid.v1.FunctionCounts.counts:type_name -> taskgrid.v1.TaskCounts
+	3,  // 19: taskgrid.v1.WorkerEvent.kind:type_name -> taskgrid.v1.WorkerEvent.Kind
+	23, // 20: taskgrid.v1.WorkerEvent.worker:type_name -> taskgrid.v1.WorkerInfo
+	34, // 21: taskgrid.v1.WatchUpdate.totals:type_name -> taskgrid.v1.TaskCounts
+	34, // 22: taskgrid.v1.WatchUpdate.keys_counts:type_name -> taskgrid.v1.TaskCounts
+	35, // 23: taskgrid.v1.WatchUpdate.tasks:type_name -> taskgrid.v1.TaskEvent
+	36, // 24: taskgrid.v1.WatchUpdate.functions:type_name -> taskgrid.v1.FunctionCounts
+	37, // 25: taskgrid.v1.WatchUpdate.workers:type_name -> taskgrid.v1.WorkerEvent
+	1,  // 26: taskgrid.v1.CoordRequest.kind:type_name -> taskgrid.v1.CoordKind
+	2,  // 27: taskgrid.v1.CoordRequest.op:type_name -> taskgrid.v1.CoordOp
+	41, // 28: taskgrid.v1.CoordRequest.value:type_name -> taskgrid.v1.CoordValue
+	41, // 29: taskgrid.v1.CoordResponse.values:type_name -> taskgrid.v1.CoordValue
+	4,  // 30: taskgrid.v1.Register.resources:type_name -> taskgrid.v1.Resource
+	7,  // 31: taskgrid.v1.Assignment.deps:type_name -> taskgrid.v1.TaskResult
+	44, // 32: taskgrid.v1.WorkerMessage.registration:type_name -> taskgrid.v1.Register
+	7,  // 33: taskgrid.v1.WorkerMessage.results:type_name -> taskgrid.v1.TaskResult
+	12, // 34: taskgrid.v1.WorkerMessage.chunks:type_name -> taskgrid.v1.DataChunk
+	49, // 35: taskgrid.v1.WorkerMessage.memory:type_name -> taskgrid.v1.MemoryReport
+	48, // 36: taskgrid.v1.WorkerMessage.copied:type_name -> taskgrid.v1.CopyResult
+	47, // 37: taskgrid.v1.WorkerMessage.secessions:type_name -> taskgrid.v1.Secession
+	45, // 38: taskgrid.v1.SchedulerMessage.assign:type_name -> taskgrid.v1.Assignment
+	50, // 39: taskgrid.v1.SchedulerMessage.upload:type_name -> taskgrid.v1.Upload
+	52, // 40: taskgrid.v1.SchedulerMessage.copy:type_name -> taskgrid.v1.Copy
+	8,  // 41: taskgrid.v1.Scheduler.Submit:input_type -> taskgrid.v1.SubmitRequest
+	10, // 42: taskgrid.v1.Scheduler.Gather:input_type -> taskgrid.v1.GatherRequest
+	13, // 43: taskgrid.v1.Scheduler.Scale:input_type -> taskgrid.v1.ScaleRequest
+	16, // 44: taskgrid.v1.Scheduler.Annotate:input_type -> taskgrid.v1.AnnotateRequest
+	18, // 45: taskgrid.v1.Scheduler.Cancel:input_type -> taskgrid.v1.CancelRequest
+	20, // 46: taskgrid.v1.Scheduler.Release:input_type -> taskgrid.v1.ReleaseRequest
+	22, // 47: taskgrid.v1.Scheduler.Status:input_type -> taskgrid.v1.StatusRequest
+	28, // 48: taskgrid.v1.Scheduler.Replicate:input_type -> taskgrid.v1.ReplicateRequest
+	33, // 49: taskgrid.v1.Scheduler.Watch:input_type -> taskgrid.v1.WatchRequest
+	39, // 50: taskgrid.v1.Scheduler.SetLogLevel:input_type -> taskgrid.v1.SetLogLevelRequest
+	42, // 51: taskgrid.v1.Scheduler.Coordinate:input_type -> taskgrid.v1.CoordRequest
+	31, // 52: taskgrid.v1.Scheduler.Retire:input_type -> taskgrid.v1.RetireRequest
+	46, // 53: taskgrid.v1.WorkerLink.Connect:input_type -> taskgrid.v1.WorkerMessage
+	53, // 54: taskgrid.v1.DataService.Fetch:input_type -> taskgrid.v1.FetchRequest
+	9,  // 55: taskgrid.v1.Scheduler.Submit:output_type -> taskgrid.v1.SubmitResponse
+	11, // 56: taskgrid.v1.Scheduler.Gather:output_type -> taskgrid.v1.GatherResponse
+	14, // 57: taskgrid.v1.Scheduler.Scale:output_type -> taskgrid.v1.ScaleResponse
+	17, // 58: taskgrid.v1.Scheduler.Annotate:output_type -> taskgrid.v1.AnnotateResponse
+	19, // 59: taskgrid.v1.Scheduler.Cancel:output_type -> taskgrid.v1.CancelResponse
+	21, // 60: taskgrid.v1.Scheduler.Release:output_type -> taskgrid.v1.ReleaseResponse
+	25, // 61: taskgrid.v1.Scheduler.Status:output_type -> taskgrid.v1.StatusResponse
+	30, // 62: taskgrid.v1.Scheduler.Replicate:output_type -> taskgrid.v1.ReplicateResponse
+	38, // 63: taskgrid.v1.Scheduler.Watch:output_type -> taskgrid.v1.WatchUpdate
+	40, // 64: taskgrid.v1.Scheduler.SetLogLevel:output_type -> taskgrid.v1.SetLogLevelResponse
+	43, // 65: taskgrid.v1.Scheduler.Coordinate:output_type -> taskgrid.v1.CoordResponse
+	32, // 66: taskgrid.v1.Scheduler.Retire:output_type -> taskgrid.v1.RetireResponse
+	51, // 67: taskgrid.v1.WorkerLink.Connect:output_type -> taskgrid.v1.SchedulerMessage
+	12, // 68: taskgrid.v1.DataService.Fetch:output_type -> taskgrid.v1.DataChunk
+	55, // [55:69] is the sub-list for method output_type
+	41, // [41:55] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_taskgrid_v1_taskgrid_proto_init() }
@@ -4883,7 +5102,7 @@ func file_taskgrid_v1_taskgrid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskgrid_v1_taskgrid_proto_rawDesc), len(file_taskgrid_v1_taskgrid_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
