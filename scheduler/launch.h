@@ -20,14 +20,14 @@
 
 typedef struct tgs_unit {
     char id[TGS_UNIT_ID_MAX];
-    uint32_t slots;    /* workers it runs: ID/0 .. ID/slots-1 */
-    uint64_t retired;  /* bit K: worker K retires (no longer counts) */
-    bool ever_seen;    /* some worker of it connected once */
-    bool stopping;     /* asked to stop */
-    char state[16];    /* starting, pending, running (stopping: derived) */
-    char where[96];    /* "pid 12", "slurm job 42", a host */
+    uint32_t slots;   /* workers it runs: ID/0 .. ID/slots-1 */
+    uint64_t retired; /* bit K: worker K retires (no longer counts) */
+    bool ever_seen;   /* some worker of it connected once */
+    bool stopping;    /* asked to stop */
+    char state[16];   /* starting, pending, running (stopping: derived) */
+    char where[96];   /* "pid 12", "slurm job 42", a host */
     int64_t started_ms;
-    void *data;        /* the backend's */
+    void *data; /* the backend's */
 } tgs_unit;
 
 typedef struct tgs_launch_ops {

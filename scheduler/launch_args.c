@@ -74,8 +74,8 @@ static int fail(char *err, size_t len, const char *msg, const char *arg)
     return 2;
 }
 
-static int number(const char *val, unsigned long long lo,
-                  unsigned long long hi, unsigned long long *out)
+static int number(const char *val, unsigned long long lo, unsigned long long hi,
+                  unsigned long long *out)
 {
     char *end;
 
@@ -194,8 +194,7 @@ static int job_string(tgs_launch_cli *c, tgs_server_opts *o, const char *a,
         memcpy((char *)o + strs[k].offset, &val, sizeof(val));
         return 0;
     }
-    if (strcmp(a, "--job-directive") == 0 ||
-        strcmp(a, "--job-prologue") == 0) {
+    if (strcmp(a, "--job-directive") == 0 || strcmp(a, "--job-prologue") == 0) {
         bool dir = a[6] == 'd';
         if (!one_line(val))
             return fail(err, len, "expects one line (no newline)", a);
@@ -254,8 +253,8 @@ int tgs_launch_check(const tgs_launch_cli *c, const tgs_server_opts *o,
 
     if (strcmp(kind, "local") != 0 && strcmp(kind, "none") != 0 && !slurm &&
         !ssh)
-        return fail(err, errlen,
-                    "--launcher expects local, slurm, ssh or none", kind);
+        return fail(err, errlen, "--launcher expects local, slurm, ssh or none",
+                    kind);
     if (ssh && o->ssh.nhosts == 0)
         return fail(err, errlen,
                     "--launcher ssh needs --hosts H1,H2,... (the hosts "
@@ -266,11 +265,11 @@ int tgs_launch_check(const tgs_launch_cli *c, const tgs_server_opts *o,
                     "--hosts, --ssh and --ssh-arg are options of "
                     "--launcher ssh",
                     NULL);
-    if (!slurm && (o->job.cores || o->job.memory || o->job.processes ||
-                   o->job.queue || o->job.account || o->job.walltime ||
-                   o->job.name || o->job.log_dir || o->job.ndirectives ||
-                   o->job.nprologue || o->job.bin_dir || o->job.poll_ms ||
-                   c->print_job_script))
+    if (!slurm &&
+        (o->job.cores || o->job.memory || o->job.processes || o->job.queue ||
+         o->job.account || o->job.walltime || o->job.name || o->job.log_dir ||
+         o->job.ndirectives || o->job.nprologue || o->job.bin_dir ||
+         o->job.poll_ms || c->print_job_script))
         return fail(err, errlen,
                     "--job-*, --slurm-bin-dir and --print-job-script are "
                     "options of --launcher slurm",

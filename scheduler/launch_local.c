@@ -24,8 +24,7 @@ typedef struct local {
     bool terminated; /* SIGTERM already sent to every child */
 } local;
 
-static int local_init(tgs_launcher *l, const tgs_launcher_opts *o,
-                      void **impl)
+static int local_init(tgs_launcher *l, const tgs_launcher_opts *o, void **impl)
 {
     local *b;
 

@@ -113,8 +113,7 @@ static void copy_opts(tgs_launcher *l, const tgs_launcher_opts *o)
     d->job.walltime = keep(l, o->job.walltime);
     d->job.name = keep(l, o->job.name);
     d->job.log_dir = keep(l, o->job.log_dir);
-    d->job.directives =
-        keep_list(l, o->job.directives, o->job.ndirectives);
+    d->job.directives = keep_list(l, o->job.directives, o->job.ndirectives);
     d->job.prologue = keep_list(l, o->job.prologue, o->job.nprologue);
     d->job.bin_dir = keep(l, o->job.bin_dir);
     d->ssh.hosts = keep_list(l, o->ssh.hosts, o->ssh.nhosts);
@@ -275,8 +274,8 @@ static void failed(tgs_launcher *l, const char *text)
     l->in_a_row++;
     snprintf(l->last_error, sizeof(l->last_error), "%s", text);
     l->retry_at_ms = -wait; /* made absolute by the next start or poll */
-    TG_LOG_ERROR("%s launcher: %s (next start in %lld ms)", l->ops->kind,
-                 text, (long long)wait);
+    TG_LOG_ERROR("%s launcher: %s (next start in %lld ms)", l->ops->kind, text,
+                 (long long)wait);
 }
 
 void tgs__launch_failed(tgs_launcher *l, const char *fmt, ...)
@@ -299,8 +298,9 @@ void tgs__unit_ended(tgs_launcher *l, tgs_unit *u, const char *why)
     if (i == l->nunits)
         return;
     if (!u->ever_seen && !u->stopping)
-        tgs__launch_failed(l, "%s (%s) ended before any of its workers "
-                              "connected: %s",
+        tgs__launch_failed(l,
+                           "%s (%s) ended before any of its workers "
+                           "connected: %s",
                            u->id, u->where, why);
     else
         TG_LOG_INFO("%s (%s) ended: %s", u->id, u->where, why);
@@ -365,8 +365,8 @@ int tgs_launcher_start(tgs_launcher *l, int64_t now_ms)
         (u = calloc(1, sizeof(*u))) == NULL)
         return tg__error_set(TG_ENOMEM, "out of memory");
     l->seq++;
-    snprintf(u->id, sizeof(u->id), "%s-%ld-%llu", l->ops->kind,
-             (long)getpid(), (unsigned long long)l->seq);
+    snprintf(u->id, sizeof(u->id), "%s-%ld-%llu", l->ops->kind, (long)getpid(),
+             (unsigned long long)l->seq);
     u->slots = l->slots;
     u->started_ms = now_ms;
     snprintf(u->state, sizeof(u->state), "starting");

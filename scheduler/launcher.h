@@ -22,12 +22,12 @@
 
 /* Batch jobs (--launcher slurm): dask-jobqueue's options. */
 typedef struct tgs_job_opts {
-    uint32_t cores;     /* --job-cores: CPUs per job (0: 1) */
-    const char *memory; /* --job-memory: memory per job (e.g. 4GiB), or
-                           NULL for the partition's default */
-    uint32_t processes; /* --job-processes: workers per job (0: 1; at most
-                           64); each gets cores/processes threads unless
-                           --nthreads says otherwise */
+    uint32_t cores;       /* --job-cores: CPUs per job (0: 1) */
+    const char *memory;   /* --job-memory: memory per job (e.g. 4GiB), or
+                             NULL for the partition's default */
+    uint32_t processes;   /* --job-processes: workers per job (0: 1; at most
+                             64); each gets cores/processes threads unless
+                             --nthreads says otherwise */
     const char *queue;    /* --job-queue: the partition */
     const char *account;  /* --job-account */
     const char *walltime; /* --job-walltime, e.g. 01:00:00 */
@@ -59,13 +59,13 @@ typedef struct tgs_launcher_opts {
      * runs, before its arguments (--worker-command; NULL: worker_bin,
      * quoted, which then must exist at that path there). */
     const char *worker_cmd;
-    const char *address;    /* scheduler address for the workers */
+    const char *address; /* scheduler address for the workers */
     /* `address` has a wildcard host (the scheduler listens on every
      * address): the SSH backend puts in, per host, the local end of the
      * route to it. */
     bool wildcard;
-    uint32_t nthreads;      /* --nthreads for each worker (0: its default) */
-    const char *resources;  /* --resources value or NULL */
+    uint32_t nthreads;     /* --nthreads for each worker (0: its default) */
+    const char *resources; /* --resources value or NULL */
     const char *const *preload; /* --preload values */
     size_t npreload;
     const char *log_level;    /* --log-level for workers or NULL */

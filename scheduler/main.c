@@ -124,8 +124,8 @@ typedef struct cli {
     char wpath[3][PATH_MAX];
     tg__tls own;
     tgs_launch_cli launch; /* the slurm and ssh launchers' options */
-    int parent_fd;     /* --exit-with-parent-fd, -1 if none */
-    bool inline_given; /* --inline-limit was given */
+    int parent_fd;         /* --exit-with-parent-fd, -1 if none */
+    bool inline_given;     /* --inline-limit was given */
 } cli;
 
 /* Is `a` one of the NULL-terminated `flags`. */

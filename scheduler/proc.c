@@ -155,8 +155,9 @@ int tgs_proc_start(tgs_proc **out, const char *const *argv,
 
     *out = NULL;
     if (ilen > INPUT_MAX)
-        return tg__error_set(TG_EINVAL, "input of %s too long (%zu bytes; at "
-                                        "most %d)",
+        return tg__error_set(TG_EINVAL,
+                             "input of %s too long (%zu bytes; at "
+                             "most %d)",
                              argv[0], ilen, INPUT_MAX);
     if ((rc = resolve(argv[0], path, sizeof(path))) != 0)
         return rc;

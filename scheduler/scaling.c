@@ -77,8 +77,7 @@ void srv_scale_tick(sched *s, int64_t now)
      * workers are the core's to retire, by draining; it picks the least
      * loaded. */
     while (active > s->target &&
-           tgs_launcher_stop_idle(s->launcher, s->target, launch_connected,
-                                  s))
+           tgs_launcher_stop_idle(s->launcher, s->target, launch_connected, s))
         active = tgs_launcher_active(s->launcher);
     srv_run_actions(s);
 }

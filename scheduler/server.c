@@ -530,8 +530,7 @@ int tgs_server_print_job_script(const tgs_server_opts *opts, FILE *out)
 
 /* The launcher of --launcher (local, slurm, ssh; none: no launcher).
  * Returns 0, or the exit code. */
-static int start_launcher(sched *s, const tgs_server_opts *o,
-                          char **worker_bin)
+static int start_launcher(sched *s, const tgs_server_opts *o, char **worker_bin)
 {
     static char contact[600];
     const char *kind = o->launcher ? o->launcher : "local";
@@ -545,10 +544,9 @@ static int start_launcher(sched *s, const tgs_server_opts *o,
          * they could never join. */
         if (local && o->workers == 0)
             return 0;
-        fprintf(stderr,
-                "taskgrid-scheduler: a TLS scheduler starting workers "
-                "needs a worker certificate for them: give "
-                "--worker-tls-cert and --worker-tls-key\n");
+        fprintf(stderr, "taskgrid-scheduler: a TLS scheduler starting workers "
+                        "needs a worker certificate for them: give "
+                        "--worker-tls-cert and --worker-tls-key\n");
         return 2;
     }
     *worker_bin = o->worker_bin ? strdup(o->worker_bin) : find_worker_bin();
@@ -655,8 +653,7 @@ int tgs_server_main(const tgs_server_opts *o)
     printf("taskgrid-scheduler listening on %s\n", s.address);
     fflush(stdout);
     srv_dashboard_announce(&s);
-    TG_LOG_INFO("listening on %s%s%s%s", s.address,
-                s.launcher ? " (" : "",
+    TG_LOG_INFO("listening on %s%s%s%s", s.address, s.launcher ? " (" : "",
                 s.launcher ? tgs_launcher_kind(s.launcher) : "",
                 s.launcher ? " launcher)" : "");
     tg__server_run(s.srv);

@@ -389,9 +389,8 @@ static bool status_connected(void *ud, const char *launch_id)
 /* StatusResponse.launcher: the units and the counts scaling uses. Returns
  * the units array (to free after the reply), or NULL when out of memory
  * or with no launcher (then has_launcher is false). */
-static taskgrid_v1_LauncherUnit *status_launcher(sched *s,
-                                                 taskgrid_v1_LauncherStatus *ls,
-                                                 bool *has)
+static taskgrid_v1_LauncherUnit *
+status_launcher(sched *s, taskgrid_v1_LauncherStatus *ls, bool *has)
 {
     tgs_unit_info info;
     const char *last;
@@ -413,8 +412,8 @@ static taskgrid_v1_LauncherUnit *status_launcher(sched *s,
         u[i].state = tg_pbbuf_str(info.state);
         u[i].where = tg_pbbuf_str(info.where);
         u[i].workers = info.workers;
-        u[i].connected = tgs_launcher_unit_connected(s->launcher, i,
-                                                     status_connected, s);
+        u[i].connected =
+            tgs_launcher_unit_connected(s->launcher, i, status_connected, s);
         if (strcmp(info.state, "stopping") != 0)
             starting += info.workers - u[i].connected;
     }
