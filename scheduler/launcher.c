@@ -254,12 +254,12 @@ void tgs__unit_state(tgs_launcher *l, tgs_unit *u, const char *state,
                      const char *where)
 {
     (void)l;
-    if (state != NULL && strcmp(u->state, state) != 0) {
-        TG_LOG_INFO("%s %s: %s", u->id, u->where, state);
-        snprintf(u->state, sizeof(u->state), "%s", state);
-    }
     if (where != NULL)
         snprintf(u->where, sizeof(u->where), "%s", where);
+    if (state != NULL && strcmp(u->state, state) != 0) {
+        TG_LOG_INFO("%s (%s): %s", u->id, u->where, state);
+        snprintf(u->state, sizeof(u->state), "%s", state);
+    }
 }
 
 static void failed(tgs_launcher *l, const char *text)

@@ -46,7 +46,7 @@ struct tgs_proc {
 
 /* The program's path: argv0 itself with a '/', else the first
  * executable in PATH. */
-static int resolve(const char *argv0, char *path, size_t len)
+int tgs_proc_find(const char *argv0, char *path, size_t len)
 {
     const char *p = getenv("PATH");
 
@@ -159,7 +159,7 @@ int tgs_proc_start(tgs_proc **out, const char *const *argv,
                              "input of %s too long (%zu bytes; at "
                              "most %d)",
                              argv[0], ilen, INPUT_MAX);
-    if ((rc = resolve(argv[0], path, sizeof(path))) != 0)
+    if ((rc = tgs_proc_find(argv[0], path, sizeof(path))) != 0)
         return rc;
     if ((p = calloc(1, sizeof(*p))) == NULL || (envp = make_env(env)) == NULL) {
         free(p);

@@ -32,6 +32,13 @@ typedef enum tgs_proc_flags {
 } tgs_proc_flags;
 
 /**
+ * The path of program `name` (itself if it has a '/', else the first
+ * executable of that name in PATH) into `path`. Returns 0, or
+ * TG_ENOTFOUND with a message naming it and PATH.
+ */
+int tgs_proc_find(const char *name, char *path, size_t len);
+
+/**
  * Start argv[0] (searched in PATH when it has no '/') with `argv`
  * (NULL-terminated) and extra environment `env` ("NAME=VALUE",
  * NULL-terminated, or NULL). `input` (or NULL) is written to its stdin,

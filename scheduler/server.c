@@ -409,7 +409,7 @@ static char *find_worker_bin(void)
             /* bazel-bin/scheduler -> bazel-bin/worker */
             snprintf(path, sizeof(path), "%s/../worker/taskgrid-worker", self);
             if (access(path, X_OK) == 0)
-                return strdup(path);
+                return realpath(path, NULL);
         }
     }
     if (env) {
