@@ -297,7 +297,9 @@ void tgs__unit_ended(tgs_launcher *l, tgs_unit *u, const char *why)
         ;
     if (i == l->nunits)
         return;
-    if (!u->ever_seen && !u->stopping)
+    if (!u->ever_seen && !u->stopping && strcmp(u->state, "starting") == 0)
+        tgs__launch_failed(l, "%s could not start: %s", u->id, why);
+    else if (!u->ever_seen && !u->stopping)
         tgs__launch_failed(l,
                            "%s (%s) ended before any of its workers "
                            "connected: %s",
