@@ -150,7 +150,7 @@ func newDataPlane(w *Worker) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("taskgrid: worker: data service: listen on %s: %w", listen, err)
 	}
-	p.addr, err = advertised(w.cfg.dataAddress, listen, lis.Addr().(*net.TCPAddr).Port)
+	p.addr, err = advertised(w.cfg.dataAddress, listen, target, lis.Addr().(*net.TCPAddr).Port)
 	if err != nil {
 		lis.Close()
 		return nil, err
@@ -180,9 +180,10 @@ func isLoopback(host string) bool {
 }
 
 // advertised is the data address to register: explicit (its port filled
-// in when missing or 0), else the listen host (the host name for all
-// interfaces) with the bound port.
-func advertised(explicit, listen string, port int) (string, error) {
+// in when missing or 0), else the listen host with the bound port; for all
+// interfaces, the IP address of the route to the scheduler at target
+// ("HOST:PORT", see routeIP), else the host name.
+func advertised(explicit, listen, target string, port int) (string, error) {
 	if explicit != "" {
 		host, p, err := net.SplitHostPort(explicit)
 		if err != nil {
@@ -201,11 +202,37 @@ func advertised(explicit, listen string, port int) (string, error) {
 		return "", fmt.Errorf("taskgrid: worker: data listen address %q is not HOST:PORT", listen)
 	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		if host, err = os.Hostname(); err != nil {
+		if route, ok := routeIP(target); ok {
+			host = route
+		} else if host, err = os.Hostname(); err != nil {
 			return "", fmt.Errorf("taskgrid: worker: data address: %w (give it with WithDataAddress)", err)
 		}
 	}
 	return net.JoinHostPort(host, fmt.Sprint(port)), nil
+}
+
+// routeIP is the local IP address of the route to the scheduler at target
+// ("HOST:PORT"), as Dask's get_ip finds it: a UDP socket connected to it,
+// which sends nothing and only picks the route, and its local address.
+// false when target does not resolve, there is no route, or the address
+// is of no use to peers on other hosts (loopback, IPv6 link-local,
+// IPv4-mapped).
+func routeIP(target string) (string, bool) {
+	addr, err := net.ResolveUDPAddr("udp", target)
+	if err != nil {
+		return "", false
+	}
+	conn, err := net.DialUDP("udp", nil, addr)
+	if err != nil {
+		return "", false
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	if local.IsLoopback() || local.IsUnspecified() || local.Is4In6() ||
+		local.Is6() && local.IsLinkLocalUnicast() {
+		return "", false
+	}
+	return local.WithZone("").String(), true
 }
 
 // serverTLS: the data service presents the worker's certificate and

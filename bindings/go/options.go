@@ -129,8 +129,9 @@ func WithDataListen(addr string) Option { return func(c *config) { c.dataListen 
 // WithDataAddress sets the address ("HOST:PORT") the worker advertises for
 // its data service, e.g. a name other workers can resolve. A missing port
 // or port 0 stands for the port the service listens on. Default: the listen
-// host with that port, or the machine's host name when listening on all
-// interfaces. Worker only.
+// host with that port; when listening on all interfaces, the machine's IP
+// address on the route to the scheduler (never a loopback or IPv6
+// link-local one), else its host name. Worker only.
 func WithDataAddress(addr string) Option { return func(c *config) { c.dataAddress = addr } }
 
 // WithDataClients lets client certificates fetch this worker's held

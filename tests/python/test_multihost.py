@@ -1,22 +1,25 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What a cluster spanning several hosts relies on: a worker of a scheduler
-listening on 0.0.0.0 advertises a data address peers on other hosts can
-dial (this host's non-loopback IP address, never a loopback one), and
-taskgrid-certs --hosts puts the names given into the scheduler's
-certificate (and a worker's, with --issue), as subjectAltName entries."""
+"""What a cluster spanning several hosts relies on: a worker (C, Python or
+Go) of a scheduler listening on 0.0.0.0 advertises a data address peers on
+other hosts can dial (this host's non-loopback IP address, never a
+loopback one), and taskgrid-certs --hosts puts the names given into the
+scheduler's certificate (and a worker's, with --issue), as subjectAltName
+entries."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import pathlib
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import uuid
 
 import grpc
 import pytest
-from conftest import BIN, run_scheduler, stop_process, wait_for_workers
+from conftest import BIN, ROOT, run_scheduler, stop_process, wait_for_workers
 
 
 def _global_ipv4() -> str:
@@ -32,20 +35,58 @@ def _global_ipv4() -> str:
     pytest.skip("this machine has no non-loopback IPv4 address")
 
 
-def test_worker_of_a_wildcard_scheduler_advertises_a_reachable_address(pb) -> None:
+PY_SRC = ROOT / "bindings" / "python" / "src"
+
+
+def _python_worker() -> tuple[list[str], dict[str, str]]:
+    """`python -m taskgrid.worker`: this checkout's binding when its gRPC
+    stubs have been generated, else the installed one."""
+    env = dict(os.environ)
+    if (PY_SRC / "taskgrid" / "v1" / "taskgrid_pb2.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(PY_SRC), *filter(None, [env.get("PYTHONPATH")])])
+    check = subprocess.run([sys.executable, "-c", "import taskgrid.worker"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    if check.returncode != 0:
+        pytest.fail("the Python worker does not import (install bindings/python, or "
+                    f"generate its stubs into {PY_SRC}):\n{check.stderr}")
+    return [sys.executable, "-m", "taskgrid.worker"], env
+
+
+def _go_worker(tmp: pathlib.Path) -> tuple[list[str], dict[str, str]]:
+    """The example Go worker, built from this checkout."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("no go command to build bindings/go/cmd/taskgrid-go-worker")
+    out = tmp / "taskgrid-go-worker"
+    built = subprocess.run([go, "build", "-o", str(out), "./cmd/taskgrid-go-worker"],
+                           cwd=ROOT / "bindings" / "go", capture_output=True, text=True,
+                           timeout=600)
+    assert built.returncode == 0, f"go build ./cmd/taskgrid-go-worker:\n{built.stderr}"
+    return [str(out)], dict(os.environ)
+
+
+@pytest.mark.parametrize("kind", ["c", "python", "go"])
+def test_worker_of_a_wildcard_scheduler_advertises_a_reachable_address(
+        pb, kind: str, tmp_path: pathlib.Path) -> None:
     host_ip = _global_ipv4()
+    if kind == "c":
+        command, env = [str(BIN / "worker" / "taskgrid-worker")], dict(os.environ)
+    elif kind == "python":
+        command, env = _python_worker()
+    else:
+        command, env = _go_worker(tmp_path)
     with run_scheduler(["--listen", "tcp://0.0.0.0:0", "--launcher", "none",
                         "--inline-limit", "1024"]) as addr:
         port = addr.rsplit(":", 1)[1]
         # As a worker on another host would: the scheduler by its network
         # address, no --data-listen or --data-address.
-        worker = subprocess.Popen([str(BIN / "worker" / "taskgrid-worker"),
-                                   f"tcp://{host_ip}:{port}", "--nthreads", "1"],
-                                  stdout=subprocess.DEVNULL)
+        worker = subprocess.Popen([*command, f"tcp://{host_ip}:{port}", "--nthreads", "1"],
+                                  stdout=subprocess.DEVNULL, env=env)
         try:
             with grpc.insecure_channel(f"{host_ip}:{port}") as ch:
                 grpc.channel_ready_future(ch).result(timeout=10)
-                wait_for_workers(pb, ch, 1)
+                wait_for_workers(pb, ch, 1, timeout=60)
                 stub = pb.tg_grpc.SchedulerStub(ch)
                 key = f"big-{uuid.uuid4().hex[:8]}"
                 stub.Submit(pb.tg.SubmitRequest(tasks=[pb.tg.TaskSpec(
@@ -64,7 +105,7 @@ def test_worker_of_a_wildcard_scheduler_advertises_a_reachable_address(pb) -> No
     assert len(holders) == 1, holders
     h, _, p = holders[0].rpartition(":")
     assert int(p) > 0, holders
-    assert h == host_ip, f"advertised {holders[0]}, expected {host_ip}:PORT"
+    assert h == host_ip, f"{kind} worker advertised {holders[0]}, expected {host_ip}:PORT"
 
 
 def _certs_bin() -> pathlib.Path:

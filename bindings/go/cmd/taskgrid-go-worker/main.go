@@ -69,7 +69,7 @@ func run(args []string) int {
 	cert := fs.String("tls-cert", "", "this worker's certificate (PEM file)")
 	key := fs.String("tls-key", "", "this worker's private key (PEM file)")
 	dataListen := fs.String("data-listen", "", "where the data service listens, HOST:PORT, or none for no data service\n(default: 127.0.0.1:0 for a loopback scheduler address, else 0.0.0.0:0)")
-	dataAddress := fs.String("data-address", "", "the data service's address advertised to the cluster, HOST:PORT\n(default: the listen host, or this host's name for 0.0.0.0, with the bound port)")
+	dataAddress := fs.String("data-address", "", "the data service's address advertised to the cluster, HOST:PORT\n(default: the listen host with the bound port; for 0.0.0.0 or ::, this host's IP address\non the route to the scheduler, or its name when there is none)")
 	dataClients := fs.Bool("data-clients", false, "over TLS, let client certificates fetch held results from the data service too\n(clients fetching directly); default: worker certificates only")
 	memLimit := fs.String("memory-limit", "auto", "memory for held results, e.g. 4GiB or 500MB\n(auto: this machine's memory, or its cgroup's limit; none: no limit)")
 	memTarget := fs.String("memory-target", "0.6", "spill the least recently used held results to disk beyond this fraction of the limit (none: never spill)")

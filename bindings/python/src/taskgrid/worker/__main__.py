@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
         "--data-address",
         metavar="HOST:PORT",
         help="the data service's address as other workers reach it, sent to the scheduler "
-        "(default: the listen host with the bound port; this host's name for 0.0.0.0; "
+        "(default: the listen host with the bound port; for 0.0.0.0 or ::, this host's IP "
+        "address on the route to the scheduler, or its name when there is none; "
         "port 0: the bound port)",
     )
     p.add_argument(

@@ -94,6 +94,47 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# --data-listen hosts meaning every interface of this host.
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+
+
+def route_ip(scheduler_address: str) -> str | None:
+    """The local IP address of the route to the scheduler at
+    `scheduler_address`, as Dask's get_ip finds it: connect() a UDP socket
+    to the scheduler, which sends nothing and only picks the route, then
+    getsockname(). None when the address does not resolve, there is no
+    route, or the answer is of no use to peers on other hosts (loopback,
+    IPv6 link-local, IPv4-mapped)."""
+    try:
+        target, _tls = parse_address(scheduler_address)
+        host, _, port = target.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICSERV)
+        family, _type, _proto, _name, sockaddr = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(sockaddr)
+            local = ipaddress.ip_address(s.getsockname()[0].split("%", 1)[0])
+    except (ValueError, OSError, IndexError):
+        return None
+    if local.is_loopback or local.is_unspecified:
+        return None
+    if isinstance(local, ipaddress.IPv6Address) and (
+        local.is_link_local or local.ipv4_mapped is not None
+    ):
+        return None
+    return str(local)
+
+
+def advertised_host(listen_host: str, scheduler_address: str) -> str:
+    """The data service's host as peers dial it, for --data-listen host
+    `listen_host`: that host itself, or for a wildcard one the IP address
+    of the route to the scheduler (route_ip), else this host's name."""
+    if listen_host not in WILDCARD_HOSTS:
+        return listen_host
+    return route_ip(scheduler_address) or socket.gethostname()
+
+
 def default_listen(scheduler_address: str) -> str:
     """127.0.0.1:0 when the scheduler is on a loopback address, else 0.0.0.0:0."""
     target, _tls = parse_address(scheduler_address)
@@ -143,7 +184,9 @@ def chunks_of(h: Held) -> Iterator[bytes]:
 
 
 class DataServer:
-    """DataService on `listen` ("HOST:PORT"), serving `store`."""
+    """DataService on `listen` ("HOST:PORT"), serving `store`; it
+    advertises `advertise` ("HOST:PORT", port 0 for the bound one), else
+    advertised_host's choice for the worker of `scheduler_address`."""
 
     def __init__(
         self,
@@ -154,6 +197,7 @@ class DataServer:
         name: Callable[[], str],
         security: Security | None,
         clients: bool = False,
+        scheduler_address: str = "",
     ) -> None:
         self._store = store
         self._counters = counters
@@ -164,8 +208,8 @@ class DataServer:
         adv_host, adv_port = host, 0
         if advertise:
             adv_host, adv_port = split_host_port(advertise, "--data-address")
-        elif host in ("0.0.0.0", "::"):
-            adv_host = socket.gethostname()
+        else:
+            adv_host = advertised_host(host, scheduler_address)
         handler = grpc.method_handlers_generic_handler(
             "taskgrid.v1.DataService",
             {
@@ -496,7 +540,14 @@ class DataPlane:
             )
         if listen != "none":
             self.server = DataServer(
-                listen, advertise, self.store, self.counters, name, peer_security, data_clients
+                listen,
+                advertise,
+                self.store,
+                self.counters,
+                name,
+                peer_security,
+                data_clients,
+                scheduler_address,
             )
         self.address = self.server.address if self.server is not None else ""
 
