@@ -432,6 +432,47 @@ static void test_scale__unplaceable_not_counted(void **state)
     tgs_core_free(c);
 }
 
+/* Workers come a job at a time (tgs_core_set_scale_step): targets of
+ * Scale(n) and of adaptive scaling are whole jobs, and an adaptive target
+ * does not move between two counts inside the same job (no job started
+ * to be drained at once). */
+static void test_scale__whole_jobs(void **state)
+{
+    (void)state;
+    tgs_core *c = cf_core_new(NULL);
+    uint32_t target = 0;
+    assert_int_equal(tgs_core_set_scale_step(c, 0), TGS_EINVAL);
+    assert_int_equal(tgs_core_set_scale_step(c, 3), TGS_OK);
+    assert_int_equal(tgs_core_scale(c, 4, 0), TGS_OK);
+    scale_acts s = pop(c);
+    assert_int_equal(s.target, 6);
+    assert_int_equal(tgs_core_scale(c, 0, 10), TGS_OK);
+    s = pop(c);
+    assert_int_equal(s.target, 0);
+
+    tgs_adapt_opts o = adapt_opts(1, 5, 1);
+    assert_int_equal(tgs_core_adapt(c, &o, 20), TGS_OK);
+    s = pop(c);
+    assert_int_equal(s.target, 3); /* minimum 1, a whole job */
+    add_worker(c, 1, 1, true, 30);
+    submit(c, "t", 4, "f", 40);
+    tgs_core_tick(c, 100);
+    s = pop(c);
+    assert_true(tgs_core_scale_target(c, &target));
+    assert_int_equal(target, 6); /* 4 runnable: two jobs */
+    /* The work drains: the target comes down after the hold to one job
+     * (the minimum, rounded up), and every target on the way is whole. */
+    for (int64_t now = 200; now < 8000; now += 100) {
+        finish_all(c, &s, now);
+        tgs_core_tick(c, now);
+        s = pop(c);
+        assert_true(tgs_core_scale_target(c, &target));
+        assert_int_equal(target % 3, 0);
+    }
+    assert_int_equal(target, 3);
+    tgs_core_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_scale__retires_least_loaded),
         cmocka_unit_test(test_scale__no_flapping),
         cmocka_unit_test(test_scale__unplaceable_not_counted),
+        cmocka_unit_test(test_scale__whole_jobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
