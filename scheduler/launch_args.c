@@ -41,7 +41,10 @@ const char tgs_launch_usage[] =
     "  --slurm-bin-dir DIR     where sbatch, scancel and squeue are (default:\n"
     "                          PATH)\n"
     "  --print-job-script      print the job script and exit\n"
-    "  --hosts H1,H2,...       SSH hosts the workers run on, spread evenly\n"
+    "  --hosts H1,H2,...       SSH hosts the workers run on, spread evenly:\n"
+    "                          one ssh client per worker, which stops when\n"
+    "                          its ssh channel closes; a host whose workers\n"
+    "                          never connect backs off (1 s doubling to 60 s)\n"
     "  --ssh PATH              the OpenSSH client (default: ssh in PATH)\n"
     "  --ssh-arg ARG           an argument for ssh before the host, e.g.\n"
     "                          -F or a -o option (repeatable)\n";

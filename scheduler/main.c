@@ -12,7 +12,6 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +25,7 @@
 #include "methods.h"
 #include "server.h"
 #include "transport/transport.h"
+#include "util/lifeline.h"
 #include "util/log.h"
 #include "util/tls.h"
 
@@ -316,36 +316,12 @@ static int parse_parent_fd(cli *c, const char *a, const char *val)
     return 0;
 }
 
-/* Blocks until the parent's end of the pipe is closed (by its exit or
- * death, whichever of its threads started us), then asks the daemon to
- * stop exactly as SIGTERM does: it stops its workers and exits. Bytes
- * written to the pipe are ignored. */
-static void *watch_parent(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    char buf[64];
-    ssize_t r;
-
-    do
-        r = read(fd, buf, sizeof(buf));
-    while (r > 0 || (r < 0 && errno == EINTR));
-    TG_LOG_INFO("parent process gone (end of file on descriptor %d); "
-                "stopping",
-                fd);
-    kill(getpid(), SIGTERM);
-    return NULL;
-}
-
 static int start_parent_watch(int fd)
 {
-    pthread_attr_t attr;
-    pthread_t t;
-    int e;
+    /* At end of file it stops the daemon exactly as SIGTERM does: it
+     * stops its workers and exits. */
+    int e = tg__lifeline_watch(fd);
 
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    e = pthread_create(&t, &attr, watch_parent, (void *)(intptr_t)fd);
-    pthread_attr_destroy(&attr);
     if (e != 0) {
         fprintf(stderr,
                 "taskgrid-scheduler: cannot watch the parent process: %s\n",

@@ -32,11 +32,12 @@ typedef enum tgs_proc_flags {
 } tgs_proc_flags;
 
 /**
- * The path of program `name` (itself if it has a '/', else the first
- * executable of that name in PATH) into `path`. Returns 0, or
- * TG_ENOTFOUND with a message naming it and PATH.
+ * The path of program `argv0` into `path`: argv0 itself when it has a
+ * '/' (it must be executable), else the first executable of that name in
+ * PATH. Returns 0, or a negative code with the message set ("NAME:
+ * command not found in PATH (...)", or "cannot run PATH: why").
  */
-int tgs_proc_find(const char *name, char *path, size_t len);
+int tgs_proc_find(const char *argv0, char *path, size_t len);
 
 /**
  * Start argv[0] (searched in PATH when it has no '/') with `argv`

@@ -19,7 +19,12 @@
  *   relay_in.c   what holders send for relays: chunks checked and relayed
  *                (or collected), a failed holder replaced, a recomputed
  *                result checked against what was already relayed
- *   scaling.c    the local launcher following the core's scaling target
+ *   scaling.c    the launcher following the core's scaling target
+ *   launcher.c   the launcher's units and counts (launcher.h), with one
+ *                backend per kind (launch.h): launch_local.c (processes
+ *                here), launch_slurm.c (batch jobs), launch_ssh.c (SSH
+ *                hosts); proc.c runs their commands, polled from the
+ *                loop; launch_args.c parses their options
  *   coord.c      Coordinate: Variable, Queue, Event, Semaphore, datasets
  *                (coord.h), with coord_wait.c (waits, timeouts, leases)
  *   dashboard.c  the HTTP port's state and snapshots (dashboard.h), with

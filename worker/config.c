@@ -8,6 +8,7 @@
  * the worker accepts exactly the addresses the transport does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
@@ -67,6 +68,11 @@ static const char usage[] =
     "                      (default 0.95; 'none')\n"
     "  --spill-dir DIR     where spilled results go (default: a private\n"
     "                      temporary directory, removed at exit)\n"
+    "  --exit-with-parent-fd N\n"
+    "                      stop (as on SIGTERM) when descriptor N reaches\n"
+    "                      end of file: the process holding its other end\n"
+    "                      exited or closed it (0: stdin, e.g. the ssh\n"
+    "                      channel of a worker started over ssh)\n"
     "  -h, --help          show this help and exit\n"
     "\n"
     "environment:\n"
@@ -274,6 +280,7 @@ enum opt_id {
     OPT_MEMORY_PAUSE,
     OPT_MEMORY_TERMINATE,
     OPT_SPILL_DIR,
+    OPT_PARENT_FD,
     OPT_HELP,
 };
 
@@ -299,6 +306,7 @@ static const struct {
     {"--memory-pause", OPT_MEMORY_PAUSE, true},
     {"--memory-terminate", OPT_MEMORY_TERMINATE, true},
     {"--spill-dir", OPT_SPILL_DIR, true},
+    {"--exit-with-parent-fd", OPT_PARENT_FD, true},
     {"--help", OPT_HELP, false},
     {"-h", OPT_HELP, false},
 };
@@ -379,6 +387,15 @@ static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
         if (*v == '\0')
             return tg__error_set(TG_EINVAL, "%s needs a directory", opt);
         return set_str(&cfg->spill_dir, v);
+    case OPT_PARENT_FD:
+        if (parse_uint(v, 0, 1048576, &n) != 0)
+            return tg__error_set(
+                TG_EINVAL, "%s expects a file descriptor, got '%s'", opt, v);
+        if (fcntl((int)n, F_GETFD) < 0)
+            return tg__error_set(TG_EINVAL, "%s: descriptor %ld is not open",
+                                 opt, n);
+        cfg->parent_fd = (int)n;
+        return TG_OK;
     case OPT_HELP:
         cfg->help = true;
         return TG_OK;
@@ -394,6 +411,7 @@ int tgw_config_parse(tgw_config *cfg, int argc, char *const *argv)
     int ntls, rc;
 
     memset(cfg, 0, sizeof(*cfg));
+    cfg->parent_fd = -1;
     cfg->memory_target = TGW_DEFAULT_MEMORY_TARGET;
     cfg->memory_pause = TGW_DEFAULT_MEMORY_PAUSE;
     cfg->memory_terminate = TGW_DEFAULT_MEMORY_TERMINATE;

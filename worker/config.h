@@ -51,7 +51,11 @@ typedef struct tgw_config {
     double memory_target, memory_pause, memory_terminate;
     char *spill_dir;
     bool memory_limit_set; /* --memory-limit was given */
-    bool help;             /* --help was given: print usage, exit 0 */
+    /* --exit-with-parent-fd N: stop (as SIGTERM does) when descriptor N
+     * reaches end of file, e.g. 0 for the ssh channel a launcher holds
+     * open; -1 if not given. */
+    int parent_fd;
+    bool help; /* --help was given: print usage, exit 0 */
 } tgw_config;
 
 #define TGW_DEFAULT_HEARTBEAT_MS 1000

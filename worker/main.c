@@ -19,6 +19,7 @@
 #include "link.h"
 #include "loader.h"
 #include "registry.h"
+#include "util/lifeline.h"
 #include "util/log.h"
 #include "util/nest.h"
 #include "util/role.h"
@@ -148,6 +149,12 @@ int main(int argc, char **argv)
         goto out;
     }
     install_signals();
+    /* --exit-with-parent-fd: end of file there stops us as SIGTERM does. */
+    if (cfg.parent_fd >= 0 && tg__lifeline_watch(cfg.parent_fd) != 0) {
+        TG_LOG_ERROR("cannot watch descriptor %d", cfg.parent_fd);
+        code = 1;
+        goto out;
+    }
     end = tgw_link_run(&cfg, sec.ca_pem ? &sec : NULL, reg, &stop_requested,
                        NULL);
     if (end == TGW_LINK_ABANDONED) {

@@ -81,8 +81,12 @@ write_config() {
     dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 status=none
     chmod 400 "$DIR/munge/munge.key"
   fi
-  local cpus
+  # CPUs Slurm may hand out: at least TG_SLURM_CPUS (default 8), more
+  # than a small test machine has, so a test can run several one-core
+  # jobs at once (config_overrides: Slurm believes the configuration).
+  local cpus want=${TG_SLURM_CPUS:-8}
   cpus=$(nproc)
+  [ "$cpus" -ge "$want" ] || cpus=$want
   cat >"$SLURM_CONF" <<CONF
 # Written by tests/cluster/slurm.sh: a one-node cluster under $DIR.
 ClusterName=$NODE
@@ -108,6 +112,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
 ReturnToService=2
+SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
 SlurmctldTimeout=30
 SlurmdTimeout=30

@@ -74,6 +74,7 @@ from .errors import (
     UnknownKeyError,
 )
 from .security import Security
+from .ssh import SSHCluster
 
 __version__ = "0.1.0"
 
@@ -99,6 +100,7 @@ __all__ = [
     "RemoteTraceback",
     "ReplicateError",
     "ResultTooLarge",
+    "SSHCluster",
     "SchedulerError",
     "Security",
     "Semaphore",

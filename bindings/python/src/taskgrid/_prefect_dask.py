@@ -70,6 +70,8 @@ def _dask_origin(obj: Any) -> str | None:
 def _refuse_dask(cluster_class: Any, origin: str) -> ValueError:
     name = cluster_class if isinstance(cluster_class, str) else _qualified(cluster_class)
     use = _DASK_MODULES.get(origin) or _ELSEWHERE.format(engine=origin)
+    if name.endswith("SSHCluster"):
+        use = "taskgrid.SSHCluster (the same hosts, connect_options, worker_options, ...)"
     return ValueError(
         f"cluster_class {name} is a Dask cluster class: taskgrid runs its own scheduler "
         f"and workers, so it cannot use Dask's; use {use}"

@@ -228,16 +228,7 @@ class LocalCluster:
             self.memory_limit = parse_memory_limit(memory_limit)
         self.resources = dict(resources or {})
         self.preload = list(preload)
-        self.security: Security | None = None
-        self.log_level = log_level
-        self._timeout = timeout
-        self._tmp = tempfile.mkdtemp(prefix="taskgrid-cluster-")
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._lifeline: int | None = None  # write end of --exit-with-parent-fd
-        self._threads: list[Any] = []  # in-process workers
-        self._closed = False
-        self._lock = threading.Lock()
-        self._client: Client | None = None
+        self._init_state(log_level, timeout)
         scheduler = find_binary(SCHEDULER, bin_dir)
         args = [scheduler, "--listen", f"tcp://{host}:{scheduler_port}", "--log-level", log_level]
         if no_worker_timeout is not None:
@@ -253,7 +244,6 @@ class LocalCluster:
                     f"not {dashboard_address!r}"
                 )
             args += ["--dashboard-address", dashboard_address, "--dashboard-fallback"]
-        self.dashboard_link: str | None = None
         if processes:
             args += [
                 "--workers",
@@ -285,6 +275,20 @@ class LocalCluster:
             raise
 
     # -- start-up -------------------------------------------------------------
+
+    def _init_state(self, log_level: str, timeout: float) -> None:
+        """What every cluster of this kind keeps before its scheduler starts."""
+        self.security: Security | None = None
+        self.log_level = log_level
+        self._timeout = timeout
+        self._tmp = tempfile.mkdtemp(prefix="taskgrid-cluster-")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None  # write end of --exit-with-parent-fd
+        self._threads: list[Any] = []  # in-process workers
+        self._closed = False
+        self._lock = threading.Lock()
+        self._client: Client | None = None
+        self.dashboard_link: str | None = None
 
     def _python_worker_script(self) -> str:
         """A wrapper the launcher can exec: this interpreter, this package."""

@@ -8,7 +8,9 @@ whose import registers functions), --log-level, --heartbeat-ms and
 --tls-ca/--tls-cert/--tls-key, the data service's --data-listen,
 --data-address and --data-clients, and memory management's
 --memory-limit, --memory-target, --memory-pause, --memory-terminate and
---spill-dir; TASKGRID_LAUNCH_ID is echoed to the scheduler. Exit codes: 0
+--spill-dir, and --exit-with-parent-fd (stop at end of file on a
+descriptor: 0 for a worker started over ssh, whose stdin is the ssh
+channel); TASKGRID_LAUNCH_ID is echoed to the scheduler. Exit codes: 0
 after a clean stop or drain, 2 for a usage or start-up error, 3 past the
 memory terminate fraction.
 SIGTERM/SIGINT stop cleanly; a second one exits at once.
@@ -21,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 LEVELS = {
@@ -124,7 +127,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where spilled results go (default: a private temporary directory, removed at exit)",
     )
+    p.add_argument(
+        "--exit-with-parent-fd",
+        type=int,
+        metavar="N",
+        help="stop (as on SIGTERM) when descriptor N reaches end of file: the process "
+        "holding its other end exited or closed it (0: stdin, e.g. the ssh channel of "
+        "a worker started over ssh)",
+    )
     return p
+
+
+def _watch_fd(fd: int) -> None:
+    """Read `fd` until end of file (bytes are ignored), then stop the
+    worker exactly as SIGTERM does."""
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    logging.getLogger("taskgrid").info(
+        "end of file on descriptor %d (--exit-with-parent-fd); stopping", fd
+    )
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,6 +177,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         security = Security(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+    if args.exit_with_parent_fd is not None:
+        try:
+            os.fstat(args.exit_with_parent_fd)
+        except (OSError, OverflowError, ValueError):
+            print(
+                f"taskgrid worker: error: --exit-with-parent-fd: descriptor "
+                f"{args.exit_with_parent_fd} is not open",
+                file=sys.stderr,
+            )
+            return 2
     if args.nthreads < 1:
         print("taskgrid worker: error: --nthreads must be at least 1", file=sys.stderr)
         return 2
@@ -186,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.exit_with_parent_fd is not None:
+        threading.Thread(
+            target=_watch_fd,
+            args=(args.exit_with_parent_fd,),
+            daemon=True,
+            name="taskgrid-parent-fd",
+        ).start()
     # Run the session on a thread: the main thread stays free for signals.
     worker.start()
     while not worker.stopped:
