@@ -613,6 +613,52 @@ type ClusterStatus struct {
 	// Keys reports on the keys asked for, in order.
 	Keys    []KeyStatus
 	Version string
+	// Launcher is what starts workers for Scale; nil when the scheduler
+	// has none (--launcher none).
+	Launcher *LauncherStatus
+}
+
+// LauncherStatus describes the scheduler's launcher (local processes,
+// Slurm jobs or SSH hosts) and the units it started.
+type LauncherStatus struct {
+	Kind   string // "local", "slurm" or "ssh"
+	Target int    // workers the scaling target asks for
+	// Active workers count toward the target: connected, or still
+	// starting (pending batch jobs included); Starting are not connected
+	// yet.
+	Active, Starting int
+	// Failures counts failed starts; LastError is the latest one, in the
+	// launcher's words (the batch system's or ssh's message).
+	Failures  uint64
+	LastError string
+	Units     []LauncherUnit
+}
+
+// LauncherUnit is one start of the launcher: a process, a batch job (of
+// Workers workers) or a process on an SSH host.
+type LauncherUnit struct {
+	ID        string
+	State     string // "starting", "pending", "running" or "stopping"
+	Where     string // "pid 12", "slurm job 42" or the host
+	Workers   int
+	Connected int
+}
+
+func launcherFromPB(l *pb.LauncherStatus) *LauncherStatus {
+	if l == nil {
+		return nil
+	}
+	s := &LauncherStatus{
+		Kind: l.GetKind(), Target: int(l.GetTarget()), Active: int(l.GetActive()),
+		Starting: int(l.GetStarting()), Failures: l.GetFailures(), LastError: l.GetLastError(),
+	}
+	for _, u := range l.GetUnits() {
+		s.Units = append(s.Units, LauncherUnit{
+			ID: u.GetId(), State: u.GetState(), Where: u.GetWhere(),
+			Workers: int(u.GetWorkers()), Connected: int(u.GetConnected()),
+		})
+	}
+	return s
 }
 
 // Status returns the workers, the number of tasks per state and, for the
@@ -629,6 +675,7 @@ func (c *Client) Status(ctx context.Context, keys ...string) (*ClusterStatus, er
 		Waiting: r.GetWaiting(), Ready: r.GetReady(), Processing: r.GetProcessing(),
 		Memory: r.GetMemory(), Erred: r.GetErred(), Cancelled: r.GetCancelled(),
 		Unplaceable: r.GetUnplaceable(), Version: r.GetVersion(),
+		Launcher: launcherFromPB(r.GetLauncher()),
 	}
 	for _, w := range r.GetWorkers() {
 		s.Workers = append(s.Workers, workerInfoFromPB(w))

@@ -408,6 +408,12 @@ func TestScaleAndStatus(t *testing.T) {
 	if st.Version == "" || len(st.Workers) != 2 || st.Workers[0].NThreads != 1 {
 		t.Errorf("Status = %+v", st)
 	}
+	l := st.Launcher
+	if l == nil || l.Kind != "local" || l.Target != 2 || l.Active != 2 || l.Starting != 0 ||
+		len(l.Units) != 2 || l.Units[0].State != "running" || l.Units[0].Connected != 1 ||
+		!strings.HasPrefix(l.Units[0].Where, "pid ") || l.Failures != 0 {
+		t.Errorf("Status.Launcher = %+v", l)
+	}
 	if _, err := c.Scale(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -419,6 +425,9 @@ func TestScaleAndStatus(t *testing.T) {
 	noLauncher := dial(t, tgtest.Scheduler(t, "--launcher", "none"))
 	if _, err := noLauncher.Scale(ctx, 1); err == nil || !strings.Contains(err.Error(), "launcher") {
 		t.Errorf("Scale without a launcher = %v, want the scheduler's explanation", err)
+	}
+	if st, err := noLauncher.Status(ctx); err != nil || st.Launcher != nil {
+		t.Errorf("Status without a launcher = %+v, %v; want no Launcher", st, err)
 	}
 }
 
