@@ -322,6 +322,106 @@ static void test_launcher__slurm_tools(void **state)
     tgs_launcher_free(l, 1000);
 }
 
+/* A job Slurm keeps pending is capacity: it counts as active, shows as
+ * "pending" with its job id, is cancelled (scancel JOBID) when no longer
+ * wanted, and a job that leaves the queue by itself ends its unit. The
+ * fake commands keep their state in files under `dir`. */
+static void test_launcher__slurm_pending_jobs(void **state)
+{
+    char body[1024], path[512], got[256];
+    tgs_launcher_opts o;
+    tgs_launcher *l;
+    tgs_unit_info info;
+    FILE *f;
+
+    (void)state;
+    snprintf(body, sizeof(body),
+             "cat > '%s/script'; n=$(cat '%s/seq' 2>/dev/null || echo 40); "
+             "n=$((n+1)); echo $n > '%s/seq'; echo \"$n;cluster\"",
+             dir, dir, dir);
+    write_script("sbatch", body);
+    snprintf(body, sizeof(body),
+             "for j in $(cat '%s/queued' 2>/dev/null); do "
+             "echo \"$j|PENDING|Resources\"; done",
+             dir);
+    write_script("squeue", body);
+    snprintf(body, sizeof(body), "echo \"$@\" >> '%s/cancelled'", dir);
+    write_script("scancel", body);
+    memset(&o, 0, sizeof(o));
+    o.kind = "slurm";
+    o.worker_bin = "/bin/true";
+    o.address = "tcp://127.0.0.1:1";
+    o.job.bin_dir = dir;
+    o.job.poll_ms = 100;
+    o.job.processes = 2;
+    assert_int_equal(tgs_launcher_new(&l, &o), 0);
+    assert_int_equal(tgs_launcher_slots(l), 2);
+    snprintf(path, sizeof(path), "%s/queued", dir);
+    f = fopen(path, "w");
+    fprintf(f, "41\n42\n");
+    fclose(f);
+    assert_int_equal(tgs_launcher_start(l, now_ms()), 0);
+    assert_int_equal(tgs_launcher_start(l, now_ms()), 0);
+    assert_int_equal(tgs_launcher_active(l), 4);
+    /* Both submitted: pending, with their ids. */
+    for (int64_t end = now_ms() + 5000; now_ms() < end;) {
+        tgs_launcher_poll(l, now_ms());
+        tgs_unit_info a, b;
+        if (tgs_launcher_unit_at(l, 0, &a) && tgs_launcher_unit_at(l, 1, &b) &&
+            strcmp(a.state, "pending") == 0 && strcmp(b.state, "pending") == 0)
+            break;
+        nap();
+    }
+    assert_true(tgs_launcher_unit_at(l, 1, &info));
+    assert_string_equal(info.state, "pending");
+    assert_string_equal(info.where, "slurm job 42");
+    assert_int_equal(info.workers, 2);
+    assert_int_equal(tgs_launcher_active(l), 4);
+    /* Its script named the unit for both workers. */
+    snprintf(path, sizeof(path), "%s/script", dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(body, 1, sizeof(body) - 1, f);
+    fclose(f);
+    body[n] = '\0';
+    assert_non_null(strstr(body, "TASKGRID_LAUNCH_ID=\"$TASKGRID_UNIT/1\""));
+    assert_non_null(strstr(body, "TASKGRID_UNIT='slurm-"));
+
+    /* Only two workers wanted: the newest pending job is cancelled. */
+    assert_true(tgs_launcher_stop_idle(l, 2, is_connected, NULL));
+    assert_false(tgs_launcher_stop_idle(l, 2, is_connected, NULL));
+    assert_int_equal(tgs_launcher_active(l), 2);
+    snprintf(path, sizeof(path), "%s/cancelled", dir);
+    got[0] = '\0';
+    for (int64_t end = now_ms() + 5000; now_ms() < end && !got[0];) {
+        tgs_launcher_poll(l, now_ms());
+        if ((f = fopen(path, "r")) != NULL) {
+            if (fgets(got, sizeof(got), f) == NULL)
+                got[0] = '\0';
+            fclose(f);
+        }
+        nap();
+    }
+    assert_string_equal(got, "42\n");
+    /* Job 42 leaves the queue (cancelled), then 41 too (it ended on its
+     * own): both units end; only 41's, not asked to stop and never
+     * connected, is a failure. */
+    snprintf(path, sizeof(path), "%s/queued", dir);
+    f = fopen(path, "w");
+    fclose(f);
+    for (int64_t end = now_ms() + 5000; now_ms() < end;) {
+        tgs_launcher_poll(l, now_ms());
+        if (!tgs_launcher_unit_at(l, 0, &info))
+            break;
+        nap();
+    }
+    assert_false(tgs_launcher_unit_at(l, 0, &info));
+    const char *last;
+    assert_int_equal(tgs_launcher_failures(l, &last), 1);
+    assert_non_null(strstr(last, "slurm job 41 left the queue"));
+    tgs_launcher_free(l, 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_launcher__failed_starts_back_off),
         cmocka_unit_test(test_launcher__job_script),
         cmocka_unit_test(test_launcher__slurm_tools),
+        cmocka_unit_test(test_launcher__slurm_pending_jobs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
