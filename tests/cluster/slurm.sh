@@ -87,6 +87,9 @@ write_config() {
   local cpus want=${TG_SLURM_CPUS:-8}
   cpus=$(nproc)
   [ "$cpus" -ge "$want" ] || cpus=$want
+  # Memory jobs may ask for (--mem): this machine's, in MB.
+  local mem_mb
+  mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
   cat >"$SLURM_CONF" <<CONF
 # Written by tests/cluster/slurm.sh: a one-node cluster under $DIR.
 ClusterName=$NODE
@@ -119,7 +122,7 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 MinJobAge=2
-NodeName=$NODE NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
+NodeName=$NODE NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
 }
