@@ -391,6 +391,17 @@ def test_missing_ssh_program_fails_at_start_up(tmp_path):
     assert f"cannot run {tmp_path / 'no-ssh'}" in err, err
 
 
+def _python_env() -> dict[str, str]:
+    """This checkout's Python binding when its gRPC stubs are generated
+    (a developer's tree), else the installed one (what the test command
+    installs)."""
+    env = dict(os.environ)
+    src = ROOT / "bindings" / "python" / "src"
+    if (src / "taskgrid" / "v1" / "taskgrid_pb2.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 _SSH_CLUSTER_SCRIPT = """
 import json, os, sys, time
 import taskgrid
@@ -400,7 +411,7 @@ out = {}
 with taskgrid.SSHCluster(
         [bridge, h2, h3], connect_options={"config": config},
         worker_options={"nthreads": 2}, remote_python=sys.executable,
-        env={"PYTHONPATH": os.environ["PYTHONPATH"]}) as cluster:
+        env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")}) as cluster:
     out["workers"] = sorted(w.name for w in cluster.status().workers)
     with taskgrid.Client(cluster) as client:
         futures = client.map(lambda x: x * x, range(20))
@@ -420,8 +431,7 @@ def test_ssh_cluster_from_python(net, tmp_path):
     d, found = net
     h2, h3 = found["h2"][0], found["h3"][0]
     bridge = h2.rsplit(".", 1)[0] + ".254"  # this machine's address there
-    src = ROOT / "bindings" / "python" / "src"
-    env = {**os.environ, "PYTHONPATH": str(src), "TASKGRID_BIN_DIR": str(BIN)}
+    env = {**_python_env(), "TASKGRID_BIN_DIR": str(BIN)}
     r = subprocess.run(
         [sys.executable, "-c", _SSH_CLUSTER_SCRIPT, bridge, h2, h3, str(d / "ssh_config")],
         capture_output=True,
@@ -453,7 +463,7 @@ def test_worker_stops_at_end_of_file_on_its_parent_fd(pb, kind):
     ):
         name = f"eof-{kind}"
         cmd = [str(WORKER)] if kind == "c" else [sys.executable, "-m", "taskgrid.worker"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "bindings" / "python" / "src")}
+        env = _python_env()
         w = subprocess.Popen(
             [
                 *cmd,
