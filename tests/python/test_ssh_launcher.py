@@ -411,7 +411,9 @@ out = {}
 with taskgrid.SSHCluster(
         [bridge, h2, h3], connect_options={"config": config},
         worker_options={"nthreads": 2}, remote_python=sys.executable,
-        env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")}) as cluster:
+        env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        security=True) as cluster:
+    out["address"] = cluster.scheduler_address
     out["workers"] = sorted(w.name for w in cluster.status().workers)
     with taskgrid.Client(cluster) as client:
         futures = client.map(lambda x: x * x, range(20))
@@ -427,7 +429,8 @@ print(json.dumps(out))
 
 def test_ssh_cluster_from_python(net, tmp_path):
     """taskgrid.SSHCluster with this machine (its bridge address) as the
-    scheduler's host and Python workers over ssh in h2 and h3."""
+    scheduler's host and Python workers over ssh in h2 and h3, over
+    mutual TLS with certificates made for the cluster (security=True)."""
     d, found = net
     h2, h3 = found["h2"][0], found["h3"][0]
     bridge = h2.rsplit(".", 1)[0] + ".254"  # this machine's address there
@@ -445,6 +448,7 @@ def test_ssh_cluster_from_python(net, tmp_path):
     assert {n.rsplit("-", 1)[0] for n in out["workers"]} == {h2, h3}, out
     assert out["squares"] == [x * x for x in range(20)]
     assert out["after_scale"] == 1
+    assert out["address"].startswith("tls://"), out  # security=True: mutual TLS
     # close() stopped the scheduler, which stopped the remote workers.
     wait_until(
         lambda: not _remote_workers(found["h2"][1]) and not _remote_workers(found["h3"][1]),

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Callable, Iterator
+from typing import Callable
 
 import grpc
 
@@ -89,11 +90,11 @@ class FakeScheduler(pb_grpc.SchedulerServicer):
         if method in self.deny:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, self.deny[method])
 
-    def Status(self, request, context):  # noqa: N802 - gRPC's name
+    def Status(self, request, context):
         self._refuse("Status", context)
         return self.status
 
-    def SetLogLevel(self, request, context):  # noqa: N802
+    def SetLogLevel(self, request, context):
         self._refuse("SetLogLevel", context)
         if request.level and request.level not in ("error", "warn", "info", "debug"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown level '{request.level}'")
@@ -102,7 +103,7 @@ class FakeScheduler(pb_grpc.SchedulerServicer):
             self.log_level = request.level
         return pb.SetLogLevelResponse(previous=previous, level=self.log_level)
 
-    def Watch(self, request, context):  # noqa: N802
+    def Watch(self, request, context):
         self._refuse("Watch", context)
         with self.lock:
             self.requests.append(request)

@@ -8,7 +8,7 @@ import os
 import pathlib
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import grpc
 import pytest

@@ -21,16 +21,20 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import taskgrid
 from taskgrid.errors import restore
 from taskgrid.v1 import taskgrid_pb2 as pb
-
-from test_worker_protocol import ScriptedScheduler, py_call, start_worker, stop  # noqa: F401
-from test_worker_protocol import scheduler  # noqa: F401 - a fixture
+from test_worker_protocol import (  # noqa: F401
+    ScriptedScheduler,
+    py_call,
+    scheduler,
+    start_worker,
+    stop,
+)
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[2]

@@ -9,7 +9,7 @@ import signal
 import time
 import uuid
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from prefect import flow, task

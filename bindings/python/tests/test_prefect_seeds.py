@@ -23,9 +23,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from time import sleep
-from typing import Iterator, List
+from typing import List
 
 import httpx
 import pytest
@@ -95,7 +96,7 @@ URL_FORMAT = ""  # set by the fixture: the seed's URL, on a local slow server
 
 
 class _SlowImages(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         time.sleep(DELAY)
         body = b"\x89PNG\r\n\x1a\n" + self.path.encode()
         self.send_response(200)

@@ -11,14 +11,13 @@ sent.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import taskgrid
 from taskgrid import _codec
 from taskgrid.client import SCATTER_MAX_BYTES
-
 from test_data_plane_e2e import hand, length, make  # noqa: F401 - a fixture
 from test_large_results import big_plugin  # noqa: F401 - a fixture
 

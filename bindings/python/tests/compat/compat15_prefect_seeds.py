@@ -6,9 +6,8 @@ import time
 
 import dask
 from dask import delayed
-from prefect import flow, task
-
 from distributed import Client, LocalCluster
+from prefect import flow, task
 from prefect_dask import DaskTaskRunner, get_dask_client
 
 
