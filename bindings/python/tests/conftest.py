@@ -20,12 +20,12 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
 
-import pathlib
-from collections.abc import Iterator
+import pathlib  # noqa: E402
+from typing import Iterator  # noqa: E402
 
-import pytest
+import pytest  # noqa: E402
 
-import taskgrid
+import taskgrid  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 

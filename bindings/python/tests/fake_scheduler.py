@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent import futures
-from typing import Callable
+from typing import Callable, Iterator
 
 import grpc
 
@@ -90,11 +89,11 @@ class FakeScheduler(pb_grpc.SchedulerServicer):
         if method in self.deny:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, self.deny[method])
 
-    def Status(self, request, context):
+    def Status(self, request, context):  # noqa: N802 - gRPC's name
         self._refuse("Status", context)
         return self.status
 
-    def SetLogLevel(self, request, context):
+    def SetLogLevel(self, request, context):  # noqa: N802
         self._refuse("SetLogLevel", context)
         if request.level and request.level not in ("error", "warn", "info", "debug"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown level '{request.level}'")
@@ -103,7 +102,7 @@ class FakeScheduler(pb_grpc.SchedulerServicer):
             self.log_level = request.level
         return pb.SetLogLevelResponse(previous=previous, level=self.log_level)
 
-    def Watch(self, request, context):
+    def Watch(self, request, context):  # noqa: N802
         self._refuse("Watch", context)
         with self.lock:
             self.requests.append(request)

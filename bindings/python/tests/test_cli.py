@@ -10,12 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from typing import Iterator
 
 import grpc
 import pytest
-
 from fake_scheduler import FakeScheduler
+
 from taskgrid import cli
 from taskgrid._watch import TaskCounts, WatchUpdate
 from taskgrid.v1 import taskgrid_pb2 as pb

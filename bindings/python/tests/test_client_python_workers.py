@@ -8,7 +8,7 @@ import os
 import pathlib
 import signal
 import time
-from collections.abc import Iterator
+from typing import Iterator
 
 import pytest
 

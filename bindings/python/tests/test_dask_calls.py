@@ -142,7 +142,7 @@ def test_upload_file_makes_a_module_importable(py_client: taskgrid.Client, tmp_p
 
         return int(tg_uploaded_mod.answer())
 
-    assert py_client.run(use) == dict.fromkeys(paths, 42)
+    assert py_client.run(use) == {name: 42 for name in paths}
     with pytest.raises(ValueError, match=".py, .zip or .egg"):
         py_client.upload_file(str(tmp_path / "x.txt"))
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-from collections.abc import Iterator
+from typing import Iterator
 
 import dask
 import pytest
 from dask import delayed
 from prefect import flow, task
+
+from test_dask_collections import gpu_cluster  # noqa: F401 - a fixture
 
 import taskgrid
 from taskgrid import _context, _options
@@ -23,7 +25,6 @@ from taskgrid.prefect import (
     get_async_dask_client,
     get_dask_client,
 )
-from test_dask_collections import gpu_cluster  # noqa: F401 - a fixture
 
 TIMEOUT = 60
 

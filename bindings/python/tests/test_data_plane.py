@@ -16,13 +16,13 @@ import os
 import pathlib
 import subprocess
 import sys
-from collections.abc import Iterator
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
 import taskgrid
 from taskgrid import _codec
+
 from test_large_results import big_plugin  # noqa: F401 - a fixture
 
 HERE = pathlib.Path(__file__).resolve().parent

@@ -28,8 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import Callable
+from typing import Callable, Iterator
 
 import grpc
 import pytest
@@ -39,6 +38,7 @@ from taskgrid import _codec
 from taskgrid._rpc import peer_channel
 from taskgrid.v1 import taskgrid_pb2 as pb
 from taskgrid.v1 import taskgrid_pb2_grpc as pb_grpc
+
 from test_large_results import big_plugin  # noqa: F401 - a fixture
 
 HERE = pathlib.Path(__file__).resolve().parent

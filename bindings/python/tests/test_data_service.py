@@ -20,9 +20,8 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from concurrent import futures
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import grpc
 import pytest
@@ -33,6 +32,7 @@ from taskgrid.security import Security, certificate_role
 from taskgrid.v1 import taskgrid_pb2 as pb
 from taskgrid.v1 import taskgrid_pb2_grpc as pb_grpc
 from taskgrid.worker import Worker
+
 from test_worker_protocol import py_call
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -64,8 +64,8 @@ class Link:
     """One worker stream: what it sent (inbox), what to send it (outbox)."""
 
     def __init__(self) -> None:
-        self.inbox: queue.Queue[Optional[Any]] = queue.Queue()
-        self.outbox: queue.Queue[Optional[Any]] = queue.Queue()
+        self.inbox: "queue.Queue[Optional[Any]]" = queue.Queue()
+        self.outbox: "queue.Queue[Optional[Any]]" = queue.Queue()
 
     def send(self, **fields: Any) -> None:
         self.outbox.put(pb.SchedulerMessage(**fields))
@@ -92,7 +92,7 @@ class Link:
 
 class FakeScheduler(pb_grpc.WorkerLinkServicer):
     def __init__(self) -> None:
-        self.links: queue.Queue[Link] = queue.Queue()
+        self.links: "queue.Queue[Link]" = queue.Queue()
 
     def Connect(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
         link = Link()

@@ -26,7 +26,7 @@ import os
 import pathlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from typing import Iterator
 
 import grpc
 import pytest
@@ -35,6 +35,7 @@ import taskgrid
 from taskgrid._rpc import peer_channel
 from taskgrid.v1 import taskgrid_pb2 as pb
 from taskgrid.v1 import taskgrid_pb2_grpc as pb_grpc
+
 from test_data_plane_e2e import (  # noqa: F401 - fixtures
     Workers,
     _free_port,

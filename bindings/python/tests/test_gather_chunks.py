@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
 from concurrent import futures
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import grpc
 import pytest

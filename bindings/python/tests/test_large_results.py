@@ -21,20 +21,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from typing import Iterator
 
 import pytest
 
 import taskgrid
 from taskgrid.errors import restore
 from taskgrid.v1 import taskgrid_pb2 as pb
-from test_worker_protocol import (  # noqa: F401
-    ScriptedScheduler,
-    py_call,
-    scheduler,
-    start_worker,
-    stop,
-)
+
+from test_worker_protocol import ScriptedScheduler, py_call, start_worker, stop  # noqa: F401
+from test_worker_protocol import scheduler  # noqa: F401 - a fixture
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[2]

@@ -24,8 +24,7 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from collections.abc import Iterator
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -165,10 +164,12 @@ def test_cancelling_a_parent_cancels_its_children(small: taskgrid.Client) -> Non
         time.sleep(0.02)
     assert len(kids) == 2
     # Status names the parent of each child when asked about both.
-    assert small.status([f.key, *kids]).parents == dict.fromkeys(kids, f.key)
+    assert small.status([f.key, *kids]).parents == {k: f.key for k in kids}
     assert small.cancel(f) == 3
     states = small.status([f.key, *kids]).keys
-    assert {k: s for k, (s, _) in states.items()} == dict.fromkeys([f.key, *kids], "cancelled")
+    assert {k: s for k, (s, _) in states.items()} == {
+        k: "cancelled" for k in [f.key, *kids]
+    }
     with pytest.raises(Exception):
         f.result(timeout=TIMEOUT)
     # The cancelled children stop (their flag), and the cluster goes on.

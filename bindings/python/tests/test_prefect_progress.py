@@ -5,7 +5,7 @@ log lines through Prefect's logger elsewhere, counting failed task runs
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from typing import Iterator
 
 import pytest
 from prefect import flow, task

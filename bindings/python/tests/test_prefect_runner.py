@@ -9,7 +9,7 @@ import signal
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from typing import Iterator
 
 import pytest
 from prefect import flow, task

@@ -23,10 +23,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from time import sleep
-from typing import List
+from typing import Iterator, List
 
 import httpx
 import pytest
@@ -96,7 +95,7 @@ URL_FORMAT = ""  # set by the fixture: the seed's URL, on a local slow server
 
 
 class _SlowImages(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         time.sleep(DELAY)
         body = b"\x89PNG\r\n\x1a\n" + self.path.encode()
         self.send_response(200)

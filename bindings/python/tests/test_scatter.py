@@ -11,13 +11,14 @@ sent.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from typing import Iterator
 
 import pytest
 
 import taskgrid
 from taskgrid import _codec
 from taskgrid.client import SCATTER_MAX_BYTES
+
 from test_data_plane_e2e import hand, length, make  # noqa: F401 - a fixture
 from test_large_results import big_plugin  # noqa: F401 - a fixture
 

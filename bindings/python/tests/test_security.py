@@ -9,7 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from typing import Iterator
 
 import pytest
 from prefect import flow, task

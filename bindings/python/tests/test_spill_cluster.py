@@ -16,6 +16,7 @@ import time
 import pytest
 
 import taskgrid
+
 from test_large_results import big_plugin  # noqa: F401 - a fixture
 
 MIB = 1 << 20

@@ -8,13 +8,13 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
+from typing import Iterator
 
 import grpc
 import pytest
+from fake_scheduler import FakeScheduler, S
 
 import taskgrid
-from fake_scheduler import FakeScheduler, S
 from taskgrid import _progress
 from taskgrid.v1 import taskgrid_pb2 as pb
 

@@ -20,6 +20,7 @@ import pytest
 from taskgrid import _codec
 from taskgrid.v1 import taskgrid_pb2 as pb
 from taskgrid.worker.memory import parse_fraction, parse_memory_limit, total_memory
+
 from test_data_service import (  # noqa: F401 - the fixture
     HERE,
     MEMORY,

@@ -17,9 +17,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent import futures
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import grpc
 import pytest
@@ -36,8 +35,8 @@ class ScriptedScheduler(pb_grpc.WorkerLinkServicer):
     """Records what the worker sends; sends what the test scripts."""
 
     def __init__(self) -> None:
-        self.inbox: queue.Queue[Optional[Any]] = queue.Queue()
-        self.outbox: queue.Queue[Optional[Any]] = queue.Queue()
+        self.inbox: "queue.Queue[Optional[Any]]" = queue.Queue()
+        self.outbox: "queue.Queue[Optional[Any]]" = queue.Queue()
 
     def Connect(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
         def pump() -> None:

@@ -3,8 +3,8 @@ import json
 
 import dask
 from dask import delayed
-from distributed import Client, LocalCluster, get_worker
 
+from distributed import Client, LocalCluster, get_worker
 
 def flaky(path: str) -> str:
     import os

@@ -4,7 +4,6 @@ import time
 
 from distributed import Client, LocalCluster, get_worker
 
-
 def where(x: int = 0) -> object:
     return get_worker().name
 

@@ -6,8 +6,9 @@ import time
 
 import dask
 from dask import delayed
-from distributed import Client, LocalCluster
 from prefect import flow, task
+
+from distributed import Client, LocalCluster
 from prefect_dask import DaskTaskRunner, get_dask_client
 
 
