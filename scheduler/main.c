@@ -375,8 +375,6 @@ static int parse_args(cli *c, int argc, char **argv)
         if (tgs_launch_check(&c->launch, &c->o, err, sizeof(err)) == 2)
             return bad(err, NULL);
     }
-    if (c->launch.print_job_script)
-        return tgs_server_print_job_script(&c->o, stdout) == 0 ? 0 : 2;
     return -1;
 }
 
@@ -489,6 +487,10 @@ int main(int argc, char **argv)
         rc = load_own_tls(&c);
     if (rc < 0)
         rc = check_worker_tls(&c);
+    /* After the TLS checks: the printed script has the workers' TLS files,
+     * as the submitted ones do. */
+    if (rc < 0 && c.launch.print_job_script)
+        rc = tgs_server_print_job_script(&c.o, stdout) == 0 ? 0 : 2;
     if (rc < 0 && c.parent_fd >= 0)
         rc = start_parent_watch(c.parent_fd);
     if (rc < 0)

@@ -328,7 +328,7 @@ static void test_launcher__slurm_tools(void **state)
  * fake commands keep their state in files under `dir`. */
 static void test_launcher__slurm_pending_jobs(void **state)
 {
-    char body[1024], path[512], got[256];
+    char body[2048], path[512], got[256];
     tgs_launcher_opts o;
     tgs_launcher *l;
     tgs_unit_info info;
@@ -336,9 +336,10 @@ static void test_launcher__slurm_pending_jobs(void **state)
 
     (void)state;
     snprintf(body, sizeof(body),
-             "cat > '%s/script'; n=$(cat '%s/seq' 2>/dev/null || echo 40); "
+             "exec 9>>'%s/lock'; flock 9; cat > '%s/script'; "
+             "n=$(cat '%s/seq' 2>/dev/null || echo 40); "
              "n=$((n+1)); echo $n > '%s/seq'; echo \"$n;cluster\"",
-             dir, dir, dir);
+             dir, dir, dir, dir);
     write_script("sbatch", body);
     snprintf(body, sizeof(body),
              "for j in $(cat '%s/queued' 2>/dev/null); do "
@@ -363,7 +364,8 @@ static void test_launcher__slurm_pending_jobs(void **state)
     assert_int_equal(tgs_launcher_start(l, now_ms()), 0);
     assert_int_equal(tgs_launcher_start(l, now_ms()), 0);
     assert_int_equal(tgs_launcher_active(l), 4);
-    /* Both submitted: pending, with their ids. */
+    /* Both submitted (one at a time: the fake takes a lock for its
+     * sequence number): pending, with their ids. */
     for (int64_t end = now_ms() + 5000; now_ms() < end;) {
         tgs_launcher_poll(l, now_ms());
         tgs_unit_info a, b;
@@ -372,10 +374,14 @@ static void test_launcher__slurm_pending_jobs(void **state)
             break;
         nap();
     }
+    /* Submitted at once, so either may have got 41. */
     assert_true(tgs_launcher_unit_at(l, 1, &info));
     assert_string_equal(info.state, "pending");
-    assert_string_equal(info.where, "slurm job 42");
+    assert_true(strcmp(info.where, "slurm job 41") == 0 ||
+                strcmp(info.where, "slurm job 42") == 0);
     assert_int_equal(info.workers, 2);
+    const char *newest = strcmp(info.where, "slurm job 41") == 0 ? "41" : "42";
+    const char *oldest = newest[1] == '1' ? "42" : "41";
     assert_int_equal(tgs_launcher_active(l), 4);
     /* Its script named the unit for both workers. */
     snprintf(path, sizeof(path), "%s/script", dir);
@@ -402,10 +408,11 @@ static void test_launcher__slurm_pending_jobs(void **state)
         }
         nap();
     }
-    assert_string_equal(got, "42\n");
-    /* Job 42 leaves the queue (cancelled), then 41 too (it ended on its
-     * own): both units end; only 41's, not asked to stop and never
-     * connected, is a failure. */
+    assert_int_equal(strncmp(got, newest, 2), 0);
+    assert_string_equal(got + 2, "\n");
+    /* Both jobs leave the queue (the newest cancelled, the oldest ended
+     * on its own): both units end; only the oldest's, not asked to stop
+     * and never connected, is a failure. */
     snprintf(path, sizeof(path), "%s/queued", dir);
     f = fopen(path, "w");
     fclose(f);
@@ -418,7 +425,9 @@ static void test_launcher__slurm_pending_jobs(void **state)
     assert_false(tgs_launcher_unit_at(l, 0, &info));
     const char *last;
     assert_int_equal(tgs_launcher_failures(l, &last), 1);
-    assert_non_null(strstr(last, "slurm job 41 left the queue"));
+    char want[64];
+    snprintf(want, sizeof(want), "slurm job %s left the queue", oldest);
+    assert_non_null(strstr(last, want));
     tgs_launcher_free(l, 1000);
 }
 

@@ -61,6 +61,48 @@ def test_status_json(fake: FakeScheduler) -> None:
     assert (doc["memory"], doc["erred"], doc["version"]) == (7, 1, "fake-1")
 
 
+def test_status_prints_the_launcher_and_its_units(fake: FakeScheduler) -> None:
+    fake.status.launcher.CopyFrom(
+        pb.LauncherStatus(
+            kind="slurm",
+            target=4,
+            active=4,
+            starting=2,
+            failures=1,
+            last_error="sbatch refused the job: invalid partition specified",
+            units=[
+                pb.LauncherUnit(id="u1", state="running", where="slurm job 41", workers=2,
+                                connected=2),
+                pb.LauncherUnit(id="u2", state="pending", where="slurm job 42", workers=2),
+            ],
+        )
+    )
+    r = run("status", "--scheduler", fake.address)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    i = lines.index("launcher slurm: target 4, active 4 (2 starting), failures 1")
+    assert lines[i + 1] == "last error: sbatch refused the job: invalid partition specified"
+    assert lines[i + 2].split() == ["UNIT", "STATE", "WHERE", "WORKERS", "CONNECTED"]
+    assert lines[i + 3].split() == ["u1", "running", "slurm", "job", "41", "2", "2"]
+    assert lines[i + 4].split() == ["u2", "pending", "slurm", "job", "42", "2", "0"]
+    import json
+
+    doc = json.loads(run("status", "--json", "--scheduler", fake.address).stdout)
+    assert doc["launcher"]["units"][1] == {
+        "id": "u2", "state": "pending", "where": "slurm job 42", "workers": 2, "connected": 0
+    }
+
+
+def test_status_without_a_launcher_prints_none(fake: FakeScheduler) -> None:
+    r = run("status", "--scheduler", fake.address)
+    assert r.returncode == 0 and "launcher" not in r.stdout
+    import json
+
+    assert json.loads(run("status", "--json", "--scheduler", fake.address).stdout)[
+        "launcher"
+    ] is None
+
+
 def test_log_level_reads_and_sets(fake: FakeScheduler) -> None:
     r = run("log-level", "--scheduler", fake.address)
     assert (r.returncode, r.stdout) == (0, "info\n")

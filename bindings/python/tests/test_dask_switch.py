@@ -235,7 +235,7 @@ def test_dask_task_runner_is_the_taskgrid_runner_with_prefect_dask_parameters() 
     ("cluster_class", "advice"),
     [
         ("distributed.LocalCluster", "use taskgrid.LocalCluster"),
-        ("dask_jobqueue.SLURMCluster", "no cluster class for dask_jobqueue"),
+        ("dask_jobqueue.SLURMCluster", "use taskgrid.SLURMCluster for Slurm"),
         ("dask_kubernetes.KubeCluster", "no cluster class for dask_kubernetes"),
     ],
 )

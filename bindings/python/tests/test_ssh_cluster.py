@@ -49,8 +49,8 @@ def test_refusals_name_the_problem():
         taskgrid.SSHCluster(["localhost", "h1"], worker_options={"threads": 2})
     with pytest.raises(ValueError, match="one dict for every host"):
         taskgrid.SSHCluster(["localhost", "h1"], connect_options=[{"port": 1}, {"port": 2}])
-    with pytest.raises(TypeError, match="security must be True"):
-        taskgrid.SSHCluster(["localhost", "h1"], security="certs")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="the ca file is '/nonexistent/ca.pem'"):
+        taskgrid.SSHCluster(["localhost", "h1"], security="/nonexistent")
     with pytest.raises(TypeError, match="unexpected argument 'scheduler_port'"):
         taskgrid.SSHCluster(["localhost", "h1"], scheduler_port=1)
 

@@ -16,7 +16,8 @@
 * ``Client.get`` / ``compute`` / ``persist`` — Dask's scheduler interface:
   dask.dataframe/array/bag graphs run as taskgrid tasks (needs dask).
 * :class:`LocalCluster` — the C scheduler plus Python (or C) workers on
-  loopback.
+  loopback; :class:`SLURMCluster` — workers in Slurm batch jobs, with
+  dask-jobqueue's options.
 * :func:`get_client` — inside a task: a client to the same scheduler.
 * :func:`worker_client`, :func:`secede`, :func:`rejoin`, :func:`get_worker`
   — Dask's nested-work API inside a task (a seceded task does not count
@@ -52,6 +53,7 @@ from ._codec import PY_CALL
 from ._nested import get_worker, rejoin, secede, worker_client
 from ._progress import Progress, progress
 from ._report import performance_report
+from ._status import LauncherStatus, LauncherUnit
 from ._watch import TaskCounts, TaskEvent, Watch, WatchUpdate, WorkerEvent
 from .client import Client, ClusterStatus, Future, WorkerInfo, as_completed, get_client, wait
 from .cluster import BinaryNotFound, LocalCluster, find_binary
@@ -73,6 +75,7 @@ from .errors import (
     TaskgridError,
     UnknownKeyError,
 )
+from .jobqueue import SLURMCluster
 from .security import Security
 from .ssh import SSHCluster
 
@@ -90,6 +93,8 @@ __all__ = [
     "FetchFailed",
     "Future",
     "KilledWorker",
+    "LauncherStatus",
+    "LauncherUnit",
     "LocalCluster",
     "Lock",
     "NestingTooDeep",
@@ -100,6 +105,7 @@ __all__ = [
     "RemoteTraceback",
     "ReplicateError",
     "ResultTooLarge",
+    "SLURMCluster",
     "SSHCluster",
     "SchedulerError",
     "Security",

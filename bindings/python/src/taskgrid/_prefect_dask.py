@@ -34,9 +34,11 @@ _DASK_MODULES = {
     "distributed": "taskgrid.LocalCluster (the same options: n_workers, threads_per_worker, "
     "processes, resources, memory_limit, ...), or address= of a running taskgrid-scheduler",
     "dask": "taskgrid.LocalCluster",
+    "dask_jobqueue": "taskgrid.SLURMCluster for Slurm (dask-jobqueue's options: cores, memory, "
+    "processes, queue, account, walltime, job_extra_directives, ...); for other batch "
+    "systems start taskgrid-worker processes in their jobs and pass address='tcp://host:port'",
 }
 _ENGINES = (
-    "dask_jobqueue",
     "dask_kubernetes",
     "dask_cloudprovider",
     "dask_gateway",

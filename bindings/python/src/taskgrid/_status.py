@@ -13,7 +13,16 @@ import dataclasses
 
 from ._rpc import pb
 
-__all__ = ["STATE_NAMES", "ClusterStatus", "WorkerInfo", "state_name", "worker_info"]
+__all__ = [
+    "STATE_NAMES",
+    "ClusterStatus",
+    "LauncherStatus",
+    "LauncherUnit",
+    "WorkerInfo",
+    "launcher_status",
+    "state_name",
+    "worker_info",
+]
 
 #: TaskState value -> its lowercase name ("waiting", "memory", ...).
 STATE_NAMES = {v: k[len("TASK_STATE_") :].lower() for k, v in pb.TaskState.items()}
@@ -64,6 +73,58 @@ def worker_info(w: pb.WorkerInfo) -> WorkerInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class LauncherUnit:
+    """One unit of the scheduler's launcher: what one start made (a local
+    worker process, a Slurm job running ``workers`` workers, a process on
+    an SSH host). ``state`` is "starting", "pending" (queued by the batch
+    system), "running" or "stopping"; ``where`` says where it runs
+    ("pid 123", "slurm job 42", a host); ``connected`` of its ``workers``
+    are connected now."""
+
+    id: str
+    state: str
+    where: str
+    workers: int
+    connected: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LauncherStatus:
+    """The scheduler's launcher (``--launcher local``, ``slurm`` or
+    ``ssh``): the scaling ``target`` in workers, the workers ``active``
+    (started and not retired, pending batch jobs included) and, of those,
+    ``starting`` (not connected yet); ``failures`` counts starts that
+    failed (a job the batch system refused, a unit that ended before any
+    worker connected), ``last_error`` is the latest one in the launcher's
+    words ("" if none); ``units`` are the live units, oldest first."""
+
+    kind: str
+    target: int
+    active: int
+    starting: int
+    failures: int
+    last_error: str
+    units: list[LauncherUnit] = dataclasses.field(default_factory=list)
+
+
+def launcher_status(r: pb.StatusResponse) -> LauncherStatus | None:
+    """A StatusResponse's launcher as a :class:`LauncherStatus` (None when
+    the scheduler has none: ``--launcher none``, or an older scheduler)."""
+    if not r.HasField("launcher"):
+        return None
+    m = r.launcher
+    return LauncherStatus(
+        kind=m.kind,
+        target=m.target,
+        active=m.active,
+        starting=m.starting,
+        failures=m.failures,
+        last_error=m.last_error,
+        units=[LauncherUnit(u.id, u.state, u.where, u.workers, u.connected) for u in m.units],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class ClusterStatus:
     """What Client.status() reports (Status RPC)."""
 
@@ -86,3 +147,6 @@ class ClusterStatus:
     # (finished or error): the worker that ran the last attempt, and how
     # long the function ran there, in seconds (as the worker measured it).
     ran: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
+    # What starts workers for Scale and adaptive scaling (None: the
+    # scheduler has no launcher).
+    launcher: LauncherStatus | None = None

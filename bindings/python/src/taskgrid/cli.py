@@ -2,7 +2,8 @@
 """The ``taskgrid`` command: look at a running cluster from a shell.
 
 * ``taskgrid status --scheduler ADDR``: the workers (threads, tasks,
-  memory) and the tasks per state, as a table (``--json`` for scripts).
+  memory), the tasks per state and the launcher (its target, failures
+  and units: processes, Slurm jobs), as tables (``--json`` for scripts).
 * ``taskgrid watch --scheduler ADDR``: live totals and a progress bar per
   function until interrupted, or ``--until-idle``: until nothing is
   waiting, ready or processing.
@@ -31,7 +32,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ._status import ClusterStatus
+from ._status import ClusterStatus, LauncherStatus
 from ._watch import LOG_LEVELS, TaskCounts, WatchUpdate
 from .errors import SchedulerError
 
@@ -148,7 +149,25 @@ def format_status(address: str, st: ClusterStatus) -> str:
         ],
     ]
     lines.append(_table(counts))
+    if st.launcher is not None:
+        lines += ["", *format_launcher(st.launcher)]
     return "\n".join(lines)
+
+
+def format_launcher(ln: LauncherStatus) -> list[str]:
+    """The launcher's line and its units' table."""
+    line = (
+        f"launcher {ln.kind}: target {ln.target}, active {ln.active} "
+        f"({ln.starting} starting), failures {ln.failures}"
+    )
+    out = [line]
+    if ln.last_error:
+        out.append(f"last error: {ln.last_error}")
+    if ln.units:
+        rows = [["UNIT", "STATE", "WHERE", "WORKERS", "CONNECTED"]]
+        rows += [[u.id, u.state, u.where, str(u.workers), str(u.connected)] for u in ln.units]
+        out.append(_table(rows))
+    return out
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:

@@ -74,7 +74,7 @@ from ._future import _Listener as _Listener
 from ._loop import IOLoop
 from ._pump import ClientIO
 from ._rpc import MAX_SEND, normalize_address, pb, pb_grpc
-from ._status import ClusterStatus, WorkerInfo, state_name, worker_info
+from ._status import ClusterStatus, WorkerInfo, launcher_status, state_name, worker_info
 from ._waiting import DoneAndNotDone, as_completed, collect, pack, wait
 from ._watch import WatchMixin
 from .coordination import DatasetsMixin
@@ -809,6 +809,7 @@ class Client(ClientIO, WatchMixin, DatasetsMixin, CallsMixin, _options.DaskAttri
             parents={k.key: k.parent for k in r.keys if k.parent},
             children={k.key: list(k.children) for k in r.keys if children},
             ran={k.key: (k.worker, k.run_us / 1e6) for k in r.keys if k.worker},
+            launcher=launcher_status(r),
         )
 
     def wait_for_workers(self, n: int = 1, timeout: float = 30.0) -> None:

@@ -23,6 +23,7 @@ in-process workers); neither imports this module at import time.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import math
 import os
@@ -126,6 +127,20 @@ def _default_sizes(processes: bool, n_workers: int | None, threads: int | None) 
             return n, cores // n
         return max(1, cores // threads), threads
     return n_workers, threads or max(1, cores // max(n_workers, 1))
+
+
+def dashboard_args(address: str | bool | None) -> list[str]:
+    """The scheduler's dashboard options for a cluster's
+    ``dashboard_address`` (True: Dask's default port; None/False: none)."""
+    if address is True:
+        address = "127.0.0.1:8787"
+    if not address:
+        return []
+    if not isinstance(address, str):
+        raise TypeError(
+            f"dashboard_address must be 'HOST:PORT', ':PORT', None or False, not {address!r}"
+        )
+    return ["--dashboard-address", address, "--dashboard-fallback"]
 
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
@@ -235,15 +250,7 @@ class LocalCluster:
             args += ["--no-worker-timeout", str(int(no_worker_timeout * 1000))]
         if max_nesting_depth is not None:
             args += ["--max-nesting-depth", str(int(max_nesting_depth))]
-        if dashboard_address is True:
-            dashboard_address = "127.0.0.1:8787"
-        if dashboard_address:
-            if not isinstance(dashboard_address, str):
-                raise TypeError(
-                    f"dashboard_address must be 'HOST:PORT', ':PORT', None or False, "
-                    f"not {dashboard_address!r}"
-                )
-            args += ["--dashboard-address", dashboard_address, "--dashboard-fallback"]
+        args += dashboard_args(dashboard_address)
         if processes:
             args += [
                 "--workers",
@@ -277,7 +284,9 @@ class LocalCluster:
     # -- start-up -------------------------------------------------------------
 
     def _init_state(self, log_level: str, timeout: float) -> None:
-        """What every cluster of this kind keeps before its scheduler starts."""
+        """What every cluster of this kind keeps before its scheduler
+        starts (SSHCluster and SLURMCluster share the start-up and
+        tear-down below)."""
         self.security: Security | None = None
         self.log_level = log_level
         self._timeout = timeout
@@ -289,6 +298,12 @@ class LocalCluster:
         self._lock = threading.Lock()
         self._client: Client | None = None
         self.dashboard_link: str | None = None
+        # Copy the scheduler's stderr through this process, keeping its
+        # last lines for a start-up failure's message (SLURMCluster: a
+        # missing sbatch, a bad job option); else it inherits ours.
+        self._tee_stderr = False
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._tee: threading.Thread | None = None
 
     def _python_worker_script(self) -> str:
         """A wrapper the launcher can exec: this interpreter, this package."""
@@ -324,10 +339,14 @@ class LocalCluster:
             chunk = os.read(out.fileno(), 1)
             if not chunk:
                 code = self._proc.wait()
+                if self._tee is not None:
+                    self._tee.join(5)
+                said = "".join(self._stderr_tail).strip()
                 self.close()
                 raise RuntimeError(
                     f"taskgrid-scheduler exited with status {code} at start-up "
-                    f"(command: {shlex.join(args)}); see its messages above"
+                    f"(command: {shlex.join(args)}): "
+                    + (said if said else "see its messages above")
                 )
             line += chunk
         return line.decode().strip()
@@ -350,6 +369,7 @@ class LocalCluster:
                 stdout=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
                 env=self._worker_env(env),
+                stderr=subprocess.PIPE if self._tee_stderr else None,
                 start_new_session=True,
                 pass_fds=(life_r,),
             )
@@ -359,6 +379,14 @@ class LocalCluster:
         finally:
             os.close(life_r)
         self._lifeline = life_w
+        if self._proc.stderr is not None:
+            self._tee = threading.Thread(
+                target=self._copy_stderr,
+                args=(self._proc.stderr,),
+                daemon=True,
+                name="taskgrid-cluster-stderr",
+            )
+            self._tee.start()
         assert self._proc.stdout is not None
         out = self._proc.stdout
         deadline = time.monotonic() + self._timeout
@@ -398,6 +426,18 @@ class LocalCluster:
             except Exception:  # noqa: BLE001 - a closed stdout must not kill us
                 pass
 
+    def _copy_stderr(self, err: Any) -> None:
+        """The scheduler's stderr to ours, line by line, keeping the last."""
+        for raw in iter(err.readline, b""):
+            line = raw.decode(errors="replace")
+            self._stderr_tail.append(line)
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001 - a closed stderr must not kill us
+                pass
+        err.close()
+
     # -- use ------------------------------------------------------------------
 
     def __repr__(self) -> str:
@@ -436,18 +476,23 @@ class LocalCluster:
         while True:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"taskgrid-scheduler exited with status {self._proc.returncode}")
-            got = len(self.status().workers)
+            st = self.status()
+            got = len(st.workers)
             if got >= n:
                 return
             if time.monotonic() > deadline:
-                hint = ""
-                if self.processes and self.worker_kind == "python":
-                    hint = (
-                        f" (workers run as: {sys.executable} -m taskgrid.worker; "
-                        "their errors are printed above)"
-                    )
+                hint = self._wait_hint(st)
                 raise TimeoutError(f"only {got} of {n} workers connected after {timeout} s{hint}")
             time.sleep(0.05)
+
+    def _wait_hint(self, st: ClusterStatus) -> str:
+        """What a wait_for_workers time-out adds to its message."""
+        if self.processes and self.worker_kind == "python":
+            return (
+                f" (workers run as: {sys.executable} -m taskgrid.worker; "
+                "their errors are printed above)"
+            )
+        return ""
 
     def scale(self, n: int) -> None:
         """Set the number of workers (extras are drained, then stopped)."""
@@ -516,6 +561,9 @@ class LocalCluster:
             os.close(self._lifeline)
             self._lifeline = None
         shutil.rmtree(self._tmp, ignore_errors=True)
+        # Folders made for this cluster elsewhere (its TLS files).
+        for folder in getattr(self, "_made_dirs", ()):
+            shutil.rmtree(folder, ignore_errors=True)
         _live.discard(self)
 
     def __del__(self) -> None:

@@ -29,7 +29,8 @@ import line::
   workers, allow_other_workers; the innermost block wins per name); the
   runner never overrides them.
 * ``cluster_class`` takes taskgrid's cluster classes (or their names,
-  ``"taskgrid.LocalCluster"``, ``"taskgrid.SSHCluster"``) and any cluster
+  ``"taskgrid.LocalCluster"``, ``"taskgrid.SSHCluster"``,
+  ``"taskgrid.SLURMCluster"`` for workers in Slurm jobs) and any cluster
   object with
   ``scheduler_address``, ``close``, ``scale`` and ``adapt``; a Dask cluster
   class is refused with the taskgrid class to use.

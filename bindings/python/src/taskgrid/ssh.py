@@ -19,12 +19,12 @@ this process dies). Python workers run ``remote_python -m taskgrid.worker``
 (taskgrid must be importable there); ``worker="c"`` runs the C worker at
 the path of this machine's taskgrid-worker, which must exist there too.
 Workers connect back to the scheduler on its address as the route to
-their host finds it. Their traffic is plain TCP unless ``security=True``:
-then everything runs over mutual TLS with certificates of a new cluster
-CA (taskgrid-certs) made for this cluster in ``certs_dir`` (default: the
-cluster's temporary folder), which the hosts must read at the same path
-(a shared filesystem); a ``certs_dir`` already holding taskgrid-certs
-files (``ca.pem`` ...) is used as it is.
+their host finds it. Their traffic is plain TCP unless ``security`` is given:
+then everything runs over mutual TLS (``True``: certificates of a new
+cluster CA made for this cluster, in ``certs_dir`` or a private folder;
+or a taskgrid-certs folder; or a Dask-style Security naming files: see
+_tls_cluster.py). The hosts read the files at the same paths (a shared
+filesystem).
 
 Depends on cluster.py (the scheduler's start-up, status, scale, adapt,
 close); the ssh client itself runs in the scheduler.
@@ -40,7 +40,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._tls_cluster import ClusterCerts, make_cluster_certs, scheduler_names
+from ._tls_cluster import cluster_tls, scheduler_names
 from .cluster import C_WORKER, CERTS, SCHEDULER, LocalCluster, _live, find_binary
 from .worker.core import format_resources
 from .worker.memory import parse_memory_limit
@@ -144,16 +144,10 @@ class SSHCluster(LocalCluster):
         log_level: str | None = None,
         timeout: float = 30.0,
         bin_dir: str | os.PathLike[str] | None = None,
-        security: bool | None = None,
+        security: Any = None,
         certs_dir: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        if security not in (None, False, True):
-            raise TypeError(
-                "SSHCluster: security must be True (mutual TLS with certificates made for "
-                "this cluster, or those in certs_dir) or None; to join an existing secure "
-                "cluster, connect a Client to its scheduler with security=taskgrid.Security(...)"
-            )
         if kwargs.pop("asynchronous", False):
             raise NotImplementedError("SSHCluster(asynchronous=True) is not supported")
         if kwargs:
@@ -200,23 +194,23 @@ class SSHCluster(LocalCluster):
         self.memory_limit = 0 if auto else parse_memory_limit(limit)
         self.resources = dict(wopts.get("resources") or {})
         self.preload = list(wopts.get("preload") or ())
-        self._init_state(log_level or "warn", timeout)
         listen = sopts.get("host") or here[0]
         if listen.startswith("127.") or listen == "::1":
             listen = "0.0.0.0"  # the launcher gives each host its route's address
         if ":" in listen and not listen.startswith("["):
             listen = f"[{listen}]"
-        scheme, tls_args = "tcp", []
-        if security:
-            folder = os.fspath(certs_dir) if certs_dir else os.path.join(self._tmp, "certs")
-            if os.path.isfile(os.path.join(folder, "ca.pem")):
-                certs = ClusterCerts(folder)
-            else:
-                certs = make_cluster_certs(
-                    find_binary(CERTS, bin_dir), folder, scheduler_names(listen, workers_at)
-                )
-            scheme, tls_args = "tls", certs.scheduler_args()
-            self.security = certs.admin()
+        tls = cluster_tls(
+            security,
+            "SSHCluster",
+            certs_dir,
+            lambda: scheduler_names(listen, workers_at),
+            lambda: find_binary(CERTS, bin_dir),
+        )
+        self._init_state(log_level or "warn", timeout)
+        scheme, tls_args = ("tls", tls.args()) if tls is not None else ("tcp", [])
+        if tls is not None:
+            self.security = tls.client()
+            self._made_dirs = [tls.made] if tls.made else []
         args = [
             find_binary(SCHEDULER, bin_dir),
             "--listen",
