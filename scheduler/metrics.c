@@ -77,6 +77,46 @@ static void histogram(tgs_text *t, const char *name, const char *label,
     sample(t, n, label, value, strlen(value), NULL, NULL, (double)h->count);
 }
 
+/* The launcher's target, workers and units by state (a pending batch
+ * job is capacity on its way), and its failed starts; nothing with
+ * --launcher none. */
+static void launcher_metrics(const sched *s, tgs_text *t)
+{
+    static const char *const states[] = {"starting", "pending", "running",
+                                         "stopping"};
+    const char *kind, *last;
+    tgs_unit_info u;
+    double n[4] = {0};
+
+    if (s->launcher == NULL)
+        return;
+    kind = tgs_launcher_kind(s->launcher);
+    for (size_t i = 0; tgs_launcher_unit_at(s->launcher, i, &u); i++)
+        for (size_t k = 0; k < 4; k++)
+            n[k] += strcmp(u.state, states[k]) == 0;
+    family(t, "taskgrid_scheduler_launcher_target", "gauge",
+           "Workers the scaling target asks the launcher for.");
+    sample(t, "taskgrid_scheduler_launcher_target", "launcher", kind,
+           strlen(kind), NULL, NULL, s->have_target ? (double)s->target : 0);
+    family(t, "taskgrid_scheduler_launcher_workers", "gauge",
+           "Workers the launcher started and not retired: connected, or "
+           "still starting (pending batch jobs included).");
+    sample(t, "taskgrid_scheduler_launcher_workers", "launcher", kind,
+           strlen(kind), NULL, NULL, (double)tgs_launcher_active(s->launcher));
+    family(t, "taskgrid_scheduler_launcher_units", "gauge",
+           "Units the launcher started (processes, batch jobs, SSH "
+           "processes) by state.");
+    for (size_t k = 0; k < 4; k++)
+        sample(t, "taskgrid_scheduler_launcher_units", "launcher", kind,
+               strlen(kind), "state", states[k], n[k]);
+    family(t, "taskgrid_scheduler_launcher_failures_total", "counter",
+           "Starts that failed (a job refused, a host unreachable, a unit "
+           "ended before any of its workers connected).");
+    sample(t, "taskgrid_scheduler_launcher_failures_total", "launcher", kind,
+           strlen(kind), NULL, NULL,
+           (double)tgs_launcher_failures(s->launcher, &last));
+}
+
 static void scheduler_metrics(const sched *s, tgs_text *t)
 {
     static const struct {
@@ -103,6 +143,7 @@ static void scheduler_metrics(const sched *s, tgs_text *t)
     family(t, "taskgrid_scheduler_workers", "gauge", "Connected workers.");
     sample(t, "taskgrid_scheduler_workers", NULL, NULL, 0, NULL, NULL,
            (double)tgs_core_nworkers(s->core));
+    launcher_metrics(s, t);
     family(t, "taskgrid_scheduler_unplaceable_tasks", "gauge",
            "Ready tasks no connected worker can run.");
     sample(t, "taskgrid_scheduler_unplaceable_tasks", NULL, NULL, 0, NULL, NULL,

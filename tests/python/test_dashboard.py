@@ -112,6 +112,14 @@ def test_metrics_match_status_after_a_known_run(pb, dash):
         assert _value(f, "taskgrid_scheduler_tasks", state=state) == want, state
     assert _value(f, "taskgrid_scheduler_workers") == len(st.workers) == 2
     assert _value(f, "taskgrid_scheduler_unplaceable_tasks") == st.unplaceable == 0
+    # The local launcher's two processes, both running, none failed.
+    launcher = {"launcher": "local"}
+    assert _value(f, "taskgrid_scheduler_launcher_target", **launcher) == 2
+    assert _value(f, "taskgrid_scheduler_launcher_workers", **launcher) == 2
+    assert _value(f, "taskgrid_scheduler_launcher_units", state="running", **launcher) == 2
+    assert _value(f, "taskgrid_scheduler_launcher_units", state="pending", **launcher) == 0
+    fails = "taskgrid_scheduler_launcher_failures"
+    assert _value(f, fails, fails + "_total", **launcher) == 0
     completed = "taskgrid_scheduler_tasks_completed"
     assert _value(f, completed, completed + "_total", function="tg.inc", state="memory") == 47
     assert _value(f, completed, completed + "_total", function="tg.fail", state="erred") == 3
