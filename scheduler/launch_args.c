@@ -20,6 +20,9 @@ const char tgs_launch_usage[] =
     "                          '/opt/venv/bin/python -m taskgrid.worker'\n"
     "  --worker-extra-arg ARG  add ARG to each launched worker's arguments\n"
     "                          (repeatable; any launcher)\n"
+    "  --worker-death-timeout S  launched workers exit after S seconds\n"
+    "                          without a scheduler (default 60 for slurm,\n"
+    "                          0, never, otherwise: those die with it)\n"
     "  --contact-address A     the address launched workers connect to\n"
     "                          (default: --listen's; a wildcard host becomes\n"
     "                          the address on the route to each SSH host,\n"
@@ -181,6 +184,8 @@ static int job_string(tgs_launch_cli *c, tgs_server_opts *o, const char *a,
         {"--slurm-bin-dir", offsetof(tgs_server_opts, job.bin_dir)},
         {"--worker-command", offsetof(tgs_server_opts, worker_cmd)},
         {"--contact-address", offsetof(tgs_server_opts, contact_address)},
+        {"--worker-death-timeout",
+         offsetof(tgs_server_opts, worker_death_timeout)},
         {"--ssh", offsetof(tgs_server_opts, ssh.ssh)},
     };
 
@@ -189,6 +194,12 @@ static int job_string(tgs_launch_cli *c, tgs_server_opts *o, const char *a,
             continue;
         if (!one_line(val) || val[0] == '\0')
             return fail(err, len, "expects one non-empty line", a);
+        if (strcmp(a, "--worker-death-timeout") == 0 &&
+            strspn(val, "0123456789") != strlen(val))
+            return fail(err, len,
+                        "--worker-death-timeout expects whole seconds (0: "
+                        "none)",
+                        val);
         if (strcmp(a, "--job-walltime") == 0 && !walltime_ok(val))
             return fail(err, len,
                         "--job-walltime expects a time such as 01:30:00 "
@@ -237,6 +248,7 @@ int tgs_launch_arg(tgs_launch_cli *c, tgs_server_opts *o, const char *a,
     if (strncmp(a, "--job-", 6) != 0 && strncmp(a, "--ssh", 5) != 0 &&
         strcmp(a, "--hosts") != 0 && strcmp(a, "--worker-command") != 0 &&
         strcmp(a, "--worker-extra-arg") != 0 &&
+        strcmp(a, "--worker-death-timeout") != 0 &&
         strcmp(a, "--contact-address") != 0 &&
         strcmp(a, "--slurm-bin-dir") != 0)
         return -1;

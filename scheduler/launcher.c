@@ -106,6 +106,7 @@ static void copy_opts(tgs_launcher *l, const tgs_launcher_opts *o)
     d->tls_ca = keep(l, o->tls_ca);
     d->tls_cert = keep(l, o->tls_cert);
     d->tls_key = keep(l, o->tls_key);
+    d->death_timeout = keep(l, o->death_timeout);
     d->extra_args = keep_list(l, o->extra_args, o->nextra_args);
     d->job.memory = keep(l, o->job.memory);
     d->job.queue = keep(l, o->job.queue);
@@ -161,6 +162,10 @@ static void build_args(tgs_launcher *l)
         add_arg(l, "--preload");
         add_arg(l, o->preload[i]);
     }
+    if (o->death_timeout) {
+        add_arg(l, "--death-timeout");
+        add_arg(l, o->death_timeout);
+    }
     for (size_t i = 0; i < o->nextra_args; i++)
         add_arg(l, o->extra_args[i]);
     l->args[l->nargs] = NULL;
@@ -177,7 +182,7 @@ int tgs_launcher_new(tgs_launcher **out, const tgs_launcher_opts *opts)
 {
     const tgs_launch_ops *ops = find_kind(opts->kind);
     tgs_launcher *l;
-    size_t nargs = 1 + 2 * 5 + 6 + 2 * opts->npreload + opts->nextra_args;
+    size_t nargs = 1 + 2 * 6 + 6 + 2 * opts->npreload + opts->nextra_args;
     int rc;
 
     *out = NULL;

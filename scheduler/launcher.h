@@ -73,6 +73,10 @@ typedef struct tgs_launcher_opts {
     /* --tls-ca/--tls-cert/--tls-key for workers (tls:// address), or
      * NULL. Remote workers read them at the same paths there. */
     const char *tls_ca, *tls_cert, *tls_key;
+    /* --death-timeout for workers (seconds, as text), or NULL: they exit
+     * once no scheduler answered that long (a batch job whose scheduler
+     * died does not hold its allocation until its walltime). */
+    const char *death_timeout;
     const char *const *extra_args; /* --worker-extra-arg, repeatable */
     size_t nextra_args;
     tgs_job_opts job;

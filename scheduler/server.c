@@ -494,6 +494,14 @@ static void launcher_opts(const tgs_server_opts *o, const char *address,
     lo->tls_cert = o->worker_tls_cert;
     lo->tls_key = o->worker_tls_key;
     lo->extra_args = o->worker_extra_args;
+    /* Batch jobs outlive a scheduler that died: their workers give up
+     * after a minute without it (dask-jobqueue's death_timeout); local
+     * workers die with the scheduler, SSH ones with their channel. */
+    lo->death_timeout = o->worker_death_timeout;
+    if (lo->death_timeout == NULL && strcmp(lo->kind, "slurm") == 0)
+        lo->death_timeout = "60";
+    if (lo->death_timeout != NULL && strcmp(lo->death_timeout, "0") == 0)
+        lo->death_timeout = NULL;
     lo->nextra_args = o->nworker_extra_args;
     lo->job = o->job;
     lo->ssh = o->ssh;

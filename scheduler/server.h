@@ -68,6 +68,8 @@ typedef struct tgs_server_opts {
      * there (--worker-command), arguments added to each worker's
      * (--worker-extra-arg), the batch jobs' and the hosts' options. */
     const char *worker_cmd;
+    /* --worker-death-timeout S (NULL: 60 for slurm, none otherwise). */
+    const char *worker_death_timeout;
     const char *const *worker_extra_args;
     size_t nworker_extra_args;
     tgs_job_opts job;

@@ -73,6 +73,9 @@ static const char usage[] =
     "                      end of file: the process holding its other end\n"
     "                      exited or closed it (0: stdin, e.g. the ssh\n"
     "                      channel of a worker started over ssh)\n"
+    "  --death-timeout S   exit (status 1) once the scheduler has been out\n"
+    "                      of reach for S seconds, at start or after\n"
+    "                      losing it (default 0: keep trying)\n"
     "  -h, --help          show this help and exit\n"
     "\n"
     "environment:\n"
@@ -281,6 +284,7 @@ enum opt_id {
     OPT_MEMORY_TERMINATE,
     OPT_SPILL_DIR,
     OPT_PARENT_FD,
+    OPT_DEATH_TIMEOUT,
     OPT_HELP,
 };
 
@@ -307,6 +311,7 @@ static const struct {
     {"--memory-terminate", OPT_MEMORY_TERMINATE, true},
     {"--spill-dir", OPT_SPILL_DIR, true},
     {"--exit-with-parent-fd", OPT_PARENT_FD, true},
+    {"--death-timeout", OPT_DEATH_TIMEOUT, true},
     {"--help", OPT_HELP, false},
     {"-h", OPT_HELP, false},
 };
@@ -396,6 +401,18 @@ static int apply(tgw_config *cfg, enum opt_id id, const char *opt,
                                  opt, n);
         cfg->parent_fd = (int)n;
         return TG_OK;
+    case OPT_DEATH_TIMEOUT: {
+        char *end;
+        double sec;
+        errno = 0;
+        sec = strtod(v, &end);
+        if (errno || end == v || *end != '\0' || !(sec >= 0) ||
+            sec > 86400.0 * 365)
+            return tg__error_set(
+                TG_EINVAL, "%s expects seconds (0 or more), got '%s'", opt, v);
+        cfg->death_timeout_ms = (int64_t)(sec * 1000.0 + 0.5);
+        return TG_OK;
+    }
     case OPT_HELP:
         cfg->help = true;
         return TG_OK;

@@ -55,6 +55,11 @@ typedef struct tgw_config {
      * reaches end of file, e.g. 0 for the ssh channel a launcher holds
      * open; -1 if not given. */
     int parent_fd;
+    /* --death-timeout SECONDS: exit (status 1) once the scheduler has
+     * been out of reach this long, at start or after losing it, so a
+     * worker whose scheduler is gone (a batch job's) does not wait
+     * forever; 0: never (the default). */
+    int64_t death_timeout_ms;
     bool help; /* --help was given: print usage, exit 0 */
 } tgw_config;
 

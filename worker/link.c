@@ -896,6 +896,7 @@ static tgw_link_end run_sessions(wlink *l)
 {
     const tgw_config *cfg = l->cfg;
     int64_t backoff = BACKOFF_MIN_MS, last_warn = 0;
+    int64_t unreached = tg__now_ms(); /* since when no scheduler */
     unsigned failures = 0;
 
     while (!atomic_load(l->stop)) {
@@ -913,6 +914,7 @@ static tgw_link_end run_sessions(wlink *l)
         if (l->registered) {
             backoff = BACKOFF_MIN_MS;
             failures = 0;
+            unreached = tg__now_ms();
             TG_LOG_INFO("connection to the scheduler lost (%s); "
                         "reconnecting",
                         l->why);
@@ -926,7 +928,19 @@ static tgw_link_end run_sessions(wlink *l)
                          "in %lld ms",
                          cfg->address, l->why, (long long)backoff);
         }
-        backoff_sleep(l, backoff);
+        if (cfg->death_timeout_ms > 0) {
+            int64_t left = unreached + cfg->death_timeout_ms - tg__now_ms();
+            if (left <= 0) {
+                TG_LOG_ERROR("no scheduler at %s for %lld s (--death-timeout; "
+                             "last: %s); exiting",
+                             cfg->address,
+                             (long long)(cfg->death_timeout_ms / 1000), l->why);
+                return TGW_LINK_FAILED;
+            }
+            backoff_sleep(l, backoff < left ? backoff : left);
+        } else {
+            backoff_sleep(l, backoff);
+        }
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     return TGW_LINK_CLEAN;

@@ -25,7 +25,8 @@ typedef enum tgw_link_end {
     TGW_LINK_CLEAN = 0,     /* everything finished and was freed */
     TGW_LINK_ABANDONED = 1, /* tasks were still running at the deadline:
                              * nothing could be freed; exit now */
-    TGW_LINK_FAILED = 2,    /* could not start (message logged) */
+    TGW_LINK_FAILED = 2,    /* could not start, was refused, or no
+                             * scheduler for --death-timeout (logged) */
 } tgw_link_end;
 
 /**

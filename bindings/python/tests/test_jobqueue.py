@@ -229,3 +229,12 @@ def test_prefect_names_the_slurm_cluster_for_dask_jobqueue() -> None:
     assert resolve_cluster_class("taskgrid.SLURMCluster") is taskgrid.SLURMCluster
     with pytest.raises(ValueError, match="use taskgrid.SLURMCluster for Slurm"):
         resolve_cluster_class("dask_jobqueue.SLURMCluster")
+
+
+def test_death_timeout_reaches_the_workers() -> None:
+    # dask-jobqueue's default, 60 s: a job whose scheduler died ends soon.
+    assert "'--death-timeout' '60'" in job_script(prepared())
+    assert "'--death-timeout' '15'" in job_script(prepared(death_timeout=14.2))
+    assert "--death-timeout" not in job_script(prepared(death_timeout=0))
+    with pytest.raises(ValueError, match="death_timeout=.... must be 0 or more seconds"):
+        prepared(death_timeout=-1)

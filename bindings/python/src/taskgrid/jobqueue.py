@@ -50,11 +50,20 @@ from .worker.memory import parse_memory_limit
 
 __all__ = ["SLURMCluster"]
 
+
+def _whole_seconds(value: Any) -> int:
+    """death_timeout as whole seconds (0: workers never give up)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e7:
+        raise ValueError(
+            f"SLURMCluster(death_timeout=...) must be 0 or more seconds, not {value!r}"
+        )
+    return math.ceil(value)
+
+
 # dask-jobqueue options taskgrid does not implement, and why.
 _JOBQUEUE_REFUSED = {
     "nanny": "taskgrid workers run without a nanny: a worker that dies ends its job's "
     "share and the scheduler submits a replacement job while the target wants it",
-    "death_timeout": "a taskgrid worker that loses the scheduler exits by itself",
     "interface": "give host= (the address the scheduler listens on) and "
     "contact_address= (the address the jobs connect to) instead",
     "shebang": "the job script is a bash script made by the scheduler",
@@ -183,7 +192,9 @@ class SLURMCluster(LocalCluster):
     ``host``/``scheduler_port`` (or ``scheduler_options``) say where the
     scheduler listens (default every address; the jobs must reach it),
     ``contact_address`` where jobs connect; ``slurm_bin_dir`` where sbatch, squeue and scancel are
-    (default PATH); ``job_poll_interval`` how often squeue is asked
+    (default PATH); ``death_timeout`` how long a worker waits for a
+    scheduler gone before it exits and its job ends (seconds, default 60
+    as dask-jobqueue; 0: never); ``job_poll_interval`` how often squeue is asked
     (seconds, default 2). Not starting any job, the cluster returns once
     the scheduler is up; wait_for_workers() waits for jobs to connect.
     """
@@ -219,6 +230,7 @@ class SLURMCluster(LocalCluster):
         bin_dir: str | os.PathLike[str] | None = None,
         slurm_bin_dir: str | os.PathLike[str] | None = None,
         job_poll_interval: float = 2.0,
+        death_timeout: float = 60,
         timeout: float = 30.0,
         name: Any = None,
         **dask_options: Any,
@@ -297,6 +309,7 @@ class SLURMCluster(LocalCluster):
             *("--job-cores", str(self.cores), "--job-processes", str(self.job_processes)),
             *("--worker-log-level", self.log_level),
             *("--job-poll-interval", str(max(100, int(o["job_poll_interval"] * 1000)))),
+            *("--worker-death-timeout", str(_whole_seconds(o["death_timeout"]))),
         ]
         args += dashboard_args(sched.get("dashboard_address", o["dashboard_address"]))
         if self._tls is not None:

@@ -135,6 +135,14 @@ def _parser() -> argparse.ArgumentParser:
         "holding its other end exited or closed it (0: stdin, e.g. the ssh channel of "
         "a worker started over ssh)",
     )
+    p.add_argument(
+        "--death-timeout",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="exit (status 1) once the scheduler has been out of reach for S seconds, at "
+        "start or after losing it (default 0: keep trying)",
+    )
     return p
 
 
@@ -207,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_pause=args.memory_pause,
             memory_terminate=args.memory_terminate,
             spill_dir=args.spill_dir,
+            death_timeout=args.death_timeout,
         )
     except Exception as e:  # noqa: BLE001 - reported as a start-up error
         print(f"taskgrid worker: error: {type(e).__name__}: {e}", file=sys.stderr)
@@ -235,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.start()
     while not worker.stopped:
         worker._done.wait(0.5)
-    return 0
+    return 1 if worker.gave_up else 0
 
 
 if __name__ == "__main__":

@@ -342,8 +342,14 @@ class Worker:
         memory_pause: float | str | None = DEFAULT_PAUSE,
         memory_terminate: float | str | None = DEFAULT_TERMINATE,
         spill_dir: str | None = None,
+        death_timeout: float | None = None,
     ) -> None:
         self.address = normalize_address(address)
+        if death_timeout is not None and not 0 <= float(death_timeout) <= 86400 * 365:
+            raise ValueError(f"death_timeout must be 0 or more seconds, not {death_timeout!r}")
+        # Give up (gave_up) once no scheduler was reached this long; 0/None: never.
+        self.death_timeout = float(death_timeout or 0)
+        self.gave_up = False
         memory = {
             "limit": parse_memory_limit(memory_limit),
             "target": parse_fraction(memory_target, "memory_target"),
@@ -421,6 +427,7 @@ class Worker:
         backoff = BACKOFF_MIN_S
         last_warn = 0.0
         failures = 0
+        unreached = time.monotonic()  # since when no scheduler
         try:
             while not self._stop.is_set():
                 if self._run_session():
@@ -429,6 +436,7 @@ class Worker:
                     break
                 if self._registered:
                     backoff, failures = BACKOFF_MIN_S, 0
+                    unreached = time.monotonic()
                     logger.info("connection to the scheduler lost (%s); reconnecting", self._why)
                 elif failures == 0 or time.monotonic() - last_warn >= 5:
                     last_warn = time.monotonic()
@@ -436,7 +444,20 @@ class Worker:
                         "cannot reach the scheduler at %s (%s); retrying", self.address, self._why
                     )
                 failures += 1
-                self._stop.wait(backoff)
+                wait = backoff
+                if self.death_timeout > 0:
+                    left = unreached + self.death_timeout - time.monotonic()
+                    if left <= 0:
+                        logger.error(
+                            "no scheduler at %s for %g s (--death-timeout; last: %s); exiting",
+                            self.address,
+                            self.death_timeout,
+                            self._why,
+                        )
+                        self.gave_up = True
+                        break
+                    wait = min(wait, left)
+                self._stop.wait(wait)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
             # Tasks may still run (abandoned at a deadline, or from a lost
             # session): give them what is left of the grace period.
