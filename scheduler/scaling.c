@@ -37,10 +37,11 @@ static void mark_managed(sched *s)
 {
     for (size_t i = 0; i < s->workers.n; i++) {
         peer *w = s->workers.v[i];
-        if (w->registered && w->launch_id &&
+        if (w->registered && !w->launched && w->launch_id &&
             tgs_launcher_owns(s->launcher, w->launch_id)) {
             tgs_core_worker_managed(s->core, w->id);
             tgs_launcher_seen(s->launcher, w->launch_id);
+            w->launched = true;
         }
     }
 }

@@ -91,7 +91,8 @@ typedef struct peer {
     bool registered;
     char *name;
     char *launch_id;
-    char **funcs; /* as registered, for Status */
+    bool launched; /* a worker of one of our launcher's units, marked */
+    char **funcs;  /* as registered, for Status */
     size_t nfuncs;
     char **res_names;
     double *res_amounts;

@@ -176,11 +176,13 @@ static void worker_register(sched *s, peer *w, const taskgrid_v1_Register *reg)
     w->registered = true;
     w->nthreads = spec.nthreads;
     /* Started by our launcher: it counts toward the target from now on
-     * and its unit is running (scaling.c checks again at every tick). */
+     * and its unit is running (scaling.c marks, at its tick, workers
+     * whose unit it did not know yet). */
     if (s->launcher != NULL && w->launch_id != NULL &&
         tgs_launcher_owns(s->launcher, w->launch_id)) {
         tgs_core_worker_managed(s->core, w->id);
         tgs_launcher_seen(s->launcher, w->launch_id);
+        w->launched = true;
     }
     {
         char q[256], qd[256];
