@@ -145,18 +145,27 @@ static uint32_t ssh_slots(void *impl)
 /* ---- start ---- */
 
 /* Among hosts not backing off, the one with the fewest live units (ties
- * in turn); nhosts if every host backs off. */
+ * in turn), a healthy one first: a host whose last worker never
+ * connected gets one again only where no healthy host can take it, or
+ * when it runs two fewer than the healthiest choice (so it is probed
+ * again now and then, not every time its back-off ends). nhosts if every
+ * host backs off. */
 static size_t pick_host(ssh_backend *b, int64_t now)
 {
-    size_t best = b->nhosts;
+    size_t ok = b->nhosts, bad = b->nhosts, best;
 
     for (size_t k = 0; k < b->nhosts; k++) {
         size_t i = (b->next + k) % b->nhosts;
+        size_t *pick = b->hosts[i].in_a_row == 0 ? &ok : &bad;
         if (b->hosts[i].retry_at > now)
             continue;
-        if (best == b->nhosts || b->hosts[i].live < b->hosts[best].live)
-            best = i;
+        if (*pick == b->nhosts || b->hosts[i].live < b->hosts[*pick].live)
+            *pick = i;
     }
+    best = ok;
+    if (ok == b->nhosts ||
+        (bad < b->nhosts && b->hosts[bad].live + 2 <= b->hosts[ok].live))
+        best = bad;
     if (best < b->nhosts)
         b->next = (best + 1) % b->nhosts;
     return best;
