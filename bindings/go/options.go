@@ -30,6 +30,9 @@ type config struct {
 	resources map[string]float64
 	heartbeat time.Duration
 	stopGrace time.Duration
+	// deathTimeout: Run gives up after this long without a scheduler
+	// (0: never).
+	deathTimeout time.Duration
 	// Data service (data.go): listen address, advertised address; "" for
 	// the defaults, DataNone to run none.
 	dataListen  string
@@ -113,6 +116,13 @@ func WithResources(r map[string]float64) Option {
 // context given to Run is cancelled (default 10 s); after it they are
 // cancelled and the scheduler reschedules them. Worker only.
 func WithStopGrace(d time.Duration) Option { return func(c *config) { c.stopGrace = d } }
+
+// WithDeathTimeout makes Run give up, returning an error matching
+// ErrSchedulerGone, once the scheduler has been out of reach for d, at
+// start or after losing it (0, the default: keep trying), so a worker
+// whose scheduler died (in a batch job) does not wait forever. Worker
+// only.
+func WithDeathTimeout(d time.Duration) Option { return func(c *config) { c.deathTimeout = d } }
 
 // DataNone, given to WithDataListen, runs the worker without a data
 // service: it registers no data address and sends every result inline.

@@ -132,9 +132,10 @@ func (w *Worker) Name() string {
 // the worker, reconnecting with backoff (forever) while it is unreachable.
 // On cancellation, queued tasks go back to the scheduler and running ones
 // get WithStopGrace to finish (their results are sent) before they are
-// cancelled. It returns nil after such a clean stop, and an error only when
-// it cannot start (no functions, a bad address or security options, Run
-// called twice).
+// cancelled. It returns nil after such a clean stop, an error matching
+// ErrSchedulerGone when WithDeathTimeout passed without a scheduler, and
+// otherwise an error only when it cannot start (no functions, a bad
+// address or security options, Run called twice).
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.started {
@@ -177,15 +178,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	if data.addr != "" {
 		w.cfg.logger.Info("taskgrid: data service listening", "address", data.addr, "tls", data.useTLS)
 	}
-	w.serve(ctx, conn)
+	gone := w.serve(ctx, conn)
 	data.close()
 	data.logStats(w.cfg.logger)
+	if gone != nil {
+		return gone
+	}
 	return data.mem.err()
 }
 
-// serve runs sessions on conn until ctx ends or the worker is drained
-// (Run's loop).
-func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) {
+// ErrSchedulerGone matches the error Run returns when no scheduler was
+// reached for the WithDeathTimeout duration.
+var ErrSchedulerGone = errors.New("taskgrid: worker: no scheduler within the death timeout")
+
+// serve runs sessions on conn until ctx ends, the worker is drained or
+// the death timeout passes without a scheduler (then it returns an error
+// matching ErrSchedulerGone): Run's loop.
+func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) error {
 	w.conn = conn
 	w.exec = newExecutor(w.cfg.nthreads, w.execute)
 	w.exec.onSecede, w.exec.onRejoin = w.onSecede, w.onRejoin
@@ -193,6 +202,8 @@ func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) {
 	log := w.cfg.logger
 
 	backoff, failures, lastWarn := backoffMin, 0, time.Time{}
+	unreached := time.Now() // since when no scheduler
+	var gone error
 	grace := w.cfg.stopGrace
 	for ctx.Err() == nil {
 		done, registered, why := w.session(ctx)
@@ -202,6 +213,7 @@ func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) {
 		switch {
 		case registered:
 			backoff, failures = backoffMin, 0
+			unreached = time.Now()
 			log.Info("taskgrid: connection to the scheduler lost; reconnecting", "address", w.address, "err", why)
 		case failures == 0 || time.Since(lastWarn) >= warnEvery:
 			lastWarn = time.Now()
@@ -210,8 +222,17 @@ func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) {
 		default:
 			failures++
 		}
+		wait := backoff
+		if d := w.cfg.deathTimeout; d > 0 {
+			left := d - time.Since(unreached)
+			if left <= 0 {
+				gone = fmt.Errorf("%w: %s out of reach for %v (last: %v)", ErrSchedulerGone, w.address, d, why)
+				break
+			}
+			wait = min(wait, left)
+		}
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-ctx.Done():
 		}
 		backoff = min(2*backoff, backoffMax)
@@ -221,6 +242,7 @@ func (w *Worker) serve(ctx context.Context, conn *grpc.ClientConn) {
 		log.Warn("taskgrid: tasks did not stop; returning without waiting for them")
 	}
 	log.Info("taskgrid: worker stopped", "name", w.Name())
+	return gone
 }
 
 // registration is the worker's first message.

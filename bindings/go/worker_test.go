@@ -441,3 +441,39 @@ func TestNestedWorkThroughTheWorkerSideClient(t *testing.T) {
 		t.Error("ClientFromContext outside a task succeeded")
 	}
 }
+
+// WithDeathTimeout: with no scheduler there, Run gives up after the
+// timeout with ErrSchedulerGone; without it, Run keeps trying until its
+// context ends and returns nil.
+func TestWorkerDeathTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "tcp://" + l.Addr().String()
+	l.Close() // nobody listens there now
+	w := taskgrid.NewWorker(addr, taskgrid.WithDeathTimeout(300*time.Millisecond))
+	if err := w.Register("go.double", double); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = w.Run(ctx)
+	if !errors.Is(err, taskgrid.ErrSchedulerGone) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Run = %v, want ErrSchedulerGone naming %s", err, addr)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond || ctx.Err() != nil {
+		t.Fatalf("Run gave up after %v (context: %v), want after the 300 ms timeout", took, ctx.Err())
+	}
+
+	patient := taskgrid.NewWorker(addr)
+	if err := patient.Register("go.double", double); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), time.Second)
+	defer cancelShort()
+	if err := patient.Run(short); err != nil {
+		t.Fatalf("Run without a death timeout = %v, want nil at its context's end", err)
+	}
+}

@@ -76,6 +76,7 @@ func run(args []string) int {
 	memPause := fs.String("memory-pause", "0.8", "beyond this fraction take no new tasks until results are freed (none: never)")
 	memTerminate := fs.String("memory-terminate", "0.95", "beyond this fraction stop and exit with status 3 (none: never)")
 	spillDir := fs.String("spill-dir", "", "where spilled results go (default: a private temporary directory, removed at exit)")
+	deathTimeout := fs.Float64("death-timeout", 0, "exit (status 1) once the scheduler has been out of reach for this many seconds,\nat start or after losing it (0: keep trying)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: taskgrid-go-worker ADDRESS [options]")
 		fs.PrintDefaults()
@@ -118,6 +119,10 @@ func run(args []string) int {
 		taskgrid.WithDataListen(*dataListen), taskgrid.WithDataAddress(*dataAddress),
 		taskgrid.WithDataClients(*dataClients),
 	}, mem...)
+	if *deathTimeout < 0 {
+		return usage("--death-timeout: %g is not 0 or more seconds", *deathTimeout)
+	}
+	opts = append(opts, taskgrid.WithDeathTimeout(time.Duration(*deathTimeout*float64(time.Second))))
 	if *ca != "" || *cert != "" || *key != "" {
 		opts = append(opts, taskgrid.WithSecurity(&taskgrid.Security{CAFile: *ca, CertFile: *cert, KeyFile: *key}))
 	}
@@ -153,6 +158,10 @@ func run(args []string) int {
 		if errors.Is(err, taskgrid.ErrMemoryTerminate) {
 			logger.Error(fmt.Sprintf("%v; exiting with status %d", err, exitMemory))
 			return exitMemory
+		}
+		if errors.Is(err, taskgrid.ErrSchedulerGone) {
+			logger.Error(err.Error() + " (--death-timeout); exiting")
+			return 1
 		}
 		logger.Error(err.Error())
 		return 2
