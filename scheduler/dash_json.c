@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * dash_json.c: the dashboard's JSON (/api/dashboard.json): the graph's
- * state counts, the workers, progress per function (from the core's
- * per-function counts, tgs_core_func_next) and the task stream (the ring
- * of finished runs, oldest first: key, function, worker, start, stop,
- * erred). Start and stop are seconds relative to the snapshot (<= 0), so
- * the page needs no clock of the scheduler's. Costs O(workers
- * + functions + DASH_RUNS), never O(tasks). Depends on dash.h.
+ * state counts, the workers, the launcher and its units, progress per
+ * function (from the core's per-function counts, tgs_core_func_next) and
+ * the task stream (the ring of finished runs, oldest first: key,
+ * function, worker, start, stop, erred). Start and stop are seconds relative to
+ * the snapshot (<= 0), so the page needs no clock of the scheduler's. Costs
+ * O(workers
+ * + functions + DASH_RUNS + units x workers), never O(tasks). Depends on
+ * dash.h.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 
 /* Functions listed with their progress (the page shows the busiest). */
 #define JSON_FUNCS 1000
+#define JSON_UNITS 1000
 
 static void field_u64(tgs_text *t, const char *name, uint64_t v, bool comma)
 {
@@ -105,6 +108,59 @@ static void stream_json(const struct srv_dash *d, int64_t now_us, tgs_text *t)
     tgs_text_str(t, "]");
 }
 
+static bool json_connected(void *ud, const char *launch_id)
+{
+    const sched *s = ud;
+
+    for (size_t i = 0; i < s->workers.n; i++) {
+        const peer *w = s->workers.v[i];
+        if (w->registered && w->launch_id &&
+            strcmp(w->launch_id, launch_id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The launcher and its units (null with --launcher none), at most
+ * JSON_UNITS of them. */
+static void launcher_json(const sched *s, tgs_text *t)
+{
+    const char *kind, *last;
+    tgs_unit_info u;
+    uint64_t failures;
+
+    if (s->launcher == NULL) {
+        tgs_text_str(t, ",\"launcher\":null");
+        return;
+    }
+    kind = tgs_launcher_kind(s->launcher);
+    failures = tgs_launcher_failures(s->launcher, &last);
+    tgs_text_str(t, ",\"launcher\":{\"kind\":");
+    tgs_text_json(t, kind, strlen(kind));
+    field_u64(t, "target", s->have_target ? s->target : 0, true);
+    field_u64(t, "active", tgs_launcher_active(s->launcher), true);
+    field_u64(t, "failures", failures, true);
+    tgs_text_str(t, ",\"last_error\":");
+    tgs_text_json(t, last, strlen(last));
+    tgs_text_str(t, ",\"units\":[");
+    for (size_t i = 0;
+         i < JSON_UNITS && tgs_launcher_unit_at(s->launcher, i, &u); i++) {
+        tgs_text_str(t, i ? ",{\"id\":" : "{\"id\":");
+        tgs_text_json(t, u.id, strlen(u.id));
+        tgs_text_str(t, ",\"state\":");
+        tgs_text_json(t, u.state, strlen(u.state));
+        tgs_text_str(t, ",\"where\":");
+        tgs_text_json(t, u.where, strlen(u.where));
+        field_u64(t, "workers", u.workers, true);
+        field_u64(t, "connected",
+                  tgs_launcher_unit_connected(s->launcher, i, json_connected,
+                                              (void *)s),
+                  true);
+        tgs_text_str(t, "}");
+    }
+    tgs_text_str(t, "]}");
+}
+
 void tgs_dash_json(const sched *s, int64_t now_us, tgs_text *t)
 {
     uint64_t c[TGS_NSTATES];
@@ -119,6 +175,7 @@ void tgs_dash_json(const sched *s, int64_t now_us, tgs_text *t)
     tgs_text_str(t, "}");
     field_u64(t, "unplaceable", tgs_core_unplaceable(s->core), true);
     workers_json(s, t);
+    launcher_json(s, t);
     functions_json(s, t);
     stream_json(s->dashboard, now_us, t);
     tgs_text_str(t, "}");

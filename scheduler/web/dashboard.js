@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // The dashboard page's code: polls /api/dashboard.json every second and
-// draws the graph's state counts, the workers, the task stream (Chart.js
+// draws the graph's state counts, the workers, the launcher's units, the task stream (Chart.js
 // floating bars, one row per worker, one colour per function) and
 // progress bars per function. Every string from the scheduler (task keys,
 // names) goes into the page as text, never as HTML.
@@ -65,6 +65,29 @@
       body.append(tr);
     }
     document.getElementById('nworkers').textContent = '(' + d.workers.length + ')';
+  }
+
+  // The launcher (local processes, Slurm jobs, SSH hosts) and its units;
+  // hidden when the scheduler has none.
+  function drawLauncher(d) {
+    const section = document.getElementById('launcher-section');
+    const l = d.launcher;
+    section.hidden = !l;
+    if (!l) return;
+    document.getElementById('launcher-summary').textContent =
+      '(' + l.kind + ': ' + l.active + ' of ' + l.target + ' workers, ' +
+      l.failures + ' failed starts)';
+    const err = document.getElementById('launcher-error');
+    err.hidden = !l.last_error;
+    err.textContent = l.last_error ? 'last failure: ' + l.last_error : '';
+    const body = document.querySelector('#units tbody');
+    body.replaceChildren();
+    for (const u of l.units) {
+      const tr = el('tr');
+      tr.append(el('td', 'unit-id', u.id), el('td', 'unit-' + u.state, u.state),
+        el('td', null, u.where), el('td', null, u.workers), el('td', null, u.connected));
+      body.append(tr);
+    }
   }
 
   function drawProgress(d) {
@@ -169,6 +192,7 @@
     document.getElementById('version').textContent = d.version;
     drawCounts(d);
     drawWorkers(d);
+    drawLauncher(d);
     drawProgress(d);
     drawStream(d);
   }

@@ -173,6 +173,12 @@ def test_dashboard_json_has_the_task_stream(pb, dash):
     inc = next(f for f in d["functions"] if f["name"] == "tg.inc")
     assert inc["memory"] >= 19 and inc["waiting"] == inc["ready"] == 0
     assert d["counts"]["erred"] >= 1
+    ln = d["launcher"]
+    assert (ln["kind"], ln["target"], ln["active"], ln["failures"], ln["last_error"]) == (
+        "local", 2, 2, 0, "")
+    assert [(u["state"], u["workers"], u["connected"]) for u in ln["units"]] == [
+        ("running", 1, 1), ("running", 1, 1)]
+    assert all(u["where"].startswith("pid ") for u in ln["units"])
 
 
 def test_hostile_requests(pb, dash):
@@ -322,6 +328,14 @@ def test_dashboard_page_in_chromium(pb, dash):
         rows = b.find_elements("css selector", "#workers tbody tr")
         names = [r.find_element("css selector", "td").text for r in rows]
         assert len(names) == 2 and all(n.startswith("local-") for n in names)
+        # The launcher's panel: the local launcher's two running units.
+        assert b.find_element("id", "launcher-section").is_displayed()
+        assert "local: 2 of 2 workers, 0 failed starts" in b.find_element(
+            "id", "launcher-summary").text
+        units = b.find_elements("css selector", "#units tbody tr")
+        assert [u.find_elements("css selector", "td")[1].text for u in units] == [
+            "running", "running"]
+        assert not b.find_element("id", "launcher-error").is_displayed()
         # The task stream is drawn: a chart with a bar per run shown.
         bars = b.execute_script(
             "const c = window.tgDashboard.chart; if (!c) return 0;"
