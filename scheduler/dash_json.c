@@ -108,19 +108,6 @@ static void stream_json(const struct srv_dash *d, int64_t now_us, tgs_text *t)
     tgs_text_str(t, "]");
 }
 
-static bool json_connected(void *ud, const char *launch_id)
-{
-    const sched *s = ud;
-
-    for (size_t i = 0; i < s->workers.n; i++) {
-        const peer *w = s->workers.v[i];
-        if (w->registered && w->launch_id &&
-            strcmp(w->launch_id, launch_id) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* The launcher and its units (null with --launcher none), at most
  * JSON_UNITS of them. */
 static void launcher_json(const sched *s, tgs_text *t)
@@ -153,8 +140,8 @@ static void launcher_json(const sched *s, tgs_text *t)
         tgs_text_json(t, u.where, strlen(u.where));
         field_u64(t, "workers", u.workers, true);
         field_u64(t, "connected",
-                  tgs_launcher_unit_connected(s->launcher, i, json_connected,
-                                              (void *)s),
+                  tgs_launcher_unit_connected(s->launcher, i,
+                                              srv_launch_connected, (void *)s),
                   true);
         tgs_text_str(t, "}");
     }

@@ -480,17 +480,18 @@ void tgs_launcher_retire(tgs_launcher *l, const char *launch_id)
         u->retired |= (uint64_t)1 << k;
 }
 
-static bool any_connected(const tgs_unit *u,
-                          tgs_launcher_connected_fn connected, void *ud)
+/* How many of `u`'s workers are connected. */
+static uint32_t connected_of(const tgs_unit *u,
+                             tgs_launcher_connected_fn connected, void *ud)
 {
     char id[TGS_UNIT_ID_MAX + 16];
+    uint32_t n = 0;
 
     for (uint32_t k = 0; k < u->slots; k++) {
         snprintf(id, sizeof(id), "%s/%u", u->id, k);
-        if (connected(ud, id))
-            return true;
+        n += connected(ud, id);
     }
-    return false;
+    return n;
 }
 
 bool tgs_launcher_stop_idle(tgs_launcher *l, size_t keep,
@@ -503,7 +504,7 @@ bool tgs_launcher_stop_idle(tgs_launcher *l, size_t keep,
         tgs_unit *u = l->units[i];
         size_t mine = unit_active(u);
         if (u->stopping || mine == 0 || active - mine < keep ||
-            any_connected(u, connected, ud))
+            connected_of(u, connected, ud) > 0)
             continue;
         TG_LOG_INFO("stopping %s (%s): not needed, and no worker of it "
                     "connected",
@@ -540,16 +541,7 @@ uint32_t tgs_launcher_unit_connected(const tgs_launcher *l, size_t i,
                                      tgs_launcher_connected_fn connected,
                                      void *ud)
 {
-    char id[TGS_UNIT_ID_MAX + 16];
-    uint32_t n = 0;
-
-    if (i >= l->nunits)
-        return 0;
-    for (uint32_t k = 0; k < l->units[i]->slots; k++) {
-        snprintf(id, sizeof(id), "%s/%u", l->units[i]->id, k);
-        n += connected(ud, id);
-    }
-    return n;
+    return i < l->nunits ? connected_of(l->units[i], connected, ud) : 0;
 }
 
 void tgs_launcher_terminate(tgs_launcher *l)

@@ -14,12 +14,12 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-static bool launch_connected(void *ud, const char *id)
+bool srv_launch_connected(void *ud, const char *id)
 {
-    sched *s = ud;
+    const sched *s = ud;
 
     for (size_t i = 0; i < s->workers.n; i++) {
-        peer *w = s->workers.v[i];
+        const peer *w = s->workers.v[i];
         if (w->registered && w->launch_id && strcmp(w->launch_id, id) == 0)
             return true;
     }
@@ -77,8 +77,9 @@ void srv_scale_tick(sched *s, int64_t now)
      * work to lose), newest first, while whole units can go. Connected
      * workers are the core's to retire, by draining; it picks the least
      * loaded. */
-    while (active > s->target &&
-           tgs_launcher_stop_idle(s->launcher, s->target, launch_connected, s))
+    while (
+        active > s->target &&
+        tgs_launcher_stop_idle(s->launcher, s->target, srv_launch_connected, s))
         active = tgs_launcher_active(s->launcher);
     srv_run_actions(s);
 }

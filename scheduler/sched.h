@@ -363,5 +363,8 @@ void srv_watch_tick(sched *s, int64_t now_ms);
 
 /* Reap exited workers and start or stop processes toward the target. */
 void srv_scale_tick(sched *s, int64_t now);
+/* Is the worker with launch id `id` registered now (`ud`: the sched).
+ * A tgs_launcher_connected_fn, for scaling, Status and the dashboard. */
+bool srv_launch_connected(void *ud, const char *id);
 
 #endif

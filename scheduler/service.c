@@ -373,19 +373,6 @@ void srv_do_release(sched *s, tg__scall *c, const uint8_t *req, size_t len)
     srv_run_actions(s);
 }
 
-static bool status_connected(void *ud, const char *launch_id)
-{
-    sched *s = ud;
-
-    for (size_t i = 0; i < s->workers.n; i++) {
-        peer *w = s->workers.v[i];
-        if (w->registered && w->launch_id &&
-            strcmp(w->launch_id, launch_id) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* StatusResponse.launcher: the units and the counts scaling uses. Returns
  * the units array (to free after the reply), or NULL when out of memory
  * or with no launcher (then has_launcher is false). */
@@ -412,8 +399,8 @@ status_launcher(sched *s, taskgrid_v1_LauncherStatus *ls, bool *has)
         u[i].state = tg_pbbuf_str(info.state);
         u[i].where = tg_pbbuf_str(info.where);
         u[i].workers = info.workers;
-        u[i].connected =
-            tgs_launcher_unit_connected(s->launcher, i, status_connected, s);
+        u[i].connected = tgs_launcher_unit_connected(s->launcher, i,
+                                                     srv_launch_connected, s);
         if (strcmp(info.state, "stopping") != 0)
             starting += info.workers - u[i].connected;
     }

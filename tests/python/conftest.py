@@ -48,6 +48,18 @@ def pb(tmp_path_factory: pytest.TempPathFactory):
     return s
 
 
+def python_env() -> dict[str, str]:
+    """This process's environment for a Python program of the binding:
+    this checkout's binding when its gRPC stubs are generated (a
+    developer's tree), else the installed one (what the test command
+    installs)."""
+    env = dict(os.environ)
+    src = ROOT / "bindings" / "python" / "src"
+    if (src / "taskgrid" / "v1" / "taskgrid_pb2.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def _scheduler_bin() -> pathlib.Path:
     exe = BIN / "scheduler" / "taskgrid-scheduler"
     if not exe.exists():

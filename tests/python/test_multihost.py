@@ -19,7 +19,7 @@ import uuid
 
 import grpc
 import pytest
-from conftest import BIN, ROOT, run_scheduler, stop_process, wait_for_workers
+from conftest import BIN, ROOT, python_env, run_scheduler, stop_process, wait_for_workers
 
 
 def _global_ipv4() -> str:
@@ -41,10 +41,7 @@ PY_SRC = ROOT / "bindings" / "python" / "src"
 def _python_worker() -> tuple[list[str], dict[str, str]]:
     """`python -m taskgrid.worker`: this checkout's binding when its gRPC
     stubs have been generated, else the installed one."""
-    env = dict(os.environ)
-    if (PY_SRC / "taskgrid" / "v1" / "taskgrid_pb2.py").is_file():
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(PY_SRC), *filter(None, [env.get("PYTHONPATH")])])
+    env = python_env()
     check = subprocess.run([sys.executable, "-c", "import taskgrid.worker"], env=env,
                            capture_output=True, text=True, timeout=60)
     if check.returncode != 0:

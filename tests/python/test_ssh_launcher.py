@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import BIN, ROOT, run_scheduler, wait_until
+from conftest import BIN, ROOT, python_env, run_scheduler, wait_until
 
 CLUSTER = ROOT / "tests" / "cluster"
 SCHEDULER = BIN / "scheduler" / "taskgrid-scheduler"
@@ -391,17 +391,6 @@ def test_missing_ssh_program_fails_at_start_up(tmp_path):
     assert f"cannot run {tmp_path / 'no-ssh'}" in err, err
 
 
-def _python_env() -> dict[str, str]:
-    """This checkout's Python binding when its gRPC stubs are generated
-    (a developer's tree), else the installed one (what the test command
-    installs)."""
-    env = dict(os.environ)
-    src = ROOT / "bindings" / "python" / "src"
-    if (src / "taskgrid" / "v1" / "taskgrid_pb2.py").is_file():
-        env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
 _SSH_CLUSTER_SCRIPT = """
 import json, os, sys, time
 import taskgrid
@@ -434,7 +423,7 @@ def test_ssh_cluster_from_python(net, tmp_path):
     d, found = net
     h2, h3 = found["h2"][0], found["h3"][0]
     bridge = h2.rsplit(".", 1)[0] + ".254"  # this machine's address there
-    env = {**_python_env(), "TASKGRID_BIN_DIR": str(BIN)}
+    env = {**python_env(), "TASKGRID_BIN_DIR": str(BIN)}
     r = subprocess.run(
         [sys.executable, "-c", _SSH_CLUSTER_SCRIPT, bridge, h2, h3, str(d / "ssh_config")],
         capture_output=True,
@@ -467,7 +456,7 @@ def test_worker_stops_at_end_of_file_on_its_parent_fd(pb, kind):
     ):
         name = f"eof-{kind}"
         cmd = [str(WORKER)] if kind == "c" else [sys.executable, "-m", "taskgrid.worker"]
-        env = _python_env()
+        env = python_env()
         w = subprocess.Popen(
             [
                 *cmd,

@@ -17,17 +17,9 @@ import time
 
 import grpc
 import pytest
-from conftest import BIN, ROOT, run_scheduler, stop_process, wait_for_workers
+from conftest import BIN, python_env, run_scheduler, stop_process, wait_for_workers
 
 WORKER = BIN / "worker" / "taskgrid-worker"
-
-
-def _python_env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = ROOT / "bindings" / "python" / "src"
-    if (src / "taskgrid" / "v1" / "taskgrid_pb2.py").is_file():
-        env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
-    return env
 
 
 def _worker(kind: str, address: str, name: str, *extra: str) -> subprocess.Popen[str]:
@@ -36,7 +28,7 @@ def _worker(kind: str, address: str, name: str, *extra: str) -> subprocess.Popen
         [*cmd, address, "--name", name, "--nthreads", "1", *extra],
         stderr=subprocess.PIPE,
         text=True,
-        env=_python_env(),
+        env=python_env(),
     )
 
 
